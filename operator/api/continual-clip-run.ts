@@ -1,0 +1,351 @@
+// The ContinualClipRun API (ticclip.dev/v1alpha1): the only place its shape is written.
+// crds/ is generated from these schemas by gen-artifacts.ts; descriptions feed `kubectl explain`.
+import { z } from "zod";
+import {
+  bucketName,
+  dnsLabel,
+  dnsSubdomain,
+  duration,
+  httpUrl,
+  keyPrefix,
+  labelMap,
+  quantity,
+  s3Uri,
+} from "./common.ts";
+
+export const GROUP = "ticclip.dev";
+export const VERSION = "v1alpha1";
+export const KIND = "ContinualClipRun";
+export const PLURAL = "continualclipruns";
+export const SINGULAR = "continualcliprun";
+export const SHORT_NAMES = ["ccr"];
+export const CATEGORIES = ["ticclip", "ml"];
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** A CEL rule attached to an object schema, carried into the CRD as x-kubernetes-validations. */
+export type CelRule = { rule: string; message: string; fieldPath?: string; reason?: string };
+const cel = (...rules: CelRule[]) => ({ "x-kubernetes-validations": rules });
+
+export const REPLAY_STRATEGIES = [
+  "Sequential",
+  "CumulativeAll",
+  "CumulativeExp",
+  "CumulativeEqual",
+  "Restart",
+  "Oracle",
+] as const;
+export type ReplayStrategy = (typeof REPLAY_STRATEGIES)[number];
+
+export const PRECISIONS = ["amp_bf16", "amp", "fp32"] as const;
+
+const secretRef = z
+  .object({ name: dnsSubdomain.describe("Name of a Secret in the run's namespace.") })
+  .describe("Reference to a Secret in the same namespace.");
+
+export const s3Location = z.object({
+  bucket: bucketName.describe("S3 bucket."),
+  prefix: keyPrefix.default("").describe("Key prefix inside the bucket, ending in '/'."),
+});
+
+const s3Connection = {
+  region: z.string().min(1).max(64).default("us-east-1").describe("S3 region."),
+  endpoint: httpUrl
+    .optional()
+    .describe("Custom S3 endpoint (MinIO, Ceph). When set, path-style addressing is used."),
+  credentialsSecretRef: secretRef
+    .optional()
+    .describe(
+      "Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Omit to use the default AWS chain (IRSA).",
+    ),
+};
+
+export const sourceSpec = z
+  .object({
+    s3: s3Location.extend(s3Connection).describe("Where data slices land: <prefix><sliceId>/."),
+    pollInterval: duration.default("5m").describe("How often to list the prefix for new slices."),
+    startAfter: z
+      .string()
+      .max(256)
+      .optional()
+      .describe("Ignore slices whose id sorts at or before this one."),
+  })
+  .describe("The S3 prefix watched for new time slices.");
+
+export const modelSpec = z
+  .object({
+    architecture: z
+      .string()
+      .min(1)
+      .max(128)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "an open_clip model name")
+      .describe("open_clip model name, or a model config shipped in the trainer image."),
+    initialCheckpoint: s3Uri
+      .optional()
+      .describe("Checkpoint for round 0 (weights only). Omit to train round 0 from scratch."),
+  })
+  .describe("The model being kept fresh.");
+
+export const optimizerSpec = z
+  .object({
+    lr: z.number().gt(0).max(1).default(5.0e-4).describe("Peak learning rate of each round's cosine cycle."),
+    weightDecay: z.number().min(0).max(10).default(0.2).describe("AdamW weight decay."),
+    warmupSteps: z.int().min(0).max(10_000_000).default(0).describe("Linear warmup steps at the start of each round."),
+    batchSize: z.int().min(1).max(1_048_576).default(8192).describe("Global batch size."),
+    precision: z.enum(PRECISIONS).default("amp_bf16").describe("Training precision (fp32 is used on CPU)."),
+  })
+  .describe("Optimizer settings; every round starts a fresh optimizer and cosine cycle.");
+
+export const strategySpec = z
+  .object({
+    replay: z.enum(REPLAY_STRATEGIES).default("CumulativeAll").describe("TiC-CLIP replay strategy."),
+    samplesPerRound: z
+      .int()
+      .min(1)
+      .max(1e15)
+      .describe("Compute budget C: samples seen per round (Oracle sees (t+1)*C at round t)."),
+    bufferSamples: z
+      .int()
+      .min(0)
+      .max(1e15)
+      .default(0)
+      .describe("CumulativeExp/CumulativeEqual: size of the past-data buffer; 0 means the size of the new data."),
+    roundPolicy: z
+      .enum(["EverySlice", "Latest"])
+      .default("EverySlice")
+      .describe("EverySlice: one round per slice, in order. Latest: one round over all slices that arrived meanwhile."),
+    warmStartFrom: z
+      .enum(["PreviousRound", "LastPromoted"])
+      .default("PreviousRound")
+      .describe("Which checkpoint a round warm-starts from (Restart and Oracle always start from scratch)."),
+    optimizer: optimizerSpec.prefault({}),
+  })
+  .meta(
+    cel(
+      {
+        rule: "self.bufferSamples == 0 || self.replay in ['CumulativeExp', 'CumulativeEqual']",
+        message: "bufferSamples applies only to replay CumulativeExp or CumulativeEqual",
+        fieldPath: ".bufferSamples",
+      },
+      {
+        rule: "!(self.replay in ['Restart', 'Oracle']) || self.warmStartFrom == 'PreviousRound'",
+        message: "replay Restart and Oracle start from scratch: warmStartFrom must be PreviousRound",
+        fieldPath: ".warmStartFrom",
+      },
+    ),
+  )
+  .describe("How each round is trained.");
+
+const toleration = z.object({
+  key: z.string().max(316).optional(),
+  operator: z.enum(["Exists", "Equal"]).optional(),
+  value: z.string().max(63).optional(),
+  effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+  tolerationSeconds: z.int().optional(),
+});
+
+const resourceList = z.record(z.string(), quantity);
+
+export const trainerSpec = z
+  .object({
+    image: z.string().min(1).max(512).describe("Trainer container image."),
+    imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
+    imagePullSecrets: z.array(z.object({ name: dnsSubdomain })).max(8).optional(),
+    nodes: z.int().min(1).max(1024).default(1).describe("Nodes per round (more than 1 runs an Indexed Job with torchrun rendezvous)."),
+    gpusPerNode: z.int().min(0).max(64).default(1).describe("nvidia.com/gpu per node; 0 trains on CPU."),
+    resources: z
+      .object({ requests: resourceList.optional(), limits: resourceList.optional() })
+      .optional()
+      .describe("CPU and memory of each trainer pod (GPUs come from gpusPerNode)."),
+    nodeSelector: labelMap.optional(),
+    tolerations: z.array(toleration).max(32).optional(),
+    affinity: z
+      .object({})
+      .meta({ "x-kubernetes-preserve-unknown-fields": true })
+      .optional()
+      .describe("A core/v1 Affinity, passed to the pod as is."),
+    priorityClassName: z.string().max(253).optional(),
+    serviceAccountName: z.string().max(253).optional(),
+    queueName: dnsSubdomain.optional().describe("Kueue LocalQueue: sets the kueue.x-k8s.io/queue-name label on each Job."),
+    backoffLimit: z.int().min(0).max(100).default(2).describe("Retries of a failed trainer pod (exit code 2 is never retried)."),
+    activeDeadlineSeconds: z.int().min(60).max(31_536_000).default(172_800),
+    checkpointIntervalMinutes: z.int().min(1).max(1440).default(30).describe("Intra-round checkpoint interval, so preempted pods resume."),
+  })
+  .meta(cel({ rule: "self.nodes == 1 || self.gpusPerNode > 0", message: "nodes > 1 needs gpusPerNode > 0", fieldPath: ".gpusPerNode" }))
+  .describe("The trainer Job of each round.");
+
+export const GATE_METRIC_PATTERN =
+  /^(retrieval\.(id|backward|forward|latest)\.(meanRecallAt1|imageToTextRecallAt[0-9]+|textToImageRecallAt[0-9]+)|zeroShot\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(top1|top5))$/;
+
+export const gateSpec = z
+  .object({
+    metric: z
+      .string()
+      .max(128)
+      .regex(GATE_METRIC_PATTERN, "retrieval.<id|backward|forward|latest>.<meanRecallAt1|imageToTextRecallAtK|textToImageRecallAtK> or zeroShot.<name>.<top1|top5>")
+      .describe("Metric path, e.g. retrieval.id.meanRecallAt1 or zeroShot.imagenet-val.top1."),
+    op: z.enum([">=", ">", "<=", "<"]).optional().describe("Comparison with value."),
+    value: z.number().optional().describe("Absolute threshold."),
+    maxRegression: z.number().min(0).optional().describe("Largest allowed drop below the promoted model."),
+  })
+  .meta(
+    cel(
+      { rule: "has(self.value) || has(self.maxRegression)", message: "a gate needs value (with op) or maxRegression" },
+      { rule: "has(self.op) == has(self.value)", message: "op and value go together", fieldPath: ".op" },
+    ),
+  );
+
+export const evaluationSpec = z
+  .object({
+    retrieval: z
+      .object({ k: z.array(z.int().min(1).max(1000)).min(1).max(8).default([1, 5, 10]).describe("Recall@K values.") })
+      .prefault({}),
+    zeroShot: z
+      .array(
+        z.object({
+          name: dnsLabel.describe("Name used in metric paths (zeroShot.<name>.top1)."),
+          uri: s3Uri.describe("Zero-shot eval pack prefix."),
+        }),
+      )
+      .max(16)
+      .default([]),
+    gates: z.array(gateSpec).max(32).default([]),
+  })
+  .meta(
+    cel({
+      rule: "self.gates.all(g, !g.metric.startsWith('zeroShot.') || self.zeroShot.exists(z, g.metric.startsWith('zeroShot.' + z.name + '.')))",
+      message: "a zeroShot gate must name an entry of evaluation.zeroShot",
+      fieldPath: ".gates",
+    }),
+  )
+  .describe("How each round's exported model is scored.");
+
+export const promotionSpec = z
+  .object({
+    mode: z.enum(["Auto", "Manual"]).default("Auto").describe("Manual waits for the approval annotation."),
+    s3: s3Location.describe("Where promoted versions are copied (v<N>/) and the alias pointer lives."),
+    alias: dnsLabel.default("production").describe("Alias pointer name: <prefix><alias>.json."),
+    configMapName: dnsSubdomain.optional().describe("ConfigMap (owned by the run) describing the promoted model."),
+    pinVersion: z.int().min(1).nullable().optional().describe("Rollback: point the alias at this earlier version."),
+  })
+  .describe("What happens to a model that passes its gates.");
+
+export const continualClipRunSpec = z
+  .object({
+    suspend: z.boolean().default(false).describe("Stop starting new rounds; a running round completes."),
+    source: sourceSpec,
+    model: modelSpec,
+    strategy: strategySpec,
+    trainer: trainerSpec,
+    evaluation: evaluationSpec.prefault({}),
+    promotion: promotionSpec.optional(),
+    artifacts: z
+      .object({ s3: s3Location })
+      .describe("Where rounds write plans, checkpoints, ONNX encoders and eval results (same endpoint and credentials as source)."),
+    historyLimit: z.int().min(1).max(1000).default(50).describe("Rounds kept in status.rounds."),
+  })
+  .describe("Desired state of a continual CLIP training run.");
+
+// ---- status ----
+
+export const conditionSchema = z.object({
+  type: z.string().min(1).max(316),
+  status: z.enum(["True", "False", "Unknown"]),
+  observedGeneration: z.int().min(0).optional(),
+  lastTransitionTime: z.string().describe("RFC 3339 time of the last status change."),
+  reason: z.string().min(1).max(1024).regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
+  message: z.string().max(32768),
+});
+export type Condition = z.infer<typeof conditionSchema>;
+
+export const ROUND_PHASES = ["Pending", "Training", "Evaluating", "Gating", "Promoted", "Rejected", "Trained", "Failed"] as const;
+export type RoundPhase = (typeof ROUND_PHASES)[number];
+
+const gateResult = z.object({
+  metric: z.string(),
+  observed: z.number().nullable().optional(),
+  threshold: z.number().nullable().optional(),
+  passed: z.boolean(),
+  message: z.string().optional(),
+});
+
+export const roundStatus = z.object({
+  index: z.int().min(0),
+  slices: z.array(z.string()),
+  replay: z.enum(REPLAY_STRATEGIES),
+  phase: z.enum(ROUND_PHASES),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  job: z.string().optional(),
+  initCheckpoint: z.string().optional(),
+  checkpoint: z.string().optional(),
+  samples: z.int().min(0).optional(),
+  gpuSeconds: z.number().min(0).optional(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  metrics: z.record(z.string(), z.number()).optional(),
+  gates: z.array(gateResult).optional(),
+  promotedVersion: z.int().optional(),
+});
+export type RoundStatus = z.infer<typeof roundStatus>;
+
+export const RUN_PHASES = ["Pending", "Waiting", "Training", "Evaluating", "Idle", "Suspended", "Invalid", "Degraded"] as const;
+
+export const continualClipRunStatus = z.object({
+  observedGeneration: z.int().min(0).optional(),
+  phase: z.enum(RUN_PHASES).optional(),
+  conditions: z.array(conditionSchema).optional(),
+  slices: z
+    .object({
+      discovered: z.int().min(0),
+      consumed: z.int().min(0),
+      latest: z.string().optional(),
+      invalid: z.array(z.object({ id: z.string(), reason: z.string() })).optional(),
+    })
+    .optional(),
+  currentRound: z
+    .object({ index: z.int().min(0), phase: z.enum(ROUND_PHASES), job: z.string().optional(), startedAt: z.string().optional() })
+    .optional(),
+  rounds: z.array(roundStatus).optional(),
+  promoted: z
+    .object({
+      version: z.int().min(1),
+      round: z.int().min(0),
+      uri: z.string(),
+      promotedAt: z.string(),
+      metrics: z.record(z.string(), z.number()).optional(),
+    })
+    .optional(),
+  compute: z
+    .object({
+      samplesSeen: z.int().min(0),
+      gpuSeconds: z.number().min(0),
+      oracleEquivalentSamples: z.int().min(0),
+      savingVsOracle: z.number().min(0),
+    })
+    .optional(),
+});
+export type ContinualClipRunStatus = z.infer<typeof continualClipRunStatus>;
+
+const objectMeta = z
+  .object({
+    name: z.string().optional(),
+    namespace: z.string().optional(),
+    uid: z.string().optional(),
+    generation: z.int().optional(),
+    resourceVersion: z.string().optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    deletionTimestamp: z.string().optional(),
+  })
+  .loose();
+
+/** A ContinualClipRun as read from the API server (spec already defaulted by it). */
+export const continualClipRun = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(KIND),
+  metadata: objectMeta,
+  spec: continualClipRunSpec,
+  status: continualClipRunStatus.optional(),
+});
+export type ContinualClipRun = z.infer<typeof continualClipRun>;
+export type ContinualClipRunSpec = z.infer<typeof continualClipRunSpec>;

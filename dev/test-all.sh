@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's test command (`npm test`): type check, unit tests, integration tests against the
+# local cluster and S3 server (started here if not running), and the trainer's pytest suite.
+# Every suite runs even if an earlier one failed; the exit code says whether all passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash dev/cluster.sh up || { echo "local cluster failed to start" >&2; exit 1; }
+eval "$(bash dev/cluster.sh env)"
+
+failed=()
+run() {
+  local name=$1; shift
+  echo "=== $name"
+  "$@" || failed+=("$name")
+}
+run typecheck npm run -s typecheck
+run unit npm run -s test:unit
+run integration npm run -s test:integration
+run trainer npm run -s test:trainer
+
+if ((${#failed[@]})); then
+  echo "FAILED suites: ${failed[*]}" >&2
+  exit 1
+fi
+echo "all suites passed"

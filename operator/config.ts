@@ -1,0 +1,48 @@
+// Operator configuration from flags and environment, validated once at start-up.
+import { parseArgs } from "node:util";
+import { z } from "zod";
+
+export const operatorConfig = z.object({
+  kubeconfig: z.string().optional().describe("Path to a kubeconfig; omitted means in-cluster config or $KUBECONFIG."),
+  namespaces: z
+    .array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a namespace name"))
+    .describe("Namespaces to watch; empty means all."),
+  logLevel: z.enum(["error", "warn", "info", "debug"]),
+  resyncSeconds: z.number().int().min(10).max(86_400),
+  watchTimeoutSeconds: z.number().int().min(10).max(3600),
+  concurrency: z.number().int().min(1).max(64),
+  identity: z.string().min(1),
+});
+export type OperatorConfig = z.infer<typeof operatorConfig>;
+
+const FLAGS = {
+  kubeconfig: { type: "string" },
+  namespaces: { type: "string" },
+  "log-level": { type: "string" },
+  "resync-seconds": { type: "string" },
+  "watch-timeout-seconds": { type: "string" },
+  concurrency: { type: "string" },
+  identity: { type: "string" },
+} as const;
+
+/** Flags win over environment variables (TICCLIP_NAMESPACES, TICCLIP_LOG_LEVEL, ...). */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
+  const { values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false });
+  const pick = (flag: keyof typeof FLAGS, envName: string): string | undefined => values[flag] ?? env[envName];
+  const namespaces = pick("namespaces", "TICCLIP_NAMESPACES");
+  const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
+  const result = operatorConfig.safeParse({
+    kubeconfig: pick("kubeconfig", "KUBECONFIG"),
+    namespaces: namespaces ? namespaces.split(",").map((s) => s.trim()).filter(Boolean) : [],
+    logLevel: pick("log-level", "TICCLIP_LOG_LEVEL") ?? "info",
+    resyncSeconds: num(pick("resync-seconds", "TICCLIP_RESYNC_SECONDS"), 300),
+    watchTimeoutSeconds: num(pick("watch-timeout-seconds", "TICCLIP_WATCH_TIMEOUT_SECONDS"), 300),
+    concurrency: num(pick("concurrency", "TICCLIP_CONCURRENCY"), 4),
+    identity: pick("identity", "POD_NAME") ?? `${env.HOSTNAME ?? "local"}-${process.pid}`,
+  });
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);
+    throw new Error(`invalid operator configuration: ${problems.join("; ")}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,39 @@
+// metav1.Condition bookkeeping, pure: lastTransitionTime moves only when status flips.
+import type { Condition } from "../api/continual-clip-run.ts";
+
+export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "Stalled"] as const;
+export type ConditionType = (typeof CONDITION_TYPES)[number];
+
+export type ConditionUpdate = {
+  type: ConditionType;
+  status: Condition["status"];
+  reason: string;
+  message: string;
+};
+
+export function setCondition(
+  existing: readonly Condition[] | undefined,
+  update: ConditionUpdate,
+  observedGeneration: number,
+  now: Date,
+): Condition[] {
+  const list = [...(existing ?? [])];
+  const i = list.findIndex((c) => c.type === update.type);
+  const previous = i >= 0 ? list[i] : undefined;
+  const next: Condition = {
+    type: update.type,
+    status: update.status,
+    observedGeneration,
+    lastTransitionTime:
+      previous && previous.status === update.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+    reason: update.reason,
+    message: update.message,
+  };
+  if (i >= 0) list[i] = next;
+  else list.push(next);
+  return list;
+}
+
+export function findCondition(list: readonly Condition[] | undefined, type: ConditionType): Condition | undefined {
+  return list?.find((c) => c.type === type);
+}

@@ -1,0 +1,119 @@
+// The Kubernetes adapter for ContinualClipRun objects and Events. Only kube/ imports client-node.
+import { createHash } from "node:crypto";
+import * as k8s from "@kubernetes/client-node";
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
+import { isConflict, isNotFound } from "./errors.ts";
+
+export const FIELD_MANAGER = "continual-clip-operator";
+
+export function loadKubeConfig(path?: string): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  if (path) kc.loadFromFile(path);
+  else kc.loadFromDefault(); // $KUBECONFIG, ~/.kube/config, or the in-cluster service account
+  return kc;
+}
+
+/** A run as it comes off the wire: not yet validated. */
+export type RawObject = {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; namespace: string; uid: string; generation?: number; resourceVersion?: string; [k: string]: unknown };
+  spec?: unknown;
+  status?: unknown;
+};
+
+export type ListResult = { items: RawObject[]; resourceVersion: string };
+
+export class RunClient {
+  readonly #custom: k8s.CustomObjectsApi;
+  constructor(kc: k8s.KubeConfig) {
+    this.#custom = kc.makeApiClient(k8s.CustomObjectsApi);
+  }
+
+  /** Lists runs in one namespace, or in all when namespace is undefined. */
+  async list(namespace?: string): Promise<ListResult> {
+    const res = namespace
+      ? await this.#custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace })
+      : await this.#custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL });
+    return { items: res.items as RawObject[], resourceVersion: res.metadata.resourceVersion as string };
+  }
+
+  watchPath(namespace?: string): string {
+    return namespace ? `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
+  }
+
+  /** Reads a run; undefined when it does not exist. */
+  async get(namespace: string, name: string): Promise<RawObject | undefined> {
+    try {
+      return (await this.#custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name })) as RawObject;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Replaces status through the status subresource. A merge patch replaces arrays whole, so the
+   * full conditions list goes every time; the fixed field manager makes our writes attributable.
+   * Returns false when the run is gone.
+   */
+  async patchStatus(namespace: string, name: string, status: ContinualClipRunStatus): Promise<boolean> {
+    try {
+      await this.#custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { status }, fieldManager: FIELD_MANAGER },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+      );
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+}
+
+export type EventType = "Normal" | "Warning";
+
+/**
+ * Records core/v1 Events about runs. The name derives from the run, reason and message, so the
+ * same event after a restart bumps a count instead of adding a twin.
+ */
+export class EventRecorder {
+  readonly #core: k8s.CoreV1Api;
+  readonly #instance: string;
+  constructor(kc: k8s.KubeConfig, instance: string) {
+    this.#core = kc.makeApiClient(k8s.CoreV1Api);
+    this.#instance = instance;
+  }
+
+  async record(run: RawObject, type: EventType, reason: string, message: string): Promise<void> {
+    const { namespace, name, uid } = run.metadata;
+    const digest = createHash("sha256").update(`${uid}/${type}/${reason}/${message}`).digest("hex").slice(0, 16);
+    const eventName = `${name}.${digest}`;
+    const now = new Date();
+    try {
+      await this.#core.createNamespacedEvent({
+        namespace,
+        body: {
+          metadata: { name: eventName, namespace },
+          involvedObject: { apiVersion: API_VERSION, kind: KIND, name, namespace, uid, resourceVersion: run.metadata.resourceVersion },
+          type,
+          reason,
+          message: message.slice(0, 1024),
+          source: { component: FIELD_MANAGER },
+          reportingComponent: FIELD_MANAGER,
+          reportingInstance: this.#instance,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      const existing = await this.#core.readNamespacedEvent({ namespace, name: eventName });
+      await this.#core.patchNamespacedEvent(
+        { namespace, name: eventName, body: { count: (existing.count ?? 1) + 1, lastTimestamp: now } },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+      );
+    }
+  }
+}

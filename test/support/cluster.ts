@@ -1,0 +1,112 @@
+// Test helpers for the local cluster started by dev/cluster.sh (npm test starts it and exports
+// KUBECONFIG, KUBECTL and the S3 variables). Missing variables fail loudly: a test that silently
+// skipped its cluster would prove nothing.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import * as k8s from "@kubernetes/client-node";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export function requireEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run integration tests through \`npm test\`, which starts the local cluster`);
+  return value;
+}
+
+export function kubeConfig(): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(requireEnv("KUBECONFIG"));
+  return kc;
+}
+
+export type CommandResult = { code: number; stdout: string; stderr: string };
+
+export function kubectl(args: string[], input?: string): CommandResult {
+  const res = spawnSync(requireEnv("KUBECTL"), ["--kubeconfig", requireEnv("KUBECONFIG"), ...args], {
+    input,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  return { code: res.status ?? -1, stdout: res.stdout, stderr: res.stderr };
+}
+
+export function kubectlOk(args: string[], input?: string): string {
+  const res = kubectl(args, input);
+  if (res.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (${res.code}): ${res.stderr}`);
+  return res.stdout;
+}
+
+export function applyCrds(): void {
+  kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", path.join(REPO_ROOT, "crds")]);
+  kubectlOk(["wait", "--for", "condition=Established", "--timeout=60s", "crd/continualclipruns.ticclip.dev"]);
+}
+
+export function createNamespace(prefix: string): string {
+  const ns = `${prefix}-${randomBytes(3).toString("hex")}`;
+  kubectlOk(["create", "namespace", ns]);
+  return ns;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+}
+
+export function clusterScript(...args: string[]): void {
+  const res = spawnSync("bash", [path.join(REPO_ROOT, "dev/cluster.sh"), ...args], { encoding: "utf8", timeout: 300_000 });
+  if (res.status !== 0) throw new Error(`dev/cluster.sh ${args.join(" ")} failed: ${res.stderr}`);
+}
+
+/** The operator as a real child process (so tests can SIGKILL it), logging to a file. */
+export type OperatorProcess = { child: ChildProcess; logFile: string; stop: (signal?: NodeJS.Signals) => Promise<void> };
+
+export function startOperatorProcess(namespaces: string[], extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): OperatorProcess {
+  const logFile = path.join(REPO_ROOT, ".local", `operator-${namespaces.join("_")}-${Date.now()}.log`);
+  spawnSync("mkdir", ["-p", path.dirname(logFile)]);
+  const out = createWriteStream(logFile);
+  const child = spawn(
+    process.execPath,
+    [path.join(REPO_ROOT, "operator/main.ts"), "--kubeconfig", requireEnv("KUBECONFIG"), "--namespaces", namespaces.join(","), ...extraArgs],
+    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    child,
+    logFile,
+    stop: async (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+export type RunObject = {
+  metadata: { name: string; namespace: string; generation: number; resourceVersion: string; uid: string };
+  spec: Record<string, unknown>;
+  status?: {
+    observedGeneration?: number;
+    phase?: string;
+    conditions?: Array<{ type: string; status: string; reason: string; message: string; lastTransitionTime: string; observedGeneration?: number }>;
+  };
+};
+
+export function getRun(namespace: string, name: string): RunObject | undefined {
+  const res = kubectl(["get", "continualclipruns.ticclip.dev", name, "-n", namespace, "-o", "json"]);
+  if (res.code !== 0) return undefined;
+  return JSON.parse(res.stdout) as RunObject;
+}

@@ -1,0 +1,18 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { loadConfig } from "../../operator/config.ts";
+
+test("flags win over env, defaults fill the rest", () => {
+  const c = loadConfig(["--namespaces", "a,b", "--log-level", "debug"], { TICCLIP_NAMESPACES: "x", TICCLIP_CONCURRENCY: "8" });
+  assert.deepEqual(c.namespaces, ["a", "b"]);
+  assert.equal(c.logLevel, "debug");
+  assert.equal(c.concurrency, 8);
+  assert.equal(c.resyncSeconds, 300);
+});
+
+test("bad values are rejected naming the setting", () => {
+  assert.throws(() => loadConfig(["--log-level", "loud"], {}), /logLevel/);
+  assert.throws(() => loadConfig([], { TICCLIP_CONCURRENCY: "0" }), /concurrency/);
+  assert.throws(() => loadConfig(["--namespaces", "Bad_NS"], {}), /namespaces/);
+  assert.throws(() => loadConfig(["--bogus"], {}), /bogus/);
+});

@@ -1,0 +1,100 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { WorkQueue, type Outcome } from "../../../operator/controller/queue.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test("a key is never processed twice at once, and an add during processing re-runs it", async () => {
+  let active = 0;
+  let maxActive = 0;
+  let runs = 0;
+  const q = new WorkQueue(
+    async () => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      runs++;
+      await sleep(20);
+      active--;
+      return { kind: "done" };
+    },
+    { concurrency: 4 },
+  );
+  q.add("ns/a");
+  await sleep(5);
+  q.add("ns/a");
+  q.add("ns/a");
+  await sleep(100);
+  await q.idle();
+  assert.equal(maxActive, 1);
+  assert.equal(runs, 2, "the adds during processing collapse into one re-run");
+});
+
+test("distinct keys run concurrently up to the bound", async () => {
+  let active = 0;
+  let maxActive = 0;
+  const q = new WorkQueue(
+    async () => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      await sleep(20);
+      active--;
+      return { kind: "done" };
+    },
+    { concurrency: 3 },
+  );
+  for (let i = 0; i < 10; i++) q.add(`ns/k${i}`);
+  await sleep(10);
+  await q.idle();
+  assert.equal(maxActive, 3);
+});
+
+test("failures back off exponentially per key and success resets", async () => {
+  const delays: number[] = [];
+  let calls = 0;
+  const q = new WorkQueue(
+    async (): Promise<Outcome> => {
+      calls++;
+      return calls < 5 ? { kind: "retry", error: new Error("boom") } : { kind: "done" };
+    },
+    { concurrency: 1, baseBackoffMs: 5, onError: (_k, _e, ms) => delays.push(ms) },
+  );
+  q.add("ns/a");
+  await sleep(200);
+  assert.deepEqual(delays, [5, 10, 20, 40]);
+  assert.equal(calls, 5);
+  q.stop();
+});
+
+test("a thrown error is a retry, requeueAfter fires later, stalled does not requeue", async () => {
+  const seen: string[] = [];
+  const q = new WorkQueue(
+    async (key): Promise<Outcome> => {
+      seen.push(key);
+      if (key === "ns/throw" && seen.filter((k) => k === key).length === 1) throw new Error("x");
+      if (key === "ns/later" && seen.filter((k) => k === key).length === 1) return { kind: "requeueAfter", ms: 30 };
+      return { kind: "stalled" };
+    },
+    { concurrency: 2, baseBackoffMs: 5 },
+  );
+  q.add("ns/throw");
+  q.add("ns/later");
+  q.add("ns/stalled");
+  await sleep(100);
+  assert.equal(seen.filter((k) => k === "ns/throw").length, 2);
+  assert.equal(seen.filter((k) => k === "ns/later").length, 2);
+  assert.equal(seen.filter((k) => k === "ns/stalled").length, 1);
+  q.stop();
+});
+
+test("addAfter keeps the earliest timer", async () => {
+  const seen: number[] = [];
+  const start = Date.now();
+  const q = new WorkQueue(async () => (seen.push(Date.now() - start), { kind: "done" }), { concurrency: 1 });
+  q.addAfter("ns/a", 200);
+  q.addAfter("ns/a", 20);
+  q.addAfter("ns/a", 300);
+  await sleep(350);
+  assert.equal(seen.length, 1);
+  assert.ok(seen[0]! < 150);
+  q.stop();
+});

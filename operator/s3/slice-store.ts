@@ -1,0 +1,113 @@
+// The S3 side of slice discovery, behind a small interface so discovery can be tested against an
+// in-memory store and run against AWS S3, MinIO or Ceph.
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { classifyS3Error, S3Failure } from "./errors.ts";
+
+export type ObjectInfo = { key: string; size: number; etag?: string | undefined };
+
+export type FolderPage = {
+  /** Common prefixes (`<prefix><name>/`) after startAfter, in S3 key order. */
+  folders: string[];
+  /** Keys directly under the prefix (not in a folder), in S3 key order. */
+  keys: string[];
+  isTruncated: boolean;
+};
+
+export interface SliceStore {
+  readonly bucket: string;
+  /** One ListObjectsV2 request with Delimiter '/' and StartAfter. */
+  listFolders(prefix: string, startAfter: string | undefined): Promise<FolderPage>;
+  /** Every object under a prefix (paginated, no delimiter). */
+  listObjects(prefix: string): Promise<ObjectInfo[]>;
+  /** Object body as text, or undefined when it does not exist. */
+  getText(key: string): Promise<{ text: string; etag?: string | undefined } | undefined>;
+  /** Whether an object exists (HEAD). */
+  exists(key: string): Promise<boolean>;
+}
+
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === "NoSuchKey" || e?.name === "NotFound" || e?.$metadata?.httpStatusCode === 404 && e?.name !== "NoSuchBucket";
+}
+
+export class S3SliceStore implements SliceStore {
+  readonly bucket: string;
+  readonly #client: S3Client;
+  readonly #pageSize: number | undefined;
+
+  /** pageSize lowers MaxKeys (tests exercise pagination with it); S3's default is 1,000. */
+  constructor(client: S3Client, bucket: string, options: { pageSize?: number } = {}) {
+    this.#client = client;
+    this.bucket = bucket;
+    this.#pageSize = options.pageSize;
+  }
+
+  async listFolders(prefix: string, startAfter: string | undefined): Promise<FolderPage> {
+    try {
+      const out = await this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          Delimiter: "/",
+          ...(startAfter ? { StartAfter: startAfter } : {}),
+          ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
+        }),
+      );
+      return {
+        folders: (out.CommonPrefixes ?? []).flatMap((p) => (p.Prefix ? [p.Prefix] : [])),
+        keys: (out.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : [])),
+        isTruncated: out.IsTruncated === true,
+      };
+    } catch (err) {
+      throw new S3Failure(classifyS3Error(err, `list s3://${this.bucket}/${prefix}`), { cause: err });
+    }
+  }
+
+  async listObjects(prefix: string): Promise<ObjectInfo[]> {
+    const objects: ObjectInfo[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const out = await this.#client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            ...(token ? { ContinuationToken: token } : {}),
+            ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
+          }),
+        );
+        for (const o of out.Contents ?? []) if (o.Key) objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (token);
+    } catch (err) {
+      throw new S3Failure(classifyS3Error(err, `list s3://${this.bucket}/${prefix}`), { cause: err });
+    }
+    return objects;
+  }
+
+  async getText(key: string): Promise<{ text: string; etag?: string | undefined } | undefined> {
+    try {
+      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if ((out.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
+        out.Body?.transformToWebStream().cancel().catch(() => {});
+        throw Object.assign(new Error(`object is ${out.ContentLength} bytes, more than ${MAX_MANIFEST_BYTES}`), { name: "EntityTooLarge", $metadata: { httpStatusCode: 400 } });
+      }
+      return { text: (await out.Body?.transformToString("utf-8")) ?? "", etag: out.ETag };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw new S3Failure(classifyS3Error(err, `get s3://${this.bucket}/${key}`), { cause: err });
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw new S3Failure(classifyS3Error(err, `head s3://${this.bucket}/${key}`), { cause: err });
+    }
+  }
+}

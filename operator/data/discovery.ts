@@ -137,6 +137,15 @@ export class SliceDiscovery {
     this.#cursor = this.#startAfter ? pastFolder(`${o.prefix}${this.#startAfter}/`) : undefined;
   }
 
+  get bucket(): string {
+    return this.#store.bucket;
+  }
+
+  /** Whether an S3 event for bucket/key concerns a slice of this source (any object of it). */
+  matches(bucket: string, key: string): boolean {
+    return bucket === this.#store.bucket && this.sliceIdOf(key) !== undefined;
+  }
+
   /** The slice id a key of this source belongs to, or undefined when the key is outside it. */
   sliceIdOf(key: string): string | undefined {
     if (!key.startsWith(this.#prefix)) return undefined;

@@ -1,0 +1,183 @@
+// S3 event notifications: the HTTP endpoint MinIO's webhook target and SNS HTTP(S) subscriptions
+// post to. It only tells discovery where to look sooner; polling remains the source of truth, so a
+// lost notification costs latency, never a slice.
+import { createHash, timingSafeEqual } from "node:crypto";
+import http from "node:http";
+import { z } from "zod";
+import { SUCCESS_MARKER } from "../api/slice-manifest.ts";
+
+export type S3ObjectEvent = { bucket: string; key: string; eventName: string };
+
+export type NotificationOutcome = {
+  status: 200 | 400 | 401 | 405 | 413;
+  /** Short plain-text reason, safe to return to the caller. */
+  message: string;
+  /** Every object event in the request (keys URL-decoded). */
+  events: S3ObjectEvent[];
+  /** ObjectCreated events of _SUCCESS markers: the only ones that may start a round. */
+  matched: { bucket: string; key: string }[];
+  /** SNS subscription handshake: the URL to GET to confirm (only sns.<region>.amazonaws.com). */
+  confirmSubscriptionUrl?: string;
+};
+
+const record = z.object({
+  eventName: z.string(),
+  s3: z.object({
+    bucket: z.object({ name: z.string().min(1) }),
+    object: z.object({ key: z.string().min(1) }),
+  }),
+});
+const s3Event = z.object({ Records: z.array(record).max(10_000) });
+const testEvent = z.object({ Event: z.literal("s3:TestEvent") });
+const snsEnvelope = z.object({
+  Type: z.enum(["SubscriptionConfirmation", "Notification", "UnsubscribeConfirmation"]),
+  Message: z.string().optional(),
+  SubscribeURL: z.string().optional(),
+  TopicArn: z.string().optional(),
+});
+
+const SNS_HOST = /^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/;
+
+function digest(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
+}
+
+/**
+ * Accepts `Authorization: Bearer <token>` (MinIO's webhook auth_token), the bare token, or Basic
+ * auth with the token as password (SNS subscriptions to https://user:<token>@host/...).
+ */
+export function isAuthorized(headers: http.IncomingHttpHeaders, token: string): boolean {
+  if (!token) return false;
+  const h = headers.authorization;
+  if (typeof h !== "string" || !h) return false;
+  let presented = h;
+  const m = /^(Bearer|Basic)\s+(.+)$/i.exec(h.trim());
+  if (m && m[1]!.toLowerCase() === "bearer") presented = m[2]!;
+  if (m && m[1]!.toLowerCase() === "basic") {
+    const decoded = Buffer.from(m[2]!, "base64").toString("utf-8");
+    presented = decoded.slice(decoded.indexOf(":") + 1);
+  }
+  return timingSafeEqual(digest(presented.trim()), digest(token));
+}
+
+function decodeKey(k: string): string {
+  // S3 event keys are URL-encoded the way HTML forms are: '+' for a space.
+  return decodeURIComponent(k.replace(/\+/g, " "));
+}
+
+function reply(status: NotificationOutcome["status"], message: string, events: S3ObjectEvent[] = [], extra: Partial<NotificationOutcome> = {}): NotificationOutcome {
+  const matched = events
+    .filter((e) => e.eventName.includes("ObjectCreated:") && (e.key === SUCCESS_MARKER || e.key.endsWith("/" + SUCCESS_MARKER)))
+    .map((e) => ({ bucket: e.bucket, key: e.key }));
+  return { status, message, events, matched, ...extra };
+}
+
+function parseS3Records(doc: unknown): NotificationOutcome {
+  if (testEvent.safeParse(doc).success) return reply(200, "test event");
+  const parsed = s3Event.safeParse(doc);
+  if (!parsed.success) return reply(400, "not an S3 event notification");
+  const events: S3ObjectEvent[] = [];
+  for (const r of parsed.data.Records) {
+    try {
+      events.push({ bucket: r.s3.bucket.name, key: decodeKey(r.s3.object.key), eventName: r.eventName.replace(/^s3:/, "") });
+    } catch {
+      return reply(400, "malformed object key");
+    }
+  }
+  return reply(200, `${events.length} events`, events);
+}
+
+/** Pure handler for one POSTed body: authenticates, parses, and says what the event means. */
+export function handleS3Event(body: string | Buffer, headers: http.IncomingHttpHeaders, options: { token: string }): NotificationOutcome {
+  if (!isAuthorized(headers, options.token)) return reply(401, "unauthorized");
+  let doc: unknown;
+  try {
+    doc = JSON.parse(typeof body === "string" ? body : body.toString("utf-8"));
+  } catch {
+    return reply(400, "body is not JSON");
+  }
+  const snsType = headers["x-amz-sns-message-type"];
+  const sns = snsEnvelope.safeParse(doc);
+  if (sns.success && (snsType === undefined || snsType === sns.data.Type)) {
+    const m = sns.data;
+    if (m.Type === "SubscriptionConfirmation") {
+      let url: URL;
+      try {
+        url = new URL(m.SubscribeURL ?? "");
+      } catch {
+        return reply(400, "SubscriptionConfirmation without a valid SubscribeURL");
+      }
+      if (url.protocol !== "https:" || !SNS_HOST.test(url.hostname)) return reply(400, "SubscribeURL is not an SNS endpoint");
+      return reply(200, "subscription confirmation", [], { confirmSubscriptionUrl: url.toString() });
+    }
+    if (m.Type === "UnsubscribeConfirmation") return reply(200, "unsubscribed");
+    let inner: unknown;
+    try {
+      inner = JSON.parse(m.Message ?? "");
+    } catch {
+      return reply(400, "SNS message is not JSON");
+    }
+    return parseS3Records(inner);
+  }
+  if (snsType !== undefined) return reply(400, "not an SNS message");
+  return parseS3Records(doc);
+}
+
+export type NotificationServerOptions = {
+  token: string;
+  /** Path the events are posted to. */
+  path?: string;
+  /** A _SUCCESS marker was created: look for a new slice now. */
+  onSliceReady: (bucket: string, key: string) => void;
+  /** Every object event (e.g. manifest.json rewrites, for SliceDiscovery.notify). */
+  onObjectEvent?: (event: S3ObjectEvent) => void;
+  /** Confirms an SNS subscription; defaults to an HTTPS GET of the URL. */
+  confirmSubscription?: (url: string) => Promise<void>;
+  maxBodyBytes?: number;
+};
+
+async function getUrl(url: string): Promise<void> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`SubscribeURL answered ${res.status}`);
+  await res.arrayBuffer();
+}
+
+/** A node:http server for S3 event notifications; call listen() on it. */
+export function createNotificationServer(o: NotificationServerOptions): http.Server {
+  const path = o.path ?? "/s3-events";
+  const max = o.maxBodyBytes ?? 1024 * 1024;
+  const confirm = o.confirmSubscription ?? getUrl;
+  const send = (res: http.ServerResponse, status: number, message: string) => {
+    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...(status === 401 ? { "www-authenticate": 'Bearer realm="s3-events"' } : {}) });
+    res.end(message + "\n");
+  };
+  return http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (url.pathname !== path) return send(res, 404, "not found");
+    if (req.method !== "POST") return send(res, 405, "POST only");
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > max) tooLarge = true;
+      else chunks.push(c);
+    });
+    req.on("error", () => send(res, 400, "request error"));
+    req.on("end", async () => {
+      if (tooLarge) return send(res, 413, "body too large");
+      const out = handleS3Event(Buffer.concat(chunks), req.headers, { token: o.token });
+      if (out.status !== 200) return send(res, out.status, out.message);
+      if (out.confirmSubscriptionUrl) {
+        try {
+          await confirm(out.confirmSubscriptionUrl);
+        } catch (err) {
+          return send(res, 502, `could not confirm the subscription: ${(err as Error).message}`);
+        }
+      }
+      for (const e of out.events) o.onObjectEvent?.(e);
+      for (const m of out.matched) o.onSliceReady(m.bucket, m.key);
+      send(res, 200, out.message);
+    });
+  });
+}

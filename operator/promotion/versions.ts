@@ -1,0 +1,177 @@
+// Promotion in S3: immutable version folders and the alias pointer.
+//
+// Crash safety comes from write order, not locks. A version folder counts only once its
+// version.json exists (written after every copy), so a crash mid-copy leaves an incomplete folder
+// nobody reads; the next attempt reuses that number and overwrites it. The alias pointer is written
+// after version.json, so readers never follow it to a half-copied version. Repeating a promotion
+// finds the complete version whose sourceUri is the round and only (re)writes the alias if it does
+// not already point there. One writer per promotion prefix is assumed (the operator handles one
+// reconcile per run at a time; runs must not share a promotion prefix).
+import { formatIssues } from "../api/slice-manifest.ts";
+import {
+  aliasPointer,
+  PROMOTED_FILES,
+  PROMOTION_SCHEMA_VERSION,
+  VERSION_JSON,
+  versionManifest,
+  type AliasPointer,
+  type VersionManifest,
+} from "../api/promotion.ts";
+import type { ObjectStore } from "../s3/object-store.ts";
+
+export type PromotionTarget = { bucket: string; prefix: string; alias: string };
+export type RunRef = { namespace: string; name: string; uid: string };
+
+export type PromotionOutcome =
+  | { ok: true; pointer: AliasPointer; pointerUri: string; version: VersionManifest; copied: boolean; aliasWritten: boolean }
+  | { ok: false; reason: "RoundArtifactsMissing" | "VersionNotFound" | "InvalidPromotionState"; message: string };
+
+const base = (t: PromotionTarget) => `s3://${t.bucket}/${t.prefix}`;
+export const versionUri = (t: PromotionTarget, n: number) => `${base(t)}v${n}/`;
+export const aliasUri = (t: PromotionTarget) => `${base(t)}${t.alias}.json`;
+const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
+
+export type VersionListing = { complete: VersionManifest[]; incomplete: number[] };
+
+/** Versions under the prefix: complete ones (with a valid version.json) and folders without one. */
+export async function listVersions(store: ObjectStore, t: PromotionTarget): Promise<VersionListing> {
+  const prefix = base(t);
+  const seen = new Map<number, boolean>();
+  for (const o of await store.list(prefix)) {
+    const m = /^v([1-9][0-9]*)\/(.+)$/.exec(o.uri.slice(prefix.length));
+    if (!m) continue;
+    const n = Number(m[1]);
+    seen.set(n, seen.get(n) === true || m[2] === VERSION_JSON);
+  }
+  const complete: VersionManifest[] = [];
+  const incomplete: number[] = [];
+  for (const [n, hasManifest] of [...seen.entries()].sort((a, b) => a[0] - b[0])) {
+    const manifest = hasManifest ? await readVersion(store, t, n) : undefined;
+    if (manifest) complete.push(manifest);
+    else incomplete.push(n);
+  }
+  return { complete, incomplete };
+}
+
+export async function readVersion(store: ObjectStore, t: PromotionTarget, n: number): Promise<VersionManifest | undefined> {
+  const raw = await store.get(versionUri(t, n) + VERSION_JSON);
+  if (!raw) return undefined;
+  try {
+    const parsed = versionManifest.safeParse(JSON.parse(new TextDecoder().decode(raw)));
+    return parsed.success && parsed.data.version === n ? parsed.data : undefined;
+  } catch {
+    return undefined; // unreadable: treated as incomplete
+  }
+}
+
+/** The alias pointer, or undefined when none exists; a malformed one is reported, not guessed at. */
+export async function readAlias(store: ObjectStore, t: PromotionTarget): Promise<AliasPointer | undefined | { invalid: string }> {
+  const raw = await store.get(aliasUri(t));
+  if (!raw) return undefined;
+  try {
+    const parsed = aliasPointer.safeParse(JSON.parse(new TextDecoder().decode(raw)));
+    return parsed.success ? parsed.data : { invalid: formatIssues(parsed.error) };
+  } catch (e) {
+    return { invalid: (e as Error).message };
+  }
+}
+
+function pointerFor(t: PromotionTarget, v: VersionManifest, promotedAt: string, pinned: boolean): AliasPointer {
+  const uri = versionUri(t, v.version);
+  const names = new Set(v.files.map((f) => f.name));
+  const uris: Record<string, string> = {};
+  for (const f of PROMOTED_FILES) if (names.has(f.name)) uris[f.key] = uri + f.name;
+  return { schemaVersion: PROMOTION_SCHEMA_VERSION, alias: t.alias, version: v.version, round: v.round, run: v.run, uri, uris, metrics: v.metrics, promotedAt, pinned };
+}
+
+/** Points the alias at a version unless it already points there with the same pinned flag. */
+async function pointAlias(store: ObjectStore, t: PromotionTarget, v: VersionManifest, now: string, pinned: boolean): Promise<{ pointer: AliasPointer; written: boolean }> {
+  const current = await readAlias(store, t);
+  if (current && !("invalid" in current) && current.version === v.version && current.pinned === pinned && current.run.uid === v.run.uid) {
+    return { pointer: current, written: false };
+  }
+  const pointer = pointerFor(t, v, now, pinned);
+  await store.put(aliasUri(t), JSON.stringify(pointer, null, 2) + "\n", "application/json");
+  return { pointer, written: true };
+}
+
+export type PromoteRequest = {
+  target: PromotionTarget;
+  run: RunRef;
+  round: number;
+  /** s3://<artifacts>/rounds/<NNNN>/ */
+  roundUri: string;
+  metrics: Record<string, number>;
+  now: string;
+  /** false while spec.promotion.pinVersion holds the alias elsewhere: the version is still made. */
+  moveAlias?: boolean;
+};
+
+/**
+ * Copies a round into the next immutable version (or finds the version an earlier attempt made)
+ * and points the alias at it. Safe to repeat after a crash at any step.
+ */
+export async function promoteRound(store: ObjectStore, req: PromoteRequest): Promise<PromotionOutcome> {
+  const { target: t } = req;
+  const roundUri = withSlash(req.roundUri);
+  const listing = await listVersions(store, t);
+  let version = listing.complete.find((v) => v.sourceUri === roundUri && v.run.uid === req.run.uid);
+  let copied = false;
+  if (!version) {
+    const sizes = new Map((await store.list(roundUri)).map((o) => [o.uri.slice(roundUri.length), o.size]));
+    const missing = PROMOTED_FILES.filter((f) => f.required && !sizes.has(f.name)).map((f) => f.name);
+    if (missing.length) return { ok: false, reason: "RoundArtifactsMissing", message: `${roundUri} lacks ${missing.join(", ")}` };
+    const n = Math.max(0, ...listing.complete.map((v) => v.version)) + 1;
+    const dest = versionUri(t, n);
+    const files: VersionManifest["files"] = [];
+    for (const f of PROMOTED_FILES) {
+      const size = sizes.get(f.name);
+      if (size === undefined) continue;
+      await store.copy(roundUri + f.name, dest + f.name);
+      files.push({ name: f.name, size });
+    }
+    version = { schemaVersion: PROMOTION_SCHEMA_VERSION, version: n, round: req.round, run: req.run, sourceUri: roundUri, files, metrics: req.metrics, createdAt: req.now };
+    // version.json last: only now does v<N> exist for readers and for the next listVersions.
+    await store.put(dest + VERSION_JSON, JSON.stringify(version, null, 2) + "\n", "application/json");
+    copied = true;
+  }
+  if (req.moveAlias === false) {
+    const current = await readAlias(store, t);
+    if (current && "invalid" in current) return { ok: false, reason: "InvalidPromotionState", message: `${aliasUri(t)}: ${current.invalid}` };
+    if (!current) return { ok: false, reason: "InvalidPromotionState", message: `alias ${t.alias} is pinned but ${aliasUri(t)} does not exist` };
+    return { ok: true, pointer: current, pointerUri: aliasUri(t), version, copied, aliasWritten: false };
+  }
+  const { pointer, written } = await pointAlias(store, t, version, req.now, false);
+  return { ok: true, pointer, pointerUri: aliasUri(t), version, copied, aliasWritten: written };
+}
+
+/**
+ * Rollback (spec.promotion.pinVersion = N): points the alias at complete version N, pinned.
+ * With pinVersion cleared, unpinAlias returns the alias to the newest complete version.
+ */
+export async function pinAlias(store: ObjectStore, t: PromotionTarget, versionNumber: number, now: string): Promise<PromotionOutcome> {
+  const version = await readVersion(store, t, versionNumber);
+  if (!version) {
+    const { complete } = await listVersions(store, t);
+    return {
+      ok: false,
+      reason: "VersionNotFound",
+      message: `pinVersion ${versionNumber}: ${versionUri(t, versionNumber)}${VERSION_JSON} does not exist (versions: ${complete.map((v) => v.version).join(", ") || "none"})`,
+    };
+  }
+  const { pointer, written } = await pointAlias(store, t, version, now, true);
+  return { ok: true, pointer, pointerUri: aliasUri(t), version, copied: false, aliasWritten: written };
+}
+
+export async function unpinAlias(store: ObjectStore, t: PromotionTarget, now: string): Promise<PromotionOutcome | undefined> {
+  const { complete } = await listVersions(store, t);
+  const newest = complete.at(-1);
+  if (!newest) return undefined;
+  const { pointer, written } = await pointAlias(store, t, newest, now, false);
+  return { ok: true, pointer, pointerUri: aliasUri(t), version: newest, copied: false, aliasWritten: written };
+}
+
+/** status.promoted from a pointer (status is an observation: rebuilt from S3 after a restart). */
+export function promotedStatus(p: AliasPointer): { version: number; round: number; uri: string; promotedAt: string; metrics: Record<string, number> } {
+  return { version: p.version, round: p.round, uri: p.uri, promotedAt: p.promotedAt, metrics: p.metrics };
+}

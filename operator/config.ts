@@ -12,6 +12,9 @@ export const operatorConfig = z.object({
   watchTimeoutSeconds: z.number().int().min(10).max(3600),
   concurrency: z.number().int().min(1).max(64),
   identity: z.string().min(1),
+  leaderElection: z.boolean(),
+  leaseNamespace: z.string().min(1),
+  leaseName: z.string().min(1),
 });
 export type OperatorConfig = z.infer<typeof operatorConfig>;
 
@@ -23,6 +26,9 @@ const FLAGS = {
   "watch-timeout-seconds": { type: "string" },
   concurrency: { type: "string" },
   identity: { type: "string" },
+  "leader-elect": { type: "string" },
+  "lease-namespace": { type: "string" },
+  "lease-name": { type: "string" },
 } as const;
 
 /** Flags win over environment variables (TICCLIP_NAMESPACES, TICCLIP_LOG_LEVEL, ...). */
@@ -39,6 +45,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     watchTimeoutSeconds: num(pick("watch-timeout-seconds", "TICCLIP_WATCH_TIMEOUT_SECONDS"), 300),
     concurrency: num(pick("concurrency", "TICCLIP_CONCURRENCY"), 4),
     identity: pick("identity", "POD_NAME") ?? `${env.HOSTNAME ?? "local"}-${process.pid}`,
+    leaderElection: (pick("leader-elect", "TICCLIP_LEADER_ELECT") ?? "true") !== "false",
+    leaseNamespace: pick("lease-namespace", "POD_NAMESPACE") ?? "default",
+    leaseName: pick("lease-name", "TICCLIP_LEASE_NAME") ?? "continual-clip-operator",
   });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);

@@ -1,29 +1,34 @@
-// The operator's entry point: wiring only (config, clients, watches, queue, signals).
+// The operator's entry point: wiring only (config, clients, leader election, watches, queue, signals).
 import { fileURLToPath } from "node:url";
 import { loadConfig, type OperatorConfig } from "./config.ts";
-import { EventRecorder, RunClient, loadKubeConfig } from "./kube/client.ts";
+import { ChildClient } from "./kube/children.ts";
+import { EventRecorder, RunClient, loadKubeConfig, type RawObject } from "./kube/client.ts";
+import { LeaderElector } from "./kube/leader.ts";
 import { ResilientWatch } from "./kube/watch.ts";
 import { WorkQueue } from "./controller/queue.ts";
-import { createReconciler } from "./controller/reconcile.ts";
+import { Reconciler } from "./controller/reconcile.ts";
+import { API_VERSION, KIND } from "./api/continual-clip-run.ts";
+import { LABELS } from "./training/job.ts";
 import { createLogger, errorMessage } from "./observability/log.ts";
 
-export type RunningOperator = { stop: () => Promise<void>; queue: WorkQueue; watches: ResilientWatch[] };
+export type RunningOperator = { stop: () => Promise<void> };
 
-export function startOperator(config: OperatorConfig): RunningOperator {
+export function startOperator(config: OperatorConfig, onLostLeadership: () => void): RunningOperator {
   const log = createLogger(config.logLevel);
   const kc = loadKubeConfig(config.kubeconfig);
   const runs = new RunClient(kc);
+  const children = new ChildClient(kc);
   const events = new EventRecorder(kc, config.identity);
-  const reconcile = createReconciler({ runs, events, log });
-  const queue = new WorkQueue(reconcile, {
+  const reconciler = new Reconciler({ runs, children, events, log });
+  const queue = new WorkQueue(reconciler.reconcile, {
     concurrency: config.concurrency,
     onError: (key, error, retryInMs) => log.warn("requeue after error", { key, error: errorMessage(error), retryInMs }),
   });
   const known = new Set<string>();
   const keyOf = (o: { metadata: { namespace: string; name: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
-
   const scopes = config.namespaces.length > 0 ? config.namespaces : [undefined];
-  const watches = scopes.map(
+
+  const runWatches = scopes.map(
     (namespace) =>
       new ResilientWatch(kc, {
         name: `continualclipruns/${namespace ?? "*"}`,
@@ -42,30 +47,69 @@ export function startOperator(config: OperatorConfig): RunningOperator {
           if (type === "DELETED") {
             known.delete(key);
             queue.forget(key);
-          } else {
-            known.add(key);
-          }
+            reconciler.forget(key);
+          } else known.add(key);
           queue.add(key);
         },
       }),
   );
-  for (const w of watches) w.start();
+  // Job changes wake the owning run: the controller ownerReference names it.
+  const ownerKey = (job: RawObject) => {
+    const refs = (job.metadata as { ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; controller?: boolean }> }).ownerReferences;
+    const owner = refs?.find((r) => r.controller && r.kind === KIND && r.apiVersion === API_VERSION);
+    return owner ? `${job.metadata.namespace}/${owner.name}` : undefined;
+  };
+  const jobWatches = scopes.map(
+    (namespace) =>
+      new ResilientWatch(kc, {
+        name: `jobs/${namespace ?? "*"}`,
+        path: `${namespace ? `/apis/batch/v1/namespaces/${namespace}/jobs` : "/apis/batch/v1/jobs"}?labelSelector=${encodeURIComponent(`${LABELS.component}=trainer`)}`,
+        list: () => children.listTrainJobs(namespace),
+        timeoutSeconds: config.watchTimeoutSeconds,
+        log,
+        onEvent: ({ object }) => {
+          const key = ownerKey(object);
+          if (key) queue.add(key);
+        },
+      }),
+  );
 
-  // Periodic resync: level-triggered safety net for anything a watch could have missed.
-  const resync = setInterval(() => {
-    for (const key of known) queue.add(key);
-  }, config.resyncSeconds * 1000);
-  resync.unref();
+  let resync: NodeJS.Timeout | undefined;
+  const startControllers = () => {
+    for (const w of [...runWatches, ...jobWatches]) w.start();
+    // Periodic resync: level-triggered safety net for anything a watch could have missed.
+    resync = setInterval(() => {
+      for (const key of known) queue.add(key);
+    }, config.resyncSeconds * 1000);
+    resync.unref();
+  };
+  const stopControllers = async () => {
+    clearInterval(resync);
+    for (const w of [...runWatches, ...jobWatches]) w.stop();
+    queue.stop();
+    await queue.idle();
+  };
 
-  log.info("operator started", { namespaces: config.namespaces, identity: config.identity });
+  const elector = config.leaderElection
+    ? new LeaderElector(kc, {
+        namespace: config.leaseNamespace,
+        name: config.leaseName,
+        identity: config.identity,
+        log,
+        onStartedLeading: startControllers,
+        onStoppedLeading: () => {
+          void stopControllers().then(onLostLeadership);
+        },
+      })
+    : undefined;
+  if (elector) elector.start();
+  else startControllers();
+
+  log.info("operator started", { namespaces: config.namespaces, identity: config.identity, leaderElection: config.leaderElection });
   return {
-    queue,
-    watches,
     stop: async () => {
-      clearInterval(resync);
-      for (const w of watches) w.stop();
-      queue.stop();
-      await queue.idle();
+      await stopControllers();
+      await elector?.stop();
       log.info("operator stopped");
     },
   };
@@ -74,7 +118,8 @@ export function startOperator(config: OperatorConfig): RunningOperator {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   let op: RunningOperator;
   try {
-    op = startOperator(loadConfig(process.argv.slice(2), process.env));
+    // Losing the lease means another replica may already act: exit and let the restart rejoin.
+    op = startOperator(loadConfig(process.argv.slice(2), process.env), () => process.exit(1));
   } catch (err) {
     console.error(errorMessage(err));
     process.exit(2);
@@ -85,6 +130,5 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   };
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
-  // The watches' sockets keep the process alive.
-  setInterval(() => {}, 1 << 30);
+  setInterval(() => {}, 1 << 30); // keep the event loop alive between watch reconnects
 }

@@ -1,17 +1,37 @@
-// Pure decisions: observed state in, desired status and events out. No I/O, no clock reads.
+// Pure decisions: observed state in, desired status, actions and events out. No I/O, no clock.
 import { isDeepStrictEqual } from "node:util";
-import { continualClipRunSpec, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
-import type { RawObject } from "../kube/client.ts";
-import { findCondition, setCondition } from "./conditions.ts";
-import type { EventType } from "../kube/client.ts";
+import {
+  continualClipRunSpec,
+  type ContinualClipRunSpec,
+  type ContinualClipRunStatus,
+} from "../api/continual-clip-run.ts";
+import { sliceStatus, type DiscoveryResult } from "../data/discovery.ts";
+import type { EventType, RawObject } from "../kube/client.ts";
+import { findCondition, setCondition, type ConditionUpdate } from "./conditions.ts";
+import { decideRounds, type RoundAction, type RoundObservation } from "./rounds.ts";
 
 export type PlannedEvent = { type: EventType; reason: string; message: string };
+
+export type Problem = { reason: string; message: string };
+
+/** What the reconciler saw of the world for one run. */
+export type Observed = {
+  /** Set when S3 or its credentials could not be used at all this time. */
+  problem?: Problem | undefined;
+  /** The latest discovery pass (kept between polls). */
+  discovery?: DiscoveryResult | undefined;
+  /** Rounds under the artifacts prefix, with their Jobs. */
+  rounds: RoundObservation[];
+  promotedCheckpoint?: string | undefined;
+};
 
 export type Decision = {
   /** The status to write, or undefined when the current one is already right. */
   status: ContinualClipRunStatus | undefined;
+  actions: RoundAction[];
   events: PlannedEvent[];
   outcome: "done" | "stalled";
+  spec?: ContinualClipRunSpec | undefined;
 };
 
 /** Formats zod issues as "spec.strategy.samplesPerRound: Too small ..." lines. */
@@ -19,38 +39,96 @@ export function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; mess
   return issues.map((i) => `spec.${i.path.map(String).join(".")}: ${i.message}`).join("; ");
 }
 
-export function decideStatus(run: RawObject, now: Date): Decision {
+const runRef = (run: RawObject) => ({
+  name: run.metadata.name,
+  namespace: run.metadata.namespace,
+  uid: run.metadata.uid,
+  generation: run.metadata.generation ?? 0,
+});
+
+export function decide(run: RawObject, observed: Observed, now: Date): Decision {
   const generation = run.metadata.generation ?? 0;
   const current = (run.status ?? {}) as ContinualClipRunStatus;
-  const parsed = continualClipRunSpec.safeParse(run.spec);
-  let next: ContinualClipRunStatus;
-  const events: PlannedEvent[] = [];
   const previousReady = findCondition(current.conditions, "Ready");
+  const events: PlannedEvent[] = [];
+  const conditions = (updates: ConditionUpdate[]) =>
+    updates.reduce((list, u) => setCondition(list, u, generation, now), current.conditions ?? []);
 
+  const parsed = continualClipRunSpec.safeParse(run.spec);
   if (!parsed.success) {
     const message = describeIssues(parsed.error.issues);
-    let conditions = setCondition(current.conditions, { type: "Ready", status: "False", reason: "InvalidSpec", message }, generation, now);
-    conditions = setCondition(conditions, { type: "Stalled", status: "True", reason: "InvalidSpec", message }, generation, now);
-    conditions = setCondition(conditions, { type: "Progressing", status: "False", reason: "InvalidSpec", message }, generation, now);
-    next = { ...current, observedGeneration: generation, phase: "Invalid", conditions };
+    const next: ContinualClipRunStatus = {
+      ...current,
+      observedGeneration: generation,
+      phase: "Invalid",
+      conditions: conditions([
+        { type: "Ready", status: "False", reason: "InvalidSpec", message },
+        { type: "Stalled", status: "True", reason: "InvalidSpec", message },
+        { type: "Progressing", status: "False", reason: "InvalidSpec", message },
+      ]),
+    };
     if (previousReady?.reason !== "InvalidSpec" || previousReady.message !== message) {
       events.push({ type: "Warning", reason: "InvalidSpec", message });
     }
-    return { status: changed(current, next), events, outcome: "stalled" };
+    return { status: changed(current, next), actions: [], events, outcome: "stalled" };
   }
 
   const spec = parsed.data;
-  const ready = spec.suspend
-    ? { reason: "Suspended", message: "spec.suspend is true: no new rounds start" }
-    : { reason: "WaitingForData", message: `watching s3://${spec.source.s3.bucket}/${spec.source.s3.prefix} for new slices` };
-  let conditions = setCondition(current.conditions, { type: "Ready", status: "True", ...ready }, generation, now);
-  conditions = setCondition(conditions, { type: "Stalled", status: "False", reason: "SpecValid", message: "" }, generation, now);
-  conditions = setCondition(conditions, { type: "Progressing", status: "False", reason: ready.reason, message: ready.message }, generation, now);
-  next = { ...current, observedGeneration: generation, phase: spec.suspend ? "Suspended" : "Waiting", conditions };
-  if (previousReady?.reason !== ready.reason) {
-    events.push({ type: "Normal", reason: ready.reason, message: ready.message });
+  const discovery = observed.discovery;
+  const healthyDiscovery = discovery && discovery.errors.length === 0 ? discovery : undefined;
+  const rounds = decideRounds({
+    run: runRef(run),
+    spec,
+    slices: healthyDiscovery?.slices,
+    rounds: observed.rounds,
+    previous: current.rounds,
+    promotedCheckpoint: observed.promotedCheckpoint,
+    now,
+  });
+
+  for (const inv of discovery?.newInvalid ?? []) {
+    events.push({ type: "Warning", reason: "InvalidSlice", message: `slice ${inv.id}: ${inv.reason}: ${inv.message}` });
   }
-  return { status: changed(current, next), events, outcome: "done" };
+  for (const w of discovery?.warnings ?? []) events.push({ type: "Warning", reason: "SliceChanged", message: `slice ${w.id}: ${w.message}` });
+
+  // Health: what keeps the run from making progress, most fundamental first.
+  const s3Problem: Problem | undefined =
+    observed.problem ??
+    (discovery && !discovery.health.ok ? { reason: discovery.health.reason, message: discovery.health.message } : undefined);
+  const blocked: Problem | undefined =
+    s3Problem ?? (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
+
+  const active = rounds.current;
+  const progressing: ConditionUpdate = active
+    ? { type: "Progressing", status: "True", reason: active.phase === "Pending" ? "RoundStarting" : "RoundTraining", message: `round ${active.index} on ${active.slices.join(", ")}` }
+    : spec.suspend
+      ? { type: "Progressing", status: "False", reason: "Suspended", message: "spec.suspend is true: no new rounds start" }
+      : { type: "Progressing", status: "False", reason: "WaitingForData", message: `watching s3://${spec.source.s3.bucket}/${spec.source.s3.prefix} for new slices` };
+  const ready: ConditionUpdate = blocked
+    ? { type: "Ready", status: "False", reason: blocked.reason, message: blocked.message }
+    : { type: "Ready", status: "True", reason: progressing.reason, message: progressing.message };
+  const degraded: ConditionUpdate = blocked
+    ? { type: "Degraded", status: "True", reason: blocked.reason, message: blocked.message }
+    : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
+
+  // Late slices (completed after a later one was trained on) are reported invalid by discovery.
+  const slicesStatus = discovery ? sliceStatus(discovery, rounds.consumed.length) : current.slices;
+  const next: ContinualClipRunStatus = {
+    ...current,
+    observedGeneration: generation,
+    phase: active ? "Training" : spec.suspend ? "Suspended" : blocked ? "Degraded" : "Waiting",
+    conditions: conditions([ready, progressing, degraded, { type: "Stalled", status: "False", reason: "SpecValid", message: "" }]),
+    ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
+    rounds: rounds.rounds,
+    compute: rounds.compute,
+  };
+  if (active) next.currentRound = { index: active.index, phase: active.phase, ...(active.job ? { job: active.job } : {}), ...(active.startedAt ? { startedAt: active.startedAt } : {}) };
+  else delete next.currentRound;
+
+  if (previousReady?.reason !== ready.reason) {
+    events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });
+  }
+  return { status: changed(current, next), actions: rounds.actions, events, outcome: "done", spec };
 }
 
 function changed(current: ContinualClipRunStatus, next: ContinualClipRunStatus): ContinualClipRunStatus | undefined {

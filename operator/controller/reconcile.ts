@@ -1,15 +1,43 @@
 // One reconcile of one run: observe -> decide (pure) -> act. The only place errors become outcomes.
-import type { EventRecorder, RunClient } from "../kube/client.ts";
+// Per-run memory (slice discovery, immutable round documents) is a cache of the world: losing it
+// on restart costs one full S3 listing, never a duplicate Job or a skipped slice.
+import { createHash } from "node:crypto";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { continualClipRunSpec, type ContinualClipRunSpec } from "../api/continual-clip-run.ts";
+import { roundPlan, type RoundPlan } from "../api/round-plan.ts";
+import { SliceDiscovery, parseDuration, type DiscoveryResult } from "../data/discovery.ts";
+import type { ChildClient } from "../kube/children.ts";
+import type { EventRecorder, RawObject, RunClient } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { errorMessage } from "../observability/log.ts";
-import { decideStatus } from "./decide.ts";
+import { createS3Client } from "../s3/client.ts";
+import { connectionFromSecret } from "../s3/credentials.ts";
+import { classifyS3Error } from "../s3/errors.ts";
+import { ROUND_FILES, RoundStore, roundPrefix } from "../s3/round-store.ts";
+import { S3SliceStore } from "../s3/slice-store.ts";
+import { decide, type Observed } from "./decide.ts";
 import type { Outcome } from "./queue.ts";
+import type { FailureRecord, RoundAction, RoundObservation } from "./rounds.ts";
 
 export type ReconcilerDeps = {
   runs: RunClient;
+  children: ChildClient;
   events: EventRecorder;
   log: Logger;
   now?: () => Date;
+  /** How often to look at a running round even without a Job event. */
+  activeRoundResyncMs?: number;
+};
+
+type RunMemory = {
+  connectionKey: string;
+  s3: S3Client;
+  sourceKey: string;
+  discovery: SliceDiscovery;
+  lastDiscovery?: DiscoveryResult | undefined;
+  nextPollAt: number;
+  plans: Map<number, RoundPlan>;
+  failures: Map<number, FailureRecord>;
 };
 
 export function splitKey(key: string): { namespace: string; name: string } {
@@ -18,28 +46,188 @@ export function splitKey(key: string): { namespace: string; name: string } {
   return { namespace, name };
 }
 
-export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise<Outcome> {
-  const now = deps.now ?? (() => new Date());
-  return async (key) => {
+const hash = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex");
+
+export class Reconciler {
+  readonly #deps: ReconcilerDeps;
+  readonly #now: () => Date;
+  readonly #memory = new Map<string, RunMemory>();
+
+  constructor(deps: ReconcilerDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? (() => new Date());
+  }
+
+  forget(key: string): void {
+    this.#memory.delete(key);
+  }
+
+  /**
+   * An S3 event arrived for bucket/key: returns the run keys whose source it belongs to, after
+   * marking the slice for a re-check, so the caller can enqueue them at once.
+   */
+  notify(bucket: string, objectKey: string): string[] {
+    const hits: string[] = [];
+    for (const [runKey, mem] of this.#memory) {
+      if (!mem.sourceKey.startsWith(`${bucket}\n`)) continue;
+      if (mem.discovery.notify(objectKey)) {
+        mem.nextPollAt = 0;
+        hits.push(runKey);
+      }
+    }
+    return hits;
+  }
+
+  reconcile = async (key: string): Promise<Outcome> => {
     const { namespace, name } = splitKey(key);
-    const log = deps.log.child({ namespace, name });
+    const log = this.#deps.log.child({ namespace, name });
     try {
-      const run = await deps.runs.get(namespace, name);
-      if (!run || run.metadata.deletionTimestamp) return { kind: "done" }; // owned objects go by GC
-      const decision = decideStatus(run, now());
+      const run = await this.#deps.runs.get(namespace, name);
+      if (!run || run.metadata.deletionTimestamp) {
+        this.forget(key); // owned Jobs go by garbage collection; S3 artifacts stay
+        return { kind: "done" };
+      }
+      const parsed = continualClipRunSpec.safeParse(run.spec);
+      const observed: Observed = parsed.success ? await this.#observe(key, run, parsed.data, log) : { rounds: [] };
+      const decision = decide(run, observed, this.#now());
+      if (decision.actions.length && decision.spec) {
+        const complete = await this.#act(key, run, decision.spec, decision.actions, log);
+        if (!complete) return { kind: "requeueAfter", ms: 0 };
+      }
       if (decision.status) {
-        const ok = await deps.runs.patchStatus(namespace, name, decision.status);
+        const ok = await this.#deps.runs.patchStatus(namespace, name, decision.status);
         if (!ok) return { kind: "done" };
-        log.info("status updated", { generation: run.metadata.generation, phase: decision.status.phase });
+        log.info("status updated", { generation: run.metadata.generation, phase: decision.status.phase, round: decision.status.currentRound?.index });
       }
       for (const e of decision.events) {
         log.info("event", e);
-        await deps.events.record(run, e.type, e.reason, e.message);
+        await this.#deps.events.record(run, e.type, e.reason, e.message);
       }
-      return { kind: decision.outcome };
+      if (decision.outcome === "stalled") return { kind: "stalled" };
+      const mem = this.#memory.get(key);
+      const untilPoll = mem ? Math.max(0, mem.nextPollAt - Date.now()) : 60_000;
+      const active = decision.status?.currentRound ?? (run.status as { currentRound?: unknown } | undefined)?.currentRound;
+      const wait = active ? Math.min(untilPoll, this.#deps.activeRoundResyncMs ?? 30_000) : untilPoll;
+      return { kind: "requeueAfter", ms: wait };
     } catch (error) {
       log.warn("reconcile failed", { error: errorMessage(error) });
       return { kind: "retry", error };
     }
   };
+
+  async #observe(key: string, run: RawObject, spec: ContinualClipRunSpec, log: Logger): Promise<Observed> {
+    const { namespace } = run.metadata;
+    const src = spec.source.s3;
+    const secret = src.credentialsSecretRef ? await this.#deps.children.secretData(namespace, src.credentialsSecretRef.name) : undefined;
+    const conn = connectionFromSecret(src, secret);
+    // Jobs first, then S3: a Job seen complete has already written its _SUCCESS marker.
+    const jobs = await this.#deps.children.trainJobs(namespace, run.metadata.name);
+    if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
+
+    const mem = this.#memoryFor(key, spec, conn.connection);
+    const now = Date.now();
+    if (now >= mem.nextPollAt) {
+      const result = await mem.discovery.poll();
+      mem.lastDiscovery = result;
+      mem.nextPollAt = Date.now() + result.nextPollMs;
+      if (result.newSlices.length) log.info("new slices", { slices: result.newSlices });
+    }
+
+    const store = new RoundStore(mem.s3, spec.artifacts.s3.bucket, spec.artifacts.s3.prefix);
+    let listing;
+    try {
+      listing = await store.listRounds();
+    } catch (err) {
+      const p = classifyS3Error(err);
+      return { problem: { reason: p.reason, message: `artifacts s3://${store.bucket}/${store.prefix}: ${p.message}` }, discovery: mem.lastDiscovery, rounds: [] };
+    }
+    const rounds: RoundObservation[] = [];
+    for (const [index, files] of listing) {
+      if (!files.has(ROUND_FILES.plan)) continue;
+      const base = roundPrefix(spec.artifacts.s3.prefix, index);
+      let plan = mem.plans.get(index);
+      if (!plan) {
+        const parsed = roundPlan.safeParse(await store.getJson(`${base}${ROUND_FILES.plan}`));
+        if (!parsed.success) {
+          log.warn("unreadable plan; round ignored", { round: index });
+          continue;
+        }
+        plan = parsed.data;
+        mem.plans.set(index, plan);
+      }
+      let failure = mem.failures.get(index);
+      if (!failure && files.has(ROUND_FILES.failure)) {
+        failure = (await store.getJson(`${base}${ROUND_FILES.failure}`)) as FailureRecord | undefined;
+        if (failure) mem.failures.set(index, failure);
+      }
+      rounds.push({ index, files, plan, failure, job: jobs.get(index) });
+    }
+    // Discovery warns about manifests that change after a round consumed them.
+    mem.discovery.markConsumed(rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan!.newSlices));
+    return { discovery: mem.lastDiscovery, rounds };
+  }
+
+  #memoryFor(key: string, spec: ContinualClipRunSpec, connection: Parameters<typeof createS3Client>[0]): RunMemory {
+    const src = spec.source;
+    const sourceKey = `${src.s3.bucket}\n${src.s3.prefix}\n${src.startAfter ?? ""}\n${src.pollInterval}`;
+    const connectionKey = hash(connection);
+    let mem = this.#memory.get(key);
+    if (!mem || mem.sourceKey !== sourceKey || mem.connectionKey !== connectionKey) {
+      const s3 = createS3Client(connection);
+      mem = {
+        connectionKey,
+        s3,
+        sourceKey,
+        discovery: new SliceDiscovery({
+          store: new S3SliceStore(s3, src.s3.bucket),
+          prefix: src.s3.prefix,
+          startAfter: src.startAfter,
+          pollIntervalMs: parseDuration(src.pollInterval),
+        }),
+        nextPollAt: 0,
+        plans: mem?.plans ?? new Map(),
+        failures: mem?.failures ?? new Map(),
+      };
+      this.#memory.set(key, mem);
+    }
+    return mem;
+  }
+
+  /** Carries out the actions in order. Returns false when the world changed under us (re-observe). */
+  async #act(key: string, run: RawObject, spec: ContinualClipRunSpec, actions: RoundAction[], log: Logger): Promise<boolean> {
+    const mem = this.#memory.get(key);
+    if (!mem) return false;
+    const store = new RoundStore(mem.s3, spec.artifacts.s3.bucket, spec.artifacts.s3.prefix);
+    for (const action of actions) {
+      switch (action.kind) {
+        case "WritePlan": {
+          const written = await store.putJsonIfAbsent(action.key, action.plan);
+          if (!written) {
+            log.warn("plan already exists; re-observing", { round: action.round });
+            return false;
+          }
+          mem.plans.set(action.round, action.plan);
+          log.info("plan written", { round: action.round, uri: store.uri(action.key) });
+          break;
+        }
+        case "CreateJob": {
+          if (action.service) await this.#deps.children.createIfAbsent(action.service);
+          const created = await this.#deps.children.createIfAbsent(action.job);
+          if (created) {
+            log.info("job created", { round: action.round, job: action.job.metadata.name });
+            await this.#deps.events.record(run, action.event.type, action.event.reason, action.event.message);
+          }
+          break;
+        }
+        case "RecordFailure": {
+          if (await store.putJsonIfAbsent(action.key, action.record)) {
+            mem.failures.set(action.round, action.record);
+            await this.#deps.events.record(run, action.event.type, action.event.reason, action.event.message);
+          }
+          break;
+        }
+      }
+    }
+    return true;
+  }
 }

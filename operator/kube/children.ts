@@ -1,0 +1,97 @@
+// Kubernetes adapter for what the operator owns or reads next to a run: training Jobs, their
+// pods (for failure reasons), rendezvous Services, and the run's S3 Secret.
+import * as k8s from "@kubernetes/client-node";
+import type { JobObservation } from "../controller/rounds.ts";
+import { LABELS, TRAINER_CONTAINER } from "../training/job.ts";
+import { runLabelValue } from "../training/naming.ts";
+import { isConflict, isNotFound } from "./errors.ts";
+import { FIELD_MANAGER, type RawObject } from "./client.ts";
+
+const iso = (d: Date | string | undefined) => (d === undefined ? undefined : new Date(d).toISOString().replace(/\.\d{3}Z$/, "Z"));
+
+export class ChildClient {
+  readonly #batch: k8s.BatchV1Api;
+  readonly #core: k8s.CoreV1Api;
+  constructor(kc: k8s.KubeConfig) {
+    this.#batch = kc.makeApiClient(k8s.BatchV1Api);
+    this.#core = kc.makeApiClient(k8s.CoreV1Api);
+  }
+
+  /** Training Jobs of all runs (for the Job watch's list). */
+  async listTrainJobs(namespace?: string): Promise<{ items: RawObject[]; resourceVersion: string }> {
+    const labelSelector = `${LABELS.component}=trainer`;
+    const res = namespace
+      ? await this.#batch.listNamespacedJob({ namespace, labelSelector })
+      : await this.#batch.listJobForAllNamespaces({ labelSelector });
+    return { items: res.items as unknown as RawObject[], resourceVersion: res.metadata?.resourceVersion ?? "" };
+  }
+
+  /** The run's training Jobs, by round index (from the ticclip.dev/round label). */
+  async trainJobs(namespace: string, run: string): Promise<Map<number, JobObservation>> {
+    const list = await this.#batch.listNamespacedJob({
+      namespace,
+      labelSelector: `${LABELS.run}=${runLabelValue(run)},${LABELS.component}=trainer`,
+    });
+    const out = new Map<number, JobObservation>();
+    for (const job of list.items) {
+      const round = Number(job.metadata?.labels?.[LABELS.round]);
+      if (!Number.isInteger(round)) continue;
+      const conds = job.status?.conditions ?? [];
+      const failed = conds.find((c) => c.type === "Failed" && c.status === "True");
+      const complete = conds.some((c) => c.type === "Complete" && c.status === "True");
+      let failure: JobObservation["failure"];
+      if (failed) {
+        const detail = await this.#lastPodFailure(namespace, job.metadata!.name!);
+        failure = { reason: failed.reason ?? "JobFailed", message: [failed.message, detail].filter(Boolean).join("; ") };
+      }
+      out.set(round, {
+        name: job.metadata!.name!,
+        active: job.status?.active ?? 0,
+        succeeded: job.status?.succeeded ?? 0,
+        failed: job.status?.failed ?? 0,
+        complete,
+        failure,
+        startTime: iso(job.status?.startTime),
+        completionTime: iso(job.status?.completionTime ?? (failed?.lastTransitionTime as Date | undefined)),
+      });
+    }
+    return out;
+  }
+
+  /** "trainer exited 137 (OOMKilled): ..." for the most recent failed pod of a Job. */
+  async #lastPodFailure(namespace: string, jobName: string): Promise<string | undefined> {
+    const pods = await this.#core.listNamespacedPod({ namespace, labelSelector: `batch.kubernetes.io/job-name=${jobName}` });
+    const terminated = pods.items
+      .map((p) => p.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state?.terminated)
+      .filter((t): t is k8s.V1ContainerStateTerminated => t !== undefined && t.exitCode !== 0)
+      .sort((a, b) => new Date(b.finishedAt ?? 0).getTime() - new Date(a.finishedAt ?? 0).getTime());
+    const t = terminated[0];
+    if (!t) return undefined;
+    return `${TRAINER_CONTAINER} exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ""}${t.message ? `: ${t.message.trim().slice(-512)}` : ""}`;
+  }
+
+  /** Creates an object unless one with its name exists. Returns true when this call created it. */
+  async createIfAbsent(obj: Record<string, any>): Promise<boolean> {
+    const namespace = obj.metadata.namespace as string;
+    try {
+      if (obj.kind === "Job") await this.#batch.createNamespacedJob({ namespace, body: obj as k8s.V1Job, fieldManager: FIELD_MANAGER });
+      else if (obj.kind === "Service") await this.#core.createNamespacedService({ namespace, body: obj as k8s.V1Service, fieldManager: FIELD_MANAGER });
+      else throw new Error(`createIfAbsent: unsupported kind ${obj.kind}`);
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Reads a Secret of the run's own namespace; undefined when it does not exist. */
+  async secretData(namespace: string, name: string): Promise<{ data?: Record<string, string> } | undefined> {
+    try {
+      const s = await this.#core.readNamespacedSecret({ namespace, name });
+      return { data: s.data ?? {} };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,182 @@
+// Table tests of the round state machine: observed world in, actions and round status out.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { continualClipRunSpec, type ContinualClipRunSpec } from "../../../operator/api/continual-clip-run.ts";
+import type { RoundPlan } from "../../../operator/api/round-plan.ts";
+import { decideRounds, type RoundObservation, type RoundsInput } from "../../../operator/controller/rounds.ts";
+import type { Slice } from "../../../operator/data/validate.ts";
+
+const NOW = new Date("2026-05-01T00:00:00Z");
+const RUN = { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 };
+
+function spec(overrides: Record<string, any> = {}): ContinualClipRunSpec {
+  return continualClipRunSpec.parse({
+    source: { s3: { bucket: "data", prefix: "slices/" } },
+    model: { architecture: "ticclip-tiny", initialCheckpoint: "s3://models/init.pt" },
+    strategy: { samplesPerRound: 1000, ...(overrides.strategy ?? {}) },
+    trainer: { image: "trainer:1", gpusPerNode: 1 },
+    artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
+    ...Object.fromEntries(Object.entries(overrides).filter(([k]) => k !== "strategy")),
+  });
+}
+
+const slice = (id: string, samples = 100): Slice => ({
+  id,
+  uri: `s3://data/slices/${id}/`,
+  createdAt: "2026-01-01T00:00:00Z",
+  numSamples: samples,
+  shards: [{ key: "shard-0.tar", uri: `s3://data/slices/${id}/shard-0.tar`, samples, bytes: 10 }],
+  fingerprint: id,
+});
+
+function planFor(index: number, newSlices: string[], init: string | null): RoundPlan {
+  return {
+    schemaVersion: 1,
+    run: { namespace: "ns", name: "demo", uid: "uid-1" },
+    round: index,
+    newSlices,
+    replay: "CumulativeAll",
+    model: { architecture: "ticclip-tiny", initCheckpoint: init },
+    data: { sources: [{ sliceId: newSlices[0]!, shards: [{ uri: "s3://x/y.tar", samples: 100 }], weight: 1, expectedShare: 1 }], samples: 1000 },
+    optimizer: { lr: 5e-4, weightDecay: 0.2, warmupSteps: 0, batchSize: 8192, precision: "amp_bf16" },
+    output: { uri: `s3://runs/demo/rounds/${String(index).padStart(4, "0")}/` },
+    checkpointIntervalMinutes: 30,
+    seed: index,
+    s3: { region: "us-east-1", endpoint: null },
+  };
+}
+
+const trained = (index: number, slices: string[], init: string | null = null): RoundObservation => ({
+  index,
+  files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt"]),
+  plan: planFor(index, slices, init),
+  job: { name: `demo-r000${index}-train`, active: 0, succeeded: 1, failed: 0, complete: true, startTime: "2026-04-01T00:00:00Z", completionTime: "2026-04-01T01:00:00Z" },
+});
+const running = (index: number, slices: string[]): RoundObservation => ({
+  index,
+  files: new Set(["plan.json"]),
+  plan: planFor(index, slices, null),
+  job: { name: `demo-r000${index}-train`, active: 1, succeeded: 0, failed: 0, complete: false },
+});
+const failedJob = (index: number, slices: string[], init: string | null = null): RoundObservation => ({
+  index,
+  files: new Set(["plan.json"]),
+  plan: planFor(index, slices, init),
+  job: { name: `demo-r000${index}-train`, active: 0, succeeded: 0, failed: 3, complete: false, failure: { reason: "BackoffLimitExceeded", message: "trainer exited 137 (OOMKilled)" } },
+});
+const failedRecorded = (index: number, slices: string[], init: string | null, generation = 1): RoundObservation => ({
+  index,
+  files: new Set(["plan.json", "failed.json"]),
+  plan: planFor(index, slices, init),
+  failure: { reason: "BackoffLimitExceeded", message: "x", generation, failedAt: "2026-04-01T00:00:00Z" },
+});
+
+const input = (o: Partial<RoundsInput>): RoundsInput => ({ run: RUN, spec: spec(), slices: [], rounds: [], previous: undefined, now: NOW, ...o });
+const kinds = (d: ReturnType<typeof decideRounds>) => d.actions.map((a) => `${a.kind}:${a.round}`);
+
+test("before the first complete discovery pass, nothing starts", () => {
+  const d = decideRounds(input({ slices: undefined }));
+  assert.deepEqual(kinds(d), []);
+});
+
+test("the first valid slice starts round 0 from spec.model.initialCheckpoint", () => {
+  const d = decideRounds(input({ slices: [slice("2016")] }));
+  assert.deepEqual(kinds(d), ["WritePlan:0", "CreateJob:0"]);
+  const plan = (d.actions[0] as { plan: RoundPlan }).plan;
+  assert.deepEqual(plan.newSlices, ["2016"]);
+  assert.equal(plan.model.initCheckpoint, "s3://models/init.pt");
+  assert.equal(plan.output.uri, "s3://runs/demo/rounds/0000/");
+  assert.equal(d.current?.phase, "Pending");
+});
+
+test("a plan without a Job (crash between the two) gets its Job, and no second plan", () => {
+  const r0: RoundObservation = { index: 0, files: new Set(["plan.json"]), plan: planFor(0, ["2016"], null) };
+  const d = decideRounds(input({ slices: [slice("2016"), slice("2017")], rounds: [r0] }));
+  assert.deepEqual(kinds(d), ["CreateJob:0"]);
+});
+
+test("suspend keeps a planned round from starting and starts no new one", () => {
+  const r0: RoundObservation = { index: 0, files: new Set(["plan.json"]), plan: planFor(0, ["2016"], null) };
+  assert.deepEqual(kinds(decideRounds(input({ spec: spec({ suspend: true }), slices: [slice("2016")], rounds: [r0] }))), []);
+  const d = decideRounds(input({ spec: spec({ suspend: true }), slices: [slice("2016")] }));
+  assert.deepEqual(kinds(d), []);
+  assert.equal(d.waiting?.reason, "Suspended");
+});
+
+test("while a round trains, new slices wait", () => {
+  const d = decideRounds(input({ slices: [slice("2016"), slice("2017")], rounds: [running(0, ["2016"])] }));
+  assert.deepEqual(kinds(d), []);
+  assert.equal(d.current?.phase, "Training");
+});
+
+test("the next slice warm-starts from the previous round's checkpoint (EverySlice: one slice per round)", () => {
+  const d = decideRounds(input({ slices: [slice("2016"), slice("2017"), slice("2018")], rounds: [trained(0, ["2016"])] }));
+  assert.deepEqual(kinds(d), ["WritePlan:1", "CreateJob:1"]);
+  const plan = (d.actions[0] as { plan: RoundPlan }).plan;
+  assert.deepEqual(plan.newSlices, ["2017"]);
+  assert.equal(plan.model.initCheckpoint, "s3://runs/demo/rounds/0000/checkpoint.pt");
+  assert.deepEqual(plan.data.sources.map((s) => s.sliceId), ["2016", "2017"], "CumulativeAll replays the past");
+});
+
+test("roundPolicy Latest coalesces every waiting slice into one round", () => {
+  const d = decideRounds(input({ spec: spec({ strategy: { roundPolicy: "Latest" } }), slices: [slice("2016"), slice("2017"), slice("2018")], rounds: [trained(0, ["2016"])] }));
+  assert.deepEqual((d.actions[0] as { plan: RoundPlan }).plan.newSlices, ["2017", "2018"]);
+});
+
+test("a failed Job fails the round, records it once, and blocks until something changes", () => {
+  const d = decideRounds(input({ slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"]), failedJob(1, ["2017"], "s3://runs/demo/rounds/0000/checkpoint.pt")] }));
+  assert.deepEqual(kinds(d), ["RecordFailure:1"]);
+  assert.equal(d.rounds[1]!.phase, "Failed");
+  assert.match(d.rounds[1]!.message!, /OOMKilled/);
+  assert.equal(d.waiting?.reason, "RoundFailed");
+  assert.deepEqual(d.consumed, ["2016"], "a failed round consumes nothing");
+});
+
+test("a new slice retries the failed round's slice with the same init checkpoint", () => {
+  const init = "s3://runs/demo/rounds/0000/checkpoint.pt";
+  const d = decideRounds(input({ slices: [slice("2016"), slice("2017"), slice("2018")], rounds: [trained(0, ["2016"]), failedRecorded(1, ["2017"], init)] }));
+  assert.deepEqual(kinds(d), ["WritePlan:2", "CreateJob:2"]);
+  const plan = (d.actions[0] as { plan: RoundPlan }).plan;
+  assert.deepEqual(plan.newSlices, ["2017"]);
+  assert.equal(plan.model.initCheckpoint, init);
+});
+
+test("a spec change (new generation) also retries a failed round", () => {
+  const d = decideRounds(input({ run: { ...RUN, generation: 2 }, slices: [slice("2016")], rounds: [failedRecorded(0, ["2016"], null, 1)] }));
+  assert.deepEqual(kinds(d), ["WritePlan:1", "CreateJob:1"]);
+});
+
+test("a Job that completed without _SUCCESS is a failed round", () => {
+  const r0: RoundObservation = { ...running(0, ["2016"]), job: { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true } };
+  const d = decideRounds(input({ slices: [slice("2016")], rounds: [r0] }));
+  assert.equal(d.rounds[0]!.reason, "MissingArtifacts");
+});
+
+test("Restart and Oracle start from scratch; Oracle's budget grows with trained rounds", () => {
+  for (const replay of ["Restart", "Oracle"] as const) {
+    const d = decideRounds(input({ spec: spec({ strategy: { replay } }), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"])] }));
+    const plan = (d.actions[0] as { plan: RoundPlan }).plan;
+    assert.equal(plan.model.initCheckpoint, null, replay);
+    assert.equal(plan.data.samples, replay === "Oracle" ? 2000 : 1000);
+  }
+});
+
+test("warmStartFrom LastPromoted uses the promoted checkpoint when there is one", () => {
+  const d = decideRounds(input({ spec: spec({ strategy: { warmStartFrom: "LastPromoted" } }), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"])], promotedCheckpoint: "s3://models/v1/checkpoint.pt" }));
+  assert.equal((d.actions[0] as { plan: RoundPlan }).plan.model.initCheckpoint, "s3://models/v1/checkpoint.pt");
+});
+
+test("status history is bounded by historyLimit while compute counts every round", () => {
+  const rounds = [0, 1, 2, 3].map((i) => trained(i, [String(2016 + i)]));
+  const d = decideRounds(input({ spec: spec({ historyLimit: 2 }), slices: rounds.map((r) => slice(r.plan!.newSlices[0]!)), rounds }));
+  assert.deepEqual(d.rounds.map((r) => r.index), [2, 3]);
+  assert.equal(d.compute.samplesSeen, 4000);
+  assert.equal(d.compute.savingVsOracle, 2.5, "(T+1)/2 at T=4");
+  assert.equal(d.rounds[0]!.gpuSeconds, 3600, "Job duration x GPUs");
+});
+
+test("a slice that completes after a later one was trained on is not planned", () => {
+  const d = decideRounds(input({ slices: [slice("2016"), slice("2017"), slice("2018")], rounds: [trained(0, ["2016"]), trained(1, ["2018"])] }));
+  assert.deepEqual(kinds(d), []);
+  assert.deepEqual(d.late, ["2017"]);
+});

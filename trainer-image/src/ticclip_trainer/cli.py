@@ -1,0 +1,97 @@
+"""Command line: `python -m ticclip_trainer {train,synth,make-slice} ...`; main(argv) returns the exit code."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from .errors import EXIT_PERMANENT, EXIT_TRANSIENT, TrainerError
+
+log = logging.getLogger("ticclip_trainer")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ticclip_trainer")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="run one training round from a RoundPlan")
+    t.add_argument("--plan", required=True, help="s3://.../plan.json (endpoint from S3_ENDPOINT) or a local path")
+    s = sub.add_parser("synth", help="write the synthetic time-drifting dataset, one slice per id")
+    s.add_argument("--out", required=True, help="s3://bucket/prefix or a local folder; slices go to <out>/<sliceId>/")
+    s.add_argument("--slices", default="2016,2017,2018,2019", help="comma-separated slice ids in time order")
+    s.add_argument("--samples", type=int, default=4000, help="training samples per slice")
+    s.add_argument("--eval-samples", type=int, default=500, help="held-out samples per slice (eval/)")
+    s.add_argument("--shard-size", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("make-slice", help="image+caption pairs -> WebDataset slice with manifest.json and _SUCCESS")
+    m.add_argument("--input", required=True, help="folder of <stem>.<jpg|png|webp> + <stem>.txt, or a .csv/.parquet")
+    m.add_argument("--image-column", default="image")
+    m.add_argument("--caption-column", default="caption")
+    m.add_argument("--out", required=True, help="slice prefix: s3://bucket/prefix/<sliceId>/ or a local folder")
+    m.add_argument("--slice-id", required=True)
+    m.add_argument("--shard-size", type=int, default=1000)
+    m.add_argument("--eval-fraction", type=float, default=0.0,
+                   help="fraction of the pairs (every 1/f-th) held out as the eval/ pack")
+    return p
+
+
+def _distributed_launch(argv: list[str]) -> int | None:
+    """Several processes (NPROC_PER_NODE > 1 or NNODES > 1) and not yet under torchrun: exec torchrun."""
+    nnodes, nproc = int(os.environ.get("NNODES", "1")), int(os.environ.get("NPROC_PER_NODE", "1"))
+    if (nnodes == 1 and nproc == 1) or "LOCAL_RANK" in os.environ:
+        return None
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc_per_node={nproc}",
+           f"--node_rank={os.environ.get('NODE_RANK', '0')}", f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
+           f"--master_port={os.environ.get('MASTER_PORT', '29500')}", "-m", "ticclip_trainer", *argv]
+    log.info("launching %s", " ".join(cmd))
+    os.execv(sys.executable, cmd)
+    return None  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "train":
+            from . import plan as plan_mod
+            plan = plan_mod.load(args.plan)  # validate before launching workers
+            _distributed_launch(argv)
+            from .train import run_round
+            return run_round(plan)
+        if args.cmd == "synth":
+            from . import synth
+            ms = synth.write(args.out, [s for s in args.slices.split(",") if s], args.samples, args.eval_samples,
+                             args.shard_size, args.seed)
+            for m in ms:
+                print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards")
+            return 0
+        if args.cmd == "make-slice":
+            from . import slices
+            src = args.input
+            rows = slices.read_table(src, args.image_column, args.caption_column) if os.path.isfile(src) \
+                else slices.read_folder(src)
+            train, ev = rows, None
+            if args.eval_fraction > 0:
+                every = max(2, round(1 / args.eval_fraction))
+                allrows = list(rows)
+                ev = [r for i, r in enumerate(allrows) if i % every == every - 1]
+                train = [r for i, r in enumerate(allrows) if i % every != every - 1]
+            m = slices.write_slice(args.out, args.slice_id, train, args.shard_size, ev)
+            print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards -> {args.out}")
+            return 0
+    except TrainerError as e:
+        log.error("%s: %s", type(e).__name__, e)
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (ValueError, OSError) as e:
+        if args.cmd != "train":
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_PERMANENT
+        traceback.print_exc()
+        return EXIT_TRANSIENT
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 1

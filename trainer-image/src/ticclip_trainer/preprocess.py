@@ -1,0 +1,76 @@
+"""Image preprocessing and tokenisation shared by training, export and (later) make-evalpack.
+
+Must match the evaluator (onnxruntime-node): shortest-side bicubic resize, centre crop, OpenAI
+mean/std; CLIP BPE tokens, sot first, eot the highest id (text pooling finds it by argmax), zero
+padded to the model's context length.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    architecture: str
+    image_size: int
+    context_length: int
+    mean: tuple = OPENAI_MEAN
+    std: tuple = OPENAI_STD
+    tokenizer: str = "openai-clip-bpe"
+
+    @staticmethod
+    def for_model(architecture: str) -> "Preprocessing":
+        from .models import model_config
+        cfg = model_config(architecture)
+        size = cfg["vision_cfg"]["image_size"]
+        size = size[0] if isinstance(size, (list, tuple)) else size
+        return Preprocessing(architecture, int(size), int(cfg["text_cfg"].get("context_length", 77)))
+
+    def image_to_array(self, img: Image.Image) -> np.ndarray:
+        """PIL image -> float32 CHW array, normalised."""
+        img = img.convert("RGB")
+        w, h = img.size
+        scale = self.image_size / min(w, h)
+        nw, nh = max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))
+        if (nw, nh) != (w, h):
+            img = img.resize((nw, nh), Image.BICUBIC)
+        left, top = (nw - self.image_size) // 2, (nh - self.image_size) // 2
+        img = img.crop((left, top, left + self.image_size, top + self.image_size))
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = (arr - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def image_bytes_to_array(self, data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as img:
+            return self.image_to_array(img)
+
+    def tokenize(self, texts: list[str]) -> np.ndarray:
+        """int64 [N, context_length]."""
+        return _tokenizer(self.context_length)(texts).numpy().astype(np.int64)
+
+    def to_json(self) -> dict:
+        return {
+            "imageSize": self.image_size,
+            "resize": {"mode": "shortest", "interpolation": "bicubic", "crop": "center"},
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "tokenizer": {"name": self.tokenizer, "contextLength": self.context_length,
+                          "sotTokenId": 49406, "eotTokenId": 49407, "padTokenId": 0, "vocabSize": 49408},
+        }
+
+
+_TOKENIZERS: dict = {}
+
+
+def _tokenizer(context_length: int):
+    if context_length not in _TOKENIZERS:
+        from open_clip.tokenizer import SimpleTokenizer
+        _TOKENIZERS[context_length] = SimpleTokenizer(context_length=context_length)
+    return _TOKENIZERS[context_length]

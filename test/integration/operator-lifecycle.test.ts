@@ -3,29 +3,16 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import path from "node:path";
-import YAML from "yaml";
-import {
-  REPO_ROOT,
-  applyCrds,
-  clusterScript,
-  createNamespace,
-  getRun,
-  kubectlOk,
-  startOperatorProcess,
-  waitFor,
-  type OperatorProcess,
-} from "../support/cluster.ts";
+import { applyCrds, clusterScript, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createBucket, createS3Secret, localRunManifest, startOperator, type Proc } from "../support/local-run.ts";
 
-const minimal = YAML.parse(readFileSync(path.join(REPO_ROOT, "examples/minimal.yaml"), "utf8"));
 let ns = "";
-let operator: OperatorProcess | undefined;
+let dataBucket = "";
+let runsBucket = "";
+let operator: Proc | undefined;
 
-function createRun(name: string, mutate?: (spec: any) => void): void {
-  const doc = structuredClone(minimal);
-  doc.metadata = { name, namespace: ns };
-  mutate?.(doc.spec);
-  kubectlOk(["create", "-f", "-"], JSON.stringify(doc));
+function createRun(name: string): void {
+  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name, dataBucket, runsBucket })));
 }
 
 const reconciledAt = (name: string, generation: number) =>
@@ -35,11 +22,14 @@ const reconciledAt = (name: string, generation: number) =>
     return run?.status?.observedGeneration === generation && ready?.observedGeneration === generation ? run : undefined;
   }, 60_000);
 
-before(() => {
+before(async () => {
   applyCrds();
   ns = createNamespace("op");
+  createS3Secret(ns);
+  dataBucket = await createBucket("op-data");
+  runsBucket = await createBucket("op-runs");
   // Short watch timeout so the watch cycles several times during the test.
-  operator = startOperatorProcess([ns], ["--watch-timeout-seconds", "15", "--resync-seconds", "30"]);
+  operator = startOperator([ns], ["--watch-timeout-seconds", "15", "--resync-seconds", "30"]);
 });
 after(async () => {
   await operator?.stop();
@@ -53,6 +43,7 @@ test("a new run gets observedGeneration and a Ready condition", async () => {
   assert.equal(ready.reason, "WaitingForData");
   assert.match(ready.lastTransitionTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   assert.equal(run.status!.phase, "Waiting");
+  assert.equal(run.status!.conditions!.find((c) => c.type === "Degraded")?.status, "False");
   const events = kubectlOk(["get", "events", "-n", ns, "--field-selector", "involvedObject.name=alpha", "-o", "jsonpath={.items[*].reason}"]);
   assert.match(events, /WaitingForData/);
 });
@@ -83,9 +74,9 @@ test("restarting the operator does no duplicate work and leaves status unchanged
   const a = await reconciledAt("alpha", 2);
   const b = await reconciledAt("beta", 1);
   await operator!.stop("SIGKILL");
-  operator = startOperatorProcess([ns], ["--watch-timeout-seconds", "15"]);
-  // Give the new operator time to list and reconcile everything.
-  await waitFor("operator listed runs", () => readFileSync(operator!.logFile, "utf8").includes("operator started"), 30_000);
+  operator = startOperator([ns], ["--watch-timeout-seconds", "15"]);
+  // The new operator takes over the lease once the killed one's expires, then lists everything.
+  await waitFor("new operator leads", () => readFileSync(operator!.logFile, "utf8").includes("became leader"), 40_000);
   await new Promise((r) => setTimeout(r, 5000));
   assert.equal(getRun(ns, "alpha")!.metadata.resourceVersion, a.metadata.resourceVersion, "alpha untouched");
   assert.equal(getRun(ns, "beta")!.metadata.resourceVersion, b.metadata.resourceVersion, "beta untouched");

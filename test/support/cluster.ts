@@ -1,9 +1,8 @@
 // Test helpers for the local cluster started by dev/cluster.sh (npm test starts it and exports
 // KUBECONFIG, KUBECTL and the S3 variables). Missing variables fail loudly: a test that silently
 // skipped its cluster would prove nothing.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
@@ -68,31 +67,6 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
 export function clusterScript(...args: string[]): void {
   const res = spawnSync("bash", [path.join(REPO_ROOT, "dev/cluster.sh"), ...args], { encoding: "utf8", timeout: 300_000 });
   if (res.status !== 0) throw new Error(`dev/cluster.sh ${args.join(" ")} failed: ${res.stderr}`);
-}
-
-/** The operator as a real child process (so tests can SIGKILL it), logging to a file. */
-export type OperatorProcess = { child: ChildProcess; logFile: string; stop: (signal?: NodeJS.Signals) => Promise<void> };
-
-export function startOperatorProcess(namespaces: string[], extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): OperatorProcess {
-  const logFile = path.join(REPO_ROOT, ".local", `operator-${namespaces.join("_")}-${Date.now()}.log`);
-  spawnSync("mkdir", ["-p", path.dirname(logFile)]);
-  const out = createWriteStream(logFile);
-  const child = spawn(
-    process.execPath,
-    [path.join(REPO_ROOT, "operator/main.ts"), "--kubeconfig", requireEnv("KUBECONFIG"), "--namespaces", namespaces.join(","), ...extraArgs],
-    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  child.stdout!.pipe(out);
-  child.stderr!.pipe(out);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  return {
-    child,
-    logFile,
-    stop: async (signal = "SIGTERM") => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
 }
 
 export type RunObject = {

@@ -1,0 +1,171 @@
+// The local executor: test and demo tooling, never part of the operator.
+// The local cluster has no scheduler or kubelet. This process plays the kubelet for the operator's
+// pods: it watches pods labelled ticclip.dev/component, runs each pod's command, args and env as a
+// local process (the image mapped to a local command by a config file, e.g. the trainer image to
+// the project's Python venv), and reports Running / Succeeded / Failed with the container's exit
+// code back through the pod status, so the real Job controller completes, retries or fails Jobs
+// exactly as on a cluster (backoffLimit, podFailurePolicy).
+//
+// Preemption: a pod that gets a DisruptionTarget=True condition (as the scheduler or an eviction
+// sets it) has its process sent SIGTERM, then is marked Failed with the condition kept, so the Job's
+// podFailurePolicy ignores it and the replacement pod resumes from the intra-round checkpoint.
+//
+//   node dev/local-executor.ts --config .local/executor.json [--namespaces a,b]
+// Config: {"images": {"<image>": {"commandMap": {"python": "/venv/bin/python"}, "env": {...}, "cwd": "..."}}}
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import * as k8s from "@kubernetes/client-node";
+import { z } from "zod";
+import { loadKubeConfig, type RawObject } from "../operator/kube/client.ts";
+import { ResilientWatch } from "../operator/kube/watch.ts";
+import { createLogger } from "../operator/observability/log.ts";
+
+const imageConfig = z.object({
+  commandMap: z.record(z.string(), z.string()).default({}),
+  env: z.record(z.string(), z.string()).default({}),
+  cwd: z.string().optional(),
+});
+const executorConfig = z.object({ images: z.record(z.string(), imageConfig) });
+type ImageConfig = z.infer<typeof imageConfig>;
+
+const { values } = parseArgs({
+  options: { config: { type: "string" }, namespaces: { type: "string" }, kubeconfig: { type: "string" }, "log-dir": { type: "string" } },
+});
+const config = executorConfig.parse(JSON.parse(readFileSync(values.config ?? ".local/executor.json", "utf8")));
+const logDir = values["log-dir"] ?? ".local/executor";
+mkdirSync(logDir, { recursive: true });
+const log = createLogger("info").child({ component: "local-executor" });
+const kc = loadKubeConfig(values.kubeconfig);
+const core = kc.makeApiClient(k8s.CoreV1Api);
+const SELECTOR = "ticclip.dev/component";
+
+type Running = { child: ChildProcess; pod: k8s.V1Pod; startedAt: Date; disrupted: boolean; output: string[] };
+const running = new Map<string, Running>(); // by pod uid
+const handled = new Set<string>(); // uids already started (or finished): each pod runs once
+
+const now = () => new Date();
+const strategic = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.StrategicMergePatch);
+
+async function resolveEnv(pod: k8s.V1Pod, container: k8s.V1Container, image: ImageConfig): Promise<Record<string, string>> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? "" };
+  for (const e of container.env ?? []) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (e.valueFrom?.secretKeyRef) {
+      const s = await core.readNamespacedSecret({ namespace: pod.metadata!.namespace!, name: e.valueFrom.secretKeyRef.name! });
+      const v = s.data?.[e.valueFrom.secretKeyRef.key];
+      if (v === undefined) throw new Error(`secret ${e.valueFrom.secretKeyRef.name} has no key ${e.valueFrom.secretKeyRef.key}`);
+      env[e.name] = Buffer.from(v, "base64").toString("utf8");
+    } else if (e.valueFrom?.fieldRef) {
+      const p = e.valueFrom.fieldRef.fieldPath;
+      const ann = /^metadata\.annotations\['(.+)'\]$/.exec(p);
+      if (ann) env[e.name] = pod.metadata?.annotations?.[ann[1]!] ?? "";
+      else if (p === "metadata.name") env[e.name] = pod.metadata!.name!;
+      else if (p === "metadata.namespace") env[e.name] = pod.metadata!.namespace!;
+    }
+  }
+  return { ...env, ...image.env };
+}
+
+async function patchStatus(pod: k8s.V1Pod, status: k8s.V1PodStatus): Promise<void> {
+  await core.patchNamespacedPodStatus({ namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, body: { status } }, strategic);
+}
+
+async function start(pod: k8s.V1Pod): Promise<void> {
+  const uid = pod.metadata!.uid!;
+  handled.add(uid);
+  const container = pod.spec!.containers[0]!;
+  const image = config.images[container.image ?? ""];
+  const startedAt = now();
+  const terminated = async (exitCode: number, reason: string, message: string) =>
+    patchStatus(pod, {
+      phase: exitCode === 0 ? "Succeeded" : "Failed",
+      containerStatuses: [
+        { name: container.name, image: container.image!, imageID: "", ready: false, restartCount: 0, started: false, state: { terminated: { exitCode, reason, message, startedAt, finishedAt: now() } } },
+      ],
+    });
+  if (!image) {
+    log.warn("no local command for image", { pod: pod.metadata!.name, image: container.image });
+    await terminated(128, "ErrImageNeverPull", `local executor: no mapping for image ${container.image}`);
+    return;
+  }
+  const argv = [...(container.command ?? []), ...(container.args ?? [])].map((a, i) => (i === 0 ? (image.commandMap[a] ?? a) : a));
+  const env = await resolveEnv(pod, container, image);
+  const logFile = path.join(logDir, `${pod.metadata!.namespace}_${pod.metadata!.name}.log`);
+  const out = createWriteStream(logFile);
+  const child = spawn(argv[0]!, argv.slice(1), { env, cwd: image.cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const entry: Running = { child, pod, startedAt, disrupted: false, output: [] };
+  running.set(uid, entry);
+  const keep = (b: Buffer) => {
+    out.write(b);
+    entry.output.push(b.toString());
+    if (entry.output.length > 50) entry.output.shift();
+  };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
+  log.info("started", { pod: pod.metadata!.name, pid: child.pid, argv: argv.join(" ") });
+  await patchStatus(pod, {
+    phase: "Running",
+    startTime: startedAt,
+    containerStatuses: [{ name: container.name, image: container.image!, imageID: "", ready: true, restartCount: 0, started: true, state: { running: { startedAt } } }],
+  }).catch((err) => log.warn("status Running failed", { error: String(err) }));
+  child.on("error", (err) => keep(Buffer.from(`spawn error: ${err.message}\n`)));
+  child.on("close", (code, signal) => {
+    running.delete(uid);
+    out.end();
+    const exitCode = code ?? (signal === "SIGKILL" ? 137 : 143);
+    const tail = entry.output.join("").slice(-1024);
+    log.info("exited", { pod: pod.metadata!.name, exitCode, signal, disrupted: entry.disrupted });
+    void terminated(exitCode, exitCode === 0 ? "Completed" : exitCode === 137 ? "OOMKilled" : "Error", tail).catch((err) =>
+      log.warn("status update failed (pod gone?)", { pod: pod.metadata!.name, error: String(err) }),
+    );
+  });
+}
+
+function onPod(type: string, pod: k8s.V1Pod): void {
+  const uid = pod.metadata?.uid;
+  if (!uid) return;
+  const r = running.get(uid);
+  if (type === "DELETED" || pod.metadata?.deletionTimestamp) {
+    if (r) r.child.kill("SIGTERM"); // pod gone (Job deleted, run deleted): stop its process
+    return;
+  }
+  const disrupted = pod.status?.conditions?.some((c) => c.type === "DisruptionTarget" && c.status === "True");
+  if (r && disrupted && !r.disrupted) {
+    r.disrupted = true;
+    log.info("disruption: SIGTERM", { pod: pod.metadata!.name });
+    r.child.kill("SIGTERM");
+    return;
+  }
+  if (!handled.has(uid) && (pod.status?.phase ?? "Pending") === "Pending" && !disrupted) {
+    void start(pod).catch((err) => log.error("start failed", { pod: pod.metadata?.name, error: String(err) }));
+  }
+}
+
+const namespaces = values.namespaces ? values.namespaces.split(",") : [undefined];
+for (const ns of namespaces) {
+  const watch = new ResilientWatch(kc, {
+    name: `pods/${ns ?? "*"}`,
+    path: `${ns ? `/api/v1/namespaces/${ns}/pods` : "/api/v1/pods"}?labelSelector=${encodeURIComponent(SELECTOR)}`,
+    list: async () => {
+      const res = ns
+        ? await core.listNamespacedPod({ namespace: ns, labelSelector: SELECTOR })
+        : await core.listPodForAllNamespaces({ labelSelector: SELECTOR });
+      return { items: res.items as unknown as RawObject[], resourceVersion: res.metadata?.resourceVersion ?? "" };
+    },
+    onList: (items) => items.forEach((p) => onPod("ADDED", p as unknown as k8s.V1Pod)),
+    onEvent: ({ type, object }) => onPod(type, object as unknown as k8s.V1Pod),
+    timeoutSeconds: 60,
+    log,
+  });
+  watch.start();
+}
+log.info("local executor started", { namespaces: values.namespaces ?? "*", images: Object.keys(config.images) });
+const shutdown = () => {
+  for (const r of running.values()) r.child.kill("SIGTERM");
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);
+setInterval(() => {}, 1 << 30);

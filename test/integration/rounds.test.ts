@@ -1,0 +1,91 @@
+// Whole rounds against the real parts: kube-apiserver + the real Job controller, MinIO, the
+// trainer (tiny CPU model) run by the local executor, and the operator as a process.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createBucket, createS3Secret, localRunManifest, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
+import { s3Client } from "../support/s3.ts";
+
+type Round = { index: number; phase: string; slices: string[]; initCheckpoint?: string; checkpoint?: string; reason?: string; message?: string };
+let ns = "";
+let executor: Proc;
+let operator: Proc;
+
+const rounds = (name: string): Round[] => ((getRun(ns, name)?.status as { rounds?: Round[] } | undefined)?.rounds ?? []);
+const roundsDone = (name: string, n: number, timeoutMs = 240_000) =>
+  waitFor(`${name}: ${n} rounds trained`, () => {
+    const r = rounds(name);
+    const failed = r.find((x) => x.phase === "Failed");
+    if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
+    return r.filter((x) => x.phase === "Trained").length >= n ? r : undefined;
+  }, timeoutMs, 1000);
+
+async function getJson(bucket: string, key: string): Promise<any> {
+  const res = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return JSON.parse(await res.Body!.transformToString());
+}
+
+before(() => {
+  applyCrds();
+  ns = createNamespace("rounds");
+  createS3Secret(ns);
+  executor = startExecutor([ns]);
+  operator = startOperator([ns]);
+});
+after(async () => {
+  await operator?.stop();
+  await executor?.stop();
+});
+
+test("three slices landing one after another give three warm-started rounds", async () => {
+  const data = await createBucket("rounds-data");
+  const runs = await createBucket("rounds-runs");
+  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name: "seq", dataBucket: data, runsBucket: runs })));
+  for (const [i, id] of ["2016", "2017", "2018"].entries()) {
+    writeSlices(data, [id]);
+    await roundsDone("seq", i + 1);
+  }
+  const r = rounds("seq");
+  assert.deepEqual(r.map((x) => [x.index, x.slices, x.phase]), [[0, ["2016"], "Trained"], [1, ["2017"], "Trained"], [2, ["2018"], "Trained"]]);
+  // Each plan warm-starts from the previous round's checkpoint and replays per CumulativeAll.
+  for (const i of [1, 2]) {
+    const plan = await getJson(runs, `seq/rounds/000${i}/plan.json`);
+    assert.equal(plan.model.initCheckpoint, `s3://${runs}/seq/rounds/000${i - 1}/checkpoint.pt`);
+    assert.deepEqual(plan.data.sources.map((s: { sliceId: string }) => s.sliceId), ["2016", "2017", "2018"].slice(0, i + 1));
+    const shares = plan.data.sources.map((s: { expectedShare: number }) => s.expectedShare);
+    for (const share of shares) assert.ok(Math.abs(share - 1 / (i + 1)) < 1e-9, "equal-size slices share equally");
+  }
+  const status = getRun(ns, "seq")!.status as any;
+  assert.equal(status.compute.samplesSeen, 3 * 256);
+  assert.equal(status.compute.savingVsOracle, 2, "(T+1)/2 at T=3");
+  assert.equal(status.slices.consumed, 3);
+  const jobs = JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=seq", "-o", "json"])).items;
+  assert.equal(jobs.length, 3, "one Job per round");
+});
+
+test("a trainer exit 2 (invalid plan) fails the round without retries", async () => {
+  const data = await createBucket("bad-data");
+  const runs = await createBucket("bad-runs");
+  // The trainer does not know this architecture: a permanent error, exit code 2.
+  const m = localRunManifest({ namespace: ns, name: "badarch", dataBucket: data, runsBucket: runs, spec: { model: { architecture: "no-such-model" } } });
+  kubectlOk(["create", "-f", "-"], JSON.stringify(m));
+  writeSlices(data, ["2016"]);
+  const failed = await waitFor("round 0 failed", () => rounds("badarch").find((x) => x.phase === "Failed"), 180_000, 1000);
+  assert.equal(failed.reason, "PodFailurePolicy");
+  assert.match(failed.message ?? "", /exit(ed)? (code )?2/);
+  const job = JSON.parse(kubectlOk(["get", "job", "badarch-r0000-train", "-n", ns, "-o", "json"]));
+  assert.equal(job.status.failed, 1, "no retry after exit 2");
+  const events = kubectlOk(["get", "events", "-n", ns, "--field-selector", "involvedObject.name=badarch", "-o", "jsonpath={.items[*].reason}"]);
+  assert.match(events, /RoundFailed/);
+  const ready = (getRun(ns, "badarch")!.status!.conditions ?? []).find((c) => c.type === "Ready");
+  assert.equal(ready?.status, "False");
+});
+
+test("deleting a run garbage-collects its Jobs; S3 artifacts stay", async () => {
+  kubectlOk(["delete", "ccr", "badarch", "-n", ns]);
+  await waitFor("jobs of badarch gone", () => {
+    const res = kubectl(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=badarch", "-o", "name"]);
+    return res.code === 0 && res.stdout.trim() === "" ? true : undefined;
+  }, 60_000, 1000);
+});

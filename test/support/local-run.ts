@@ -1,0 +1,98 @@
+// A ContinualClipRun wired to the local cluster's S3 server and trainer venv, plus the processes
+// around it (operator, local executor), for integration tests of whole rounds.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { CreateBucketCommand } from "@aws-sdk/client-s3";
+import { REPO_ROOT, kubectlOk, requireEnv } from "./cluster.ts";
+import { s3Client } from "./s3.ts";
+
+export const TRAINER_IMAGE = "ticclip-trainer:dev";
+
+/** The trainer venv (dev/python-venv.sh creates it once; npm test exports TICCLIP_VENV). */
+export function venvPython(): string {
+  let venv = process.env.TICCLIP_VENV;
+  if (!venv) {
+    const res = spawnSync("bash", [path.join(REPO_ROOT, "dev/python-venv.sh")], { encoding: "utf8" });
+    if (res.status !== 0) throw new Error(`dev/python-venv.sh failed: ${res.stderr}`);
+    venv = res.stdout.trim();
+    process.env.TICCLIP_VENV = venv;
+  }
+  return path.join(venv, "bin/python");
+}
+
+export async function createBucket(prefix: string): Promise<string> {
+  const bucket = `${prefix}-${randomBytes(4).toString("hex")}`;
+  await s3Client().send(new CreateBucketCommand({ Bucket: bucket }));
+  return bucket;
+}
+
+/** The Secret the run's pods and the operator read S3 credentials from. */
+export function createS3Secret(namespace: string, name = "s3-creds"): string {
+  kubectlOk(["create", "secret", "generic", name, "-n", namespace,
+    `--from-literal=AWS_ACCESS_KEY_ID=${requireEnv("AWS_ACCESS_KEY_ID")}`,
+    `--from-literal=AWS_SECRET_ACCESS_KEY=${requireEnv("AWS_SECRET_ACCESS_KEY")}`]);
+  return name;
+}
+
+/** A run training the tiny CPU model on slices under s3://<data>/slices/. */
+export function localRunManifest(o: { namespace: string; name: string; dataBucket: string; runsBucket: string; spec?: Record<string, any> }) {
+  const spec = o.spec ?? {};
+  return {
+    apiVersion: "ticclip.dev/v1alpha1",
+    kind: "ContinualClipRun",
+    metadata: { name: o.name, namespace: o.namespace },
+    spec: {
+      ...spec,
+      source: { s3: { bucket: o.dataBucket, prefix: "slices/", endpoint: requireEnv("S3_ENDPOINT"), credentialsSecretRef: { name: "s3-creds" } }, pollInterval: "2s", ...(spec.source ?? {}) },
+      model: { architecture: "ticclip-tiny", ...(spec.model ?? {}) },
+      strategy: { replay: "CumulativeAll", samplesPerRound: 256, ...(spec.strategy ?? {}), optimizer: { batchSize: 32, lr: 1e-3, precision: "fp32", ...(spec.strategy?.optimizer ?? {}) } },
+      trainer: { image: TRAINER_IMAGE, gpusPerNode: 0, backoffLimit: 2, checkpointIntervalMinutes: 1, ...(spec.trainer ?? {}) },
+      artifacts: { s3: { bucket: o.runsBucket, prefix: `${o.name}/` } },
+    },
+  };
+}
+
+/** Writes synthetic slices with the trainer's own generator (shards, manifest.json, _SUCCESS last). */
+export function writeSlices(bucket: string, ids: string[], samples = 256): void {
+  const res = spawnSync(venvPython(), ["-m", "ticclip_trainer", "synth", "--out", `s3://${bucket}/slices`, "--slices", ids.join(","), "--samples", String(samples), "--eval-samples", "64", "--shard-size", "128"], {
+    encoding: "utf8",
+    env: { ...process.env },
+    timeout: 120_000,
+  });
+  if (res.status !== 0) throw new Error(`synth failed: ${res.stderr}`);
+}
+
+export type Proc = { child: ChildProcess; logFile: string; stop: (signal?: NodeJS.Signals) => Promise<void> };
+
+function startProc(name: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const logFile = path.join(REPO_ROOT, ".local", "test-logs", `${name}-${Date.now()}-${randomBytes(2).toString("hex")}.log`);
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  const out = createWriteStream(logFile);
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    child,
+    logFile,
+    stop: async (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** The local executor, running trainer pods of these namespaces in the venv. */
+export function startExecutor(namespaces: string[]): Proc {
+  const python = venvPython();
+  const cfg = path.join(REPO_ROOT, ".local", `executor-${randomBytes(3).toString("hex")}.json`);
+  mkdirSync(path.dirname(cfg), { recursive: true });
+  writeFileSync(cfg, JSON.stringify({ images: { [TRAINER_IMAGE]: { commandMap: { python }, env: {}, cwd: REPO_ROOT } } }));
+  return startProc("executor", [path.join(REPO_ROOT, "dev/local-executor.ts"), "--config", cfg, "--namespaces", namespaces.join(","), "--kubeconfig", requireEnv("KUBECONFIG"), "--log-dir", path.join(REPO_ROOT, ".local", "executor")]);
+}
+
+export function startOperator(namespaces: string[], extra: string[] = []): Proc {
+  return startProc("operator", [path.join(REPO_ROOT, "operator/main.ts"), "--kubeconfig", requireEnv("KUBECONFIG"), "--namespaces", namespaces.join(","), "--lease-namespace", namespaces[0]!, ...extra]);
+}

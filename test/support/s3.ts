@@ -71,7 +71,9 @@ export async function createBucket(client: S3Client, base = "test"): Promise<str
 }
 
 export async function putObject(client: S3Client, bucket: string, key: string, body: string | Uint8Array = ""): Promise<void> {
-  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  const bytes = typeof body === "string" ? Buffer.from(body, "utf-8") : body;
+  // An explicit length: the SDK warns about bodies of unknown length (empty ones included).
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentLength: bytes.byteLength }));
 }
 
 /** Runs fn over items with at most `limit` in flight. */

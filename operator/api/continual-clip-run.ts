@@ -212,7 +212,8 @@ export const evaluationSpec = z
   })
   .meta(
     cel({
-      rule: "self.gates.all(g, !g.metric.startsWith('zeroShot.') || self.zeroShot.exists(z, g.metric.startsWith('zeroShot.' + z.name + '.')))",
+      // has() guards: the API server also checks this rule against the field's default ({}).
+      rule: "!has(self.gates) || self.gates.all(g, !g.metric.startsWith('zeroShot.') || (has(self.zeroShot) && self.zeroShot.exists(z, g.metric.startsWith('zeroShot.' + z.name + '.'))))",
       message: "a zeroShot gate must name an entry of evaluation.zeroShot",
       fieldPath: ".gates",
     }),

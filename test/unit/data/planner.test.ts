@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { impliedShares, planRound, sliceSamples, type PlanInput, type PlannerSlice, type RoundMixture } from "../../../operator/data/planner.ts";
 import { REPLAY_STRATEGIES, type ReplayStrategy } from "../../../operator/api/continual-clip-run.ts";
+import { roundPlan } from "../../../operator/api/round-plan.ts";
 
 const EPS = 1e-9;
 
@@ -185,6 +186,14 @@ describe("planRound", () => {
     // shares 1/6, 1/3, 1/2 over 200, 300, 300 samples of 800 in all.
     assert.deepEqual(m.sources.map((s) => s.weight), [Number(((1 / 6) * 800 / 200).toPrecision(12)), Number(((1 / 3) * 800 / 300).toPrecision(12)), Number((0.5 * 800 / 300).toPrecision(12))]);
     assert.deepEqual(m.sources[0]!.shards, three[0]!.shards);
+  });
+
+  test("its output is a valid RoundPlan data section", () => {
+    for (const replay of REPLAY_STRATEGIES) {
+      const m = plan({ ...base, replay });
+      const data = roundPlan.shape.data.parse({ sources: m.sources, samples: m.samples });
+      assert.deepEqual(data.sources, m.sources);
+    }
   });
 
   test("ignores slices discovered after the round's slice", () => {

@@ -15,6 +15,12 @@ export const operatorConfig = z.object({
   leaderElection: z.boolean(),
   leaseNamespace: z.string().min(1),
   leaseName: z.string().min(1),
+  metricsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port"),
+  notificationsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port").optional(),
+  notificationToken: z.string().min(16, "at least 16 characters").optional(),
+}).refine((c) => !c.notificationsAddress || c.notificationToken, {
+  message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
+  path: ["notificationToken"],
 });
 export type OperatorConfig = z.infer<typeof operatorConfig>;
 
@@ -29,6 +35,8 @@ const FLAGS = {
   "leader-elect": { type: "string" },
   "lease-namespace": { type: "string" },
   "lease-name": { type: "string" },
+  "metrics-address": { type: "string" },
+  "notifications-address": { type: "string" },
 } as const;
 
 /** Flags win over environment variables (TICCLIP_NAMESPACES, TICCLIP_LOG_LEVEL, ...). */
@@ -48,6 +56,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     leaderElection: (pick("leader-elect", "TICCLIP_LEADER_ELECT") ?? "true") !== "false",
     leaseNamespace: pick("lease-namespace", "POD_NAMESPACE") ?? "default",
     leaseName: pick("lease-name", "TICCLIP_LEASE_NAME") ?? "continual-clip-operator",
+    metricsAddress: pick("metrics-address", "TICCLIP_METRICS_ADDRESS") ?? "127.0.0.1:0",
+    notificationsAddress: pick("notifications-address", "TICCLIP_NOTIFICATIONS_ADDRESS"),
+    // Secrets only from the environment (a Secret in the Deployment), never from flags.
+    notificationToken: env.TICCLIP_NOTIFICATION_TOKEN,
   });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);

@@ -10,6 +10,9 @@ import { Reconciler } from "./controller/reconcile.ts";
 import { API_VERSION, KIND } from "./api/continual-clip-run.ts";
 import { LABELS } from "./training/job.ts";
 import { createLogger, errorMessage } from "./observability/log.ts";
+import { createMetricsServer, forgetRun, isLeader, notificationsTotal, parseAddress, reconcileSeconds, reconcileTotal } from "./observability/metrics.ts";
+import { createNotificationServer } from "./data/notifications.ts";
+import type { Outcome } from "./controller/queue.ts";
 
 export type RunningOperator = { stop: () => Promise<void> };
 
@@ -20,7 +23,14 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
   const children = new ChildClient(kc);
   const events = new EventRecorder(kc, config.identity);
   const reconciler = new Reconciler({ runs, children, events, log });
-  const queue = new WorkQueue(reconciler.reconcile, {
+  const timedReconcile = async (key: string): Promise<Outcome> => {
+    const end = reconcileSeconds.startTimer();
+    const outcome = await reconciler.reconcile(key);
+    end();
+    reconcileTotal.inc({ outcome: outcome.kind });
+    return outcome;
+  };
+  const queue = new WorkQueue(timedReconcile, {
     concurrency: config.concurrency,
     onError: (key, error, retryInMs) => log.warn("requeue after error", { key, error: errorMessage(error), retryInMs }),
   });
@@ -48,6 +58,7 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
             known.delete(key);
             queue.forget(key);
             reconciler.forget(key);
+            forgetRun(object.metadata.namespace, object.metadata.name);
           } else known.add(key);
           queue.add(key);
         },
@@ -75,7 +86,30 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
   );
 
   let resync: NodeJS.Timeout | undefined;
+  let started = false;
+  const servers: import("node:http").Server[] = [];
+  const metrics = createMetricsServer(() => started || (elector !== undefined && !elector.isLeader));
+  const m = parseAddress(config.metricsAddress);
+  metrics.listen(m.port, m.host, () => log.info("metrics listening", { address: metrics.address() }));
+  servers.push(metrics);
+  if (config.notificationsAddress && config.notificationToken) {
+    // Each S3 event re-checks the matching runs' slice folders now instead of at the next poll.
+    const n = createNotificationServer({
+      token: config.notificationToken,
+      onSliceReady: () => {},
+      onObjectEvent: (e) => {
+        const keys = reconciler.notify(e.bucket, e.key);
+        notificationsTotal.inc({ matched: keys.length > 0 ? "true" : "false" });
+        for (const key of keys) queue.add(key);
+      },
+    });
+    const a = parseAddress(config.notificationsAddress);
+    n.listen(a.port, a.host, () => log.info("S3 notifications listening", { address: n.address() }));
+    servers.push(n);
+  }
   const startControllers = () => {
+    started = true;
+    isLeader.set(1);
     for (const w of [...runWatches, ...jobWatches]) w.start();
     // Periodic resync: level-triggered safety net for anything a watch could have missed.
     resync = setInterval(() => {
@@ -84,6 +118,8 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
     resync.unref();
   };
   const stopControllers = async () => {
+    started = false;
+    isLeader.set(0);
     clearInterval(resync);
     for (const w of [...runWatches, ...jobWatches]) w.stop();
     queue.stop();
@@ -110,6 +146,7 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
     stop: async () => {
       await stopControllers();
       await elector?.stop();
+      for (const srv of servers) srv.close();
       log.info("operator stopped");
     },
   };

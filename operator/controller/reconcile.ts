@@ -16,6 +16,7 @@ import { classifyS3Error } from "../s3/errors.ts";
 import { ROUND_FILES, RoundStore, roundPrefix } from "../s3/round-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
 import { decide, type Observed } from "./decide.ts";
+import { observeRunStatus } from "../observability/metrics.ts";
 import type { Outcome } from "./queue.ts";
 import type { FailureRecord, RoundAction, RoundObservation } from "./rounds.ts";
 
@@ -103,6 +104,7 @@ export class Reconciler {
         log.info("event", e);
         await this.#deps.events.record(run, e.type, e.reason, e.message);
       }
+      observeRunStatus(namespace, name, decision.status ?? (run.status as Parameters<typeof observeRunStatus>[2]));
       if (decision.outcome === "stalled") return { kind: "stalled" };
       const mem = this.#memory.get(key);
       const untilPoll = mem ? Math.max(0, mem.nextPollAt - Date.now()) : 60_000;

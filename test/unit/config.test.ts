@@ -16,3 +16,9 @@ test("bad values are rejected naming the setting", () => {
   assert.throws(() => loadConfig(["--namespaces", "Bad_NS"], {}), /namespaces/);
   assert.throws(() => loadConfig(["--bogus"], {}), /bogus/);
 });
+
+test("the notifications endpoint refuses to start without a bearer token", () => {
+  assert.throws(() => loadConfig(["--notifications-address", ":8443"], {}), /notificationToken/);
+  const c = loadConfig(["--notifications-address", ":8443"], { TICCLIP_NOTIFICATION_TOKEN: "0123456789abcdef0123" });
+  assert.equal(c.notificationsAddress, ":8443");
+});

@@ -113,12 +113,18 @@ export async function readInts(store: ObjectStore, pack: OpenPack, name: string,
 /** uint8 RGB NCHW -> float32 ((x / 255) - mean) / std, as the trainer's preprocess.py does in float32. */
 export function normalizeImages(bytes: Uint8Array, pre: PreprocessingSpec): Float32Array {
   const plane = pre.imageSize * pre.imageSize;
+  // 256 possible inputs per channel: a lookup table computed with float32 rounding at each step.
+  const lut = [0, 1, 2].map((c) => {
+    const t = new Float32Array(256);
+    const mean = Math.fround(pre.mean[c]!);
+    const std = Math.fround(pre.std[c]!);
+    for (let v = 0; v < 256; v++) t[v] = Math.fround(Math.fround(Math.fround(v / 255) - mean) / std);
+    return t;
+  });
   const out = new Float32Array(bytes.length);
-  const mean = pre.mean.map(Math.fround);
-  const std = pre.std.map(Math.fround);
-  for (let i = 0; i < bytes.length; i++) {
-    const c = Math.floor(i / plane) % 3;
-    out[i] = Math.fround(Math.fround(Math.fround(bytes[i]! / 255) - mean[c]!) / std[c]!);
+  for (let start = 0, c = 0; start < bytes.length; start += plane, c = (c + 1) % 3) {
+    const t = lut[c]!;
+    for (let i = start, end = start + plane; i < end; i++) out[i] = t[bytes[i]!]!;
   }
   return out;
 }

@@ -36,12 +36,21 @@ export class S3SliceStore implements SliceStore {
   readonly bucket: string;
   readonly #client: S3Client;
   readonly #pageSize: number | undefined;
+  readonly #timeoutMs: number;
 
-  /** pageSize lowers MaxKeys (tests exercise pagination with it); S3's default is 1,000. */
-  constructor(client: S3Client, bucket: string, options: { pageSize?: number } = {}) {
+  /**
+   * pageSize lowers MaxKeys (tests exercise pagination with it); S3's default is 1,000.
+   * timeoutMs bounds each call, retries included, so a hung connection cannot stall discovery.
+   */
+  constructor(client: S3Client, bucket: string, options: { pageSize?: number; timeoutMs?: number } = {}) {
     this.#client = client;
     this.bucket = bucket;
     this.#pageSize = options.pageSize;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  #opts() {
+    return { abortSignal: AbortSignal.timeout(this.#timeoutMs) };
   }
 
   async listFolders(prefix: string, startAfter: string | undefined): Promise<FolderPage> {
@@ -54,6 +63,7 @@ export class S3SliceStore implements SliceStore {
           ...(startAfter ? { StartAfter: startAfter } : {}),
           ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
         }),
+        this.#opts(),
       );
       return {
         folders: (out.CommonPrefixes ?? []).flatMap((p) => (p.Prefix ? [p.Prefix] : [])),
@@ -77,6 +87,7 @@ export class S3SliceStore implements SliceStore {
             ...(token ? { ContinuationToken: token } : {}),
             ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
           }),
+          this.#opts(),
         );
         for (const o of out.Contents ?? []) if (o.Key) objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
         token = out.IsTruncated ? out.NextContinuationToken : undefined;
@@ -89,7 +100,7 @@ export class S3SliceStore implements SliceStore {
 
   async getText(key: string): Promise<{ text: string; etag?: string | undefined } | undefined> {
     try {
-      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), this.#opts());
       if ((out.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
         out.Body?.transformToWebStream().cancel().catch(() => {});
         throw Object.assign(new Error(`object is ${out.ContentLength} bytes, more than ${MAX_MANIFEST_BYTES}`), { name: "EntityTooLarge", $metadata: { httpStatusCode: 400 } });
@@ -103,7 +114,7 @@ export class S3SliceStore implements SliceStore {
 
   async exists(key: string): Promise<boolean> {
     try {
-      await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), this.#opts());
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;

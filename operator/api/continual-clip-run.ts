@@ -194,6 +194,31 @@ export const gateSpec = z
     ),
   );
 
+export const evaluationRunnerSpec = z
+  .object({
+    mode: z
+      .enum(["Job", "InProcess"])
+      .default("Job")
+      .describe("Job: a Job of the operator image runs `evaluate` with the resources below. InProcess: the operator scores small packs itself."),
+    executionProvider: z.enum(["cpu", "cuda"]).default("cpu").describe("onnxruntime execution provider; cuda needs gpus > 0 and an image with the CUDA provider."),
+    gpus: z.int().min(0).max(8).default(0).describe("nvidia.com/gpu of the evaluation Job."),
+    resources: z
+      .object({ requests: resourceList.optional(), limits: resourceList.optional() })
+      .optional()
+      .describe("CPU and memory of the evaluation Job (GPUs come from gpus)."),
+    nodeSelector: labelMap.optional(),
+    tolerations: z.array(toleration).max(32).optional(),
+    batchSize: z.int().min(1).max(4096).default(64).describe("Images or texts per inference call."),
+  })
+  .meta(
+    cel(
+      // has() guards: the API server also checks these rules against the field's default ({}).
+      { rule: "!has(self.executionProvider) || self.executionProvider != 'cuda' || (has(self.gpus) && self.gpus > 0)", message: "executionProvider cuda needs gpus > 0", fieldPath: ".gpus" },
+      { rule: "!has(self.mode) || self.mode == 'Job' || !has(self.gpus) || self.gpus == 0", message: "InProcess evaluation runs in the operator pod: gpus must be 0", fieldPath: ".gpus" },
+    ),
+  )
+  .describe("Where and how the evaluate step runs.");
+
 export const evaluationSpec = z
   .object({
     retrieval: z
@@ -209,6 +234,7 @@ export const evaluationSpec = z
       .max(16)
       .default([]),
     gates: z.array(gateSpec).max(32).default([]),
+    runner: evaluationRunnerSpec.prefault({}),
   })
   .meta(
     cel({

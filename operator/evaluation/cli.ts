@@ -11,12 +11,11 @@
 // S3 connection from the environment: S3_ENDPOINT (optional), AWS_REGION, and the default AWS
 // credential chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, IRSA).
 import { parseArgs } from "node:util";
-import { sliceManifest, MANIFEST_NAME, formatIssues } from "../api/slice-manifest.ts";
 import { createS3Client } from "../s3/client.ts";
 import { S3ObjectStore, type ObjectStore } from "../s3/object-store.ts";
-import { evaluateRound, writeEvalResult, type EvaluateRequest } from "./evaluate.ts";
+import { evaluateRound, writeEvalResult } from "./evaluate.ts";
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from "./onnx.ts";
-import { slicesToScore } from "./tic.ts";
+import { buildEvaluateRequest } from "./request.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_TRANSIENT = 1;
@@ -28,27 +27,15 @@ const USAGE = `usage: cli.ts evaluate --round-uri s3://.../rounds/NNNN/ --round 
 
 const list = (s: string | undefined) => (s ?? "").split(",").map((x) => x.trim()).filter(Boolean);
 
-/** Retrieval pack URIs of the given slices, from their manifests; slices without a pack are skipped. */
-export async function retrievalPacks(store: ObjectStore, sourceUri: string, sliceIds: string[]): Promise<{ sliceId: string; packUri: string }[]> {
-  const base = sourceUri.endsWith("/") ? sourceUri : sourceUri + "/";
-  const out: { sliceId: string; packUri: string }[] = [];
-  for (const id of sliceIds) {
-    const raw = await store.get(`${base}${id}/${MANIFEST_NAME}`);
-    if (!raw) throw new Error(`${base}${id}/${MANIFEST_NAME} not found`);
-    const parsed = sliceManifest.safeParse(JSON.parse(new TextDecoder().decode(raw)));
-    if (!parsed.success) throw new Error(`${base}${id}/${MANIFEST_NAME}: ${formatIssues(parsed.error)}`);
-    if (parsed.data.eval?.retrieval) out.push({ sliceId: id, packUri: `${base}${id}/${parsed.data.eval.retrieval}` });
-  }
-  return out;
-}
-
 export async function main(argv: string[], store?: ObjectStore): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd !== "evaluate") {
     console.error(USAGE);
     return EXIT_BAD_INPUT;
   }
-  const { values: v } = parseArgs({
+  let parsed;
+  try {
+    parsed = parseArgs({
     args: rest,
     options: {
       "round-uri": { type: "string" },
@@ -66,6 +53,11 @@ export async function main(argv: string[], store?: ObjectStore): Promise<number>
     },
     strict: true,
   });
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}\n${USAGE}`);
+    return EXIT_BAD_INPUT;
+  }
+  const v = parsed.values;
   const bad = (msg: string) => {
     console.error(`error: ${msg}\n${USAGE}`);
     return EXIT_BAD_INPUT;
@@ -92,21 +84,21 @@ export async function main(argv: string[], store?: ObjectStore): Promise<number>
       createS3Client({ region: process.env.AWS_REGION ?? "us-east-1", endpoint: process.env.S3_ENDPOINT || undefined }),
     );
   try {
-    const withPacks = v["source-uri"] ? await retrievalPacks(s3, v["source-uri"], list(v.slices)) : [];
-    const chosen = withPacks.length ? new Set(slicesToScore(withPacks.map((p) => p.sliceId), roundSlices)) : new Set<string>();
-    const req: EvaluateRequest = {
-      round,
-      roundUri: v["round-uri"],
-      roundSlices,
-      retrieval: withPacks.filter((p) => chosen.has(p.sliceId)),
-      zeroShot,
-      k: ks,
-      baseline: v["baseline-uri"] ? { uri: v["baseline-uri"], version: Number(v["baseline-version"]) } : undefined,
-      executionProvider: ep,
-      batchSize: Number(v["batch-size"]),
-      ...(v.threads ? { intraOpNumThreads: Number(v.threads) } : {}),
-      now: new Date().toISOString(),
-    };
+    const req = await buildEvaluateRequest(
+      s3,
+      {
+        round,
+        roundUri: v["round-uri"],
+        roundSlices,
+        sourceUri: v["source-uri"],
+        slices: list(v.slices),
+        zeroShot,
+        k: ks,
+        promoted: v["baseline-uri"] ? { uri: v["baseline-uri"], version: Number(v["baseline-version"]) } : undefined,
+      },
+      new Date().toISOString(),
+      { executionProvider: ep, batchSize: Number(v["batch-size"]), ...(v.threads ? { intraOpNumThreads: Number(v.threads) } : {}) },
+    );
     const result = await evaluateRound(s3, req);
     const uri = await writeEvalResult(s3, req.roundUri, result);
     if (result.status === "Failed") {

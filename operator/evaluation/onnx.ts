@@ -14,6 +14,14 @@ export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 /** Embeddings whose L2 norm is further than this from 1 mean the export is not the contract's. */
 export const NORM_TOLERANCE = 1e-2;
 
+/** The requested execution provider cannot be used (e.g. CUDA libraries absent): retry elsewhere. */
+export class ExecutionProviderUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ExecutionProviderUnavailable";
+  }
+}
+
 export type Encoder = {
   file: string;
   session: ort.InferenceSession;
@@ -81,6 +89,10 @@ async function loadEncoder(file: string, bytes: Uint8Array, spec: EncoderJson, r
       ...(opts.intraOpNumThreads ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
     });
   } catch (e) {
+    // A missing CUDA provider is the image's or node's problem, not the model's: not a rejection.
+    if (/ExecutionProvider/i.test(String((e as Error)?.message))) {
+      throw new ExecutionProviderUnavailable(`execution provider ${opts.executionProvider} is not available here: ${firstLine(e)}`);
+    }
     throw new EvalInputError("InvalidModel", `${file} is not a loadable ONNX model: ${firstLine(e)}`);
   }
   const bad = (msg: string) => {

@@ -67,7 +67,7 @@ def weights_digest(model_or_sd) -> str:
     sd = model_or_sd.state_dict() if hasattr(model_or_sd, "state_dict") else model_or_sd
     h = hashlib.sha256()
     for k in sorted(sd):
-        t = sd[k].detach().to("cpu").contiguous()
+        t = sd[k].detach().to("cpu").contiguous().reshape(-1)
         h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()

@@ -1,0 +1,60 @@
+// The main job on the local default setup (`npm run demo`): the local cluster and MinIO, the CRD,
+// the operator and the local executor, then examples/local-demo.yaml fed three synthetic time
+// slices one after another. Each slice starts a round that warm-starts from the previous one.
+// Prints the run's rounds and compute as they happen; stops the processes at the end
+// (the cluster keeps running: `npm run cluster:down`).
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import YAML from "yaml";
+import { CreateBucketCommand } from "@aws-sdk/client-s3";
+import { REPO_ROOT, applyCrds, getRun, kubectl, kubectlOk, waitFor } from "../test/support/cluster.ts";
+import { startExecutor, startOperator, writeSlices } from "../test/support/local-run.ts";
+import { s3Client } from "../test/support/s3.ts";
+
+const NS = "default";
+const manifest = YAML.parse(readFileSync(path.join(REPO_ROOT, "examples/local-demo.yaml"), "utf8"));
+manifest.spec.source.s3.endpoint = process.env.S3_ENDPOINT;
+const name: string = manifest.metadata.name;
+const slices = ["2016", "2017", "2018"];
+
+applyCrds();
+for (const bucket of [manifest.spec.source.s3.bucket, manifest.spec.artifacts.s3.bucket]) {
+  await s3Client().send(new CreateBucketCommand({ Bucket: bucket })).catch((e: { name?: string }) => {
+    if (e.name !== "BucketAlreadyOwnedByYou" && e.name !== "BucketAlreadyExists") throw e;
+  });
+}
+if (kubectl(["get", "secret", "s3-creds", "-n", NS]).code !== 0) {
+  kubectlOk(["create", "secret", "generic", "s3-creds", "-n", NS, `--from-literal=AWS_ACCESS_KEY_ID=${process.env.AWS_ACCESS_KEY_ID}`, `--from-literal=AWS_SECRET_ACCESS_KEY=${process.env.AWS_SECRET_ACCESS_KEY}`]);
+}
+const executor = startExecutor([NS]);
+const operator = startOperator([NS]);
+console.log(`operator log: ${operator.logFile}\nexecutor log: ${executor.logFile}`);
+kubectlOk(["apply", "-f", "-"], JSON.stringify(manifest));
+
+type Round = { index: number; phase: string; slices: string[]; initCheckpoint?: string; reason?: string; message?: string };
+const rounds = () => ((getRun(NS, name)?.status as { rounds?: Round[] } | undefined)?.rounds ?? []);
+try {
+  for (const id of slices) {
+    const trainedBefore = rounds().filter((r) => r.phase === "Trained").length;
+    if (rounds().some((r) => r.slices.includes(id) && r.phase === "Trained")) {
+      console.log(`slice ${id}: already trained`);
+      continue;
+    }
+    console.log(`\nslice ${id} lands in s3://${manifest.spec.source.s3.bucket}/slices/${id}/`);
+    writeSlices(manifest.spec.source.s3.bucket, [id], 1024);
+    const started = Date.now();
+    await waitFor(`round on ${id}`, () => {
+      const failed = rounds().find((r) => r.phase === "Failed" && r.slices.includes(id));
+      if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
+      return rounds().filter((r) => r.phase === "Trained").length > trainedBefore || undefined;
+    }, 600_000, 1000);
+    const r = rounds().at(-1)!;
+    console.log(`round ${r.index} on ${r.slices.join(",")}: ${r.phase} in ${Math.round((Date.now() - started) / 1000)} s, init ${r.initCheckpoint ?? "from scratch"}`);
+  }
+  console.log("\n" + kubectlOk(["get", "ccr", name, "-n", NS]));
+  console.log(JSON.stringify((getRun(NS, name)!.status as { compute?: unknown }).compute, null, 2));
+  console.log(kubectlOk(["get", "jobs", "-n", NS, "-l", `ticclip.dev/run=${name}`]));
+} finally {
+  await operator.stop();
+  await executor.stop();
+}

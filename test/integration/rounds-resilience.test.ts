@@ -6,22 +6,14 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
-import { createBucket, createS3Secret, localRunManifest, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
+import { createBucket, createS3Secret, localRunManifest, roundsTrained, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
-type Round = { index: number; phase: string; slices: string[]; initCheckpoint?: string; reason?: string; message?: string };
 let ns = "";
 let executor: Proc;
 const stopLater: Proc[] = [];
 
-const rounds = (name: string): Round[] => ((getRun(ns, name)?.status as { rounds?: Round[] } | undefined)?.rounds ?? []);
-const trainedCount = (name: string, n: number, timeoutMs = 300_000) =>
-  waitFor(`${name}: ${n} rounds trained`, () => {
-    const r = rounds(name);
-    const failed = r.find((x) => x.phase === "Failed");
-    if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
-    return r.filter((x) => x.phase === "Trained").length >= n ? r : undefined;
-  }, timeoutMs, 1000);
+const trainedCount = (name: string, n: number, timeoutMs = 300_000) => roundsTrained(ns, name, n, timeoutMs);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const jobsOf = (run: string) => JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${run}`, "-o", "json"])).items as any[];
 

@@ -4,22 +4,15 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
-import { createBucket, createS3Secret, localRunManifest, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
+import { createBucket, createS3Secret, localRunManifest, roundsTrained, runRounds, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
-type Round = { index: number; phase: string; slices: string[]; initCheckpoint?: string; checkpoint?: string; reason?: string; message?: string };
 let ns = "";
 let executor: Proc;
 let operator: Proc;
 
-const rounds = (name: string): Round[] => ((getRun(ns, name)?.status as { rounds?: Round[] } | undefined)?.rounds ?? []);
-const roundsDone = (name: string, n: number, timeoutMs = 240_000) =>
-  waitFor(`${name}: ${n} rounds trained`, () => {
-    const r = rounds(name);
-    const failed = r.find((x) => x.phase === "Failed");
-    if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
-    return r.filter((x) => x.phase === "Trained").length >= n ? r : undefined;
-  }, timeoutMs, 1000);
+const rounds = (name: string) => runRounds(ns, name);
+const roundsDone = (name: string, n: number) => roundsTrained(ns, name, n);
 
 async function getJson(bucket: string, key: string): Promise<any> {
   const res = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { REPO_ROOT, kubectlOk, requireEnv } from "./cluster.ts";
+import { REPO_ROOT, getRun, kubectlOk, requireEnv, waitFor } from "./cluster.ts";
 import { s3Client } from "./s3.ts";
 
 export const TRAINER_IMAGE = "ticclip-trainer:dev";
@@ -95,4 +95,21 @@ export function startExecutor(namespaces: string[]): Proc {
 
 export function startOperator(namespaces: string[], extra: string[] = []): Proc {
   return startProc("operator", [path.join(REPO_ROOT, "operator/main.ts"), "--kubeconfig", requireEnv("KUBECONFIG"), "--namespaces", namespaces.join(","), "--lease-namespace", namespaces[0]!, ...extra]);
+}
+
+export type RoundView = { index: number; phase: string; slices: string[]; initCheckpoint?: string; checkpoint?: string; reason?: string; message?: string };
+
+/** status.rounds of a run (empty when it has none yet). */
+export function runRounds(namespace: string, name: string): RoundView[] {
+  return ((getRun(namespace, name)?.status as { rounds?: RoundView[] } | undefined)?.rounds ?? []);
+}
+
+/** Waits until n rounds of the run are Trained; a Failed round fails the wait with its reason. */
+export function roundsTrained(namespace: string, name: string, n: number, timeoutMs = 300_000): Promise<RoundView[]> {
+  return waitFor(`${name}: ${n} rounds trained`, () => {
+    const r = runRounds(namespace, name);
+    const failed = r.find((x) => x.phase === "Failed");
+    if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
+    return r.filter((x) => x.phase === "Trained").length >= n ? r : undefined;
+  }, timeoutMs, 1000);
 }

@@ -47,6 +47,7 @@ function loadDir(store: MemoryObjectStore, dir: string, uri: string): void {
   for (const name of readdirSync(dir)) {
     const p = path.join(dir, name);
     if (statSync(p).isDirectory()) loadDir(store, p, `${uri}${name}/`);
+    else if (name === "checkpoint.pt") continue; // only the PyTorch side reads it
     else store.objects.set(uri + name, new Uint8Array(readFileSync(p)));
   }
 }

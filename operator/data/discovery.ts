@@ -8,7 +8,7 @@
 // looked at again, which is how late slices and manifest changes are seen.
 import { compareSliceIds, MANIFEST_NAME, SUCCESS_MARKER } from "../api/slice-manifest.ts";
 import { classifyS3Error, type S3Problem } from "../s3/errors.ts";
-import type { SliceStore } from "../s3/slice-store.ts";
+import type { ObjectInfo, SliceStore } from "../s3/slice-store.ts";
 import { validateSlice, type FolderContents, type InvalidSlice, type Slice } from "./validate.ts";
 
 export type { InvalidSlice, Slice } from "./validate.ts";
@@ -220,14 +220,27 @@ export class SliceDiscovery {
 
   async #pass(): Promise<DiscoveryResult> {
     const errors: S3Problem[] = [];
+    const from = this.#cursor;
+    let fresh: string[] = [];
     try {
-      await this.#listNewFolders();
+      fresh = await this.#listNewFolders();
     } catch (err) {
       errors.push(problemOf(err));
     }
+    // The keys of all new folders come from one listing of the range the cursor just crossed:
+    // O(new keys / 1000) requests, instead of one listing per folder (which a cold start of
+    // thousands of slices would pay).
+    let contents = new Map<string, ObjectInfo[]>();
+    if (fresh.length && this.#cursor !== undefined) {
+      try {
+        contents = this.#groupByFolder(await this.#store.listRange(this.#prefix, from, this.#cursor), new Set(fresh));
+      } catch (err) {
+        errors.push(problemOf(err)); // the folders stay "new" and are listed one by one
+      }
+    }
 
     const ids = [...new Set([...this.#unsettled.keys(), ...this.#recheck])].sort(compareSliceIds);
-    const fetched = await pool(ids, this.#concurrency, (id) => this.#fetch(id));
+    const fetched = await pool(ids, this.#concurrency, (id) => this.#fetch(id, contents.get(id)));
 
     const newSlices: string[] = [];
     const newInvalid: InvalidSlice[] = [];
@@ -263,8 +276,22 @@ export class SliceDiscovery {
     };
   }
 
-  /** Lists folders after the cursor, page by page; the cursor only moves past folders recorded. */
-  async #listNewFolders(): Promise<void> {
+  #groupByFolder(objects: ObjectInfo[], ids: Set<string>): Map<string, ObjectInfo[]> {
+    const out = new Map<string, ObjectInfo[]>([...ids].map((id) => [id, []]));
+    for (const o of objects) {
+      const rest = o.key.slice(this.#prefix.length);
+      const slash = rest.indexOf("/");
+      if (slash > 0) out.get(rest.slice(0, slash))?.push(o);
+    }
+    return out;
+  }
+
+  /**
+   * Lists folders after the cursor, page by page; the cursor only moves past folders recorded.
+   * Returns the ids of folders seen for the first time.
+   */
+  async #listNewFolders(): Promise<string[]> {
+    const fresh: string[] = [];
     for (;;) {
       const page = await this.#store.listFolders(this.#prefix, this.#cursor);
       let last: string | undefined;
@@ -273,15 +300,18 @@ export class SliceDiscovery {
         const pos = pastFolder(folder);
         if (last === undefined || byteCompare(pos, last) > 0) last = pos;
         if (this.#startAfter && compareSliceIds(id, this.#startAfter) <= 0) continue;
-        if (!this.#valid.has(id) && !this.#invalid.has(id) && !this.#unsettled.has(id)) this.#unsettled.set(id, "new");
+        if (!this.#valid.has(id) && !this.#invalid.has(id) && !this.#unsettled.has(id)) {
+          this.#unsettled.set(id, "new");
+          fresh.push(id);
+        }
       }
       for (const key of page.keys) if (last === undefined || byteCompare(key, last) > 0) last = key;
       if (last !== undefined && (this.#cursor === undefined || byteCompare(last, this.#cursor) > 0)) this.#cursor = last;
-      if (!page.isTruncated || last === undefined) return;
+      if (!page.isTruncated || last === undefined) return fresh;
     }
   }
 
-  async #fetch(id: string): Promise<Fetched> {
+  async #fetch(id: string, listed: ObjectInfo[] | undefined): Promise<Fetched> {
     const folder = `${this.#prefix}${id}/`;
     const contents = (objects: FolderContents["objects"], manifestText: string | undefined): Fetched => ({
       id,
@@ -292,7 +322,7 @@ export class SliceDiscovery {
       if (this.#unsettled.get(id) === "pending" && !this.#recheck.has(id)) {
         if (!(await this.#store.exists(folder + SUCCESS_MARKER))) return { id, kind: "pending" };
       }
-      const objects = await this.#store.listObjects(folder);
+      const objects = listed && !this.#recheck.has(id) ? listed : await this.#store.listObjects(folder);
       if (!objects.some((o) => o.key === folder + SUCCESS_MARKER)) return { id, kind: "pending" };
       const manifest = await this.#store.getText(folder + MANIFEST_NAME);
       return contents(objects, manifest?.text);

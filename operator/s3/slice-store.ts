@@ -19,6 +19,8 @@ export interface SliceStore {
   listFolders(prefix: string, startAfter: string | undefined): Promise<FolderPage>;
   /** Every object under a prefix (paginated, no delimiter). */
   listObjects(prefix: string): Promise<ObjectInfo[]>;
+  /** Every object under prefix with startAfter < key < endBefore (no delimiter), in key order. */
+  listRange(prefix: string, startAfter: string | undefined, endBefore: string): Promise<ObjectInfo[]>;
   /** Object body as text, or undefined when it does not exist. */
   getText(key: string): Promise<{ text: string; etag?: string | undefined } | undefined>;
   /** Whether an object exists (HEAD). */
@@ -96,6 +98,33 @@ export class S3SliceStore implements SliceStore {
       throw new S3Failure(classifyS3Error(err, `list s3://${this.bucket}/${prefix}`), { cause: err });
     }
     return objects;
+  }
+
+  async listRange(prefix: string, startAfter: string | undefined, endBefore: string): Promise<ObjectInfo[]> {
+    const objects: ObjectInfo[] = [];
+    let token: string | undefined;
+    try {
+      for (;;) {
+        const out = await this.#client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            ...(token ? { ContinuationToken: token } : startAfter ? { StartAfter: startAfter } : {}),
+            ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
+          }),
+          this.#opts(),
+        );
+        for (const o of out.Contents ?? []) {
+          if (!o.Key) continue;
+          if (Buffer.compare(Buffer.from(o.Key), Buffer.from(endBefore)) >= 0) return objects;
+          objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
+        }
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+        if (!token) return objects;
+      }
+    } catch (err) {
+      throw new S3Failure(classifyS3Error(err, `list s3://${this.bucket}/${prefix}`), { cause: err });
+    }
   }
 
   async getText(key: string): Promise<{ text: string; etag?: string | undefined } | undefined> {

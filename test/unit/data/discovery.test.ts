@@ -35,7 +35,7 @@ describe("SliceDiscovery", () => {
     assert.deepEqual(r.pending, ["2015"]);
     s.resetCalls();
     r = await d.poll();
-    assert.deepEqual(s.calls, { listFolders: 1, listObjects: 0, getText: 0, exists: 1 });
+    assert.deepEqual(s.calls, { listFolders: 1, listObjects: 0, listRange: 0, getText: 0, exists: 1 });
     assert.deepEqual(r.newSlices, []);
     s.put(`${P}2015/_SUCCESS`, "");
     r = await d.poll();
@@ -51,16 +51,17 @@ describe("SliceDiscovery", () => {
     const cold = await d.poll();
     assert.equal(cold.slices.length, 2500);
     assert.deepEqual(ids(cold.slices), all);
-    assert.equal(s.calls.listFolders, 3);
+    // Folders in 3 pages; their 7,500 keys in 8 pages of one range listing; one GET per manifest.
+    assert.deepEqual(s.calls, { listFolders: 3, listObjects: 0, listRange: 8, getText: 2500, exists: 0 });
     s.resetCalls();
     const warm = await d.poll();
-    assert.deepEqual(s.calls, { listFolders: 1, listObjects: 0, getText: 0, exists: 0 });
+    assert.deepEqual(s.calls, { listFolders: 1, listObjects: 0, listRange: 0, getText: 0, exists: 0 });
     assert.equal(warm.slices.length, 2500);
     putSlice(s, P, "s99999", { shards: [1] });
     s.resetCalls();
     const next = await d.poll();
     assert.deepEqual(next.newSlices, ["s99999"]);
-    assert.deepEqual(s.calls, { listFolders: 1, listObjects: 1, getText: 1, exists: 0 });
+    assert.deepEqual(s.calls, { listFolders: 1, listObjects: 0, listRange: 1, getText: 1, exists: 0 });
   });
 
   test("ignores slices at or before startAfter, keys outside folders and other prefixes", async () => {
@@ -192,6 +193,16 @@ describe("SliceDiscovery", () => {
     assert.deepEqual(ids(r.slices), ["2014", "2015", "2016", "2017", "2018"]);
     assert.deepEqual(r.health, { ok: true });
     assert.ok(r.nextPollMs >= 54_000 && r.nextPollMs <= 66_000);
+  });
+
+  test("when the range listing fails, new folders are listed one by one in the same poll", async () => {
+    const s = new MemoryStore();
+    for (const id of ["2014", "2015"]) putSlice(s, P, id);
+    s.fail("listRange", { name: "InternalError", status: 500 });
+    const r = await discovery(s).poll();
+    assert.deepEqual(ids(r.slices), ["2014", "2015"]);
+    assert.equal(r.errors.length, 1);
+    assert.equal(s.calls.listObjects, 2);
   });
 
   test("concurrent polls coalesce: one pass runs and one follows", async () => {

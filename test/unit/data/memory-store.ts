@@ -3,12 +3,12 @@
 import type { FolderPage, ObjectInfo, SliceStore } from "../../../operator/s3/slice-store.ts";
 import { S3Failure, classifyS3Error } from "../../../operator/s3/errors.ts";
 
-type Op = "listFolders" | "listObjects" | "getText" | "exists";
+type Op = "listFolders" | "listObjects" | "listRange" | "getText" | "exists";
 
 export class MemoryStore implements SliceStore {
   readonly bucket = "data";
   readonly objects = new Map<string, string>();
-  readonly calls: Record<Op, number> = { listFolders: 0, listObjects: 0, getText: 0, exists: 0 };
+  readonly calls: Record<Op, number> = { listFolders: 0, listObjects: 0, listRange: 0, getText: 0, exists: 0 };
   readonly pageSize: number;
   #faults: { op: Op | "*"; error: unknown; times: number }[] = [];
 
@@ -71,6 +71,16 @@ export class MemoryStore implements SliceStore {
     return this.#sortedKeys()
       .filter((k) => k.startsWith(prefix))
       .map((k) => ({ key: k, size: Buffer.byteLength(this.objects.get(k)!, "latin1") }));
+  }
+
+  async listRange(prefix: string, startAfter: string | undefined, endBefore: string): Promise<ObjectInfo[]> {
+    const keys = this.#sortedKeys().filter(
+      (k) => k.startsWith(prefix) && (startAfter === undefined || Buffer.compare(Buffer.from(k), Buffer.from(startAfter)) > 0) && Buffer.compare(Buffer.from(k), Buffer.from(endBefore)) < 0,
+    );
+    // One call per page of pageSize keys, as S3 would answer.
+    this.#enter("listRange");
+    for (let i = this.pageSize; i < keys.length; i += this.pageSize) this.#enter("listRange");
+    return keys.map((k) => ({ key: k, size: Buffer.byteLength(this.objects.get(k)!, "latin1") }));
   }
 
   async getText(key: string): Promise<{ text: string } | undefined> {

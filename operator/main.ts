@@ -16,7 +16,7 @@ import type { Outcome } from "./controller/queue.ts";
 
 export type RunningOperator = { stop: () => Promise<void> };
 
-export function startOperator(config: OperatorConfig, onLostLeadership: () => void): RunningOperator {
+export function startOperator(config: OperatorConfig): RunningOperator {
   const log = createLogger(config.logLevel);
   const kc = loadKubeConfig(config.kubeconfig);
   const runs = new RunClient(kc);
@@ -30,60 +30,65 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
     reconcileTotal.inc({ outcome: outcome.kind });
     return outcome;
   };
-  const queue = new WorkQueue(timedReconcile, {
-    concurrency: config.concurrency,
-    onError: (key, error, retryInMs) => log.warn("requeue after error", { key, error: errorMessage(error), retryInMs }),
-  });
+  // Controllers (queue, watches, resync) live only while this replica leads; leadership can be
+  // lost (the API server unreachable past the renew deadline) and won again, so they are rebuilt.
   const known = new Set<string>();
   const keyOf = (o: { metadata: { namespace: string; name: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
   const scopes = config.namespaces.length > 0 ? config.namespaces : [undefined];
-
-  const runWatches = scopes.map(
-    (namespace) =>
-      new ResilientWatch(kc, {
-        name: `continualclipruns/${namespace ?? "*"}`,
-        path: runs.watchPath(namespace),
-        list: () => runs.list(namespace),
-        timeoutSeconds: config.watchTimeoutSeconds,
-        log,
-        onList: (items) => {
-          for (const item of items) {
-            known.add(keyOf(item));
-            queue.add(keyOf(item));
-          }
-        },
-        onEvent: ({ type, object }) => {
-          const key = keyOf(object);
-          if (type === "DELETED") {
-            known.delete(key);
-            queue.forget(key);
-            reconciler.forget(key);
-            forgetRun(object.metadata.namespace, object.metadata.name);
-          } else known.add(key);
-          queue.add(key);
-        },
-      }),
-  );
   // Job changes wake the owning run: the controller ownerReference names it.
   const ownerKey = (job: RawObject) => {
     const refs = (job.metadata as { ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; controller?: boolean }> }).ownerReferences;
     const owner = refs?.find((r) => r.controller && r.kind === KIND && r.apiVersion === API_VERSION);
     return owner ? `${job.metadata.namespace}/${owner.name}` : undefined;
   };
-  const jobWatches = scopes.map(
-    (namespace) =>
-      new ResilientWatch(kc, {
-        name: `jobs/${namespace ?? "*"}`,
-        path: `${namespace ? `/apis/batch/v1/namespaces/${namespace}/jobs` : "/apis/batch/v1/jobs"}?labelSelector=${encodeURIComponent(`${LABELS.component}=trainer`)}`,
-        list: () => children.listTrainJobs(namespace),
-        timeoutSeconds: config.watchTimeoutSeconds,
-        log,
-        onEvent: ({ object }) => {
-          const key = ownerKey(object);
-          if (key) queue.add(key);
-        },
-      }),
-  );
+  const buildControllers = () => {
+    const queue = new WorkQueue(timedReconcile, {
+      concurrency: config.concurrency,
+      onError: (key, error, retryInMs) => log.warn("requeue after error", { key, error: errorMessage(error), retryInMs }),
+    });
+    const runWatches = scopes.map(
+      (namespace) =>
+        new ResilientWatch(kc, {
+          name: `continualclipruns/${namespace ?? "*"}`,
+          path: runs.watchPath(namespace),
+          list: () => runs.list(namespace),
+          timeoutSeconds: config.watchTimeoutSeconds,
+          log,
+          onList: (items) => {
+            for (const item of items) {
+              known.add(keyOf(item));
+              queue.add(keyOf(item));
+            }
+          },
+          onEvent: ({ type, object }) => {
+            const key = keyOf(object);
+            if (type === "DELETED") {
+              known.delete(key);
+              queue.forget(key);
+              reconciler.forget(key);
+              forgetRun(object.metadata.namespace, object.metadata.name);
+            } else known.add(key);
+            queue.add(key);
+          },
+        }),
+    );
+    const jobWatches = scopes.map(
+      (namespace) =>
+        new ResilientWatch(kc, {
+          name: `jobs/${namespace ?? "*"}`,
+          path: `${namespace ? `/apis/batch/v1/namespaces/${namespace}/jobs` : "/apis/batch/v1/jobs"}?labelSelector=${encodeURIComponent(`${LABELS.component}=trainer`)}`,
+          list: () => children.listTrainJobs(namespace),
+          timeoutSeconds: config.watchTimeoutSeconds,
+          log,
+          onEvent: ({ object }) => {
+            const key = ownerKey(object);
+            if (key) queue.add(key);
+          },
+        }),
+    );
+    return { queue, watches: [...runWatches, ...jobWatches] };
+  };
+  let controllers: ReturnType<typeof buildControllers> | undefined;
 
   let resync: NodeJS.Timeout | undefined;
   let started = false;
@@ -100,7 +105,7 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
       onObjectEvent: (e) => {
         const keys = reconciler.notify(e.bucket, e.key);
         notificationsTotal.inc({ matched: keys.length > 0 ? "true" : "false" });
-        for (const key of keys) queue.add(key);
+        for (const key of keys) controllers?.queue.add(key);
       },
     });
     const a = parseAddress(config.notificationsAddress);
@@ -108,22 +113,28 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
     servers.push(n);
   }
   const startControllers = () => {
+    if (controllers) return;
+    const c = buildControllers();
+    controllers = c;
     started = true;
     isLeader.set(1);
-    for (const w of [...runWatches, ...jobWatches]) w.start();
+    for (const w of c.watches) w.start();
     // Periodic resync: level-triggered safety net for anything a watch could have missed.
     resync = setInterval(() => {
-      for (const key of known) queue.add(key);
+      for (const key of known) c.queue.add(key);
     }, config.resyncSeconds * 1000);
     resync.unref();
   };
   const stopControllers = async () => {
+    const c = controllers;
+    controllers = undefined;
     started = false;
     isLeader.set(0);
     clearInterval(resync);
-    for (const w of [...runWatches, ...jobWatches]) w.stop();
-    queue.stop();
-    await queue.idle();
+    if (!c) return;
+    for (const w of c.watches) w.stop();
+    c.queue.stop();
+    await c.queue.idle();
   };
 
   const elector = config.leaderElection
@@ -133,9 +144,8 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
         identity: config.identity,
         log,
         onStartedLeading: startControllers,
-        onStoppedLeading: () => {
-          void stopControllers().then(onLostLeadership);
-        },
+        // Stop acting before the lease can expire for others; keep campaigning to lead again.
+        onStoppedLeading: () => void stopControllers(),
       })
     : undefined;
   if (elector) elector.start();
@@ -155,8 +165,7 @@ export function startOperator(config: OperatorConfig, onLostLeadership: () => vo
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   let op: RunningOperator;
   try {
-    // Losing the lease means another replica may already act: exit and let the restart rejoin.
-    op = startOperator(loadConfig(process.argv.slice(2), process.env), () => process.exit(1));
+    op = startOperator(loadConfig(process.argv.slice(2), process.env));
   } catch (err) {
     console.error(errorMessage(err));
     process.exit(2);

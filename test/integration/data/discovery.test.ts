@@ -149,7 +149,7 @@ describe("SliceDiscovery against S3", () => {
 });
 
 describe("notifications", () => {
-  const TOKEN = "integration-token";
+  const TOKEN = process.env.S3_WEBHOOK_TOKEN ?? "integration-token";
   let server: ReturnType<typeof createNotificationServer>;
   let port = 0;
   const handlers: ((bucket: string, key: string) => void)[] = [];

@@ -25,7 +25,7 @@ type Fixture = {
   zeroShot: string;
   source: string;
   bad: Record<"nan" | "wrong-name" | "wrong-size", string>;
-  parity: { roundUri: string; k: number[]; packs: Record<string, Record<string, number>> };
+  parity: { roundUri: string; k: number[]; packs: Record<string, Record<string, number>>; zeroShot: { top1: number; top5: number } };
 };
 
 let fx: Fixture;
@@ -127,7 +127,7 @@ describe("evaluation of three trained rounds", () => {
     assert.ok(Math.abs(m.summary.id! - id) < 1e-12);
     for (const s of [m.summary.backward, m.summary.forward]) assert.ok(s !== null && s >= 0 && s <= 1);
     assert.ok(ev2.candidate.metrics["zeroShot.shapes.top1"]! >= 0 && ev2.candidate.metrics["zeroShot.shapes.top5"]! <= 1);
-    assert.equal(ev2.candidate.zeroShot[0]!.classes, 5);
+    assert.equal(ev2.candidate.zeroShot[0]!.classes, 10);
   });
 
   test("promotion wrote v1 and v2 and the alias; rollback by pinning moves alias and ConfigMap back to v1", async () => {
@@ -151,6 +151,14 @@ describe("evaluation of three trained rounds", () => {
     assert.equal(cm.data.version, "1");
     assert.equal(cm.data.imageEncoderUri, `s3://${bucket}/models/clip/v1/image_encoder.onnx`);
     assert.deepEqual(promotedStatus(now).version, 1);
+  });
+
+  test("zero-shot top-1/top-5 match open_clip's build_zero_shot_classifier within 0.5 points", async () => {
+    const ev = succeeded(await readEvalResult(store, fx.parity.roundUri));
+    const ts = ev.candidate.zeroShot[0]!.metrics;
+    for (const k of ["top1", "top5"] as const) {
+      assert.ok(Math.abs(ts[k] - fx.parity.zeroShot[k]) <= 0.005, `${k}: TypeScript ${ts[k]} vs open_clip ${fx.parity.zeroShot[k]}`);
+    }
   });
 
   test("the TypeScript evaluator matches open_clip in PyTorch within 0.5 points on every pack", async () => {

@@ -47,11 +47,11 @@ def build(bucket: str, rounds: int) -> dict:
         loc = f"s3://{bucket}/slices/{m['sliceId']}/"
         slice_id, pairs = evalpack.heldout_pairs(loc, s3)
         evalpack.write_retrieval_pack(loc + "eval/", f"{slice_id}-heldout", prep, pairs, slice_id, loc, s3)
-    # zero-shot: 40 images of 5 shapes (drawn like the synthetic data), classes = shape names
+    # zero-shot: 60 images of 10 shapes (drawn like the synthetic data), classes = shape names
     import random
-    shapes = synth.SHAPES[:5]
+    shapes = synth.SHAPES
     samples = []
-    for i in range(40):
+    for i in range(60):
         rng = random.Random(f"zs:{i}")
         c = i % len(shapes)
         img = synth.draw(shapes[c], synth.COLOURS[rng.choice(list(synth.COLOURS))], rng.choice(list(synth.POSITIONS)), rng)
@@ -201,6 +201,28 @@ def parity(pack: str, round_uri: str, ks: list[int]) -> dict:
     return recall(img, txt, t["textImage"].astype(np.int64), ks)
 
 
+def parity_zeroshot(pack: str, round_uri: str) -> dict:
+    """open_clip's own build_zero_shot_classifier and accuracy (open_clip_train.zero_shot) on the pack."""
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+    from open_clip_train.zero_shot import accuracy
+    from ticclip_trainer import evalpack, models
+    manifest, t = evalpack.read_pack(pack, _s3())
+    model = torch_model(round_uri)
+    models.register()
+    tokenizer = open_clip.get_tokenizer(json.loads(_s3().get_bytes(round_uri + "model.json"))["architecture"])
+    templates = [tpl.replace("{c}", "{}") for tpl in manifest["templates"]]
+    with torch.no_grad():
+        classifier = open_clip.build_zero_shot_classifier(model, tokenizer, manifest["classNames"], templates,
+                                                          device="cpu", use_tqdm=False)
+        x = torch.from_numpy(evalpack.normalise(t["images"], manifest["preprocessing"]))
+        logits = F.normalize(model.encode_image(x), dim=-1) @ classifier
+        top1, top5 = accuracy(logits, torch.from_numpy(t["labels"].astype(np.int64)), topk=(1, 5))
+    n = t["labels"].shape[0]
+    return {"top1": top1 / n, "top5": top5 / n}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -226,7 +248,8 @@ def main(argv: list[str]) -> int:
         res["bad"] = bad_models(a.bucket)
         last = res["rounds"][-1]
         res["parity"] = {"roundUri": last, "k": [1, 5, 10],
-                         "packs": {sid: parity(f"{res['source']}{sid}/eval/", last, [1, 5, 10]) for sid in SLICES}}
+                         "packs": {sid: parity(f"{res['source']}{sid}/eval/", last, [1, 5, 10]) for sid in SLICES},
+                         "zeroShot": parity_zeroshot(res["zeroShot"], last)}
     elif a.cmd == "bad-models":
         res = bad_models(a.bucket)
     else:

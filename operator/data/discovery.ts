@@ -220,6 +220,9 @@ export class SliceDiscovery {
 
   async #pass(): Promise<DiscoveryResult> {
     const errors: S3Problem[] = [];
+    // Take the recheck requests now: one that arrives during this pass is kept for the next.
+    const rechecks = new Set(this.#recheck);
+    this.#recheck.clear();
     const from = this.#cursor;
     let fresh: string[] = [];
     try {
@@ -239,8 +242,8 @@ export class SliceDiscovery {
       }
     }
 
-    const ids = [...new Set([...this.#unsettled.keys(), ...this.#recheck])].sort(compareSliceIds);
-    const fetched = await pool(ids, this.#concurrency, (id) => this.#fetch(id, contents.get(id)));
+    const ids = [...new Set([...this.#unsettled.keys(), ...rechecks])].sort(compareSliceIds);
+    const fetched = await pool(ids, this.#concurrency, (id) => this.#fetch(id, rechecks.has(id), contents.get(id)));
 
     const newSlices: string[] = [];
     const newInvalid: InvalidSlice[] = [];
@@ -248,9 +251,9 @@ export class SliceDiscovery {
     for (const f of fetched) {
       if (f.kind === "error") {
         errors.push(f.problem);
+        if (rechecks.has(f.id)) this.#recheck.add(f.id);
         continue; // stays unsettled / queued for recheck: retried next poll
       }
-      this.#recheck.delete(f.id);
       if (f.kind === "pending") {
         if (!this.#valid.has(f.id) && !this.#invalid.has(f.id)) this.#unsettled.set(f.id, "pending");
         continue;
@@ -311,7 +314,7 @@ export class SliceDiscovery {
     }
   }
 
-  async #fetch(id: string, listed: ObjectInfo[] | undefined): Promise<Fetched> {
+  async #fetch(id: string, isRecheck: boolean, listed: ObjectInfo[] | undefined): Promise<Fetched> {
     const folder = `${this.#prefix}${id}/`;
     const contents = (objects: FolderContents["objects"], manifestText: string | undefined): Fetched => ({
       id,
@@ -319,10 +322,10 @@ export class SliceDiscovery {
       contents: { bucket: this.#store.bucket, folder, id, objects, manifestText },
     });
     try {
-      if (this.#unsettled.get(id) === "pending" && !this.#recheck.has(id)) {
+      if (this.#unsettled.get(id) === "pending" && !isRecheck) {
         if (!(await this.#store.exists(folder + SUCCESS_MARKER))) return { id, kind: "pending" };
       }
-      const objects = listed && !this.#recheck.has(id) ? listed : await this.#store.listObjects(folder);
+      const objects = listed && !isRecheck ? listed : await this.#store.listObjects(folder);
       if (!objects.some((o) => o.key === folder + SUCCESS_MARKER)) return { id, kind: "pending" };
       const manifest = await this.#store.getText(folder + MANIFEST_NAME);
       return contents(objects, manifest?.text);

@@ -205,6 +205,35 @@ describe("SliceDiscovery", () => {
     assert.equal(s.calls.listObjects, 2);
   });
 
+  test("a notification that arrives during a pass is kept for the next pass", async () => {
+    const s = new MemoryStore();
+    putSlice(s, P, "2014");
+    const d = discovery(s);
+    await d.poll();
+    d.markConsumed(["2014"]);
+    d.recheck(["2014"]);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const read = s.getText.bind(s);
+    let reading!: () => void;
+    const started = new Promise<void>((r) => (reading = r));
+    s.getText = async (k) => {
+      const v = await read(k); // the old manifest
+      reading();
+      await gate;
+      return v;
+    };
+    const first = d.poll();
+    await started;
+    putSlice(s, P, "2014", { shards: [1, 2, 3] });
+    assert.equal(d.notify(`${P}2014/manifest.json`), true);
+    release();
+    assert.deepEqual((await first).warnings, []);
+    s.getText = read;
+    const second = await d.poll();
+    assert.deepEqual(second.warnings.map((w) => w.reason), ["ManifestChanged"]);
+  });
+
   test("concurrent polls coalesce: one pass runs and one follows", async () => {
     const s = new MemoryStore();
     putSlice(s, P, "2014");

@@ -130,7 +130,8 @@ up() {
   wait_for kube-apiserver 120 curl -sf --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" \
     "https://127.0.0.1:$APISERVER_PORT/readyz"
 
-  # Only the controllers whose behaviour the operator relies on: Jobs, ownerReference garbage
+  # Each controller acts with its own service account and bootstrap RBAC role, as in a real
+  # cluster (--use-service-account-credentials). Only the controllers whose behaviour the operator relies on: Jobs, ownerReference garbage
   # collection, namespaces, service accounts and finished-Job TTL. No scheduler or kubelet: pods
   # of Jobs are run by the local executor (test tooling), not here.
   start kube-controller-manager "$K8S_DIR/kube-controller-manager" \
@@ -138,7 +139,7 @@ up() {
     --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$STATE/controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --cert-dir "$STATE/kcm-certs" \
-    --leader-elect=false --use-service-account-credentials=false \
+    --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" \
     --controllers job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,ttl-after-finished-controller \
     --concurrent-job-syncs 5 --v 1

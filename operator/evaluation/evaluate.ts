@@ -71,15 +71,14 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
       if (pack.manifest.kind !== "retrieval") throw new EvalInputError("InvalidEvalPack", `${pack.uri} is a ${pack.manifest.kind} pack, slice ${r.sliceId} needs a retrieval pack`);
       const m = pack.manifest;
       checkPack(candidate, m, pack.uri);
-      const active = scored;
       const textImage = await readInts(store, pack, "textImage", m.textImage);
       const tokens = await readInts(store, pack, "texts", m.texts);
-      const images = await encodeImages(store, pack, active, batch);
-      const texts = await Promise.all(active.map((s) => encode(s.model.text, tokens, m.texts.shape[0]!, batch)));
-      counts.images += m.images.shape[0]! * active.length;
-      counts.texts += m.texts.shape[0]! * active.length;
-      active.forEach((s, i) => {
-        const metrics: RetrievalMetrics = retrievalMetrics(images[i]!, texts[i]!, textImage, req.k);
+      const images = await encodeImages(store, pack, scored, batch);
+      const texts = await Promise.all(scored.map((s) => encode(s.model.text, tokens, m.texts.shape[0]!, batch)));
+      counts.images += m.images.shape[0]! * scored.length;
+      counts.texts += m.texts.shape[0]! * scored.length;
+      scored.forEach((s, i) => {
+        const metrics: RetrievalMetrics = inPack(pack.uri, () => retrievalMetrics(images[i]!, texts[i]!, textImage, req.k));
         s.retrieval.push({ sliceId: r.sliceId, packUri: pack.uri, relation: relationOf(r.sliceId, req.roundSlices), images: m.images.shape[0]!, texts: m.texts.shape[0]!, metrics });
       });
     }
@@ -89,15 +88,14 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
       if (pack.manifest.kind !== "zeroShot") throw new EvalInputError("InvalidEvalPack", `${pack.uri} is a ${pack.manifest.kind} pack, zeroShot ${z.name} needs a zeroShot pack`);
       const m = pack.manifest;
       checkPack(candidate, m, pack.uri);
-      const active = scored;
       const labels = await readInts(store, pack, "labels", m.labels);
       const prompts = await readInts(store, pack, "prompts", m.prompts);
-      const images = await encodeImages(store, pack, active, batch);
-      counts.images += m.images.shape[0]! * active.length;
-      counts.texts += m.prompts.shape[0]! * active.length;
-      for (const [i, s] of active.entries()) {
-        const weights = classEmbeddings(await encode(s.model.text, prompts, m.prompts.shape[0]!, batch), m.classNames.length, m.templates.length);
-        const metrics: ZeroShotMetrics = zeroShotMetrics(images[i]!, weights, labels);
+      const images = await encodeImages(store, pack, scored, batch);
+      counts.images += m.images.shape[0]! * scored.length;
+      counts.texts += m.prompts.shape[0]! * scored.length;
+      for (const [i, s] of scored.entries()) {
+        const promptEmbeddings = await encode(s.model.text, prompts, m.prompts.shape[0]!, batch);
+        const metrics: ZeroShotMetrics = inPack(pack.uri, () => zeroShotMetrics(images[i]!, classEmbeddings(promptEmbeddings, m.classNames.length, m.templates.length), labels));
         s.zeroShot.push({ name: z.name, packUri: pack.uri, images: m.images.shape[0]!, classes: m.classNames.length, templates: m.templates.length, metrics });
       }
     }
@@ -129,6 +127,15 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
   }
 }
 
+/** The metric functions throw only on inconsistent pack contents (a caption pointing at no image, a label out of range). */
+function inPack<T>(uri: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new EvalInputError("InvalidEvalPack", `${uri}: ${(e as Error).message}`);
+  }
+}
+
 /** The candidate must be scored on the pack exactly as the trainer preprocessed its data. */
 function checkPack(candidate: LoadedModel, m: RetrievalPackManifest | ZeroShotPackManifest, uri: string): void {
   const mismatch = preprocessingMismatch(candidate.model, m);
@@ -136,16 +143,16 @@ function checkPack(candidate: LoadedModel, m: RetrievalPackManifest | ZeroShotPa
 }
 
 /** Streams the pack's image shards once, feeding each model batch by batch. */
-async function encodeImages(store: ObjectStore, pack: OpenPack, active: Scored[], batch: number): Promise<Embeddings[]> {
+async function encodeImages(store: ObjectStore, pack: OpenPack, models: Scored[], batch: number): Promise<Embeddings[]> {
   const m = pack.manifest;
   const N = m.images.shape[0]!;
   const per = 3 * m.preprocessing.imageSize * m.preprocessing.imageSize;
-  const out = active.map((s) => ({ data: new Float32Array(N * s.model.image.dim), rows: N, dim: s.model.image.dim }));
+  const out = models.map((s) => ({ data: new Float32Array(N * s.model.image.dim), rows: N, dim: s.model.image.dim }));
   for await (const sh of readShards(store, pack, "images", m.images)) {
     for (let r = 0; r < sh.rows; r += batch) {
       const b = Math.min(batch, sh.rows - r);
       const x = normalizeImages(sh.bytes.subarray(r * per, (r + b) * per), m.preprocessing);
-      for (const [i, s] of active.entries()) {
+      for (const [i, s] of models.entries()) {
         const e = await encode(s.model.image, x, b, batch);
         out[i]!.data.set(e.data, (sh.row + r) * e.dim);
       }

@@ -4,6 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { s3Client, createBucket } from "../../support/s3.ts";
@@ -212,6 +213,22 @@ describe("bad input fails the evaluation with a clear reason", () => {
     assert.equal(r.status, "Failed");
     assert.ok(r.status === "Failed" && r.reason === "InvalidEvalPack");
     assert.match(r.message, /images: shards hold 48 rows, shape says 49/);
+  });
+
+  test("a pack whose captions point at images it does not have", async () => {
+    const pack = `s3://${bucket}/bad/pack-index/`;
+    await copyFolder(`${fx.source}2016/eval/`, pack);
+    const manifest = JSON.parse(new TextDecoder().decode(await store.get(pack + "pack.json")));
+    const shard = manifest.textImage.shards[0];
+    const ids = new Int32Array(manifest.textImage.shape[0]).map((_, i) => i);
+    ids[3] = 999;
+    const bytes = new Uint8Array(ids.buffer);
+    await store.put(pack + shard.file, bytes);
+    shard.sha256 = createHash("sha256").update(bytes).digest("hex");
+    await store.put(pack + "pack.json", JSON.stringify(manifest));
+    const r = await evaluateRound(store, { round: 0, roundUri: fx.rounds[0]!, roundSlices: ["2016"], retrieval: [{ sliceId: "2016", packUri: pack }], zeroShot: [], k: [1], previousRows: [], now: NOW });
+    assert.ok(r.status === "Failed" && r.reason === "InvalidEvalPack");
+    assert.match(r.message, /pack-index\/: text 3 points at image 999, outside \[0, 48\)/);
   });
 
   test("a pack file that is shorter than its manifest says", async () => {

@@ -42,7 +42,11 @@ def build(bucket: str, rounds: int) -> dict:
     from ticclip_trainer.train import run_round
     s3 = _s3()
     prep = Preprocessing.for_model(ARCH)
-    manifests = synth.write(f"s3://{bucket}/slices", SLICES, TRAIN, HELDOUT, SHARD, seed=0, s3=s3)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Written locally and uploaded, empty markers last with a client of their own: against the
+        # local MinIO a boto3 PUT right after an empty-body PUT on the same connection stalls 30 s.
+        manifests = synth.write(tmp, SLICES, TRAIN, HELDOUT, SHARD, seed=0)
+        _upload_tree(s3, tmp, f"s3://{bucket}/slices/")
     for m in manifests:
         loc = f"s3://{bucket}/slices/{m['sliceId']}/"
         slice_id, pairs = evalpack.heldout_pairs(loc, s3)
@@ -82,6 +86,18 @@ def build(bucket: str, rounds: int) -> dict:
         init = uri + "checkpoint.pt"
     return {"slices": SLICES, "rounds": out, "zeroShot": f"s3://{bucket}/eval/shapes/",
             "source": f"s3://{bucket}/slices/"}
+
+
+def _upload_tree(s3, folder: str, prefix: str) -> None:
+    from ticclip_trainer.s3io import S3, S3Settings
+    files = sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
+    empty = [f for f in files if os.path.getsize(os.path.join(folder, f)) == 0]
+    for f in files:
+        if f not in empty:
+            s3.upload(os.path.join(folder, f), prefix + f)
+    markers = S3(S3Settings.from_env())
+    for f in empty:
+        markers.put_bytes(prefix + f, b"")
 
 
 def bad_models(bucket: str) -> dict:

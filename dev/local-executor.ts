@@ -117,7 +117,7 @@ async function start(pod: k8s.V1Pod): Promise<void> {
     const exitCode = code ?? (signal === "SIGKILL" ? 137 : 143);
     const tail = entry.output.join("").slice(-1024);
     log.info("exited", { pod: pod.metadata!.name, exitCode, signal, disrupted: entry.disrupted });
-    void terminated(exitCode, exitCode === 0 ? "Completed" : exitCode === 137 ? "OOMKilled" : "Error", tail).catch((err) =>
+    void terminated(exitCode, exitCode === 0 ? "Completed" : "Error", tail).catch((err) =>
       log.warn("status update failed (pod gone?)", { pod: pod.metadata!.name, error: String(err) }),
     );
   });

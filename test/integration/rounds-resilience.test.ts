@@ -3,9 +3,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
 import { createBucket, createS3Secret, localRunManifest, roundsTrained, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
@@ -85,13 +86,21 @@ test("a crashed trainer is retried and a preempted one resumes without spending 
   const { data, runs } = await newRun("flaky", { strategy: { samplesPerRound: 4096 } });
   writeSlices(data, ["2016"]);
   const planUri = `s3://${runs}/flaky/rounds/0000/plan.json`;
+  // Interfere only once the running pod's trainer is past start-up and into its training steps.
+  const trainingSteps = () =>
+    waitFor("training steps logged", () => {
+      const pods = JSON.parse(kubectlOk(["get", "pods", "-n", ns, "-l", "ticclip.dev/run=flaky", "--field-selector", "status.phase=Running", "-o", "json"])).items;
+      if (pods.length !== 1) return undefined;
+      const file = path.join(REPO_ROOT, ".local/executor", `${ns}_${pods[0].metadata.name}.log`);
+      return existsSync(file) && /step \d+\/\d+/.test(readFileSync(file, "utf8")) ? true : undefined;
+    }, 180_000, 500);
   const trainerPid = () => {
-    const res = spawnSync("pgrep", ["-f", `--plan ${planUri}`], { encoding: "utf8" });
+    const res = spawnSync("pgrep", ["-f", `ticclip_trainer train --plan ${planUri}`], { encoding: "utf8" });
     return res.stdout.trim().split("\n").filter(Boolean).map(Number)[0];
   };
   // 1) Crash: SIGKILL the trainer process (as an OOM kill would). The Job retries (backoffLimit 2).
   const pid1 = await waitFor("trainer running", trainerPid, 120_000, 200);
-  await sleep(4000);
+  await trainingSteps();
   process.kill(pid1, "SIGKILL");
   await waitFor("a failed pod counted", () => (jobsOf("flaky")[0]?.status?.failed ?? 0) >= 1 || undefined, 60_000, 500);
   // 2) Preemption: the replacement pod gets DisruptionTarget, is SIGTERMed, checkpoints, and the
@@ -100,14 +109,18 @@ test("a crashed trainer is retried and a preempted one resumes without spending 
     const p = trainerPid();
     return p && p !== pid1 ? p : undefined;
   }, 120_000, 200);
-  await sleep(6000);
+  await trainingSteps();
   const pod = JSON.parse(kubectlOk(["get", "pods", "-n", ns, "-l", "ticclip.dev/run=flaky", "--field-selector", "status.phase=Running", "-o", "json"])).items[0];
   assert.ok(pod, "a running trainer pod");
   kubectlOk(["patch", "pod", pod.metadata.name, "-n", ns, "--subresource=status", "--type=strategic", "-p",
     JSON.stringify({ status: { conditions: [{ type: "DisruptionTarget", status: "True", reason: "PreemptionByScheduler", message: "test preemption" }] } })]);
   await waitFor("preempted trainer gone", () => (trainerPid() !== pid2 ? true : undefined), 60_000, 200);
   await trainedCount("flaky", 1, 400_000);
-  const job = jobsOf("flaky")[0];
+  // _SUCCESS lands before the pod exits: wait for the Job controller's verdict.
+  const job = await waitFor("Job complete", () => {
+    const j = jobsOf("flaky")[0];
+    return j?.status?.conditions?.some((c: { type: string; status: string }) => c.type === "Complete" && c.status === "True") ? j : undefined;
+  }, 60_000, 500);
   assert.equal(job.status.failed, 1, "the crash counted, the preemption did not");
   assert.equal(job.status.succeeded, 1);
   const res = await s3Client().send(new GetObjectCommand({ Bucket: runs, Key: "flaky/rounds/0000/train_summary.json" }));

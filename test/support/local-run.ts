@@ -93,8 +93,8 @@ export function startExecutor(namespaces: string[]): Proc {
   return startProc("executor", [path.join(REPO_ROOT, "dev/local-executor.ts"), "--config", cfg, "--namespaces", namespaces.join(","), "--kubeconfig", requireEnv("KUBECONFIG"), "--log-dir", path.join(REPO_ROOT, ".local", "executor")]);
 }
 
-export function startOperator(namespaces: string[], extra: string[] = []): Proc {
-  return startProc("operator", [path.join(REPO_ROOT, "operator/main.ts"), "--kubeconfig", requireEnv("KUBECONFIG"), "--namespaces", namespaces.join(","), "--lease-namespace", namespaces[0]!, ...extra]);
+export function startOperator(namespaces: string[], extra: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+  return startProc("operator", [path.join(REPO_ROOT, "operator/main.ts"), "--kubeconfig", requireEnv("KUBECONFIG"), "--namespaces", namespaces.join(","), "--lease-namespace", namespaces[0]!, ...extra], env);
 }
 
 export type RoundView = { index: number; phase: string; slices: string[]; initCheckpoint?: string; checkpoint?: string; reason?: string; message?: string };

@@ -1,0 +1,142 @@
+// Benchmark of the operator against the local cluster and MinIO (no trainer: no executor runs, so
+// Jobs stay Pending; what is measured is the operator's own work).
+//   npm run bench:operator      (the cluster must be up: npm run cluster:up)
+// Prints:
+// 1. latency from a slice's _SUCCESS landing to its round's Job existing (p50/p95), with S3 event
+//    notifications (the bench posts each event to the operator's endpoint in MinIO's webhook
+//    format right after the PUT) and with polling alone;
+// 2. steady state with RUNS runs of ROUNDS trained rounds each (round markers written straight to
+//    S3, as trained rounds leave them): operator RSS and API requests per minute, counted from
+//    kube-apiserver's apiserver_request_total for the resources the operator touches.
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { applyCrds, createNamespace, kubectlOk, requireEnv, waitFor } from "../test/support/cluster.ts";
+import { createS3Secret, localRunManifest, startOperator, type Proc } from "../test/support/local-run.ts";
+import { createBucket, inParallel, putObject, s3Client } from "../test/support/s3.ts";
+import { putSlice } from "../test/integration/data/slices.ts";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 200);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
+const LATENCY_SAMPLES = Number(process.env.BENCH_LATENCY_SAMPLES ?? 12);
+const WINDOW_S = Number(process.env.BENCH_WINDOW_SECONDS ?? 120);
+const TOKEN = randomBytes(16).toString("hex");
+const s3 = s3Client();
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(q * xs.length) - 1)]!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function jobExists(ns: string, name: string): boolean {
+  return kubectlOk(["get", "jobs", "-n", ns, "-o", "name"]).includes(`job.batch/${name}-r0000-train`);
+}
+
+async function postEvent(port: number, bucket: string, key: string): Promise<void> {
+  const body = JSON.stringify({ EventName: "s3:ObjectCreated:Put", Key: `${bucket}/${key}`, Records: [{ eventName: "s3:ObjectCreated:Put", s3: { bucket: { name: bucket }, object: { key } } }] });
+  const res = await fetch(`http://127.0.0.1:${port}/s3-events`, { method: "POST", body, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" } });
+  if (res.status !== 200) throw new Error(`notification answered ${res.status}`);
+}
+
+async function latency(mode: "notifications" | "polling"): Promise<number[]> {
+  const ns = createNamespace(`bench-${mode.slice(0, 5)}`);
+  createS3Secret(ns);
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const op = startOperator([ns], mode === "notifications" ? ["--notifications-address", `127.0.0.1:${port}`] : [], { TICCLIP_NOTIFICATION_TOKEN: TOKEN });
+  const pollInterval = mode === "notifications" ? "10m" : "10s";
+  const out: number[] = [];
+  try {
+    const data = await createBucket(s3, "bench-lat");
+    const runs = await createBucket(s3, "bench-lat-runs");
+    for (let i = 0; i < LATENCY_SAMPLES; i++) {
+      const name = `lat-${i}`;
+      const m = localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs, spec: { source: { pollInterval } } });
+      m.spec.source.s3.prefix = `${name}/`;
+      kubectlOk(["create", "-f", "-"], JSON.stringify(m));
+      await waitFor(`${name} reconciled`, () => (kubectlOk(["get", "ccr", name, "-n", ns, "-o", "jsonpath={.status.phase}"]) === "Waiting" ? true : undefined), 60_000, 100);
+      // A random point within the poll cycle, as slices land in real life.
+      await sleep(Math.random() * 3000);
+      await putSlice(s3, data, `${name}/`, { id: "2024", shards: [16], complete: false });
+      await putObject(s3, data, `${name}/2024/_SUCCESS`);
+      const t0 = performance.now();
+      if (mode === "notifications") await postEvent(port, data, `${name}/2024/_SUCCESS`);
+      await waitFor(`${name} job`, () => (jobExists(ns, name) ? true : undefined), 120_000, 50);
+      out.push(performance.now() - t0);
+    }
+  } finally {
+    await op.stop();
+  }
+  return out;
+}
+
+function apiserverRequests(): number {
+  const res = spawnSync("curl", ["-sf", "--cacert", ".local/cluster/pki/ca.crt", "--cert", ".local/cluster/pki/admin.crt", "--key", ".local/cluster/pki/admin.key", `${kubeServer()}/metrics`], { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+  let total = 0;
+  for (const line of res.stdout.split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    if (!/resource="(continualclipruns|jobs|secrets|events|leases|configmaps|pods|services)"/.test(line)) continue;
+    if (/verb="WATCH"/.test(line)) continue;
+    total += Number(line.split(" ").at(-1));
+  }
+  return total;
+}
+const kubeServer = () => /server: (\S+)/.exec(readFileSync(requireEnv("KUBECONFIG"), "utf8"))![1]!;
+
+async function steadyState(): Promise<void> {
+  const ns = createNamespace("bench-steady");
+  createS3Secret(ns);
+  const data = await createBucket(s3, "bench-st");
+  const runsBucket = await createBucket(s3, "bench-st-runs");
+  const ids = Array.from({ length: ROUNDS }, (_, i) => String(2000 + i));
+  let t = performance.now();
+  const runNames = Array.from({ length: RUNS }, (_, i) => `steady-${String(i).padStart(3, "0")}`);
+  await inParallel(runNames, 16, async (name) => {
+    for (const [i, id] of ids.entries()) {
+      await putSlice(s3, data, `${name}/`, { id, shards: [16] });
+      const plan = {
+        schemaVersion: 1, run: { namespace: ns, name }, round: i, newSlices: [id], replay: "CumulativeAll",
+        model: { architecture: "ticclip-tiny", initCheckpoint: i ? `s3://${runsBucket}/${name}/rounds/${String(i - 1).padStart(4, "0")}/checkpoint.pt` : null },
+        data: { sources: ids.slice(0, i + 1).map((s) => ({ sliceId: s, shards: [{ uri: `s3://${data}/${name}/${s}/shard-00000.tar`, samples: 16 }], weight: 1, expectedShare: 1 / (i + 1) })), samples: 256 },
+        optimizer: { lr: 1e-3, weightDecay: 0.2, warmupSteps: 0, batchSize: 32, precision: "fp32" },
+        output: { uri: `s3://${runsBucket}/${name}/rounds/${String(i).padStart(4, "0")}/` }, checkpointIntervalMinutes: 1, seed: i,
+        s3: { region: "us-east-1", endpoint: requireEnv("S3_ENDPOINT") },
+      };
+      const base = `${name}/rounds/${String(i).padStart(4, "0")}/`;
+      await putObject(s3, runsBucket, `${base}plan.json`, JSON.stringify(plan));
+      await putObject(s3, runsBucket, `${base}checkpoint.pt`, "x");
+      await putObject(s3, runsBucket, `${base}_SUCCESS`);
+    }
+  });
+  console.log(`setup: ${RUNS} runs x ${ROUNDS} slices and trained rounds in S3 (${RUNS * ROUNDS * 6} objects) in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+  const docs = runNames.map((name) => {
+    const m = localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket, spec: { source: { pollInterval: "60s" } } });
+    m.spec.source.s3.prefix = `${name}/`;
+    return JSON.stringify(m);
+  });
+  kubectlOk(["create", "-f", "-"], `{"apiVersion":"v1","kind":"List","items":[${docs.join(",")}]}`);
+  const op: Proc = startOperator([ns]);
+  try {
+    t = performance.now();
+    await waitFor("every run shows its rounds", () => {
+      const phases = kubectlOk(["get", "ccr", "-n", ns, "-o", `jsonpath={range .items[*]}{.status.compute.samplesSeen}{"\\n"}{end}`]).trim().split("\n");
+      return phases.length === RUNS && phases.every((p) => Number(p) === ROUNDS * 256) ? true : undefined;
+    }, 900_000, 2000);
+    console.log(`operator start to all ${RUNS} runs reconstructed from S3 (${RUNS * ROUNDS} rounds): ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    await sleep(10_000);
+    const r0 = apiserverRequests();
+    const t0 = performance.now();
+    await sleep(WINDOW_S * 1000);
+    const perMin = ((apiserverRequests() - r0) * 60_000) / (performance.now() - t0);
+    const status = readFileSync(`/proc/${op.child.pid}/status`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)![1]) / 1024;
+    console.log(`steady state (${RUNS} runs x ${ROUNDS} rounds, pollInterval 60s, resync 300s, ${WINDOW_S} s window):`);
+    console.log(`  API requests/min (non-watch, operator's resources): ${perMin.toFixed(0)}`);
+    console.log(`  operator memory: RSS ${kb("VmRSS").toFixed(0)} MiB, peak ${kb("VmHWM").toFixed(0)} MiB`);
+  } finally {
+    await op.stop();
+  }
+}
+
+applyCrds();
+for (const mode of ["notifications", "polling"] as const) {
+  const xs = await latency(mode);
+  console.log(`_SUCCESS -> Job created, ${mode} (${mode === "polling" ? "pollInterval 10s" : "event posted in MinIO's format"}, n=${xs.length}): p50 ${quantile(xs, 0.5).toFixed(0)} ms, p95 ${quantile(xs, 0.95).toFixed(0)} ms`);
+}
+await steadyState();

@@ -8,7 +8,7 @@ import path from "node:path";
 import YAML from "yaml";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { REPO_ROOT, applyCrds, getRun, kubectl, kubectlOk, waitFor } from "../test/support/cluster.ts";
-import { startExecutor, startOperator, writeSlices } from "../test/support/local-run.ts";
+import { DONE_PHASES, startExecutor, startOperator, writeSlices } from "../test/support/local-run.ts";
 import { s3Client } from "../test/support/s3.ts";
 
 const NS = "default";
@@ -18,7 +18,7 @@ const name: string = manifest.metadata.name;
 const slices = ["2016", "2017", "2018"];
 
 applyCrds();
-for (const bucket of [manifest.spec.source.s3.bucket, manifest.spec.artifacts.s3.bucket]) {
+for (const bucket of [manifest.spec.source.s3.bucket, manifest.spec.artifacts.s3.bucket, manifest.spec.promotion.s3.bucket]) {
   await s3Client().send(new CreateBucketCommand({ Bucket: bucket })).catch((e: { name?: string }) => {
     if (e.name !== "BucketAlreadyOwnedByYou" && e.name !== "BucketAlreadyExists") throw e;
   });
@@ -31,12 +31,13 @@ const operator = startOperator([NS]);
 console.log(`operator log: ${operator.logFile}\nexecutor log: ${executor.logFile}`);
 kubectlOk(["apply", "-f", "-"], JSON.stringify(manifest));
 
-type Round = { index: number; phase: string; slices: string[]; initCheckpoint?: string; reason?: string; message?: string };
+type Round = { index: number; phase: string; slices: string[]; initCheckpoint?: string; reason?: string; message?: string; metrics?: Record<string, number>; promotedVersion?: number };
 const rounds = () => ((getRun(NS, name)?.status as { rounds?: Round[] } | undefined)?.rounds ?? []);
 try {
   for (const id of slices) {
-    const trainedBefore = rounds().filter((r) => r.phase === "Trained").length;
-    if (rounds().some((r) => r.slices.includes(id) && r.phase === "Trained")) {
+    const finished = (r: Round) => DONE_PHASES.has(r.phase) || r.phase === "Rejected";
+    const trainedBefore = rounds().filter(finished).length;
+    if (rounds().some((r) => r.slices.includes(id) && finished(r))) {
       console.log(`slice ${id}: already trained`);
       continue;
     }
@@ -46,14 +47,17 @@ try {
     await waitFor(`round on ${id}`, () => {
       const failed = rounds().find((r) => r.phase === "Failed" && r.slices.includes(id));
       if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
-      return rounds().filter((r) => r.phase === "Trained").length > trainedBefore || undefined;
+      return rounds().filter(finished).length > trainedBefore || undefined;
     }, 600_000, 1000);
     const r = rounds().at(-1)!;
-    console.log(`round ${r.index} on ${r.slices.join(",")}: ${r.phase} in ${Math.round((Date.now() - started) / 1000)} s, init ${r.initCheckpoint ?? "from scratch"}`);
+    console.log(`round ${r.index} on ${r.slices.join(",")}: ${r.phase}${r.reason ? ` (${r.reason})` : ""} in ${Math.round((Date.now() - started) / 1000)} s, init ${r.initCheckpoint ?? "from scratch"}`);
+    console.log(`  metrics ${JSON.stringify(r.metrics ?? {})}${r.promotedVersion ? `, promoted as v${r.promotedVersion}` : ""}`);
   }
   console.log("\n" + kubectlOk(["get", "ccr", name, "-n", NS]));
   console.log(JSON.stringify((getRun(NS, name)!.status as { compute?: unknown }).compute, null, 2));
   console.log(kubectlOk(["get", "jobs", "-n", NS, "-l", `ticclip.dev/run=${name}`]));
+  const cm = kubectl(["get", "configmap", manifest.spec.promotion.configMapName, "-n", NS, "-o", "jsonpath={.data}"]);
+  console.log(`ConfigMap ${manifest.spec.promotion.configMapName}: ${cm.code === 0 ? cm.stdout : "(none: nothing promoted)"}`);
 } finally {
   await operator.stop();
   await executor.stop();

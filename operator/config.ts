@@ -18,6 +18,7 @@ export const operatorConfig = z.object({
   metricsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port"),
   notificationsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port").optional(),
   notificationToken: z.string().min(16, "at least 16 characters").optional(),
+  evaluatorImage: z.string().min(1).optional().describe("Image of evaluation Jobs (this operator's image); unset evaluates in-process."),
 }).refine((c) => !c.notificationsAddress || c.notificationToken, {
   message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
   path: ["notificationToken"],
@@ -37,6 +38,7 @@ const FLAGS = {
   "lease-name": { type: "string" },
   "metrics-address": { type: "string" },
   "notifications-address": { type: "string" },
+  "evaluator-image": { type: "string" },
 } as const;
 
 /** Flags win over environment variables (TICCLIP_NAMESPACES, TICCLIP_LOG_LEVEL, ...). */
@@ -60,6 +62,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     notificationsAddress: pick("notifications-address", "TICCLIP_NOTIFICATIONS_ADDRESS"),
     // Secrets only from the environment (a Secret in the Deployment), never from flags.
     notificationToken: env.TICCLIP_NOTIFICATION_TOKEN,
+    evaluatorImage: pick("evaluator-image", "TICCLIP_EVALUATOR_IMAGE"),
   });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);

@@ -1,14 +1,13 @@
 // The operator's entry point: wiring only (config, clients, leader election, watches, queue, signals).
 import { fileURLToPath } from "node:url";
 import { loadConfig, type OperatorConfig } from "./config.ts";
-import { ChildClient } from "./kube/children.ts";
+import { ChildClient, ROUND_JOB_SELECTOR } from "./kube/children.ts";
 import { EventRecorder, RunClient, loadKubeConfig, type RawObject } from "./kube/client.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { ResilientWatch } from "./kube/watch.ts";
 import { WorkQueue } from "./controller/queue.ts";
 import { Reconciler } from "./controller/reconcile.ts";
 import { API_VERSION, KIND } from "./api/continual-clip-run.ts";
-import { LABELS } from "./training/job.ts";
 import { createLogger, errorMessage } from "./observability/log.ts";
 import { createMetricsServer, forgetRun, isLeader, notificationsTotal, parseAddress, reconcileSeconds, reconcileTotal } from "./observability/metrics.ts";
 import { createNotificationServer } from "./data/notifications.ts";
@@ -22,7 +21,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   const runs = new RunClient(kc);
   const children = new ChildClient(kc);
   const events = new EventRecorder(kc, config.identity);
-  const reconciler = new Reconciler({ runs, children, events, log });
+  const reconciler = new Reconciler({ runs, children, events, log, evaluatorImage: config.evaluatorImage });
   const timedReconcile = async (key: string): Promise<Outcome> => {
     const end = reconcileSeconds.startTimer();
     const outcome = await reconciler.reconcile(key);
@@ -76,8 +75,8 @@ export function startOperator(config: OperatorConfig): RunningOperator {
       (namespace) =>
         new ResilientWatch(kc, {
           name: `jobs/${namespace ?? "*"}`,
-          path: `${namespace ? `/apis/batch/v1/namespaces/${namespace}/jobs` : "/apis/batch/v1/jobs"}?labelSelector=${encodeURIComponent(`${LABELS.component}=trainer`)}`,
-          list: () => children.listTrainJobs(namespace),
+          path: `${namespace ? `/apis/batch/v1/namespaces/${namespace}/jobs` : "/apis/batch/v1/jobs"}?labelSelector=${encodeURIComponent(ROUND_JOB_SELECTOR)}`,
+          list: () => children.listRoundJobs(namespace),
           timeoutSeconds: config.watchTimeoutSeconds,
           log,
           onEvent: ({ object }) => {

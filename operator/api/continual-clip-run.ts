@@ -284,7 +284,9 @@ export const conditionSchema = z.object({
 });
 export type Condition = z.infer<typeof conditionSchema>;
 
-export const ROUND_PHASES = ["Pending", "Training", "Evaluating", "Gating", "Promoted", "Rejected", "Trained", "Failed"] as const;
+// Trained: training done, not (yet) evaluated. Passed: gates passed but not promoted (no
+// promotion configured, or a later round was promoted first).
+export const ROUND_PHASES = ["Pending", "Training", "Trained", "Evaluating", "Gating", "Promoted", "Passed", "Rejected", "Failed"] as const;
 export type RoundPhase = (typeof ROUND_PHASES)[number];
 
 const gateResult = z.object({

@@ -22,7 +22,10 @@ export type Observed = {
   discovery?: DiscoveryResult | undefined;
   /** Rounds under the artifacts prefix, with their Jobs. */
   rounds: RoundObservation[];
+  /** status.promoted as read from the alias pointer in S3. */
+  promoted?: ContinualClipRunStatus["promoted"];
   promotedCheckpoint?: string | undefined;
+  evaluatorImage?: string | undefined;
 };
 
 export type Decision = {
@@ -82,9 +85,13 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
     slices: healthyDiscovery?.slices,
     rounds: observed.rounds,
     previous: current.rounds,
+    promoted: observed.promoted,
     promotedCheckpoint: observed.promotedCheckpoint,
+    evaluatorImage: observed.evaluatorImage,
+    annotations: (run.metadata as { annotations?: Record<string, string> }).annotations,
     now,
   });
+  events.push(...rounds.events);
 
   for (const inv of discovery?.newInvalid ?? []) {
     events.push({ type: "Warning", reason: "InvalidSlice", message: `slice ${inv.id}: ${inv.reason}: ${inv.message}` });
@@ -99,8 +106,9 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
     s3Problem ?? (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 
   const active = rounds.current;
+  const progressingReason = { Pending: "RoundStarting", Training: "RoundTraining", Trained: "RoundEvaluating", Evaluating: "RoundEvaluating", Gating: "RoundPromoting" } as Record<string, string>;
   const progressing: ConditionUpdate = active
-    ? { type: "Progressing", status: "True", reason: active.phase === "Pending" ? "RoundStarting" : "RoundTraining", message: `round ${active.index} on ${active.slices.join(", ")}` }
+    ? { type: "Progressing", status: "True", reason: progressingReason[active.phase] ?? "RoundInProgress", message: `round ${active.index} on ${active.slices.join(", ")}` }
     : spec.suspend
       ? { type: "Progressing", status: "False", reason: "Suspended", message: "spec.suspend is true: no new rounds start" }
       : { type: "Progressing", status: "False", reason: "WaitingForData", message: `watching s3://${spec.source.s3.bucket}/${spec.source.s3.prefix} for new slices` };
@@ -116,12 +124,13 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   const next: ContinualClipRunStatus = {
     ...current,
     observedGeneration: generation,
-    phase: active ? "Training" : spec.suspend ? "Suspended" : blocked ? "Degraded" : "Waiting",
+    phase: active ? (active.phase === "Pending" || active.phase === "Training" ? "Training" : "Evaluating") : spec.suspend ? "Suspended" : blocked ? "Degraded" : "Waiting",
     conditions: conditions([ready, progressing, degraded, { type: "Stalled", status: "False", reason: "SpecValid", message: "" }]),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
     rounds: rounds.rounds,
     compute: rounds.compute,
   };
+  if (observed.promoted) next.promoted = observed.promoted;
   if (active) next.currentRound = { index: active.index, phase: active.phase, ...(active.job ? { job: active.job } : {}), ...(active.startedAt ? { startedAt: active.startedAt } : {}) };
   else delete next.currentRound;
 

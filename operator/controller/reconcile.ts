@@ -16,6 +16,13 @@ import { classifyS3Error } from "../s3/errors.ts";
 import { ROUND_FILES, RoundStore, roundPrefix } from "../s3/round-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
 import { decide, type Observed } from "./decide.ts";
+import { API_VERSION, KIND } from "../api/continual-clip-run.ts";
+import { EVAL_JSON, evalResult, type EvalResult } from "../api/eval-result.ts";
+import { evaluateRound, writeEvalResult } from "../evaluation/evaluate.ts";
+import { buildEvaluateRequest, requestInputs, roundUri } from "../evaluation/request.ts";
+import { buildModelConfigMap } from "../promotion/configmap.ts";
+import { aliasUri, listVersions, pinAlias, promoteRound, promotedStatus, readAlias, unpinAlias } from "../promotion/versions.ts";
+import { S3ObjectStore } from "../s3/object-store.ts";
 import { observeRunStatus } from "../observability/metrics.ts";
 import type { Outcome } from "./queue.ts";
 import type { FailureRecord, RoundAction, RoundObservation } from "./rounds.ts";
@@ -28,6 +35,8 @@ export type ReconcilerDeps = {
   now?: () => Date;
   /** How often to look at a running round even without a Job event. */
   activeRoundResyncMs?: number;
+  /** Image of evaluation Jobs; unset evaluates in the operator process. */
+  evaluatorImage?: string | undefined;
 };
 
 type RunMemory = {
@@ -39,6 +48,7 @@ type RunMemory = {
   nextPollAt: number;
   plans: Map<number, RoundPlan>;
   failures: Map<number, FailureRecord>;
+  evaluations: Map<number, EvalResult>;
 };
 
 export function splitKey(key: string): { namespace: string; name: string } {
@@ -95,6 +105,9 @@ export class Reconciler {
         const complete = await this.#act(key, run, decision.spec, decision.actions, log);
         if (!complete) return { kind: "requeueAfter", ms: 0 };
       }
+      if (decision.spec && !decision.status?.conditions?.some((c) => c.type === "Degraded" && c.status === "True")) {
+        await this.#syncAlias(key, run, decision.spec, log);
+      }
       if (decision.status) {
         const ok = await this.#deps.runs.patchStatus(namespace, name, decision.status);
         if (!ok) return { kind: "done" };
@@ -123,7 +136,8 @@ export class Reconciler {
     const secret = src.credentialsSecretRef ? await this.#deps.children.secretData(namespace, src.credentialsSecretRef.name) : undefined;
     const conn = connectionFromSecret(src, secret);
     // Jobs first, then S3: a Job seen complete has already written its _SUCCESS marker.
-    const jobs = await this.#deps.children.trainJobs(namespace, run.metadata.name);
+    const jobs = await this.#deps.children.roundJobs(namespace, run.metadata.name, "trainer");
+    const evalJobs = await this.#deps.children.roundJobs(namespace, run.metadata.name, "evaluator");
     if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
 
     const mem = this.#memoryFor(key, spec, conn.connection);
@@ -162,11 +176,35 @@ export class Reconciler {
         failure = (await store.getJson(`${base}${ROUND_FILES.failure}`)) as FailureRecord | undefined;
         if (failure) mem.failures.set(index, failure);
       }
-      rounds.push({ index, files, plan, failure, job: jobs.get(index) });
+      let evaluation = mem.evaluations.get(index);
+      if (!evaluation && files.has(EVAL_JSON)) {
+        const parsed = evalResult.safeParse(await store.getJson(`${base}${EVAL_JSON}`));
+        if (parsed.success) mem.evaluations.set(index, (evaluation = parsed.data));
+        else log.warn("unreadable eval.json; round will be re-evaluated", { round: index });
+      }
+      rounds.push({ index, files, plan, failure, job: jobs.get(index), evaluation, evalJob: evalJobs.get(index) });
+    }
+    // Promotion state: which rounds became versions, and where the alias points.
+    let promoted: Observed["promoted"];
+    let promotedCheckpoint: string | undefined;
+    if (spec.promotion) {
+      const objects = new S3ObjectStore(mem.s3);
+      const target = promotionTarget(spec);
+      const { complete } = await listVersions(objects, target);
+      for (const v of complete) {
+        if (v.run.uid !== run.metadata.uid) continue;
+        const r = rounds.find((x) => x.index === v.round);
+        if (r) r.promotedVersion = v.version;
+      }
+      const pointer = await readAlias(objects, target);
+      if (pointer && !("invalid" in pointer)) {
+        promoted = promotedStatus(pointer);
+        promotedCheckpoint = pointer.uris.checkpoint;
+      }
     }
     // Discovery warns about manifests that change after a round consumed them.
     mem.discovery.markConsumed(rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan!.newSlices));
-    return { discovery: mem.lastDiscovery, rounds };
+    return { discovery: mem.lastDiscovery, rounds, promoted, promotedCheckpoint, evaluatorImage: this.#deps.evaluatorImage };
   }
 
   #memoryFor(key: string, spec: ContinualClipRunSpec, connection: Parameters<typeof createS3Client>[0]): RunMemory {
@@ -189,6 +227,7 @@ export class Reconciler {
         nextPollAt: 0,
         plans: mem?.plans ?? new Map(),
         failures: mem?.failures ?? new Map(),
+        evaluations: mem?.evaluations ?? new Map(),
       };
       this.#memory.set(key, mem);
     }
@@ -221,6 +260,40 @@ export class Reconciler {
           }
           break;
         }
+        case "EvaluateInProcess": {
+          const objects = new S3ObjectStore(mem.s3);
+          const promoted = (run.status as { promoted?: { version: number; uri: string } } | undefined)?.promoted;
+          const request = await buildEvaluateRequest(
+            objects,
+            requestInputs({ spec, round: action.round, roundSlices: action.roundSlices, slices: mem.discovery.slices().map((x) => x.id), promoted }),
+            new Date().toISOString(),
+            { executionProvider: spec.evaluation.runner.executionProvider, batchSize: spec.evaluation.runner.batchSize },
+          );
+          const result = await evaluateRound(objects, request);
+          await writeEvalResult(objects, roundUri(spec, action.round), result);
+          log.info("round evaluated in-process", { round: action.round, status: result.status });
+          return false; // re-observe: eval.json now decides the round
+        }
+        case "Promote": {
+          const objects = new S3ObjectStore(mem.s3);
+          const outcome = await promoteRound(objects, {
+            target: promotionTarget(spec),
+            run: { namespace: run.metadata.namespace, name: run.metadata.name, uid: run.metadata.uid },
+            round: action.round,
+            roundUri: roundUri(spec, action.round),
+            metrics: action.metrics,
+            now: new Date().toISOString(),
+            moveAlias: spec.promotion?.pinVersion == null,
+          });
+          if (!outcome.ok) {
+            await this.#deps.events.record(run, "Warning", outcome.reason, `round ${action.round}: ${outcome.message}`);
+            throw new Error(`promotion of round ${action.round}: ${outcome.reason}: ${outcome.message}`);
+          }
+          if (outcome.copied || outcome.aliasWritten) {
+            await this.#deps.events.record(run, "Normal", "Promoted", `round ${action.round} promoted as v${outcome.version.version} (${outcome.pointerUri})`);
+          }
+          return false;
+        }
         case "RecordFailure": {
           if (await store.putJsonIfAbsent(action.key, action.record)) {
             mem.failures.set(action.round, action.record);
@@ -232,4 +305,35 @@ export class Reconciler {
     }
     return true;
   }
+
+  /** Rollback by spec.promotion.pinVersion, and the model ConfigMap following the alias. */
+  async #syncAlias(key: string, run: RawObject, spec: ContinualClipRunSpec, log: Logger): Promise<void> {
+    const mem = this.#memory.get(key);
+    if (!spec.promotion || !mem) return;
+    const objects = new S3ObjectStore(mem.s3);
+    const target = promotionTarget(spec);
+    const now = new Date().toISOString();
+    let pointer = await readAlias(objects, target);
+    if (pointer && "invalid" in pointer) return;
+    const pin = spec.promotion.pinVersion ?? undefined;
+    if (pin !== undefined && (!pointer || pointer.version !== pin || !pointer.pinned)) {
+      const out = await pinAlias(objects, target, pin, now);
+      if (!out.ok) throw new Error(`${out.reason}: ${out.message}`);
+      await this.#deps.events.record(run, "Normal", "RolledBack", `alias ${target.alias} pinned to v${pin}`);
+      pointer = out.pointer;
+    } else if (pin === undefined && pointer?.pinned) {
+      const out = await unpinAlias(objects, target, now);
+      if (out?.ok) pointer = out.pointer;
+    }
+    if (pointer && spec.promotion.configMapName) {
+      const owner = { apiVersion: API_VERSION, kind: KIND, name: run.metadata.name, namespace: run.metadata.namespace, uid: run.metadata.uid };
+      const result = await this.#deps.children.applyConfigMap(buildModelConfigMap(spec.promotion.configMapName, owner, pointer, aliasUri(target)));
+      if (result !== "unchanged") log.info("model ConfigMap " + result, { configMap: spec.promotion.configMapName, version: pointer.version });
+    }
+  }
+}
+
+function promotionTarget(spec: ContinualClipRunSpec) {
+  const p = spec.promotion!;
+  return { bucket: p.s3.bucket, prefix: p.s3.prefix, alias: p.alias };
 }

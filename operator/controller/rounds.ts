@@ -18,6 +18,11 @@ import { ROUND_FILES, roundPrefix } from "../s3/round-store.ts";
 import { buildRendezvousService, buildTrainJob, type RunRef } from "../training/job.ts";
 import { trainJobName } from "../training/naming.ts";
 import type { PlannedEvent } from "./decide.ts";
+import type { EvalResult } from "../api/eval-result.ts";
+import { judgeRound } from "../evaluation/verdict.ts";
+import { buildEvalJob } from "../evaluation/job.ts";
+import { roundUri } from "../evaluation/request.ts";
+import { isRoundApproved } from "../promotion/approval.ts";
 
 export type JobObservation = {
   name: string;
@@ -39,12 +44,19 @@ export type RoundObservation = {
   plan?: RoundPlan | undefined;
   failure?: FailureRecord | undefined;
   job?: JobObservation | undefined;
+  /** eval.json, once the evaluator wrote it. */
+  evaluation?: EvalResult | undefined;
+  evalJob?: JobObservation | undefined;
+  /** The immutable promoted version made from this round, if any. */
+  promotedVersion?: number | undefined;
 };
 
 export type RoundAction =
   | { kind: "WritePlan"; round: number; key: string; plan: RoundPlan }
   | { kind: "CreateJob"; round: number; job: Record<string, any>; service?: Record<string, any> | undefined; event: PlannedEvent }
-  | { kind: "RecordFailure"; round: number; key: string; record: FailureRecord; event: PlannedEvent };
+  | { kind: "RecordFailure"; round: number; key: string; record: FailureRecord; event: PlannedEvent }
+  | { kind: "EvaluateInProcess"; round: number; roundSlices: string[] }
+  | { kind: "Promote"; round: number; metrics: Record<string, number> };
 
 export type RoundsInput = {
   run: RunRef;
@@ -54,8 +66,13 @@ export type RoundsInput = {
   rounds: RoundObservation[];
   /** Previous status.rounds, to keep facts whose source is gone (GPU-seconds after Job TTL). */
   previous: RoundStatus[] | undefined;
-  /** status.promoted checkpoint, for warmStartFrom: LastPromoted. */
+  /** status.promoted, for warmStartFrom: LastPromoted and maxRegression gates. */
+  promoted?: { version: number; uri: string; metrics?: Record<string, number> | undefined } | undefined;
   promotedCheckpoint?: string | undefined;
+  /** Image for evaluation Jobs (the operator's own); unset evaluates in the operator process. */
+  evaluatorImage?: string | undefined;
+  /** The run's annotations (Manual promotion approvals). */
+  annotations?: Record<string, string> | undefined;
   now: Date;
 };
 
@@ -68,17 +85,19 @@ export type RoundsDecision = {
   consumed: string[];
   /** Slices that sort before an already covered slice: ignored, since rounds follow time order. */
   late: string[];
+  /** Transition events of rounds (rejections). */
+  events: PlannedEvent[];
   /** Why no new round starts although data is waiting (suspended, failed round, plan problem). */
   waiting?: { reason: string; message: string } | undefined;
   planProblem?: PlannedEvent | undefined;
 };
 
-const ACTIVE: ReadonlySet<RoundPhase> = new Set(["Pending", "Training"]);
+// A round in one of these phases holds the next one back (Gating only while promotion is due, not
+// while a Manual approval is awaited).
+const ACTIVE: ReadonlySet<RoundPhase> = new Set(["Pending", "Training", "Trained", "Evaluating", "Gating"]);
+const TRAINED: ReadonlySet<RoundPhase> = new Set(["Trained", "Evaluating", "Gating", "Promoted", "Passed", "Rejected"]);
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
-export function roundUri(spec: ContinualClipRunSpec, round: number): string {
-  return `s3://${spec.artifacts.s3.bucket}/${roundPrefix(spec.artifacts.s3.prefix, round)}`;
-}
 
 function phaseOf(r: RoundObservation): { phase: RoundPhase; reason?: string; message?: string } {
   if (r.files.has(ROUND_FILES.success)) return { phase: "Trained" };
@@ -105,10 +124,20 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   const prevByIndex = new Map((input.previous ?? []).map((r) => [r.index, r]));
   const observed = [...input.rounds].filter((r) => r.plan).sort((a, b) => a.index - b.index);
   const statuses: RoundStatus[] = [];
+  const events: PlannedEvent[] = [];
 
+  const latestPromoted = Math.max(-1, ...observed.filter((r) => r.promotedVersion !== undefined).map((r) => r.index));
   for (const r of observed) {
     const plan = r.plan!;
-    const { phase, reason, message } = phaseOf(r);
+    let { phase, reason, message } = phaseOf(r);
+    let verdictFields: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> = {};
+    if (phase === "Trained") {
+      const after = afterTraining(input, r, latestPromoted, actions);
+      ({ phase, reason, message } = after);
+      verdictFields = after.fields;
+      const prevPhase = prevByIndex.get(r.index)?.phase;
+      if (phase === "Rejected" && prevPhase !== "Rejected") events.push({ type: "Warning", reason: "RoundRejected", message: `round ${r.index}: ${reason}: ${message}` });
+    }
     const prev = prevByIndex.get(r.index);
     const uri = roundUri(spec, r.index);
     if (phase === "Failed" && !r.failure) {
@@ -134,22 +163,23 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
       ...(message ? { message } : {}),
       job: r.job?.name ?? prev?.job ?? trainJobName(run.name, r.index),
       ...(plan.model.initCheckpoint ? { initCheckpoint: plan.model.initCheckpoint } : {}),
-      ...(phase === "Trained" ? { checkpoint: `${uri}${ROUND_FILES.checkpoint}`, samples: plan.data.samples } : {}),
+      ...(TRAINED.has(phase) ? { checkpoint: `${uri}${ROUND_FILES.checkpoint}`, samples: plan.data.samples } : {}),
       ...(gpu !== undefined ? { gpuSeconds: gpu } : {}),
+      ...verdictFields,
       ...(r.job?.startTime ?? prev?.startedAt ? { startedAt: r.job?.startTime ?? prev?.startedAt } : {}),
       ...(r.job?.completionTime ?? prev?.finishedAt ? { finishedAt: r.job?.completionTime ?? prev?.finishedAt } : {}),
     });
   }
 
-  const trained = statuses.filter((s) => s.phase === "Trained");
+  const trained = statuses.filter((s) => TRAINED.has(s.phase));
   const compute = computeAccounting(trained.map((s) => ({ index: trained.indexOf(s), replay: s.replay, samples: s.samples ?? 0, gpuSeconds: s.gpuSeconds })));
   const covered = new Set(statuses.filter((s) => s.phase !== "Failed").flatMap((s) => s.slices));
   const consumed = [...covered].sort(compareSliceIds);
   const maxCovered = consumed[consumed.length - 1];
-  const current = [...statuses].reverse().find((s) => ACTIVE.has(s.phase));
+  const current = [...statuses].reverse().find((s) => ACTIVE.has(s.phase) && s.reason !== "AwaitingApproval");
   const slices = input.slices ?? [];
   const late = slices.filter((s) => !covered.has(s.id) && maxCovered !== undefined && compareSliceIds(s.id, maxCovered) < 0).map((s) => s.id);
-  const base = { rounds: statuses.slice(-spec.historyLimit), current, compute, consumed, late };
+  const base = { rounds: statuses.slice(-spec.historyLimit), current, compute, consumed, late, events };
 
   if (current || input.slices === undefined) return { ...base, actions };
 
@@ -218,6 +248,46 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   );
   const planned: RoundStatus = { index, slices: newSlices, replay: spec.strategy.replay, phase: "Pending", job: trainJobName(run.name, index), ...(initCheckpoint ? { initCheckpoint } : {}) };
   return { ...base, rounds: [...statuses, planned].slice(-spec.historyLimit), current: planned, consumed: [...consumed, ...newSlices].sort(compareSliceIds), actions };
+}
+
+/**
+ * A trained round's way through evaluation, gates and promotion:
+ * no eval.json -> Evaluating (an evaluation Job, or in-process) -> gates judged -> Rejected, or
+ * Gating until promoted (Auto, or Manual once approved) -> Promoted. A passing round older than
+ * the newest promoted one is Passed: promoting it would move the alias backwards.
+ */
+function afterTraining(
+  input: RoundsInput,
+  r: RoundObservation,
+  latestPromoted: number,
+  actions: RoundAction[],
+): { phase: RoundPhase; reason?: string; message?: string; fields: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> } {
+  const { spec } = input;
+  const plan = r.plan!;
+  if (!r.evaluation) {
+    if (r.evalJob?.failure) {
+      return { phase: "Rejected", reason: "EvaluationFailed", message: `${r.evalJob.failure.reason}: ${r.evalJob.failure.message}`, fields: {} };
+    }
+    const toEvaluate = { spec, round: r.index, roundSlices: plan.newSlices, slices: (input.slices ?? []).map((s) => s.id), promoted: input.promoted };
+    if (spec.evaluation.runner.mode === "InProcess" || !input.evaluatorImage) {
+      if (input.slices !== undefined) actions.push({ kind: "EvaluateInProcess", round: r.index, roundSlices: plan.newSlices });
+    } else if (!r.evalJob && input.slices !== undefined) {
+      const job = buildEvalJob({ run: input.run, spec, image: input.evaluatorImage, request: toEvaluate });
+      actions.push({ kind: "CreateJob", round: r.index, job, event: { type: "Normal", reason: "EvaluationStarted", message: `round ${r.index}: created Job ${job.metadata.name}` } });
+    }
+    return { phase: "Evaluating", fields: {} };
+  }
+  const verdict = judgeRound(r.evaluation, spec.evaluation.gates, input.promoted);
+  const fields = { ...(verdict.metrics ? { metrics: verdict.metrics } : {}), ...(verdict.gates ? { gates: verdict.gates.map((g) => ({ metric: g.metric, observed: g.observed, threshold: g.threshold, passed: g.passed, message: g.message })) } : {}) };
+  if (!verdict.passed) return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields };
+  if (r.promotedVersion !== undefined) return { phase: "Promoted", reason: "GatesPassed", message: verdict.message, fields: { ...fields, promotedVersion: r.promotedVersion } };
+  if (!spec.promotion) return { phase: "Passed", reason: "NoPromotion", message: "gates passed; spec.promotion is not set", fields };
+  if (r.index < latestPromoted) return { phase: "Passed", reason: "Superseded", message: `gates passed, but a later round is already promoted`, fields };
+  if (spec.promotion.mode === "Manual" && !isRoundApproved(input.annotations, r.index)) {
+    return { phase: "Gating", reason: "AwaitingApproval", message: `gates passed; approve with: kubectl annotate ccr ${input.run.name} ticclip.dev/approve-round=${r.index}`, fields };
+  }
+  actions.push({ kind: "Promote", round: r.index, metrics: verdict.metrics });
+  return { phase: "Gating", reason: "Promoting", message: verdict.message, fields };
 }
 
 function createJobAction(input: RoundsInput, round: number, planUri: string, reason: string, message: string): RoundAction {

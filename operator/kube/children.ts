@@ -6,7 +6,9 @@ import { LABELS, TRAINER_CONTAINER } from "../training/job.ts";
 import { runLabelValue } from "../training/naming.ts";
 import { isConflict, isNotFound } from "./errors.ts";
 import { FIELD_MANAGER, type RawObject } from "./client.ts";
+import { applyConfigMap, type ApplyResult, type ConfigMap, type ConfigMapApi } from "../promotion/configmap.ts";
 
+export const ROUND_JOB_SELECTOR = `${LABELS.component} in (trainer,evaluator)`;
 const iso = (d: Date | string | undefined) => (d === undefined ? undefined : new Date(d).toISOString().replace(/\.\d{3}Z$/, "Z"));
 
 export class ChildClient {
@@ -17,20 +19,20 @@ export class ChildClient {
     this.#core = kc.makeApiClient(k8s.CoreV1Api);
   }
 
-  /** Training Jobs of all runs (for the Job watch's list). */
-  async listTrainJobs(namespace?: string): Promise<{ items: RawObject[]; resourceVersion: string }> {
-    const labelSelector = `${LABELS.component}=trainer`;
+  /** Trainer and evaluator Jobs of all runs (for the Job watch's list). */
+  async listRoundJobs(namespace?: string): Promise<{ items: RawObject[]; resourceVersion: string }> {
+    const labelSelector = ROUND_JOB_SELECTOR;
     const res = namespace
       ? await this.#batch.listNamespacedJob({ namespace, labelSelector })
       : await this.#batch.listJobForAllNamespaces({ labelSelector });
     return { items: res.items as unknown as RawObject[], resourceVersion: res.metadata?.resourceVersion ?? "" };
   }
 
-  /** The run's training Jobs, by round index (from the ticclip.dev/round label). */
-  async trainJobs(namespace: string, run: string): Promise<Map<number, JobObservation>> {
+  /** The run's Jobs of one component (trainer or evaluator), by round index (ticclip.dev/round label). */
+  async roundJobs(namespace: string, run: string, component: "trainer" | "evaluator"): Promise<Map<number, JobObservation>> {
     const list = await this.#batch.listNamespacedJob({
       namespace,
-      labelSelector: `${LABELS.run}=${runLabelValue(run)},${LABELS.component}=trainer`,
+      labelSelector: `${LABELS.run}=${runLabelValue(run)},${LABELS.component}=${component}`,
     });
     const out = new Map<number, JobObservation>();
     for (const job of list.items) {
@@ -41,7 +43,7 @@ export class ChildClient {
       const complete = conds.some((c) => c.type === "Complete" && c.status === "True");
       let failure: JobObservation["failure"];
       if (failed) {
-        const detail = await this.#lastPodFailure(namespace, job.metadata!.name!);
+        const detail = await this.#lastPodFailure(namespace, job.metadata!.name!, job.spec?.template?.spec?.containers?.[0]?.name ?? TRAINER_CONTAINER);
         failure = { reason: failed.reason ?? "JobFailed", message: [failed.message, detail].filter(Boolean).join("; ") };
       }
       out.set(round, {
@@ -59,15 +61,15 @@ export class ChildClient {
   }
 
   /** "trainer exited 137 (OOMKilled): ..." for the most recent failed pod of a Job. */
-  async #lastPodFailure(namespace: string, jobName: string): Promise<string | undefined> {
+  async #lastPodFailure(namespace: string, jobName: string, container: string): Promise<string | undefined> {
     const pods = await this.#core.listNamespacedPod({ namespace, labelSelector: `batch.kubernetes.io/job-name=${jobName}` });
     const terminated = pods.items
-      .map((p) => p.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state?.terminated)
+      .map((p) => p.status?.containerStatuses?.find((c) => c.name === container)?.state?.terminated)
       .filter((t): t is k8s.V1ContainerStateTerminated => t !== undefined && t.exitCode !== 0)
       .sort((a, b) => new Date(b.finishedAt ?? 0).getTime() - new Date(a.finishedAt ?? 0).getTime());
     const t = terminated[0];
     if (!t) return undefined;
-    return `${TRAINER_CONTAINER} exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ""}${t.message ? `: ${t.message.trim().slice(-512)}` : ""}`;
+    return `${container} exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ""}${t.message ? `: ${t.message.trim().slice(-512)}` : ""}`;
   }
 
   /** Creates an object unless one with its name exists. Returns true when this call created it. */
@@ -82,6 +84,11 @@ export class ChildClient {
       if (isConflict(err)) return false;
       throw err;
     }
+  }
+
+  /** Creates or updates the model ConfigMap (owned by the run). */
+  applyConfigMap(cm: ConfigMap): Promise<ApplyResult> {
+    return applyConfigMap(this.#core as unknown as ConfigMapApi, cm);
   }
 
   /** Reads a Secret of the run's own namespace; undefined when it does not exist. */

@@ -27,19 +27,19 @@ export function ownerReference(run: RunRef) {
   return { apiVersion: API_VERSION, kind: KIND, name: run.name, uid: run.uid, controller: true, blockOwnerDeletion: true };
 }
 
-export function trainLabels(run: RunRef, round: number): Record<string, string> {
+export function trainLabels(run: RunRef, round: number, component: "trainer" | "evaluator" = "trainer"): Record<string, string> {
   return {
     [LABELS.run]: runLabelValue(run.name),
     [LABELS.round]: roundLabel(round),
-    [LABELS.component]: "trainer",
+    [LABELS.component]: component,
     [LABELS.managedBy]: MANAGER,
   };
 }
 
-type EnvVar = { name: string; value?: string; valueFrom?: Record<string, unknown> };
+export type EnvVar = { name: string; value?: string; valueFrom?: Record<string, unknown> };
 
-function trainerEnv(input: TrainJobInput): EnvVar[] {
-  const { spec, run, round } = input;
+/** S3 settings and identity of a run's pods (trainer and evaluator alike). */
+export function podEnv(spec: ContinualClipRunSpec, run: RunRef, round: number): EnvVar[] {
   const s3 = spec.source.s3;
   const env: EnvVar[] = [
     { name: "AWS_REGION", value: s3.region },
@@ -55,6 +55,15 @@ function trainerEnv(input: TrainJobInput): EnvVar[] {
       env.push({ name: key, valueFrom: { secretKeyRef: { name: s3.credentialsSecretRef.name, key } } });
     }
   }
+  return env;
+}
+
+export const POD_SECURITY_CONTEXT = { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, seccompProfile: { type: "RuntimeDefault" } };
+export const CONTAINER_SECURITY_CONTEXT = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
+
+function trainerEnv(input: TrainJobInput): EnvVar[] {
+  const { spec, run, round } = input;
+  const env = podEnv(spec, run, round);
   const { nodes, gpusPerNode } = spec.trainer;
   if (nodes > 1) {
     // torchrun rendezvous (documented in trainer-image/README.md): index 0 is the master.
@@ -81,7 +90,7 @@ export function buildTrainJob(input: TrainJobInput): Record<string, any> {
 
   const podSpec: Record<string, unknown> = {
     restartPolicy: "Never",
-    securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, seccompProfile: { type: "RuntimeDefault" } },
+    securityContext: POD_SECURITY_CONTEXT,
     containers: [
       {
         name: TRAINER_CONTAINER,
@@ -90,7 +99,7 @@ export function buildTrainJob(input: TrainJobInput): Record<string, any> {
         command: ["python", "-m", "ticclip_trainer", "train", "--plan", planUri],
         env: trainerEnv(input),
         resources: { ...(t.resources?.requests ? { requests: t.resources.requests } : {}), ...(Object.keys(limits).length ? { limits } : {}) },
-        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+        securityContext: CONTAINER_SECURITY_CONTEXT,
         volumeMounts: [
           { name: "dshm", mountPath: "/dev/shm" },
           { name: "tmp", mountPath: "/tmp" },

@@ -20,6 +20,9 @@ export const roundLabel = (round: number) => String(round).padStart(4, "0");
 /** `<run>-r0005-train`, shortened with a hash to fit 63 characters. */
 export const trainJobName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-train`);
 
+/** `<run>-r0005-eval`: the round's evaluation Job. */
+export const evalJobName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-eval`);
+
 /** Headless Service giving an Indexed Job's pods stable hostnames for torchrun rendezvous. */
 export const trainServiceName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-rdzv`);
 

@@ -40,7 +40,7 @@ test("three slices landing one after another give three warm-started rounds", as
     await roundsDone("seq", i + 1);
   }
   const r = rounds("seq");
-  assert.deepEqual(r.map((x) => [x.index, x.slices, x.phase]), [[0, ["2016"], "Trained"], [1, ["2017"], "Trained"], [2, ["2018"], "Trained"]]);
+  assert.deepEqual(r.map((x) => [x.index, x.slices, x.phase]), [[0, ["2016"], "Passed"], [1, ["2017"], "Passed"], [2, ["2018"], "Passed"]]);
   // Each plan warm-starts from the previous round's checkpoint and replays per CumulativeAll.
   for (const i of [1, 2]) {
     const plan = await getJson(runs, `seq/rounds/000${i}/plan.json`);
@@ -81,4 +81,38 @@ test("deleting a run garbage-collects its Jobs; S3 artifacts stay", async () => 
     const res = kubectl(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=badarch", "-o", "name"]);
     return res.code === 0 && res.stdout.trim() === "" ? true : undefined;
   }, 60_000, 1000);
+});
+
+test("evaluated rounds are gated and promoted; the ConfigMap follows; pinVersion rolls back", async () => {
+  const data = await createBucket("promo-data");
+  const runs = await createBucket("promo-runs");
+  const models = await createBucket("promo-models");
+  const spec = {
+    evaluation: { runner: { mode: "InProcess" }, gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0 }] },
+    promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" }, alias: "production", configMapName: "promo-model" },
+  };
+  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name: "promo", dataBucket: data, runsBucket: runs, spec })));
+  const cmVersion = () => {
+    const res = kubectl(["get", "configmap", "promo-model", "-n", ns, "-o", "jsonpath={.data.version}"]);
+    return res.code === 0 ? res.stdout.trim() : undefined;
+  };
+  for (const [i, id] of ["2016", "2017"].entries()) {
+    writeSlices(data, [id]);
+    await roundsDone("promo", i + 1);
+    await waitFor(`ConfigMap at v${i + 1}`, () => (cmVersion() === String(i + 1) ? true : undefined), 60_000, 500);
+  }
+  const r = rounds("promo") as Array<{ phase: string; promotedVersion?: number; metrics?: Record<string, number>; gates?: Array<{ passed: boolean }> }>;
+  assert.deepEqual(r.map((x) => [x.phase, x.promotedVersion]), [["Promoted", 1], ["Promoted", 2]]);
+  assert.ok(r.every((x) => typeof x.metrics?.["retrieval.id.meanRecallAt1"] === "number" && x.gates?.[0]?.passed === true));
+  const evalJson = await getJson(runs, "promo/rounds/0001/eval.json");
+  assert.equal(evalJson.status, "Succeeded");
+  assert.deepEqual(evalJson.matrix.rounds, [0, 1], "the TiC matrix has a row per round so far");
+  const alias = await getJson(models, "clip/production.json");
+  assert.equal(alias.version, 2);
+  assert.equal((getRun(ns, "promo")!.status as any).promoted.version, 2);
+  // Rollback: pin v1; the alias and the ConfigMap follow, the versions stay immutable.
+  kubectlOk(["patch", "ccr", "promo", "-n", ns, "--type", "merge", "-p", '{"spec":{"promotion":{"pinVersion":1}}}']);
+  await waitFor("ConfigMap back at v1", () => (cmVersion() === "1" ? true : undefined), 60_000, 500);
+  assert.equal((await getJson(models, "clip/production.json")).version, 1);
+  await waitFor("status.promoted at v1", () => ((getRun(ns, "promo")!.status as any).promoted?.version === 1 ? true : undefined), 30_000, 500);
 });

@@ -104,12 +104,15 @@ export function runRounds(namespace: string, name: string): RoundView[] {
   return ((getRun(namespace, name)?.status as { rounds?: RoundView[] } | undefined)?.rounds ?? []);
 }
 
-/** Waits until n rounds of the run are Trained; a Failed round fails the wait with its reason. */
+/** Rounds that trained and passed evaluation (Passed without promotion configured, or Promoted). */
+export const DONE_PHASES = new Set(["Passed", "Promoted"]);
+
+/** Waits until n rounds of the run are done; a Failed or Rejected round fails the wait with its reason. */
 export function roundsTrained(namespace: string, name: string, n: number, timeoutMs = 300_000): Promise<RoundView[]> {
-  return waitFor(`${name}: ${n} rounds trained`, () => {
+  return waitFor(`${name}: ${n} rounds trained and evaluated`, () => {
     const r = runRounds(namespace, name);
-    const failed = r.find((x) => x.phase === "Failed");
-    if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
-    return r.filter((x) => x.phase === "Trained").length >= n ? r : undefined;
+    const failed = r.find((x) => x.phase === "Failed" || x.phase === "Rejected");
+    if (failed) throw new Error(`round ${failed.index} ${failed.phase}: ${failed.reason}: ${failed.message}`);
+    return r.filter((x) => DONE_PHASES.has(x.phase)).length >= n ? r : undefined;
   }, timeoutMs, 1000);
 }

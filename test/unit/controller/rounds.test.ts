@@ -5,6 +5,7 @@ import { continualClipRunSpec, type ContinualClipRunSpec } from "../../../operat
 import type { RoundPlan } from "../../../operator/api/round-plan.ts";
 import { decideRounds, type RoundObservation, type RoundsInput } from "../../../operator/controller/rounds.ts";
 import type { Slice } from "../../../operator/data/validate.ts";
+import type { EvalResult } from "../../../operator/api/eval-result.ts";
 
 const NOW = new Date("2026-05-01T00:00:00Z");
 const RUN = { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 };
@@ -46,9 +47,23 @@ function planFor(index: number, newSlices: string[], init: string | null): Round
   };
 }
 
-const trained = (index: number, slices: string[], init: string | null = null): RoundObservation => ({
+function evaluated(index: number, slices: string[], recall: number): EvalResult {
+  const scores = {
+    uri: `s3://runs/demo/rounds/000${index}/`, architecture: "ticclip-tiny", embeddingDim: 32, sha256: { image: "a", text: "b" },
+    retrieval: [], zeroShot: [], metrics: { "retrieval.id.meanRecallAt1": recall }, notApplicable: {},
+  };
+  return {
+    schemaVersion: 1, status: "Succeeded", round: index, roundUri: scores.uri, roundSlices: slices, evaluatedAt: "2026-04-01T02:00:00Z", k: [1],
+    candidate: scores, matrix: { metric: "meanRecallAt1", rounds: [index], roundSlices: [slices], slices, values: [[recall]], summary: { id: recall, backward: null, forward: null } },
+    timing: { seconds: 1, imagesEncoded: 1, textsEncoded: 1, executionProvider: "cpu" },
+  };
+}
+
+/** Trained and evaluated (recall 0.5), not promoted. */
+const trained = (index: number, slices: string[], init: string | null = null, recall = 0.5): RoundObservation => ({
   index,
-  files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt"]),
+  files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt", "eval.json"]),
+  evaluation: evaluated(index, slices, recall),
   plan: planFor(index, slices, init),
   job: { name: `demo-r000${index}-train`, active: 0, succeeded: 1, failed: 0, complete: true, startTime: "2026-04-01T00:00:00Z", completionTime: "2026-04-01T01:00:00Z" },
 });
@@ -179,4 +194,58 @@ test("a slice that completes after a later one was trained on is not planned", (
   const d = decideRounds(input({ slices: [slice("2016"), slice("2017"), slice("2018")], rounds: [trained(0, ["2016"]), trained(1, ["2018"])] }));
   assert.deepEqual(kinds(d), []);
   assert.deepEqual(d.late, ["2017"]);
+});
+
+test("a trained round without eval.json is evaluated before the next round starts", () => {
+  const r0: RoundObservation = { ...trained(0, ["2016"]), evaluation: undefined, files: new Set(["plan.json", "_SUCCESS"]) };
+  const inProcess = decideRounds(input({ spec: spec({ evaluation: { runner: { mode: "InProcess" } } }), slices: [slice("2016"), slice("2017")], rounds: [r0] }));
+  assert.deepEqual(kinds(inProcess), ["EvaluateInProcess:0"]);
+  assert.equal(inProcess.current?.phase, "Evaluating");
+  const job = decideRounds(input({ slices: [slice("2016"), slice("2017")], rounds: [r0], evaluatorImage: "operator:1" }));
+  assert.deepEqual(kinds(job), ["CreateJob:0"]);
+  const created = (job.actions[0] as { job: any }).job;
+  assert.equal(created.metadata.name, "demo-r0000-eval");
+  assert.equal(created.metadata.labels["ticclip.dev/component"], "evaluator");
+  assert.deepEqual(created.spec.template.spec.containers[0].command.slice(0, 3), ["node", "operator/evaluation/cli.ts", "evaluate"]);
+});
+
+test("a failed evaluation Job rejects the round and lets the next one start", () => {
+  const r0: RoundObservation = { ...trained(0, ["2016"]), evaluation: undefined, evalJob: { name: "demo-r0000-eval", active: 0, succeeded: 0, failed: 3, complete: false, failure: { reason: "BackoffLimitExceeded", message: "evaluator exited 1" } } };
+  const d = decideRounds(input({ slices: [slice("2016"), slice("2017")], rounds: [r0], evaluatorImage: "operator:1" }));
+  assert.equal(d.rounds[0]!.phase, "Rejected");
+  assert.equal(d.rounds[0]!.reason, "EvaluationFailed");
+  assert.deepEqual(kinds(d), ["WritePlan:1", "CreateJob:1"]);
+  assert.deepEqual(d.events.map((e) => e.reason), ["RoundRejected"]);
+});
+
+const gated = (mode: "Auto" | "Manual") =>
+  spec({ evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0.3 }] }, promotion: { mode, s3: { bucket: "models", prefix: "clip/" } } });
+
+test("gates decide: a passing round is promoted (Auto), a failing one Rejected with its gate results", () => {
+  const pass = decideRounds(input({ spec: gated("Auto"), slices: [slice("2016")], rounds: [trained(0, ["2016"], null, 0.5)] }));
+  assert.deepEqual(kinds(pass), ["Promote:0"]);
+  assert.equal(pass.rounds[0]!.phase, "Gating");
+  const fail = decideRounds(input({ spec: gated("Auto"), slices: [slice("2016")], rounds: [trained(0, ["2016"], null, 0.1)] }));
+  assert.deepEqual(kinds(fail), []);
+  assert.equal(fail.rounds[0]!.phase, "Rejected");
+  assert.equal(fail.rounds[0]!.gates![0]!.passed, false);
+  assert.equal(fail.rounds[0]!.gates![0]!.observed, 0.1);
+});
+
+test("a promoted round shows its version; Manual waits for the approval annotation without blocking", () => {
+  const promoted = decideRounds(input({ spec: gated("Auto"), slices: [slice("2016")], rounds: [{ ...trained(0, ["2016"]), promotedVersion: 1 }] }));
+  assert.equal(promoted.rounds[0]!.phase, "Promoted");
+  assert.equal(promoted.rounds[0]!.promotedVersion, 1);
+  const waiting = decideRounds(input({ spec: gated("Manual"), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"])] }));
+  assert.equal(waiting.rounds[0]!.reason, "AwaitingApproval");
+  assert.deepEqual(kinds(waiting), ["WritePlan:1", "CreateJob:1"], "an unapproved round does not hold the next one");
+  const approved = decideRounds(input({ spec: gated("Manual"), slices: [slice("2016")], rounds: [trained(0, ["2016"])], annotations: { "ticclip.dev/approve-round": "0" } }));
+  assert.deepEqual(kinds(approved), ["Promote:0"]);
+});
+
+test("a passing round older than the promoted one is not promoted (the alias never moves back)", () => {
+  const d = decideRounds(input({ spec: gated("Auto"), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"]), { ...trained(1, ["2017"]), promotedVersion: 1 }] }));
+  assert.equal(d.rounds[0]!.phase, "Passed");
+  assert.equal(d.rounds[0]!.reason, "Superseded");
+  assert.deepEqual(kinds(d), []);
 });

@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-samples", type=int, default=500, help="held-out samples per slice (eval/)")
     s.add_argument("--shard-size", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--eval-pack-architecture", default="ticclip-tiny",
+                   help="also write each held-out split as a retrieval eval pack for this model ('' for none)")
     m = sub.add_parser("make-slice", help="image+caption pairs -> WebDataset slice with manifest.json and _SUCCESS")
     m.add_argument("--input", required=True, help="folder of <stem>.<jpg|png|webp> + <stem>.txt, or a .csv/.parquet")
     m.add_argument("--image-column", default="image")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "synth":
             from . import synth
             ms = synth.write(args.out, [s for s in args.slices.split(",") if s], args.samples, args.eval_samples,
-                             args.shard_size, args.seed)
+                             args.shard_size, args.seed, eval_pack_architecture=args.eval_pack_architecture or None)
             for m in ms:
                 print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards")
             return 0

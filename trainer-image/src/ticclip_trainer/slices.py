@@ -72,8 +72,13 @@ def write_shards(dest: Dest, subdir: str, samples: Iterable[Sample], shard_size:
 
 
 def write_slice(location: str, slice_id: str, train: Iterable[Sample], shard_size: int = 1000,
-                eval_samples: Iterable[Sample] | None = None, s3: S3 | None = None) -> dict:
-    """Writes the slice and returns its manifest. `_SUCCESS` is written last."""
+                eval_samples: Iterable[Sample] | None = None, s3: S3 | None = None,
+                eval_pack_architecture: str | None = None) -> dict:
+    """Writes the slice and returns its manifest. `_SUCCESS` is written last.
+
+    With eval_pack_architecture, the held-out split is also written as a retrieval eval pack
+    (evalpack.py, that model's preprocessing and tokenizer) into eval/, before _SUCCESS, so the
+    operator's evaluator can score the slice as soon as it is visible."""
     dest = Dest(location, s3)
     shards = write_shards(dest, "", train, shard_size)
     if not shards:
@@ -81,7 +86,13 @@ def write_slice(location: str, slice_id: str, train: Iterable[Sample], shard_siz
     manifest = {"sliceId": slice_id, "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "numSamples": sum(s["samples"] for s in shards), "shards": shards}
     if eval_samples is not None:
+        eval_samples = list(eval_samples)
         ev = write_shards(dest, "eval/", eval_samples, shard_size)
+        if ev and eval_pack_architecture:
+            from .evalpack import write_retrieval_pack
+            from .preprocess import Preprocessing
+            write_retrieval_pack(location.rstrip("/") + "/eval/", f"{slice_id}-heldout", Preprocessing.for_model(eval_pack_architecture),
+                                 [(img, caption) for _key, img, _ext, caption in eval_samples], slice_id, source=location, s3=s3)
         if ev:
             dest.put("eval/manifest.json", json.dumps({"sliceId": slice_id, "numSamples": sum(s["samples"] for s in ev),
                                                        "shards": [{**s, "key": s["key"][len("eval/"):]} for s in ev]},

@@ -98,11 +98,12 @@ def samples(k: int, slice_id: str, n: int, split: str = "train", seed: int = 0) 
 
 
 def write(prefix: str, slice_ids: list[str], train_samples: int, eval_samples: int, shard_size: int,
-          seed: int = 0, s3=None) -> list[dict]:
+          seed: int = 0, s3=None, eval_pack_architecture: str | None = None) -> list[dict]:
     """Writes every slice under <prefix>/<sliceId>/ (local folder or s3://), returns the manifests."""
     from .slices import write_slice
     out = []
     for k, sid in enumerate(slice_ids):
         out.append(write_slice(prefix.rstrip("/") + f"/{sid}/", sid, samples(k, sid, train_samples, "train", seed),
-                               shard_size, samples(k, sid, eval_samples, "eval", seed) if eval_samples else None, s3))
+                               shard_size, samples(k, sid, eval_samples, "eval", seed) if eval_samples else None, s3,
+                               eval_pack_architecture))
     return out

@@ -16,7 +16,7 @@ const stopLater: Proc[] = [];
 
 const trainedCount = (name: string, n: number, timeoutMs = 300_000) => roundsTrained(ns, name, n, timeoutMs);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const jobsOf = (run: string) => JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${run}`, "-o", "json"])).items as any[];
+const jobsOf = (run: string) => JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${run},ticclip.dev/component=trainer`, "-o", "json"])).items as any[];
 
 async function newRun(name: string, spec: Record<string, any> = {}) {
   const data = await createBucket(`${name}-data`);

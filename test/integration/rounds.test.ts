@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
-import { createBucket, createS3Secret, localRunManifest, roundsTrained, runRounds, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
+import { OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, roundsTrained, runRounds, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
 let ns = "";
@@ -24,7 +24,8 @@ before(() => {
   ns = createNamespace("rounds");
   createS3Secret(ns);
   executor = startExecutor([ns]);
-  operator = startOperator([ns]);
+  // Evaluation Jobs run the operator image (mapped to this checkout by the local executor).
+  operator = startOperator([ns], ["--evaluator-image", OPERATOR_IMAGE]);
 });
 after(async () => {
   await operator?.stop();
@@ -53,8 +54,12 @@ test("three slices landing one after another give three warm-started rounds", as
   assert.equal(status.compute.samplesSeen, 3 * 256);
   assert.equal(status.compute.savingVsOracle, 2, "(T+1)/2 at T=3");
   assert.equal(status.slices.consumed, 3);
-  const jobs = JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=seq", "-o", "json"])).items;
-  assert.equal(jobs.length, 3, "one Job per round");
+  const jobs = JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=seq", "-o", "json"])).items as Array<{ metadata: { name: string } }>;
+  assert.deepEqual(jobs.map((j) => j.metadata.name).sort(), ["seq-r0000-eval", "seq-r0000-train", "seq-r0001-eval", "seq-r0001-train", "seq-r0002-eval", "seq-r0002-train"], "one training and one evaluation Job per round");
+  const ev = await getJson(runs, "seq/rounds/0002/eval.json");
+  assert.equal(ev.status, "Succeeded");
+  assert.equal(ev.matrix.values.length, 3, "TiC matrix: a row per round");
+  for (const row of ev.matrix.values) for (const v of row) assert.ok(v === null || (v >= 0 && v <= 1));
 });
 
 test("a trainer exit 2 (invalid plan) fails the round without retries", async () => {

@@ -9,6 +9,8 @@ import { REPO_ROOT, getRun, kubectlOk, requireEnv, waitFor } from "./cluster.ts"
 import { s3Client } from "./s3.ts";
 
 export const TRAINER_IMAGE = "ticclip-trainer:dev";
+/** The operator's image, which evaluation Jobs run (`node operator/evaluation/cli.ts evaluate`). */
+export const OPERATOR_IMAGE = "ticclip-operator:dev";
 
 /** The trainer venv (dev/python-venv.sh creates it once; npm test exports TICCLIP_VENV). */
 export function venvPython(): string {
@@ -89,7 +91,12 @@ export function startExecutor(namespaces: string[]): Proc {
   const python = venvPython();
   const cfg = path.join(REPO_ROOT, ".local", `executor-${randomBytes(3).toString("hex")}.json`);
   mkdirSync(path.dirname(cfg), { recursive: true });
-  writeFileSync(cfg, JSON.stringify({ images: { [TRAINER_IMAGE]: { commandMap: { python }, env: {}, cwd: REPO_ROOT } } }));
+  writeFileSync(cfg, JSON.stringify({
+    images: {
+      [TRAINER_IMAGE]: { commandMap: { python }, env: {}, cwd: REPO_ROOT },
+      [OPERATOR_IMAGE]: { commandMap: { node: process.execPath }, env: {}, cwd: REPO_ROOT },
+    },
+  }));
   return startProc("executor", [path.join(REPO_ROOT, "dev/local-executor.ts"), "--config", cfg, "--namespaces", namespaces.join(","), "--kubeconfig", requireEnv("KUBECONFIG"), "--log-dir", path.join(REPO_ROOT, ".local", "executor")]);
 }
 

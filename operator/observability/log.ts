@@ -14,7 +14,7 @@ export function createLogger(level: string): Logger {
 
 /** Removes query strings from URLs in an error message: presigned S3 URLs carry credentials. */
 export function sanitizeMessage(message: string): string {
-  return message.replace(/(https?:\/\/[^\s?"']+)\?[^\s"']*/g, "$1?<redacted>");
+  return message.replace(/(https?:\/\/[^\s?#"']*)\?[^\s"']*/g, "$1").replace(/\s+/g, " ").trim().slice(0, 1024);
 }
 
 export function errorMessage(err: unknown): string {

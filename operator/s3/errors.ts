@@ -1,5 +1,6 @@
 // Maps S3 SDK failures to a small set of classes the reconciler can turn into a Degraded condition.
 // Messages are sanitised: presigned URLs in errors carry credentials in their query strings.
+import { sanitizeMessage } from "../observability/log.ts";
 
 export const S3_ERROR_CLASSES = [
   "Throttled",
@@ -37,9 +38,7 @@ const TIMEOUT_CODES = new Set(["TimeoutError", "RequestTimeout", "RequestTimeout
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_SOCKET"]);
 
 /** Strips query strings from URLs (presigned credentials) and collapses whitespace. */
-export function sanitize(message: string): string {
-  return message.replace(/(https?:\/\/[^\s?#"']*)\?[^\s"']*/g, "$1").replace(/\s+/g, " ").trim().slice(0, 1024);
-}
+export { sanitizeMessage as sanitize };
 
 export function classifyS3Error(err: unknown, operation?: string): S3Problem {
   const e = (err ?? {}) as SdkLikeError;
@@ -51,7 +50,7 @@ export function classifyS3Error(err: unknown, operation?: string): S3Problem {
   return {
     errorClass: cls,
     reason: `S3${cls}`,
-    message: sanitize(`${where}${text}${status ? ` (HTTP ${status})` : ""}`),
+    message: sanitizeMessage(`${where}${text}${status ? ` (HTTP ${status})` : ""}`),
     retryable: cls !== "ClientError",
     httpStatus: status,
   };

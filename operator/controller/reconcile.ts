@@ -136,8 +136,7 @@ export class Reconciler {
     const secret = src.credentialsSecretRef ? await this.#deps.children.secretData(namespace, src.credentialsSecretRef.name) : undefined;
     const conn = connectionFromSecret(src, secret);
     // Jobs first, then S3: a Job seen complete has already written its _SUCCESS marker.
-    const jobs = await this.#deps.children.roundJobs(namespace, run.metadata.name, "trainer");
-    const evalJobs = await this.#deps.children.roundJobs(namespace, run.metadata.name, "evaluator");
+    const { trainer: jobs, evaluator: evalJobs } = await this.#deps.children.roundJobs(namespace, run.metadata.name);
     if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
 
     const mem = this.#memoryFor(key, spec, conn.connection);

@@ -28,16 +28,18 @@ export class ChildClient {
     return { items: res.items as unknown as RawObject[], resourceVersion: res.metadata?.resourceVersion ?? "" };
   }
 
-  /** The run's Jobs of one component (trainer or evaluator), by round index (ticclip.dev/round label). */
-  async roundJobs(namespace: string, run: string, component: "trainer" | "evaluator"): Promise<Map<number, JobObservation>> {
+  /** The run's trainer and evaluator Jobs by round index (ticclip.dev/round label), in one list call. */
+  async roundJobs(namespace: string, run: string): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
     const list = await this.#batch.listNamespacedJob({
       namespace,
-      labelSelector: `${LABELS.run}=${runLabelValue(run)},${LABELS.component}=${component}`,
+      labelSelector: `${LABELS.run}=${runLabelValue(run)},${ROUND_JOB_SELECTOR}`,
     });
-    const out = new Map<number, JobObservation>();
+    const byComponent = { trainer: new Map<number, JobObservation>(), evaluator: new Map<number, JobObservation>() };
     for (const job of list.items) {
       const round = Number(job.metadata?.labels?.[LABELS.round]);
-      if (!Number.isInteger(round)) continue;
+      const component = job.metadata?.labels?.[LABELS.component];
+      if (!Number.isInteger(round) || (component !== "trainer" && component !== "evaluator")) continue;
+      const out = byComponent[component];
       const conds = job.status?.conditions ?? [];
       const failed = conds.find((c) => c.type === "Failed" && c.status === "True");
       const complete = conds.some((c) => c.type === "Complete" && c.status === "True");
@@ -57,7 +59,7 @@ export class ChildClient {
         completionTime: iso(job.status?.completionTime ?? (failed?.lastTransitionTime as Date | undefined)),
       });
     }
-    return out;
+    return byComponent;
   }
 
   /** "trainer exited 137 (OOMKilled): ..." for the most recent failed pod of a Job. */

@@ -14,7 +14,7 @@ fi
 venv="$(bash "$root/dev/python-venv.sh")"
 cd "$root/trainer-image"
 set +e
-"$venv/bin/python" -m pytest -v -p no:cacheprovider tests "$@"
+PYTHONPATH="$root/trainer-image/src${PYTHONPATH:+:$PYTHONPATH}" "$venv/bin/python" -m pytest -v -p no:cacheprovider tests "$@"
 rc=$?
 set -e
 exit $rc

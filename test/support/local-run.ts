@@ -93,7 +93,7 @@ export function startExecutor(namespaces: string[]): Proc {
   mkdirSync(path.dirname(cfg), { recursive: true });
   writeFileSync(cfg, JSON.stringify({
     images: {
-      [TRAINER_IMAGE]: { commandMap: { python }, env: {}, cwd: REPO_ROOT },
+      [TRAINER_IMAGE]: { commandMap: { python }, env: { PYTHONPATH: path.join(REPO_ROOT, "trainer-image/src") }, cwd: REPO_ROOT },
       [OPERATOR_IMAGE]: { commandMap: { node: process.execPath }, env: {}, cwd: REPO_ROOT },
     },
   }));

@@ -118,6 +118,13 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   const degraded: ConditionUpdate = blocked
     ? { type: "Degraded", status: "True", reason: blocked.reason, message: blocked.message }
     : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
+  // kstatus (Flux, kubectl wait, the Argo CD check in docs/operations.md) reads Ready=False alone as
+  // InProgress, which would hold a sync wave until its timeout: a run that cannot go on is Stalled (Failed)
+  // until the operator sees it recover. Rounds are background work, so they show in Progressing (which
+  // kstatus ignores), never in Reconciling: a healthy run training for hours is Current.
+  const stalled: ConditionUpdate = blocked
+    ? { type: "Stalled", status: "True", reason: blocked.reason, message: blocked.message }
+    : { type: "Stalled", status: "False", reason: "AsExpected", message: "" };
 
   // Late slices (completed after a later one was trained on) are reported invalid by discovery.
   const slicesStatus = discovery ? sliceStatus(discovery, rounds.consumed.length) : current.slices;
@@ -125,7 +132,7 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
     ...current,
     observedGeneration: generation,
     phase: active ? (active.phase === "Pending" || active.phase === "Training" ? "Training" : "Evaluating") : spec.suspend ? "Suspended" : blocked ? "Degraded" : "Waiting",
-    conditions: conditions([ready, progressing, degraded, { type: "Stalled", status: "False", reason: "SpecValid", message: "" }]),
+    conditions: conditions([ready, progressing, degraded, stalled]),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
     rounds: rounds.rounds,
     compute: rounds.compute,

@@ -7,6 +7,13 @@
 // weight_k x samples_k (its shard count times its mean shard size). To give source k the share
 // s_k we set weight_k = s_k x totalSamples / samples_k, which is exactly 1 for every source when
 // the mixture is proportional to size (CumulativeAll, Restart, Oracle).
+//
+// Buffers. CumulativeExp and CumulativeEqual replay a bounded buffer, as in the paper: each past
+// slice keeps a stable prefix of its shards (manifest order), enough to hold the samples the
+// strategy allots it (bufferTargets). Allotments only shrink, so the retained prefixes are nested
+// and dropped shards can be deleted. The round then samples uniformly from the new data plus the
+// allotted samples of the buffer: a shard prefix may hold a little more than its allotment, and
+// its weight corrects for that, so the shares are exactly the paper's.
 import type { ReplayStrategy } from "../api/continual-clip-run.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 
@@ -43,6 +50,9 @@ export type RoundMixture = {
   warmStart: boolean;
   /** Samples of compute this round costs (equal to samples). */
   computeSamples: number;
+  /** Samples the strategy keeps in storage after this round: the shards its sources list, or for
+   * CumulativeAll, Restart and Oracle every slice so far (Sequential keeps only the new data). */
+  storedSamples: number;
 };
 
 export type PlanResult = { ok: true; mixture: RoundMixture } | { ok: false; reason: PlanProblem; message: string };
@@ -66,9 +76,15 @@ export function sliceSamples(s: { shards: PlannerShard[] }): number {
 export function planRound(input: PlanInput): PlanResult {
   const { replay, samplesPerRound: c, round: t } = input;
   if (!Number.isInteger(c) || c < 1 || !Number.isInteger(t) || t < 0 || !(input.bufferSamples >= 0)) {
-    return { ok: false, reason: "InvalidBudget", message: `samplesPerRound must be a positive integer and round a non-negative integer (got ${c}, ${t})` };
+    return {
+      ok: false,
+      reason: "InvalidBudget",
+      message: `samplesPerRound must be a positive integer and round a non-negative integer (got ${c}, ${t})`,
+    };
   }
-  if (input.newSliceIds.length === 0) return { ok: false, reason: "NoNewSlices", message: "a round needs at least one new slice" };
+  if (input.newSliceIds.length === 0) {
+    return { ok: false, reason: "NoNewSlices", message: "a round needs at least one new slice" };
+  }
 
   const byId = new Map(input.slices.map((s) => [s.id, s]));
   const newIds = [...new Set(input.newSliceIds)].sort(compareSliceIds);
@@ -79,62 +95,88 @@ export function planRound(input: PlanInput): PlanResult {
   const last = newIds[newIds.length - 1]!;
   const isNew = new Set(newIds);
   // The history the round may see: everything up to its newest slice, never later arrivals.
-  const history = [...byId.values()].filter((s) => compareSliceIds(s.id, last) <= 0).sort((a, b) => compareSliceIds(a.id, b.id));
+  const history = [...byId.values()]
+    .filter((s) => compareSliceIds(s.id, last) <= 0)
+    .sort((a, b) => compareSliceIds(a.id, b.id));
   for (const s of history) {
     if (s.shards.length === 0 || sliceSamples(s) <= 0) {
       return { ok: false, reason: "EmptySlice", message: `slice ${s.id} has no samples` };
     }
   }
-  const fresh = history.filter((s) => isNew.has(s.id));
-  const past = history.filter((s) => !isNew.has(s.id));
 
-  const shares = new Map<string, number>();
-  const proportional = (slices: PlannerSlice[], total: number) => {
-    const sum = slices.reduce((a, s) => a + sliceSamples(s), 0);
-    for (const s of slices) shares.set(s.id, (shares.get(s.id) ?? 0) + (total * sliceSamples(s)) / sum);
-  };
-
+  // Each source is a retained part of a slice: all of it, or for Exp/Equal buffers a shard prefix.
+  // `pool` is the number of samples the round draws from uniformly, as in the paper's data pool.
+  const parts: { slice: PlannerSlice; shards: PlannerShard[]; pool: number }[] = [];
+  const whole = (s: PlannerSlice) => parts.push({ slice: s, shards: s.shards, pool: sliceSamples(s) });
   switch (replay) {
     case "Sequential":
-      proportional(fresh, 1);
+      history.filter((s) => isNew.has(s.id)).forEach(whole);
       break;
     case "CumulativeAll":
     case "Restart":
     case "Oracle":
-      proportional(history, 1);
+      history.forEach(whole);
       break;
     case "CumulativeExp":
     case "CumulativeEqual": {
-      if (past.length === 0) {
-        proportional(fresh, 1);
-        break;
+      const targets = bufferTargets(replay, history.map(sliceSamples), input.bufferSamples);
+      for (const [j, s] of history.entries()) {
+        if (isNew.has(s.id)) whole(s);
+        else if (targets[j]! > 0) parts.push({ slice: s, shards: shardPrefix(s.shards, targets[j]!), pool: targets[j]! });
       }
-      const freshSamples = fresh.reduce((a, s) => a + sliceSamples(s), 0);
-      const buffer = input.bufferSamples > 0 ? input.bufferSamples : freshSamples;
-      // The round trains on D_t plus the buffer, sampled uniformly: D_t gets |D_t| / (|D_t| + B).
-      const bufferShare = buffer / (freshSamples + buffer);
-      proportional(fresh, 1 - bufferShare);
-      // past is in time order; the most recent past slice is k = 1.
-      const raw = past.map((_, i) => (replay === "CumulativeExp" ? Math.pow(2, -(past.length - i)) : 1));
-      const rawSum = raw.reduce((a, b) => a + b, 0);
-      past.forEach((s, i) => shares.set(s.id, (bufferShare * raw[i]!) / rawSum));
       break;
     }
   }
 
-  const used = history.filter((s) => (shares.get(s.id) ?? 0) > 0);
-  const totalSamples = used.reduce((a, s) => a + sliceSamples(s), 0);
-  const sources: MixtureSource[] = used.map((s) => {
-    const share = shares.get(s.id)!;
+  const pool = parts.reduce((a, p) => a + p.pool, 0);
+  const listed = parts.reduce((a, p) => a + sliceSamples(p), 0);
+  const sources: MixtureSource[] = parts.map((p) => {
+    const share = p.pool / pool;
     return {
-      sliceId: s.id,
-      shards: s.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })),
-      weight: tidy((share * totalSamples) / sliceSamples(s)),
+      sliceId: p.slice.id,
+      shards: p.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })),
+      weight: tidy((share * listed) / sliceSamples(p)),
       expectedShare: Math.min(1, share),
     };
   });
   const samples = replay === "Oracle" ? (t + 1) * c : c;
-  return { ok: true, mixture: { sources, samples, warmStart: WARM_STARTS[replay], computeSamples: samples } };
+  const storedSamples = replay === "Sequential" || replay === "CumulativeExp" || replay === "CumulativeEqual"
+    ? listed
+    : history.reduce((a, s) => a + sliceSamples(s), 0);
+  return { ok: true, mixture: { sources, samples, warmStart: WARM_STARTS[replay], computeSamples: samples, storedSamples } };
+}
+
+/**
+ * The buffer of CumulativeExp/CumulativeEqual (Garg et al., ICLR 2024, section 4): samples of
+ * each slice that are still retained once the newest slice arrives, indexed like `sizes` (the
+ * slices in time order; the last is the newest step). At step s the buffer holds B_s samples
+ * (bufferSamples, or the size of step s's data when 0) of the s earlier slices: Exp gives the one
+ * k steps back B_s/2^k and the two oldest B_s/2^(s-1) each (D; D/2, D/2; D/2, D/4, D/4; ...), Equal
+ * gives each B_s/s. A buffer only ever shrinks: data dropped at one step is gone, so a slice keeps
+ * the least it was allotted at any step since it arrived (and never more than it has). The newest
+ * slice is not part of the buffer: its entry is its full size.
+ */
+export function bufferTargets(replay: "CumulativeExp" | "CumulativeEqual", sizes: readonly number[], bufferSamples: number): number[] {
+  const kept = [...sizes];
+  for (let s = 1; s < sizes.length; s++) {
+    const b = bufferSamples > 0 ? bufferSamples : sizes[s]!;
+    for (let j = 0; j < s; j++) {
+      const k = s - j;
+      const w = replay === "CumulativeEqual" ? 1 / s : Math.pow(2, -Math.min(k, s - 1));
+      kept[j] = Math.min(kept[j]!, Math.floor(b * w));
+    }
+  }
+  return kept;
+}
+
+/** The shortest prefix of a slice's shards (manifest order) that holds at least `samples` samples. */
+export function shardPrefix(shards: readonly PlannerShard[], samples: number): PlannerShard[] {
+  let n = 0;
+  for (const [i, sh] of shards.entries()) {
+    n += sh.samples;
+    if (n >= samples) return shards.slice(0, i + 1);
+  }
+  return [...shards];
 }
 
 /** Rounds away float noise (0.9999999999999999 -> 1) so plans read well and diff stably. */

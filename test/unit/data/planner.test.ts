@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { impliedShares, planRound, sliceSamples, type PlanInput, type PlannerSlice, type RoundMixture } from "../../../operator/data/planner.ts";
+import { bufferTargets, impliedShares, planRound, sliceSamples, type PlanInput, type PlannerSlice, type RoundMixture } from "../../../operator/data/planner.ts";
 import { REPLAY_STRATEGIES, type ReplayStrategy } from "../../../operator/api/continual-clip-run.ts";
 import { roundPlan } from "../../../operator/api/round-plan.ts";
 
@@ -103,28 +103,87 @@ describe("planRound properties", () => {
     });
   }
 
-  test("CumulativeExp halves the share of each slice one step further back, and gives the new data |D|/(|D|+B)", () => {
+  for (const replay of ["CumulativeExp", "CumulativeEqual"] as const) {
+    test(`${replay} replays each past slice's allotted samples from a shortest shard prefix, uniformly with the new data`, () => {
+      fc.assert(
+        fc.property(scenario, ({ input, ordered, start, end }) => {
+          const m = plan({ ...input, replay });
+          const seen = ordered.slice(0, end + 1);
+          const targets = bufferTargets(replay, seen.map(sliceSamples), input.bufferSamples);
+          const pool = seen.reduce((a, s, j) => a + (j >= start ? sliceSamples(s) : targets[j]!), 0);
+          for (const [j, s] of seen.entries()) {
+            const src = m.sources.find((x) => x.sliceId === s.id);
+            const want = j >= start ? sliceSamples(s) : targets[j]!;
+            if (want === 0) {
+              assert.equal(src, undefined);
+              continue;
+            }
+            assert.ok(src, `${s.id} missing`);
+            assert.ok(Math.abs(src.expectedShare - want / pool) < EPS, `${s.id}: ${src.expectedShare} vs ${want / pool}`);
+            // A prefix of the slice's shards, the shortest one that holds the allotment.
+            assert.deepEqual(src.shards, s.shards.slice(0, src.shards.length));
+            assert.ok(sliceSamples(src) >= want);
+            assert.ok(sliceSamples({ shards: src.shards.slice(0, -1) }) < want);
+          }
+          assert.equal(m.storedSamples, m.sources.reduce((a, x) => a + sliceSamples(x), 0));
+        }),
+      );
+    });
+
+    test(`${replay} buffers only shrink: each past slice's retained prefix is nested in the one of the round before`, () => {
+      fc.assert(
+        fc.property(scenario, ({ input, ordered, end }) => {
+          fc.pre(end + 1 < ordered.length);
+          const now = plan({ ...input, replay, round: end, newSliceIds: [ordered[end]!.id] });
+          const next = plan({ ...input, replay, round: end + 1, newSliceIds: [ordered[end + 1]!.id] });
+          for (const src of next.sources) {
+            if (src.sliceId === ordered[end + 1]!.id) continue;
+            const before = now.sources.find((x) => x.sliceId === src.sliceId);
+            assert.ok(before, `${src.sliceId} was dropped and came back`);
+            assert.deepEqual(src.shards, before.shards.slice(0, src.shards.length));
+          }
+        }),
+      );
+    });
+  }
+
+  test("a buffer never holds more than its size B, nor a slice more than it has, and allotments never grow", () => {
     fc.assert(
-      fc.property(scenario, ({ input, ordered, start }) => {
-        const m = plan({ ...input, replay: "CumulativeExp" });
-        const past = ordered.slice(0, start);
-        for (let i = 0; i + 1 < past.length; i++) {
-          const older = shareOf(m, past[i]!.id);
-          const newer = shareOf(m, past[i + 1]!.id);
-          assert.ok(Math.abs(newer / older - 2) < 1e-9, `ratio ${newer / older}`);
-        }
-        checkNewShare(m, input, past.length);
+      fc.property(
+        fc.constantFrom("CumulativeExp", "CumulativeEqual" as const),
+        fc.array(fc.integer({ min: 1, max: 100_000 }), { minLength: 1, maxLength: 12 }),
+        fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 100_000 })),
+        (replay, sizes, b) => {
+          const kept = bufferTargets(replay, sizes, b);
+          const n = sizes.length - 1;
+          assert.equal(kept[n], sizes[n]);
+          const buffer = kept.slice(0, n).reduce((a, x) => a + x, 0);
+          assert.ok(buffer <= (b > 0 ? b : sizes[n]!), `buffer ${buffer}`);
+          kept.forEach((x, j) => assert.ok(x >= 0 && x <= sizes[j]! && Number.isInteger(x)));
+          if (n >= 1) {
+            const earlier = bufferTargets(replay, sizes.slice(0, n), b);
+            for (let j = 0; j < n - 1; j++) assert.ok(kept[j]! <= earlier[j]!, `slice ${j} grew`);
+          }
+        },
+      ),
+    );
+  });
+
+  test("on equal slices of size D, CumulativeExp keeps D/2^k of the slice k steps back and the two oldest share alike", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.integer({ min: 2, max: 12 }), (d, steps) => {
+        const kept = bufferTargets("CumulativeExp", Array(steps).fill(d), 0);
+        const m = steps - 1;
+        for (let j = 0; j < m; j++) assert.equal(kept[j], Math.floor(d / 2 ** Math.min(m - j, m - 1)));
       }),
     );
   });
 
-  test("CumulativeEqual splits the buffer equally over past slices", () => {
+  test("on equal slices of size D, CumulativeEqual keeps D/m of each of the m past slices", () => {
     fc.assert(
-      fc.property(scenario, ({ input, ordered, start }) => {
-        const m = plan({ ...input, replay: "CumulativeEqual" });
-        const past = ordered.slice(0, start);
-        for (const p of past) assert.ok(Math.abs(shareOf(m, p.id) - shareOf(m, past[0]!.id)) < EPS);
-        checkNewShare(m, input, past.length);
+      fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.integer({ min: 2, max: 12 }), (d, steps) => {
+        const kept = bufferTargets("CumulativeEqual", Array(steps).fill(d), 0);
+        for (let j = 0; j < steps - 1; j++) assert.equal(kept[j], Math.floor(d / (steps - 1)));
       }),
     );
   });
@@ -153,22 +212,16 @@ describe("planRound properties", () => {
   });
 });
 
-function checkNewShare(m: RoundMixture, input: PlanInput, pastCount: number) {
-  const fresh = input.newSliceIds.reduce((a, id) => a + sliceSamples(input.slices.find((s) => s.id === id)!), 0);
-  const newShare = input.newSliceIds.reduce((a, id) => a + shareOf(m, id), 0);
-  if (pastCount === 0) return assert.ok(Math.abs(newShare - 1) < EPS);
-  const b = input.bufferSamples > 0 ? input.bufferSamples : fresh;
-  assert.ok(Math.abs(newShare - fresh / (fresh + b)) < EPS, `new share ${newShare}`);
-}
-
 describe("planRound", () => {
   const three = [slice("2014", [100, 100]), slice("2015", [300]), slice("2016", [50, 50, 100, 100])];
   const base = { samplesPerRound: 1000, bufferSamples: 0, round: 2, slices: three, newSliceIds: ["2016"] };
   const cases: { name: string; replay: ReplayStrategy; bufferSamples?: number; want: Record<string, number>; samples: number }[] = [
     { name: "Sequential trains on the new slice only", replay: "Sequential", want: { "2016": 1 }, samples: 1000 },
     { name: "CumulativeAll mixes every slice by size", replay: "CumulativeAll", want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 }, samples: 1000 },
-    { name: "CumulativeExp weights slice t-k by 2^-k inside a buffer the size of the new data", replay: "CumulativeExp", want: { "2014": 1 / 6, "2015": 1 / 3, "2016": 0.5 }, samples: 1000 },
-    { name: "CumulativeEqual splits a 900-sample buffer equally", replay: "CumulativeEqual", bufferSamples: 900, want: { "2014": 0.375, "2015": 0.375, "2016": 0.25 }, samples: 1000 },
+    // Buffer D = 300 (the new slice): D/2 and D/2 of the two past slices at the third step.
+    { name: "CumulativeExp replays D/2, D/2 of the two past slices at the third step", replay: "CumulativeExp", want: { "2014": 0.25, "2015": 0.25, "2016": 0.5 }, samples: 1000 },
+    // 450 each is allotted, but 2014 holds only 200 and 2015 only 300.
+    { name: "CumulativeEqual splits a 900-sample buffer equally, capped by what each slice has", replay: "CumulativeEqual", bufferSamples: 900, want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 }, samples: 1000 },
     { name: "Oracle sees (t+1)C samples", replay: "Oracle", want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 }, samples: 3000 },
   ];
   for (const c of cases) {
@@ -183,8 +236,9 @@ describe("planRound", () => {
 
   test("weights follow the trainer's rule: weight x samples is proportional to the share", () => {
     const m = plan({ ...base, replay: "CumulativeExp" });
-    // shares 1/6, 1/3, 1/2 over 200, 300, 300 samples of 800 in all.
-    assert.deepEqual(m.sources.map((s) => s.weight), [Number(((1 / 6) * 800 / 200).toPrecision(12)), Number(((1 / 3) * 800 / 300).toPrecision(12)), Number((0.5 * 800 / 300).toPrecision(12))]);
+    // shares 1/4, 1/4, 1/2 over 200, 300, 300 listed samples of 800 in all.
+    const w = (share: number, n: number) => Number(((share * 800) / n).toPrecision(12));
+    assert.deepEqual(m.sources.map((s) => s.weight), [w(0.25, 200), w(0.25, 300), w(0.5, 300)]);
     assert.deepEqual(m.sources[0]!.shards, three[0]!.shards);
   });
 
@@ -195,6 +249,25 @@ describe("planRound", () => {
       assert.deepEqual(data.sources, m.sources);
     }
   });
+
+  // Four slices of D = 800 in shards of 100, as in the paper's 4th step: D/2, D/4, D/4 of old data.
+  const equal = ["2014", "2015", "2016", "2017"].map((id) => slice(id, Array(8).fill(100)));
+  const storage: { replay: ReplayStrategy; stored: number; buffer: Record<string, number> }[] = [
+    { replay: "Sequential", stored: 800, buffer: {} },
+    { replay: "CumulativeAll", stored: 3200, buffer: { "2014": 800, "2015": 800, "2016": 800 } },
+    { replay: "CumulativeExp", stored: 1600, buffer: { "2014": 200, "2015": 200, "2016": 400 } },
+    // D/3 = 266 samples each, kept as whole shards: 300.
+    { replay: "CumulativeEqual", stored: 1700, buffer: { "2014": 300, "2015": 300, "2016": 300 } },
+    { replay: "Oracle", stored: 3200, buffer: { "2014": 800, "2015": 800, "2016": 800 } },
+  ];
+  for (const c of storage) {
+    test(`${c.replay} at the 4th step of equal slices keeps ${c.stored} samples`, () => {
+      const m = plan({ ...base, slices: equal, round: 3, newSliceIds: ["2017"], replay: c.replay });
+      assert.equal(m.storedSamples, c.stored);
+      const listed = Object.fromEntries(m.sources.filter((s) => s.sliceId !== "2017").map((s) => [s.sliceId, sliceSamples(s)]));
+      assert.deepEqual(listed, c.buffer);
+    });
+  }
 
   test("ignores slices discovered after the round's slice", () => {
     const m = plan({ ...base, replay: "CumulativeAll", round: 1, newSliceIds: ["2015"] });

@@ -9,7 +9,16 @@ import { WorkQueue } from "./controller/queue.ts";
 import { Reconciler } from "./controller/reconcile.ts";
 import { API_VERSION, KIND } from "./api/continual-clip-run.ts";
 import { createLogger, errorMessage } from "./observability/log.ts";
-import { createMetricsServer, forgetRun, isLeader, notificationsTotal, parseAddress, reconcileSeconds, reconcileTotal } from "./observability/metrics.ts";
+import {
+  createMetricsServer,
+  forgetRun,
+  isLeader,
+  notificationResponses,
+  notificationsTotal,
+  parseAddress,
+  reconcileSeconds,
+  reconcileTotal,
+} from "./observability/metrics.ts";
 import { createNotificationServer } from "./data/notifications.ts";
 import type { Outcome } from "./controller/queue.ts";
 
@@ -107,6 +116,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
         for (const key of keys) controllers?.queue.add(key);
       },
     });
+    n.on("request", (_req, res) => res.once("finish", () => notificationResponses.inc({ code: String(res.statusCode) })));
     const a = parseAddress(config.notificationsAddress);
     n.listen(a.port, a.host, () => log.info("S3 notifications listening", { address: n.address() }));
     servers.push(n);

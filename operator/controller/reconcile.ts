@@ -23,7 +23,8 @@ import { buildEvaluateRequest, requestInputs, roundUri } from "../evaluation/req
 import { buildModelConfigMap } from "../promotion/configmap.ts";
 import { aliasUri, listVersions, pinAlias, promoteRound, promotedStatus, readAlias, unpinAlias } from "../promotion/versions.ts";
 import { S3ObjectStore } from "../s3/object-store.ts";
-import { observeRunStatus } from "../observability/metrics.ts";
+import { observeRunStatus, observeSlicePoll, sliceToJobSeconds } from "../observability/metrics.ts";
+import { LABELS } from "../training/job.ts";
 import type { Outcome } from "./queue.ts";
 import type { FailureRecord, RoundAction, RoundObservation } from "./rounds.ts";
 
@@ -49,6 +50,8 @@ type RunMemory = {
   plans: Map<number, RoundPlan>;
   failures: Map<number, FailureRecord>;
   evaluations: Map<number, EvalResult>;
+  /** When discovery first saw each slice valid (ms), for the slice-to-Job latency metric. */
+  sliceSeenAt: Map<string, number>;
 };
 
 export function splitKey(key: string): { namespace: string; name: string } {
@@ -146,6 +149,8 @@ export class Reconciler {
       mem.lastDiscovery = result;
       mem.nextPollAt = Date.now() + result.nextPollMs;
       if (result.newSlices.length) log.info("new slices", { slices: result.newSlices });
+      for (const id of result.newSlices) mem.sliceSeenAt.set(id, now);
+      if (result.errors.length === 0) observeSlicePoll(namespace, run.metadata.name, new Date(), parseDuration(spec.source.pollInterval));
     }
 
     const store = new RoundStore(mem.s3, spec.artifacts.s3.bucket, spec.artifacts.s3.prefix);
@@ -227,6 +232,7 @@ export class Reconciler {
         plans: mem?.plans ?? new Map(),
         failures: mem?.failures ?? new Map(),
         evaluations: mem?.evaluations ?? new Map(),
+        sliceSeenAt: new Map(),
       };
       this.#memory.set(key, mem);
     }
@@ -255,6 +261,10 @@ export class Reconciler {
           const created = await this.#deps.children.createIfAbsent(action.job);
           if (created) {
             log.info("job created", { round: action.round, job: action.job.metadata.name });
+            const seen = (mem.plans.get(action.round)?.newSlices ?? []).map((id) => mem.sliceSeenAt.get(id));
+            if (action.job.metadata.labels?.[LABELS.component] === "trainer" && seen.length && !seen.includes(undefined)) {
+              sliceToJobSeconds.observe((Date.now() - Math.max(...(seen as number[]))) / 1000);
+            }
             await this.#deps.events.record(run, action.event.type, action.event.reason, action.event.message);
           }
           break;

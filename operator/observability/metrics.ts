@@ -49,12 +49,105 @@ export const notificationsTotal = new Counter({
   registers: [registry],
 });
 
+export const runCondition = new Gauge({
+  name: "ticclip_run_condition",
+  help: "1 while the run's condition is True, 0 while False; reason as a label (Ready, Stalled, Degraded, Progressing).",
+  labelNames: ["namespace", "run", "condition", "reason"] as const,
+  registers: [registry],
+});
+export const latestRoundMetric = new Gauge({
+  name: "ticclip_latest_round_metric",
+  help: "Evaluation metrics (TiC matrix summaries, gate metrics) of the run's latest evaluated round.",
+  labelNames: ["namespace", "run", "metric"] as const,
+  registers: [registry],
+});
+export const latestEvaluatedRound = new Gauge({
+  name: "ticclip_latest_evaluated_round",
+  help: "Index of the run's latest round with evaluation metrics.",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+export const promotedVersion = new Gauge({
+  name: "ticclip_promoted_version",
+  help: "Version the run's alias points at (status.promoted.version).",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+export const rejectedSincePromotion = new Gauge({
+  name: "ticclip_rounds_rejected_since_promotion",
+  help: "Rounds rejected by their gates since the run's latest promoted round (within status.rounds).",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+export const slicePollSuccess = new Gauge({
+  name: "ticclip_slice_poll_last_success_timestamp_seconds",
+  help: "When the run's last S3 discovery pass completed without errors.",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+export const slicePollInterval = new Gauge({
+  name: "ticclip_slice_poll_interval_seconds",
+  help: "The run's spec.source.pollInterval.",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+export const sliceToJobSeconds = new Histogram({
+  name: "ticclip_slice_to_job_seconds",
+  help: "From the discovery pass that first saw a round's newest slice valid to the creation of its trainer Job.",
+  buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900],
+  registers: [registry],
+});
+export const notificationResponses = new Counter({
+  name: "ticclip_s3_notification_responses_total",
+  help: "Responses of the S3 notification endpoint by HTTP status code (non-200: rejected events).",
+  labelNames: ["code"] as const,
+  registers: [registry],
+});
+
+type RunStatusView = {
+  rounds?: Array<{ index: number; phase: string; metrics?: Record<string, number> | undefined }>;
+  slices?: { discovered: number };
+  compute?: { samplesSeen: number; savingVsOracle: number };
+  conditions?: Array<{ type: string; status: string; reason: string }>;
+  promoted?: { version: number; round: number };
+};
+
+// Series whose label values change between observations (phase, reason, metric name): prom-client
+// removes a series only by its full label set, so each run remembers what it set last time.
+type Series = { gauge: Gauge<string>; labels: Record<string, string> };
+const seriesKey = (s: Series) => `${(s.gauge as unknown as { name: string }).name}\n${JSON.stringify(s.labels)}`;
+const runSeries = new Map<string, Series[]>();
+
+function replaceRunSeries(namespace: string, run: string, next: Array<Series & { value: number }>): void {
+  const key = `${namespace}/${run}`;
+  const keep = new Set(next.map(seriesKey));
+  for (const s of runSeries.get(key) ?? []) {
+    if (!keep.has(seriesKey(s))) s.gauge.remove(s.labels);
+  }
+  for (const s of next) s.gauge.set(s.labels, s.value);
+  runSeries.set(key, next.map(({ gauge, labels }) => ({ gauge, labels })));
+}
+
 /** Records a run's status in the gauges (called after each reconcile that read the run). */
-export function observeRunStatus(namespace: string, run: string, status: { rounds?: Array<{ phase: string }>; slices?: { discovered: number }; compute?: { samplesSeen: number; savingVsOracle: number } } | undefined): void {
+export function observeRunStatus(namespace: string, run: string, status: RunStatusView | undefined): void {
   const counts = new Map<string, number>();
   for (const r of status?.rounds ?? []) counts.set(r.phase, (counts.get(r.phase) ?? 0) + 1);
-  roundsByPhase.remove({ namespace, run });
-  for (const [phase, n] of counts) roundsByPhase.set({ namespace, run, phase }, n);
+  const series: Array<Series & { value: number }> = [];
+  for (const [phase, n] of counts) series.push({ gauge: roundsByPhase, labels: { namespace, run, phase }, value: n });
+  for (const c of status?.conditions ?? []) {
+    const labels = { namespace, run, condition: c.type, reason: c.reason };
+    series.push({ gauge: runCondition, labels, value: c.status === "True" ? 1 : 0 });
+  }
+  const latest = [...(status?.rounds ?? [])].reverse().find((r) => r.metrics && Object.keys(r.metrics).length > 0);
+  for (const [metric, value] of Object.entries(latest?.metrics ?? {})) {
+    series.push({ gauge: latestRoundMetric, labels: { namespace, run, metric }, value });
+  }
+  if (latest) series.push({ gauge: latestEvaluatedRound, labels: { namespace, run }, value: latest.index });
+  if (status?.promoted) series.push({ gauge: promotedVersion, labels: { namespace, run }, value: status.promoted.version });
+  const sincePromoted = (status?.rounds ?? []).filter((r) => r.index > (status?.promoted?.round ?? -1));
+  const rejected = sincePromoted.filter((r) => r.phase === "Rejected").length;
+  series.push({ gauge: rejectedSincePromotion, labels: { namespace, run }, value: rejected });
+  replaceRunSeries(namespace, run, series);
   if (status?.slices) slicesDiscovered.set({ namespace, run }, status.slices.discovered);
   if (status?.compute) {
     samplesSeen.set({ namespace, run }, status.compute.samplesSeen);
@@ -62,9 +155,16 @@ export function observeRunStatus(namespace: string, run: string, status: { round
   }
 }
 
+/** A discovery pass of the run finished without S3 errors. */
+export function observeSlicePoll(namespace: string, run: string, at: Date, pollIntervalMs: number): void {
+  slicePollSuccess.set({ namespace, run }, at.getTime() / 1000);
+  slicePollInterval.set({ namespace, run }, pollIntervalMs / 1000);
+}
+
 export function forgetRun(namespace: string, run: string): void {
-  for (const g of [slicesDiscovered, samplesSeen, savingVsOracle]) g.remove({ namespace, run });
-  roundsByPhase.remove({ namespace, run });
+  for (const g of [slicesDiscovered, samplesSeen, savingVsOracle, slicePollSuccess, slicePollInterval]) g.remove({ namespace, run });
+  replaceRunSeries(namespace, run, []);
+  runSeries.delete(`${namespace}/${run}`);
 }
 
 /** /metrics, /healthz (process alive) and /readyz (watches started or standing by as a standby). */

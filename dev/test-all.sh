@@ -9,6 +9,9 @@ eval "$(bash dev/cluster.sh env)"
 # The trainer's venv (created once, cached outside the clone): integration tests run real rounds.
 TICCLIP_VENV="$(bash dev/python-venv.sh)" || { echo "trainer venv setup failed" >&2; exit 1; }
 export TICCLIP_VENV
+# Headless Chromium for the report test (Debian's package, installed once when missing).
+CHROMIUM="$(bash dev/chromium.sh)" || { echo "chromium setup failed" >&2; exit 1; }
+export CHROMIUM
 
 failed=()
 run() {

@@ -1,6 +1,7 @@
 """Data tooling: make-slice (folder, CSV, parquet; local and S3) and synth."""
 import io
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,3 +77,16 @@ def test_synth_is_deterministic_and_drifts():
     assert len(late - early) >= 4  # new shapes and colours appear
     assert len(early - late) >= 4  # old ones fade out
     assert list(synth.samples(0, "2016", 5, "eval")) != a[:5]  # held-out split differs
+
+
+def test_slice_and_evalpack_modules_import_alone_in_either_order():
+    """slices.py writes eval packs and evalpack.py writes through Dest: neither imports the other's importer."""
+    import subprocess
+    import sys
+    for first, second in (("slices", "evalpack"), ("evalpack", "slices"), ("synth", "evalpack")):
+        code = f"import ticclip_trainer.{first}, ticclip_trainer.{second}"
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    pkg = Path(__file__).resolve().parents[1] / "src" / "ticclip_trainer"
+    src = {m: (pkg / f"{m}.py").read_text(encoding="utf-8") for m in ("evalpack", "location")}
+    assert "from .slices" not in src["evalpack"] and "from .slices" not in src["location"]

@@ -29,8 +29,8 @@ from PIL import Image
 
 from .data import iter_tar
 from .errors import TrainerError
+from .location import Dest
 from .preprocess import Preprocessing
-from .slices import Dest
 
 FORMAT, FORMAT_VERSION, MANIFEST = "ticclip.evalpack", 1, "pack.json"
 IMAGE_SHARD_ROWS = 1024  # ~150 MB of 224px images per file: the evaluator streams shard by shard

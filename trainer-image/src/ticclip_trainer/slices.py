@@ -12,31 +12,12 @@ import tarfile
 import time
 from typing import Iterable, Iterator
 
-from .s3io import S3, S3Settings
+from .evalpack import write_retrieval_pack
+from .location import Dest
+from .preprocess import Preprocessing
+from .s3io import S3
 
 Sample = tuple[str, bytes, str, str]  # key, image bytes, image extension, caption
-
-
-class Dest:
-    """A local folder or an s3:// prefix."""
-
-    def __init__(self, location: str, s3: S3 | None = None):
-        self.location = location.rstrip("/") + "/"
-        self.is_s3 = location.startswith("s3://")
-        self.s3 = (s3 or S3(S3Settings.from_env())) if self.is_s3 else None
-
-    def put(self, rel: str, data: bytes) -> None:
-        if self.is_s3:
-            self.s3.put_bytes(self.location + rel, data)
-        else:
-            path = os.path.join(self.location, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path + ".tmp", "wb") as f:
-                f.write(data)
-            os.replace(path + ".tmp", path)
-
-    def uri(self, rel: str) -> str:
-        return self.location + rel
 
 
 def _tar(samples: list[Sample]) -> bytes:
@@ -89,8 +70,6 @@ def write_slice(location: str, slice_id: str, train: Iterable[Sample], shard_siz
         eval_samples = list(eval_samples)
         ev = write_shards(dest, "eval/", eval_samples, shard_size)
         if ev and eval_pack_architecture:
-            from .evalpack import write_retrieval_pack
-            from .preprocess import Preprocessing
             write_retrieval_pack(location.rstrip("/") + "/eval/", f"{slice_id}-heldout", Preprocessing.for_model(eval_pack_architecture),
                                  [(img, caption) for _key, img, _ext, caption in eval_samples], slice_id, source=location, s3=s3)
         if ev:

@@ -16,6 +16,8 @@ from typing import Iterator
 
 from PIL import Image, ImageDraw
 
+from .slices import write_slice
+
 SHAPES = ["circle", "square", "triangle", "cross", "diamond", "star", "ring", "bar", "arrow", "heart"]
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (40, 70, 230), "yellow": (230, 220, 30),
            "purple": (150, 40, 190), "orange": (245, 130, 20), "cyan": (30, 210, 220), "white": (245, 245, 245),
@@ -100,7 +102,6 @@ def samples(k: int, slice_id: str, n: int, split: str = "train", seed: int = 0) 
 def write(prefix: str, slice_ids: list[str], train_samples: int, eval_samples: int, shard_size: int,
           seed: int = 0, s3=None, eval_pack_architecture: str | None = None) -> list[dict]:
     """Writes every slice under <prefix>/<sliceId>/ (local folder or s3://), returns the manifests."""
-    from .slices import write_slice
     out = []
     for k, sid in enumerate(slice_ids):
         out.append(write_slice(prefix.rstrip("/") + f"/{sid}/", sid, samples(k, sid, train_samples, "train", seed),

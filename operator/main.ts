@@ -1,7 +1,8 @@
 // The operator's entry point: wiring only (config, clients, leader election, watches, queue, signals).
 import { fileURLToPath } from "node:url";
 import { loadConfig, type OperatorConfig } from "./config.ts";
-import { ChildClient, ROUND_JOB_SELECTOR } from "./kube/children.ts";
+import { ChildClient } from "./kube/children.ts";
+import { ROUND_JOB_SELECTOR } from "./kube/objects.ts";
 import { EventRecorder, RunClient, loadKubeConfig, type RawObject } from "./kube/client.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { ResilientWatch } from "./kube/watch.ts";
@@ -109,7 +110,6 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     // Each S3 event re-checks the matching runs' slice folders now instead of at the next poll.
     const n = createNotificationServer({
       token: config.notificationToken,
-      onSliceReady: () => {},
       onObjectEvent: (e) => {
         const keys = reconciler.notify(e.bucket, e.key);
         notificationsTotal.inc({ matched: keys.length > 0 ? "true" : "false" });

@@ -15,6 +15,21 @@ export const duration = z
   .string()
   .regex(/^([0-9]+(ms|s|m|h))+$/, "a duration such as 30s, 5m or 1h30m");
 
+/** Parses a Go-style duration (5m, 1h30m, 500ms) as used by spec.source.pollInterval. */
+export function parseDuration(s: string): number {
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = s;
+  while (rest.length) {
+    const m = /^([0-9]+)(ms|s|m|h)/.exec(rest);
+    if (!m) throw new Error(`not a duration: ${s}`);
+    total += Number(m[1]) * unit[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  if (!s.length) throw new Error("empty duration");
+  return total;
+}
+
 export const DNS_LABEL_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const dnsLabel = z.string().min(1).max(63).regex(DNS_LABEL_PATTERN, "a DNS-1123 label (lowercase letters, digits, '-')");
 export const dnsSubdomain = z

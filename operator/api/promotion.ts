@@ -2,6 +2,7 @@
 // last inside an immutable version folder, and <promotion.prefix><alias>.json, the pointer readers
 // follow, written last of all.
 import { z } from "zod";
+import { EVAL_JSON } from "./eval-result.ts";
 
 export const VERSION_JSON = "version.json";
 export const PROMOTION_SCHEMA_VERSION = 1;
@@ -12,7 +13,7 @@ export const PROMOTED_FILES = [
   { name: "text_encoder.onnx", key: "textEncoder", required: true },
   { name: "model.json", key: "modelJson", required: true },
   { name: "checkpoint.pt", key: "checkpoint", required: true },
-  { name: "eval.json", key: "eval", required: false },
+  { name: EVAL_JSON, key: "eval", required: false },
   { name: "train_summary.json", key: "trainSummary", required: false },
 ] as const;
 

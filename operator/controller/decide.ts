@@ -1,41 +1,15 @@
 // Pure decisions: observed state in, desired status, actions and events out. No I/O, no clock.
 import { isDeepStrictEqual } from "node:util";
-import {
-  continualClipRunSpec,
-  type ContinualClipRunSpec,
-  type ContinualClipRunStatus,
-} from "../api/continual-clip-run.ts";
-import { sliceStatus, type DiscoveryResult } from "../data/discovery.ts";
-import type { EventType, RawObject } from "../kube/client.ts";
+import { continualClipRunSpec, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
+import { sliceStatus } from "../data/discovery.ts";
+import type { RawObject } from "../kube/client.ts";
+import { promotedStatus } from "../promotion/versions.ts";
+import { decideAlias } from "./alias.ts";
 import { findCondition, setCondition, type ConditionUpdate } from "./conditions.ts";
-import { decideRounds, type RoundAction, type RoundObservation } from "./rounds.ts";
+import { decideRounds } from "./rounds.ts";
+import type { Action, Decision, Observed, PlannedEvent, Problem } from "./types.ts";
 
-export type PlannedEvent = { type: EventType; reason: string; message: string };
-
-export type Problem = { reason: string; message: string };
-
-/** What the reconciler saw of the world for one run. */
-export type Observed = {
-  /** Set when S3 or its credentials could not be used at all this time. */
-  problem?: Problem | undefined;
-  /** The latest discovery pass (kept between polls). */
-  discovery?: DiscoveryResult | undefined;
-  /** Rounds under the artifacts prefix, with their Jobs. */
-  rounds: RoundObservation[];
-  /** status.promoted as read from the alias pointer in S3. */
-  promoted?: ContinualClipRunStatus["promoted"];
-  promotedCheckpoint?: string | undefined;
-  evaluatorImage?: string | undefined;
-};
-
-export type Decision = {
-  /** The status to write, or undefined when the current one is already right. */
-  status: ContinualClipRunStatus | undefined;
-  actions: RoundAction[];
-  events: PlannedEvent[];
-  outcome: "done" | "stalled";
-  spec?: ContinualClipRunSpec | undefined;
-};
+export type { Decision, Observed, PlannedEvent, Problem } from "./types.ts";
 
 /** Formats zod issues as "spec.strategy.samplesPerRound: Too small ..." lines. */
 export function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
@@ -78,6 +52,8 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
 
   const spec = parsed.data;
   const discovery = observed.discovery;
+  const pointer = observed.alias && !("invalid" in observed.alias) ? observed.alias : undefined;
+  const promoted = pointer ? promotedStatus(pointer) : undefined;
   const healthyDiscovery = discovery && discovery.errors.length === 0 ? discovery : undefined;
   const rounds = decideRounds({
     run: runRef(run),
@@ -85,8 +61,8 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
     slices: healthyDiscovery?.slices,
     rounds: observed.rounds,
     previous: current.rounds,
-    promoted: observed.promoted,
-    promotedCheckpoint: observed.promotedCheckpoint,
+    promoted,
+    promotedCheckpoint: pointer?.uris.checkpoint,
     evaluatorImage: observed.evaluatorImage,
     annotations: (run.metadata as { annotations?: Record<string, string> }).annotations,
     now,
@@ -137,14 +113,17 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
     rounds: rounds.rounds,
     compute: rounds.compute,
   };
-  if (observed.promoted) next.promoted = observed.promoted;
+  if (promoted) next.promoted = promoted;
   if (active) next.currentRound = { index: active.index, phase: active.phase, ...(active.job ? { job: active.job } : {}), ...(active.startedAt ? { startedAt: active.startedAt } : {}) };
   else delete next.currentRound;
 
   if (previousReady?.reason !== ready.reason) {
     events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });
   }
-  return { status: changed(current, next), actions: rounds.actions, events, outcome: "done", spec };
+  // Rollback and the ConfigMap wait while the run is blocked (the promotion bucket may be the cause).
+  const alias = blocked ? [] : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
+  const actions: Action[] = [...rounds.actions, ...alias];
+  return { status: changed(current, next), actions, events, outcome: "done", spec };
 }
 
 function changed(current: ContinualClipRunStatus, next: ContinualClipRunStatus): ContinualClipRunStatus | undefined {

@@ -4,8 +4,8 @@
 //
 // A folder is checked once when it first appears: one listing of the folder, then manifest.json
 // once _SUCCESS is there. A folder without _SUCCESS is pending and costs one HEAD per poll until
-// the marker lands. Notifications (notify) and the reconciler (recheck) can ask for a folder to be
-// looked at again, which is how late slices and manifest changes are seen.
+// the marker lands. Notifications (notify) ask for a folder to be looked at again, which is how late
+// slices and manifest changes are seen; recheck() does the same without a notification.
 import { compareSliceIds, MANIFEST_NAME, SUCCESS_MARKER } from "../api/slice-manifest.ts";
 import { classifyS3Error, type S3Problem } from "../s3/errors.ts";
 import type { ObjectInfo, SliceStore } from "../s3/slice-store.ts";
@@ -64,21 +64,6 @@ type Fetched =
 export function backoffDelay(failures: number, backoff: { baseMs: number; capMs: number }, random: () => number): number {
   const d = Math.min(backoff.capMs, backoff.baseMs * Math.pow(2, Math.max(0, failures - 1)));
   return Math.round(d / 2 + (random() * d) / 2);
-}
-
-/** Parses a Go-style duration (5m, 1h30m, 500ms) as used by spec.source.pollInterval. */
-export function parseDuration(s: string): number {
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  let rest = s;
-  while (rest.length) {
-    const m = /^([0-9]+)(ms|s|m|h)/.exec(rest);
-    if (!m) throw new Error(`not a duration: ${s}`);
-    total += Number(m[1]) * unit[m[2]!]!;
-    rest = rest.slice(m[0].length);
-  }
-  if (!s.length) throw new Error("empty duration");
-  return total;
 }
 
 function byteCompare(a: string, b: string): number {
@@ -141,7 +126,7 @@ export class SliceDiscovery {
     return this.#store.bucket;
   }
 
-  /** Whether an S3 event for bucket/key concerns a slice of this source (any object of it). */
+  /** Whether an S3 event for bucket/key concerns a slice of this source (the webhook bench uses it). */
   matches(bucket: string, key: string): boolean {
     return bucket === this.#store.bucket && this.sliceIdOf(key) !== undefined;
   }
@@ -171,7 +156,7 @@ export class SliceDiscovery {
     return true;
   }
 
-  /** Makes the next poll re-read these slices (default: every consumed slice), e.g. before planning. */
+  /** Makes the next poll re-read these slices (default: every consumed slice); tests and tools use it. */
   recheck(ids?: Iterable<string>): void {
     for (const id of ids ?? this.#consumed.keys()) this.#recheck.add(id);
   }
@@ -192,10 +177,6 @@ export class SliceDiscovery {
   slices(): Slice[] {
     this.#sorted ??= [...this.#valid.values()].sort((a, b) => compareSliceIds(a.id, b.id));
     return this.#sorted;
-  }
-
-  slice(id: string): Slice | undefined {
-    return this.#valid.get(id);
   }
 
   /** Runs one discovery pass. Concurrent calls are coalesced: at most one pass runs, one waits. */

@@ -127,8 +127,8 @@ export type NotificationServerOptions = {
   token: string;
   /** Path the events are posted to. */
   path?: string;
-  /** A _SUCCESS marker was created: look for a new slice now. */
-  onSliceReady: (bucket: string, key: string) => void;
+  /** A _SUCCESS marker was created: look for a new slice now (tools that watch markers only). */
+  onSliceReady?: (bucket: string, key: string) => void;
   /** Every object event (e.g. manifest.json rewrites, for SliceDiscovery.notify). */
   onObjectEvent?: (event: S3ObjectEvent) => void;
   /** Confirms an SNS subscription; defaults to an HTTPS GET of the URL. */
@@ -176,7 +176,7 @@ export function createNotificationServer(o: NotificationServerOptions): http.Ser
         }
       }
       for (const e of out.events) o.onObjectEvent?.(e);
-      for (const m of out.matched) o.onSliceReady(m.bucket, m.key);
+      for (const m of out.matched) o.onSliceReady?.(m.bucket, m.key);
       send(res, 200, out.message);
     });
   });

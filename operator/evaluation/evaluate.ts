@@ -2,6 +2,7 @@
 // promoted model's) on every retrieval pack the round should see and on each zero-shot pack,
 // folds the scores into metric paths and the TiC matrix, and returns eval.json's content.
 // Bad input never throws: it comes back as a Failed result with a reason (the round is Rejected).
+import { parseRoundKey, ROUND_FILES } from "../api/round-layout.ts";
 import { EVAL_JSON, EVAL_SCHEMA_VERSION, evalResult, type EvalResult, type ModelScores } from "../api/eval-result.ts";
 import type { RetrievalPackManifest, ZeroShotPackManifest } from "../api/eval-pack.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
@@ -183,14 +184,13 @@ function parentOf(uri: string): string {
   return uri.replace(/[^/]+\/$/, "");
 }
 
-const ROUND_FOLDER = /\/([0-9]{4,})\/eval\.json$/;
-
 /** TiC rows of rounds before `beforeRound`, from their eval.json (failed evaluations have none). */
 export async function readTicRows(store: ObjectStore, roundsUri: string, beforeRound: number): Promise<TicRow[]> {
   const rows: TicRow[] = [];
-  for (const o of await store.list(withSlash(roundsUri))) {
-    const m = ROUND_FOLDER.exec(o.uri);
-    if (!m || Number(m[1]) >= beforeRound || o.uri !== `${withSlash(roundsUri)}${m[1]}/${EVAL_JSON}`) continue;
+  const base = withSlash(roundsUri);
+  for (const o of await store.list(base)) {
+    const key = parseRoundKey(o.uri.slice(base.length));
+    if (!key || key.round >= beforeRound || key.file !== ROUND_FILES.eval) continue;
     const parsed = await readEvalResult(store, o.uri);
     if (parsed?.status === "Succeeded") {
       rows.push({ round: parsed.round, roundSlices: parsed.roundSlices, cells: Object.fromEntries(parsed.candidate.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])) });

@@ -1,35 +1,41 @@
 // The evaluation Job of a round: the operator's own image running `evaluate` (onnxruntime-node),
 // with the resources of spec.evaluation.runner so large packs can use a GPU node. Pure.
+// Its pod settings are its own: only the scaffolding in kube/objects.ts is shared with the trainer.
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
-import { CONTAINER_SECURITY_CONTEXT, INVALID_PLAN_EXIT_CODE, POD_SECURITY_CONTEXT, ownerReference, podEnv, trainLabels, type RunRef } from "../training/job.ts";
-import { evalJobName } from "../training/naming.ts";
+import {
+  CONTAINER_SECURITY_CONTEXT,
+  CONTAINERS,
+  POD_SECURITY_CONTEXT,
+  containerResources,
+  evalJobName,
+  ownerReference,
+  podEnv,
+  podFailurePolicy,
+  roundLabels,
+  type RunRef,
+} from "../kube/objects.ts";
 import { evaluateArgs, evaluateEnv, type RoundToEvaluate } from "./request.ts";
 
-export const EVALUATOR_CONTAINER = "evaluator";
+const BACKOFF_LIMIT = 2;
+const ACTIVE_DEADLINE_SECONDS = 6 * 3600;
+const FINISHED_TTL_SECONDS = 7 * 24 * 3600;
 
 export function buildEvalJob(o: { run: RunRef; spec: ContinualClipRunSpec; image: string; request: RoundToEvaluate }): Record<string, any> {
   const { run, spec, request } = o;
   const runner = spec.evaluation.runner;
-  const labels = trainLabels(run, request.round, "evaluator");
-  const limits: Record<string, string | number> = { ...(runner.resources?.limits ?? {}) };
-  if (runner.gpus > 0) limits["nvidia.com/gpu"] = runner.gpus;
-  const env = podEnv(spec, run, request.round).filter((e) => !(e.name in evaluateEnv(spec)));
+  const labels = roundLabels(run, request.round, "evaluator");
+  const env = podEnv(spec.source.s3, run, request.round).filter((e) => !(e.name in evaluateEnv(spec)));
   for (const [name, value] of Object.entries(evaluateEnv(spec))) env.push({ name, value });
   return {
     apiVersion: "batch/v1",
     kind: "Job",
     metadata: { name: evalJobName(run.name, request.round), namespace: run.namespace, labels, ownerReferences: [ownerReference(run)] },
     spec: {
-      backoffLimit: 2,
-      activeDeadlineSeconds: 6 * 3600,
-      ttlSecondsAfterFinished: 7 * 24 * 3600,
+      backoffLimit: BACKOFF_LIMIT,
+      activeDeadlineSeconds: ACTIVE_DEADLINE_SECONDS,
+      ttlSecondsAfterFinished: FINISHED_TTL_SECONDS,
       // Exit 2 is bad input (corrupt ONNX, broken pack): eval.json already says why; no retry.
-      podFailurePolicy: {
-        rules: [
-          { action: "FailJob", onExitCodes: { containerName: EVALUATOR_CONTAINER, operator: "In", values: [INVALID_PLAN_EXIT_CODE] } },
-          { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
-        ],
-      },
+      podFailurePolicy: podFailurePolicy(CONTAINERS.evaluator),
       template: {
         metadata: { labels },
         spec: {
@@ -37,11 +43,11 @@ export function buildEvalJob(o: { run: RunRef; spec: ContinualClipRunSpec; image
           securityContext: POD_SECURITY_CONTEXT,
           containers: [
             {
-              name: EVALUATOR_CONTAINER,
+              name: CONTAINERS.evaluator,
               image: o.image,
               command: ["node", "operator/evaluation/cli.ts", ...evaluateArgs(request)],
               env,
-              resources: { ...(runner.resources?.requests ? { requests: runner.resources.requests } : {}), ...(Object.keys(limits).length ? { limits } : {}) },
+              resources: containerResources(runner.resources, runner.gpus),
               securityContext: CONTAINER_SECURITY_CONTEXT,
               volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
             },

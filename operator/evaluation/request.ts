@@ -1,6 +1,7 @@
 // From a run and a round to what the evaluate step needs: the Job's command line and environment
 // (pure), or an EvaluateRequest for in-process evaluation (reads the slice manifests).
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
+import { roundUri } from "../api/round-layout.ts";
 import { formatIssues, MANIFEST_NAME, sliceManifest } from "../api/slice-manifest.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import type { EvaluateRequest } from "./evaluate.ts";
@@ -18,8 +19,6 @@ export type RoundToEvaluate = {
   promoted?: { version: number; uri: string } | undefined;
 };
 
-export const roundUri = (spec: Pick<ContinualClipRunSpec, "artifacts">, round: number) =>
-  `s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix}rounds/${String(round).padStart(4, "0")}/`;
 export const sourceUri = (spec: Pick<ContinualClipRunSpec, "source">) => `s3://${spec.source.s3.bucket}/${spec.source.s3.prefix}`;
 
 /** Arguments after `node operator/evaluation/cli.ts` for the evaluation Job. */
@@ -27,7 +26,7 @@ export function evaluateArgs(r: RoundToEvaluate): string[] {
   const ev = r.spec.evaluation;
   return [
     "evaluate",
-    "--round-uri", roundUri(r.spec, r.round),
+    "--round-uri", roundUri(r.spec.artifacts.s3, r.round),
     "--round", String(r.round),
     "--round-slices", r.roundSlices.join(","),
     "--source-uri", sourceUri(r.spec),
@@ -89,7 +88,7 @@ export async function buildEvaluateRequest(
 export function requestInputs(r: RoundToEvaluate) {
   return {
     round: r.round,
-    roundUri: roundUri(r.spec, r.round),
+    roundUri: roundUri(r.spec.artifacts.s3, r.round),
     roundSlices: r.roundSlices,
     sourceUri: sourceUri(r.spec),
     slices: r.slices,

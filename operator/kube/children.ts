@@ -1,15 +1,66 @@
-// Kubernetes adapter for what the operator owns or reads next to a run: training Jobs, their
-// pods (for failure reasons), rendezvous Services, and the run's S3 Secret.
+// Kubernetes adapter for what the operator owns or reads next to a run: round Jobs, their pods
+// (for failure reasons), rendezvous Services, the model ConfigMap, and the run's S3 Secret.
 import * as k8s from "@kubernetes/client-node";
-import type { JobObservation } from "../controller/rounds.ts";
-import { LABELS, TRAINER_CONTAINER } from "../training/job.ts";
-import { runLabelValue } from "../training/naming.ts";
 import { isConflict, isNotFound } from "./errors.ts";
 import { FIELD_MANAGER, type RawObject } from "./client.ts";
-import { applyConfigMap, type ApplyResult, type ConfigMap, type ConfigMapApi } from "../promotion/configmap.ts";
+import { CONTAINERS, LABELS, ROUND_JOB_SELECTOR, runLabelValue, type ConfigMap } from "./objects.ts";
 
-export const ROUND_JOB_SELECTOR = `${LABELS.component} in (trainer,evaluator)`;
+export type JobObservation = {
+  name: string;
+  active: number;
+  succeeded: number;
+  failed: number;
+  complete: boolean;
+  /** The Job's Failed condition, with the last failed pod's exit code / reason folded into message. */
+  failure?: { reason: string; message: string } | undefined;
+  startTime?: string | undefined;
+  completionTime?: string | undefined;
+};
+
 const iso = (d: Date | string | undefined) => (d === undefined ? undefined : new Date(d).toISOString().replace(/\.\d{3}Z$/, "Z"));
+
+/** The calls applyConfigMap makes; @kubernetes/client-node's CoreV1Api fits it structurally. */
+export type ConfigMapApi = {
+  readNamespacedConfigMap(p: { name: string; namespace: string }): Promise<{
+    metadata?: { resourceVersion?: string; ownerReferences?: { uid?: string }[] };
+    data?: Record<string, string>;
+  }>;
+  createNamespacedConfigMap(p: { namespace: string; body: ConfigMap }): Promise<unknown>;
+  replaceNamespacedConfigMap(p: { name: string; namespace: string; body: ConfigMap }): Promise<unknown>;
+};
+
+export type ApplyResult = "created" | "updated" | "unchanged";
+
+const sameData = (a: Record<string, string> | undefined, b: Record<string, string>) =>
+  a !== undefined && Object.keys(a).length === Object.keys(b).length && Object.entries(b).every(([k, v]) => a[k] === v);
+
+/** Create-if-absent, else replace when the data differ. A 409 (raced create or stale read) is retried once. */
+export async function applyConfigMap(api: ConfigMapApi, cm: ConfigMap): Promise<ApplyResult> {
+  const { name, namespace } = cm.metadata;
+  for (let attempt = 0; ; attempt++) {
+    let current: Awaited<ReturnType<ConfigMapApi["readNamespacedConfigMap"]>> | undefined;
+    try {
+      current = await api.readNamespacedConfigMap({ name, namespace });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    try {
+      if (!current) {
+        await api.createNamespacedConfigMap({ namespace, body: cm });
+        return "created";
+      }
+      const owned = current.metadata?.ownerReferences?.some((o) => o.uid === cm.metadata.ownerReferences[0]?.uid);
+      if (owned && sameData(current.data, cm.data)) return "unchanged";
+      const rv = current.metadata?.resourceVersion;
+      const body = { ...cm, metadata: { ...cm.metadata, ...(rv ? { resourceVersion: rv } : {}) } };
+      await api.replaceNamespacedConfigMap({ name, namespace, body });
+      return "updated";
+    } catch (err) {
+      if (isConflict(err) && attempt === 0) continue;
+      throw err;
+    }
+  }
+}
 
 export class ChildClient {
   readonly #batch: k8s.BatchV1Api;
@@ -45,7 +96,8 @@ export class ChildClient {
       const complete = conds.some((c) => c.type === "Complete" && c.status === "True");
       let failure: JobObservation["failure"];
       if (failed) {
-        const detail = await this.#lastPodFailure(namespace, job.metadata!.name!, job.spec?.template?.spec?.containers?.[0]?.name ?? TRAINER_CONTAINER);
+        const container = job.spec?.template?.spec?.containers?.[0]?.name ?? CONTAINERS[component];
+        const detail = await this.#lastPodFailure(namespace, job.metadata!.name!, container);
         failure = { reason: failed.reason ?? "JobFailed", message: [failed.message, detail].filter(Boolean).join("; ") };
       }
       out.set(round, {
@@ -84,6 +136,17 @@ export class ChildClient {
       return true;
     } catch (err) {
       if (isConflict(err)) return false;
+      throw err;
+    }
+  }
+
+  /** A ConfigMap's owners and data; undefined when it does not exist. */
+  async readConfigMap(namespace: string, name: string): Promise<{ ownerUids: string[]; data: Record<string, string> } | undefined> {
+    try {
+      const cm = await this.#core.readNamespacedConfigMap({ namespace, name });
+      return { ownerUids: (cm.metadata?.ownerReferences ?? []).map((o) => o.uid), data: cm.data ?? {} };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }

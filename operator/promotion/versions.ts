@@ -20,6 +20,11 @@ import {
 import type { ObjectStore } from "../s3/object-store.ts";
 
 export type PromotionTarget = { bucket: string; prefix: string; alias: string };
+
+/** Where spec.promotion puts versions and the alias. */
+export function promotionTarget(p: { s3: { bucket: string; prefix: string }; alias: string }): PromotionTarget {
+  return { bucket: p.s3.bucket, prefix: p.s3.prefix, alias: p.alias };
+}
 export type RunRef = { namespace: string; name: string; uid: string };
 
 export type PromotionOutcome =

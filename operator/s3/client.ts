@@ -1,5 +1,7 @@
-// The only module that builds S3 clients. Custom endpoints (MinIO, Ceph) use path-style addressing.
+// The only module that builds S3 clients, and the one timeout policy of every S3 call.
+// Custom endpoints (MinIO, Ceph) use path-style addressing.
 import { S3Client } from "@aws-sdk/client-s3";
+import { classifyS3Error, S3Failure } from "./errors.ts";
 
 export type S3Connection = {
   region: string;
@@ -8,12 +10,23 @@ export type S3Connection = {
   credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
 };
 
+/**
+ * An endpoint that accepts connections and never answers must not hang a worker: connecting is
+ * bounded, and a socket silent for SOCKET_IDLE_MS fails the attempt (bodies keep streaming as
+ * long as bytes arrive, so large ONNX files still download).
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+export const SOCKET_IDLE_MS = 30_000;
+/** Default deadline of one call until its response headers, retries included. */
+export const CALL_TIMEOUT_MS = 30_000;
+
 export function createS3Client(conn: S3Connection): S3Client {
   return new S3Client({
     region: conn.region,
     ...(conn.endpoint ? { endpoint: conn.endpoint, forcePathStyle: true } : {}),
     ...(conn.credentials ? { credentials: conn.credentials } : {}),
     maxAttempts: 3,
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: SOCKET_IDLE_MS, throwOnRequestTimeout: true },
   });
 }
 
@@ -22,4 +35,28 @@ export function parseS3Uri(uri: string): { bucket: string; key: string } {
   const m = /^s3:\/\/([^/]+)\/(.*)$/.exec(uri);
   if (!m) throw new Error(`not an s3:// URI: ${uri}`);
   return { bucket: m[1]!, key: m[2]! };
+}
+
+/** A missing object (not a missing bucket), raw from the SDK or wrapped in an S3Failure. */
+export function isNotFound(err: unknown): boolean {
+  const raw = err instanceof S3Failure ? err.cause : err;
+  const e = raw as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return e?.name === "NoSuchKey" || e?.name === "NotFound" || (e?.$metadata?.httpStatusCode === 404 && e?.name !== "NoSuchBucket");
+}
+
+/**
+ * Runs one SDK call with a deadline until its response arrives (the SDK's retries included) and
+ * turns any failure into an S3Failure with the one classification of s3/errors.ts:
+ * `await bounded("list s3://b/p", (abortSignal) => client.send(new ListObjectsV2Command(...), { abortSignal }))`.
+ */
+export async function bounded<T>(operation: string, call: (signal: AbortSignal) => Promise<T>, timeoutMs = CALL_TIMEOUT_MS): Promise<T> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(Object.assign(new Error(`no answer in ${timeoutMs} ms`), { name: "TimeoutError" })), timeoutMs);
+  try {
+    return await call(abort.signal);
+  } catch (err) {
+    throw err instanceof S3Failure ? err : new S3Failure(classifyS3Error(err, operation), { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -2,10 +2,9 @@
 // eval.json) and promotion (versions, alias pointer). Behind a small interface so both run against
 // an in-memory store in unit tests and AWS S3 / MinIO / Ceph for real.
 import { CopyObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { parseS3Uri } from "./client.ts";
-import { classifyS3Error, S3Failure } from "./errors.ts";
+import { bounded, CALL_TIMEOUT_MS, isNotFound, parseS3Uri } from "./client.ts";
 
-export type StoredObject = { uri: string; size: number };
+export type StoredObject = { uri: string; size: number; etag?: string | undefined };
 
 export interface ObjectStore {
   /** Object bytes, or undefined when it does not exist. */
@@ -17,70 +16,77 @@ export interface ObjectStore {
   list(prefix: string): Promise<StoredObject[]>;
 }
 
-function isNotFound(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e?.name === "NoSuchKey" || e?.name === "NotFound" || (e?.$metadata?.httpStatusCode === 404 && e?.name !== "NoSuchBucket");
+/** An ObjectStore that can also create an object only where none exists (If-None-Match: *). */
+export interface ConditionalObjectStore extends ObjectStore {
+  /** Returns false when the object already existed (nothing written). */
+  putIfAbsent(uri: string, body: Uint8Array | string, contentType?: string): Promise<boolean>;
 }
 
-const fail = (err: unknown, op: string) => new S3Failure(classifyS3Error(err, op), { cause: err });
-
-export class S3ObjectStore implements ObjectStore {
+/** Every call bounded by s3/client.ts's timeout policy, every failure classified as an S3Failure. */
+export class S3ObjectStore implements ConditionalObjectStore {
   readonly #client: S3Client;
-  constructor(client: S3Client) {
+  readonly #timeoutMs: number;
+  constructor(client: S3Client, options: { timeoutMs?: number } = {}) {
     this.#client = client;
+    this.#timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
   }
 
   async get(uri: string): Promise<Uint8Array | undefined> {
     const { bucket, key } = parseS3Uri(uri);
     try {
-      const out = await this.#client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const out = await bounded(`get ${uri}`, (abortSignal) => this.#client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }), this.#timeoutMs);
       return (await out.Body?.transformToByteArray()) ?? new Uint8Array();
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw fail(err, `get ${uri}`);
+      throw err;
     }
   }
 
   async put(uri: string, body: Uint8Array | string, contentType?: string): Promise<void> {
     const { bucket, key } = parseS3Uri(uri);
+    const command = new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...(contentType ? { ContentType: contentType } : {}) });
+    await bounded(`put ${uri}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs);
+  }
+
+  async putIfAbsent(uri: string, body: Uint8Array | string, contentType?: string): Promise<boolean> {
+    const { bucket, key } = parseS3Uri(uri);
+    const command = new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: "*", ...(contentType ? { ContentType: contentType } : {}) });
     try {
-      await this.#client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...(contentType ? { ContentType: contentType } : {}) }));
+      await bounded(`put ${uri}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs);
+      return true;
     } catch (err) {
-      throw fail(err, `put ${uri}`);
+      const status = (err as { problem?: { httpStatus?: number } }).problem?.httpStatus;
+      if (status === 412 || status === 409) return false;
+      throw err;
     }
   }
 
   async copy(from: string, to: string): Promise<void> {
     const src = parseS3Uri(from);
     const dst = parseS3Uri(to);
-    try {
-      // CopySource is "bucket/key" with the key URL-encoded (slashes kept).
-      const source = `${src.bucket}/${src.key.split("/").map(encodeURIComponent).join("/")}`;
-      await this.#client.send(new CopyObjectCommand({ Bucket: dst.bucket, Key: dst.key, CopySource: source }));
-    } catch (err) {
-      throw fail(err, `copy ${from} to ${to}`);
-    }
+    // CopySource is "bucket/key" with the key URL-encoded (slashes kept).
+    const source = `${src.bucket}/${src.key.split("/").map(encodeURIComponent).join("/")}`;
+    const command = new CopyObjectCommand({ Bucket: dst.bucket, Key: dst.key, CopySource: source });
+    // A server-side copy of a large checkpoint answers only when done: allow it longer.
+    await bounded(`copy ${from} to ${to}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs * 20);
   }
 
   async list(prefix: string): Promise<StoredObject[]> {
     const { bucket, key } = parseS3Uri(prefix);
     const out: StoredObject[] = [];
     let token: string | undefined;
-    try {
-      do {
-        const page = await this.#client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key, ...(token ? { ContinuationToken: token } : {}) }));
-        for (const o of page.Contents ?? []) if (o.Key) out.push({ uri: `s3://${bucket}/${o.Key}`, size: o.Size ?? 0 });
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
-    } catch (err) {
-      throw fail(err, `list ${prefix}`);
-    }
+    do {
+      const command = new ListObjectsV2Command({ Bucket: bucket, Prefix: key, ...(token ? { ContinuationToken: token } : {}) });
+      const page = await bounded(`list ${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs);
+      for (const o of page.Contents ?? []) if (o.Key) out.push({ uri: `s3://${bucket}/${o.Key}`, size: o.Size ?? 0, etag: o.ETag });
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
     return out;
   }
 }
 
 /** An in-memory ObjectStore (unit tests, benchmarks); `failOn` injects a failure before a write. */
-export class MemoryObjectStore implements ObjectStore {
+export class MemoryObjectStore implements ConditionalObjectStore {
   readonly objects = new Map<string, Uint8Array>();
   failOn: ((op: "put" | "copy", uri: string) => boolean) | undefined;
 
@@ -90,6 +96,11 @@ export class MemoryObjectStore implements ObjectStore {
   async put(uri: string, body: Uint8Array | string): Promise<void> {
     if (this.failOn?.("put", uri)) throw new Error(`injected failure: put ${uri}`);
     this.objects.set(uri, typeof body === "string" ? new TextEncoder().encode(body) : body.slice());
+  }
+  async putIfAbsent(uri: string, body: Uint8Array | string): Promise<boolean> {
+    if (this.objects.has(uri)) return false;
+    await this.put(uri, body);
+    return true;
   }
   async copy(from: string, to: string): Promise<void> {
     if (this.failOn?.("copy", to)) throw new Error(`injected failure: copy to ${to}`);

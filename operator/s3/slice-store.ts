@@ -1,7 +1,7 @@
 // The S3 side of slice discovery, behind a small interface so discovery can be tested against an
 // in-memory store and run against AWS S3, MinIO or Ceph.
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import { classifyS3Error, S3Failure } from "./errors.ts";
+import { bounded, CALL_TIMEOUT_MS, isNotFound } from "./client.ts";
 
 export type ObjectInfo = { key: string; size: number; etag?: string | undefined };
 
@@ -29,11 +29,6 @@ export interface SliceStore {
 
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
-function isNotFound(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e?.name === "NoSuchKey" || e?.name === "NotFound" || e?.$metadata?.httpStatusCode === 404 && e?.name !== "NoSuchBucket";
-}
-
 export class S3SliceStore implements SliceStore {
   readonly bucket: string;
   readonly #client: S3Client;
@@ -48,106 +43,94 @@ export class S3SliceStore implements SliceStore {
     this.#client = client;
     this.bucket = bucket;
     this.#pageSize = options.pageSize;
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
   }
 
-  #opts() {
-    return { abortSignal: AbortSignal.timeout(this.#timeoutMs) };
+  #send<T>(operation: string, call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    return bounded(operation, call, this.#timeoutMs);
   }
 
   async listFolders(prefix: string, startAfter: string | undefined): Promise<FolderPage> {
-    try {
-      const out = await this.#client.send(
-        new ListObjectsV2Command({
-          Bucket: this.bucket,
-          Prefix: prefix,
-          Delimiter: "/",
-          ...(startAfter ? { StartAfter: startAfter } : {}),
-          ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
-        }),
-        this.#opts(),
-      );
-      return {
-        folders: (out.CommonPrefixes ?? []).flatMap((p) => (p.Prefix ? [p.Prefix] : [])),
-        keys: (out.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : [])),
-        isTruncated: out.IsTruncated === true,
-      };
-    } catch (err) {
-      throw new S3Failure(classifyS3Error(err, `list s3://${this.bucket}/${prefix}`), { cause: err });
-    }
+    const command = new ListObjectsV2Command({
+      Bucket: this.bucket,
+      Prefix: prefix,
+      Delimiter: "/",
+      ...(startAfter ? { StartAfter: startAfter } : {}),
+      ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
+    });
+    const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }));
+    return {
+      folders: (out.CommonPrefixes ?? []).flatMap((p) => (p.Prefix ? [p.Prefix] : [])),
+      keys: (out.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : [])),
+      isTruncated: out.IsTruncated === true,
+    };
   }
 
   async listObjects(prefix: string): Promise<ObjectInfo[]> {
     const objects: ObjectInfo[] = [];
     let token: string | undefined;
-    try {
-      do {
-        const out = await this.#client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: prefix,
-            ...(token ? { ContinuationToken: token } : {}),
-            ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
-          }),
-          this.#opts(),
-        );
-        for (const o of out.Contents ?? []) if (o.Key) objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
-        token = out.IsTruncated ? out.NextContinuationToken : undefined;
-      } while (token);
-    } catch (err) {
-      throw new S3Failure(classifyS3Error(err, `list s3://${this.bucket}/${prefix}`), { cause: err });
-    }
+    do {
+      const command = new ListObjectsV2Command({
+        Bucket: this.bucket,
+        Prefix: prefix,
+        ...(token ? { ContinuationToken: token } : {}),
+        ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
+      });
+      const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }));
+      for (const o of out.Contents ?? []) if (o.Key) objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
     return objects;
   }
 
   async listRange(prefix: string, startAfter: string | undefined, endBefore: string): Promise<ObjectInfo[]> {
     const objects: ObjectInfo[] = [];
     let token: string | undefined;
-    try {
-      for (;;) {
-        const out = await this.#client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: prefix,
-            ...(token ? { ContinuationToken: token } : startAfter ? { StartAfter: startAfter } : {}),
-            ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
-          }),
-          this.#opts(),
-        );
-        for (const o of out.Contents ?? []) {
-          if (!o.Key) continue;
-          if (Buffer.compare(Buffer.from(o.Key), Buffer.from(endBefore)) >= 0) return objects;
-          objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
-        }
-        token = out.IsTruncated ? out.NextContinuationToken : undefined;
-        if (!token) return objects;
+    for (;;) {
+      const command = new ListObjectsV2Command({
+        Bucket: this.bucket,
+        Prefix: prefix,
+        ...(token ? { ContinuationToken: token } : startAfter ? { StartAfter: startAfter } : {}),
+        ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
+      });
+      const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }));
+      for (const o of out.Contents ?? []) {
+        if (!o.Key) continue;
+        if (Buffer.compare(Buffer.from(o.Key), Buffer.from(endBefore)) >= 0) return objects;
+        objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
       }
-    } catch (err) {
-      throw new S3Failure(classifyS3Error(err, `list s3://${this.bucket}/${prefix}`), { cause: err });
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      if (!token) return objects;
     }
   }
 
   async getText(key: string): Promise<{ text: string; etag?: string | undefined } | undefined> {
+    const operation = `get s3://${this.bucket}/${key}`;
     try {
-      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), this.#opts());
-      if ((out.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
-        out.Body?.transformToWebStream().cancel().catch(() => {});
-        throw Object.assign(new Error(`object is ${out.ContentLength} bytes, more than ${MAX_MANIFEST_BYTES}`), { name: "EntityTooLarge", $metadata: { httpStatusCode: 400 } });
-      }
-      return { text: (await out.Body?.transformToString("utf-8")) ?? "", etag: out.ETag };
+      return await this.#send(operation, async (abortSignal) => {
+        const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal });
+        if ((out.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
+          out.Body?.transformToWebStream().cancel().catch(() => {});
+          const message = `object is ${out.ContentLength} bytes, more than ${MAX_MANIFEST_BYTES}`;
+          throw Object.assign(new Error(message), { name: "EntityTooLarge", $metadata: { httpStatusCode: 400 } });
+        }
+        // A manifest is small: its body counts against the same deadline.
+        return { text: (await out.Body?.transformToString("utf-8")) ?? "", etag: out.ETag };
+      });
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw new S3Failure(classifyS3Error(err, `get s3://${this.bucket}/${key}`), { cause: err });
+      throw err;
     }
   }
 
   async exists(key: string): Promise<boolean> {
+    const command = new HeadObjectCommand({ Bucket: this.bucket, Key: key });
     try {
-      await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), this.#opts());
+      await this.#send(`head s3://${this.bucket}/${key}`, (abortSignal) => this.#client.send(command, { abortSignal }));
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
-      throw new S3Failure(classifyS3Error(err, `head s3://${this.bucket}/${key}`), { cause: err });
+      throw err;
     }
   }
 }

@@ -1,69 +1,34 @@
 // Builds a round's training Job (and, for several nodes, its headless Service) from the run's
 // spec. Pure: the same inputs give the same objects, so create-if-absent is idempotent.
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
-import { API_VERSION, KIND } from "../api/continual-clip-run.ts";
-import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from "../s3/credentials.ts";
-import { roundLabel, runLabelValue, trainJobName, trainServiceName } from "./naming.ts";
+import {
+  ANNOTATIONS,
+  CONTAINER_SECURITY_CONTEXT,
+  CONTAINERS,
+  LABELS,
+  POD_SECURITY_CONTEXT,
+  containerResources,
+  ownerReference,
+  podEnv,
+  podFailurePolicy,
+  roundLabel,
+  roundLabels,
+  runLabelValue,
+  trainJobName,
+  trainServiceName,
+  type EnvVar,
+  type RunRef,
+} from "../kube/objects.ts";
 
-export const LABELS = {
-  run: "ticclip.dev/run",
-  round: "ticclip.dev/round",
-  component: "ticclip.dev/component",
-  managedBy: "app.kubernetes.io/managed-by",
-  kueueQueue: "kueue.x-k8s.io/queue-name",
-} as const;
-export const ANNOTATIONS = { planUri: "ticclip.dev/plan-uri", specGeneration: "ticclip.dev/spec-generation" } as const;
-export const TRAINER_CONTAINER = "trainer";
-export const INVALID_PLAN_EXIT_CODE = 2;
 export const RENDEZVOUS_PORT = 29500;
-const MANAGER = "continual-clip-operator";
+// Finished trainer Jobs stay a week for `kubectl logs`; their facts are already in S3 and status.
 const FINISHED_TTL_SECONDS = 7 * 24 * 3600;
-
-export type RunRef = { name: string; namespace: string; uid: string; generation: number };
 
 export type TrainJobInput = { run: RunRef; spec: ContinualClipRunSpec; round: number; planUri: string };
 
-export function ownerReference(run: RunRef) {
-  return { apiVersion: API_VERSION, kind: KIND, name: run.name, uid: run.uid, controller: true, blockOwnerDeletion: true };
-}
-
-export function trainLabels(run: RunRef, round: number, component: "trainer" | "evaluator" = "trainer"): Record<string, string> {
-  return {
-    [LABELS.run]: runLabelValue(run.name),
-    [LABELS.round]: roundLabel(round),
-    [LABELS.component]: component,
-    [LABELS.managedBy]: MANAGER,
-  };
-}
-
-export type EnvVar = { name: string; value?: string; valueFrom?: Record<string, unknown> };
-
-/** S3 settings and identity of a run's pods (trainer and evaluator alike). */
-export function podEnv(spec: ContinualClipRunSpec, run: RunRef, round: number): EnvVar[] {
-  const s3 = spec.source.s3;
-  const env: EnvVar[] = [
-    { name: "AWS_REGION", value: s3.region },
-    { name: "TICCLIP_RUN", value: `${run.namespace}/${run.name}` },
-    { name: "TICCLIP_ROUND", value: String(round) },
-    // The image's root filesystem is read-only; caches go to the writable /tmp volume.
-    { name: "HOME", value: "/tmp" },
-  ];
-  if (s3.endpoint) env.push({ name: "S3_ENDPOINT", value: s3.endpoint });
-  // Credentials stay in the Secret: the pod references it, the plan never carries them.
-  if (s3.credentialsSecretRef) {
-    for (const key of [ACCESS_KEY_ID, SECRET_ACCESS_KEY]) {
-      env.push({ name: key, valueFrom: { secretKeyRef: { name: s3.credentialsSecretRef.name, key } } });
-    }
-  }
-  return env;
-}
-
-export const POD_SECURITY_CONTEXT = { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, seccompProfile: { type: "RuntimeDefault" } };
-export const CONTAINER_SECURITY_CONTEXT = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
-
 function trainerEnv(input: TrainJobInput): EnvVar[] {
   const { spec, run, round } = input;
-  const env = podEnv(spec, run, round);
+  const env = podEnv(spec.source.s3, run, round);
   const { nodes, gpusPerNode } = spec.trainer;
   if (nodes > 1) {
     // torchrun rendezvous (documented in trainer-image/README.md): index 0 is the master.
@@ -82,10 +47,8 @@ export function buildTrainJob(input: TrainJobInput): Record<string, any> {
   const { run, spec, round, planUri } = input;
   const t = spec.trainer;
   const name = trainJobName(run.name, round);
-  const labels = trainLabels(run, round);
+  const labels = roundLabels(run, round, "trainer");
   const jobLabels = t.queueName ? { ...labels, [LABELS.kueueQueue]: t.queueName } : labels;
-  const limits: Record<string, string | number> = { ...(t.resources?.limits ?? {}) };
-  if (t.gpusPerNode > 0) limits["nvidia.com/gpu"] = t.gpusPerNode;
   const indexed = t.nodes > 1;
 
   const podSpec: Record<string, unknown> = {
@@ -93,12 +56,12 @@ export function buildTrainJob(input: TrainJobInput): Record<string, any> {
     securityContext: POD_SECURITY_CONTEXT,
     containers: [
       {
-        name: TRAINER_CONTAINER,
+        name: CONTAINERS.trainer,
         image: t.image,
         ...(t.imagePullPolicy ? { imagePullPolicy: t.imagePullPolicy } : {}),
         command: ["python", "-m", "ticclip_trainer", "train", "--plan", planUri],
         env: trainerEnv(input),
-        resources: { ...(t.resources?.requests ? { requests: t.resources.requests } : {}), ...(Object.keys(limits).length ? { limits } : {}) },
+        resources: containerResources(t.resources, t.gpusPerNode),
         securityContext: CONTAINER_SECURITY_CONTEXT,
         volumeMounts: [
           { name: "dshm", mountPath: "/dev/shm" },
@@ -138,14 +101,9 @@ export function buildTrainJob(input: TrainJobInput): Record<string, any> {
       completions: t.nodes,
       parallelism: t.nodes,
       ...(indexed ? { completionMode: "Indexed" } : {}),
-      podFailurePolicy: {
-        rules: [
-          // Exit 2 is an invalid plan: retrying cannot help.
-          { action: "FailJob", onExitCodes: { containerName: TRAINER_CONTAINER, operator: "In", values: [INVALID_PLAN_EXIT_CODE] } },
-          // Preemption, node drain, eviction: resume from the intra-round checkpoint without spending a retry.
-          { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
-        ],
-      },
+      // Exit 2 is an invalid plan; after preemption or a drain the trainer resumes from its
+      // intra-round checkpoint without spending a retry.
+      podFailurePolicy: podFailurePolicy(CONTAINERS.trainer),
       template: { metadata: { labels }, spec: podSpec },
     },
   };
@@ -160,7 +118,7 @@ export function buildRendezvousService(input: Omit<TrainJobInput, "planUri">): R
     metadata: {
       name: trainServiceName(run.name, round),
       namespace: run.namespace,
-      labels: trainLabels(run, round),
+      labels: roundLabels(run, round, "trainer"),
       ownerReferences: [ownerReference(run)],
     },
     spec: {

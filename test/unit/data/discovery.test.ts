@@ -1,7 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { backoffDelay, parseDuration, SliceDiscovery, sliceStatus } from "../../../operator/data/discovery.ts";
+import { parseDuration } from "../../../operator/api/common.ts";
+import { backoffDelay, SliceDiscovery, sliceStatus } from "../../../operator/data/discovery.ts";
 import { MemoryStore, putSlice } from "./memory-store.ts";
 
 const P = "slices/";

@@ -1,12 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type * as k8s from "@kubernetes/client-node";
-import { applyConfigMap, buildModelConfigMap, type ConfigMap, type ConfigMapApi } from "../../../operator/promotion/configmap.ts";
+import { buildModelConfigMap } from "../../../operator/promotion/configmap.ts";
 import type { AliasPointer } from "../../../operator/api/promotion.ts";
-
-// client-node's CoreV1Api is what the reconciler passes in.
-const fits = (api: k8s.CoreV1Api): ConfigMapApi => api;
-void fits;
 
 const pointer: AliasPointer = {
   schemaVersion: 1,
@@ -37,50 +32,11 @@ describe("buildModelConfigMap", () => {
   });
 });
 
-type Call = [string, unknown];
-function fakeApi(existing: { data: Record<string, string>; uid?: string } | undefined, conflictOnce = false): { api: ConfigMapApi; calls: Call[] } {
-  const calls: Call[] = [];
-  let conflicts = conflictOnce ? 1 : 0;
-  const api: ConfigMapApi = {
-    async readNamespacedConfigMap(p) {
-      calls.push(["read", p.name]);
-      if (!existing) throw Object.assign(new Error("not found"), { code: 404 });
-      return { metadata: { resourceVersion: "7", ownerReferences: [{ uid: existing.uid ?? "uid-1" }] }, data: existing.data };
-    },
-    async createNamespacedConfigMap(p) {
-      calls.push(["create", p.body.metadata.name]);
-      if (conflicts-- > 0) {
-        existing = { data: {} };
-        throw Object.assign(new Error("exists"), { code: 409 });
-      }
-    },
-    async replaceNamespacedConfigMap(p: { body: ConfigMap }) {
-      calls.push(["replace", p.body.metadata.resourceVersion]);
-    },
-  };
-  return { api, calls };
-}
-
-describe("applyConfigMap", () => {
-  const cm = buildModelConfigMap("b16-model", owner, pointer, "s3://models/clip/production.json");
-  test("creates when absent", async () => {
-    const { api, calls } = fakeApi(undefined);
-    assert.equal(await applyConfigMap(api, cm), "created");
-    assert.deepEqual(calls.map((c) => c[0]), ["read", "create"]);
-  });
-  test("leaves an identical owned ConfigMap alone", async () => {
-    const { api, calls } = fakeApi({ data: { ...cm.data } });
-    assert.equal(await applyConfigMap(api, cm), "unchanged");
-    assert.deepEqual(calls.map((c) => c[0]), ["read"]);
-  });
-  test("replaces changed data with the read resourceVersion", async () => {
-    const { api, calls } = fakeApi({ data: { ...cm.data, version: "3" } });
-    assert.equal(await applyConfigMap(api, cm), "updated");
-    assert.deepEqual(calls.at(-1), ["replace", "7"]);
-  });
-  test("a create that races another writer falls back to replace", async () => {
-    const { api, calls } = fakeApi(undefined, true);
-    assert.equal(await applyConfigMap(api, cm), "updated");
-    assert.deepEqual(calls.map((c) => c[0]), ["read", "create", "read", "replace"]);
+describe("model ConfigMap labels", () => {
+  test("a run name of 253 characters still gives label values of at most 63", () => {
+    const long = { ...owner, name: `${"a".repeat(120)}.${"b".repeat(132)}` };
+    const cm = buildModelConfigMap("model", long, pointer, "s3://models/clip/production.json");
+    for (const [k, v] of Object.entries(cm.metadata.labels)) assert.ok(v.length <= 63, `${k}=${v} is ${v.length} characters`);
+    assert.equal(cm.metadata.ownerReferences[0]!.name, long.name, "the owner reference keeps the full name");
   });
 });

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { continualClipRunSpec } from "../../../operator/api/continual-clip-run.ts";
 import { buildRendezvousService, buildTrainJob } from "../../../operator/training/job.ts";
-import { trainJobName } from "../../../operator/training/naming.ts";
+import { trainJobName } from "../../../operator/kube/objects.ts";
 
 const RUN = { name: "demo", namespace: "ns", uid: "uid-1", generation: 3 };
 const spec = (trainer: Record<string, unknown> = {}, s3: Record<string, unknown> = {}) =>

@@ -1,0 +1,38 @@
+// Where a run's rounds live, as slice-manifest.ts is for slices: the one place that spells the
+// round folder layout under spec.artifacts (docs/design.md, S3 layout):
+//   <artifacts.prefix>rounds/<NNNN>/plan.json      written by the operator before the Job
+//                                   _SUCCESS       the trainer's last write
+//                                   failed.json    the operator's record of a failed round
+//                                   eval.json      the evaluator's result
+import { EVAL_JSON } from "./eval-result.ts";
+
+export const ROUND_FILES = {
+  plan: "plan.json",
+  success: "_SUCCESS",
+  failure: "failed.json",
+  eval: EVAL_JSON,
+  checkpoint: "checkpoint.pt",
+  summary: "train_summary.json",
+} as const;
+
+export type ArtifactsLocation = { bucket: string; prefix: string };
+
+const ROUNDS = "rounds/";
+const pad = (round: number) => String(round).padStart(4, "0");
+
+/** Key prefix of all rounds: `<prefix>rounds/`. */
+export const roundsPrefix = (artifactsPrefix: string) => `${artifactsPrefix}${ROUNDS}`;
+
+/** Key prefix of one round: `<prefix>rounds/0003/`. */
+export const roundPrefix = (artifactsPrefix: string, round: number) => `${roundsPrefix(artifactsPrefix)}${pad(round)}/`;
+
+export const roundsUri = (a: ArtifactsLocation) => `s3://${a.bucket}/${roundsPrefix(a.prefix)}`;
+
+/** `s3://<bucket>/<prefix>rounds/0003/` */
+export const roundUri = (a: ArtifactsLocation, round: number) => `s3://${a.bucket}/${roundPrefix(a.prefix, round)}`;
+
+/** `0003/eval.json` (a key relative to rounds/) to its round and file; nested keys (partial/) are not round files. */
+export function parseRoundKey(relative: string): { round: number; file: string } | undefined {
+  const m = /^([0-9]{4,})\/([^/]+)$/.exec(relative);
+  return m ? { round: Number(m[1]), file: m[2]! } : undefined;
+}

@@ -1,0 +1,114 @@
+// Carries out a decision's actions in order. Returns false when the world changed under us and the
+// run should be observed again before anything else is decided.
+import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
+import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
+import { writeEvalResult } from "../evaluation/evaluate.ts";
+import { buildEvaluateRequest, requestInputs } from "../evaluation/request.ts";
+import type { RawObject } from "../kube/client.ts";
+import { LABELS } from "../kube/objects.ts";
+import type { Logger } from "../observability/log.ts";
+import { sliceToJobSeconds } from "../observability/metrics.ts";
+import { pinAlias, promoteRound, promotionTarget, unpinAlias } from "../promotion/versions.ts";
+import { RoundStore } from "../s3/round-store.ts";
+import type { RunMemory } from "./memory.ts";
+import type { ChildAccess, Evaluate, EventSink } from "./ports.ts";
+import type { Action } from "./types.ts";
+
+export type ActContext = {
+  run: RawObject;
+  spec: ContinualClipRunSpec;
+  mem: RunMemory;
+  children: ChildAccess;
+  events: EventSink;
+  evaluate: Evaluate;
+  log: Logger;
+  now: () => Date;
+};
+
+export async function act(ctx: ActContext, actions: Action[]): Promise<boolean> {
+  const { run, spec, mem, children, events, log } = ctx;
+  const objects = mem.storage.objects;
+  const store = new RoundStore(objects, spec.artifacts.s3);
+  const record = (e: { type: "Normal" | "Warning"; reason: string; message: string }) => events.record(run, e.type, e.reason, e.message);
+  for (const action of actions) {
+    switch (action.kind) {
+      case "WritePlan": {
+        const written = await store.putJsonIfAbsent(action.round, ROUND_FILES.plan, action.plan);
+        if (!written) {
+          log.warn("plan already exists; re-observing", { round: action.round });
+          return false;
+        }
+        mem.plans.set(action.round, action.plan);
+        log.info("plan written", { round: action.round, uri: store.uri(action.round, ROUND_FILES.plan) });
+        break;
+      }
+      case "CreateJob": {
+        if (action.service) await children.createIfAbsent(action.service);
+        const created = await children.createIfAbsent(action.job);
+        if (created) {
+          log.info("job created", { round: action.round, job: action.job.metadata.name });
+          const seen = (mem.plans.get(action.round)?.newSlices ?? []).map((id) => mem.sliceSeenAt.get(id));
+          if (action.job.metadata.labels?.[LABELS.component] === "trainer" && seen.length && !seen.includes(undefined)) {
+            sliceToJobSeconds.observe((Date.now() - Math.max(...(seen as number[]))) / 1000);
+          }
+          await record(action.event);
+        }
+        break;
+      }
+      case "EvaluateInProcess": {
+        const options = { executionProvider: spec.evaluation.runner.executionProvider, batchSize: spec.evaluation.runner.batchSize };
+        const request = await buildEvaluateRequest(objects, requestInputs(action.request), ctx.now().toISOString(), options);
+        const result = await ctx.evaluate(objects, request);
+        await writeEvalResult(objects, roundUri(spec.artifacts.s3, action.round), result);
+        log.info("round evaluated in-process", { round: action.round, status: result.status });
+        return false; // re-observe: eval.json now decides the round
+      }
+      case "Promote": {
+        const outcome = await promoteRound(objects, {
+          target: promotionTarget(spec.promotion!),
+          run: { namespace: run.metadata.namespace, name: run.metadata.name, uid: run.metadata.uid },
+          round: action.round,
+          roundUri: roundUri(spec.artifacts.s3, action.round),
+          metrics: action.metrics,
+          now: ctx.now().toISOString(),
+          moveAlias: spec.promotion?.pinVersion == null,
+        });
+        if (!outcome.ok) {
+          await record({ type: "Warning", reason: outcome.reason, message: `round ${action.round}: ${outcome.message}` });
+          throw new Error(`promotion of round ${action.round}: ${outcome.reason}: ${outcome.message}`);
+        }
+        if (outcome.copied || outcome.aliasWritten) {
+          const message = `round ${action.round} promoted as v${outcome.version.version} (${outcome.pointerUri})`;
+          await record({ type: "Normal", reason: "Promoted", message });
+        }
+        return false;
+      }
+      case "RecordFailure": {
+        if (await store.putJsonIfAbsent(action.round, ROUND_FILES.failure, action.record)) {
+          mem.failures.set(action.round, action.record);
+          await record(action.event);
+        }
+        break;
+      }
+      case "PinAlias": {
+        const out = await pinAlias(objects, promotionTarget(spec.promotion!), action.version, ctx.now().toISOString());
+        if (!out.ok) throw new Error(`${out.reason}: ${out.message}`);
+        await record(action.event);
+        return false; // re-observe: the ConfigMap follows the pointer as written
+      }
+      case "UnpinAlias": {
+        const out = await unpinAlias(objects, promotionTarget(spec.promotion!), ctx.now().toISOString());
+        if (out?.ok && out.aliasWritten) return false;
+        break;
+      }
+      case "ApplyConfigMap": {
+        const result = await children.applyConfigMap(action.configMap);
+        if (result !== "unchanged") {
+          log.info("model ConfigMap " + result, { configMap: action.configMap.metadata.name, version: action.configMap.data.version });
+        }
+        break;
+      }
+    }
+  }
+  return true;
+}

@@ -1,0 +1,72 @@
+// Sub-decider for a trained round: evaluation, gates and promotion. Pure.
+//   no eval.json -> Evaluating (an evaluation Job, or in-process) -> gates judged -> Rejected, or
+//   Gating until promoted (Auto, or Manual once approved) -> Promoted.
+// A passing round older than the newest promoted one is Passed: promoting it would move the alias
+// backwards.
+import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
+import { buildEvalJob } from "../evaluation/job.ts";
+import type { RoundToEvaluate } from "../evaluation/request.ts";
+import { judgeRound } from "../evaluation/verdict.ts";
+import { isRoundApproved } from "../promotion/approval.ts";
+import type { RoundAction, RoundObservation, RoundsInput } from "./types.ts";
+
+export type AfterTraining = {
+  phase: RoundPhase;
+  reason?: string;
+  message?: string;
+  fields: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion">;
+  actions: RoundAction[];
+};
+
+/** The one request both evaluation paths (Job and in-process) score a round with. */
+export function evaluationRequest(input: RoundsInput, r: RoundObservation): RoundToEvaluate {
+  return {
+    spec: input.spec,
+    round: r.index,
+    roundSlices: r.plan!.newSlices,
+    slices: (input.slices ?? []).map((s) => s.id),
+    promoted: input.promoted,
+  };
+}
+
+export function afterTraining(input: RoundsInput, r: RoundObservation, latestPromoted: number): AfterTraining {
+  const { spec } = input;
+  if (!r.evaluation) {
+    if (r.evalJob?.failure) {
+      const message = `${r.evalJob.failure.reason}: ${r.evalJob.failure.message}`;
+      return { phase: "Rejected", reason: "EvaluationFailed", message, fields: {}, actions: [] };
+    }
+    // Evaluation waits for a complete discovery pass: it scores the slices known so far.
+    if (input.slices === undefined) return { phase: "Evaluating", fields: {}, actions: [] };
+    const request = evaluationRequest(input, r);
+    if (spec.evaluation.runner.mode === "InProcess" || !input.evaluatorImage) {
+      return { phase: "Evaluating", fields: {}, actions: [{ kind: "EvaluateInProcess", round: r.index, request }] };
+    }
+    if (r.evalJob) return { phase: "Evaluating", fields: {}, actions: [] };
+    const job = buildEvalJob({ run: input.run, spec, image: input.evaluatorImage, request });
+    const event = { type: "Normal" as const, reason: "EvaluationStarted", message: `round ${r.index}: created Job ${job.metadata.name}` };
+    return { phase: "Evaluating", fields: {}, actions: [{ kind: "CreateJob", round: r.index, job, event }] };
+  }
+  const verdict = judgeRound(r.evaluation, spec.evaluation.gates, input.promoted);
+  const fields = {
+    ...(verdict.metrics ? { metrics: verdict.metrics } : {}),
+    ...(verdict.gates
+      ? { gates: verdict.gates.map((g) => ({ metric: g.metric, observed: g.observed, threshold: g.threshold, passed: g.passed, message: g.message })) }
+      : {}),
+  };
+  const none: RoundAction[] = [];
+  if (!verdict.passed) return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields, actions: none };
+  if (r.promotedVersion !== undefined) {
+    return { phase: "Promoted", reason: "GatesPassed", message: verdict.message, fields: { ...fields, promotedVersion: r.promotedVersion }, actions: none };
+  }
+  if (!spec.promotion) return { phase: "Passed", reason: "NoPromotion", message: "gates passed; spec.promotion is not set", fields, actions: none };
+  if (r.index < latestPromoted) {
+    return { phase: "Passed", reason: "Superseded", message: `gates passed, but a later round is already promoted`, fields, actions: none };
+  }
+  if (spec.promotion.mode === "Manual" && !isRoundApproved(input.annotations, r.index)) {
+    const message = `gates passed; approve with: kubectl annotate ccr ${input.run.name} ticclip.dev/approve-round=${r.index}`;
+    return { phase: "Gating", reason: "AwaitingApproval", message, fields, actions: none };
+  }
+  const promote: RoundAction = { kind: "Promote", round: r.index, metrics: verdict.metrics };
+  return { phase: "Gating", reason: "Promoting", message: verdict.message, fields, actions: [promote] };
+}

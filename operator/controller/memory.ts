@@ -1,0 +1,57 @@
+// Per-run memory of the Reconciler: a cache of the world, never its source of truth. Losing it on
+// restart costs one full S3 listing, never a duplicate Job or a skipped slice.
+import { createHash } from "node:crypto";
+import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
+import type { EvalResult } from "../api/eval-result.ts";
+import type { RoundPlan } from "../api/round-plan.ts";
+import { parseDuration } from "../api/common.ts";
+import { SliceDiscovery, type DiscoveryResult } from "../data/discovery.ts";
+import type { S3Connection } from "../s3/client.ts";
+import type { Storage, StorageFactory } from "./ports.ts";
+import type { FailureRecord } from "./types.ts";
+
+export type RunMemory = {
+  connectionKey: string;
+  storage: Storage;
+  sourceKey: string;
+  discovery: SliceDiscovery;
+  lastDiscovery?: DiscoveryResult | undefined;
+  nextPollAt: number;
+  plans: Map<number, RoundPlan>;
+  failures: Map<number, FailureRecord>;
+  evaluations: Map<number, EvalResult>;
+  /** When discovery first saw each slice valid (ms), for the slice-to-Job latency metric. */
+  sliceSeenAt: Map<string, number>;
+};
+
+const hash = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex");
+
+/** The run's memory, rebuilt when its source or S3 connection changed. */
+export function memoryFor(
+  previous: RunMemory | undefined,
+  spec: ContinualClipRunSpec,
+  connection: S3Connection,
+  storageFor: StorageFactory,
+): RunMemory {
+  const src = spec.source;
+  const sourceKey = `${src.s3.bucket}\n${src.s3.prefix}\n${src.startAfter ?? ""}\n${src.pollInterval}`;
+  const connectionKey = hash(connection);
+  if (previous && previous.sourceKey === sourceKey && previous.connectionKey === connectionKey) return previous;
+  const storage = storageFor(connection);
+  return {
+    connectionKey,
+    storage,
+    sourceKey,
+    discovery: new SliceDiscovery({
+      store: storage.slices(src.s3.bucket),
+      prefix: src.s3.prefix,
+      startAfter: src.startAfter,
+      pollIntervalMs: parseDuration(src.pollInterval),
+    }),
+    nextPollAt: 0,
+    plans: previous?.plans ?? new Map(),
+    failures: previous?.failures ?? new Map(),
+    evaluations: previous?.evaluations ?? new Map(),
+    sliceSeenAt: new Map(),
+  };
+}

@@ -1,0 +1,125 @@
+// Sub-decider for the next round: which slices it trains on (slice selection and the retry
+// policy), where it starts from (warm start), and its RoundPlan and Job. Pure.
+//
+// Failure policy: a failed round consumes nothing. Its slices are retried by the next round, which
+// starts when a new valid slice arrives or the spec changes (a new generation), warm-starting from
+// the same checkpoint the failed round used. Retrying on nothing new would fail the same way.
+import type { ContinualClipRunSpec, RoundStatus } from "../api/continual-clip-run.ts";
+import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
+import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../api/round-plan.ts";
+import { compareSliceIds } from "../api/slice-manifest.ts";
+import { planRound } from "../data/planner.ts";
+import type { Slice } from "../data/validate.ts";
+import { trainJobName } from "../kube/objects.ts";
+import { buildRendezvousService, buildTrainJob } from "../training/job.ts";
+import type { PlannedEvent, Problem, RoundAction, RoundObservation, RoundsInput } from "./types.ts";
+
+export type NextRound =
+  | { kind: "none"; waiting?: Problem | undefined; planProblem?: PlannedEvent | undefined }
+  | { kind: "start"; actions: RoundAction[]; planned: RoundStatus };
+
+/** Creates a round's training Job (and its rendezvous Service for several nodes). */
+export function createJobAction(input: RoundsInput, round: number, reason: string, message: string): RoundAction {
+  const planUri = `${roundUri(input.spec.artifacts.s3, round)}${ROUND_FILES.plan}`;
+  const jobInput = { run: input.run, spec: input.spec, round, planUri };
+  return { kind: "CreateJob", round, job: buildTrainJob(jobInput), service: buildRendezvousService(jobInput), event: { type: "Normal", reason, message } };
+}
+
+type Selection = { newSlices: string[]; initOverride?: { checkpoint: string | null } | undefined } | { waiting: Problem };
+
+/** Which slices the next round trains on, or why none starts; undefined when nothing is pending. */
+function selectSlices(
+  input: RoundsInput,
+  slices: Slice[],
+  pending: string[],
+  last: RoundStatus | undefined,
+  lastObserved: RoundObservation | undefined,
+): Selection | undefined {
+  const { spec, run } = input;
+  if (last?.phase === "Failed") {
+    const retry = last.slices.filter((id) => slices.some((s) => s.id === id));
+    const fresh = pending.filter((id) => !retry.includes(id));
+    const failedGeneration = lastObserved?.failure?.generation ?? run.generation;
+    if (fresh.length === 0 && run.generation <= failedGeneration) {
+      const message = `round ${last.index} failed (${last.reason}); waiting for a new slice or a spec change to retry`;
+      return { waiting: { reason: "RoundFailed", message } };
+    }
+    const retryPending = retry.length > 0 ? retry : fresh.slice(0, 1);
+    const newSlices = spec.strategy.roundPolicy === "Latest" ? [...new Set([...retryPending, ...fresh])].sort(compareSliceIds) : retryPending;
+    return { newSlices, initOverride: { checkpoint: lastObserved!.plan!.model.initCheckpoint } };
+  }
+  if (pending.length === 0) return undefined;
+  return { newSlices: spec.strategy.roundPolicy === "Latest" ? pending : [pending[0]!] };
+}
+
+/** The checkpoint a warm-started round starts from. */
+function warmStartFrom(
+  spec: ContinualClipRunSpec,
+  input: RoundsInput,
+  lastTrained: RoundStatus | undefined,
+  initOverride: { checkpoint: string | null } | undefined,
+): string | null {
+  if (initOverride) return initOverride.checkpoint;
+  if (spec.strategy.warmStartFrom === "LastPromoted" && input.promotedCheckpoint) return input.promotedCheckpoint;
+  return lastTrained?.checkpoint ?? spec.model.initialCheckpoint ?? null;
+}
+
+export function nextRound(
+  input: RoundsInput,
+  slices: Slice[],
+  pending: string[],
+  statuses: RoundStatus[],
+  trained: RoundStatus[],
+  lastObserved: RoundObservation | undefined,
+): NextRound {
+  const { spec, run } = input;
+  const last = statuses[statuses.length - 1];
+  const selection = selectSlices(input, slices, pending, last, lastObserved);
+  if (!selection) return { kind: "none" };
+  if ("waiting" in selection) return { kind: "none", waiting: selection.waiting };
+  const { newSlices, initOverride } = selection;
+  if (spec.suspend) {
+    return { kind: "none", waiting: { reason: "Suspended", message: `slices ${newSlices.join(", ")} wait: spec.suspend is true` } };
+  }
+
+  const index = (last?.index ?? -1) + 1;
+  const mixture = planRound({
+    replay: spec.strategy.replay,
+    samplesPerRound: spec.strategy.samplesPerRound,
+    bufferSamples: spec.strategy.bufferSamples,
+    round: trained.length,
+    slices: slices.map((s) => ({ id: s.id, shards: s.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })) })),
+    newSliceIds: newSlices,
+  });
+  if (!mixture.ok) {
+    const event: PlannedEvent = { type: "Warning", reason: "PlanFailed", message: `round ${index}: ${mixture.reason}: ${mixture.message}` };
+    return { kind: "none", waiting: { reason: "PlanFailed", message: event.message }, planProblem: event };
+  }
+  const initCheckpoint = mixture.mixture.warmStart ? warmStartFrom(spec, input, trained[trained.length - 1], initOverride) : null;
+  const plan: RoundPlan = {
+    schemaVersion: ROUND_PLAN_SCHEMA_VERSION,
+    run: { namespace: run.namespace, name: run.name, uid: run.uid },
+    round: index,
+    newSlices,
+    replay: spec.strategy.replay,
+    model: { architecture: spec.model.architecture, initCheckpoint },
+    data: { sources: mixture.mixture.sources, samples: mixture.mixture.samples },
+    optimizer: spec.strategy.optimizer,
+    output: { uri: roundUri(spec.artifacts.s3, index) },
+    checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,
+    seed: index,
+    s3: { region: spec.source.s3.region, endpoint: spec.source.s3.endpoint ?? null },
+  };
+  const start = `${spec.strategy.replay}, ${initCheckpoint ? `warm start from ${initCheckpoint}` : "from scratch"}`;
+  const message = `round ${index} on ${newSlices.join(", ")} (${start}): created Job ${trainJobName(run.name, index)}`;
+  const actions: RoundAction[] = [{ kind: "WritePlan", round: index, plan }, createJobAction(input, index, "RoundStarted", message)];
+  const planned: RoundStatus = {
+    index,
+    slices: newSlices,
+    replay: spec.strategy.replay,
+    phase: "Pending",
+    job: trainJobName(run.name, index),
+    ...(initCheckpoint ? { initCheckpoint } : {}),
+  };
+  return { kind: "start", actions, planned };
+}

@@ -1,0 +1,113 @@
+// The shapes the controller's pure deciders share: what was observed, what to do, what to say.
+// Its own module so decide.ts and the per-phase deciders import it and not each other.
+import type { ContinualClipRunSpec, ContinualClipRunStatus, RoundStatus } from "../api/continual-clip-run.ts";
+import type { EvalResult } from "../api/eval-result.ts";
+import type { AliasPointer } from "../api/promotion.ts";
+import type { RoundPlan } from "../api/round-plan.ts";
+import type { ComputeStatus } from "../data/compute.ts";
+import type { DiscoveryResult } from "../data/discovery.ts";
+import type { Slice } from "../data/validate.ts";
+import type { RoundToEvaluate } from "../evaluation/request.ts";
+import type { JobObservation } from "../kube/children.ts";
+import type { EventType } from "../kube/client.ts";
+import type { ConfigMap, RunRef } from "../kube/objects.ts";
+
+export type { JobObservation, RunRef };
+
+export type PlannedEvent = { type: EventType; reason: string; message: string };
+
+export type Problem = { reason: string; message: string };
+
+/** failed.json: the operator's record of why a round failed. */
+export type FailureRecord = { reason: string; message: string; generation: number; failedAt: string };
+
+export type RoundObservation = {
+  index: number;
+  files: ReadonlySet<string>;
+  plan?: RoundPlan | undefined;
+  failure?: FailureRecord | undefined;
+  job?: JobObservation | undefined;
+  /** eval.json, once the evaluator wrote it. */
+  evaluation?: EvalResult | undefined;
+  evalJob?: JobObservation | undefined;
+  /** The immutable promoted version made from this round, if any. */
+  promotedVersion?: number | undefined;
+};
+
+/** The model ConfigMap as it is in the cluster (undefined: absent). */
+export type ObservedConfigMap = { ownerUids: string[]; data: Record<string, string> };
+
+/** What the reconciler saw of the world for one run. */
+export type Observed = {
+  /** Set when S3 or its credentials could not be used at all this time. */
+  problem?: Problem | undefined;
+  /** The latest discovery pass (kept between polls). */
+  discovery?: DiscoveryResult | undefined;
+  /** Rounds under the artifacts prefix, with their Jobs. */
+  rounds: RoundObservation[];
+  /** The alias pointer in S3 (spec.promotion), or why it cannot be read. */
+  alias?: AliasPointer | { invalid: string } | undefined;
+  /** spec.promotion.configMapName as it is now. */
+  configMap?: ObservedConfigMap | undefined;
+  evaluatorImage?: string | undefined;
+};
+
+export type RoundAction =
+  | { kind: "WritePlan"; round: number; plan: RoundPlan }
+  | { kind: "CreateJob"; round: number; job: Record<string, any>; service?: Record<string, any> | undefined; event: PlannedEvent }
+  | { kind: "RecordFailure"; round: number; record: FailureRecord; event: PlannedEvent }
+  /** The same request an evaluation Job would get, scored in the operator process. */
+  | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate }
+  | { kind: "Promote"; round: number; metrics: Record<string, number> };
+
+export type AliasAction =
+  | { kind: "PinAlias"; version: number; event: PlannedEvent }
+  | { kind: "UnpinAlias" }
+  | { kind: "ApplyConfigMap"; configMap: ConfigMap };
+
+export type Action = RoundAction | AliasAction;
+
+export type Decision = {
+  /** The status to write, or undefined when the current one is already right. */
+  status: ContinualClipRunStatus | undefined;
+  actions: Action[];
+  events: PlannedEvent[];
+  outcome: "done" | "stalled";
+  spec?: ContinualClipRunSpec | undefined;
+};
+
+export type Promoted = ContinualClipRunStatus["promoted"];
+
+export type RoundsInput = {
+  run: RunRef;
+  spec: ContinualClipRunSpec;
+  /** Valid slices in slice order, from a complete (error-free) discovery pass; undefined if none yet. */
+  slices: Slice[] | undefined;
+  rounds: RoundObservation[];
+  /** Previous status.rounds, to keep facts whose source is gone (GPU-seconds after Job TTL). */
+  previous: RoundStatus[] | undefined;
+  /** status.promoted, for warmStartFrom: LastPromoted and maxRegression gates. */
+  promoted?: { version: number; uri: string; metrics?: Record<string, number> | undefined } | undefined;
+  promotedCheckpoint?: string | undefined;
+  /** Image for evaluation Jobs (the operator's own); unset evaluates in the operator process. */
+  evaluatorImage?: string | undefined;
+  /** The run's annotations (Manual promotion approvals). */
+  annotations?: Record<string, string> | undefined;
+  now: Date;
+};
+
+export type RoundsDecision = {
+  actions: RoundAction[];
+  rounds: RoundStatus[];
+  current: RoundStatus | undefined;
+  compute: ComputeStatus;
+  /** Slices trained on by a Trained round, or in a running one. */
+  consumed: string[];
+  /** Slices that sort before an already covered slice: ignored, since rounds follow time order. */
+  late: string[];
+  /** Transition events of rounds (rejections). */
+  events: PlannedEvent[];
+  /** Why no new round starts although data is waiting (suspended, failed round, plan problem). */
+  waiting?: Problem | undefined;
+  planProblem?: PlannedEvent | undefined;
+};

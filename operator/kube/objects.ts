@@ -1,0 +1,161 @@
+// What every object the operator creates next to a run has in common: deterministic names, labels,
+// the owner reference, and the pod scaffolding shared on purpose by trainer and evaluator pods.
+// Pure. Job builders (training/, evaluation/), the promotion ConfigMap and the kube adapters all
+// read these from here, so a label or a name is spelled once.
+import { createHash } from "node:crypto";
+import { API_VERSION, KIND } from "../api/continual-clip-run.ts";
+import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from "../s3/credentials.ts";
+
+export const MANAGER = "continual-clip-operator";
+
+export const LABELS = {
+  run: "ticclip.dev/run",
+  round: "ticclip.dev/round",
+  component: "ticclip.dev/component",
+  alias: "ticclip.dev/alias",
+  managedBy: "app.kubernetes.io/managed-by",
+  kueueQueue: "kueue.x-k8s.io/queue-name",
+} as const;
+export const ANNOTATIONS = { planUri: "ticclip.dev/plan-uri", specGeneration: "ticclip.dev/spec-generation" } as const;
+
+export type Component = "trainer" | "evaluator";
+export const CONTAINERS: Record<Component, string> = { trainer: "trainer", evaluator: "evaluator" };
+
+/** Trainer and evaluator Jobs of every run (the Job watch's selector). */
+export const ROUND_JOB_SELECTOR = `${LABELS.component} in (trainer,evaluator)`;
+
+/** Exit code of a trainer or evaluator that was given bad input: retrying cannot help. */
+export const INVALID_INPUT_EXIT_CODE = 2;
+
+// ---- names -------------------------------------------------------------------------------------
+
+export const MAX_NAME = 63;
+
+const shortHash = (s: string) => createHash("sha256").update(s).digest("hex").slice(0, 6);
+
+/** Fits `<base><suffix>` into 63 characters, replacing the tail of base by a hash when too long. */
+export function fitName(base: string, suffix: string): string {
+  const full = `${base}${suffix}`;
+  if (full.length <= MAX_NAME) return full;
+  const keep = MAX_NAME - suffix.length - 7;
+  return `${base.slice(0, keep).replace(/[-.]+$/, "")}-${shortHash(base)}${suffix}`;
+}
+
+export const roundLabel = (round: number) => String(round).padStart(4, "0");
+
+/** `<run>-r0005-train`, shortened with a hash to fit 63 characters. */
+export const trainJobName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-train`);
+
+/** `<run>-r0005-eval`: the round's evaluation Job. */
+export const evalJobName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-eval`);
+
+/** Headless Service giving an Indexed Job's pods stable hostnames for torchrun rendezvous. */
+export const trainServiceName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-rdzv`);
+
+/** Label values are limited to 63 characters, run names to 253. */
+export const runLabelValue = (run: string) => fitName(run, "");
+
+// ---- ownership and labels ----------------------------------------------------------------------
+
+export type RunRef = { name: string; namespace: string; uid: string; generation: number };
+
+export function ownerReference(run: { name: string; uid: string }) {
+  return { apiVersion: API_VERSION, kind: KIND, name: run.name, uid: run.uid, controller: true, blockOwnerDeletion: true };
+}
+
+/** Labels of anything a run owns. */
+export function runLabels(run: string): Record<string, string> {
+  return { [LABELS.run]: runLabelValue(run), [LABELS.managedBy]: MANAGER };
+}
+
+/** Labels of a round's Job, its pods and its Service. */
+export function roundLabels(run: { name: string }, round: number, component: Component): Record<string, string> {
+  return {
+    [LABELS.run]: runLabelValue(run.name),
+    [LABELS.round]: roundLabel(round),
+    [LABELS.component]: component,
+    [LABELS.managedBy]: MANAGER,
+  };
+}
+
+export type ConfigMap = {
+  apiVersion: "v1";
+  kind: "ConfigMap";
+  metadata: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences: ReturnType<typeof ownerReference>[];
+    resourceVersion?: string;
+  };
+  data: Record<string, string>;
+};
+
+// ---- pod scaffolding shared by every pod of a run ----------------------------------------------
+
+export type EnvVar = { name: string; value?: string; valueFrom?: Record<string, unknown> };
+
+export type S3Source = {
+  region: string;
+  endpoint?: string | undefined;
+  credentialsSecretRef?: { name: string } | undefined;
+};
+
+/** S3 settings and identity of a run's pods: both trainer and evaluator read the run's buckets. */
+export function podEnv(s3: S3Source, run: { name: string; namespace: string }, round: number): EnvVar[] {
+  const env: EnvVar[] = [
+    { name: "AWS_REGION", value: s3.region },
+    { name: "TICCLIP_RUN", value: `${run.namespace}/${run.name}` },
+    { name: "TICCLIP_ROUND", value: String(round) },
+    // The image's root filesystem is read-only; caches go to the writable /tmp volume.
+    { name: "HOME", value: "/tmp" },
+  ];
+  if (s3.endpoint) env.push({ name: "S3_ENDPOINT", value: s3.endpoint });
+  // Credentials stay in the Secret: the pod references it, the plan never carries them.
+  if (s3.credentialsSecretRef) {
+    for (const key of [ACCESS_KEY_ID, SECRET_ACCESS_KEY]) {
+      env.push({ name: key, valueFrom: { secretKeyRef: { name: s3.credentialsSecretRef.name, key } } });
+    }
+  }
+  return env;
+}
+
+/** Restricted Pod Security Standard, for every pod of a run. */
+export const POD_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: 1000,
+  runAsGroup: 1000,
+  fsGroup: 1000,
+  seccompProfile: { type: "RuntimeDefault" },
+};
+export const CONTAINER_SECURITY_CONTEXT = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ["ALL"] },
+};
+
+/**
+ * Exit 2 (bad input) fails the Job at once; preemption, node drain and eviction do not spend a retry.
+ */
+export function podFailurePolicy(container: string) {
+  return {
+    rules: [
+      { action: "FailJob", onExitCodes: { containerName: container, operator: "In", values: [INVALID_INPUT_EXIT_CODE] } },
+      { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+    ],
+  };
+}
+
+/** Resources of a container from a spec's requests/limits plus a GPU count. */
+export function containerResources(
+  resources: { requests?: Record<string, string | number>; limits?: Record<string, string | number> } | undefined,
+  gpus: number,
+): Record<string, Record<string, string | number>> {
+  const limits: Record<string, string | number> = { ...(resources?.limits ?? {}) };
+  if (gpus > 0) limits["nvidia.com/gpu"] = gpus;
+  return {
+    ...(resources?.requests ? { requests: resources.requests } : {}),
+    ...(Object.keys(limits).length ? { limits } : {}),
+  };
+}

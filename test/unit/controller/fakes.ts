@@ -1,0 +1,86 @@
+// In-memory stand-ins for the Reconciler's ports (controller/ports.ts): a run store with the API
+// server's JSON merge patch semantics for /status, child objects, events, and S3 in memory.
+import type { ContinualClipRunStatus } from "../../../operator/api/continual-clip-run.ts";
+import type { ChildAccess, EventSink, RunAccess, Storage } from "../../../operator/controller/ports.ts";
+import type { JobObservation } from "../../../operator/kube/children.ts";
+import type { RawObject } from "../../../operator/kube/client.ts";
+import type { ConfigMap } from "../../../operator/kube/objects.ts";
+import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
+import { createLogger } from "../../../operator/observability/log.ts";
+import { MemoryStore } from "../data/memory-store.ts";
+
+/** RFC 7386: null deletes, objects merge, everything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target && typeof target === "object" && !Array.isArray(target) ? { ...(target as object) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+export class FakeRuns implements RunAccess {
+  readonly runs = new Map<string, RawObject>();
+  patches = 0;
+  add(run: RawObject): void {
+    this.runs.set(`${run.metadata.namespace}/${run.metadata.name}`, run);
+  }
+  async get(namespace: string, name: string): Promise<RawObject | undefined> {
+    const r = this.runs.get(`${namespace}/${name}`);
+    return r && structuredClone(r);
+  }
+  async patchStatus(namespace: string, name: string, status: ContinualClipRunStatus): Promise<boolean> {
+    const r = this.runs.get(`${namespace}/${name}`);
+    if (!r) return false;
+    this.patches++;
+    r.status = mergePatch(r.status, JSON.parse(JSON.stringify(status)));
+    return true;
+  }
+}
+
+export class FakeChildren implements ChildAccess {
+  readonly objects = new Map<string, Record<string, any>>();
+  readonly configMaps = new Map<string, ConfigMap>();
+  readonly secrets = new Map<string, Record<string, string>>();
+  readonly trainer = new Map<number, JobObservation>();
+  readonly evaluator = new Map<number, JobObservation>();
+  async roundJobs(): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
+    return { trainer: new Map(this.trainer), evaluator: new Map(this.evaluator) };
+  }
+  async createIfAbsent(obj: Record<string, any>): Promise<boolean> {
+    const key = `${obj.kind}/${obj.metadata.name}`;
+    if (this.objects.has(key)) return false;
+    this.objects.set(key, obj);
+    return true;
+  }
+  async readConfigMap(_namespace: string, name: string) {
+    const cm = this.configMaps.get(name);
+    return cm && { ownerUids: cm.metadata.ownerReferences.map((o) => o.uid), data: cm.data };
+  }
+  async applyConfigMap(cm: ConfigMap): Promise<"created" | "updated" | "unchanged"> {
+    const existed = this.configMaps.has(cm.metadata.name);
+    this.configMaps.set(cm.metadata.name, structuredClone(cm));
+    return existed ? "updated" : "created";
+  }
+  async secretData(_namespace: string, name: string) {
+    const data = this.secrets.get(name);
+    return data && { data };
+  }
+}
+
+export class FakeEvents implements EventSink {
+  readonly list: { type: string; reason: string; message: string }[] = [];
+  async record(_run: RawObject, type: string, reason: string, message: string): Promise<void> {
+    this.list.push({ type, reason, message });
+  }
+}
+
+/** One in-memory S3: objects by URI, and the slice bucket "data" (MemoryStore's). */
+export function memoryStorage(): { storage: Storage; objects: MemoryObjectStore; slices: MemoryStore } {
+  const objects = new MemoryObjectStore();
+  const slices = new MemoryStore();
+  return { objects, slices, storage: { objects, slices: () => slices } };
+}
+
+export const quietLog = createLogger("error");

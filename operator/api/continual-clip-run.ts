@@ -1,17 +1,23 @@
 // The ContinualClipRun API (ticclip.dev/v1alpha1): the only place its shape is written.
 // crds/ is generated from these schemas by gen-artifacts.ts; descriptions feed `kubectl explain`.
 import { z } from "zod";
+import { type CelRule, withRules } from "./cel.ts";
 import {
+  boundedDuration,
   bucketName,
   dnsLabel,
   dnsSubdomain,
-  duration,
   httpUrl,
+  imageReference,
   keyPrefix,
   labelMap,
+  labelValue,
+  isQualifiedName,
+  qualifiedNameMap,
   quantity,
   s3Uri,
 } from "./common.ts";
+import { SLICE_ID_PATTERN } from "./slice-manifest.ts";
 
 export const GROUP = "ticclip.dev";
 export const VERSION = "v1alpha1";
@@ -21,10 +27,6 @@ export const SINGULAR = "continualcliprun";
 export const SHORT_NAMES = ["ccr"];
 export const CATEGORIES = ["ticclip", "ml"];
 export const API_VERSION = `${GROUP}/${VERSION}`;
-
-/** A CEL rule attached to an object schema, carried into the CRD as x-kubernetes-validations. */
-export type CelRule = { rule: string; message: string; fieldPath?: string; reason?: string };
-const cel = (...rules: CelRule[]) => ({ "x-kubernetes-validations": rules });
 
 export const REPLAY_STRATEGIES = [
   "Sequential",
@@ -62,12 +64,14 @@ const s3Connection = {
 export const sourceSpec = z
   .object({
     s3: s3Location.extend(s3Connection).describe("Where data slices land: <prefix><sliceId>/."),
-    pollInterval: duration.default("5m").describe("How often to list the prefix for new slices."),
+    pollInterval: boundedDuration("1s", "24h")
+      .default("5m")
+      .describe("How often to list the prefix for new slices (1s to 24h; S3 notifications make changes faster)."),
     startAfter: z
       .string()
-      .max(256)
+      .regex(SLICE_ID_PATTERN, "a slice id: 1-128 of [A-Za-z0-9._-], starting with a letter or digit")
       .optional()
-      .describe("Ignore slices whose id sorts at or before this one."),
+      .describe("Ignore slices whose id sorts at or before this one (a slice id, e.g. 2016)."),
   })
   .describe("The S3 prefix watched for new time slices.");
 
@@ -89,14 +93,36 @@ export const optimizerSpec = z
   .object({
     lr: z.number().gt(0).max(1).default(5.0e-4).describe("Peak learning rate of each round's cosine cycle."),
     weightDecay: z.number().min(0).max(10).default(0.2).describe("AdamW weight decay."),
-    warmupSteps: z.int().min(0).max(10_000_000).default(0).describe("Linear warmup steps at the start of each round."),
-    batchSize: z.int().min(1).max(1_048_576).default(8192).describe("Global batch size."),
+    warmupSteps: z
+      .int()
+      .min(0)
+      .max(10_000_000)
+      .default(0)
+      .describe(
+        "Linear warmup steps of rounds trained from scratch: round 0 without model.initialCheckpoint, and every Restart or Oracle round.",
+      ),
+    warmStartWarmupSteps: z
+      .int()
+      .min(0)
+      .max(10_000_000)
+      .default(0)
+      .describe(
+        "Linear warmup steps of warm-started rounds (as in TiC-CLIP: none by default, the weights are already trained).",
+      ),
+    batchSize: z
+      .int()
+      .min(1)
+      .max(1_048_576)
+      .default(8192)
+      .describe(
+        "Global batch size: samples per optimizer step over all GPUs of all nodes. Each rank trains batchSize / (nodes x gpusPerNode), so it must divide evenly.",
+      ),
     precision: z.enum(PRECISIONS).default("amp_bf16").describe("Training precision (fp32 is used on CPU)."),
   })
   .describe("Optimizer settings; every round starts a fresh optimizer and cosine cycle.");
 
-export const strategySpec = z
-  .object({
+export const strategySpec = withRules(
+  z.object({
     replay: z.enum(REPLAY_STRATEGIES).default("CumulativeAll").describe("TiC-CLIP replay strategy."),
     samplesPerRound: z
       .int()
@@ -117,37 +143,72 @@ export const strategySpec = z
       .enum(["PreviousRound", "LastPromoted"])
       .default("PreviousRound")
       .describe("Which checkpoint a round warm-starts from (Restart and Oracle always start from scratch)."),
+    maxAttemptsPerSlice: z
+      .int()
+      .min(1)
+      .max(100)
+      .default(3)
+      .describe(
+        "Rounds that may fail over the same slice before the slice is marked failed in status (with the reason) and no longer retried.",
+      ),
     optimizer: optimizerSpec.prefault({}),
-  })
-  .meta(
-    cel(
-      {
-        rule: "self.bufferSamples == 0 || self.replay in ['CumulativeExp', 'CumulativeEqual']",
-        message: "bufferSamples applies only to replay CumulativeExp or CumulativeEqual",
-        fieldPath: ".bufferSamples",
-      },
-      {
-        rule: "!(self.replay in ['Restart', 'Oracle']) || self.warmStartFrom == 'PreviousRound'",
-        message: "replay Restart and Oracle start from scratch: warmStartFrom must be PreviousRound",
-        fieldPath: ".warmStartFrom",
-      },
-    ),
-  )
-  .describe("How each round is trained.");
+  }),
+  {
+    rule: "self.bufferSamples == 0 || self.replay in ['CumulativeExp', 'CumulativeEqual']",
+    message: "bufferSamples applies only to replay CumulativeExp or CumulativeEqual",
+    fieldPath: ".bufferSamples",
+  },
+  {
+    rule: "!(self.replay in ['Restart', 'Oracle']) || self.warmStartFrom == 'PreviousRound'",
+    message: "replay Restart and Oracle start from scratch: warmStartFrom must be PreviousRound",
+    fieldPath: ".warmStartFrom",
+  },
+).describe("How each round is trained.");
 
-const toleration = z.object({
-  key: z.string().max(316).optional(),
-  operator: z.enum(["Exists", "Equal"]).optional(),
-  value: z.string().max(63).optional(),
-  effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
-  tolerationSeconds: z.int().optional(),
-});
+// A core/v1 Toleration with the API server's own rules (ValidateTolerations).
+const toleration = withRules(
+  z.object({
+    key: z.string().max(317).optional().describe("Taint key; empty with operator Exists matches every taint."),
+    operator: z.enum(["Exists", "Equal"]).optional(),
+    value: labelValue.optional(),
+    effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+    tolerationSeconds: z.int().min(-9_223_372_036).max(9_223_372_036).optional(),
+  }),
+  {
+    rule: `!has(self.key) || self.key == '' || (${isQualifiedName("self.key")})`,
+    message: "key must be a qualified name: [DNS-subdomain prefix/]name, name at most 63 of [A-Za-z0-9-_.]",
+    fieldPath: ".key",
+  },
+  {
+    rule: "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+    message: "operator must be Exists when key is empty",
+    fieldPath: ".operator",
+  },
+  {
+    rule: "!(has(self.operator) && self.operator == 'Exists') || !has(self.value) || self.value == ''",
+    message: "value must be empty when operator is Exists",
+    fieldPath: ".value",
+  },
+  {
+    rule: "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+    message: "tolerationSeconds needs effect NoExecute",
+    fieldPath: ".effect",
+  },
+);
 
-const resourceList = z.record(z.string(), quantity);
+const resourceList = qualifiedNameMap(quantity, "resource name");
 
-export const trainerSpec = z
-  .object({
-    image: z.string().min(1).max(512).describe("Trainer container image."),
+// Grace period for a SIGTERMed trainer pod (preemption, drain): it saves the intra-round checkpoint
+// before exiting. ViT-B/16 has ~150M parameters: fp32 weights (0.6 GB) plus AdamW's two moments
+// (1.2 GB) make ~1.8 GB. Writing it locally takes seconds; uploading it to S3 takes ~20 s at
+// 100 MB/s and ~75 s at 25 MB/s (a busy or remote endpoint), plus finishing the current step and
+// torchrun's teardown. 300 s still covers an upload at 7 MB/s; Kubernetes' default of 30 s does not
+// cover even the fast case.
+export const DEFAULT_TERMINATION_GRACE_SECONDS = 300;
+
+export const trainerSpec = withRules(
+  z.object({
+    image: imageReference.describe("Trainer container image: [registry[:port]/]name[:tag][@sha256:digest]."),
     imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
     imagePullSecrets: z.array(z.object({ name: dnsSubdomain })).max(8).optional(),
     nodes: z.int().min(1).max(1024).default(1).describe("Nodes per round (more than 1 runs an Indexed Job with torchrun rendezvous)."),
@@ -163,39 +224,47 @@ export const trainerSpec = z
       .meta({ "x-kubernetes-preserve-unknown-fields": true })
       .optional()
       .describe("A core/v1 Affinity, passed to the pod as is."),
-    priorityClassName: z.string().max(253).optional(),
-    serviceAccountName: z.string().max(253).optional(),
-    queueName: dnsSubdomain.optional().describe("Kueue LocalQueue: sets the kueue.x-k8s.io/queue-name label on each Job."),
+    priorityClassName: dnsSubdomain.optional().describe("PriorityClass of the trainer pods."),
+    serviceAccountName: dnsSubdomain.optional().describe("ServiceAccount the trainer pods run as."),
+    queueName: dnsSubdomain
+      .max(63)
+      .optional()
+      .describe("Kueue LocalQueue: sets the kueue.x-k8s.io/queue-name label on each Job (a label value: at most 63 characters)."),
     backoffLimit: z.int().min(0).max(100).default(2).describe("Retries of a failed trainer pod (exit code 2 is never retried)."),
     activeDeadlineSeconds: z.int().min(60).max(31_536_000).default(172_800),
     checkpointIntervalMinutes: z.int().min(1).max(1440).default(30).describe("Intra-round checkpoint interval, so preempted pods resume."),
-  })
-  .meta(cel({ rule: "self.nodes == 1 || self.gpusPerNode > 0", message: "nodes > 1 needs gpusPerNode > 0", fieldPath: ".gpusPerNode" }))
-  .describe("The trainer Job of each round.");
+    terminationGracePeriodSeconds: z
+      .int()
+      .min(30)
+      .max(3600)
+      .default(DEFAULT_TERMINATION_GRACE_SECONDS)
+      .describe(
+        "Seconds a stopped trainer pod (preemption, drain) gets to save its checkpoint with optimizer state to S3. The default of 300 fits ViT-B/16 (~1.8 GB of weights and AdamW state) uploaded at 7 MB/s or faster.",
+      ),
+  }),
+  { rule: "self.nodes == 1 || self.gpusPerNode > 0", message: "nodes > 1 needs gpusPerNode > 0", fieldPath: ".gpusPerNode" },
+).describe("The trainer Job of each round.");
 
 export const GATE_METRIC_PATTERN =
   /^(retrieval\.(id|backward|forward|latest)\.(meanRecallAt1|imageToTextRecallAt[0-9]+|textToImageRecallAt[0-9]+)|zeroShot\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(top1|top5))$/;
 
-export const gateSpec = z
-  .object({
+export const gateSpec = withRules(
+  z.object({
     metric: z
       .string()
       .max(128)
       .regex(GATE_METRIC_PATTERN, "retrieval.<id|backward|forward|latest>.<meanRecallAt1|imageToTextRecallAtK|textToImageRecallAtK> or zeroShot.<name>.<top1|top5>")
       .describe("Metric path, e.g. retrieval.id.meanRecallAt1 or zeroShot.imagenet-val.top1."),
     op: z.enum([">=", ">", "<=", "<"]).optional().describe("Comparison with value."),
-    value: z.number().optional().describe("Absolute threshold."),
-    maxRegression: z.number().min(0).optional().describe("Largest allowed drop below the promoted model."),
-  })
-  .meta(
-    cel(
-      { rule: "has(self.value) || has(self.maxRegression)", message: "a gate needs value (with op) or maxRegression" },
-      { rule: "has(self.op) == has(self.value)", message: "op and value go together", fieldPath: ".op" },
-    ),
-  );
+    value: z.number().min(0).max(1).optional().describe("Absolute threshold in [0, 1]: every gate metric is a recall or an accuracy."),
+    maxRegression: z.number().min(0).max(1).optional().describe("Largest allowed drop below the promoted model, in [0, 1]."),
+  }),
+  { rule: "has(self.value) || has(self.maxRegression)", message: "a gate needs value (with op) or maxRegression" },
+  { rule: "has(self.op) == has(self.value)", message: "op and value go together", fieldPath: ".op" },
+);
 
-export const evaluationRunnerSpec = z
-  .object({
+export const evaluationRunnerSpec = withRules(
+  z.object({
     mode: z
       .enum(["Job", "InProcess"])
       .default("Job")
@@ -209,25 +278,40 @@ export const evaluationRunnerSpec = z
     nodeSelector: labelMap.optional(),
     tolerations: z.array(toleration).max(32).optional(),
     batchSize: z.int().min(1).max(4096).default(64).describe("Images or texts per inference call."),
-  })
-  .meta(
-    cel(
-      // has() guards: the API server also checks these rules against the field's default ({}).
-      { rule: "!has(self.executionProvider) || self.executionProvider != 'cuda' || (has(self.gpus) && self.gpus > 0)", message: "executionProvider cuda needs gpus > 0", fieldPath: ".gpus" },
-      { rule: "!has(self.mode) || self.mode == 'Job' || !has(self.gpus) || self.gpus == 0", message: "InProcess evaluation runs in the operator pod: gpus must be 0", fieldPath: ".gpus" },
-    ),
-  )
-  .describe("Where and how the evaluate step runs.");
+  }),
+  // has() guards: the API server also checks these rules against the field's default ({}).
+  {
+    rule: "!has(self.executionProvider) || self.executionProvider != 'cuda' || (has(self.gpus) && self.gpus > 0)",
+    message: "executionProvider cuda needs gpus > 0",
+    fieldPath: ".gpus",
+  },
+  {
+    rule: "!has(self.mode) || self.mode == 'Job' || !has(self.gpus) || self.gpus == 0",
+    message: "InProcess evaluation runs in the operator pod: gpus must be 0",
+    fieldPath: ".gpus",
+  },
+).describe("Where and how the evaluate step runs.");
 
-export const evaluationSpec = z
-  .object({
-    retrieval: z
-      .object({ k: z.array(z.int().min(1).max(1000)).min(1).max(8).default([1, 5, 10]).describe("Recall@K values.") })
-      .prefault({}),
+const retrievalSpec = withRules(
+  z.object({
+    k: z.array(z.int().min(1).max(1000)).min(1).max(8).default([1, 5, 10]).describe("Recall@K values (K=1 is always computed)."),
+  }),
+  {
+    rule: "!has(self.k) || self.k.all(a, self.k.exists_one(b, b == a))",
+    message: "k values must be unique",
+    fieldPath: ".k",
+  },
+);
+
+// Rules that used to be checked only by tests (gateSpecProblems) run at admission: a gate on a
+// metric the evaluator never computes could never pass, and every round would be rejected.
+export const evaluationSpec = withRules(
+  z.object({
+    retrieval: retrievalSpec.prefault({}),
     zeroShot: z
       .array(
         z.object({
-          name: dnsLabel.describe("Name used in metric paths (zeroShot.<name>.top1)."),
+          name: dnsLabel.describe("Name used in metric paths (zeroShot.<name>.top1); unique."),
           uri: s3Uri.describe("Zero-shot eval pack prefix."),
         }),
       )
@@ -235,16 +319,27 @@ export const evaluationSpec = z
       .default([]),
     gates: z.array(gateSpec).max(32).default([]),
     runner: evaluationRunnerSpec.prefault({}),
-  })
-  .meta(
-    cel({
-      // has() guards: the API server also checks this rule against the field's default ({}).
-      rule: "!has(self.gates) || self.gates.all(g, !g.metric.startsWith('zeroShot.') || (has(self.zeroShot) && self.zeroShot.exists(z, g.metric.startsWith('zeroShot.' + z.name + '.'))))",
-      message: "a zeroShot gate must name an entry of evaluation.zeroShot",
-      fieldPath: ".gates",
-    }),
-  )
-  .describe("How each round's exported model is scored.");
+  }),
+  // has() guards: the API server also checks these rules against the field's default ({}).
+  {
+    rule: "!has(self.gates) || self.gates.all(g, !g.metric.startsWith('zeroShot.') || (has(self.zeroShot) && self.zeroShot.exists(z, g.metric.startsWith('zeroShot.' + z.name + '.'))))",
+    message: "a zeroShot gate must name an entry of evaluation.zeroShot",
+    fieldPath: ".gates",
+  },
+  {
+    // The evaluator computes Recall@1 always and Recall@K for each K of retrieval.k.
+    // K is parsed from the metric path (digits after the last "At", as the metric pattern ensures);
+    // building 'RecallAt' + string(k) instead has an unbounded estimated cost.
+    rule: "!has(self.gates) || self.gates.all(g, !g.metric.contains('RecallAt') || int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) == 1 || (has(self.retrieval) && has(self.retrieval.k) && int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) in self.retrieval.k))",
+    message: "a Recall@K gate needs its K in evaluation.retrieval.k (K=1 is always computed)",
+    fieldPath: ".gates",
+  },
+  {
+    rule: "!has(self.zeroShot) || self.zeroShot.all(a, self.zeroShot.exists_one(b, b.name == a.name))",
+    message: "zeroShot names must be unique: they name the metric paths",
+    fieldPath: ".zeroShot",
+  },
+).describe("How each round's exported model is scored.");
 
 export const promotionSpec = z
   .object({
@@ -256,8 +351,13 @@ export const promotionSpec = z
   })
   .describe("What happens to a model that passes its gates.");
 
-export const continualClipRunSpec = z
-  .object({
+// World size: trainer processes of a round (torchrun starts one per GPU; a CPU run has one).
+const WORLD = "(self.trainer.gpusPerNode > 0 ? self.trainer.nodes * self.trainer.gpusPerNode : self.trainer.nodes)";
+// `inside(a, b)`: location a lies at or under location b (same bucket, b's prefix starts a's).
+const inside = (a: string, b: string) => `(self.${a}.s3.bucket == self.${b}.s3.bucket && self.${a}.s3.prefix.startsWith(self.${b}.s3.prefix))`;
+
+export const continualClipRunSpec = withRules(
+  z.object({
     suspend: z.boolean().default(false).describe("Stop starting new rounds; a running round completes."),
     source: sourceSpec,
     model: modelSpec,
@@ -269,8 +369,49 @@ export const continualClipRunSpec = z
       .object({ s3: s3Location })
       .describe("Where rounds write plans, checkpoints, ONNX encoders and eval results (same endpoint and credentials as source)."),
     historyLimit: z.int().min(1).max(1000).default(50).describe("Rounds kept in status.rounds."),
-  })
-  .describe("Desired state of a continual CLIP training run.");
+  }),
+  {
+    rule: `self.strategy.samplesPerRound >= ${WORLD}`,
+    message: "samplesPerRound must be at least the world size (nodes x gpusPerNode): every rank needs a sample",
+    fieldPath: ".strategy.samplesPerRound",
+  },
+  {
+    rule: `self.trainer.gpusPerNode == 0 || self.strategy.optimizer.batchSize % ${WORLD} == 0`,
+    message: "batchSize is the global batch: it must divide evenly over nodes x gpusPerNode",
+    fieldPath: ".strategy.optimizer.batchSize",
+  },
+  {
+    rule: `!${inside("artifacts", "source")}`,
+    message: "artifacts lie inside the source prefix: rounds written there would be listed as data slices; use another bucket or a prefix outside source.s3.prefix",
+    fieldPath: ".artifacts.s3.prefix",
+  },
+  {
+    rule: `!has(self.promotion) || !${inside("promotion", "source")}`,
+    message: "promotion lies inside the source prefix: promoted versions would be listed as data slices; use another bucket or a prefix outside source.s3.prefix",
+    fieldPath: ".promotion.s3.prefix",
+  },
+  {
+    rule: `!has(self.promotion) || !(${inside("promotion", "artifacts")} || ${inside("artifacts", "promotion")})`,
+    message: "promotion and artifacts overlap (one prefix contains the other in the same bucket): promoted versions and round artifacts would mix; give them separate prefixes",
+    fieldPath: ".promotion.s3.prefix",
+  },
+).describe("Desired state of a continual CLIP training run.");
+
+// Rules on the object itself (CRD root): names derived from the run's name must be valid names of
+// the children that carry them. Jobs and Services get `<run>-rNNNN-<kind>`, shortened with a hash
+// to 63 characters (operator/training/naming.ts); a '.' would make invalid pod hostnames.
+export const RUN_NAME_RULES: CelRule[] = [
+  {
+    rule: "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+    message: "must consist of lowercase letters, digits and '-' (no '.'): it prefixes the names of the run's Jobs, Services and pods",
+    fieldPath: ".metadata.name",
+  },
+  {
+    rule: "self.spec.trainer.nodes == 1 || self.metadata.name.matches('^[a-z]')",
+    message: "a multi-node run's name must start with a letter: it prefixes its rendezvous Service's name, a DNS-1035 label",
+    fieldPath: ".metadata.name",
+  },
+];
 
 // ---- status ----
 
@@ -369,12 +510,15 @@ const objectMeta = z
   .loose();
 
 /** A ContinualClipRun as read from the API server (spec already defaulted by it). */
-export const continualClipRun = z.object({
-  apiVersion: z.literal(API_VERSION),
-  kind: z.literal(KIND),
-  metadata: objectMeta,
-  spec: continualClipRunSpec,
-  status: continualClipRunStatus.optional(),
-});
+export const continualClipRun = withRules(
+  z.object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal(KIND),
+    metadata: objectMeta,
+    spec: continualClipRunSpec,
+    status: continualClipRunStatus.optional(),
+  }),
+  ...RUN_NAME_RULES,
+);
 export type ContinualClipRun = z.infer<typeof continualClipRun>;
 export type ContinualClipRunSpec = z.infer<typeof continualClipRunSpec>;

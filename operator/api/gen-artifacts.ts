@@ -10,6 +10,7 @@ import {
   GROUP,
   KIND,
   PLURAL,
+  RUN_NAME_RULES,
   SHORT_NAMES,
   SINGULAR,
   VERSION,
@@ -46,8 +47,17 @@ export function buildCrd(): Record<string, unknown> {
             { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
             { name: "Latest Slice", type: "string", jsonPath: ".status.slices.latest" },
             { name: "Round", type: "integer", jsonPath: ".status.currentRound.index" },
-            { name: "Promoted", type: "integer", jsonPath: ".status.promoted.version" },
+            { name: "Promoted", type: "integer", jsonPath: ".status.promoted.version", description: "Version the alias points at." },
+            {
+              name: "Saving",
+              type: "number",
+              jsonPath: ".status.compute.savingVsOracle",
+              description: "Oracle-equivalent samples / samples seen: compute saved against retraining from scratch.",
+            },
             { name: "Replay", type: "string", jsonPath: ".spec.strategy.replay", priority: 1 },
+            // -o wide: the newest round's verdict (Promoted, Passed, Rejected, or still in progress) and why.
+            { name: "Last Round", type: "string", jsonPath: ".status.rounds[-1:].phase", priority: 1 },
+            { name: "Gates", type: "string", jsonPath: ".status.rounds[-1:].message", priority: 1 },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
           ],
           schema: {
@@ -57,11 +67,13 @@ export function buildCrd(): Record<string, unknown> {
               properties: {
                 apiVersion: { type: "string" },
                 kind: { type: "string" },
-                metadata: { type: "object" },
+                // The API server lets a CRD restrict metadata.name; the bound keeps the name rules' CEL cost low.
+                metadata: { type: "object", properties: { name: { type: "string", maxLength: 253 } } },
                 spec: toStructuralSchema(continualClipRunSpec),
                 status: { ...toStructuralSchema(continualClipRunStatus), description: "Observed state, written only by the operator." },
               },
               required: ["spec"],
+              "x-kubernetes-validations": RUN_NAME_RULES,
             },
           },
         },
@@ -85,16 +97,18 @@ export const GENERATED_FILES: ReadonlyArray<[string, () => string]> = [
   [ROUND_PLAN_SCHEMA_PATH, renderRoundPlanSchema],
 ];
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  for (const [file, render] of GENERATED_FILES) {
-    const text = render();
-    let current = "";
-    try {
-      current = readFileSync(file, "utf8");
-    } catch {}
-    if (current !== text) {
-      writeFileSync(file, text);
-      console.log(`wrote ${path.relative(REPO_ROOT, file)}`);
-    }
+/** Writes `text` to `file` unless it already holds it, saying so. */
+export function writeIfChanged(file: string, text: string): void {
+  let current = "";
+  try {
+    current = readFileSync(file, "utf8");
+  } catch {}
+  if (current !== text) {
+    writeFileSync(file, text);
+    console.log(`wrote ${path.relative(REPO_ROOT, file)}`);
   }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  for (const [file, render] of GENERATED_FILES) writeIfChanged(file, render());
 }

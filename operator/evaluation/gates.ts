@@ -1,7 +1,7 @@
 // Gates: a pure decision from a round's metrics (and the promoted model's, for maxRegression) to
 // pass/fail per gate, each with the observed value, the threshold it was held to and why.
 import { z } from "zod";
-import { GATE_METRIC_PATTERN, gateSpec } from "../api/continual-clip-run.ts";
+import { gateSpec } from "../api/continual-clip-run.ts";
 import type { RoundMetrics } from "./tic.ts";
 
 export type Gate = z.infer<typeof gateSpec>;
@@ -78,23 +78,4 @@ export function decideGates(gates: readonly Gate[], round: RoundMetrics, baselin
     results,
     message: failed.length === 0 ? `all ${results.length} gates passed` : `failed gates: ${failed.map((f) => `${f.metric} (${f.message})`).join("; ")}`,
   };
-}
-
-/**
- * Problems with the gates of an evaluation spec that the schema cannot see: a Recall@K path whose
- * K is not among retrieval.k, a zeroShot gate naming no configured pack. Empty when all is well.
- */
-export function gateSpecProblems(evaluation: { retrieval: { k: number[] }; zeroShot: { name: string }[]; gates: Gate[] }): string[] {
-  const problems: string[] = [];
-  const ks = new Set([1, ...evaluation.retrieval.k]);
-  const names = new Set(evaluation.zeroShot.map((z) => z.name));
-  evaluation.gates.forEach((g, i) => {
-    if (!GATE_METRIC_PATTERN.test(g.metric)) problems.push(`gates[${i}]: unknown metric path ${g.metric}`);
-    const k = /RecallAt([0-9]+)$/.exec(g.metric);
-    if (k && !ks.has(Number(k[1]))) problems.push(`gates[${i}]: ${g.metric} needs K=${k[1]} in evaluation.retrieval.k (${[...ks].join(", ")})`);
-    const zs = /^zeroShot\.([^.]+)\./.exec(g.metric);
-    if (zs && !names.has(zs[1]!)) problems.push(`gates[${i}]: ${g.metric} names no evaluation.zeroShot entry`);
-    if (g.value === undefined && g.maxRegression === undefined) problems.push(`gates[${i}]: needs value (with op) or maxRegression`);
-  });
-  return problems;
 }

@@ -53,6 +53,7 @@ export function buildTrainJob(input: TrainJobInput): Record<string, any> {
 
   const podSpec: Record<string, unknown> = {
     restartPolicy: "Never",
+    terminationGracePeriodSeconds: t.terminationGracePeriodSeconds,
     securityContext: POD_SECURITY_CONTEXT,
     containers: [
       {

@@ -107,11 +107,34 @@ test("at least 15 invalid manifests are rejected by the API server, naming the f
 });
 
 test("kubectl explain describes the fields", () => {
-  const out = kubectlOk(["explain", "continualclipruns.spec.strategy.samplesPerRound"]);
-  assert.match(out, /Compute budget C/);
+  const explain = (field: string) => kubectlOk(["explain", `continualclipruns.spec.${field}`]);
+  assert.match(explain("strategy.samplesPerRound"), /Compute budget C/);
+  assert.match(explain("strategy.optimizer.batchSize"), /Global batch size/);
+  assert.match(explain("strategy.optimizer.warmStartWarmupSteps"), /warm-started rounds/);
+  assert.match(explain("strategy.maxAttemptsPerSlice"), /marked failed/);
+  assert.match(explain("trainer.terminationGracePeriodSeconds"), /ViT-B\/16/);
 });
 
-test("printer columns and short name", () => {
-  const out = kubectlOk(["get", "ccr", "-n", ns]);
-  assert.match(out.split("\n")[0]!, /NAME\s+PHASE\s+READY\s+LATEST SLICE\s+ROUND\s+PROMOTED\s+AGE/);
+test("printer columns: compute saving and promoted version; -o wide adds the newest round's verdict", () => {
+  const header = kubectlOk(["get", "ccr", "-n", ns]).split("\n")[0]!;
+  assert.match(header, /NAME\s+PHASE\s+READY\s+LATEST SLICE\s+ROUND\s+PROMOTED\s+SAVING\s+AGE/);
+  const rounds = [
+    { index: 0, slices: ["2016"], replay: "CumulativeExp", phase: "Promoted", message: "all 3 gates passed", promotedVersion: 1 },
+    { index: 1, slices: ["2017"], replay: "CumulativeExp", phase: "Rejected", message: "failed gates: retrieval.id.meanRecallAt1 (0.2812 not >= 0.3)" },
+  ];
+  const status = {
+    phase: "Idle",
+    rounds,
+    promoted: { version: 1, round: 0, uri: "s3://models/clip/v1/", promotedAt: "2026-01-01T00:00:00Z" },
+    compute: { samplesSeen: 368000000, gpuSeconds: 1000, oracleEquivalentSamples: 552000000, savingVsOracle: 1.5 },
+  };
+  kubectlOk(["patch", "ccr", "datacomp-b16", "-n", ns, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+  const [head, row] = kubectlOk(["get", "ccr", "datacomp-b16", "-n", ns]).split("\n");
+  const cell = (h: string, r: string, name: string) => r.slice(h.indexOf(name)).split(/\s{2,}/)[0];
+  assert.equal(cell(head!, row!, "PROMOTED"), "1");
+  assert.equal(cell(head!, row!, "SAVING"), "1.5");
+  const [wideHead, wideRow] = kubectlOk(["get", "ccr", "datacomp-b16", "-n", ns, "-o", "wide"]).split("\n");
+  assert.match(wideHead!, /REPLAY\s+LAST ROUND\s+GATES\s+AGE/);
+  assert.equal(cell(wideHead!, wideRow!, "LAST ROUND"), "Rejected");
+  assert.equal(cell(wideHead!, wideRow!, "GATES"), "failed gates: retrieval.id.meanRecallAt1 (0.2812 not >= 0.3)");
 });

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { decideGates, gateSpecProblems, type Baseline, type Gate } from "../../../operator/evaluation/gates.ts";
+import { decideGates, type Baseline, type Gate } from "../../../operator/evaluation/gates.ts";
 import type { RoundMetrics } from "../../../operator/evaluation/tic.ts";
 
 const round: RoundMetrics = {
@@ -47,24 +47,5 @@ describe("decideGates", () => {
     assert.equal(d.passed, false);
     assert.match(d.message, /^failed gates: retrieval\.id\.meanRecallAt1/);
     assert.doesNotMatch(d.message, /zeroShot/);
-  });
-});
-
-describe("gateSpecProblems", () => {
-  test("reports K outside retrieval.k and zero-shot gates without a pack", () => {
-    const problems = gateSpecProblems({
-      retrieval: { k: [1, 5] },
-      zeroShot: [{ name: "imagenet-val" }],
-      gates: [
-        { metric: "retrieval.id.textToImageRecallAt5", op: ">=", value: 0.1 },
-        { metric: "retrieval.id.textToImageRecallAt10", op: ">=", value: 0.1 },
-        { metric: "zeroShot.coco.top1", maxRegression: 0.01 },
-        { metric: "retrieval.bogus.meanRecallAt1", op: ">=", value: 0.1 },
-      ],
-    });
-    assert.equal(problems.length, 3);
-    assert.match(problems[0]!, /gates\[1\].*K=10/);
-    assert.match(problems[1]!, /gates\[2\].*no evaluation\.zeroShot entry/);
-    assert.match(problems[2]!, /gates\[3\]: unknown metric path/);
   });
 });

@@ -43,6 +43,7 @@ test("a single-node Job: GPUs, retries, Kueue label, owner, security, credential
   assert.deepEqual(env.AWS_SECRET_ACCESS_KEY, { secretKeyRef: { name: "s3-creds", key: "AWS_SECRET_ACCESS_KEY" } });
   assert.equal(env.MASTER_ADDR, undefined);
   assert.equal(pod.restartPolicy, "Never");
+  assert.equal(pod.terminationGracePeriodSeconds, 300, "time to save a B/16 checkpoint with optimizer state");
   assert.equal(pod.securityContext.runAsNonRoot, true);
   assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
   assert.deepEqual(pod.volumes[0], { name: "dshm", emptyDir: { medium: "Memory" } });

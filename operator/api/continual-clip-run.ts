@@ -399,7 +399,7 @@ export const continualClipRunSpec = withRules(
 
 // Rules on the object itself (CRD root): names derived from the run's name must be valid names of
 // the children that carry them. Jobs and Services get `<run>-rNNNN-<kind>`, shortened with a hash
-// to 63 characters (operator/training/naming.ts); a '.' would make invalid pod hostnames.
+// to 63 characters (operator/kube/objects.ts); a '.' would make invalid pod hostnames.
 export const RUN_NAME_RULES: CelRule[] = [
   {
     rule: "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",

@@ -6,7 +6,7 @@ import { z } from "zod";
 import { withRules } from "../../../operator/api/cel.ts";
 import { continualClipRun, RUN_NAME_RULES } from "../../../operator/api/continual-clip-run.ts";
 import { toStructuralSchema } from "../../../operator/api/structural-schema.ts";
-import { evalJobName, trainJobName, trainServiceName } from "../../../operator/training/naming.ts";
+import { evalJobName, trainJobName, trainServiceName } from "../../../operator/kube/objects.ts";
 
 describe("withRules", () => {
   const pair = withRules(

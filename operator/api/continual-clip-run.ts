@@ -243,6 +243,11 @@ export const trainerSpec = withRules(
       ),
   }),
   { rule: "self.nodes == 1 || self.gpusPerNode > 0", message: "nodes > 1 needs gpusPerNode > 0", fieldPath: ".gpusPerNode" },
+  {
+    rule: "!has(self.resources) || ((!has(self.resources.requests) || !('nvidia.com/gpu' in self.resources.requests)) && (!has(self.resources.limits) || !('nvidia.com/gpu' in self.resources.limits)))",
+    message: "GPUs come from gpusPerNode: leave nvidia.com/gpu out of resources",
+    fieldPath: ".resources",
+  },
 ).describe("The trainer Job of each round.");
 
 export const GATE_METRIC_PATTERN =
@@ -400,6 +405,7 @@ export const continualClipRunSpec = withRules(
 // Rules on the object itself (CRD root): names derived from the run's name must be valid names of
 // the children that carry them. Jobs and Services get `<run>-rNNNN-<kind>`, shortened with a hash
 // to 63 characters (operator/kube/objects.ts); a '.' would make invalid pod hostnames.
+export const MAX_MULTI_NODE_RUN_NAME = 63 - "-r0000-train".length - "-1023".length;
 export const RUN_NAME_RULES: CelRule[] = [
   {
     rule: "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
@@ -409,6 +415,13 @@ export const RUN_NAME_RULES: CelRule[] = [
   {
     rule: "self.spec.trainer.nodes == 1 || self.metadata.name.matches('^[a-z]')",
     message: "a multi-node run's name must start with a letter: it prefixes its rendezvous Service's name, a DNS-1035 label",
+    fieldPath: ".metadata.name",
+  },
+  {
+    // The Job controller names each indexed pod's host `<job>-<index>` without shortening it, and a
+    // hostname is a DNS label (<= 63): <run> + "-rNNNN-train" + "-" + an index below 1024 must fit.
+    rule: `self.spec.trainer.nodes == 1 || self.metadata.name.size() <= ${MAX_MULTI_NODE_RUN_NAME}`,
+    message: `a multi-node run's name must be at most ${MAX_MULTI_NODE_RUN_NAME} characters: its pods' hostnames <run>-rNNNN-train-<index> must fit 63`,
     fieldPath: ".metadata.name",
   },
 ];

@@ -172,6 +172,8 @@ function celCases(): InvalidCase[] {
 
   cel("run name with a dot", "metadata.name", "no '.'", set([["metadata", "name"], "complete.b32"]));
   cel("multi-node run whose name starts with a digit", "metadata.name", "must start with a letter", set([["metadata", "name"], "2024-b32"]));
+  cel("multi-node run whose pod hostnames would exceed 63", "metadata.name", "at most 46 characters", set([["metadata", "name"], "b".repeat(47)]));
+  cel("nvidia.com/gpu in trainer resources", "spec.trainer.resources", "GPUs come from gpusPerNode", set([S("trainer", "resources", "limits", "nvidia.com/gpu"), 8]));
   for (const loc of ["source", "artifacts", "promotion"]) {
     cel(`${loc} prefix with a '..' segment`, `spec.${loc}.s3.prefix`, "'..' segments", set([S(loc, "s3", "prefix"), "runs/../other/"]));
   }

@@ -2,7 +2,8 @@
 # Builds the local cluster's binaries from the Go module proxy, once, into a cache outside git.
 # Each binary lives under $TICCLIP_CACHE/bin/<name>-<version>/ so a version bump rebuilds only it.
 set -euo pipefail
-source "$(dirname "$0")/versions.env"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/versions.env"
 
 CACHE="${TICCLIP_CACHE:-$HOME/.cache/continual-clip-operator}"
 SRC="$CACHE/src"
@@ -66,16 +67,76 @@ $replaces
   mv "$out.tmp" "$out"
 }
 
-build_minio() {
-  local out="$CACHE/bin/minio-$MINIO_VERSION"
-  [[ -x $out/minio ]] && return 0
-  log "minio $MINIO_VERSION"
-  local dir="$SRC/minio-$MINIO_VERSION"
-  tools_module "$dir" github.com/minio/minio "$MINIO_VERSION"
-  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/minio" github.com/minio/minio)
+# module_binary NAME VERSION MODULE PACKAGE LDFLAGS [extra go.mod lines]: builds PACKAGE of MODULE@VERSION
+# into $CACHE/bin/<NAME>-<VERSION>/<basename of PACKAGE>, unless it is there already.
+module_binary() {
+  local name=$1 version=$2 module=$3 pkg=$4 ldflags=$5 extra=${6:-}
+  local out="$CACHE/bin/$name-$version" bin=${4##*/}
+  [[ -x $out/$bin ]] && return 0
+  log "$bin ($module $version)"
+  local dir="$SRC/$name-$version"
+  tools_module "$dir" "$module" "$version" "$extra"
+  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$bin" "$pkg")
   mv "$out.tmp" "$out"
 }
 
+build_minio() {
+  module_binary minio "$MINIO_VERSION" github.com/minio/minio github.com/minio/minio "-s -w"
+}
+
+# k8s_pins MODULE...: require lines pinning these k8s.io modules to the cluster's release, so a
+# tool built on the same minor shares Go's build cache with kube-apiserver and kubectl.
+k8s_pins() {
+  local v="v0.${KUBERNETES_VERSION#v1.}"
+  printf 'require (\n'
+  for m in "$@"; do
+    printf '\tk8s.io/%s %s\n' "$m" "$v"
+  done
+  printf ')\n'
+}
+
+build_helm() {
+  module_binary helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
+    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "$(k8s_pins api apiextensions-apiserver apimachinery apiserver cli-runtime client-go component-base kubectl)"
+}
+
+build_promtool() {
+  module_binary promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus \
+    github.com/prometheus/prometheus/cmd/promtool "-s -w" "$(k8s_pins api apimachinery client-go)"
+}
+
+# Our own Go test tools (dev/tools/<name>, each its own module): the version is a hash of the
+# sources, so an edit rebuilds and an unchanged tree never does.
+tool_version() {
+  (cd "$HERE/tools/$1" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
+}
+
+build_gitops_health() {
+  local out="$CACHE/bin/gitops-health-$(tool_version gitops-health)"
+  [[ -x $out/gitops-health ]] && return 0
+  log "gitops-health (dev/tools/gitops-health)"
+  (cd "$HERE/tools/gitops-health" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/gitops-health" .)
+  mv "$out.tmp" "$out"
+}
+
+# path NAME: prints the cached binary's path (building it first if needed), for tests.
+binary_path() {
+  case $1 in
+    helm) echo "$CACHE/bin/helm-$HELM_VERSION/helm" ;;
+    promtool) echo "$CACHE/bin/promtool-$PROMETHEUS_VERSION/promtool" ;;
+    gitops_health) echo "$CACHE/bin/gitops-health-$(tool_version gitops-health)/gitops-health" ;;
+    *) echo "unknown binary $1" >&2; return 2 ;;
+  esac
+}
+
+if [[ ${1:-} == --path ]]; then
+  name=${2:?--path NAME}
+  "build_$name" >&2
+  binary_path "$name"
+  exit 0
+fi
+
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(etcd kubernetes minio)
+[[ ${#targets[@]} -gt 0 ]] || targets=(etcd kubernetes minio helm promtool gitops_health)
 for t in "${targets[@]}"; do "build_$t"; done

@@ -26,7 +26,14 @@ before(() => {
 async function dryRunCreate(body: Record<string, any>): Promise<string | undefined> {
   body.metadata = { ...body.metadata, namespace: ns };
   try {
-    await api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, body, dryRun: "All" });
+    await api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: PLURAL,
+      body,
+      dryRun: "All",
+    });
     return undefined;
   } catch (err) {
     if (!(err instanceof k8s.ApiException)) throw err;
@@ -47,8 +54,10 @@ test(`every case of the generated table (${table.cases.length}) is rejected, nam
   for (const c of table.cases) {
     const verdict = await dryRunCreate(applyCase(base, c));
     if (verdict === undefined) failures.push(`${c.name}: accepted`);
-    else if (!verdict.includes(c.field)) failures.push(`${c.name}: does not name ${c.field}: ${verdict.split("\n")[0]}`);
-    else if (c.says && !verdict.includes(c.says)) failures.push(`${c.name}: does not say "${c.says}": ${verdict.split("\n")[0]}`);
+    else if (!verdict.includes(c.field))
+      failures.push(`${c.name}: does not name ${c.field}: ${verdict.split("\n")[0]}`);
+    else if (c.says && !verdict.includes(c.says))
+      failures.push(`${c.name}: does not say "${c.says}": ${verdict.split("\n")[0]}`);
   }
   assert.deepEqual(failures, []);
 });

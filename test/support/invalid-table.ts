@@ -30,7 +30,10 @@ export const TABLE_PATH = path.join(REPO_ROOT, "test/tables/invalid-runs.json");
 
 /** The field path as the API server prints it: list indexes in brackets, map keys after a dot. */
 export function fieldPath(keys: Key[]): string {
-  return keys.map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`)).join("").replace(/^\./, "");
+  return keys
+    .map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`))
+    .join("")
+    .replace(/^\./, "");
 }
 
 export function applyCase(base: Json, c: InvalidCase): Json {
@@ -55,7 +58,8 @@ const PATTERN_BREAKERS = ["Not Valid!", "-", "UPPER_case", "/leading", "a..b", "
 /** Cases generated from one schema node at `keys` (its value in the base is `value`). */
 function fieldCases(schema: Json, keys: Key[], field: string, value: unknown, out: InvalidCase[]): void {
   const set = (v: unknown) => [{ path: keys, value: v }];
-  const add = (kind: InvalidCase["kind"], what: string, v: unknown) => out.push({ name: `${field}: ${what}`, kind, field, set: set(v) });
+  const add = (kind: InvalidCase["kind"], what: string, v: unknown) =>
+    out.push({ name: `${field}: ${what}`, kind, field, set: set(v) });
 
   if (schema["x-kubernetes-int-or-string"]) {
     add("type", "a boolean where a quantity is expected", true);
@@ -75,7 +79,8 @@ function fieldCases(schema: Json, keys: Key[], field: string, value: unknown, ou
         const v = schema.exclusiveMinimum ? schema.minimum : schema.minimum - step;
         add("range", `${v}, below the minimum ${schema.minimum}`, v);
       }
-      if (schema.maximum !== undefined) add("range", `${schema.maximum + step}, above the maximum ${schema.maximum}`, schema.maximum + step);
+      if (schema.maximum !== undefined)
+        add("range", `${schema.maximum + step}, above the maximum ${schema.maximum}`, schema.maximum + step);
       return;
     }
     case "boolean":
@@ -88,7 +93,8 @@ function fieldCases(schema: Json, keys: Key[], field: string, value: unknown, ou
         return;
       }
       if (schema.minLength) add("length", "an empty string", "");
-      if (schema.maxLength !== undefined) add("length", `${schema.maxLength + 1} characters`, "a".repeat(schema.maxLength + 1));
+      if (schema.maxLength !== undefined)
+        add("length", `${schema.maxLength + 1} characters`, "a".repeat(schema.maxLength + 1));
       if (schema.pattern) {
         const re = new RegExp(schema.pattern);
         const min = schema.minLength ?? 0;
@@ -104,7 +110,11 @@ function fieldCases(schema: Json, keys: Key[], field: string, value: unknown, ou
       const list = value as unknown[] | undefined;
       if (schema.minItems) add("items", "an empty list", []);
       if (schema.maxItems !== undefined && list?.length) {
-        add("items", `${schema.maxItems + 1} items`, Array.from({ length: schema.maxItems + 1 }, (_, i) => list[i % list.length]));
+        add(
+          "items",
+          `${schema.maxItems + 1} items`,
+          Array.from({ length: schema.maxItems + 1 }, (_, i) => list[i % list.length]),
+        );
       }
       if (list?.length) fieldCases(schema.items, [...keys, 0], `${field}[0]`, list[0], out);
       else throw new Error(`${BASE_MANIFEST} needs an item in ${field} so its items get cases`);
@@ -121,19 +131,31 @@ function fieldCases(schema: Json, keys: Key[], field: string, value: unknown, ou
 }
 
 function walkObject(schema: Json, keys: Key[], field: string, value: Json | undefined, out: InvalidCase[]): void {
-  if (value === undefined || value === null) throw new Error(`${BASE_MANIFEST} must set ${field} so its fields get cases`);
+  if (value === undefined || value === null)
+    throw new Error(`${BASE_MANIFEST} must set ${field} so its fields get cases`);
   for (const name of schema.required ?? []) {
-    out.push({ name: `${field}.${name}: required, removed`, kind: "required", field: `${field}.${name}`, delete: [[...keys, name]] });
+    out.push({
+      name: `${field}.${name}: required, removed`,
+      kind: "required",
+      field: `${field}.${name}`,
+      delete: [[...keys, name]],
+    });
   }
   for (const [name, child] of Object.entries((schema.properties ?? {}) as Record<string, Json>)) {
     const childValue = value[name];
     const childField = `${field}.${name}`;
     // Scalars may be absent from the base (the case adds them); lists and objects must be there.
     const container = child.type === "object" || child.type === "array";
-    if (childValue === undefined && container) throw new Error(`${BASE_MANIFEST} must set ${childField} so it gets cases`);
+    if (childValue === undefined && container)
+      throw new Error(`${BASE_MANIFEST} must set ${childField} so it gets cases`);
     if (childValue === null) {
       // A nullable field left null in the base: check the type with a value of its own.
-      out.push({ name: `${childField}: a string where a number is expected`, kind: "type", field: childField, set: [{ path: [...keys, name], value: "12" }] });
+      out.push({
+        name: `${childField}: a string where a number is expected`,
+        kind: "type",
+        field: childField,
+        set: [{ path: [...keys, name], value: "12" }],
+      });
       continue;
     }
     fieldCases(child, [...keys, name], childField, childValue, out);
@@ -143,8 +165,15 @@ function walkObject(schema: Json, keys: Key[], field: string, value: Json | unde
     if (first === undefined) throw new Error(`${BASE_MANIFEST} needs an entry in ${field} so its values get cases`);
     fieldCases(schema.additionalProperties, [...keys, first], `${field}.${first}`, value[first], out);
     if (schema.maxProperties !== undefined) {
-      const many = Object.fromEntries(Array.from({ length: schema.maxProperties + 1 }, (_, i) => [`k${i}`, value[first]]));
-      out.push({ name: `${field}: ${schema.maxProperties + 1} entries`, kind: "items", field, set: [{ path: keys, value: many }] });
+      const many = Object.fromEntries(
+        Array.from({ length: schema.maxProperties + 1 }, (_, i) => [`k${i}`, value[first]]),
+      );
+      out.push({
+        name: `${field}: ${schema.maxProperties + 1} entries`,
+        kind: "items",
+        field,
+        set: [{ path: keys, value: many }],
+      });
     }
   }
 }
@@ -153,9 +182,11 @@ function walkObject(schema: Json, keys: Key[], field: string, value: Json | unde
 export function celRules(schema: Json, keys: Key[] = []): Array<{ at: string; rule: CelRule }> {
   const found: Array<{ at: string; rule: CelRule }> = [];
   for (const rule of (schema["x-kubernetes-validations"] ?? []) as CelRule[]) found.push({ at: fieldPath(keys), rule });
-  for (const [name, child] of Object.entries((schema.properties ?? {}) as Record<string, Json>)) found.push(...celRules(child, [...keys, name]));
+  for (const [name, child] of Object.entries((schema.properties ?? {}) as Record<string, Json>))
+    found.push(...celRules(child, [...keys, name]));
   if (schema.items) found.push(...celRules(schema.items, [...keys, 0]));
-  if (typeof schema.additionalProperties === "object") found.push(...celRules(schema.additionalProperties, [...keys, "*"]));
+  if (typeof schema.additionalProperties === "object")
+    found.push(...celRules(schema.additionalProperties, [...keys, "*"]));
   return found;
 }
 
@@ -171,51 +202,208 @@ function celCases(): InvalidCase[] {
     cases.push({ name, kind: "cel", field, says, set: s, ...(del ? { delete: del } : {}) });
 
   cel("run name with a dot", "metadata.name", "no '.'", set([["metadata", "name"], "complete.b32"]));
-  cel("multi-node run whose name starts with a digit", "metadata.name", "must start with a letter", set([["metadata", "name"], "2024-b32"]));
-  cel("multi-node run whose pod hostnames would exceed 63", "metadata.name", "at most 46 characters", set([["metadata", "name"], "b".repeat(47)]));
-  cel("nvidia.com/gpu in trainer resources", "spec.trainer.resources", "GPUs come from gpusPerNode", set([S("trainer", "resources", "limits", "nvidia.com/gpu"), 8]));
+  cel(
+    "multi-node run whose name starts with a digit",
+    "metadata.name",
+    "must start with a letter",
+    set([["metadata", "name"], "2024-b32"]),
+  );
+  cel(
+    "multi-node run whose pod hostnames would exceed 63",
+    "metadata.name",
+    "at most 46 characters",
+    set([["metadata", "name"], "b".repeat(47)]),
+  );
+  cel(
+    "nvidia.com/gpu in trainer resources",
+    "spec.trainer.resources",
+    "GPUs come from gpusPerNode",
+    set([S("trainer", "resources", "limits", "nvidia.com/gpu"), 8]),
+  );
   for (const loc of ["source", "artifacts", "promotion"]) {
-    cel(`${loc} prefix with a '..' segment`, `spec.${loc}.s3.prefix`, "'..' segments", set([S(loc, "s3", "prefix"), "runs/../other/"]));
+    cel(
+      `${loc} prefix with a '..' segment`,
+      `spec.${loc}.s3.prefix`,
+      "'..' segments",
+      set([S(loc, "s3", "prefix"), "runs/../other/"]),
+    );
   }
-  cel("poll interval of 100ms (a hot loop)", "spec.source.pollInterval", "between 1s and 24h", set([S("source", "pollInterval"), "100ms"]));
-  cel("poll interval of 48h", "spec.source.pollInterval", "between 1s and 24h", set([S("source", "pollInterval"), "48h"]));
-  cel("bufferSamples with Sequential replay", "spec.strategy.bufferSamples", "applies only to replay CumulativeExp or CumulativeEqual", set([S("strategy", "replay"), "Sequential"]));
-  cel("Oracle warm-starting from the promoted model", "spec.strategy.warmStartFrom", "start from scratch", set([S("strategy", "replay"), "Oracle"], [S("strategy", "bufferSamples"), 0]));
-  cel("several nodes without GPUs", "spec.trainer.gpusPerNode", "nodes > 1 needs gpusPerNode > 0", set([S("trainer", "gpusPerNode"), 0]));
+  cel(
+    "poll interval of 100ms (a hot loop)",
+    "spec.source.pollInterval",
+    "between 1s and 24h",
+    set([S("source", "pollInterval"), "100ms"]),
+  );
+  cel(
+    "poll interval of 48h",
+    "spec.source.pollInterval",
+    "between 1s and 24h",
+    set([S("source", "pollInterval"), "48h"]),
+  );
+  cel(
+    "bufferSamples with Sequential replay",
+    "spec.strategy.bufferSamples",
+    "applies only to replay CumulativeExp or CumulativeEqual",
+    set([S("strategy", "replay"), "Sequential"]),
+  );
+  cel(
+    "Oracle warm-starting from the promoted model",
+    "spec.strategy.warmStartFrom",
+    "start from scratch",
+    set([S("strategy", "replay"), "Oracle"], [S("strategy", "bufferSamples"), 0]),
+  );
+  cel(
+    "several nodes without GPUs",
+    "spec.trainer.gpusPerNode",
+    "nodes > 1 needs gpusPerNode > 0",
+    set([S("trainer", "gpusPerNode"), 0]),
+  );
   for (const owner of [S("trainer"), S("evaluation", "runner")]) {
     const o = fieldPath(owner);
-    cel(`${o}: toleration key that is not a qualified name`, `${o}.tolerations[0].key`, "qualified name", set([[...toleration(owner), "key"], "bad key!"]));
-    cel(`${o}: toleration without key and operator Equal`, `${o}.tolerations[0].operator`, "operator must be Exists", set([[...toleration(owner), "key"], ""], [[...toleration(owner), "operator"], "Equal"]));
-    cel(`${o}: toleration Exists with a value`, `${o}.tolerations[0].value`, "value must be empty", set([[...toleration(owner), "operator"], "Exists"], [[...toleration(owner), "value"], "yes"]));
-    cel(`${o}: tolerationSeconds without NoExecute`, `${o}.tolerations[0].effect`, "needs effect NoExecute", set([[...toleration(owner), "effect"], "NoSchedule"], [[...toleration(owner), "tolerationSeconds"], 60]));
-    cel(`${o}: node selector key with a space`, `${o}.nodeSelector`, "qualified names", set([[...owner, "nodeSelector"], { "gpu type": "a100" }]));
-    cel(`${o}: node selector key with a 64-character name`, `${o}.nodeSelector`, "qualified names", set([[...owner, "nodeSelector"], { ["x".repeat(64)]: "a100" }]));
+    cel(
+      `${o}: toleration key that is not a qualified name`,
+      `${o}.tolerations[0].key`,
+      "qualified name",
+      set([[...toleration(owner), "key"], "bad key!"]),
+    );
+    cel(
+      `${o}: toleration without key and operator Equal`,
+      `${o}.tolerations[0].operator`,
+      "operator must be Exists",
+      set([[...toleration(owner), "key"], ""], [[...toleration(owner), "operator"], "Equal"]),
+    );
+    cel(
+      `${o}: toleration Exists with a value`,
+      `${o}.tolerations[0].value`,
+      "value must be empty",
+      set([[...toleration(owner), "operator"], "Exists"], [[...toleration(owner), "value"], "yes"]),
+    );
+    cel(
+      `${o}: tolerationSeconds without NoExecute`,
+      `${o}.tolerations[0].effect`,
+      "needs effect NoExecute",
+      set([[...toleration(owner), "effect"], "NoSchedule"], [[...toleration(owner), "tolerationSeconds"], 60]),
+    );
+    cel(
+      `${o}: node selector key with a space`,
+      `${o}.nodeSelector`,
+      "qualified names",
+      set([[...owner, "nodeSelector"], { "gpu type": "a100" }]),
+    );
+    cel(
+      `${o}: node selector key with a 64-character name`,
+      `${o}.nodeSelector`,
+      "qualified names",
+      set([[...owner, "nodeSelector"], { ["x".repeat(64)]: "a100" }]),
+    );
     for (const list of ["requests", "limits"]) {
-      cel(`${o}: resource name with a space in ${list}`, `${o}.resources.${list}`, "qualified names", set([[...owner, "resources", list], { "gpu memory": "1Gi" }]));
+      cel(
+        `${o}: resource name with a space in ${list}`,
+        `${o}.resources.${list}`,
+        "qualified names",
+        set([[...owner, "resources", list], { "gpu memory": "1Gi" }]),
+      );
     }
   }
-  cel("gate with neither value nor maxRegression", "spec.evaluation.gates[1]", "needs value (with op) or maxRegression", set([S("evaluation", "gates", 1), { metric: "retrieval.id.meanRecallAt1" }]));
-  cel("gate with op but no value", "spec.evaluation.gates[1].op", "op and value go together", set([S("evaluation", "gates", 1, "op"), ">="]));
-  cel("cuda evaluation without GPUs", "spec.evaluation.runner.gpus", "cuda needs gpus > 0", set([S("evaluation", "runner", "gpus"), 0]));
-  cel("in-process evaluation asking for GPUs", "spec.evaluation.runner.gpus", "gpus must be 0", set([S("evaluation", "runner", "mode"), "InProcess"], [S("evaluation", "runner", "executionProvider"), "cpu"]));
-  cel("duplicate retrieval k", "spec.evaluation.retrieval.k", "unique", set([S("evaluation", "retrieval", "k"), [1, 5, 5]]));
-  cel("zero-shot gate naming no zero-shot pack", "spec.evaluation.gates", "must name an entry of evaluation.zeroShot", set([S("evaluation", "gates", 1, "metric"), "zeroShot.coco.top1"]));
-  cel("Recall@10 gate with k [1, 5]", "spec.evaluation.gates", "needs its K in evaluation.retrieval.k", set([S("evaluation", "gates", 0, "metric"), "retrieval.id.imageToTextRecallAt10"]));
-  cel("duplicate zero-shot names", "spec.evaluation.zeroShot", "must be unique", set([S("evaluation", "zeroShot", 1), { name: "imagenet-val", uri: "s3://eval/other/" }]));
-  cel("budget smaller than the world size (2 x 4 GPUs)", "spec.strategy.samplesPerRound", "at least the world size", set([S("strategy", "samplesPerRound"), 7], [S("strategy", "bufferSamples"), 0]));
-  cel("global batch not divisible over 2 x 4 GPUs", "spec.strategy.optimizer.batchSize", "divide evenly", set([S("strategy", "optimizer", "batchSize"), 4100]));
-  cel("artifacts inside the source prefix", "spec.artifacts.s3.prefix", "inside the source prefix", set([S("artifacts", "s3"), { bucket: "tic-data", prefix: "laion/slices/runs/" }]));
-  cel("artifacts at the source prefix itself", "spec.artifacts.s3.prefix", "inside the source prefix", set([S("artifacts", "s3"), { bucket: "tic-data", prefix: "laion/slices/" }]));
-  cel("promotion inside the source prefix", "spec.promotion.s3.prefix", "inside the source prefix", set([S("promotion", "s3"), { bucket: "tic-data", prefix: "laion/slices/models/" }]));
-  cel("promotion at the artifacts prefix", "spec.promotion.s3.prefix", "overlap", set([S("promotion", "s3"), { bucket: "tic-runs", prefix: "complete-b32/" }]));
-  cel("artifacts at the bucket root holding the promotion prefix", "spec.promotion.s3.prefix", "overlap", set([S("promotion", "s3"), { bucket: "tic-runs", prefix: "models/" }], [S("artifacts", "s3", "prefix"), ""]));
+  cel(
+    "gate with neither value nor maxRegression",
+    "spec.evaluation.gates[1]",
+    "needs value (with op) or maxRegression",
+    set([S("evaluation", "gates", 1), { metric: "retrieval.id.meanRecallAt1" }]),
+  );
+  cel(
+    "gate with op but no value",
+    "spec.evaluation.gates[1].op",
+    "op and value go together",
+    set([S("evaluation", "gates", 1, "op"), ">="]),
+  );
+  cel(
+    "cuda evaluation without GPUs",
+    "spec.evaluation.runner.gpus",
+    "cuda needs gpus > 0",
+    set([S("evaluation", "runner", "gpus"), 0]),
+  );
+  cel(
+    "in-process evaluation asking for GPUs",
+    "spec.evaluation.runner.gpus",
+    "gpus must be 0",
+    set([S("evaluation", "runner", "mode"), "InProcess"], [S("evaluation", "runner", "executionProvider"), "cpu"]),
+  );
+  cel(
+    "duplicate retrieval k",
+    "spec.evaluation.retrieval.k",
+    "unique",
+    set([S("evaluation", "retrieval", "k"), [1, 5, 5]]),
+  );
+  cel(
+    "zero-shot gate naming no zero-shot pack",
+    "spec.evaluation.gates",
+    "must name an entry of evaluation.zeroShot",
+    set([S("evaluation", "gates", 1, "metric"), "zeroShot.coco.top1"]),
+  );
+  cel(
+    "Recall@10 gate with k [1, 5]",
+    "spec.evaluation.gates",
+    "needs its K in evaluation.retrieval.k",
+    set([S("evaluation", "gates", 0, "metric"), "retrieval.id.imageToTextRecallAt10"]),
+  );
+  cel(
+    "duplicate zero-shot names",
+    "spec.evaluation.zeroShot",
+    "must be unique",
+    set([S("evaluation", "zeroShot", 1), { name: "imagenet-val", uri: "s3://eval/other/" }]),
+  );
+  cel(
+    "budget smaller than the world size (2 x 4 GPUs)",
+    "spec.strategy.samplesPerRound",
+    "at least the world size",
+    set([S("strategy", "samplesPerRound"), 7], [S("strategy", "bufferSamples"), 0]),
+  );
+  cel(
+    "global batch not divisible over 2 x 4 GPUs",
+    "spec.strategy.optimizer.batchSize",
+    "divide evenly",
+    set([S("strategy", "optimizer", "batchSize"), 4100]),
+  );
+  cel(
+    "artifacts inside the source prefix",
+    "spec.artifacts.s3.prefix",
+    "inside the source prefix",
+    set([S("artifacts", "s3"), { bucket: "tic-data", prefix: "laion/slices/runs/" }]),
+  );
+  cel(
+    "artifacts at the source prefix itself",
+    "spec.artifacts.s3.prefix",
+    "inside the source prefix",
+    set([S("artifacts", "s3"), { bucket: "tic-data", prefix: "laion/slices/" }]),
+  );
+  cel(
+    "promotion inside the source prefix",
+    "spec.promotion.s3.prefix",
+    "inside the source prefix",
+    set([S("promotion", "s3"), { bucket: "tic-data", prefix: "laion/slices/models/" }]),
+  );
+  cel(
+    "promotion at the artifacts prefix",
+    "spec.promotion.s3.prefix",
+    "overlap",
+    set([S("promotion", "s3"), { bucket: "tic-runs", prefix: "complete-b32/" }]),
+  );
+  cel(
+    "artifacts at the bucket root holding the promotion prefix",
+    "spec.promotion.s3.prefix",
+    "overlap",
+    set([S("promotion", "s3"), { bucket: "tic-runs", prefix: "models/" }], [S("artifacts", "s3", "prefix"), ""]),
+  );
   return cases;
 }
 
 /** Which CEL rule a hand case exercises: the rule at `at` whose message contains `says`. */
 function coveredBy(c: InvalidCase, rules: Array<{ at: string; rule: CelRule }>): Array<{ at: string; rule: CelRule }> {
   const anyIndex = (p: string) => p.replace(/\[[0-9]+\]/g, "[]");
-  return rules.filter((r) => r.rule.message.includes(c.says ?? "\u0000") && anyIndex(c.field).startsWith(anyIndex(r.at)));
+  return rules.filter(
+    (r) => r.rule.message.includes(c.says ?? "\u0000") && anyIndex(c.field).startsWith(anyIndex(r.at)),
+  );
 }
 
 export function buildInvalidTable(): { base: string; cases: InvalidCase[] } {
@@ -228,10 +416,13 @@ export function buildInvalidTable(): { base: string; cases: InvalidCase[] } {
   const hand = celCases();
   const rules = celRules(root);
   const uncovered = rules.filter((r) => !hand.some((c) => coveredBy(c, [r]).length > 0));
-  if (uncovered.length) throw new Error(`CEL rules without a case: ${uncovered.map((r) => `${r.at}: ${r.rule.message}`).join("; ")}`);
+  if (uncovered.length)
+    throw new Error(`CEL rules without a case: ${uncovered.map((r) => `${r.at}: ${r.rule.message}`).join("; ")}`);
   for (const c of hand) if (coveredBy(c, rules).length === 0) throw new Error(`case "${c.name}" exercises no CEL rule`);
   // Sanity: every mutation path exists in the base (a typo would make a case test nothing).
-  for (const c of [...cases, ...hand]) for (const s of c.set ?? []) if (at(base, s.path.slice(0, -1)) === undefined) throw new Error(`${c.name}: no ${fieldPath(s.path)} in base`);
+  for (const c of [...cases, ...hand])
+    for (const s of c.set ?? [])
+      if (at(base, s.path.slice(0, -1)) === undefined) throw new Error(`${c.name}: no ${fieldPath(s.path)} in base`);
   return { base: BASE_MANIFEST, cases: [...cases, ...hand] };
 }
 

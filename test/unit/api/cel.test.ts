@@ -18,7 +18,10 @@ describe("withRules", () => {
   test("evaluates integer fields as CEL ints, so % works as on the API server", () => {
     assert.ok(pair.safeParse({ n: 4, d: 1.5 }).success);
     const r = pair.safeParse({ n: 3, d: 1.5 });
-    assert.deepEqual(r.error?.issues.map((i) => [i.path, i.message]), [[["n"], "n must be even"]]);
+    assert.deepEqual(
+      r.error?.issues.map((i) => [i.path, i.message]),
+      [[["n"], "n must be even"]],
+    );
   });
 
   test("an absent optional field is absent to has()", () => {
@@ -34,10 +37,25 @@ describe("withRules", () => {
 
   test("issue paths stay correct when a schema is used at several places", () => {
     const outer = z.object({ a: z.array(pair), b: pair });
-    const r = outer.safeParse({ a: [{ n: 2, d: 0 }, { n: 1, d: 0 }], b: { n: 1, d: 0 } });
-    assert.deepEqual(r.error?.issues.map((i) => i.path), [["a", 1, "n"], ["b", "n"]]);
+    const r = outer.safeParse({
+      a: [
+        { n: 2, d: 0 },
+        { n: 1, d: 0 },
+      ],
+      b: { n: 1, d: 0 },
+    });
+    assert.deepEqual(
+      r.error?.issues.map((i) => i.path),
+      [
+        ["a", 1, "n"],
+        ["b", "n"],
+      ],
+    );
     const again = outer.safeParse({ a: [{ n: 1, d: 0 }], b: { n: 2, d: 0 } });
-    assert.deepEqual(again.error?.issues.map((i) => i.path), [["a", 0, "n"]]);
+    assert.deepEqual(
+      again.error?.issues.map((i) => i.path),
+      [["a", 0, "n"]],
+    );
   });
 
   test("carries the rules into the CRD schema, keeping the description", () => {

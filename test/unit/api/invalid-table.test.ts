@@ -13,7 +13,13 @@ const table = JSON.parse(readFileSync(TABLE_PATH, "utf8")) as { base: string; ca
 const base = YAML.parse(readFileSync(path.join(REPO_ROOT, table.base), "utf8"));
 // spec.a[key] and spec.a.key name the same field; zod does not say which keys are map keys.
 const canonical = (p: string) => p.replace(/\[([^\]0-9][^\]]*)\]/g, ".$1");
-const zodPath = (keys: PropertyKey[]) => canonical(keys.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("").slice(1));
+const zodPath = (keys: PropertyKey[]) =>
+  canonical(
+    keys
+      .map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`))
+      .join("")
+      .slice(1),
+  );
 
 describe("invalid-runs table", () => {
   test("is up to date with the schema (run `npm run gen`)", () => {
@@ -23,7 +29,8 @@ describe("invalid-runs table", () => {
   test("holds at least 60 cases, every kind, each with a field path", () => {
     assert.ok(table.cases.length >= 60, `${table.cases.length} cases`);
     const kinds = new Set(table.cases.map((c) => c.kind));
-    for (const k of ["type", "range", "pattern", "enum", "required", "cel"]) assert.ok(kinds.has(k as InvalidCase["kind"]), k);
+    for (const k of ["type", "range", "pattern", "enum", "required", "cel"])
+      assert.ok(kinds.has(k as InvalidCase["kind"]), k);
     for (const c of table.cases) assert.match(c.field, /^(spec|metadata)/, c.name);
   });
 
@@ -49,8 +56,12 @@ describe("invalid-runs table", () => {
         const p = zodPath(i.path);
         return p === want || p.startsWith(`${want}.`) || p.startsWith(`${want}[`);
       });
-      if (at.length === 0) failures.push(`${c.name}: no issue at ${c.field}: ${r.error.issues.map((i) => `${zodPath(i.path)}: ${i.message}`).join("; ")}`);
-      else if (c.says && !at.some((i) => i.message.includes(c.says!))) failures.push(`${c.name}: no message with "${c.says}": ${at.map((i) => i.message).join("; ")}`);
+      if (at.length === 0)
+        failures.push(
+          `${c.name}: no issue at ${c.field}: ${r.error.issues.map((i) => `${zodPath(i.path)}: ${i.message}`).join("; ")}`,
+        );
+      else if (c.says && !at.some((i) => i.message.includes(c.says!)))
+        failures.push(`${c.name}: no message with "${c.says}": ${at.map((i) => i.message).join("; ")}`);
     }
     assert.deepEqual(failures, []);
   });

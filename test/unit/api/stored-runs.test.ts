@@ -20,12 +20,18 @@ test(`each of the ${specRules.length} cross-field rules on spec stalls a stored 
   const failures: string[] = [];
   for (const c of specRules) {
     const doc = applyCase(base, c);
-    const d = decide({ metadata: { name: "r", namespace: "ns", uid: "u", generation: 2 }, spec: doc.spec, status: undefined }, { rounds: [] }, NOW);
+    const d = decide(
+      { metadata: { name: "r", namespace: "ns", uid: "u", generation: 2 }, spec: doc.spec, status: undefined },
+      { rounds: [] },
+      NOW,
+    );
     const ready = d.status?.conditions?.find((x) => x.type === "Ready");
     // decide names fields as spec.a.b.0.c; the table as spec.a.b[0].c.
     const field = c.field.replace(/\[([0-9]+)\]/g, ".$1");
-    if (d.outcome !== "stalled" || d.status?.phase !== "Invalid") failures.push(`${c.name}: ${d.outcome} ${d.status?.phase}`);
-    else if (!ready?.message.includes(field) || !ready.message.includes(c.says!)) failures.push(`${c.name}: ${ready?.message}`);
+    if (d.outcome !== "stalled" || d.status?.phase !== "Invalid")
+      failures.push(`${c.name}: ${d.outcome} ${d.status?.phase}`);
+    else if (!ready?.message.includes(field) || !ready.message.includes(c.says!))
+      failures.push(`${c.name}: ${ready?.message}`);
     else if (d.actions.length > 0) failures.push(`${c.name}: acts (${d.actions.length} actions)`);
   }
   assert.deepEqual(failures, []);

@@ -104,7 +104,7 @@ export function nextRound(
     replay: spec.strategy.replay,
     model: { architecture: spec.model.architecture, initCheckpoint },
     data: { sources: mixture.mixture.sources, samples: mixture.mixture.samples },
-    optimizer: spec.strategy.optimizer,
+    optimizer: planOptimizer(spec.strategy.optimizer, initCheckpoint !== null),
     output: { uri: roundUri(spec.artifacts.s3, index) },
     checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,
     seed: index,
@@ -122,4 +122,13 @@ export function nextRound(
     ...(initCheckpoint ? { initCheckpoint } : {}),
   };
   return { kind: "start", actions, planned };
+}
+
+/**
+ * The plan's optimizer (the RoundPlan schema is strict: only what the trainer reads). One warmup:
+ * warmupSteps for rounds trained from scratch, warmStartWarmupSteps for warm-started ones (issue 9).
+ */
+function planOptimizer(o: ContinualClipRunSpec["strategy"]["optimizer"], warmStarted: boolean): RoundPlan["optimizer"] {
+  const { lr, weightDecay, batchSize, precision } = o;
+  return { lr, weightDecay, batchSize, precision, warmupSteps: warmStarted ? o.warmStartWarmupSteps : o.warmupSteps };
 }

@@ -2,22 +2,29 @@
 
     evaluator_torch.py prepare --out DIR --arch ticclip-tiny --images N
         DIR/model/{image_encoder.onnx,text_encoder.onnx,model.json} (random init, the trainer's
-        export) and DIR/pack/ (a retrieval pack of N synthetic images, make-evalpack's writer).
+        export), DIR/pack/ (a retrieval pack of N synthetic images, make-evalpack's writer) and
+        DIR/int8/ (the same encoders with MatMul/Gemm weights quantised to int8 by onnxruntime's
+        quantize_dynamic; Conv stays float: ConvInteger has no CPU kernel for int8 weights).
     evaluator_torch.py torch --dir DIR --batch B --threads T --repeats R
-        PyTorch eager CPU image encoding of the same pack (float32 normalisation as the evaluator,
-        then encode_image + L2 normalise); prints {"imagesPerSecond": ..., "seconds": ...}.
+        PyTorch eager CPU encoding of the same pack (float32 normalisation as the evaluator, then
+        encode_image / encode_text + L2 normalise).
+    evaluator_torch.py ort --dir DIR --batch B --threads T --repeats R
+        onnxruntime in Python on the same ONNX files and session options as the evaluator.
+Each prints {"imagesPerSecond", "textsPerSecond", "peakRssMiB", ...} as its last line.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
 
 def prepare(out: str, arch: str, n: int) -> dict:
     import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
     from ticclip_trainer import evalpack, export, models, synth
     from ticclip_trainer.preprocess import Preprocessing
     torch.manual_seed(0)
@@ -25,12 +32,34 @@ def prepare(out: str, arch: str, n: int) -> dict:
     prep = Preprocessing.for_model(arch)
     os.makedirs(os.path.join(out, "model"), exist_ok=True)
     info = export.export_onnx(model, prep, os.path.join(out, "model"))
+    meta = {"architecture": arch, **prep.to_json(), **info}
     with open(os.path.join(out, "model", "model.json"), "w") as f:
-        json.dump({"architecture": arch, **prep.to_json(), **info}, f)
+        json.dump(meta, f)
     torch.save({"state_dict": model.state_dict()}, os.path.join(out, "model", "checkpoint.pt"))
+    os.makedirs(os.path.join(out, "int8"), exist_ok=True)
+    for enc in ("image", "text"):
+        name = meta["onnx"][enc]["file"]
+        quantize_dynamic(os.path.join(out, "model", name), os.path.join(out, "int8", name),
+                         weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    with open(os.path.join(out, "int8", "model.json"), "w") as f:
+        json.dump(meta, f)
     pairs = [(img, cap) for _k, img, _e, cap in synth.samples(3, "bench", n, "eval")]
     evalpack.write_retrieval_pack(os.path.join(out, "pack"), "bench", prep, pairs, "bench")
     return {"dir": out, "architecture": arch, "images": n}
+
+
+def _best(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _peak_rss_mib() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def bench_torch(d: str, batch: int, threads: int, repeats: int) -> dict:
@@ -43,20 +72,53 @@ def bench_torch(d: str, batch: int, threads: int, repeats: int) -> dict:
     model = models.create(meta["architecture"]).eval()
     model.load_state_dict(torch.load(os.path.join(d, "model", "checkpoint.pt"), weights_only=True)["state_dict"])
     manifest, t = evalpack.read_pack(os.path.join(d, "pack"))
-    u8 = t["images"]
-    n = u8.shape[0]
+    u8, tokens = t["images"], t["texts"].astype(np.int64)
+
+    def images():
+        for s in range(0, u8.shape[0], batch):
+            x = torch.from_numpy(evalpack.normalise(u8[s:s + batch], manifest["preprocessing"]))
+            assert torch.isfinite(F.normalize(model.encode_image(x), dim=-1)).all()
+
+    def texts():
+        for s in range(0, tokens.shape[0], batch):
+            assert torch.isfinite(F.normalize(model.encode_text(torch.from_numpy(tokens[s:s + batch])), dim=-1)).all()
+
     with torch.inference_mode():
-        x = torch.from_numpy(evalpack.normalise(u8[:batch], manifest["preprocessing"]))
-        F.normalize(model.encode_image(x), dim=-1)  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for s in range(0, n, batch):
-                x = torch.from_numpy(evalpack.normalise(u8[s:s + batch], manifest["preprocessing"]))
-                e = F.normalize(model.encode_image(x), dim=-1)
-                assert np.isfinite(e.numpy()).all()
-            best = min(best, time.perf_counter() - t0)
-    return {"imagesPerSecond": n / best, "seconds": best, "images": n, "torch": torch.__version__, "threads": threads}
+        ti, tt = _best(images, repeats), _best(texts, repeats)
+    return {"imagesPerSecond": u8.shape[0] / ti, "textsPerSecond": tokens.shape[0] / tt, "torch": torch.__version__,
+            "threads": threads, "peakRssMiB": _peak_rss_mib()}
+
+
+def bench_ort(d: str, batch: int, threads: int, repeats: int) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+    from ticclip_trainer import evalpack
+    meta = json.load(open(os.path.join(d, "model", "model.json")))
+    manifest, t = evalpack.read_pack(os.path.join(d, "pack"))
+    u8, tokens = t["images"], t["texts"].astype(np.int64)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+
+    def session(enc: str):
+        return ort.InferenceSession(os.path.join(d, "model", meta["onnx"][enc]["file"]), opts,
+                                    providers=["CPUExecutionProvider"])
+
+    img, txt = session("image"), session("text")
+    iname, tname = meta["onnx"]["image"]["input"]["name"], meta["onnx"]["text"]["input"]["name"]
+
+    def images():
+        for s in range(0, u8.shape[0], batch):
+            img.run(None, {iname: evalpack.normalise(u8[s:s + batch], manifest["preprocessing"])})
+
+    def texts():
+        for s in range(0, tokens.shape[0], batch):
+            txt.run(None, {tname: tokens[s:s + batch]})
+
+    ti, tt = _best(images, repeats), _best(texts, repeats)
+    return {"imagesPerSecond": u8.shape[0] / ti, "textsPerSecond": tokens.shape[0] / tt, "onnxruntime": ort.__version__,
+            "threads": threads, "peakRssMiB": _peak_rss_mib()}
 
 
 def main(argv: list[str]) -> int:
@@ -66,14 +128,18 @@ def main(argv: list[str]) -> int:
     a.add_argument("--out", required=True)
     a.add_argument("--arch", default="ticclip-tiny")
     a.add_argument("--images", type=int, default=512)
-    b = sub.add_parser("torch")
-    b.add_argument("--dir", required=True)
-    b.add_argument("--batch", type=int, default=64)
-    b.add_argument("--threads", type=int, default=1)
-    b.add_argument("--repeats", type=int, default=3)
+    for name in ("torch", "ort"):
+        b = sub.add_parser(name)
+        b.add_argument("--dir", required=True)
+        b.add_argument("--batch", type=int, default=64)
+        b.add_argument("--threads", type=int, default=1)
+        b.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
-    res = prepare(args.out, args.arch, args.images) if args.cmd == "prepare" else \
-        bench_torch(args.dir, args.batch, args.threads, args.repeats)
+    if args.cmd == "prepare":
+        res = prepare(args.out, args.arch, args.images)
+    else:
+        fn = bench_torch if args.cmd == "torch" else bench_ort
+        res = fn(args.dir, args.batch, args.threads, args.repeats)
     print(json.dumps(res))
     return 0
 

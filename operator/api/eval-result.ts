@@ -15,6 +15,10 @@ export const retrievalScore = z.object({
   images: z.int().min(1),
   texts: z.int().min(1),
   metrics: z.record(z.string(), unit),
+  /** What a model ranking candidates at random scores on this pack, per metric (same keys). */
+  chance: z.record(z.string(), unit).optional(),
+  /** Distinct caption texts (token-identical captions are one text, right for each of their images). */
+  distinctTexts: z.int().min(1).optional(),
 });
 
 export const zeroShotScore = z.object({
@@ -24,6 +28,7 @@ export const zeroShotScore = z.object({
   classes: z.int().min(2),
   templates: z.int().min(1),
   metrics: z.object({ top1: unit, top5: unit }),
+  chance: z.object({ top1: unit, top5: unit }).optional(),
 });
 
 export const modelScores = z.object({
@@ -35,6 +40,8 @@ export const modelScores = z.object({
   zeroShot: z.array(zeroShotScore),
   /** Flat metric paths (retrieval.id.meanRecallAt1, zeroShot.<name>.top1, ...). */
   metrics: metricMap,
+  /** Chance level of each metric path in `metrics`, folded over the same packs. */
+  chance: metricMap.optional(),
   notApplicable: z.record(z.string(), z.string()),
 });
 
@@ -70,6 +77,16 @@ export const evalSucceeded = z.object({
     imagesEncoded: z.int().min(0),
     textsEncoded: z.int().min(0),
     executionProvider: z.string(),
+    /** How the encoders ran: what a reader needs to compare timings and trust the numbers. */
+    precision: z.enum(["fp32", "fp16", "int8"]).optional(),
+    intraOpNumThreads: z.int().min(1).optional(),
+    batchSize: z.object({ image: z.int().min(1), text: z.int().min(1) }).optional(),
+    /** Per encoder file: "hit", "written", "off", or why the optimised-graph cache was not used. */
+    optimizedModelCache: z.record(z.string(), z.string()).optional(),
+    encodeSeconds: z.number().min(0).optional(),
+    metricsSeconds: z.number().min(0).optional(),
+    /** True when scored in a worker thread of the operator (in-process), off its event loop. */
+    inWorkerThread: z.boolean().optional(),
   }),
 });
 

@@ -13,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { createS3Client } from "../s3/client.ts";
 import { S3ObjectStore, type ObjectStore } from "../s3/object-store.ts";
-import { evaluateRound, writeEvalResult } from "./evaluate.ts";
+import { scoreRound, writeEvalResult } from "./evaluate.ts";
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from "./onnx.ts";
 import { buildEvaluateRequest } from "./request.ts";
 
@@ -23,7 +23,7 @@ export const EXIT_BAD_INPUT = 2;
 
 const USAGE = `usage: cli.ts evaluate --round-uri s3://.../rounds/NNNN/ --round N --round-slices ID[,ID] \\
   --source-uri s3://bucket/prefix/ --slices ID,ID,... [--zero-shot NAME=s3://...]... [--k 1,5,10] \\
-  [--baseline-uri s3://.../vN/ --baseline-version N] [--execution-provider cpu|cuda] [--batch-size 64] [--threads N]`;
+  [--baseline-uri s3://.../vN/ --baseline-version N] [--execution-provider cpu|cuda] [--batch-size 64] [--threads N (default: the CPU limit)]`;
 
 const list = (s: string | undefined) => (s ?? "").split(",").map((x) => x.trim()).filter(Boolean);
 
@@ -99,7 +99,8 @@ export async function main(argv: string[], store?: ObjectStore): Promise<number>
       new Date().toISOString(),
       { executionProvider: ep, batchSize: Number(v["batch-size"]), ...(v.threads ? { intraOpNumThreads: Number(v.threads) } : {}) },
     );
-    const result = await evaluateRound(s3, req);
+    // This process does nothing else: no worker thread needed.
+    const result = await scoreRound(s3, req);
     const uri = await writeEvalResult(s3, req.roundUri, result);
     if (result.status === "Failed") {
       console.error(`evaluation failed (${result.reason}): ${result.message}\nwrote ${uri}`);

@@ -2,14 +2,17 @@
 // promoted model's) on every retrieval pack the round should see and on each zero-shot pack,
 // folds the scores into metric paths and the TiC matrix, and returns eval.json's content.
 // Bad input never throws: it comes back as a Failed result with a reason (the round is Rejected).
+import { isMainThread } from "node:worker_threads";
 import { parseRoundKey, ROUND_FILES } from "../api/round-layout.ts";
 import { EVAL_JSON, EVAL_SCHEMA_VERSION, evalResult, type EvalResult, type ModelScores } from "../api/eval-result.ts";
 import type { RetrievalPackManifest, ZeroShotPackManifest } from "../api/eval-pack.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
-import { classEmbeddings, retrievalMetrics, zeroShotMetrics, type Embeddings, type RetrievalMetrics, type ZeroShotMetrics } from "./metrics.ts";
-import { encode, loadModel, preprocessingMismatch, releaseModel, type ExecutionProvider, type LoadedModel } from "./onnx.ts";
+import { createSimilarityKernel, type SimilarityKernel } from "./kernel.ts";
+import { classEmbeddings, groupIdenticalTexts, pickRows, retrievalMetrics, zeroShotMetrics, type Embeddings, type RetrievalMetrics } from "./metrics.ts";
+import { defaultIntraOpThreads, encode, encoderBatch, loadModel, preprocessingMismatch, releaseModel, type ExecutionProvider, type LoadedModel } from "./onnx.ts";
 import { EvalInputError, normalizeImages, openPack, readInts, readShards, type OpenPack } from "./pack.ts";
 import { relationOf, roundMetrics, ticMatrix, type TicRow } from "./tic.ts";
+import { inWorkerThread } from "./worker.ts";
 
 export type EvaluateRequest = {
   round: number;
@@ -26,7 +29,9 @@ export type EvaluateRequest = {
   /** TiC rows of earlier rounds; read from rounds/<NNNN>/eval.json beside roundUri when omitted. */
   previousRows?: TicRow[] | undefined;
   executionProvider?: ExecutionProvider;
+  /** Upper bound on rows per inference call (encoderBatch picks the size per model). */
   batchSize?: number;
+  /** Default: the pod's CPU limit or os.availableParallelism(). */
   intraOpNumThreads?: number;
   /** RFC 3339 time to record (injected, so results are reproducible). */
   now: string;
@@ -34,17 +39,35 @@ export type EvaluateRequest = {
 
 export const DEFAULT_BATCH_SIZE = 64;
 
-type Scored = { model: LoadedModel; retrieval: ModelScores["retrieval"]; zeroShot: ModelScores["zeroShot"] };
+type Scored = {
+  model: LoadedModel;
+  retrieval: ModelScores["retrieval"];
+  zeroShot: ModelScores["zeroShot"];
+};
 
 const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
+/**
+ * Evaluates a round in a worker thread: encoding and metrics are seconds to minutes of CPU, which
+ * on the operator's event loop would stall reconciles and lease renewals. S3 reads and writes stay
+ * on the calling thread (they are asynchronous); only bytes cross over. The evaluation Job, a
+ * process of its own, calls scoreRound directly.
+ */
 export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): Promise<EvalResult> {
+  return inWorkerThread<EvalResult>(store, req);
+}
+
+/** The evaluation itself, on the calling thread. Bad input never throws: it is a Failed result. */
+export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Promise<EvalResult> {
   const started = performance.now();
   const common = { schemaVersion: EVAL_SCHEMA_VERSION, round: req.round, roundUri: withSlash(req.roundUri), roundSlices: req.roundSlices, evaluatedAt: req.now } as const;
   const models: LoadedModel[] = [];
+  let kernel: SimilarityKernel | undefined;
   try {
-    const opts = { executionProvider: req.executionProvider ?? "cpu", ...(req.intraOpNumThreads ? { intraOpNumThreads: req.intraOpNumThreads } : {}) } as const;
-    const candidate = await loadModel(store, req.roundUri, opts);
+    const threads = req.intraOpNumThreads ?? defaultIntraOpThreads();
+    const ep = req.executionProvider ?? "cpu";
+    const opts = { executionProvider: ep, intraOpNumThreads: threads } as const;
+    const candidate = await loadModel(store, req.roundUri, { ...opts, optimizedCacheUri: common.roundUri });
     models.push(candidate);
     let baselineProblem: string | undefined;
     if (req.baseline) {
@@ -63,25 +86,50 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
         baselineProblem = `promoted v${req.baseline.version} could not be loaded: ${e.message}`;
       }
     }
+    kernel = await createSimilarityKernel(threads);
     const scored: Scored[] = models.map((model) => ({ model, retrieval: [], zeroShot: [] }));
     const counts = { images: 0, texts: 0 };
-    const batch = req.batchSize ?? DEFAULT_BATCH_SIZE;
+    const requested = req.batchSize ?? DEFAULT_BATCH_SIZE;
+    const batch = { image: encoderBatch(requested, candidate.image.rowShape, ep), text: encoderBatch(requested, candidate.text.rowShape, ep) };
+    const clock = { encode: 0, metrics: 0 };
+    const timed = async <T>(part: keyof typeof clock, fn: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await fn();
+      } finally {
+        clock[part] += (performance.now() - t0) / 1000;
+      }
+    };
 
     for (const r of req.retrieval) {
       const pack = await openPack(store, r.packUri);
       if (pack.manifest.kind !== "retrieval") throw new EvalInputError("InvalidEvalPack", `${pack.uri} is a ${pack.manifest.kind} pack, slice ${r.sliceId} needs a retrieval pack`);
       const m = pack.manifest;
       checkPack(candidate, m, pack.uri);
+      const M = m.texts.shape[0]!;
       const textImage = await readInts(store, pack, "textImage", m.textImage);
       const tokens = await readInts(store, pack, "texts", m.texts);
-      const images = await encodeImages(store, pack, scored, batch);
-      const texts = await Promise.all(scored.map((s) => encode(s.model.text, tokens, m.texts.shape[0]!, batch)));
+      // Token-identical captions are one text: encoded once, right for every image they describe.
+      const groups = groupIdenticalTexts(tokens, M);
+      const distinct = pickRows(tokens, M, groups.firstRow);
+      const images = await timed("encode", () => encodeImages(store, pack, scored, batch.image));
+      const texts = await timed("encode", () => Promise.all(scored.map((s) => encode(s.model.text, distinct, groups.firstRow.length, batch.text))));
       counts.images += m.images.shape[0]! * scored.length;
-      counts.texts += m.texts.shape[0]! * scored.length;
-      scored.forEach((s, i) => {
-        const metrics: RetrievalMetrics = inPack(pack.uri, () => retrievalMetrics(images[i]!, texts[i]!, textImage, req.k));
-        s.retrieval.push({ sliceId: r.sliceId, packUri: pack.uri, relation: relationOf(r.sliceId, req.roundSlices), images: m.images.shape[0]!, texts: m.texts.shape[0]!, metrics });
-      });
+      counts.texts += groups.firstRow.length * scored.length;
+      for (const [i, s] of scored.entries()) {
+        const input = { images: images[i]!, texts: texts[i]!, textImage, textGroup: groups.groupOf };
+        const { metrics, chance } = await timed("metrics", () => inPack(pack.uri, () => retrievalMetrics(kernel!, input, req.k)));
+        s.retrieval.push({
+          sliceId: r.sliceId,
+          packUri: pack.uri,
+          relation: relationOf(r.sliceId, req.roundSlices),
+          images: m.images.shape[0]!,
+          texts: M,
+          distinctTexts: groups.firstRow.length,
+          metrics,
+          chance,
+        });
+      }
     }
 
     for (const z of req.zeroShot) {
@@ -91,13 +139,14 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
       checkPack(candidate, m, pack.uri);
       const labels = await readInts(store, pack, "labels", m.labels);
       const prompts = await readInts(store, pack, "prompts", m.prompts);
-      const images = await encodeImages(store, pack, scored, batch);
+      const images = await timed("encode", () => encodeImages(store, pack, scored, batch.image));
       counts.images += m.images.shape[0]! * scored.length;
       counts.texts += m.prompts.shape[0]! * scored.length;
       for (const [i, s] of scored.entries()) {
-        const promptEmbeddings = await encode(s.model.text, prompts, m.prompts.shape[0]!, batch);
-        const metrics: ZeroShotMetrics = inPack(pack.uri, () => zeroShotMetrics(images[i]!, classEmbeddings(promptEmbeddings, m.classNames.length, m.templates.length), labels));
-        s.zeroShot.push({ name: z.name, packUri: pack.uri, images: m.images.shape[0]!, classes: m.classNames.length, templates: m.templates.length, metrics });
+        const promptEmbeddings = await timed("encode", () => encode(s.model.text, prompts, m.prompts.shape[0]!, batch.text));
+        const classes = classEmbeddings(promptEmbeddings, m.classNames.length, m.templates.length);
+        const { metrics, chance } = await timed("metrics", () => inPack(pack.uri, () => zeroShotMetrics(kernel!, images[i]!, classes, labels)));
+        s.zeroShot.push({ name: z.name, packUri: pack.uri, images: m.images.shape[0]!, classes: m.classNames.length, templates: m.templates.length, metrics, chance });
       }
     }
 
@@ -116,7 +165,14 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
         seconds: (performance.now() - started) / 1000,
         imagesEncoded: counts.images,
         textsEncoded: counts.texts,
-        executionProvider: req.executionProvider ?? "cpu",
+        executionProvider: ep,
+        precision: "fp32",
+        intraOpNumThreads: threads,
+        batchSize: batch,
+        optimizedModelCache: Object.fromEntries(models.flatMap((m) => [[m.image.file, m.image.optimizedCache], [m.text.file, m.text.optimizedCache]])),
+        encodeSeconds: clock.encode,
+        metricsSeconds: clock.metrics,
+        inWorkerThread: !isMainThread,
       },
     };
     return evalResult.parse(result);
@@ -124,14 +180,14 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
     if (!(e instanceof EvalInputError)) throw e;
     return { ...common, status: "Failed", reason: e.reason, message: e.message };
   } finally {
-    await Promise.all(models.map(releaseModel));
+    await Promise.all([...models.map(releaseModel), kernel?.release()]);
   }
 }
 
 /** The metric functions throw only on inconsistent pack contents (a caption pointing at no image, a label out of range). */
-function inPack<T>(uri: string, fn: () => T): T {
+async function inPack<T>(uri: string, fn: () => Promise<T>): Promise<T> {
   try {
-    return fn();
+    return await fn();
   } catch (e) {
     throw new EvalInputError("InvalidEvalPack", `${uri}: ${(e as Error).message}`);
   }
@@ -143,16 +199,17 @@ function checkPack(candidate: LoadedModel, m: RetrievalPackManifest | ZeroShotPa
   if (mismatch !== undefined) throw new EvalInputError("PackModelMismatch", `${uri}: ${mismatch}`);
 }
 
-/** Streams the pack's image shards once, feeding each model batch by batch. */
+/** Streams the pack's image shards once, feeding each model batch by batch from one reused buffer. */
 async function encodeImages(store: ObjectStore, pack: OpenPack, models: Scored[], batch: number): Promise<Embeddings[]> {
   const m = pack.manifest;
   const N = m.images.shape[0]!;
   const per = 3 * m.preprocessing.imageSize * m.preprocessing.imageSize;
   const out = models.map((s) => ({ data: new Float32Array(N * s.model.image.dim), rows: N, dim: s.model.image.dim }));
+  const buffer = new Float32Array(Math.min(batch, N) * per);
   for await (const sh of readShards(store, pack, "images", m.images)) {
     for (let r = 0; r < sh.rows; r += batch) {
       const b = Math.min(batch, sh.rows - r);
-      const x = normalizeImages(sh.bytes.subarray(r * per, (r + b) * per), m.preprocessing);
+      const x = normalizeImages(sh.bytes.subarray(r * per, (r + b) * per), m.preprocessing, buffer);
       for (const [i, s] of models.entries()) {
         const e = await encode(s.model.image, x, b, batch);
         out[i]!.data.set(e.data, (sh.row + r) * e.dim);
@@ -163,11 +220,13 @@ async function encodeImages(store: ObjectStore, pack: OpenPack, models: Scored[]
 }
 
 function toModelScores(s: Scored, roundSlices: string[]): ModelScores {
-  const folded = roundMetrics(
-    s.retrieval.map((r) => ({ sliceId: r.sliceId, metrics: r.metrics as RetrievalMetrics })),
-    roundSlices,
-    s.zeroShot.map((z) => ({ name: z.name, metrics: z.metrics })),
-  );
+  const fold = (pick: "metrics" | "chance") =>
+    roundMetrics(
+      s.retrieval.map((r) => ({ sliceId: r.sliceId, metrics: (r[pick] ?? {}) as RetrievalMetrics })),
+      roundSlices,
+      s.zeroShot.map((z) => ({ name: z.name, metrics: z[pick] ?? { top1: 0, top5: 0 } })),
+    );
+  const folded = fold("metrics");
   return {
     uri: s.model.uri,
     architecture: s.model.model.architecture,
@@ -176,6 +235,7 @@ function toModelScores(s: Scored, roundSlices: string[]): ModelScores {
     retrieval: s.retrieval,
     zeroShot: s.zeroShot,
     metrics: folded.metrics,
+    chance: fold("chance").metrics,
     notApplicable: folded.notApplicable,
   };
 }

@@ -110,21 +110,36 @@ export async function readInts(store: ObjectStore, pack: OpenPack, name: string,
   return out;
 }
 
-/** uint8 RGB NCHW -> float32 ((x / 255) - mean) / std, as the trainer's preprocess.py does in float32. */
-export function normalizeImages(bytes: Uint8Array, pre: PreprocessingSpec): Float32Array {
+const luts = new WeakMap<PreprocessingSpec, Float32Array[]>();
+
+/** 256 possible inputs per channel: a lookup table computed with float32 rounding at each step. */
+function lutsFor(pre: PreprocessingSpec): Float32Array[] {
+  let lut = luts.get(pre);
+  if (!lut) {
+    lut = [0, 1, 2].map((c) => {
+      const t = new Float32Array(256);
+      const mean = Math.fround(pre.mean[c]!);
+      const std = Math.fround(pre.std[c]!);
+      for (let v = 0; v < 256; v++) t[v] = Math.fround(Math.fround(Math.fround(v / 255) - mean) / std);
+      return t;
+    });
+    luts.set(pre, lut);
+  }
+  return lut;
+}
+
+/**
+ * uint8 RGB NCHW -> float32 ((x / 255) - mean) / std, as the trainer's preprocess.py does in float32.
+ * Writes into `out` when given (a buffer reused batch after batch) and returns the filled part.
+ */
+export function normalizeImages(bytes: Uint8Array, pre: PreprocessingSpec, out?: Float32Array): Float32Array {
   const plane = pre.imageSize * pre.imageSize;
-  // 256 possible inputs per channel: a lookup table computed with float32 rounding at each step.
-  const lut = [0, 1, 2].map((c) => {
-    const t = new Float32Array(256);
-    const mean = Math.fround(pre.mean[c]!);
-    const std = Math.fround(pre.std[c]!);
-    for (let v = 0; v < 256; v++) t[v] = Math.fround(Math.fround(Math.fround(v / 255) - mean) / std);
-    return t;
-  });
-  const out = new Float32Array(bytes.length);
+  const lut = lutsFor(pre);
+  const dst = out ? out.subarray(0, bytes.length) : new Float32Array(bytes.length);
+  if (dst.length !== bytes.length) throw new Error(`normalizeImages: buffer of ${out!.length} values for ${bytes.length} pixels`);
   for (let start = 0, c = 0; start < bytes.length; start += plane, c = (c + 1) % 3) {
     const t = lut[c]!;
-    for (let i = start, end = start + plane; i < end; i++) out[i] = t[bytes[i]!]!;
+    for (let i = start, end = start + plane; i < end; i++) dst[i] = t[bytes[i]!]!;
   }
-  return out;
+  return dst;
 }

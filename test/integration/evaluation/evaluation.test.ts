@@ -154,6 +154,39 @@ describe("evaluation of three trained rounds", () => {
     assert.deepEqual(promotedStatus(now).version, 1);
   });
 
+  test("in-process evaluation runs in a worker thread, reuses the cached optimised graphs and scores as the Job did", async () => {
+    const job = succeeded(await readEvalResult(store, fx.rounds[2]!));
+    assert.equal(job.timing.inWorkerThread, false, "the CLI (evaluation Job) scores on its main thread");
+    const inProcess = await evaluateRound(store, {
+      round: 2,
+      roundUri: fx.rounds[2]!,
+      roundSlices: [fx.slices[2]!],
+      retrieval: fx.slices.map((id) => ({ sliceId: id, packUri: `${fx.source}${id}/eval/` })),
+      zeroShot: [{ name: "shapes", uri: fx.zeroShot }],
+      k: [1, 5, 10],
+      previousRows: [],
+      now: NOW,
+    });
+    const ev = succeeded(inProcess);
+    assert.equal(ev.timing.inWorkerThread, true);
+    assert.deepEqual(Object.values(ev.timing.optimizedModelCache ?? {}), ["hit", "hit"], "the Job's run cached both optimised encoders");
+    assert.deepEqual(ev.candidate.retrieval.map((r) => r.metrics), job.candidate.retrieval.map((r) => r.metrics));
+    assert.deepEqual(ev.candidate.zeroShot[0]!.metrics, job.candidate.zeroShot[0]!.metrics);
+  });
+
+  test("eval.json states the chance level beside each metric; synthetic packs repeat captions", async () => {
+    const ev = succeeded(await readEvalResult(store, fx.rounds[2]!));
+    for (const r of ev.candidate.retrieval) {
+      assert.ok(r.chance, `chance for slice ${r.sliceId}`);
+      assert.deepEqual(Object.keys(r.chance).sort(), Object.keys(r.metrics).sort());
+      for (const v of Object.values(r.chance)) assert.ok(v > 0 && v < 1);
+      assert.ok(r.distinctTexts! < r.texts, `slice ${r.sliceId}: ${r.distinctTexts} distinct of ${r.texts} captions`);
+    }
+    assert.ok(Math.abs(ev.candidate.zeroShot[0]!.chance!.top1 - 1 / 10) < 1e-12);
+    assert.ok(ev.candidate.chance?.["retrieval.id.meanRecallAt1"] !== undefined);
+    assert.ok(ev.candidate.chance?.["zeroShot.shapes.top5"] !== undefined);
+  });
+
   test("zero-shot top-1/top-5 match open_clip's build_zero_shot_classifier within 0.5 points", async () => {
     const ev = succeeded(await readEvalResult(store, fx.parity.roundUri));
     const ts = ev.candidate.zeroShot[0]!.metrics;

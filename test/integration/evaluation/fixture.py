@@ -174,15 +174,21 @@ def _export(module, example, input_name: str, path: str) -> None:
         torch.backends.mha.set_fastpath_enabled(prev)
 
 
-def recall(images: np.ndarray, texts: np.ndarray, text_image: np.ndarray, ks: list[int]) -> dict:
-    """Recall@K both directions, ties against the model (the evaluator's documented rule)."""
+def recall(images: np.ndarray, texts: np.ndarray, text_image: np.ndarray, tokens: np.ndarray, ks: list[int]) -> dict:
+    """Recall@K both directions with the evaluator's documented rule, written independently: a caption
+    is right for an image when its token ids equal those of one of the image's captions; between
+    different texts ties count against the model. Every caption is a candidate (no deduplication)."""
     sim = images.astype(np.float64) @ texts.astype(np.float64).T  # [N, M]
     n, m = sim.shape
-    right = text_image[None, :] == np.arange(n)[:, None]
-    best = np.where(right, sim, -np.inf).max(1)
-    i2t_rank = ((sim >= best[:, None]) & ~right).sum(1)
-    own = sim[text_image, np.arange(m)]
-    t2i_rank = ((sim >= own[None, :]) & ~right).sum(0)
+    _, group = np.unique(tokens, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    has = np.zeros((n, group.max() + 1), dtype=bool)
+    has[text_image, group] = True
+    right = has[:, group]  # [N, M]: caption c's text is one of image i's
+    best_text = np.where(right, sim, -np.inf).max(1)
+    i2t_rank = ((sim >= best_text[:, None]) & ~right).sum(1)
+    best_image = np.where(right, sim, -np.inf).max(0)
+    t2i_rank = ((sim >= best_image[None, :]) & ~right).sum(0)
     out = {}
     for k in sorted({1, *ks}):
         out[f"imageToTextRecallAt{k}"] = float((i2t_rank < k).mean())
@@ -214,7 +220,7 @@ def parity(pack: str, round_uri: str, ks: list[int]) -> dict:
         x = torch.from_numpy(evalpack.normalise(t["images"], manifest["preprocessing"]))
         img = F.normalize(model.encode_image(x), dim=-1).numpy()
         txt = F.normalize(model.encode_text(torch.from_numpy(t["texts"].astype(np.int64))), dim=-1).numpy()
-    return recall(img, txt, t["textImage"].astype(np.int64), ks)
+    return recall(img, txt, t["textImage"].astype(np.int64), t["texts"], ks)
 
 
 def parity_zeroshot(pack: str, round_uri: str) -> dict:

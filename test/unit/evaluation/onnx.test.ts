@@ -1,6 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { encoderBatch, optimizedCacheName, threadsFor } from "../../../operator/evaluation/onnx.ts";
+import { gemmModel } from "../../../operator/evaluation/kernel.ts";
+import { encoderBatch, ExecutionProviderUnavailable, loadModel, optimizedCacheName, threadsFor } from "../../../operator/evaluation/onnx.ts";
+import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
 
 describe("threadsFor", () => {
   const cases: [string, number | undefined, number | undefined, number, number][] = [
@@ -28,4 +30,29 @@ test("optimised graphs are cached under a name keyed by the source model and pro
   assert.match(a, /^image_encoder\.[0-9a-f]{16}\.optimized\.onnx$/);
   assert.notEqual(a, optimizedCacheName("s3://r/rounds/0001/image_encoder.onnx", "ab", "cpu"));
   assert.notEqual(a, optimizedCacheName("s3://r/rounds/0001/image_encoder.onnx", "aa", "cuda"));
+});
+
+test("cuda without onnxruntime's CUDA provider libraries is an environment error, not a rejected model", async () => {
+  const store = new MemoryObjectStore();
+  const io = (name: string, dtype: string, shape: (number | string)[]) => ({ name, dtype, shape });
+  const encoder = (file: string, input: ReturnType<typeof io>) => ({ file, input, output: { ...io("Y", "float32", ["batch", 4]), l2Normalized: true } });
+  const model = {
+    architecture: "gemm",
+    embeddingDim: 4,
+    imageSize: 2,
+    resize: { mode: "shortest", interpolation: "bicubic", crop: "center" },
+    mean: [0, 0, 0],
+    std: [1, 1, 1],
+    tokenizer: { name: "t", contextLength: 4 },
+    onnx: { image: encoder("image_encoder.onnx", io("A", "float32", ["batch", 3, 2, 2])), text: encoder("text_encoder.onnx", io("A", "int64", ["batch", 4])) },
+  };
+  store.objects.set("s3://r/rounds/0000/model.json", new TextEncoder().encode(JSON.stringify(model)));
+  // Any loadable graph will do: the provider fails before the model's inputs are looked at.
+  store.objects.set("s3://r/rounds/0000/image_encoder.onnx", gemmModel());
+  store.objects.set("s3://r/rounds/0000/text_encoder.onnx", gemmModel());
+  await assert.rejects(loadModel(store, "s3://r/rounds/0000/", { executionProvider: "cuda" }), (e) => {
+    assert.ok(e instanceof ExecutionProviderUnavailable, String(e));
+    assert.match(e.message, /execution provider cuda is not available here/);
+    return true;
+  });
 });

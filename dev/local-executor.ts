@@ -105,11 +105,13 @@ async function start(pod: k8s.V1Pod): Promise<void> {
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);
   log.info("started", { pod: pod.metadata!.name, pid: child.pid, argv: argv.join(" ") });
-  await patchStatus(pod, {
+  const runningPatched = patchStatus(pod, {
     phase: "Running",
     startTime: startedAt,
     containerStatuses: [{ name: container.name, image: container.image!, imageID: "", ready: true, restartCount: 0, started: true, state: { running: { startedAt } } }],
   }).catch((err) => log.warn("status Running failed", { error: String(err) }));
+  // Listen before the first await (a command that fails at once would close unseen otherwise), and
+  // report the end only after Running, so a late Running cannot overwrite it.
   child.on("error", (err) => keep(Buffer.from(`spawn error: ${err.message}\n`)));
   child.on("close", (code, signal) => {
     running.delete(uid);
@@ -117,10 +119,11 @@ async function start(pod: k8s.V1Pod): Promise<void> {
     const exitCode = code ?? (signal === "SIGKILL" ? 137 : 143);
     const tail = entry.output.join("").slice(-1024);
     log.info("exited", { pod: pod.metadata!.name, exitCode, signal, disrupted: entry.disrupted });
-    void terminated(exitCode, exitCode === 0 ? "Completed" : "Error", tail).catch((err) =>
+    void runningPatched.then(() => terminated(exitCode, exitCode === 0 ? "Completed" : "Error", tail)).catch((err) =>
       log.warn("status update failed (pod gone?)", { pod: pod.metadata!.name, error: String(err) }),
     );
   });
+  await runningPatched;
 }
 
 function onPod(type: string, pod: k8s.V1Pod): void {

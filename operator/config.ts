@@ -19,6 +19,13 @@ export const operatorConfig = z.object({
   notificationsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port").optional(),
   notificationToken: z.string().min(16, "at least 16 characters").optional(),
   evaluatorImage: z.string().min(1).optional().describe("Image of evaluation Jobs (this operator's image); unset evaluates in-process."),
+  s3TimeoutSeconds: z.number().int().min(1).max(3600).describe("Deadline of one S3 call until its response, retries included."),
+  reconcileDeadlineSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(86_400)
+    .describe("A reconcile still running after this frees its worker and, until it ends, fails /healthz."),
 }).refine((c) => !c.notificationsAddress || c.notificationToken, {
   message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
   path: ["notificationToken"],
@@ -39,6 +46,8 @@ const FLAGS = {
   "metrics-address": { type: "string" },
   "notifications-address": { type: "string" },
   "evaluator-image": { type: "string" },
+  "s3-timeout-seconds": { type: "string" },
+  "reconcile-deadline-seconds": { type: "string" },
 } as const;
 
 /** Flags win over environment variables (TICCLIP_NAMESPACES, TICCLIP_LOG_LEVEL, ...). */
@@ -63,6 +72,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     // Secrets only from the environment (a Secret in the Deployment), never from flags.
     notificationToken: env.TICCLIP_NOTIFICATION_TOKEN,
     evaluatorImage: pick("evaluator-image", "TICCLIP_EVALUATOR_IMAGE"),
+    s3TimeoutSeconds: num(pick("s3-timeout-seconds", "TICCLIP_S3_TIMEOUT_SECONDS"), 30),
+    reconcileDeadlineSeconds: num(pick("reconcile-deadline-seconds", "TICCLIP_RECONCILE_DEADLINE_SECONDS"), 900),
   });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);

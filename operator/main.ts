@@ -7,7 +7,7 @@ import { EventRecorder, RunClient, loadKubeConfig, type RawObject } from "./kube
 import { LeaderElector } from "./kube/leader.ts";
 import { ResilientWatch } from "./kube/watch.ts";
 import { WorkQueue } from "./controller/queue.ts";
-import { Reconciler } from "./controller/reconcile.ts";
+import { Reconciler, s3Storage } from "./controller/reconcile.ts";
 import { API_VERSION, KIND } from "./api/continual-clip-run.ts";
 import { createLogger, errorMessage } from "./observability/log.ts";
 import {
@@ -31,7 +31,15 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   const runs = new RunClient(kc);
   const children = new ChildClient(kc);
   const events = new EventRecorder(kc, config.identity);
-  const reconciler = new Reconciler({ runs, children, events, log, evaluatorImage: config.evaluatorImage });
+  const reconciler = new Reconciler({
+    runs,
+    children,
+    events,
+    log,
+    evaluatorImage: config.evaluatorImage,
+    storage: s3Storage({ timeoutMs: config.s3TimeoutSeconds * 1000 }),
+    reconcileDeadlineMs: config.reconcileDeadlineSeconds * 1000,
+  });
   const timedReconcile = async (key: string): Promise<Outcome> => {
     const end = reconcileSeconds.startTimer();
     const outcome = await reconciler.reconcile(key);
@@ -102,7 +110,10 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   let resync: NodeJS.Timeout | undefined;
   let started = false;
   const servers: import("node:http").Server[] = [];
-  const metrics = createMetricsServer(() => started || (elector !== undefined && !elector.isLeader));
+  const metrics = createMetricsServer(
+    () => started || (elector !== undefined && !elector.isLeader),
+    () => reconciler.stuck().length === 0,
+  );
   const m = parseAddress(config.metricsAddress);
   metrics.listen(m.port, m.host, () => log.info("metrics listening", { address: metrics.address() }));
   servers.push(metrics);

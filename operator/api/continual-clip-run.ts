@@ -483,6 +483,10 @@ export const continualClipRunStatus = z.object({
       consumed: z.int().min(0),
       latest: z.string().optional(),
       invalid: z.array(z.object({ id: z.string(), reason: z.string() })).optional(),
+      failed: z
+        .array(z.object({ id: z.string(), reason: z.string(), attempts: z.int().min(1) }))
+        .optional()
+        .describe("Slices no longer retried: every round over them failed, spec.strategy.maxAttemptsPerSlice times."),
     })
     .optional(),
   currentRound: z

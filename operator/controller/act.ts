@@ -12,7 +12,8 @@ import { pinAlias, promoteRound, promotionTarget, unpinAlias } from "../promotio
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess, Evaluate, EventSink } from "./ports.ts";
-import type { Action } from "./types.ts";
+import type { Action, Problem } from "./types.ts";
+import { ObjectRejected } from "../kube/errors.ts";
 
 export type ActContext = {
   run: RawObject;
@@ -25,7 +26,13 @@ export type ActContext = {
   now: () => Date;
 };
 
-export async function act(ctx: ActContext, actions: Action[]): Promise<boolean> {
+/**
+ * complete false: re-observe before deciding anything else. problem: an action the world refused
+ * (an object the API server will not create); the run shows it until it is fixed.
+ */
+export type ActResult = { complete: boolean; problem?: Problem | undefined };
+
+export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult> {
   const { run, spec, mem, children, events, log } = ctx;
   const objects = mem.storage.objects;
   const store = new RoundStore(objects, spec.artifacts.s3);
@@ -36,18 +43,27 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<boolean> 
         const written = await store.putJsonIfAbsent(action.round, ROUND_FILES.plan, action.plan);
         if (!written) {
           log.warn("plan already exists; re-observing", { round: action.round });
-          return false;
+          return { complete: false };
         }
-        mem.plans.set(action.round, action.plan);
+        mem.plannedSlices.set(action.round, action.plan.newSlices);
         log.info("plan written", { round: action.round, uri: store.uri(action.round, ROUND_FILES.plan) });
         break;
       }
       case "CreateJob": {
-        if (action.service) await children.createIfAbsent(action.service);
-        const created = await children.createIfAbsent(action.job);
+        let created: boolean;
+        try {
+          if (action.service) await children.createIfAbsent(action.service);
+          created = await children.createIfAbsent(action.job);
+        } catch (err) {
+          if (!(err instanceof ObjectRejected)) throw err;
+          const message = `round ${action.round}: ${err.message}`;
+          log.warn("job refused", { round: action.round, error: message });
+          await record({ type: "Warning", reason: "JobCreateFailed", message });
+          return { complete: false, problem: { reason: "JobCreateFailed", message } };
+        }
         if (created) {
           log.info("job created", { round: action.round, job: action.job.metadata.name });
-          const seen = (mem.plans.get(action.round)?.newSlices ?? []).map((id) => mem.sliceSeenAt.get(id));
+          const seen = (mem.plannedSlices.get(action.round) ?? []).map((id) => mem.sliceSeenAt.get(id));
           if (action.job.metadata.labels?.[LABELS.component] === "trainer" && seen.length && !seen.includes(undefined)) {
             sliceToJobSeconds.observe((Date.now() - Math.max(...(seen as number[]))) / 1000);
           }
@@ -61,7 +77,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<boolean> 
         const result = await ctx.evaluate(objects, request);
         await writeEvalResult(objects, roundUri(spec.artifacts.s3, action.round), result);
         log.info("round evaluated in-process", { round: action.round, status: result.status });
-        return false; // re-observe: eval.json now decides the round
+        return { complete: false }; // re-observe: eval.json now decides the round
       }
       case "Promote": {
         const outcome = await promoteRound(objects, {
@@ -81,12 +97,12 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<boolean> 
           const message = `round ${action.round} promoted as v${outcome.version.version} (${outcome.pointerUri})`;
           await record({ type: "Normal", reason: "Promoted", message });
         }
-        return false;
+        return { complete: false };
       }
       case "RecordFailure": {
         if (await store.putJsonIfAbsent(action.round, ROUND_FILES.failure, action.record)) {
-          mem.failures.set(action.round, action.record);
           await record(action.event);
+          if (action.sliceFailed) await record(action.sliceFailed);
         }
         break;
       }
@@ -94,15 +110,17 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<boolean> 
         const out = await pinAlias(objects, promotionTarget(spec.promotion!), action.version, ctx.now().toISOString());
         if (!out.ok) throw new Error(`${out.reason}: ${out.message}`);
         await record(action.event);
-        return false; // re-observe: the ConfigMap follows the pointer as written
+        return { complete: false }; // re-observe: the ConfigMap follows the pointer as written
       }
       case "UnpinAlias": {
         const out = await unpinAlias(objects, promotionTarget(spec.promotion!), ctx.now().toISOString());
-        if (out?.ok && out.aliasWritten) return false;
+        if (out?.ok && out.aliasWritten) return { complete: false };
         break;
       }
       case "ApplyConfigMap": {
         const result = await children.applyConfigMap(action.configMap);
+        // Someone else created it meanwhile: the next decision reports it.
+        if (result === "notOwned") return { complete: false };
         if (result !== "unchanged") {
           log.info("model ConfigMap " + result, { configMap: action.configMap.metadata.name, version: action.configMap.data.version });
         }
@@ -110,5 +128,5 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<boolean> 
       }
     }
   }
-  return true;
+  return { complete: true };
 }

@@ -78,8 +78,10 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   const s3Problem: Problem | undefined =
     observed.problem ??
     (discovery && !discovery.health.ok ? { reason: discovery.health.reason, message: discovery.health.message } : undefined);
+  // Rollback and the ConfigMap wait while S3 is unusable (the promotion bucket may be the cause).
+  const alias = s3Problem ? { actions: [] } : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
   const blocked: Problem | undefined =
-    s3Problem ?? (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
+    s3Problem ?? alias.problem ?? (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 
   const active = rounds.current;
   const progressingReason = { Pending: "RoundStarting", Training: "RoundTraining", Trained: "RoundEvaluating", Evaluating: "RoundEvaluating", Gating: "RoundPromoting" } as Record<string, string>;
@@ -103,7 +105,8 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
     : { type: "Stalled", status: "False", reason: "AsExpected", message: "" };
 
   // Late slices (completed after a later one was trained on) are reported invalid by discovery.
-  const slicesStatus = discovery ? sliceStatus(discovery, rounds.consumed.length) : current.slices;
+  const failed = rounds.failedSlices.length ? { failed: rounds.failedSlices } : {};
+  const slicesStatus = discovery ? { ...sliceStatus(discovery, rounds.consumed.length), ...failed } : current.slices;
   const next: ContinualClipRunStatus = {
     ...current,
     observedGeneration: generation,
@@ -120,9 +123,7 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   if (previousReady?.reason !== ready.reason) {
     events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });
   }
-  // Rollback and the ConfigMap wait while the run is blocked (the promotion bucket may be the cause).
-  const alias = blocked ? [] : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
-  const actions: Action[] = [...rounds.actions, ...alias];
+  const actions: Action[] = [...rounds.actions, ...alias.actions];
   return { status: changed(current, next), actions, events, outcome: "done", spec };
 }
 

@@ -2,13 +2,10 @@
 // restart costs one full S3 listing, never a duplicate Job or a skipped slice.
 import { createHash } from "node:crypto";
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
-import type { EvalResult } from "../api/eval-result.ts";
-import type { RoundPlan } from "../api/round-plan.ts";
 import { parseDuration } from "../api/common.ts";
 import { SliceDiscovery, type DiscoveryResult } from "../data/discovery.ts";
 import type { S3Connection } from "../s3/client.ts";
 import type { Storage, StorageFactory } from "./ports.ts";
-import type { FailureRecord } from "./types.ts";
 
 export type RunMemory = {
   connectionKey: string;
@@ -17,9 +14,14 @@ export type RunMemory = {
   discovery: SliceDiscovery;
   lastDiscovery?: DiscoveryResult | undefined;
   nextPollAt: number;
-  plans: Map<number, RoundPlan>;
-  failures: Map<number, FailureRecord>;
-  evaluations: Map<number, EvalResult>;
+  /**
+   * Round documents (plan.json, failed.json, eval.json) by s3:// URI with the ETag they were read
+   * at. An entry is trusted only while the listing shows the same object under the same ETag, so a
+   * changed artifacts prefix, a deleted round folder or a rewritten file is read again.
+   */
+  documents: Map<string, { etag: string; value: unknown }>;
+  /** New slices of plans written in this pass (slice-to-Job latency). */
+  plannedSlices: Map<number, string[]>;
   /** When discovery first saw each slice valid (ms), for the slice-to-Job latency metric. */
   sliceSeenAt: Map<string, number>;
 };
@@ -49,9 +51,8 @@ export function memoryFor(
       pollIntervalMs: parseDuration(src.pollInterval),
     }),
     nextPollAt: 0,
-    plans: previous?.plans ?? new Map(),
-    failures: previous?.failures ?? new Map(),
-    evaluations: previous?.evaluations ?? new Map(),
+    documents: previous?.documents ?? new Map(),
+    plannedSlices: new Map(),
     sliceSeenAt: new Map(),
   };
 }

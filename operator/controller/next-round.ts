@@ -27,26 +27,45 @@ export function createJobAction(input: RoundsInput, round: number, reason: strin
 
 type Selection = { newSlices: string[]; initOverride?: { checkpoint: string | null } | undefined } | { waiting: Problem };
 
-/** Which slices the next round trains on, or why none starts; undefined when nothing is pending. */
+/** Rounds that may fail over one slice before it is given up (spec.strategy.maxAttemptsPerSlice). */
+export function maxAttemptsPerSlice(spec: ContinualClipRunSpec): number {
+  return (spec.strategy as { maxAttemptsPerSlice?: number }).maxAttemptsPerSlice ?? 3;
+}
+
+/**
+ * Which slices the next round trains on, or why none starts; undefined when nothing is pending.
+ * After a failed round its slices are retried only once something changed since the failure (a
+ * slice that was not there, or a new generation of the spec); retrying on the same world would
+ * fail the same way and burn the same pods. Slices given up on (`exhausted`) are skipped.
+ */
 function selectSlices(
   input: RoundsInput,
   slices: Slice[],
   pending: string[],
+  exhausted: ReadonlySet<string>,
   last: RoundStatus | undefined,
   lastObserved: RoundObservation | undefined,
 ): Selection | undefined {
   const { spec, run } = input;
   if (last?.phase === "Failed") {
-    const retry = last.slices.filter((id) => slices.some((s) => s.id === id));
+    const retry = last.slices.filter((id) => slices.some((s) => s.id === id) && !exhausted.has(id));
     const fresh = pending.filter((id) => !retry.includes(id));
+    const initOverride = { checkpoint: lastObserved!.plan!.model.initCheckpoint };
+    if (retry.length === 0) {
+      // Every slice of the failed round was given up on (or is gone): move on to the next one.
+      if (fresh.length === 0) return undefined;
+      return { newSlices: spec.strategy.roundPolicy === "Latest" ? fresh : [fresh[0]!], initOverride };
+    }
     const failedGeneration = lastObserved?.failure?.generation ?? run.generation;
-    if (fresh.length === 0 && run.generation <= failedGeneration) {
+    // Not yet recorded (failed.json is written in this pass): what exists now is what it will record.
+    const known = new Set(lastObserved?.failure ? (lastObserved.failure.slicesKnown ?? []) : slices.map((s) => s.id));
+    const arrived = lastObserved?.failure && !lastObserved.failure.slicesKnown ? fresh.length > 0 : slices.some((s) => !known.has(s.id));
+    if (!arrived && run.generation <= failedGeneration) {
       const message = `round ${last.index} failed (${last.reason}); waiting for a new slice or a spec change to retry`;
       return { waiting: { reason: "RoundFailed", message } };
     }
-    const retryPending = retry.length > 0 ? retry : fresh.slice(0, 1);
-    const newSlices = spec.strategy.roundPolicy === "Latest" ? [...new Set([...retryPending, ...fresh])].sort(compareSliceIds) : retryPending;
-    return { newSlices, initOverride: { checkpoint: lastObserved!.plan!.model.initCheckpoint } };
+    const newSlices = spec.strategy.roundPolicy === "Latest" ? [...new Set([...retry, ...fresh])].sort(compareSliceIds) : retry;
+    return { newSlices, initOverride };
   }
   if (pending.length === 0) return undefined;
   return { newSlices: spec.strategy.roundPolicy === "Latest" ? pending : [pending[0]!] };
@@ -68,13 +87,14 @@ export function nextRound(
   input: RoundsInput,
   slices: Slice[],
   pending: string[],
+  exhausted: ReadonlySet<string>,
   statuses: RoundStatus[],
   trained: RoundStatus[],
   lastObserved: RoundObservation | undefined,
 ): NextRound {
   const { spec, run } = input;
   const last = statuses[statuses.length - 1];
-  const selection = selectSlices(input, slices, pending, last, lastObserved);
+  const selection = selectSlices(input, slices, pending, exhausted, last, lastObserved);
   if (!selection) return { kind: "none" };
   if ("waiting" in selection) return { kind: "none", waiting: selection.waiting };
   const { newSlices, initOverride } = selection;

@@ -2,7 +2,7 @@
 // alias and versions, the model ConfigMap, and the latest slice discovery pass. No decisions.
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { EVAL_JSON, evalResult } from "../api/eval-result.ts";
-import { ROUND_FILES } from "../api/round-layout.ts";
+import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { roundPlan } from "../api/round-plan.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
@@ -46,41 +46,55 @@ export async function observeRounds(
     return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds: [] };
   }
   const rounds: RoundObservation[] = [];
+  const documents = new Map<string, { etag: string; value: unknown }>();
+  // Trusted only while the listing shows the same object: keyed by URI, checked by ETag.
+  const read = async <T>(index: number, file: string, parse: (raw: unknown) => T | undefined): Promise<T | undefined> => {
+    const uri = store.uri(index, file);
+    const etag = listing.get(index)?.get(file);
+    const hit = mem.documents.get(uri);
+    if (hit && etag !== undefined && hit.etag === etag) {
+      documents.set(uri, hit);
+      return hit.value as T;
+    }
+    const value = parse(await store.getJson(index, file));
+    if (value !== undefined && etag !== undefined) documents.set(uri, { etag, value });
+    return value;
+  };
   for (const [index, fileTags] of listing) {
     const files = new Set(fileTags.keys());
     if (!files.has(ROUND_FILES.plan)) continue;
-    let plan = mem.plans.get(index);
+    const plan = await read(index, ROUND_FILES.plan, (raw) => {
+      const parsed = roundPlan.safeParse(raw);
+      return parsed.success ? parsed.data : undefined;
+    });
     if (!plan) {
-      const parsed = roundPlan.safeParse(await store.getJson(index, ROUND_FILES.plan));
-      if (!parsed.success) {
-        log.warn("unreadable plan; round ignored", { round: index });
-        continue;
-      }
-      plan = parsed.data;
-      mem.plans.set(index, plan);
+      log.warn("unreadable plan; round ignored", { round: index });
+      continue;
     }
-    let failure = mem.failures.get(index);
-    if (!failure && files.has(ROUND_FILES.failure)) {
-      failure = (await store.getJson(index, ROUND_FILES.failure)) as FailureRecord | undefined;
-      if (failure) mem.failures.set(index, failure);
-    }
-    let evaluation = mem.evaluations.get(index);
-    if (!evaluation && files.has(EVAL_JSON)) {
-      const parsed = evalResult.safeParse(await store.getJson(index, EVAL_JSON));
-      if (parsed.success) mem.evaluations.set(index, (evaluation = parsed.data));
-      else log.warn("unreadable eval.json; round will be re-evaluated", { round: index });
-    }
+    const failure = files.has(ROUND_FILES.failure)
+      ? await read(index, ROUND_FILES.failure, (raw) => (raw as FailureRecord | undefined) ?? undefined)
+      : undefined;
+    const evaluation = files.has(EVAL_JSON)
+      ? await read(index, EVAL_JSON, (raw) => {
+          const parsed = evalResult.safeParse(raw);
+          if (!parsed.success) log.warn("unreadable eval.json; round will be re-evaluated", { round: index });
+          return parsed.success ? parsed.data : undefined;
+        })
+      : undefined;
     rounds.push({ index, files, plan, failure, job: jobs.trainer.get(index), evaluation, evalJob: jobs.evaluator.get(index) });
   }
+  mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.
   let alias: Observed["alias"];
   if (spec.promotion) {
     const objects = mem.storage.objects;
     const target = promotionTarget(spec.promotion);
     const { complete } = await listVersions(objects, target);
+    // A version belongs to a round by where it was copied from, not by its number: a round 0 under
+    // another artifacts prefix, or a round folder redone, is not the promoted one.
     for (const v of complete) {
       if (v.run.uid !== run.metadata.uid) continue;
-      const r = rounds.find((x) => x.index === v.round);
+      const r = rounds.find((x) => roundUri(spec.artifacts.s3, x.index) === v.sourceUri);
       if (r) r.promotedVersion = v.version;
     }
     alias = await readAlias(objects, target);

@@ -1,7 +1,7 @@
 // One reconcile of one run: observe -> decide (pure) -> act. The only place errors become outcomes.
 // Everything outside this process comes in through the small interfaces of ports.ts, so the
 // Reconciler runs against fakes in unit tests and against the real cluster and S3 alike.
-import { continualClipRunSpec, type ContinualClipRunSpec } from "../api/continual-clip-run.ts";
+import { continualClipRunSpec, type ContinualClipRunSpec, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import { evaluateRound } from "../evaluation/evaluate.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
@@ -32,13 +32,37 @@ export type ReconcilerDeps = {
   /** S3 for a connection; real S3 (AWS, MinIO, Ceph) unless a test passes in-memory stores. */
   storage?: StorageFactory;
   evaluate?: Evaluate;
+  /**
+   * A reconcile still running after this returns "retry" and frees its worker; the run is not
+   * reconciled again until it ends, and stuck() names it (every S3 and API call is bounded, so
+   * this is a hang: /healthz fails and the kubelet restarts the pod).
+   */
+  reconcileDeadlineMs?: number;
 };
 
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
-export const s3Storage: StorageFactory = (connection) => {
-  const client = createS3Client(connection);
-  return { objects: new S3ObjectStore(client), slices: (bucket) => new S3SliceStore(client, bucket) };
-};
+export function s3Storage(options: { timeoutMs?: number } = {}): StorageFactory {
+  return (connection) => {
+    const client = createS3Client(connection);
+    return { objects: new S3ObjectStore(client, options), slices: (bucket) => new S3SliceStore(client, bucket, options) };
+  };
+}
+
+const DEFAULT_DEADLINE_MS = 15 * 60_000;
+
+/**
+ * The JSON merge patch (RFC 7386) that turns `current` into `next`: a merge patch cannot drop a
+ * field by leaving it out, so fields gone from `next` are sent as null (status.currentRound once
+ * no round is active). Arrays are replaced whole.
+ */
+export function mergePatchFor(current: unknown, next: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  if (!isObject(current) || !isObject(next)) return next;
+  const patch: Record<string, unknown> = {};
+  for (const k of Object.keys(current)) if (!(k in next)) patch[k] = null;
+  for (const [k, v] of Object.entries(next)) patch[k] = isObject(v) && isObject(current[k]) ? mergePatchFor(current[k], v) : v;
+  return patch;
+}
 
 export function splitKey(key: string): { namespace: string; name: string } {
   const [namespace, name] = key.split("/");
@@ -50,6 +74,8 @@ export class Reconciler {
   readonly #deps: ReconcilerDeps;
   readonly #now: () => Date;
   readonly #memory = new Map<string, RunMemory>();
+  /** Reconciles past their deadline that have not ended yet, by key, with when they started. */
+  readonly #stuck = new Map<string, number>();
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
@@ -76,7 +102,32 @@ export class Reconciler {
     return hits;
   }
 
+  /** Keys whose reconcile outlived its deadline and is still running. */
+  stuck(): string[] {
+    return [...this.#stuck.keys()];
+  }
+
   reconcile = async (key: string): Promise<Outcome> => {
+    if (this.#stuck.has(key)) {
+      return { kind: "retry", error: new Error(`${key}: the previous reconcile is still running past its deadline`) };
+    }
+    const deadlineMs = this.#deps.reconcileDeadlineMs ?? DEFAULT_DEADLINE_MS;
+    const started = Date.now();
+    const work = this.#reconcile(key);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<"deadline">((resolve) => {
+      timer = setTimeout(() => resolve("deadline"), deadlineMs);
+    });
+    const first = await Promise.race([work, deadline]);
+    clearTimeout(timer);
+    if (first !== "deadline") return first;
+    this.#stuck.set(key, started);
+    this.#deps.log.error("reconcile past its deadline", { key, deadlineMs });
+    void work.catch(() => undefined).finally(() => this.#stuck.delete(key));
+    return { kind: "retry", error: new Error(`${key}: reconcile still running after ${deadlineMs} ms`) };
+  };
+
+  #reconcile = async (key: string): Promise<Outcome> => {
     const { namespace, name } = splitKey(key);
     const log = this.#deps.log.child({ namespace, name });
     try {
@@ -87,16 +138,22 @@ export class Reconciler {
       }
       const parsed = continualClipRunSpec.safeParse(run.spec);
       const observed: Observed = parsed.success ? await this.#observe(key, run, parsed.data, log) : { rounds: [] };
-      const decision = decide(run, observed, this.#now());
+      let decision = decide(run, observed, this.#now());
       const mem = this.#memory.get(key);
+      let refused: Error | undefined;
       if (decision.actions.length && decision.spec && mem) {
         const { children, events } = this.#deps;
         const ctx = { run, spec: decision.spec, mem, children, events, log, now: this.#now, evaluate: this.#deps.evaluate ?? evaluateRound };
-        const complete = await act(ctx, decision.actions);
-        if (!complete) return { kind: "requeueAfter", ms: 0 };
+        const result = await act(ctx, decision.actions);
+        if (result.problem) {
+          // Show what was refused in status, then back off: the same object would be refused again.
+          refused = new Error(result.problem.message);
+          decision = decide(run, { ...observed, problem: result.problem }, this.#now());
+        } else if (!result.complete) return { kind: "requeueAfter", ms: 0 };
       }
       if (decision.status) {
-        const ok = await this.#deps.runs.patchStatus(namespace, name, decision.status);
+        const patch = mergePatchFor(run.status, decision.status) as ContinualClipRunStatus;
+        const ok = await this.#deps.runs.patchStatus(namespace, name, patch);
         if (!ok) return { kind: "done" };
         log.info("status updated", { generation: run.metadata.generation, phase: decision.status.phase, round: decision.status.currentRound?.index });
       }
@@ -106,8 +163,9 @@ export class Reconciler {
       }
       observeRunStatus(namespace, name, decision.status ?? (run.status as Parameters<typeof observeRunStatus>[2]));
       if (decision.outcome === "stalled") return { kind: "stalled" };
+      if (refused) return { kind: "retry", error: refused };
       const untilPoll = mem ? Math.max(0, mem.nextPollAt - Date.now()) : 60_000;
-      const active = decision.status?.currentRound ?? (run.status as { currentRound?: unknown } | undefined)?.currentRound;
+      const active = decision.status ? decision.status.currentRound : (run.status as { currentRound?: unknown } | undefined)?.currentRound;
       const wait = active ? Math.min(untilPoll, this.#deps.activeRoundResyncMs ?? 30_000) : untilPoll;
       return { kind: "requeueAfter", ms: wait };
     } catch (error) {
@@ -123,10 +181,10 @@ export class Reconciler {
     const secret = src.credentialsSecretRef ? await children.secretData(namespace, src.credentialsSecretRef.name) : undefined;
     const conn = connectionFromSecret(src, secret);
     // Jobs first, then S3: a Job seen complete has already written its _SUCCESS marker.
-    const jobs = await children.roundJobs(namespace, run.metadata.name);
+    const jobs = await children.roundJobs(namespace, { name: run.metadata.name, uid: run.metadata.uid });
     if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
 
-    const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage);
+    const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage());
     this.#memory.set(key, mem);
     await pollSlices(run, spec, mem, log);
     const observed = await observeRounds(run, spec, mem, jobs, log);

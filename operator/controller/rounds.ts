@@ -13,7 +13,7 @@ import { compareSliceIds } from "../api/slice-manifest.ts";
 import { computeAccounting } from "../data/compute.ts";
 import { trainJobName } from "../kube/objects.ts";
 import { afterTraining } from "./after-training.ts";
-import { createJobAction, nextRound } from "./next-round.ts";
+import { createJobAction, maxAttemptsPerSlice, nextRound } from "./next-round.ts";
 import { phaseOf, roundStatus, TRAINED, type PhaseOf } from "./round-status.ts";
 import type { FailureRecord, PlannedEvent, RoundAction, RoundsDecision, RoundsInput } from "./types.ts";
 
@@ -28,10 +28,14 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   const { spec, run } = input;
   const actions: RoundAction[] = [];
   const prevByIndex = new Map((input.previous ?? []).map((r) => [r.index, r]));
+  const oldestPrevious = prevByIndex.size ? Math.min(...prevByIndex.keys()) : -1;
   const observed = [...input.rounds].filter((r) => r.plan).sort((a, b) => a.index - b.index);
   const statuses: RoundStatus[] = [];
   const events: PlannedEvent[] = [];
 
+  // Failed rounds per slice, for spec.strategy.maxAttemptsPerSlice.
+  const maxAttempts = maxAttemptsPerSlice(spec);
+  const attempts = new Map<string, { count: number; reason: string }>();
   const latestPromoted = Math.max(-1, ...observed.filter((r) => r.promotedVersion !== undefined).map((r) => r.index));
   for (const r of observed) {
     const prev = prevByIndex.get(r.index);
@@ -40,14 +44,34 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
       const after = afterTraining(input, r, latestPromoted);
       actions.push(...after.actions);
       p = after;
-      if (p.phase === "Rejected" && prev?.phase !== "Rejected") {
+      // Once per rejection: a round missing from previous status because it is older than
+      // historyLimit was reported when it was still listed.
+      const beyondHistory = !prev && r.index < oldestPrevious;
+      if (p.phase === "Rejected" && prev?.phase !== "Rejected" && !beyondHistory) {
         events.push({ type: "Warning", reason: "RoundRejected", message: `round ${r.index}: ${p.reason}: ${p.message}` });
       }
     }
+    const givenUp: string[] = [];
+    if (p.phase === "Failed") {
+      for (const id of r.plan!.newSlices) {
+        const a = { count: (attempts.get(id)?.count ?? 0) + 1, reason: `${p.reason}: ${p.message}` };
+        attempts.set(id, a);
+        if (a.count === maxAttempts) givenUp.push(id);
+      }
+    }
     if (p.phase === "Failed" && !r.failure) {
-      const record: FailureRecord = { reason: p.reason!, message: p.message!, generation: run.generation, failedAt: iso(input.now) };
+      const record: FailureRecord = {
+        reason: p.reason!,
+        message: p.message!,
+        generation: run.generation,
+        failedAt: iso(input.now),
+        ...(input.slices ? { slicesKnown: input.slices.map((s) => s.id) } : {}),
+      };
       const message = `round ${r.index} failed: ${p.reason}: ${p.message}`;
-      actions.push({ kind: "RecordFailure", round: r.index, record, event: { type: "Warning", reason: "RoundFailed", message } });
+      const sliceFailed: PlannedEvent | undefined = givenUp.length
+        ? { type: "Warning", reason: "SliceFailed", message: `slice ${givenUp.join(", ")}: ${maxAttempts} rounds failed, no more retries: ${p.reason}: ${p.message}` }
+        : undefined;
+      actions.push({ kind: "RecordFailure", round: r.index, record, event: { type: "Warning", reason: "RoundFailed", message }, sliceFailed });
     }
     if (p.phase === "Pending" && !spec.suspend) {
       const message = `round ${r.index}: created Job ${trainJobName(run.name, r.index)}`;
@@ -61,18 +85,22 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
     trained.map((s, index) => ({ index, replay: s.replay, samples: s.samples ?? 0, gpuSeconds: s.gpuSeconds })),
   );
   const covered = new Set(statuses.filter((s) => s.phase !== "Failed").flatMap((s) => s.slices));
+  const failedSlices = [...attempts]
+    .filter(([id, a]) => a.count >= maxAttempts && !covered.has(id))
+    .map(([id, a]) => ({ id, reason: a.reason, attempts: a.count }));
+  const exhausted = new Set(failedSlices.map((f) => f.id));
   const consumed = [...covered].sort(compareSliceIds);
   const maxCovered = consumed[consumed.length - 1];
   const current = [...statuses].reverse().find((s) => ACTIVE.has(s.phase) && s.reason !== "AwaitingApproval");
   const slices = input.slices ?? [];
-  const isLate = (id: string) => !covered.has(id) && maxCovered !== undefined && compareSliceIds(id, maxCovered) < 0;
+  const isLate = (id: string) => !covered.has(id) && !exhausted.has(id) && maxCovered !== undefined && compareSliceIds(id, maxCovered) < 0;
   const late = slices.filter((s) => isLate(s.id)).map((s) => s.id);
-  const base = { rounds: statuses.slice(-spec.historyLimit), current, compute, consumed, late, events, actions };
+  const base = { rounds: statuses.slice(-spec.historyLimit), current, compute, consumed, late, events, actions, failedSlices };
 
   if (current || input.slices === undefined) return base;
 
-  const pending = slices.filter((s) => !covered.has(s.id) && !late.includes(s.id)).map((s) => s.id);
-  const next = nextRound(input, slices, pending, statuses, trained, observed[observed.length - 1]);
+  const pending = slices.filter((s) => !covered.has(s.id) && !late.includes(s.id) && !exhausted.has(s.id)).map((s) => s.id);
+  const next = nextRound(input, slices, pending, exhausted, statuses, trained, observed[observed.length - 1]);
   if (next.kind === "none") {
     return { ...base, ...(next.waiting ? { waiting: next.waiting } : {}), ...(next.planProblem ? { planProblem: next.planProblem } : {}) };
   }

@@ -18,8 +18,15 @@ export type PlannedEvent = { type: EventType; reason: string; message: string };
 
 export type Problem = { reason: string; message: string };
 
-/** failed.json: the operator's record of why a round failed. */
-export type FailureRecord = { reason: string; message: string; generation: number; failedAt: string };
+/** failed.json: the operator's record of why a round failed, and what it knew then. */
+export type FailureRecord = {
+  reason: string;
+  message: string;
+  generation: number;
+  failedAt: string;
+  /** Valid slices when the round failed: a retry waits for one that is not among them. */
+  slicesKnown?: string[] | undefined;
+};
 
 export type RoundObservation = {
   index: number;
@@ -55,7 +62,7 @@ export type Observed = {
 export type RoundAction =
   | { kind: "WritePlan"; round: number; plan: RoundPlan }
   | { kind: "CreateJob"; round: number; job: Record<string, any>; service?: Record<string, any> | undefined; event: PlannedEvent }
-  | { kind: "RecordFailure"; round: number; record: FailureRecord; event: PlannedEvent }
+  | { kind: "RecordFailure"; round: number; record: FailureRecord; event: PlannedEvent; sliceFailed?: PlannedEvent | undefined }
   /** The same request an evaluation Job would get, scored in the operator process. */
   | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate }
   | { kind: "Promote"; round: number; metrics: Record<string, number> };
@@ -96,6 +103,8 @@ export type RoundsInput = {
   now: Date;
 };
 
+export type FailedSlice = { id: string; reason: string; attempts: number };
+
 export type RoundsDecision = {
   actions: RoundAction[];
   rounds: RoundStatus[];
@@ -107,6 +116,8 @@ export type RoundsDecision = {
   late: string[];
   /** Transition events of rounds (rejections). */
   events: PlannedEvent[];
+  /** Slices given up on after spec.strategy.maxAttemptsPerSlice failed rounds. */
+  failedSlices: FailedSlice[];
   /** Why no new round starts although data is waiting (suspended, failed round, plan problem). */
   waiting?: Problem | undefined;
   planProblem?: PlannedEvent | undefined;

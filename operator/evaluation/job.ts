@@ -12,6 +12,7 @@ import {
   podEnv,
   podFailurePolicy,
   roundLabels,
+  serviceAccount,
   type RunRef,
 } from "../kube/objects.ts";
 import { evaluateArgs, evaluateEnv, type RoundToEvaluate } from "./request.ts";
@@ -19,6 +20,9 @@ import { evaluateArgs, evaluateEnv, type RoundToEvaluate } from "./request.ts";
 const BACKOFF_LIMIT = 2;
 const ACTIVE_DEADLINE_SECONDS = 6 * 3600;
 const FINISHED_TTL_SECONDS = 7 * 24 * 3600;
+// Without requests the scheduler packs evaluators onto full nodes and they are evicted first:
+// onnxruntime on CPU uses about a core and the packs plus two models about a GiB.
+const DEFAULT_REQUESTS = { cpu: "1", memory: "2Gi" };
 
 export function buildEvalJob(o: { run: RunRef; spec: ContinualClipRunSpec; image: string; request: RoundToEvaluate }): Record<string, any> {
   const { run, spec, request } = o;
@@ -47,7 +51,10 @@ export function buildEvalJob(o: { run: RunRef; spec: ContinualClipRunSpec; image
               image: o.image,
               command: ["node", "operator/evaluation/cli.ts", ...evaluateArgs(request)],
               env,
-              resources: containerResources(runner.resources, runner.gpus),
+              resources: containerResources(
+                { ...runner.resources, requests: runner.resources?.requests ?? DEFAULT_REQUESTS },
+                runner.gpus,
+              ),
               securityContext: CONTAINER_SECURITY_CONTEXT,
               volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
             },
@@ -55,7 +62,7 @@ export function buildEvalJob(o: { run: RunRef; spec: ContinualClipRunSpec; image
           volumes: [{ name: "tmp", emptyDir: {} }],
           ...(runner.nodeSelector ? { nodeSelector: runner.nodeSelector } : {}),
           ...(runner.tolerations ? { tolerations: runner.tolerations } : {}),
-          ...(spec.trainer.serviceAccountName ? { serviceAccountName: spec.trainer.serviceAccountName } : {}),
+          ...serviceAccount(spec.trainer.serviceAccountName),
           ...(spec.trainer.imagePullSecrets ? { imagePullSecrets: spec.trainer.imagePullSecrets } : {}),
         },
       },

@@ -1,7 +1,7 @@
 // Kubernetes adapter for what the operator owns or reads next to a run: round Jobs, their pods
 // (for failure reasons), rendezvous Services, the model ConfigMap, and the run's S3 Secret.
 import * as k8s from "@kubernetes/client-node";
-import { isConflict, isNotFound } from "./errors.ts";
+import { isConflict, isNotFound, rejection, statusCode } from "./errors.ts";
 import { FIELD_MANAGER, type RawObject } from "./client.ts";
 import { CONTAINERS, LABELS, ROUND_JOB_SELECTOR, runLabelValue, type ConfigMap } from "./objects.ts";
 
@@ -29,12 +29,15 @@ export type ConfigMapApi = {
   replaceNamespacedConfigMap(p: { name: string; namespace: string; body: ConfigMap }): Promise<unknown>;
 };
 
-export type ApplyResult = "created" | "updated" | "unchanged";
+export type ApplyResult = "created" | "updated" | "unchanged" | "notOwned";
 
 const sameData = (a: Record<string, string> | undefined, b: Record<string, string>) =>
   a !== undefined && Object.keys(a).length === Object.keys(b).length && Object.entries(b).every(([k, v]) => a[k] === v);
 
-/** Create-if-absent, else replace when the data differ. A 409 (raced create or stale read) is retried once. */
+/**
+ * Create-if-absent, else replace when the data differ. A ConfigMap the run does not own is left
+ * alone ("notOwned"). A 409 (raced create or stale read) is retried once.
+ */
 export async function applyConfigMap(api: ConfigMapApi, cm: ConfigMap): Promise<ApplyResult> {
   const { name, namespace } = cm.metadata;
   for (let attempt = 0; ; attempt++) {
@@ -50,7 +53,8 @@ export async function applyConfigMap(api: ConfigMapApi, cm: ConfigMap): Promise<
         return "created";
       }
       const owned = current.metadata?.ownerReferences?.some((o) => o.uid === cm.metadata.ownerReferences[0]?.uid);
-      if (owned && sameData(current.data, cm.data)) return "unchanged";
+      if (!owned) return "notOwned";
+      if (sameData(current.data, cm.data)) return "unchanged";
       const rv = current.metadata?.resourceVersion;
       const body = { ...cm, metadata: { ...cm.metadata, ...(rv ? { resourceVersion: rv } : {}) } };
       await api.replaceNamespacedConfigMap({ name, namespace, body });
@@ -79,14 +83,19 @@ export class ChildClient {
     return { items: res.items as unknown as RawObject[], resourceVersion: res.metadata?.resourceVersion ?? "" };
   }
 
-  /** The run's trainer and evaluator Jobs by round index (ticclip.dev/round label), in one list call. */
-  async roundJobs(namespace: string, run: string): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
+  /**
+   * The run's trainer and evaluator Jobs by round index (ticclip.dev/round label), in one list call.
+   * Only Jobs the run owns count: a label is easy to copy, the owner's uid is not (and a run
+   * recreated under the same name does not inherit the Jobs of the old one).
+   */
+  async roundJobs(namespace: string, run: { name: string; uid: string }): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
     const list = await this.#batch.listNamespacedJob({
       namespace,
-      labelSelector: `${LABELS.run}=${runLabelValue(run)},${ROUND_JOB_SELECTOR}`,
+      labelSelector: `${LABELS.run}=${runLabelValue(run.name)},${ROUND_JOB_SELECTOR}`,
     });
     const byComponent = { trainer: new Map<number, JobObservation>(), evaluator: new Map<number, JobObservation>() };
     for (const job of list.items) {
+      if (!job.metadata?.ownerReferences?.some((o) => o.uid === run.uid && o.controller)) continue;
       const round = Number(job.metadata?.labels?.[LABELS.round]);
       const component = job.metadata?.labels?.[LABELS.component];
       if (!Number.isInteger(round) || (component !== "trainer" && component !== "evaluator")) continue;
@@ -136,7 +145,7 @@ export class ChildClient {
       return true;
     } catch (err) {
       if (isConflict(err)) return false;
-      throw err;
+      throw rejection(err, `${obj.kind} ${namespace}/${obj.metadata.name} refused (HTTP ${statusCode(err)})`) ?? err;
     }
   }
 

@@ -43,14 +43,26 @@ export function fitName(base: string, suffix: string): string {
 
 export const roundLabel = (round: number) => String(round).padStart(4, "0");
 
+/**
+ * A run name as the base of a DNS label: run names are DNS-1123 subdomains and may hold dots, which
+ * pod hostnames of an Indexed Job and Service names refuse. Dots become '-' plus a hash of the
+ * original, so "a.b" and "a-b" stay apart; names without dots are unchanged. A Service name must
+ * also start with a letter (DNS-1035).
+ */
+function labelBase(run: string, letterFirst = false): string {
+  let base = run.includes(".") ? `${run.replaceAll(".", "-")}-${shortHash(run)}` : run;
+  if (letterFirst && !/^[a-z]/.test(base)) base = `r-${base}`;
+  return base;
+}
+
 /** `<run>-r0005-train`, shortened with a hash to fit 63 characters. */
-export const trainJobName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-train`);
+export const trainJobName = (run: string, round: number) => fitName(labelBase(run), `-r${roundLabel(round)}-train`);
 
 /** `<run>-r0005-eval`: the round's evaluation Job. */
-export const evalJobName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-eval`);
+export const evalJobName = (run: string, round: number) => fitName(labelBase(run), `-r${roundLabel(round)}-eval`);
 
 /** Headless Service giving an Indexed Job's pods stable hostnames for torchrun rendezvous. */
-export const trainServiceName = (run: string, round: number) => fitName(run, `-r${roundLabel(round)}-rdzv`);
+export const trainServiceName = (run: string, round: number) => fitName(labelBase(run, true), `-r${roundLabel(round)}-rdzv`);
 
 /** Label values are limited to 63 characters, run names to 253. */
 export const runLabelValue = (run: string) => fitName(run, "");
@@ -158,4 +170,13 @@ export function containerResources(
     ...(resources?.requests ? { requests: resources.requests } : {}),
     ...(Object.keys(limits).length ? { limits } : {}),
   };
+}
+
+/**
+ * Pods get no service-account token unless the spec names a service account: the trainer and the
+ * evaluator read S3 with the run's Secret and never call the Kubernetes API. A named account is
+ * taken as asking for its token (IRSA and workload identity inject their own projected token).
+ */
+export function serviceAccount(name: string | undefined): Record<string, unknown> {
+  return name ? { serviceAccountName: name, automountServiceAccountToken: true } : { automountServiceAccountToken: false };
 }

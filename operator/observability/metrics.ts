@@ -168,13 +168,15 @@ export function forgetRun(namespace: string, run: string): void {
 }
 
 /** /metrics, /healthz (process alive) and /readyz (watches started or standing by as a standby). */
-export function createMetricsServer(isReady: () => boolean): http.Server {
+/** isHealthy false (e.g. a reconcile stuck past its deadline) fails /healthz, so the kubelet restarts the pod. */
+export function createMetricsServer(isReady: () => boolean, isHealthy: () => boolean = () => true): http.Server {
   return http.createServer(async (req, res) => {
     if (req.url === "/metrics") {
       res.writeHead(200, { "content-type": registry.contentType });
       res.end(await registry.metrics());
     } else if (req.url === "/healthz") {
-      res.writeHead(200).end("ok\n");
+      const ok = isHealthy();
+      res.writeHead(ok ? 200 : 503).end(ok ? "ok\n" : "a reconcile is stuck past its deadline\n");
     } else if (req.url === "/readyz") {
       const ok = isReady();
       res.writeHead(ok ? 200 : 503).end(ok ? "ok\n" : "not ready\n");

@@ -55,7 +55,10 @@ export async function bounded<T>(operation: string, call: (signal: AbortSignal) 
   try {
     return await call(abort.signal);
   } catch (err) {
-    throw err instanceof S3Failure ? err : new S3Failure(classifyS3Error(err, operation), { cause: err });
+    if (err instanceof S3Failure) throw err;
+    // Our own deadline fired: whatever the SDK made of the abort, it is a timeout.
+    const cause = abort.signal.aborted ? abort.signal.reason : err;
+    throw new S3Failure(classifyS3Error(cause, operation), { cause });
   } finally {
     clearTimeout(timer);
   }

@@ -41,6 +41,8 @@ const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND
 export { sanitizeMessage as sanitize };
 
 export function classifyS3Error(err: unknown, operation?: string): S3Problem {
+  // Classified once, at the adapter: the problem travels with the failure.
+  if (err instanceof S3Failure) return err.problem;
   const e = (err ?? {}) as SdkLikeError;
   const code = e.Code ?? e.name ?? e.code ?? "Error";
   const status = e.$metadata?.httpStatusCode;

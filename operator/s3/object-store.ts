@@ -1,6 +1,7 @@
 // Whole-object reads, writes and server-side copies by s3:// URI, for evaluation (packs, ONNX,
 // eval.json) and promotion (versions, alias pointer). Behind a small interface so both run against
 // an in-memory store in unit tests and AWS S3 / MinIO / Ceph for real.
+import { createHash } from "node:crypto";
 import { CopyObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { bounded, CALL_TIMEOUT_MS, isNotFound, parseS3Uri } from "./client.ts";
 
@@ -112,6 +113,6 @@ export class MemoryObjectStore implements ConditionalObjectStore {
     return [...this.objects.entries()]
       .filter(([k]) => k.startsWith(prefix))
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([uri, b]) => ({ uri, size: b.length }));
+      .map(([uri, b]) => ({ uri, size: b.length, etag: `"${createHash("md5").update(b).digest("hex")}"` }));
   }
 }

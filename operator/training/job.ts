@@ -14,6 +14,7 @@ import {
   roundLabel,
   roundLabels,
   runLabelValue,
+  serviceAccount,
   trainJobName,
   trainServiceName,
   type EnvVar,
@@ -81,7 +82,7 @@ export function buildTrainJob(input: TrainJobInput): Record<string, any> {
     ...(t.tolerations ? { tolerations: t.tolerations } : {}),
     ...(t.affinity ? { affinity: t.affinity } : {}),
     ...(t.priorityClassName ? { priorityClassName: t.priorityClassName } : {}),
-    ...(t.serviceAccountName ? { serviceAccountName: t.serviceAccountName } : {}),
+    ...serviceAccount(t.serviceAccountName),
     ...(t.imagePullSecrets ? { imagePullSecrets: t.imagePullSecrets } : {}),
   };
 

@@ -86,8 +86,10 @@ function startProc(name: string, args: string[], env: NodeJS.ProcessEnv = {}): P
   };
 }
 
-/** The local executor, running trainer pods of these namespaces in the venv. */
-export function startExecutor(namespaces: string[]): Proc {
+export type ExecutorImage = { commandMap?: Record<string, string>; env?: Record<string, string>; cwd?: string };
+
+/** The local executor, running trainer pods of these namespaces in the venv (plus extra images). */
+export function startExecutor(namespaces: string[], extraImages: Record<string, ExecutorImage> = {}): Proc {
   const python = venvPython();
   const cfg = path.join(REPO_ROOT, ".local", `executor-${randomBytes(3).toString("hex")}.json`);
   mkdirSync(path.dirname(cfg), { recursive: true });
@@ -95,6 +97,7 @@ export function startExecutor(namespaces: string[]): Proc {
     images: {
       [TRAINER_IMAGE]: { commandMap: { python }, env: { PYTHONPATH: path.join(REPO_ROOT, "trainer-image/src") }, cwd: REPO_ROOT },
       [OPERATOR_IMAGE]: { commandMap: { node: process.execPath }, env: {}, cwd: REPO_ROOT },
+      ...extraImages,
     },
   }));
   return startProc("executor", [path.join(REPO_ROOT, "dev/local-executor.ts"), "--config", cfg, "--namespaces", namespaces.join(","), "--kubeconfig", requireEnv("KUBECONFIG"), "--log-dir", path.join(REPO_ROOT, ".local", "executor")]);

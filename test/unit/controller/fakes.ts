@@ -5,6 +5,7 @@ import type { ChildAccess, EventSink, RunAccess, Storage } from "../../../operat
 import type { JobObservation } from "../../../operator/kube/children.ts";
 import type { RawObject } from "../../../operator/kube/client.ts";
 import type { ConfigMap } from "../../../operator/kube/objects.ts";
+import { ObjectRejected } from "../../../operator/kube/errors.ts";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
 import { createLogger } from "../../../operator/observability/log.ts";
 import { MemoryStore } from "../data/memory-store.ts";
@@ -48,7 +49,11 @@ export class FakeChildren implements ChildAccess {
   async roundJobs(): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
     return { trainer: new Map(this.trainer), evaluator: new Map(this.evaluator) };
   }
+  /** Kinds the fake API server refuses, with its message (an admission webhook, a quota...). */
+  readonly refuse = new Map<string, string>();
   async createIfAbsent(obj: Record<string, any>): Promise<boolean> {
+    const refusal = this.refuse.get(obj.kind);
+    if (refusal) throw new ObjectRejected(422, `${obj.kind} ${obj.metadata.name}: ${refusal}`);
     const key = `${obj.kind}/${obj.metadata.name}`;
     if (this.objects.has(key)) return false;
     this.objects.set(key, obj);

@@ -3,12 +3,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Reconciler } from "../../../operator/controller/reconcile.ts";
 import type { RawObject } from "../../../operator/kube/client.ts";
+import type { EvalResult } from "../../../operator/api/eval-result.ts";
+import type { Evaluate } from "../../../operator/controller/ports.ts";
+import { roundFiles } from "../../support/rounds.ts";
 import { putSlice } from "../data/memory-store.ts";
 import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
 
 const NOW = new Date("2026-05-01T00:00:00Z");
 
-function setup(spec: Record<string, unknown> = {}) {
+function setup(spec: Record<string, unknown> = {}, evaluate?: Evaluate) {
   const runs = new FakeRuns();
   const children = new FakeChildren();
   const events = new FakeEvents();
@@ -25,7 +28,7 @@ function setup(spec: Record<string, unknown> = {}) {
     },
   };
   runs.add(run);
-  const reconciler = new Reconciler({ runs, children, events, log: quietLog, now: () => NOW, storage: () => s3.storage });
+  const reconciler = new Reconciler({ runs, children, events, log: quietLog, now: () => NOW, storage: () => s3.storage, ...(evaluate ? { evaluate } : {}) });
   return { runs, children, events, s3, reconciler, reconcile: () => reconciler.reconcile("ns/demo") };
 }
 
@@ -69,4 +72,138 @@ test("a missing credentials Secret is Degraded with the reason, and nothing is c
   assert.deepEqual(status.conditions.find((c) => c.type === "Degraded")?.reason, "SecretMissing");
   assert.equal(w.children.objects.size, 0);
   assert.equal(w.s3.objects.objects.size, 0);
+});
+
+// Issue 10 item 1: what the Reconciler remembers is keyed to what it describes.
+function seed(w: ReturnType<typeof setup>, bucket: string, prefix: string, index: number, o: Parameters<typeof roundFiles>[3]) {
+  for (const [key, body] of roundFiles(bucket, prefix, index, o)) void w.s3.objects.put(`s3://${bucket}/${key}`, body);
+}
+
+/** An evaluator that records what it was asked to score and fails the round (no model). */
+function countingEvaluator() {
+  const rounds: number[] = [];
+  const evaluate: Evaluate = async (_objects, request) => {
+    rounds.push(request.round);
+    const failed: EvalResult = { schemaVersion: 1, status: "Failed", round: request.round, roundUri: request.roundUri, roundSlices: [], evaluatedAt: "t", reason: "ModelMissing", message: "no model.json" };
+    return failed;
+  };
+  return { rounds, evaluate };
+}
+
+const promoted = (w: ReturnType<typeof setup>) => [...w.s3.objects.objects.keys()].filter((k) => k.startsWith("s3://models/"));
+const rounds = (w: ReturnType<typeof setup>) => (w.runs.runs.get("ns/demo")!.status as { rounds: { phase: string; reason?: string }[] }).rounds;
+const editSpec = (w: ReturnType<typeof setup>, patch: Record<string, unknown>) => {
+  const run = w.runs.runs.get("ns/demo")!;
+  run.spec = { ...(run.spec as object), ...patch };
+  run.metadata.generation = (run.metadata.generation ?? 1) + 1;
+};
+
+test("an evaluation remembered for round 0 of one artifacts prefix is not used for round 0 of another", async () => {
+  const ev = countingEvaluator();
+  const w = setup({ artifacts: { s3: { bucket: "runs", prefix: "exp1/" } } }, ev.evaluate);
+  seed(w, "runs", "exp1/", 0, { recall: 0.9, model: true });
+  await w.reconcile();
+  assert.equal(rounds(w)[0]!.phase, "Passed");
+  seed(w, "runs", "exp2/", 0, { model: true });
+  editSpec(w, { artifacts: { s3: { bucket: "runs", prefix: "exp2/" } }, promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } } });
+  for (let i = 0; i < 3; i++) await w.reconcile();
+  assert.deepEqual(promoted(w), [], "nothing was promoted on the old metrics");
+  assert.deepEqual(ev.rounds, [0], "the new round 0 was evaluated");
+  assert.equal(rounds(w)[0]!.phase, "Rejected");
+});
+
+test("a cached eval.json is not trusted once the listing no longer shows it", async () => {
+  const ev = countingEvaluator();
+  const gate = (value: number) => ({ evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value }] } });
+  const w = setup({ promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } }, ...gate(0.95) }, ev.evaluate);
+  seed(w, "runs", "demo/", 0, { recall: 0.9, model: true });
+  await w.reconcile();
+  assert.equal(rounds(w)[0]!.phase, "Rejected");
+  w.s3.objects.objects.delete("s3://runs/demo/rounds/0000/eval.json");
+  editSpec(w, gate(0.5));
+  await w.reconcile();
+  assert.deepEqual(promoted(w), [], "no promotion without eval.json");
+  assert.deepEqual(ev.rounds, [0], "the round was evaluated again");
+});
+
+test("a promoted version belongs to the round it was copied from, not to a round with its number", async () => {
+  const w = setup({ promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } } });
+  seed(w, "runs", "demo/", 0, { recall: 0.9, model: true });
+  for (let i = 0; i < 3; i++) await w.reconcile();
+  assert.equal(rounds(w)[0]!.phase, "Promoted");
+  seed(w, "runs", "other/", 0, { recall: 0.8, model: true });
+  editSpec(w, { artifacts: { s3: { bucket: "runs", prefix: "other/" } } });
+  for (let i = 0; i < 3; i++) await w.reconcile();
+  assert.ok(promoted(w).includes("s3://models/clip/v2/version.json"), "the other round 0 became v2");
+});
+
+// Issue 10 item 3: a hung call frees its worker at the reconcile deadline and shows in stuck().
+test("a reconcile that hangs past its deadline is retried later, not run twice, and reported stuck until it ends", async () => {
+  const w = setup();
+  let release: () => void = () => {};
+  const hung = new Promise<void>((r) => (release = r));
+  const objects = w.s3.objects;
+  const list = objects.list.bind(objects);
+  let calls = 0;
+  objects.list = async (prefix: string) => {
+    calls++;
+    await hung;
+    return list(prefix);
+  };
+  const reconciler = new Reconciler({ runs: w.runs, children: w.children, events: w.events, log: quietLog, now: () => NOW, storage: () => w.s3.storage, reconcileDeadlineMs: 50 });
+  const first = await reconciler.reconcile("ns/demo");
+  assert.equal(first.kind, "retry");
+  assert.deepEqual(reconciler.stuck(), ["ns/demo"]);
+  const second = await reconciler.reconcile("ns/demo");
+  assert.equal(second.kind, "retry");
+  assert.equal(calls, 1, "the key was not reconciled again while the first reconcile runs");
+  release();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(reconciler.stuck(), []);
+});
+
+// Issue 10 item 4 / issue 13 item 6: a ConfigMap the run does not own is never taken over.
+test("a model ConfigMap owned by someone else is refused with a Warning and a condition, and left as it was", async () => {
+  const w = setup({ promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" }, configMapName: "model" } });
+  const theirs = { apiVersion: "v1" as const, kind: "ConfigMap" as const, metadata: { name: "model", namespace: "ns", labels: {}, ownerReferences: [] }, data: { mine: "yes" } };
+  w.children.configMaps.set("model", structuredClone(theirs));
+  seed(w, "runs", "demo/", 0, { recall: 0.9, model: true });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.deepEqual(w.children.configMaps.get("model"), theirs);
+  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const degraded = status.conditions.find((c) => c.type === "Degraded")!;
+  assert.deepEqual([degraded.status, degraded.reason], ["True", "ConfigMapNotOwned"]);
+  assert.match(degraded.message, /spec\.promotion\.configMapName/);
+  assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "ConfigMapNotOwned"));
+});
+
+// Issue 10 item 5: the merge patch of status removes what is gone.
+test("status.currentRound is removed once no round is active, and an idle run then waits for its poll", async () => {
+  const w = setup();
+  putSlice(w.s3.slices, "slices/", "2016");
+  await w.reconcile();
+  assert.equal((w.runs.runs.get("ns/demo")!.status as { currentRound?: { index: number } }).currentRound?.index, 0);
+  // The round trains and passes (no gates): its Job completed and the trainer wrote _SUCCESS and eval.json.
+  seed(w, "runs", "demo/", 0, { recall: 0.5 });
+  w.children.trainer.set(0, { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true });
+  const outcome = await w.reconcile();
+  const status = w.runs.runs.get("ns/demo")!.status as { phase: string; currentRound?: unknown };
+  assert.equal(status.phase, "Waiting");
+  assert.equal("currentRound" in status, false);
+  assert.equal(outcome.kind, "requeueAfter");
+  assert.ok((outcome as { ms: number }).ms > 30_000, "waits for the poll interval (5m), not the 30 s active-round resync");
+});
+
+// Issue 10 item 13: a Job the API server refuses shows in status and an Event, and backs off.
+test("a refused Job is a Degraded condition and a Warning naming the cause, retried with backoff", async () => {
+  const w = setup();
+  w.children.refuse.set("Job", "exceeded quota: gpu-quota");
+  putSlice(w.s3.slices, "slices/", "2016");
+  const outcome = await w.reconcile();
+  assert.equal(outcome.kind, "retry");
+  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const degraded = status.conditions.find((c) => c.type === "Degraded")!;
+  assert.deepEqual([degraded.status, degraded.reason], ["True", "JobCreateFailed"]);
+  assert.match(degraded.message, /exceeded quota: gpu-quota/);
+  assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "JobCreateFailed" && /gpu-quota/.test(e.message)));
 });

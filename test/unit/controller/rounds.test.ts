@@ -249,3 +249,47 @@ test("a passing round older than the promoted one is not promoted (the alias nev
   assert.equal(d.rounds[0]!.reason, "Superseded");
   assert.deepEqual(kinds(d), []);
 });
+
+// Issue 10 item 2: a failing slice under EverySlice must not start a new round on every reconcile.
+const THREE = [slice("2016"), slice("2017"), slice("2018")];
+const recordOf = (d: ReturnType<typeof decideRounds>) => (d.actions.find((a) => a.kind === "RecordFailure") as { record: { slicesKnown?: string[] } }).record;
+
+test("a failed round records the slices it knew, and is not retried while nothing new arrived", () => {
+  const d = decideRounds(input({ slices: THREE, rounds: [trained(0, ["2016"]), failedJob(1, ["2017"])] }));
+  assert.deepEqual(kinds(d), ["RecordFailure:1"]);
+  assert.deepEqual(recordOf(d).slicesKnown, ["2016", "2017", "2018"]);
+  assert.equal(d.waiting?.reason, "RoundFailed");
+  const recorded = { ...failedRecorded(1, ["2017"], null), failure: { reason: "BackoffLimitExceeded", message: "x", generation: 1, failedAt: "t", slicesKnown: ["2016", "2017", "2018"] } };
+  const again = decideRounds(input({ slices: THREE, rounds: [trained(0, ["2016"]), recorded] }));
+  assert.deepEqual(kinds(again), [], "2018 was there when 2017 failed: no retry");
+});
+
+test("a slice that arrives after the failure retries the failed slice once", () => {
+  const recorded = { ...failedRecorded(1, ["2017"], null), failure: { reason: "BackoffLimitExceeded", message: "x", generation: 1, failedAt: "t", slicesKnown: ["2016", "2017", "2018"] } };
+  const d = decideRounds(input({ slices: [...THREE, slice("2019")], rounds: [trained(0, ["2016"]), recorded] }));
+  assert.deepEqual(kinds(d), ["WritePlan:2", "CreateJob:2"]);
+  assert.deepEqual((d.actions[0] as { plan: RoundPlan }).plan.newSlices, ["2017"]);
+});
+
+test("after maxAttemptsPerSlice failed rounds the slice is given up with its reason and the next slice trains", () => {
+  const known = { slicesKnown: ["2016", "2017", "2018"] };
+  const failedWith = (i: number) => ({ ...failedRecorded(i, ["2017"], null), failure: { reason: "BackoffLimitExceeded", message: "x", generation: 1, failedAt: "t", ...known } });
+  const d = decideRounds(input({ slices: THREE, rounds: [trained(0, ["2016"]), failedWith(1), failedWith(2), failedJob(3, ["2017"])] }));
+  assert.deepEqual(kinds(d), ["RecordFailure:3", "WritePlan:4", "CreateJob:4"]);
+  const record = d.actions[0] as { sliceFailed?: { reason: string; message: string } };
+  assert.equal(record.sliceFailed?.reason, "SliceFailed");
+  assert.match(record.sliceFailed?.message ?? "", /slice 2017: 3 rounds failed/);
+  assert.deepEqual((d.actions[1] as { plan: RoundPlan }).plan.newSlices, ["2018"]);
+  assert.deepEqual(d.failedSlices.map((f) => [f.id, f.attempts]), [["2017", 3]]);
+  assert.deepEqual(d.late, [], "a slice given up on is not a late slice");
+});
+
+test("a rejected round older than historyLimit is not reported again on every reconcile", () => {
+  const rejected = (i: number) => trained(i, [String(2016 + i)], null, 0.1);
+  const s = spec({ historyLimit: 2, evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0.3 }] } });
+  const all = [rejected(0), rejected(1), rejected(2)];
+  const first = decideRounds(input({ spec: s, slices: all.map((r) => slice(r.plan!.newSlices[0]!)), rounds: all }));
+  assert.deepEqual(first.events.map((e) => e.reason), ["RoundRejected", "RoundRejected", "RoundRejected"]);
+  const again = decideRounds(input({ spec: s, slices: all.map((r) => slice(r.plan!.newSlices[0]!)), rounds: all, previous: first.rounds }));
+  assert.deepEqual(again.events, []);
+});

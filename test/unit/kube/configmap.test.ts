@@ -65,4 +65,9 @@ describe("applyConfigMap", () => {
     assert.equal(await applyConfigMap(api, cm), "updated");
     assert.deepEqual(calls.map((c) => c[0]), ["read", "create", "read", "replace"]);
   });
+  test("leaves a ConfigMap owned by someone else alone", async () => {
+    const { api, calls } = fakeApi({ data: { ...cm.data, version: "3" }, uid: "someone-else" });
+    assert.equal(await applyConfigMap(api, cm), "notOwned");
+    assert.deepEqual(calls.map((c) => c[0]), ["read"]);
+  });
 });

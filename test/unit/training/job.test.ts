@@ -73,3 +73,26 @@ test("CPU-only trainer asks for no GPUs; no Secret means the default AWS chain",
   assert.equal(c.resources.limits, undefined);
   assert.equal(c.env.some((e: any) => e.name === "AWS_ACCESS_KEY_ID"), false);
 });
+
+test("a multi-node run named with a dot and a leading digit gets a Job and a Service the API server accepts", () => {
+  const run = { ...RUN, name: "7.demo" };
+  const s = spec({ nodes: 2 });
+  const job = buildTrainJob({ run, spec: s, round: 0, planUri: "s3://runs/p.json" });
+  const svc = buildRendezvousService({ run, spec: s, round: 0 })!;
+  const dns1123Label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  const dns1035Label = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+  assert.match(job.metadata.name, dns1123Label);
+  assert.match(svc.metadata.name, dns1035Label);
+  assert.ok(job.metadata.name.length <= 63 && svc.metadata.name.length <= 63);
+  assert.equal(job.spec.template.spec.subdomain, svc.metadata.name);
+  assert.notEqual(trainJobName("7.demo", 0), trainJobName("7-demo", 0), "a dot and a dash do not collide");
+  assert.equal(trainJobName("demo", 0), "demo-r0000-train", "names without dots are unchanged");
+});
+
+test("trainer pods mount no service-account token unless the spec names a service account", () => {
+  const plain = buildTrainJob({ run: RUN, spec: spec(), round: 0, planUri: "s3://r/p.json" }).spec.template.spec;
+  assert.equal(plain.automountServiceAccountToken, false);
+  assert.equal(plain.serviceAccountName, undefined);
+  const named = buildTrainJob({ run: RUN, spec: spec({ serviceAccountName: "trainer" }), round: 0, planUri: "s3://r/p.json" }).spec.template.spec;
+  assert.deepEqual([named.serviceAccountName, named.automountServiceAccountToken], ["trainer", true]);
+});

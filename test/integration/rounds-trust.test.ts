@@ -1,0 +1,202 @@
+// Issue 10: the operator never promotes what was not evaluated, never retries a failing slice in a
+// loop, never hangs on S3, never takes over what it does not own. Against the real kube-apiserver
+// and Job controller, MinIO and the operator as a process; rounds start from folders already
+// trained (seeded), and trainer pods that must fail run a command that exits 1.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createBucket, createS3Secret, localRunManifest, runRounds, startExecutor, startOperator, type Proc } from "../support/local-run.ts";
+import { roundFiles, type SeedOptions } from "../support/rounds.ts";
+import { putObject, s3Client } from "../support/s3.ts";
+import { putSlice } from "./data/slices.ts";
+
+const FAILING_IMAGE = "ticclip-trainer:exits-1";
+const NO_JOBS_POLICY = {
+  apiVersion: "v1",
+  kind: "List",
+  items: [
+    {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingAdmissionPolicy",
+      metadata: { name: "ticclip-test-no-jobs" },
+      spec: {
+        failurePolicy: "Fail",
+        matchConstraints: { resourceRules: [{ apiGroups: ["batch"], apiVersions: ["v1"], operations: ["CREATE"], resources: ["jobs"] }] },
+        validations: [{ expression: "false", message: "Jobs are not allowed in this namespace by policy" }],
+      },
+    },
+    {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingAdmissionPolicyBinding",
+      metadata: { name: "ticclip-test-no-jobs" },
+      spec: { policyName: "ticclip-test-no-jobs", validationActions: ["Deny"], matchResources: { namespaceSelector: { matchLabels: { "ticclip-test/no-jobs": "true" } } } },
+    },
+  ],
+};
+let ns = "";
+let quotaNs = "";
+let executor: Proc;
+let operator: Proc;
+
+before(() => {
+  applyCrds();
+  ns = createNamespace("trust");
+  createS3Secret(ns);
+  // A namespace where an admission policy refuses every Job (as a policy engine or quota would).
+  quotaNs = createNamespace("trust-refused");
+  createS3Secret(quotaNs);
+  kubectlOk(["apply", "-f", "-"], JSON.stringify(NO_JOBS_POLICY));
+  kubectlOk(["label", "namespace", quotaNs, "ticclip-test/no-jobs=true"]);
+  executor = startExecutor([ns], { [FAILING_IMAGE]: { commandMap: { python: "/bin/false" } } });
+  operator = startOperator([ns, quotaNs], ["--s3-timeout-seconds", "3"]);
+});
+after(async () => {
+  await operator?.stop();
+  await executor?.stop();
+});
+
+async function seed(bucket: string, prefix: string, index: number, o: SeedOptions): Promise<void> {
+  for (const [key, body] of roundFiles(bucket, prefix, index, o)) await putObject(s3Client(), bucket, key, body);
+}
+
+async function exists(bucket: string, key: string): Promise<boolean> {
+  try {
+    await s3Client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const create = (manifest: unknown) => kubectlOk(["create", "-f", "-"], JSON.stringify(manifest));
+const patchSpec = (name: string, spec: unknown) => kubectlOk(["patch", "ccr", name, "-n", ns, "--type", "merge", "-p", JSON.stringify({ spec })]);
+const condition = (name: string, type: string) =>
+  ((getRun(ns, name)?.status as { conditions?: { type: string; status: string; reason: string; message: string }[] })?.conditions ?? []).find((c) => c.type === type);
+const events = (name: string) =>
+  (JSON.parse(kubectlOk(["get", "events", "-n", ns, "--field-selector", `involvedObject.name=${name}`, "-o", "json"])).items as { type: string; reason: string; message: string }[]);
+const trainerJobs = (name: string) =>
+  (JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${name},ticclip.dev/component=trainer`, "-o", "json"])).items as { metadata: { name: string } }[]).map((j) => j.metadata.name).sort();
+
+test("item 1: round 0 of a new artifacts prefix is evaluated, not promoted on the metrics of the old round 0", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  const models = await createBucket("trust-models");
+  await seed(runs, "exp1/", 0, { recall: 0.9, model: true });
+  const m = localRunManifest({ namespace: ns, name: "stale", dataBucket: data, runsBucket: runs });
+  m.spec.artifacts.s3.prefix = "exp1/";
+  create(m);
+  await waitFor("exp1 round 0 Passed", () => runRounds(ns, "stale")[0]?.phase === "Passed" || undefined, 60_000, 500);
+  await seed(runs, "exp2/", 0, { model: true });
+  patchSpec("stale", { artifacts: { s3: { bucket: runs, prefix: "exp2/" } }, promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" } } });
+  // The operator has no evaluator image: it scores in-process, which fails on the seeded dummy model.
+  await waitFor("exp2 round 0 evaluated", async () => (await exists(runs, "exp2/rounds/0000/eval.json")) || undefined, 90_000, 500);
+  await waitFor("exp2 round 0 judged", () => runRounds(ns, "stale")[0]?.phase === "Rejected" || undefined, 60_000, 500);
+  assert.equal(await exists(models, "clip/v1/version.json"), false, "nothing was promoted");
+});
+
+test("item 2: EverySlice retries a failing slice only when something new arrived, gives it up after 3 rounds, then trains the next", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  await seed(runs, "loop/", 0, { slices: ["2016"], recall: 0.5 });
+  for (const id of ["2016", "2017", "2018"]) await putSlice(s3Client(), data, "slices/", { id, shards: [16] });
+  const m = localRunManifest({ namespace: ns, name: "loop", dataBucket: data, runsBucket: runs, spec: { trainer: { image: FAILING_IMAGE, backoffLimit: 0 } } });
+  m.spec.artifacts.s3.prefix = "loop/";
+  create(m);
+  const failed = (n: number) => runRounds(ns, "loop").filter((r) => r.phase === "Failed").length >= n || undefined;
+  await waitFor("round 1 on 2017 failed", () => failed(1), 120_000, 500);
+  // Nothing new arrived: no new round in the next polls (pollInterval 2s).
+  await new Promise((r) => setTimeout(r, 8_000));
+  assert.deepEqual(trainerJobs("loop"), ["loop-r0001-train"], "no retry without a new slice");
+  assert.equal(condition("loop", "Ready")?.reason, "RoundFailed");
+  // Item 5: no round is active, and status says so.
+  assert.equal((getRun(ns, "loop")!.status as { currentRound?: unknown }).currentRound, undefined);
+  for (const [i, id] of ["2019", "2020"].entries()) {
+    await putSlice(s3Client(), data, "slices/", { id, shards: [16] });
+    await waitFor(`retry ${i + 2} of 2017 failed`, () => failed(i + 2), 120_000, 500);
+  }
+  const rounds = await waitFor("round 4 planned on 2018", () => runRounds(ns, "loop").find((r) => r.index === 4), 60_000, 500);
+  assert.deepEqual(rounds.slices, ["2018"]);
+  assert.deepEqual(runRounds(ns, "loop").slice(1, 4).map((r) => [r.index, r.slices, r.phase]), [[1, ["2017"], "Failed"], [2, ["2017"], "Failed"], [3, ["2017"], "Failed"]]);
+  const slices = (getRun(ns, "loop")!.status as { slices: { failed?: { id: string; attempts: number; reason: string }[] } }).slices;
+  assert.deepEqual(slices.failed?.map((f) => [f.id, f.attempts]), [["2017", 3]]);
+  assert.ok(events("loop").some((e) => e.type === "Warning" && e.reason === "SliceFailed" && e.message.includes("2017")));
+});
+
+test("item 3: an S3 endpoint that accepts connections and never answers makes its run Degraded; other runs go on", async () => {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((s) => void sockets.push(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const port = (server.address() as net.AddressInfo).port;
+    const data = await createBucket("trust-data");
+    const runs = await createBucket("trust-runs");
+    const hung = localRunManifest({ namespace: ns, name: "hung", dataBucket: data, runsBucket: runs });
+    hung.spec.source.s3.endpoint = `http://127.0.0.1:${port}`;
+    create(hung);
+    const degraded = await waitFor("hung run Degraded", () => (condition("hung", "Degraded")?.status === "True" ? condition("hung", "Degraded") : undefined), 60_000, 500);
+    assert.equal(degraded.reason, "S3Timeout", degraded.message);
+    // A healthy run created after it is still reconciled.
+    await seed(runs, "fine/", 0, { recall: 0.5 });
+    const fine = localRunManifest({ namespace: ns, name: "fine", dataBucket: data, runsBucket: runs });
+    fine.spec.artifacts.s3.prefix = "fine/";
+    create(fine);
+    await waitFor("other run reconciled", () => runRounds(ns, "fine")[0]?.phase === "Passed" || undefined, 60_000, 500);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test("item 4: a model ConfigMap owned by someone else is refused (Warning, condition) and left untouched", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  const models = await createBucket("trust-models");
+  kubectlOk(["create", "configmap", "their-model", "-n", ns, "--from-literal=owner=someone-else"]);
+  await seed(runs, "cm/", 0, { recall: 0.9, model: true });
+  const m = localRunManifest({ namespace: ns, name: "cm", dataBucket: data, runsBucket: runs, spec: { promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" }, configMapName: "their-model" } } });
+  m.spec.artifacts.s3.prefix = "cm/";
+  create(m);
+  const c = await waitFor("ConfigMapNotOwned", () => (condition("cm", "Degraded")?.reason === "ConfigMapNotOwned" ? condition("cm", "Degraded") : undefined), 60_000, 500);
+  assert.match(c.message, /spec\.promotion\.configMapName/);
+  assert.ok(events("cm").some((e) => e.type === "Warning" && e.reason === "ConfigMapNotOwned"));
+  const cm = JSON.parse(kubectlOk(["get", "configmap", "their-model", "-n", ns, "-o", "json"]));
+  assert.deepEqual(cm.data, { owner: "someone-else" });
+  assert.equal(cm.metadata.ownerReferences, undefined, "not handed to the run's garbage collection");
+});
+
+test("item 13: a multi-node run named with a dot and a leading digit gets its Service and Indexed Job", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  await putSlice(s3Client(), data, "slices/", { id: "2016", shards: [16] });
+  const m = localRunManifest({ namespace: ns, name: "7.multi", dataBucket: data, runsBucket: runs, spec: { trainer: { image: "not-run:1", nodes: 2, gpusPerNode: 1 } } });
+  m.spec.artifacts.s3.prefix = "multi/";
+  create(m);
+  const jobs = await waitFor("Job created", () => {
+    const items = JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-o", "json"])).items as { metadata: { name: string; ownerReferences: { name: string }[] }; spec: { completionMode?: string; template: { spec: { subdomain?: string; automountServiceAccountToken?: boolean } } } }[];
+    const mine = items.filter((j) => j.metadata.ownerReferences?.[0]?.name === "7.multi");
+    return mine.length ? mine : undefined;
+  }, 60_000, 500);
+  const job = jobs[0]!;
+  assert.equal(job.spec.completionMode, "Indexed");
+  const svc = JSON.parse(kubectlOk(["get", "service", job.spec.template.spec.subdomain!, "-n", ns, "-o", "json"]));
+  assert.match(svc.metadata.name, /^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+  // Item 14: no service-account token in trainer pods unless asked.
+  assert.equal(job.spec.template.spec.automountServiceAccountToken, false);
+  assert.notEqual(condition("7.multi", "Degraded")?.reason, "JobCreateFailed");
+});
+
+test("item 13: a Job the API server refuses is a Degraded condition and a Warning naming the cause", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  await putSlice(s3Client(), data, "slices/", { id: "2016", shards: [16] });
+  const m = localRunManifest({ namespace: quotaNs, name: "quota", dataBucket: data, runsBucket: runs });
+  create(m);
+  const cond = () =>
+    ((getRun(quotaNs, "quota")?.status as { conditions?: { type: string; status: string; reason: string; message: string }[] })?.conditions ?? []).find((c) => c.type === "Degraded");
+  const c = await waitFor("JobCreateFailed", () => (cond()?.reason === "JobCreateFailed" ? cond() : undefined), 60_000, 500);
+  assert.match(c!.message, /not allowed in this namespace by policy/);
+  const ev = JSON.parse(kubectlOk(["get", "events", "-n", quotaNs, "--field-selector", "involvedObject.name=quota", "-o", "json"])).items as { type: string; reason: string; message: string }[];
+  assert.ok(ev.some((e) => e.type === "Warning" && e.reason === "JobCreateFailed" && /by policy/.test(e.message)), JSON.stringify(ev.map((e) => e.reason)));
+});

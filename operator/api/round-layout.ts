@@ -4,6 +4,7 @@
 //                                   _SUCCESS       the trainer's last write
 //                                   failed.json    the operator's record of a failed round
 //                                   eval.json      the evaluator's result
+//                                   compute.json   GPU-seconds and times of its trainer Job, kept after the Job is gone
 import { EVAL_JSON } from "./eval-result.ts";
 
 export const ROUND_FILES = {
@@ -13,6 +14,7 @@ export const ROUND_FILES = {
   eval: EVAL_JSON,
   checkpoint: "checkpoint.pt",
   summary: "train_summary.json",
+  compute: "compute.json",
 } as const;
 
 export type ArtifactsLocation = { bucket: string; prefix: string };

@@ -99,6 +99,10 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         }
         return { complete: false };
       }
+      case "RecordCompute": {
+        await store.putJsonIfAbsent(action.round, ROUND_FILES.compute, action.record);
+        break;
+      }
       case "RecordFailure": {
         if (await store.putJsonIfAbsent(action.round, ROUND_FILES.failure, action.record)) {
           await record(action.event);

@@ -53,6 +53,7 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   const spec = parsed.data;
   const discovery = observed.discovery;
   const pointer = observed.alias && !("invalid" in observed.alias) ? observed.alias : undefined;
+  const unobserved = observed.problem !== undefined && observed.rounds.length === 0;
   const promoted = pointer ? promotedStatus(pointer) : undefined;
   const healthyDiscovery = discovery && discovery.errors.length === 0 ? discovery : undefined;
   const rounds = decideRounds({
@@ -113,12 +114,13 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
     phase: active ? (active.phase === "Pending" || active.phase === "Training" ? "Training" : "Evaluating") : spec.suspend ? "Suspended" : blocked ? "Degraded" : "Waiting",
     conditions: conditions([ready, progressing, degraded, stalled]),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
-    rounds: rounds.rounds,
-    compute: rounds.compute,
+    // When S3 or its Secret could not be read, nothing was observed: keep the last known rounds and
+    // compute instead of reporting an empty history.
+    ...(unobserved ? {} : { rounds: rounds.rounds, compute: rounds.compute }),
   };
   if (promoted) next.promoted = promoted;
   if (active) next.currentRound = { index: active.index, phase: active.phase, ...(active.job ? { job: active.job } : {}), ...(active.startedAt ? { startedAt: active.startedAt } : {}) };
-  else delete next.currentRound;
+  else if (!unobserved) delete next.currentRound;
 
   if (previousReady?.reason !== ready.reason) {
     events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });

@@ -27,10 +27,6 @@ export function createJobAction(input: RoundsInput, round: number, reason: strin
 
 type Selection = { newSlices: string[]; initOverride?: { checkpoint: string | null } | undefined } | { waiting: Problem };
 
-/** Rounds that may fail over one slice before it is given up (spec.strategy.maxAttemptsPerSlice). */
-export function maxAttemptsPerSlice(spec: ContinualClipRunSpec): number {
-  return (spec.strategy as { maxAttemptsPerSlice?: number }).maxAttemptsPerSlice ?? 3;
-}
 
 /**
  * Which slices the next round trains on, or why none starts; undefined when nothing is pending.
@@ -115,7 +111,13 @@ export function nextRound(
     const event: PlannedEvent = { type: "Warning", reason: "PlanFailed", message: `round ${index}: ${mixture.reason}: ${mixture.message}` };
     return { kind: "none", waiting: { reason: "PlanFailed", message: event.message }, planProblem: event };
   }
-  const initCheckpoint = mixture.mixture.warmStart ? warmStartFrom(spec, input, trained[trained.length - 1], initOverride) : null;
+  // Every strategy starts from the same model: Restart and Oracle from spec.model.initialCheckpoint
+  // (or from scratch without one), the others warm-start from a trained round after round 0.
+  const warm = mixture.mixture.warmStart;
+  const initCheckpoint = warm ? warmStartFrom(spec, input, trained[trained.length - 1], initOverride) : (spec.model.initialCheckpoint ?? null);
+  // Warmup as in TiC-CLIP: on rounds trained from scratch (Restart, Oracle, or no checkpoint to start
+  // from); warm-started rounds use warmStartWarmupSteps (none by default).
+  const fromScratch = !warm || initCheckpoint === null;
   const plan: RoundPlan = {
     schemaVersion: ROUND_PLAN_SCHEMA_VERSION,
     run: { namespace: run.namespace, name: run.name, uid: run.uid },
@@ -124,7 +126,7 @@ export function nextRound(
     replay: spec.strategy.replay,
     model: { architecture: spec.model.architecture, initCheckpoint },
     data: { sources: mixture.mixture.sources, samples: mixture.mixture.samples },
-    optimizer: planOptimizer(spec.strategy.optimizer, initCheckpoint !== null),
+    optimizer: planOptimizer(spec.strategy.optimizer, !fromScratch),
     output: { uri: roundUri(spec.artifacts.s3, index) },
     checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,
     seed: index,

@@ -4,6 +4,7 @@ import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { EVAL_JSON, evalResult } from "../api/eval-result.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { roundPlan } from "../api/round-plan.ts";
+import { formatIssues } from "../api/slice-manifest.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { observeSlicePoll } from "../observability/metrics.ts";
@@ -13,7 +14,7 @@ import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
-import type { FailureRecord, Observed, RoundObservation } from "./types.ts";
+import type { ComputeRecord, FailureRecord, Observed, RoundObservation } from "./types.ts";
 
 /** Runs a discovery pass when one is due, and keeps its result between polls. */
 export async function pollSlices(run: RawObject, spec: ContinualClipRunSpec, mem: RunMemory, log: Logger): Promise<void> {
@@ -63,12 +64,19 @@ export async function observeRounds(
   for (const [index, fileTags] of listing) {
     const files = new Set(fileTags.keys());
     if (!files.has(ROUND_FILES.plan)) continue;
+    let planProblem: string | undefined;
     const plan = await read(index, ROUND_FILES.plan, (raw) => {
       const parsed = roundPlan.safeParse(raw);
+      if (!parsed.success) planProblem = formatIssues(parsed.error);
       return parsed.success ? parsed.data : undefined;
+    }).catch((err: unknown) => {
+      if (!(err instanceof SyntaxError)) throw err;
+      planProblem = `not JSON: ${err.message}`;
+      return undefined;
     });
     if (!plan) {
-      log.warn("unreadable plan; round ignored", { round: index });
+      log.warn("unreadable plan", { round: index, problem: planProblem });
+      rounds.push({ index, files, planProblem: planProblem ?? "unreadable" });
       continue;
     }
     const failure = files.has(ROUND_FILES.failure)
@@ -81,7 +89,13 @@ export async function observeRounds(
           return parsed.success ? parsed.data : undefined;
         })
       : undefined;
-    rounds.push({ index, files, plan, failure, job: jobs.trainer.get(index), evaluation, evalJob: jobs.evaluator.get(index) });
+    const compute = files.has(ROUND_FILES.compute)
+      ? await read(index, ROUND_FILES.compute, (raw) => {
+          const c = raw as ComputeRecord | undefined;
+          return typeof c?.gpuSeconds === "number" && c.gpuSeconds >= 0 ? c : undefined;
+        })
+      : undefined;
+    rounds.push({ index, files, plan, failure, compute, job: jobs.trainer.get(index), evaluation, evalJob: jobs.evaluator.get(index) });
   }
   mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.
@@ -100,6 +114,6 @@ export async function observeRounds(
     alias = await readAlias(objects, target);
   }
   // Discovery warns about manifests that change after a round consumed them.
-  mem.discovery.markConsumed(rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan!.newSlices));
+  mem.discovery.markConsumed(rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []));
   return { discovery: mem.lastDiscovery, rounds, alias };
 }

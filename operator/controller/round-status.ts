@@ -3,7 +3,7 @@
 import type { ContinualClipRunSpec, RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { trainJobName } from "../kube/objects.ts";
-import type { JobObservation, RoundObservation } from "./types.ts";
+import type { ComputeRecord, JobObservation, RoundObservation } from "./types.ts";
 
 /** Phases in which the trainer has finished and written its checkpoint. */
 export const TRAINED: ReadonlySet<RoundPhase> = new Set(["Trained", "Evaluating", "Gating", "Promoted", "Passed", "Rejected"]);
@@ -22,12 +22,15 @@ export function phaseOf(r: RoundObservation): PhaseOf {
   return { phase: "Pending" };
 }
 
-function gpuSeconds(spec: ContinualClipRunSpec, job: JobObservation | undefined, prev: RoundStatus | undefined): number | undefined {
-  if (job?.startTime && job.completionTime) {
-    const secs = (Date.parse(job.completionTime) - Date.parse(job.startTime)) / 1000;
-    return Math.max(0, secs) * spec.trainer.nodes * spec.trainer.gpusPerNode;
-  }
-  return prev?.gpuSeconds;
+/** What a finished trainer Job spent: its wall time on every GPU of every node. */
+export function jobCompute(spec: ContinualClipRunSpec, job: JobObservation | undefined): ComputeRecord | undefined {
+  if (!job?.startTime || !job.completionTime) return undefined;
+  const secs = (Date.parse(job.completionTime) - Date.parse(job.startTime)) / 1000;
+  return { gpuSeconds: Math.max(0, secs) * spec.trainer.nodes * spec.trainer.gpusPerNode, startedAt: job.startTime, finishedAt: job.completionTime };
+}
+
+function gpuSeconds(spec: ContinualClipRunSpec, r: RoundObservation, prev: RoundStatus | undefined): number | undefined {
+  return jobCompute(spec, r.job)?.gpuSeconds ?? r.compute?.gpuSeconds ?? prev?.gpuSeconds;
 }
 
 /** status.rounds[] of one observed round; prev keeps facts whose source is gone (Job TTL). */
@@ -40,9 +43,9 @@ export function roundStatus(
 ): RoundStatus {
   const plan = r.plan!;
   const uri = roundUri(spec.artifacts.s3, r.index);
-  const gpu = gpuSeconds(spec, r.job, prev);
-  const startedAt = r.job?.startTime ?? prev?.startedAt;
-  const finishedAt = r.job?.completionTime ?? prev?.finishedAt;
+  const gpu = gpuSeconds(spec, r, prev);
+  const startedAt = r.job?.startTime ?? r.compute?.startedAt ?? prev?.startedAt;
+  const finishedAt = r.job?.completionTime ?? r.compute?.finishedAt ?? prev?.finishedAt;
   return {
     index: r.index,
     slices: plan.newSlices,

@@ -9,12 +9,13 @@
 // it is Trained when the trainer wrote _SUCCESS; Failed when failed.json exists or its Job failed.
 // Status can therefore be wiped and rebuilt.
 import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
+import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 import { computeAccounting } from "../data/compute.ts";
 import { trainJobName } from "../kube/objects.ts";
 import { afterTraining } from "./after-training.ts";
-import { createJobAction, maxAttemptsPerSlice, nextRound } from "./next-round.ts";
-import { phaseOf, roundStatus, TRAINED, type PhaseOf } from "./round-status.ts";
+import { createJobAction, nextRound } from "./next-round.ts";
+import { jobCompute, phaseOf, roundStatus, TRAINED, type PhaseOf } from "./round-status.ts";
 import type { FailureRecord, PlannedEvent, RoundAction, RoundsDecision, RoundsInput } from "./types.ts";
 
 export type { RoundObservation, RoundsDecision, RoundsInput } from "./types.ts";
@@ -34,12 +35,15 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   const events: PlannedEvent[] = [];
 
   // Failed rounds per slice, for spec.strategy.maxAttemptsPerSlice.
-  const maxAttempts = maxAttemptsPerSlice(spec);
+  const maxAttempts = spec.strategy.maxAttemptsPerSlice;
   const attempts = new Map<string, { count: number; reason: string }>();
   const latestPromoted = Math.max(-1, ...observed.filter((r) => r.promotedVersion !== undefined).map((r) => r.index));
   for (const r of observed) {
     const prev = prevByIndex.get(r.index);
     let p: PhaseOf & { fields?: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> } = phaseOf(r);
+    // GPU-seconds outlive the Job (TTL): recorded beside the round once, so totals only grow.
+    const spent = jobCompute(spec, r.job);
+    if (spent && !r.files.has(ROUND_FILES.compute)) actions.push({ kind: "RecordCompute", round: r.index, record: spent });
     if (p.phase === "Trained") {
       const after = afterTraining(input, r, latestPromoted);
       actions.push(...after.actions);
@@ -97,6 +101,13 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   const late = slices.filter((s) => isLate(s.id)).map((s) => s.id);
   const base = { rounds: statuses.slice(-spec.historyLimit), current, compute, consumed, late, events, actions, failedSlices };
 
+  // A plan that cannot be read holds everything after it: planning past it would reuse its index.
+  const unreadable = input.rounds.find((r) => !r.plan && r.planProblem !== undefined);
+  if (unreadable) {
+    const uri = `${roundUri(spec.artifacts.s3, unreadable.index)}${ROUND_FILES.plan}`;
+    const message = `${uri} cannot be used (${unreadable.planProblem}); fix or delete that round folder`;
+    return { ...base, waiting: { reason: "RoundPlanUnreadable", message } };
+  }
   if (current || input.slices === undefined) return base;
 
   const pending = slices.filter((s) => !covered.has(s.id) && !late.includes(s.id) && !exhausted.has(s.id)).map((s) => s.id);

@@ -32,6 +32,8 @@ export type RoundObservation = {
   index: number;
   files: ReadonlySet<string>;
   plan?: RoundPlan | undefined;
+  /** Why plan.json could not be used (truncated, not a RoundPlan): the round folder is stuck. */
+  planProblem?: string | undefined;
   failure?: FailureRecord | undefined;
   job?: JobObservation | undefined;
   /** eval.json, once the evaluator wrote it. */
@@ -39,7 +41,11 @@ export type RoundObservation = {
   evalJob?: JobObservation | undefined;
   /** The immutable promoted version made from this round, if any. */
   promotedVersion?: number | undefined;
+  /** compute.json: what the trainer Job spent, recorded once it finished (Jobs go after their TTL). */
+  compute?: ComputeRecord | undefined;
 };
+
+export type ComputeRecord = { gpuSeconds: number; startedAt?: string | undefined; finishedAt?: string | undefined };
 
 /** The model ConfigMap as it is in the cluster (undefined: absent). */
 export type ObservedConfigMap = { ownerUids: string[]; data: Record<string, string> };
@@ -62,6 +68,7 @@ export type Observed = {
 export type RoundAction =
   | { kind: "WritePlan"; round: number; plan: RoundPlan }
   | { kind: "CreateJob"; round: number; job: Record<string, any>; service?: Record<string, any> | undefined; event: PlannedEvent }
+  | { kind: "RecordCompute"; round: number; record: ComputeRecord }
   | { kind: "RecordFailure"; round: number; record: FailureRecord; event: PlannedEvent; sliceFailed?: PlannedEvent | undefined }
   /** The same request an evaluation Job would get, scored in the operator process. */
   | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate }

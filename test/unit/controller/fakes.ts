@@ -88,4 +88,4 @@ export function memoryStorage(): { storage: Storage; objects: MemoryObjectStore;
   return { objects, slices, storage: { objects, slices: () => slices } };
 }
 
-export const quietLog = createLogger("error");
+export const quietLog = createLogger(process.env.TEST_LOG ?? "error");

@@ -207,3 +207,36 @@ test("a refused Job is a Degraded condition and a Warning naming the cause, retr
   assert.match(degraded.message, /exceeded quota: gpu-quota/);
   assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "JobCreateFailed" && /gpu-quota/.test(e.message)));
 });
+
+// Issue 10 item 11: a truncated plan.json is surfaced and waited on, not a hot loop.
+test("a truncated plan.json makes the run Degraded naming the key, and the reconcile waits instead of spinning", async () => {
+  const w = setup();
+  putSlice(w.s3.slices, "slices/", "2016");
+  await w.s3.objects.put("s3://runs/demo/rounds/0000/plan.json", '{"schemaVersion": 1, "run": {');
+  const outcome = await w.reconcile();
+  assert.equal(outcome.kind, "requeueAfter");
+  assert.ok((outcome as { ms: number }).ms > 0);
+  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const degraded = status.conditions.find((c) => c.type === "Degraded")!;
+  assert.deepEqual([degraded.status, degraded.reason], ["True", "RoundPlanUnreadable"]);
+  assert.match(degraded.message, /s3:\/\/runs\/demo\/rounds\/0000\/plan\.json/);
+  assert.equal(w.children.objects.size, 0);
+  assert.equal(new TextDecoder().decode(w.s3.objects.objects.get("s3://runs/demo/rounds/0000/plan.json")), '{"schemaVersion": 1, "run": {');
+});
+
+// Issue 10 item 7: a transient error does not wipe history.
+test("a missing Secret keeps the last known rounds and compute in status while Degraded", async () => {
+  const w = setup({ source: { s3: { bucket: "data", prefix: "slices/", credentialsSecretRef: { name: "creds" } } } });
+  w.children.secrets.set("creds", { AWS_ACCESS_KEY_ID: Buffer.from("a").toString("base64"), AWS_SECRET_ACCESS_KEY: Buffer.from("b").toString("base64") });
+  seed(w, "runs", "demo/", 0, { recall: 0.5 });
+  w.children.trainer.set(0, { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true, startTime: "2026-04-01T00:00:00Z", completionTime: "2026-04-01T00:10:00Z" });
+  await w.reconcile();
+  const before = structuredClone(w.runs.runs.get("ns/demo")!.status) as { rounds: unknown[]; compute: { samplesSeen: number } };
+  assert.equal(before.rounds.length, 1);
+  w.children.secrets.delete("creds");
+  await w.reconcile();
+  const after = w.runs.runs.get("ns/demo")!.status as { phase: string; rounds: unknown[]; compute: unknown };
+  assert.equal(after.phase, "Degraded");
+  assert.deepEqual(after.rounds, before.rounds);
+  assert.deepEqual(after.compute, before.compute);
+});

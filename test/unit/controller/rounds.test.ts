@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { continualClipRunSpec, type ContinualClipRunSpec } from "../../../operator/api/continual-clip-run.ts";
-import type { RoundPlan } from "../../../operator/api/round-plan.ts";
+import { roundPlan, type RoundPlan } from "../../../operator/api/round-plan.ts";
 import { decideRounds, type RoundObservation, type RoundsInput } from "../../../operator/controller/rounds.ts";
 import type { Slice } from "../../../operator/data/validate.ts";
 import type { EvalResult } from "../../../operator/api/eval-result.ts";
@@ -62,7 +62,7 @@ function evaluated(index: number, slices: string[], recall: number): EvalResult 
 /** Trained and evaluated (recall 0.5), not promoted. */
 const trained = (index: number, slices: string[], init: string | null = null, recall = 0.5): RoundObservation => ({
   index,
-  files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt", "eval.json"]),
+  files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt", "eval.json", "compute.json"]),
   evaluation: evaluated(index, slices, recall),
   plan: planFor(index, slices, init),
   job: { name: `demo-r000${index}-train`, active: 0, succeeded: 1, failed: 0, complete: true, startTime: "2026-04-01T00:00:00Z", completionTime: "2026-04-01T01:00:00Z" },
@@ -167,11 +167,11 @@ test("a Job that completed without _SUCCESS is a failed round", () => {
   assert.equal(d.rounds[0]!.reason, "MissingArtifacts");
 });
 
-test("Restart and Oracle start from scratch; Oracle's budget grows with trained rounds", () => {
+test("Restart and Oracle start from the initial checkpoint like the others; Oracle's budget grows with trained rounds", () => {
   for (const replay of ["Restart", "Oracle"] as const) {
     const d = decideRounds(input({ spec: spec({ strategy: { replay } }), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"])] }));
     const plan = (d.actions[0] as { plan: RoundPlan }).plan;
-    assert.equal(plan.model.initCheckpoint, null, replay);
+    assert.equal(plan.model.initCheckpoint, "s3://models/init.pt", replay);
     assert.equal(plan.data.samples, replay === "Oracle" ? 2000 : 1000);
   }
 });
@@ -197,7 +197,7 @@ test("a slice that completes after a later one was trained on is not planned", (
 });
 
 test("a trained round without eval.json is evaluated before the next round starts", () => {
-  const r0: RoundObservation = { ...trained(0, ["2016"]), evaluation: undefined, files: new Set(["plan.json", "_SUCCESS"]) };
+  const r0: RoundObservation = { ...trained(0, ["2016"]), evaluation: undefined, files: new Set(["plan.json", "_SUCCESS", "compute.json"]) };
   const inProcess = decideRounds(input({ spec: spec({ evaluation: { runner: { mode: "InProcess" } } }), slices: [slice("2016"), slice("2017")], rounds: [r0] }));
   assert.deepEqual(kinds(inProcess), ["EvaluateInProcess:0"]);
   assert.equal(inProcess.current?.phase, "Evaluating");
@@ -292,4 +292,32 @@ test("a rejected round older than historyLimit is not reported again on every re
   assert.deepEqual(first.events.map((e) => e.reason), ["RoundRejected", "RoundRejected", "RoundRejected"]);
   const again = decideRounds(input({ spec: s, slices: all.map((r) => slice(r.plan!.newSlices[0]!)), rounds: all, previous: first.rounds }));
   assert.deepEqual(again.events, []);
+});
+
+test("warmup only on rounds trained from scratch, unless warmStartWarmupSteps asks for it", () => {
+  const optimizer = { warmupSteps: 500, warmStartWarmupSteps: 0 };
+  const plan = (d: ReturnType<typeof decideRounds>) => (d.actions[0] as { plan: RoundPlan }).plan;
+  const noInit = (o: Record<string, any>) => ({ ...spec(o), model: { architecture: "ticclip-tiny" } }) as ContinualClipRunSpec;
+  const first = decideRounds(input({ spec: noInit({ strategy: { optimizer } }), slices: [slice("2016")] }));
+  assert.equal(plan(first).optimizer.warmupSteps, 500, "round 0 from scratch");
+  const warm = decideRounds(input({ spec: spec({ strategy: { optimizer } }), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"])] }));
+  assert.equal(plan(warm).optimizer.warmupSteps, 0, "a warm-started round");
+  const asked = decideRounds(input({ spec: spec({ strategy: { optimizer: { ...optimizer, warmStartWarmupSteps: 50 } } }), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"])] }));
+  assert.equal(plan(asked).optimizer.warmupSteps, 50);
+  const restart = decideRounds(input({ spec: noInit({ strategy: { replay: "Restart", optimizer } }), slices: [slice("2016"), slice("2017")], rounds: [trained(0, ["2016"])] }));
+  assert.equal(plan(restart).optimizer.warmupSteps, 500, "Restart trains from scratch");
+  assert.equal(roundPlan.safeParse(plan(warm)).success, true, "the plan is what the trainer contract accepts");
+});
+
+// Issue 10 item 7: what compute needs outlives the Job.
+test("a finished Job's GPU-seconds are recorded beside the round once, and used after the Job is gone", () => {
+  const r0 = { ...trained(0, ["2016"]), files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt", "eval.json"]) };
+  const d = decideRounds(input({ slices: [slice("2016")], rounds: [r0] }));
+  const record = d.actions.find((a) => a.kind === "RecordCompute") as { record: { gpuSeconds: number } } | undefined;
+  assert.equal(record?.record.gpuSeconds, 3600, "one hour on one GPU");
+  const gone = { ...trained(0, ["2016"]), job: undefined, compute: { gpuSeconds: 3600, startedAt: "2026-04-01T00:00:00Z", finishedAt: "2026-04-01T01:00:00Z" } };
+  const later = decideRounds(input({ slices: [slice("2016")], rounds: [gone], previous: [] }));
+  assert.equal(later.rounds[0]!.gpuSeconds, 3600);
+  assert.equal(later.compute.gpuSeconds, 3600, "totals do not shrink when the Job and the status entry are gone");
+  assert.deepEqual(kinds(later), []);
 });

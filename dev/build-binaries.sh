@@ -67,21 +67,21 @@ $replaces
   mv "$out.tmp" "$out"
 }
 
-# module_binary NAME VERSION MODULE PACKAGE LDFLAGS [extra go.mod lines]: builds PACKAGE of MODULE@VERSION
-# into $CACHE/bin/<NAME>-<VERSION>/<basename of PACKAGE>, unless it is there already.
+# module_binary DIR MODULE VERSION PACKAGE LDFLAGS [extra go.mod lines]: builds PACKAGE of MODULE@VERSION
+# into $CACHE/bin/DIR/<basename of PACKAGE>, unless it is there already.
 module_binary() {
-  local name=$1 version=$2 module=$3 pkg=$4 ldflags=$5 extra=${6:-}
-  local out="$CACHE/bin/$name-$version" bin=${4##*/}
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 extra=${6:-}
+  local out="$CACHE/bin/$name" bin=${4##*/}
   [[ -x $out/$bin ]] && return 0
   log "$bin ($module $version)"
-  local dir="$SRC/$name-$version"
+  local dir="$SRC/$name"
   tools_module "$dir" "$module" "$version" "$extra"
   (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$bin" "$pkg")
   mv "$out.tmp" "$out"
 }
 
 build_minio() {
-  module_binary minio "$MINIO_VERSION" github.com/minio/minio github.com/minio/minio "-s -w"
+  module_binary "minio-$MINIO_VERSION" github.com/minio/minio "$MINIO_VERSION" github.com/minio/minio "-s -w"
 }
 
 # k8s_pins MODULE...: require lines pinning these k8s.io modules to the cluster's release, so a
@@ -96,13 +96,18 @@ k8s_pins() {
 }
 
 build_helm() {
-  module_binary helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
-    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  # As helm's Makefile does: the Kubernetes version `helm template` and `helm lint` assume offline.
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  module_binary "helm-$HELM_VERSION-k8s$minor" helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$ldflags" \
     "$(k8s_pins api apiextensions-apiserver apimachinery apiserver cli-runtime client-go component-base kubectl)"
 }
 
 build_promtool() {
-  module_binary promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus \
+  module_binary "promtool-$PROMETHEUS_VERSION" github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
     github.com/prometheus/prometheus/cmd/promtool "-s -w" "$(k8s_pins api apimachinery client-go)"
 }
 
@@ -123,7 +128,7 @@ build_gitops_health() {
 # path NAME: prints the cached binary's path (building it first if needed), for tests.
 binary_path() {
   case $1 in
-    helm) echo "$CACHE/bin/helm-$HELM_VERSION/helm" ;;
+    helm) local minor=${KUBERNETES_VERSION#v1.}; echo "$CACHE/bin/helm-$HELM_VERSION-k8s${minor%%.*}/helm" ;;
     promtool) echo "$CACHE/bin/promtool-$PROMETHEUS_VERSION/promtool" ;;
     gitops_health) echo "$CACHE/bin/gitops-health-$(tool_version gitops-health)/gitops-health" ;;
     *) echo "unknown binary $1" >&2; return 2 ;;

@@ -12,6 +12,7 @@ import { API_VERSION, KIND } from "./api/continual-clip-run.ts";
 import { createLogger, errorMessage } from "./observability/log.ts";
 import {
   createMetricsServer,
+  forgetAllRuns,
   forgetRun,
   isLeader,
   notificationResponses,
@@ -150,6 +151,8 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     controllers = undefined;
     started = false;
     isLeader.set(0);
+    // A standby's per-run gauges would go stale and keep alerts firing after the new leader clears them.
+    forgetAllRuns();
     clearInterval(resync);
     if (!c) return;
     for (const w of c.watches) w.stop();

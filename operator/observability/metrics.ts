@@ -161,6 +161,16 @@ export function observeSlicePoll(namespace: string, run: string, at: Date, pollI
   slicePollInterval.set({ namespace, run }, pollIntervalMs / 1000);
 }
 
+/** Drops every per-run series (this replica stopped reconciling). */
+export function forgetAllRuns(): void {
+  for (const g of [slicesDiscovered, samplesSeen, savingVsOracle, slicePollSuccess, slicePollInterval]) g.reset();
+  for (const key of [...runSeries.keys()]) {
+    const [namespace, run] = key.split("/") as [string, string];
+    replaceRunSeries(namespace, run, []);
+  }
+  runSeries.clear();
+}
+
 export function forgetRun(namespace: string, run: string): void {
   for (const g of [slicesDiscovered, samplesSeen, savingVsOracle, slicePollSuccess, slicePollInterval]) g.remove({ namespace, run });
   replaceRunSeries(namespace, run, []);

@@ -11,3 +11,7 @@ app.kubernetes.io/name: {{ include "cco.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- define "cco.notificationSecret" -}}{{ .Values.notifications.existingSecret | default (printf "%s-notifications" (include "cco.fullname" .)) }}{{- end -}}
+{{- /* The namespaces watched in namespaced mode, as a JSON array: watchNamespaces, or the release's own. */ -}}
+{{- define "cco.namespaces" -}}
+{{- if .Values.watchNamespaces }}{{ toJson .Values.watchNamespaces }}{{ else }}{{ list .Release.Namespace | toJson }}{{ end -}}
+{{- end -}}

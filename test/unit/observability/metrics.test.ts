@@ -1,7 +1,7 @@
 // Per-run gauges follow status: a series whose phase, reason or metric went away disappears.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { forgetRun, observeRunStatus, registry } from "../../../operator/observability/metrics.ts";
+import { forgetAllRuns, forgetRun, observeRunStatus, registry } from "../../../operator/observability/metrics.ts";
 
 async function series(name: string): Promise<string[]> {
   const text = await registry.metrics();
@@ -45,4 +45,13 @@ test("the latest evaluated round's metrics and the rejections since the last pro
     'ticclip_rounds_rejected_since_promotion{namespace="ns",run="m"} 2',
   ]);
   forgetRun("ns", "m");
+});
+
+test("a replica that stops reconciling drops every per-run series", async () => {
+  observeRunStatus("ns", "m", {
+    rounds: [{ index: 0, phase: "Training" }],
+    conditions: [{ type: "Ready", status: "True", reason: "RoundTraining" }],
+  });
+  forgetAllRuns();
+  assert.deepEqual([...(await series("ticclip_rounds")), ...(await series("ticclip_run_condition"))], []);
 });

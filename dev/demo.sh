@@ -1,10 +1,6 @@
 #!/usr/bin/env bash
 # `npm run demo`: brings the local cluster up (building it once), makes the trainer venv, and runs
-# dev/demo.ts: three synthetic slices -> three warm-started rounds of the tiny CPU model.
+# dev/demo.ts: three synthetic slices -> three warm-started rounds of the tiny CPU model, then a
+# short summary and the HTML report (.local/demo/report.html).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash dev/cluster.sh up
-eval "$(bash dev/cluster.sh env)"
-TICCLIP_VENV="$(bash dev/python-venv.sh)"
-export TICCLIP_VENV
-node dev/demo.ts
+exec bash "$(dirname "$0")/with-cluster.sh" node dev/demo.ts

@@ -88,14 +88,19 @@ function startProc(name: string, args: string[], env: NodeJS.ProcessEnv = {}): P
 
 export type ExecutorImage = { commandMap?: Record<string, string>; env?: Record<string, string>; cwd?: string };
 
-/** The local executor, running trainer pods of these namespaces in the venv (plus extra images). */
-export function startExecutor(namespaces: string[], extraImages: Record<string, ExecutorImage> = {}): Proc {
+/** The local executor, running trainer pods of these namespaces in the venv (plus extra images, and
+ * trainerEnv added to the trainer pods' environment). */
+export function startExecutor(
+  namespaces: string[],
+  extraImages: Record<string, ExecutorImage> = {},
+  trainerEnv: Record<string, string> = {},
+): Proc {
   const python = venvPython();
   const cfg = path.join(REPO_ROOT, ".local", `executor-${randomBytes(3).toString("hex")}.json`);
   mkdirSync(path.dirname(cfg), { recursive: true });
   writeFileSync(cfg, JSON.stringify({
     images: {
-      [TRAINER_IMAGE]: { commandMap: { python }, env: { PYTHONPATH: path.join(REPO_ROOT, "trainer-image/src") }, cwd: REPO_ROOT },
+      [TRAINER_IMAGE]: { commandMap: { python }, env: { PYTHONPATH: path.join(REPO_ROOT, "trainer-image/src"), ...trainerEnv }, cwd: REPO_ROOT },
       [OPERATOR_IMAGE]: { commandMap: { node: process.execPath }, env: {}, cwd: REPO_ROOT },
       ...extraImages,
     },

@@ -1,0 +1,100 @@
+// The full TiC matrix of a run, on demand: every trained round re-scored on every slice's held-out
+// pack (TiC-CLIP's T x T matrix: ID on the diagonal, backward below, forward above). The
+// operator's per-round evaluation scores a round only up to its newest slice plus the next one;
+// this re-runs the evaluator's own evaluateRound on all packs and writes nothing but
+// <artifacts.prefix>tic-matrix.json.
+import { z } from "zod";
+import { compareSliceIds } from "../api/slice-manifest.ts";
+import type { ContinualClipRunSpec, RoundStatus } from "../api/continual-clip-run.ts";
+import { ticMatrixSchema } from "../api/eval-result.ts";
+import { evaluateRound } from "../evaluation/evaluate.ts";
+import { retrievalPacks, roundUri, sourceUri } from "../evaluation/request.ts";
+import { ticMatrix, type TicMatrix, type TicRow } from "../evaluation/tic.ts";
+import type { ObjectStore } from "../s3/object-store.ts";
+
+export const TIC_MATRIX_JSON = "tic-matrix.json";
+
+const packInfo = z.object({
+  sliceId: z.string(),
+  packUri: z.string(),
+  images: z.int().min(1),
+  texts: z.int().min(1),
+  /** Mean R@1 of a random ranking on this pack, as the evaluator reports it (when it does). */
+  chanceMeanRecallAt1: z.number().min(0).max(1).optional(),
+});
+
+export const ticMatrixFile = z.object({
+  schemaVersion: z.literal(1),
+  run: z.object({ namespace: z.string(), name: z.string() }),
+  generatedAt: z.string(),
+  matrix: ticMatrixSchema,
+  packs: z.array(packInfo),
+  /** Mean over the packs of their chance mean R@1 (null when the evaluator reports none). */
+  chance: z.number().min(0).max(1).nullable(),
+  /** Rounds that could not be scored, with the evaluator's reason. */
+  skipped: z.array(z.object({ round: z.int().min(0), reason: z.string(), message: z.string() })),
+});
+export type TicMatrixFile = z.infer<typeof ticMatrixFile>;
+
+export type RescoreInput = {
+  run: { namespace: string; name: string };
+  spec: Pick<ContinualClipRunSpec, "source" | "artifacts">;
+  /** status.rounds: rounds with a checkpoint (trained) are scored, others are ignored. */
+  rounds: readonly Pick<RoundStatus, "index" | "slices" | "checkpoint">[];
+  /** Slices to score on; defaults to every slice some round trained on. */
+  slices?: readonly string[];
+  now: string;
+  intraOpNumThreads?: number;
+};
+
+export const matrixUri = (spec: Pick<ContinualClipRunSpec, "artifacts">) =>
+  `s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix}${TIC_MATRIX_JSON}`;
+
+/** Scores every trained round on every slice's pack and writes tic-matrix.json beside rounds/. */
+export async function rescoreRun(store: ObjectStore, input: RescoreInput): Promise<TicMatrixFile> {
+  const trained = input.rounds.filter((r) => r.checkpoint).sort((a, b) => a.index - b.index);
+  const slices = [...new Set(input.slices ?? trained.flatMap((r) => r.slices))].sort(compareSliceIds);
+  const packs = await retrievalPacks(store, sourceUri(input.spec), slices);
+  const rows: TicRow[] = [];
+  const skipped: TicMatrixFile["skipped"] = [];
+  const sizes = new Map<string, { images: number; texts: number; chanceMeanRecallAt1?: number }>();
+  for (const r of trained) {
+    const res = await evaluateRound(store, {
+      round: r.index,
+      roundUri: roundUri(input.spec, r.index),
+      roundSlices: r.slices,
+      retrieval: packs,
+      zeroShot: [],
+      k: [1],
+      previousRows: [],
+      now: input.now,
+      ...(input.intraOpNumThreads ? { intraOpNumThreads: input.intraOpNumThreads } : {}),
+    });
+    if (res.status !== "Succeeded") {
+      skipped.push({ round: r.index, reason: res.reason, message: res.message });
+      continue;
+    }
+    for (const s of res.candidate.retrieval) {
+      // Older evaluators report no chance level; newer ones put it beside the metrics.
+      const chance = (s as { chance?: Record<string, number> }).chance?.meanRecallAt1;
+      sizes.set(s.sliceId, { images: s.images, texts: s.texts, ...(chance === undefined ? {} : { chanceMeanRecallAt1: chance }) });
+    }
+    const cells = Object.fromEntries(res.candidate.retrieval.map((s) => [s.sliceId, s.metrics.meanRecallAt1!]));
+    rows.push({ round: r.index, roundSlices: r.slices, cells });
+  }
+  const scored = packs.filter((p) => sizes.has(p.sliceId)).map((p) => ({ ...p, ...sizes.get(p.sliceId)! }));
+  const chances = scored.map((p) => p.chanceMeanRecallAt1).filter((c): c is number => c !== undefined);
+  const file: TicMatrixFile = {
+    schemaVersion: 1,
+    run: input.run,
+    generatedAt: input.now,
+    matrix: ticMatrix(rows),
+    packs: scored,
+    chance: chances.length === scored.length && chances.length > 0 ? chances.reduce((a, b) => a + b, 0) / chances.length : null,
+    skipped,
+  };
+  await store.put(matrixUri(input.spec), JSON.stringify(ticMatrixFile.parse(file), null, 2), "application/json");
+  return file;
+}
+
+export type { TicMatrix };

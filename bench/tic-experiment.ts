@@ -27,6 +27,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { REPLAY_STRATEGIES, type ReplayStrategy, type RoundStatus } from "../operator/api/continual-clip-run.ts";
+import { ROUND_FILES, roundUri } from "../operator/api/round-layout.ts";
 import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../operator/api/round-plan.ts";
 import { MANIFEST_NAME } from "../operator/api/slice-manifest.ts";
 import { computeAccounting } from "../operator/data/compute.ts";
@@ -205,8 +206,8 @@ async function calibrate(pool: TrainerPool, prefix: string, runsBucket: string, 
     const budget = k * C;
     const uri = `s3://${runsBucket}/calibration/${budget}/`;
     const plan = roundPlan({ name: `calibration-${budget}`, replay: "Oracle", slices, t: T - 1, samples: budget, init: null, out: uri, seed: 0 });
-    await store.put(`${uri}plan.json`, JSON.stringify(plan));
-    await pool.run(`${uri}plan.json`);
+    await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
+    await pool.run(`${uri}${ROUND_FILES.plan}`);
     const { row } = await scoreRow(uri, T - 1, packs);
     const values = Object.values(row.cells);
     out.push({ budget, meanR1: values.reduce((a, b) => a + b, 0) / values.length, id: row.cells[SLICE_IDS.at(-1)!]! });
@@ -229,18 +230,18 @@ async function viaTrainer(pool: TrainerPool, prefix: string, runsBucket: string,
     const chances: number[] = [];
     let init: string | null = null;
     for (let t = 0; t < T; t++) {
-      const uri = `s3://${runsBucket}/${name}/rounds/${String(t).padStart(4, "0")}/`;
+      const uri = roundUri({ bucket: runsBucket, prefix: `${name}/` }, t);
       const plan = roundPlan({ name, replay, slices, t, init, out: uri, seed: 1000 * Number(seed) + t });
-      await store.put(`${uri}plan.json`, JSON.stringify(plan));
+      await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
       const startedAt = new Date().toISOString();
-      await pool.run(`${uri}plan.json`);
+      await pool.run(`${uri}${ROUND_FILES.plan}`);
       const finishedAt = new Date().toISOString();
       const { row, chance } = await scoreRow(uri, t, packs);
       rows.push(row);
       if (chance !== undefined) chances.push(chance);
       const samples = plan.data.samples;
-      rounds.push({ index: t, slices: [SLICE_IDS[t]!], replay, phase: "Trained", samples, startedAt, finishedAt, checkpoint: `${uri}checkpoint.pt`, metrics: { "retrieval.id.meanRecallAt1": row.cells[SLICE_IDS[t]!]! } });
-      init = `${uri}checkpoint.pt`;
+      rounds.push({ index: t, slices: [SLICE_IDS[t]!], replay, phase: "Trained", samples, startedAt, finishedAt, checkpoint: `${uri}${ROUND_FILES.checkpoint}`, metrics: { "retrieval.id.meanRecallAt1": row.cells[SLICE_IDS[t]!]! } });
+      init = `${uri}${ROUND_FILES.checkpoint}`;
       done++;
       console.log(`  ${name} round ${t}: ${samples} samples, ID R@1 ${pts(row.cells[SLICE_IDS[t]!]!)} (${done}/${chains.length * T}, ${elapsed()})`);
     }

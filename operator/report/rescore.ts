@@ -7,8 +7,9 @@ import { z } from "zod";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 import type { ContinualClipRunSpec, RoundStatus } from "../api/continual-clip-run.ts";
 import { ticMatrixSchema } from "../api/eval-result.ts";
+import { roundUri } from "../api/round-layout.ts";
 import { evaluateRound } from "../evaluation/evaluate.ts";
-import { retrievalPacks, roundUri, sourceUri } from "../evaluation/request.ts";
+import { retrievalPacks, sourceUri } from "../evaluation/request.ts";
 import { ticMatrix, type TicMatrix, type TicRow } from "../evaluation/tic.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 
@@ -61,7 +62,7 @@ export async function rescoreRun(store: ObjectStore, input: RescoreInput): Promi
   for (const r of trained) {
     const res = await evaluateRound(store, {
       round: r.index,
-      roundUri: roundUri(input.spec, r.index),
+      roundUri: roundUri(input.spec.artifacts.s3, r.index),
       roundSlices: r.slices,
       retrieval: packs,
       zeroShot: [],

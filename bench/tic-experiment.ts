@@ -40,7 +40,15 @@ import { rescoreRun } from "../operator/report/rescore.ts";
 import { formatTable, summarize, type RunResult } from "../operator/report/summary.ts";
 import { createS3Client } from "../operator/s3/client.ts";
 import { S3ObjectStore } from "../operator/s3/object-store.ts";
-import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectlOk, requireEnv, waitFor } from "../test/support/cluster.ts";
+import {
+  REPO_ROOT,
+  applyCrds,
+  createNamespace,
+  getRun,
+  kubectlOk,
+  requireEnv,
+  waitFor,
+} from "../test/support/cluster.ts";
 import { createS3Secret, startExecutor, startOperator, TRAINER_IMAGE, venvPython } from "../test/support/local-run.ts";
 
 const num = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
@@ -76,11 +84,30 @@ const trainerEnv = { OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1" };
 const pythonEnv = { ...process.env, ...trainerEnv, PYTHONPATH: path.join(REPO_ROOT, "trainer-image/src") };
 
 function synth(prefix: string, seed: string): void {
-  const res = spawnSync(venvPython(), ["-m", "ticclip_trainer", "synth", "--out", prefix, "--slices", SLICE_IDS.join(","),
-    "--samples", String(SLICE_SAMPLES), "--eval-samples", String(EVAL_SAMPLES), "--shard-size", "256", "--seed", seed], {
-    encoding: "utf8",
-    env: pythonEnv,
-  });
+  const res = spawnSync(
+    venvPython(),
+    [
+      "-m",
+      "ticclip_trainer",
+      "synth",
+      "--out",
+      prefix,
+      "--slices",
+      SLICE_IDS.join(","),
+      "--samples",
+      String(SLICE_SAMPLES),
+      "--eval-samples",
+      String(EVAL_SAMPLES),
+      "--shard-size",
+      "256",
+      "--seed",
+      seed,
+    ],
+    {
+      encoding: "utf8",
+      env: pythonEnv,
+    },
+  );
   if (res.status !== 0) throw new Error(`synth failed: ${res.stderr}`);
 }
 
@@ -89,7 +116,10 @@ async function sliceHistory(prefix: string): Promise<PlannerSlice[]> {
   for (const id of SLICE_IDS) {
     const base = `${prefix}${id}/`;
     const m = JSON.parse(new TextDecoder().decode(await store.get(`${base}${MANIFEST_NAME}`)));
-    out.push({ id, shards: m.shards.map((s: { key: string; samples: number }) => ({ uri: base + s.key, samples: s.samples })) });
+    out.push({
+      id,
+      shards: m.shards.map((s: { key: string; samples: number }) => ({ uri: base + s.key, samples: s.samples })),
+    });
   }
   return out;
 }
@@ -139,7 +169,9 @@ class TrainerPool {
   }
 
   async run(planUri: string): Promise<number> {
-    const w = this.#idle.shift() ?? (await new Promise<{ child: ChildProcess; answer: (line: string) => void }>((r) => this.#waiting.push(r)));
+    const w =
+      this.#idle.shift() ??
+      (await new Promise<{ child: ChildProcess; answer: (line: string) => void }>((r) => this.#waiting.push(r)));
     try {
       const line = await new Promise<string>((resolve) => {
         w.answer = resolve;
@@ -154,18 +186,39 @@ class TrainerPool {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.#children.map((c) => new Promise<void>((resolve) => {
-      if (c.exitCode !== null || c.signalCode !== null) return resolve();
-      c.once("exit", () => resolve());
-      c.stdin!.end();
-    })));
+    await Promise.all(
+      this.#children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            c.once("exit", () => resolve());
+            c.stdin!.end();
+          }),
+      ),
+    );
   }
 }
 
 /** The RoundPlan the controller would write for round t of a run (rounds.ts), with our seed. */
-function roundPlan(o: { name: string; replay: ReplayStrategy; slices: PlannerSlice[]; t: number; samples?: number; init: string | null; out: string; seed: number }): RoundPlan {
+function roundPlan(o: {
+  name: string;
+  replay: ReplayStrategy;
+  slices: PlannerSlice[];
+  t: number;
+  samples?: number;
+  init: string | null;
+  out: string;
+  seed: number;
+}): RoundPlan {
   const newSlice = SLICE_IDS[o.t]!;
-  const mixture = planRound({ replay: o.replay, samplesPerRound: C, bufferSamples: 0, round: o.t, slices: o.slices, newSliceIds: [newSlice] });
+  const mixture = planRound({
+    replay: o.replay,
+    samplesPerRound: C,
+    bufferSamples: 0,
+    round: o.t,
+    slices: o.slices,
+    newSliceIds: [newSlice],
+  });
   if (!mixture.ok) throw new Error(`${o.name} round ${o.t}: ${mixture.reason}: ${mixture.message}`);
   return {
     schemaVersion: ROUND_PLAN_SCHEMA_VERSION,
@@ -186,14 +239,33 @@ function roundPlan(o: { name: string; replay: ReplayStrategy; slices: PlannerSli
 type Packs = { sliceId: string; packUri: string }[];
 
 /** Mean R@1 of the round's model on every pack: one full row of the TiC matrix. */
-async function scoreRow(roundUri: string, t: number, packs: Packs): Promise<{ row: TicRow; chance: number | undefined }> {
-  const res = await evaluateRound(store, { round: t, roundUri, roundSlices: [SLICE_IDS[t]!], retrieval: packs, zeroShot: [], k: [1], previousRows: [], now: new Date().toISOString(), intraOpNumThreads: 1 });
+async function scoreRow(
+  roundUri: string,
+  t: number,
+  packs: Packs,
+): Promise<{ row: TicRow; chance: number | undefined }> {
+  const res = await evaluateRound(store, {
+    round: t,
+    roundUri,
+    roundSlices: [SLICE_IDS[t]!],
+    retrieval: packs,
+    zeroShot: [],
+    k: [1],
+    previousRows: [],
+    now: new Date().toISOString(),
+    intraOpNumThreads: 1,
+  });
   if (res.status !== "Succeeded") throw new Error(`${roundUri}: ${res.reason}: ${res.message}`);
-  const chances = res.candidate.retrieval.map((r) => (r as { chance?: Record<string, number> }).chance?.meanRecallAt1);
+  const chances = res.candidate.retrieval.map((r) => r.chance?.meanRecallAt1);
   const known = chances.filter((c): c is number => c !== undefined);
   return {
-    row: { round: t, roundSlices: [SLICE_IDS[t]!], cells: Object.fromEntries(res.candidate.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])) },
-    chance: known.length === chances.length && known.length ? known.reduce((a, b) => a + b, 0) / known.length : undefined,
+    row: {
+      round: t,
+      roundSlices: [SLICE_IDS[t]!],
+      cells: Object.fromEntries(res.candidate.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])),
+    },
+    chance:
+      known.length === chances.length && known.length ? known.reduce((a, b) => a + b, 0) / known.length : undefined,
   };
 }
 
@@ -202,17 +274,35 @@ type Calibration = { budget: number; meanR1: number; id: number };
 async function calibrate(pool: TrainerPool, prefix: string, runsBucket: string, packs: Packs): Promise<Calibration[]> {
   const slices = await sliceHistory(prefix);
   const out: Calibration[] = [];
-  await Promise.all([8, 4, 2, 1].map(async (k) => {
-    const budget = k * C;
-    const uri = `s3://${runsBucket}/calibration/${budget}/`;
-    const plan = roundPlan({ name: `calibration-${budget}`, replay: "Oracle", slices, t: T - 1, samples: budget, init: null, out: uri, seed: 0 });
-    await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
-    await pool.run(`${uri}${ROUND_FILES.plan}`);
-    const { row } = await scoreRow(uri, T - 1, packs);
-    const values = Object.values(row.cells);
-    out.push({ budget, meanR1: values.reduce((a, b) => a + b, 0) / values.length, id: row.cells[SLICE_IDS.at(-1)!]! });
-    console.log(`  calibration: ${budget} samples (${k}C) from scratch on all slices -> mean R@1 ${pts(out.at(-1)!.meanR1)} (${elapsed()})`);
-  }));
+  await Promise.all(
+    [8, 4, 2, 1].map(async (k) => {
+      const budget = k * C;
+      const uri = `s3://${runsBucket}/calibration/${budget}/`;
+      const plan = roundPlan({
+        name: `calibration-${budget}`,
+        replay: "Oracle",
+        slices,
+        t: T - 1,
+        samples: budget,
+        init: null,
+        out: uri,
+        seed: 0,
+      });
+      await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
+      await pool.run(`${uri}${ROUND_FILES.plan}`);
+      const { row } = await scoreRow(uri, T - 1, packs);
+      const values = Object.values(row.cells);
+      out.push({
+        budget,
+        meanR1: values.reduce((a, b) => a + b, 0) / values.length,
+        id: row.cells[SLICE_IDS.at(-1)!]!,
+      });
+      console.log(
+        `  calibration: ${budget} samples (${k}C) from scratch on all slices -> ` +
+          `mean R@1 ${pts(out.at(-1)!.meanR1)} (${elapsed()})`,
+      );
+    }),
+  );
   return out.sort((a, b) => a.budget - b.budget);
 }
 
@@ -222,55 +312,100 @@ async function viaTrainer(pool: TrainerPool, prefix: string, runsBucket: string,
   const slices = await sliceHistory(prefix);
   // The longest chains first, so the two workers finish together.
   const order: ReplayStrategy[] = ["Oracle", ...REPLAY_STRATEGIES.filter((s) => s !== "Oracle")];
-  const chains = SEEDS.flatMap((seed) => order.map((replay) => ({ seed, replay, name: `${replay.toLowerCase()}-s${seed}` })));
+  const chains = SEEDS.flatMap((seed) =>
+    order.map((replay) => ({ seed, replay, name: `${replay.toLowerCase()}-s${seed}` })),
+  );
   let done = 0;
-  return Promise.all(chains.map(async ({ seed, replay, name }): Promise<Result> => {
-    const rows: TicRow[] = [];
-    const rounds: RoundStatus[] = [];
-    const chances: number[] = [];
-    let init: string | null = null;
-    for (let t = 0; t < T; t++) {
-      const uri = roundUri({ bucket: runsBucket, prefix: `${name}/` }, t);
-      const plan = roundPlan({ name, replay, slices, t, init, out: uri, seed: 1000 * Number(seed) + t });
-      await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
-      const startedAt = new Date().toISOString();
-      await pool.run(`${uri}${ROUND_FILES.plan}`);
-      const finishedAt = new Date().toISOString();
-      const { row, chance } = await scoreRow(uri, t, packs);
-      rows.push(row);
-      if (chance !== undefined) chances.push(chance);
-      const samples = plan.data.samples;
-      rounds.push({ index: t, slices: [SLICE_IDS[t]!], replay, phase: "Trained", samples, startedAt, finishedAt, checkpoint: `${uri}${ROUND_FILES.checkpoint}`, metrics: { "retrieval.id.meanRecallAt1": row.cells[SLICE_IDS[t]!]! } });
-      init = `${uri}${ROUND_FILES.checkpoint}`;
-      done++;
-      console.log(`  ${name} round ${t}: ${samples} samples, ID R@1 ${pts(row.cells[SLICE_IDS[t]!]!)} (${done}/${chains.length * T}, ${elapsed()})`);
-    }
-    const compute = computeAccounting(rounds.map((r) => ({ index: r.index, replay, samples: r.samples! })));
-    return {
-      name, run: name, strategy: replay, seed, matrix: ticMatrix(rows), rounds, compute,
-      samplesSeen: compute.samplesSeen, savingVsOracle: compute.savingVsOracle,
-      chance: chances.length === T ? chances.reduce((a, b) => a + b, 0) / T : undefined,
-    };
-  }));
+  return Promise.all(
+    chains.map(async ({ seed, replay, name }): Promise<Result> => {
+      const rows: TicRow[] = [];
+      const rounds: RoundStatus[] = [];
+      const chances: number[] = [];
+      let init: string | null = null;
+      for (let t = 0; t < T; t++) {
+        const uri = roundUri({ bucket: runsBucket, prefix: `${name}/` }, t);
+        const plan = roundPlan({ name, replay, slices, t, init, out: uri, seed: 1000 * Number(seed) + t });
+        await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
+        const startedAt = new Date().toISOString();
+        await pool.run(`${uri}${ROUND_FILES.plan}`);
+        const finishedAt = new Date().toISOString();
+        const { row, chance } = await scoreRow(uri, t, packs);
+        rows.push(row);
+        if (chance !== undefined) chances.push(chance);
+        const samples = plan.data.samples;
+        rounds.push({
+          index: t,
+          slices: [SLICE_IDS[t]!],
+          replay,
+          phase: "Trained",
+          samples,
+          startedAt,
+          finishedAt,
+          checkpoint: `${uri}${ROUND_FILES.checkpoint}`,
+          metrics: { "retrieval.id.meanRecallAt1": row.cells[SLICE_IDS[t]!]! },
+        });
+        init = `${uri}${ROUND_FILES.checkpoint}`;
+        done++;
+        console.log(
+          `  ${name} round ${t}: ${samples} samples, ID R@1 ${pts(row.cells[SLICE_IDS[t]!]!)} ` +
+            `(${done}/${chains.length * T}, ${elapsed()})`,
+        );
+      }
+      const compute = computeAccounting(rounds.map((r) => ({ index: r.index, replay, samples: r.samples! })));
+      return {
+        name,
+        run: name,
+        strategy: replay,
+        seed,
+        matrix: ticMatrix(rows),
+        rounds,
+        compute,
+        samplesSeen: compute.samplesSeen,
+        savingVsOracle: compute.savingVsOracle,
+        chance: chances.length === T ? chances.reduce((a, b) => a + b, 0) / T : undefined,
+      };
+    }),
+  );
 }
 
-function runManifest(ns: string, name: string, replay: ReplayStrategy, dataBucket: string, seed: string, runsBucket: string) {
+function runManifest(
+  ns: string,
+  name: string,
+  replay: ReplayStrategy,
+  dataBucket: string,
+  seed: string,
+  runsBucket: string,
+) {
   return {
     apiVersion: "ticclip.dev/v1alpha1",
     kind: "ContinualClipRun",
     metadata: { name, namespace: ns, labels: { "ticclip.dev/experiment": "tic", "ticclip.dev/seed": seed } },
     spec: {
-      source: { s3: { bucket: dataBucket, prefix: `seed-${seed}/slices/`, endpoint: requireEnv("S3_ENDPOINT"), credentialsSecretRef: { name: "s3-creds" } }, pollInterval: "3s" },
+      source: {
+        s3: {
+          bucket: dataBucket,
+          prefix: `seed-${seed}/slices/`,
+          endpoint: requireEnv("S3_ENDPOINT"),
+          credentialsSecretRef: { name: "s3-creds" },
+        },
+        pollInterval: "3s",
+      },
       model: { architecture: "ticclip-tiny" },
       strategy: { replay, samplesPerRound: C, optimizer: { batchSize: BATCH, lr: LR, precision: "fp32" } },
       trainer: { image: TRAINER_IMAGE, gpusPerNode: 0, backoffLimit: 1, checkpointIntervalMinutes: 30 },
       artifacts: { s3: { bucket: runsBucket, prefix: `${name}/` } },
-      evaluation: { runner: { mode: "InProcess" }, gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0.02 }] },
+      evaluation: {
+        runner: { mode: "InProcess" },
+        gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0.02 }],
+      },
     },
   };
 }
 
-type RunStatus = { rounds?: RoundStatus[]; compute?: { samplesSeen: number; oracleEquivalentSamples: number; savingVsOracle: number } };
+type RunStatus = {
+  rounds?: RoundStatus[];
+  compute?: { samplesSeen: number; oracleEquivalentSamples: number; savingVsOracle: number };
+};
 
 async function viaOperator(dataBucket: string, runsBucket: string, ns: string): Promise<Result[]> {
   for (const seed of SEEDS.slice(1)) synth(`s3://${dataBucket}/seed-${seed}/slices`, seed);
@@ -278,21 +413,32 @@ async function viaOperator(dataBucket: string, runsBucket: string, ns: string): 
   const executor = startExecutor([ns], {}, trainerEnv);
   const operator = startOperator([ns]);
   console.log(`namespace ${ns}; operator log ${operator.logFile}; executor log ${executor.logFile}`);
-  const runs = SEEDS.flatMap((seed) => REPLAY_STRATEGIES.map((replay) => ({ seed, replay, name: `${replay.toLowerCase()}-s${seed}` })));
+  const runs = SEEDS.flatMap((seed) =>
+    REPLAY_STRATEGIES.map((replay) => ({ seed, replay, name: `${replay.toLowerCase()}-s${seed}` })),
+  );
   try {
-    for (const r of runs) kubectlOk(["apply", "-f", "-"], JSON.stringify(runManifest(ns, r.name, r.replay, dataBucket, r.seed, runsBucket)));
+    for (const r of runs)
+      kubectlOk(
+        ["apply", "-f", "-"],
+        JSON.stringify(runManifest(ns, r.name, r.replay, dataBucket, r.seed, runsBucket)),
+      );
     let lastLog = 0;
-    await waitFor("every run's rounds", () => {
-      const states = runs.map((r) => ((getRun(ns, r.name)?.status ?? {}) as RunStatus).rounds ?? []);
-      const failed = states.flat().find((x) => x.phase === "Failed");
-      if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
-      const done = states.map((rs) => rs.filter((x) => FINAL.has(x.phase)).length);
-      if (Date.now() - lastLog > 60_000) {
-        lastLog = Date.now();
-        console.log(`  rounds done ${done.reduce((a, b) => a + b, 0)}/${runs.length * T} (${elapsed()})`);
-      }
-      return done.every((d) => d >= T) || undefined;
-    }, 3 * 60 * 60_000, 3000);
+    await waitFor(
+      "every run's rounds",
+      () => {
+        const states = runs.map((r) => ((getRun(ns, r.name)?.status ?? {}) as RunStatus).rounds ?? []);
+        const failed = states.flat().find((x) => x.phase === "Failed");
+        if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
+        const done = states.map((rs) => rs.filter((x) => FINAL.has(x.phase)).length);
+        if (Date.now() - lastLog > 60_000) {
+          lastLog = Date.now();
+          console.log(`  rounds done ${done.reduce((a, b) => a + b, 0)}/${runs.length * T} (${elapsed()})`);
+        }
+        return done.every((d) => d >= T) || undefined;
+      },
+      3 * 60 * 60_000,
+      3000,
+    );
   } finally {
     await operator.stop();
     await executor.stop();
@@ -302,11 +448,23 @@ async function viaOperator(dataBucket: string, runsBucket: string, ns: string): 
   for (const r of runs) {
     const run = getRun(ns, r.name)!;
     const status = (run.status ?? {}) as RunStatus;
-    const file = await rescoreRun(store, { run: { namespace: ns, name: r.name }, spec: run.spec as never, rounds: status.rounds ?? [], now: new Date().toISOString() });
+    const file = await rescoreRun(store, {
+      run: { namespace: ns, name: r.name },
+      spec: run.spec as never,
+      rounds: status.rounds ?? [],
+      now: new Date().toISOString(),
+    });
     if (file.skipped.length) throw new Error(`${r.name}: rounds not scored: ${JSON.stringify(file.skipped)}`);
     results.push({
-      name: r.name, run: r.name, strategy: r.replay, seed: r.seed, matrix: file.matrix, rounds: status.rounds ?? [],
-      compute: status.compute, samplesSeen: status.compute?.samplesSeen ?? 0, savingVsOracle: status.compute?.savingVsOracle ?? 0,
+      name: r.name,
+      run: r.name,
+      strategy: r.replay,
+      seed: r.seed,
+      matrix: file.matrix,
+      rounds: status.rounds ?? [],
+      compute: status.compute,
+      samplesSeen: status.compute?.samplesSeen ?? 0,
+      savingVsOracle: status.compute?.savingVsOracle ?? 0,
       chance: file.chance ?? undefined,
     });
   }
@@ -315,7 +473,10 @@ async function viaOperator(dataBucket: string, runsBucket: string, ns: string): 
 
 async function main() {
   mkdirSync(OUT, { recursive: true });
-  console.log(`TiC experiment via ${VIA}: T=${T} slices of ${SLICE_SAMPLES} samples, C=${C}, seeds ${SEEDS.join(",")}, batch ${BATCH}, lr ${LR}`);
+  console.log(
+    `TiC experiment via ${VIA}: T=${T} slices of ${SLICE_SAMPLES} samples, C=${C}, ` +
+      `seeds ${SEEDS.join(",")}, batch ${BATCH}, lr ${LR}`,
+  );
   applyCrds();
   const ns = createNamespace("tic-exp");
   const suffix = ns.slice(-6);
@@ -342,8 +503,12 @@ async function main() {
 
   const summaries = summarize(results, REPLAY_STRATEGIES);
   const table = formatTable(summaries);
-  const calibrationLines = calibration.map((c) => `${c.budget / C}C = ${c.budget} samples from scratch on all ${T} slices: mean R@1 ${pts(c.meanR1)}`);
-  console.log(`\nCalibration (tiny model, Oracle mixture of all ${T} slices, seed 0):\n  ${calibrationLines.join("\n  ")}`);
+  const calibrationLines = calibration.map(
+    (c) => `${c.budget / C}C = ${c.budget} samples from scratch on all ${T} slices: mean R@1 ${pts(c.meanR1)}`,
+  );
+  console.log(
+    `\nCalibration (tiny model, Oracle mixture of all ${T} slices, seed 0):\n  ${calibrationLines.join("\n  ")}`,
+  );
   console.log(`\nTiC matrix means, R@1 in points (mean ±half-range over ${SEEDS.length} seeds):\n${table}`);
   const html = reportHtml({
     title: `TiC-CLIP on our stack: ${T} slices, C = ${C}, ${SEEDS.length} seeds (via ${VIA})`,
@@ -351,15 +516,30 @@ async function main() {
     runs: results,
     summaries,
     notes: [
-      `TIC_VIA=${VIA} TIC_T=${T} TIC_C=${C} TIC_SEEDS=${SEEDS.join(",")} TIC_SLICE_SAMPLES=${SLICE_SAMPLES} TIC_EVAL_SAMPLES=${EVAL_SAMPLES} TIC_BATCH=${BATCH} TIC_LR=${LR} npm run experiment:tic`,
+      `TIC_VIA=${VIA} TIC_T=${T} TIC_C=${C} TIC_SEEDS=${SEEDS.join(",")} TIC_SLICE_SAMPLES=${SLICE_SAMPLES} ` +
+        `TIC_EVAL_SAMPLES=${EVAL_SAMPLES} TIC_BATCH=${BATCH} TIC_LR=${LR} npm run experiment:tic`,
       ...calibrationLines.map((l) => `Calibration: ${l}`),
       `Wall time ${elapsed()}.`,
     ],
   });
   writeFileSync(path.join(OUT, "report.html"), html);
-  const json = { via: VIA, T, C, seeds: SEEDS, sliceSamples: SLICE_SAMPLES, evalSamples: EVAL_SAMPLES, batch: BATCH, lr: LR, calibration, summaries, runs: results.map(({ rounds: _r, ...rest }) => rest) };
+  const json = {
+    via: VIA,
+    T,
+    C,
+    seeds: SEEDS,
+    sliceSamples: SLICE_SAMPLES,
+    evalSamples: EVAL_SAMPLES,
+    batch: BATCH,
+    lr: LR,
+    calibration,
+    summaries,
+    runs: results.map(({ rounds: _r, ...rest }) => rest),
+  };
   writeFileSync(path.join(OUT, "results.json"), JSON.stringify(json, null, 2));
-  console.log(`\nreport: ${path.join(OUT, "report.html")}\nresults: ${path.join(OUT, "results.json")}\nwall time ${elapsed()}`);
+  console.log(
+    `\nreport: ${path.join(OUT, "report.html")}\nresults: ${path.join(OUT, "results.json")}\nwall time ${elapsed()}`,
+  );
 }
 
 await main();

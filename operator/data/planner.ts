@@ -122,7 +122,8 @@ export function planRound(input: PlanInput): PlanResult {
       const targets = bufferTargets(replay, history.map(sliceSamples), input.bufferSamples);
       for (const [j, s] of history.entries()) {
         if (isNew.has(s.id)) whole(s);
-        else if (targets[j]! > 0) parts.push({ slice: s, shards: shardPrefix(s.shards, targets[j]!), pool: targets[j]! });
+        else if (targets[j]! > 0)
+          parts.push({ slice: s, shards: shardPrefix(s.shards, targets[j]!), pool: targets[j]! });
       }
       break;
     }
@@ -140,10 +141,14 @@ export function planRound(input: PlanInput): PlanResult {
     };
   });
   const samples = replay === "Oracle" ? (t + 1) * c : c;
-  const storedSamples = replay === "Sequential" || replay === "CumulativeExp" || replay === "CumulativeEqual"
-    ? listed
-    : history.reduce((a, s) => a + sliceSamples(s), 0);
-  return { ok: true, mixture: { sources, samples, warmStart: WARM_STARTS[replay], computeSamples: samples, storedSamples } };
+  const storedSamples =
+    replay === "Sequential" || replay === "CumulativeExp" || replay === "CumulativeEqual"
+      ? listed
+      : history.reduce((a, s) => a + sliceSamples(s), 0);
+  return {
+    ok: true,
+    mixture: { sources, samples, warmStart: WARM_STARTS[replay], computeSamples: samples, storedSamples },
+  };
 }
 
 /**
@@ -156,7 +161,11 @@ export function planRound(input: PlanInput): PlanResult {
  * the least it was allotted at any step since it arrived (and never more than it has). The newest
  * slice is not part of the buffer: its entry is its full size.
  */
-export function bufferTargets(replay: "CumulativeExp" | "CumulativeEqual", sizes: readonly number[], bufferSamples: number): number[] {
+export function bufferTargets(
+  replay: "CumulativeExp" | "CumulativeEqual",
+  sizes: readonly number[],
+  bufferSamples: number,
+): number[] {
   const kept = [...sizes];
   for (let s = 1; s < sizes.length; s++) {
     const b = bufferSamples > 0 ? bufferSamples : sizes[s]!;

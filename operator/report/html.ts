@@ -62,19 +62,24 @@ function heatmap(strategy: string, m: TicMatrix, max: number): string {
   });
   m.rounds.forEach((r, i) => {
     const label = `round ${r} (${(m.roundSlices[i] ?? []).join(",")})`;
-    parts.push(`<text x="${left - 6}" y="${top + i * cell + cell / 2 + 4}" text-anchor="end">${escapeHtml(label)}</text>`);
+    parts.push(
+      `<text x="${left - 6}" y="${top + i * cell + cell / 2 + 4}" text-anchor="end">${escapeHtml(label)}</text>`,
+    );
     m.slices.forEach((s, j) => {
       const v = m.values[i]?.[j];
       const x = left + j * cell;
       const y = top + i * cell;
       if (v === null || v === undefined) {
-        parts.push(`<rect class="cell missing" x="${x}" y="${y}" width="${cell - 2}" height="${cell - 2}" fill="#eee"/>`);
+        parts.push(
+          `<rect class="cell missing" x="${x}" y="${y}" width="${cell - 2}" height="${cell - 2}" fill="#eee"/>`,
+        );
         return;
       }
       const dark = max > 0 && v / max > 0.55;
       parts.push(
         `<rect class="cell" data-round="${r}" data-slice="${escapeHtml(s)}" data-value="${v}" x="${x}" y="${y}" ` +
-          `width="${cell - 2}" height="${cell - 2}" fill="${heatColour(v, max)}"><title>round ${r} on ${escapeHtml(s)}: ` +
+          `width="${cell - 2}" height="${cell - 2}" fill="${heatColour(v, max)}">` +
+          `<title>round ${r} on ${escapeHtml(s)}: ` +
           `${pct(v)}</title></rect>`,
         `<text x="${x + cell / 2 - 1}" y="${y + cell / 2 + 4}" text-anchor="middle" fill="${dark ? "#fff" : "#000"}">` +
           `${pct(v)}</text>`,
@@ -116,19 +121,29 @@ function computePlot(summaries: readonly StrategySummary[]): string {
     const c = COLOURS[s.strategy];
     const x = px(s.samplesSeen);
     if (s.backward) {
-      parts.push(`<circle class="point" data-strategy="${s.strategy}" data-metric="backward" cx="${x}" ` +
-        `cy="${py(s.backward.mean)}" r="6" fill="${c}"><title>${s.strategy} backward ${pct(s.backward.mean)}</title></circle>`);
+      parts.push(
+        `<circle class="point" data-strategy="${s.strategy}" data-metric="backward" cx="${x}" ` +
+          `cy="${py(s.backward.mean)}" r="6" fill="${c}">` +
+          `<title>${s.strategy} backward ${pct(s.backward.mean)}</title></circle>`,
+      );
     }
     if (s.id) {
-      parts.push(`<rect class="point" data-strategy="${s.strategy}" data-metric="id" x="${x - 5}" y="${py(s.id.mean) - 5}" ` +
-        `width="10" height="10" fill="none" stroke="${c}" stroke-width="2"><title>${s.strategy} ID ${pct(s.id.mean)}</title></rect>`);
+      parts.push(
+        `<rect class="point" data-strategy="${s.strategy}" data-metric="id" x="${x - 5}" y="${py(s.id.mean) - 5}" ` +
+          `width="10" height="10" fill="none" stroke="${c}" stroke-width="2">` +
+          `<title>${s.strategy} ID ${pct(s.id.mean)}</title></rect>`,
+      );
     }
-    parts.push(`<circle cx="${W - pad.r + 16}" cy="${pad.t + 10 + i * 18}" r="5" fill="${c}"/>`,
-      `<text x="${W - pad.r + 26}" y="${pad.t + 14 + i * 18}">${s.strategy}</text>`);
+    parts.push(
+      `<circle cx="${W - pad.r + 16}" cy="${pad.t + 10 + i * 18}" r="5" fill="${c}"/>`,
+      `<text x="${W - pad.r + 26}" y="${pad.t + 14 + i * 18}">${s.strategy}</text>`,
+    );
   });
   parts.push(`<text x="${W - pad.r + 10}" y="${pad.t + 24 + summaries.length * 18}">● backward  □ ID</text>`);
-  return `<svg class="plot" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" ` +
-    `aria-label="compute against quality">${parts.join("")}</svg>`;
+  return (
+    `<svg class="plot" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" ` +
+    `aria-label="compute against quality">${parts.join("")}</svg>`
+  );
 }
 
 /** Each round as a bar over wall-clock time, coloured by phase, with its gates and promotion. */
@@ -136,7 +151,9 @@ function timeline(run: ReportRun): string {
   const rounds = run.rounds.filter((r) => r.startedAt);
   const t = (s: string | undefined) => (s ? Date.parse(s) : NaN);
   const t0 = Math.min(...rounds.map((r) => t(r.startedAt)));
-  const t1 = Math.max(...rounds.map((r) => (Number.isFinite(t(r.finishedAt)) ? t(r.finishedAt) : t(r.startedAt) + 1000)));
+  const t1 = Math.max(
+    ...rounds.map((r) => (Number.isFinite(t(r.finishedAt)) ? t(r.finishedAt) : t(r.startedAt) + 1000)),
+  );
   const W = 720;
   const left = 90;
   const span = Math.max(1, t1 - t0);
@@ -147,21 +164,32 @@ function timeline(run: ReportRun): string {
     const y = 6 + i * rowH;
     const a = x(t(r.startedAt));
     const b = Number.isFinite(t(r.finishedAt)) ? x(t(r.finishedAt)) : a + 4;
-    const gates = (r.gates ?? []).map((g) => `${g.passed ? "pass" : "FAIL"} ${g.metric} ${g.observed ?? "?"} vs ${g.threshold ?? "?"}`);
-    const tip = [`round ${r.index} on ${r.slices.join(",")}: ${r.phase}`, r.reason ?? "", ...gates].filter(Boolean).join("\n");
-    parts.push(`<text x="${left - 6}" y="${y + 15}" text-anchor="end">round ${r.index}</text>`,
-      `<rect class="round" data-phase="${r.phase}" x="${a}" y="${y}" width="${Math.max(4, b - a)}" height="${rowH - 6}" ` +
-        `fill="${PHASE_COLOURS[r.phase] ?? "#9ecae1"}"><title>${escapeHtml(tip)}</title></rect>`);
+    const gates = (r.gates ?? []).map(
+      (g) => `${g.passed ? "pass" : "FAIL"} ${g.metric} ${g.observed ?? "?"} vs ${g.threshold ?? "?"}`,
+    );
+    const tip = [`round ${r.index} on ${r.slices.join(",")}: ${r.phase}`, r.reason ?? "", ...gates]
+      .filter(Boolean)
+      .join("\n");
+    parts.push(
+      `<text x="${left - 6}" y="${y + 15}" text-anchor="end">round ${r.index}</text>`,
+      `<rect class="round" data-phase="${r.phase}" x="${a}" y="${y}" ` +
+        `width="${Math.max(4, b - a)}" height="${rowH - 6}" ` +
+        `fill="${PHASE_COLOURS[r.phase] ?? "#9ecae1"}"><title>${escapeHtml(tip)}</title></rect>`,
+    );
     const badge = [
       r.gates?.length ? (r.gates.every((g) => g.passed) ? "gates ✓" : "gates ✗") : "",
       r.promotedVersion ? `→ v${r.promotedVersion}` : "",
       r.phase,
-    ].filter(Boolean).join(" ");
+    ]
+      .filter(Boolean)
+      .join(" ");
     parts.push(`<text x="${Math.min(b + 6, W - 150)}" y="${y + 15}">${escapeHtml(badge)}</text>`);
   });
   const H = 10 + rounds.length * rowH;
-  return `<div class="timeline"><h4>${escapeHtml(run.name)} (${run.strategy}, seed ${escapeHtml(run.seed)})</h4>` +
-    `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">${parts.join("")}</svg></div>`;
+  return (
+    `<div class="timeline"><h4>${escapeHtml(run.name)} (${run.strategy}, seed ${escapeHtml(run.seed)})</h4>` +
+    `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">${parts.join("")}</svg></div>`
+  );
 }
 
 function summaryTable(rows: readonly StrategySummary[]): string {
@@ -170,23 +198,34 @@ function summaryTable(rows: readonly StrategySummary[]): string {
     cells[0] = `<span class="swatch" style="background:${COLOURS[r.strategy]}"></span>${cells[0]}`;
     return `<tr>${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
   });
-  return `<table class="summary"><thead><tr>${TABLE_HEADER.map((h) => `<th>${h}</th>`).join("")}</tr></thead>` +
-    `<tbody>${body.join("")}</tbody></table>`;
+  return (
+    `<table class="summary"><thead><tr>${TABLE_HEADER.map((h) => `<th>${h}</th>`).join("")}</tr></thead>` +
+    `<tbody>${body.join("")}</tbody></table>`
+  );
 }
 
 function computeSaving(runs: readonly ReportRun[]): string {
-  const rows = runs.filter((r) => r.compute).map((r) => {
-    const c = r.compute!;
-    return `<tr><td>${escapeHtml(r.name)}</td><td>${r.strategy}</td><td>${c.samplesSeen}</td>` +
-      `<td>${c.oracleEquivalentSamples}</td><td>${c.savingVsOracle.toFixed(2)}×</td></tr>`;
-  });
-  return `<table class="compute"><thead><tr><th>run</th><th>replay</th><th>samples seen</th>` +
-    `<th>an Oracle retrained every round</th><th>saving</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  const rows = runs
+    .filter((r) => r.compute)
+    .map((r) => {
+      const c = r.compute!;
+      return (
+        `<tr><td>${escapeHtml(r.name)}</td><td>${r.strategy}</td><td>${c.samplesSeen}</td>` +
+        `<td>${c.oracleEquivalentSamples}</td><td>${c.savingVsOracle.toFixed(2)}×</td></tr>`
+      );
+    });
+  return (
+    `<table class="compute"><thead><tr><th>run</th><th>replay</th><th>samples seen</th>` +
+    `<th>an Oracle retrained every round</th><th>saving</th></tr></thead><tbody>${rows.join("")}</tbody></table>`
+  );
 }
 
 export function reportHtml(input: ReportInput): string {
   const strategies = [...new Set(input.runs.map((r) => r.strategy))];
-  const means = strategies.map((s) => ({ s, m: meanMatrix(input.runs.filter((r) => r.strategy === s).map((r) => r.matrix)) }));
+  const means = strategies.map((s) => ({
+    s,
+    m: meanMatrix(input.runs.filter((r) => r.strategy === s).map((r) => r.matrix)),
+  }));
   const max = Math.max(0, ...means.flatMap(({ m }) => (m?.values ?? []).flat().filter((v): v is number => v !== null)));
   const notes = (input.notes ?? []).map((n) => `<p class="note">${escapeHtml(n)}</p>`).join("");
   return `<!doctype html>

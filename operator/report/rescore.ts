@@ -76,9 +76,13 @@ export async function rescoreRun(store: ObjectStore, input: RescoreInput): Promi
       continue;
     }
     for (const s of res.candidate.retrieval) {
-      // Older evaluators report no chance level; newer ones put it beside the metrics.
-      const chance = (s as { chance?: Record<string, number> }).chance?.meanRecallAt1;
-      sizes.set(s.sliceId, { images: s.images, texts: s.texts, ...(chance === undefined ? {} : { chanceMeanRecallAt1: chance }) });
+      // eval.json written by older evaluators has no chance level.
+      const chance = s.chance?.meanRecallAt1;
+      sizes.set(s.sliceId, {
+        images: s.images,
+        texts: s.texts,
+        ...(chance === undefined ? {} : { chanceMeanRecallAt1: chance }),
+      });
     }
     const cells = Object.fromEntries(res.candidate.retrieval.map((s) => [s.sliceId, s.metrics.meanRecallAt1!]));
     rows.push({ round: r.index, roundSlices: r.slices, cells });
@@ -91,7 +95,10 @@ export async function rescoreRun(store: ObjectStore, input: RescoreInput): Promi
     generatedAt: input.now,
     matrix: ticMatrix(rows),
     packs: scored,
-    chance: chances.length === scored.length && chances.length > 0 ? chances.reduce((a, b) => a + b, 0) / chances.length : null,
+    chance:
+      chances.length === scored.length && chances.length > 0
+        ? chances.reduce((a, b) => a + b, 0) / chances.length
+        : null,
     skipped,
   };
   await store.put(matrixUri(input.spec), JSON.stringify(ticMatrixFile.parse(file), null, 2), "application/json");

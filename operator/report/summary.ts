@@ -41,9 +41,7 @@ export function stat(values: readonly (number | null | undefined)[]): Stat {
 export function meanMatrix(ms: readonly TicMatrix[]): TicMatrix | null {
   const first = ms[0];
   if (!first) return null;
-  const values = first.values.map((row, i) =>
-    row.map((_, j) => stat(ms.map((m) => m.values[i]?.[j]))?.mean ?? null),
-  );
+  const values = first.values.map((row, i) => row.map((_, j) => stat(ms.map((m) => m.values[i]?.[j]))?.mean ?? null));
   const summary = {
     id: stat(ms.map((m) => m.summary.id))?.mean ?? null,
     backward: stat(ms.map((m) => m.summary.backward))?.mean ?? null,
@@ -76,7 +74,16 @@ const pct = (x: number) => (100 * x).toFixed(1);
 /** "41.2 ±1.3": the mean and half the range over seeds, in R@1 points. */
 export const formatStat = (s: Stat) => (s ? `${pct(s.mean)} ±${pct((s.max - s.min) / 2)}` : "n/a");
 
-export const TABLE_HEADER = ["strategy", "seeds", "ID R@1", "backward R@1", "forward R@1", "samples seen", "x Oracle", "chance"];
+export const TABLE_HEADER = [
+  "strategy",
+  "seeds",
+  "ID R@1",
+  "backward R@1",
+  "forward R@1",
+  "samples seen",
+  "x Oracle",
+  "chance",
+];
 
 /** The cells of each row of the experiment's table (R@1 in points), in TABLE_HEADER's order. */
 export function tableCells(r: StrategySummary): string[] {

@@ -24,7 +24,15 @@ describe("TiC report in headless Chromium", () => {
   test("loads with no console errors and draws every heatmap cell, the plot points and the timelines", async () => {
     const runs = REPLAY_STRATEGIES.flatMap((s) => [fixtureRun(s, 0), fixtureRun(s, 1)]);
     const file = path.join(dir, "report.html");
-    writeFileSync(file, reportHtml({ title: "TiC", generatedAt: "2026-01-01T00:00:00Z", runs, summaries: summarize(runs, REPLAY_STRATEGIES) }));
+    writeFileSync(
+      file,
+      reportHtml({
+        title: "TiC",
+        generatedAt: "2026-01-01T00:00:00Z",
+        runs,
+        summaries: summarize(runs, REPLAY_STRATEGIES),
+      }),
+    );
     const page = await openPage(pathToFileURL(file).href);
     try {
       assert.deepEqual(page.problems, { consoleErrors: [], exceptions: [] });
@@ -39,7 +47,9 @@ describe("TiC report in headless Chromium", () => {
       const fills = await page.evaluate<string[]>(`[...new Set([...document.querySelectorAll("svg.heatmap rect.cell")]
         .map((c) => getComputedStyle(c).fill))]`);
       assert.ok(fills.length > 1, "cells of different values have different colours");
-      const points = await page.evaluate<{ metric: string; w: number }[]>(`[...document.querySelectorAll("svg.plot .point")]
+      const points = await page.evaluate<
+        { metric: string; w: number }[]
+      >(`[...document.querySelectorAll("svg.plot .point")]
         .map((p) => ({ metric: p.dataset.metric, w: p.getBoundingClientRect().width }))`);
       assert.equal(points.filter((p) => p.metric === "backward").length, REPLAY_STRATEGIES.length);
       assert.equal(points.filter((p) => p.metric === "id").length, REPLAY_STRATEGIES.length);

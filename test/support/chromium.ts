@@ -27,10 +27,20 @@ export type Page = {
 /** Opens `url` in a fresh headless Chromium and resolves once its load event fired. */
 export async function openPage(url: string, timeoutMs = 30_000): Promise<Page> {
   const profile = mkdtempSync(path.join(tmpdir(), "chromium-"));
-  const child = spawn(chromiumPath(), [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-    "--remote-debugging-port=0", `--user-data-dir=${profile}`, "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(
+    chromiumPath(),
+    [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-extensions",
+      "--remote-debugging-port=0",
+      `--user-data-dir=${profile}`,
+      "about:blank",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const cleanup = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
@@ -105,7 +115,8 @@ export async function openPage(url: string, timeoutMs = 30_000): Promise<Page> {
       problems,
       async evaluate<T>(expression: string): Promise<T> {
         const r = await send("Runtime.evaluate", { expression, returnByValue: true, awaitPromise: true }, sessionId);
-        if (r.exceptionDetails) throw new Error(`evaluate failed: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}`);
+        if (r.exceptionDetails)
+          throw new Error(`evaluate failed: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}`);
         return r.result.value as T;
       },
       async close() {

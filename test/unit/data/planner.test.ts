@@ -1,14 +1,28 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { bufferTargets, impliedShares, planRound, sliceSamples, type PlanInput, type PlannerSlice, type RoundMixture } from "../../../operator/data/planner.ts";
+import {
+  bufferTargets,
+  impliedShares,
+  planRound,
+  sliceSamples,
+  type PlanInput,
+  type PlannerSlice,
+  type RoundMixture,
+} from "../../../operator/data/planner.ts";
 import { REPLAY_STRATEGIES, type ReplayStrategy } from "../../../operator/api/continual-clip-run.ts";
 import { roundPlan } from "../../../operator/api/round-plan.ts";
 
 const EPS = 1e-9;
 
 function slice(id: string, shardSamples: number[]): PlannerSlice {
-  return { id, shards: shardSamples.map((n, i) => ({ uri: `s3://data/slices/${id}/shard-${String(i).padStart(5, "0")}.tar`, samples: n })) };
+  return {
+    id,
+    shards: shardSamples.map((n, i) => ({
+      uri: `s3://data/slices/${id}/shard-${String(i).padStart(5, "0")}.tar`,
+      samples: n,
+    })),
+  };
 }
 
 function plan(input: PlanInput): RoundMixture {
@@ -45,7 +59,14 @@ const scenario = fc
     const k = Math.abs(s.shuffleSeed) % s.slices.length;
     const slices = [...s.slices.slice(k), ...s.slices.slice(0, k)];
     return {
-      input: { replay: s.replay, samplesPerRound: s.samplesPerRound, bufferSamples: s.bufferSamples, round: end, slices, newSliceIds } as PlanInput,
+      input: {
+        replay: s.replay,
+        samplesPerRound: s.samplesPerRound,
+        bufferSamples: s.bufferSamples,
+        round: end,
+        slices,
+        newSliceIds,
+      } as PlanInput,
       ordered: s.slices,
       start,
       end,
@@ -60,7 +81,12 @@ describe("planRound properties", () => {
         const sum = m.sources.reduce((a, s) => a + s.expectedShare, 0);
         assert.ok(Math.abs(sum - 1) < EPS, `shares sum to ${sum}`);
         const implied = impliedShares(m.sources);
-        m.sources.forEach((s, i) => assert.ok(Math.abs(implied[i]! - s.expectedShare) < 1e-6, `${s.sliceId}: implied ${implied[i]} vs ${s.expectedShare}`));
+        m.sources.forEach((s, i) =>
+          assert.ok(
+            Math.abs(implied[i]! - s.expectedShare) < 1e-6,
+            `${s.sliceId}: implied ${implied[i]} vs ${s.expectedShare}`,
+          ),
+        );
         for (const s of m.sources) assert.ok(s.weight > 0 && s.shards.length > 0);
       }),
     );
@@ -93,7 +119,10 @@ describe("planRound properties", () => {
           const m = plan({ ...input, replay });
           const seen = ordered.slice(0, end + 1);
           const total = seen.reduce((a, s) => a + sliceSamples(s), 0);
-          assert.deepEqual(m.sources.map((s) => s.sliceId), seen.map((s) => s.id));
+          assert.deepEqual(
+            m.sources.map((s) => s.sliceId),
+            seen.map((s) => s.id),
+          );
           for (const s of m.sources) {
             assert.ok(Math.abs(s.expectedShare - sliceSamples(s) / total) < EPS);
             assert.equal(s.weight, 1);
@@ -104,7 +133,7 @@ describe("planRound properties", () => {
   }
 
   for (const replay of ["CumulativeExp", "CumulativeEqual"] as const) {
-    test(`${replay} replays each past slice's allotted samples from a shortest shard prefix, uniformly with the new data`, () => {
+    test(`${replay} replays each past slice's allotment from its shortest shard prefix, uniformly`, () => {
       fc.assert(
         fc.property(scenario, ({ input, ordered, start, end }) => {
           const m = plan({ ...input, replay });
@@ -119,18 +148,24 @@ describe("planRound properties", () => {
               continue;
             }
             assert.ok(src, `${s.id} missing`);
-            assert.ok(Math.abs(src.expectedShare - want / pool) < EPS, `${s.id}: ${src.expectedShare} vs ${want / pool}`);
+            assert.ok(
+              Math.abs(src.expectedShare - want / pool) < EPS,
+              `${s.id}: ${src.expectedShare} vs ${want / pool}`,
+            );
             // A prefix of the slice's shards, the shortest one that holds the allotment.
             assert.deepEqual(src.shards, s.shards.slice(0, src.shards.length));
             assert.ok(sliceSamples(src) >= want);
             assert.ok(sliceSamples({ shards: src.shards.slice(0, -1) }) < want);
           }
-          assert.equal(m.storedSamples, m.sources.reduce((a, x) => a + sliceSamples(x), 0));
+          assert.equal(
+            m.storedSamples,
+            m.sources.reduce((a, x) => a + sliceSamples(x), 0),
+          );
         }),
       );
     });
 
-    test(`${replay} buffers only shrink: each past slice's retained prefix is nested in the one of the round before`, () => {
+    test(`${replay} buffers only shrink: a past slice's retained prefix is nested in the round before's`, () => {
       fc.assert(
         fc.property(scenario, ({ input, ordered, end }) => {
           fc.pre(end + 1 < ordered.length);
@@ -169,7 +204,7 @@ describe("planRound properties", () => {
     );
   });
 
-  test("on equal slices of size D, CumulativeExp keeps D/2^k of the slice k steps back and the two oldest share alike", () => {
+  test("on equal slices of size D, CumulativeExp keeps D/2^k of the slice k steps back, the two oldest alike", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.integer({ min: 2, max: 12 }), (d, steps) => {
         const kept = bufferTargets("CumulativeExp", Array(steps).fill(d), 0);
@@ -204,7 +239,11 @@ describe("planRound properties", () => {
     fc.assert(
       fc.property(scenario, ({ input }) => {
         const a = plan(input);
-        const b = plan({ ...input, slices: [...input.slices].reverse(), newSliceIds: [...input.newSliceIds].reverse() });
+        const b = plan({
+          ...input,
+          slices: [...input.slices].reverse(),
+          newSliceIds: [...input.newSliceIds].reverse(),
+        });
         assert.deepEqual(a, b);
         assert.deepEqual(a, plan(structuredClone(input)));
       }),
@@ -215,21 +254,49 @@ describe("planRound properties", () => {
 describe("planRound", () => {
   const three = [slice("2014", [100, 100]), slice("2015", [300]), slice("2016", [50, 50, 100, 100])];
   const base = { samplesPerRound: 1000, bufferSamples: 0, round: 2, slices: three, newSliceIds: ["2016"] };
-  const cases: { name: string; replay: ReplayStrategy; bufferSamples?: number; want: Record<string, number>; samples: number }[] = [
+  const cases: {
+    name: string;
+    replay: ReplayStrategy;
+    bufferSamples?: number;
+    want: Record<string, number>;
+    samples: number;
+  }[] = [
     { name: "Sequential trains on the new slice only", replay: "Sequential", want: { "2016": 1 }, samples: 1000 },
-    { name: "CumulativeAll mixes every slice by size", replay: "CumulativeAll", want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 }, samples: 1000 },
+    {
+      name: "CumulativeAll mixes every slice by size",
+      replay: "CumulativeAll",
+      want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 },
+      samples: 1000,
+    },
     // Buffer D = 300 (the new slice): D/2 and D/2 of the two past slices at the third step.
-    { name: "CumulativeExp replays D/2, D/2 of the two past slices at the third step", replay: "CumulativeExp", want: { "2014": 0.25, "2015": 0.25, "2016": 0.5 }, samples: 1000 },
+    {
+      name: "CumulativeExp replays D/2, D/2 of the two past slices at the third step",
+      replay: "CumulativeExp",
+      want: { "2014": 0.25, "2015": 0.25, "2016": 0.5 },
+      samples: 1000,
+    },
     // 450 each is allotted, but 2014 holds only 200 and 2015 only 300.
-    { name: "CumulativeEqual splits a 900-sample buffer equally, capped by what each slice has", replay: "CumulativeEqual", bufferSamples: 900, want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 }, samples: 1000 },
-    { name: "Oracle sees (t+1)C samples", replay: "Oracle", want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 }, samples: 3000 },
+    {
+      name: "CumulativeEqual splits a 900-sample buffer equally, capped by what each slice has",
+      replay: "CumulativeEqual",
+      bufferSamples: 900,
+      want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 },
+      samples: 1000,
+    },
+    {
+      name: "Oracle sees (t+1)C samples",
+      replay: "Oracle",
+      want: { "2014": 0.25, "2015": 0.375, "2016": 0.375 },
+      samples: 3000,
+    },
   ];
   for (const c of cases) {
     test(c.name, () => {
       const m = plan({ ...base, replay: c.replay, bufferSamples: c.bufferSamples ?? 0 });
       const got = Object.fromEntries(m.sources.map((s) => [s.sliceId, s.expectedShare]));
       assert.deepEqual(Object.keys(got), Object.keys(c.want));
-      for (const [id, share] of Object.entries(c.want)) assert.ok(Math.abs(got[id]! - share) < 1e-9, `${id}: ${got[id]} != ${share}`);
+      for (const [id, share] of Object.entries(c.want))
+        assert.ok(Math.abs(got[id]! - share) < 1e-9, `${id}: ${got[id]} != ${share}`);
       assert.equal(m.samples, c.samples);
     });
   }
@@ -238,7 +305,10 @@ describe("planRound", () => {
     const m = plan({ ...base, replay: "CumulativeExp" });
     // shares 1/4, 1/4, 1/2 over 200, 300, 300 listed samples of 800 in all.
     const w = (share: number, n: number) => Number(((share * 800) / n).toPrecision(12));
-    assert.deepEqual(m.sources.map((s) => s.weight), [w(0.25, 200), w(0.25, 300), w(0.5, 300)]);
+    assert.deepEqual(
+      m.sources.map((s) => s.weight),
+      [w(0.25, 200), w(0.25, 300), w(0.5, 300)],
+    );
     assert.deepEqual(m.sources[0]!.shards, three[0]!.shards);
   });
 
@@ -264,14 +334,19 @@ describe("planRound", () => {
     test(`${c.replay} at the 4th step of equal slices keeps ${c.stored} samples`, () => {
       const m = plan({ ...base, slices: equal, round: 3, newSliceIds: ["2017"], replay: c.replay });
       assert.equal(m.storedSamples, c.stored);
-      const listed = Object.fromEntries(m.sources.filter((s) => s.sliceId !== "2017").map((s) => [s.sliceId, sliceSamples(s)]));
+      const listed = Object.fromEntries(
+        m.sources.filter((s) => s.sliceId !== "2017").map((s) => [s.sliceId, sliceSamples(s)]),
+      );
       assert.deepEqual(listed, c.buffer);
     });
   }
 
   test("ignores slices discovered after the round's slice", () => {
     const m = plan({ ...base, replay: "CumulativeAll", round: 1, newSliceIds: ["2015"] });
-    assert.deepEqual(m.sources.map((s) => s.sliceId), ["2014", "2015"]);
+    assert.deepEqual(
+      m.sources.map((s) => s.sliceId),
+      ["2014", "2015"],
+    );
   });
 
   test("rejects a new slice that is not among the valid slices", () => {

@@ -10,7 +10,10 @@ describe("summarize", () => {
 
   test("gives each strategy its mean and spread over seeds and its compute relative to Oracle", () => {
     const rows = summarize(runs, REPLAY_STRATEGIES);
-    assert.deepEqual(rows.map((r) => r.strategy), [...REPLAY_STRATEGIES]);
+    assert.deepEqual(
+      rows.map((r) => r.strategy),
+      [...REPLAY_STRATEGIES],
+    );
     const all = rows.find((r) => r.strategy === "CumulativeAll")!;
     assert.equal(all.seeds, 2);
     assert.ok(Math.abs(all.id!.mean - 0.51) < 1e-12);
@@ -46,7 +49,12 @@ describe("summarize", () => {
 describe("reportHtml", () => {
   test("escapes names and draws one heatmap per strategy with a cell per round and slice", () => {
     const run = { ...fixtureRun("Sequential", 0), name: "<script>alert(1)</script>" };
-    const html = reportHtml({ title: "t & <b>", generatedAt: "now", runs: [run], summaries: summarize([run], REPLAY_STRATEGIES) });
+    const html = reportHtml({
+      title: "t & <b>",
+      generatedAt: "now",
+      runs: [run],
+      summaries: summarize([run], REPLAY_STRATEGIES),
+    });
     assert.ok(!html.includes("<script>"));
     assert.ok(html.includes("&lt;script&gt;") && html.includes("t &amp; &lt;b&gt;"));
     assert.equal((html.match(/<svg class="heatmap"/g) ?? []).length, 1);

@@ -157,6 +157,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     if (!c) return;
     for (const w of c.watches) w.stop();
     c.queue.stop();
+    reconciler.abortInFlight();
     await c.queue.idle();
   };
 

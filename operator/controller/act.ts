@@ -24,6 +24,8 @@ export type ActContext = {
   evaluate: Evaluate;
   log: Logger;
   now: () => Date;
+  /** Aborted when leadership is lost: no further writes. */
+  signal?: AbortSignal | undefined;
 };
 
 /**
@@ -38,6 +40,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
   const store = new RoundStore(objects, spec.artifacts.s3);
   const record = (e: { type: "Normal" | "Warning"; reason: string; message: string }) => events.record(run, e.type, e.reason, e.message);
   for (const action of actions) {
+    ctx.signal?.throwIfAborted();
     switch (action.kind) {
       case "WritePlan": {
         const written = await store.putJsonIfAbsent(action.round, ROUND_FILES.plan, action.plan);
@@ -75,6 +78,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         const options = { executionProvider: spec.evaluation.runner.executionProvider, batchSize: spec.evaluation.runner.batchSize };
         const request = await buildEvaluateRequest(objects, requestInputs(action.request), ctx.now().toISOString(), options);
         const result = await ctx.evaluate(objects, request);
+        ctx.signal?.throwIfAborted();
         await writeEvalResult(objects, roundUri(spec.artifacts.s3, action.round), result);
         log.info("round evaluated in-process", { round: action.round, status: result.status });
         return { complete: false }; // re-observe: eval.json now decides the round

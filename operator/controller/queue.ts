@@ -71,10 +71,15 @@ export class WorkQueue {
     return this.#pending.length;
   }
 
+  /** Drops queued keys and timers; idle() then resolves once the keys in flight finish. */
   stop(): void {
     this.#stopped = true;
     for (const { timer } of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
+    this.#pending.length = 0;
+    this.#queued.clear();
+    this.#dirty.clear();
+    this.#pump();
   }
 
   /** Resolves when nothing is queued or in flight (timers may still be pending). */

@@ -102,6 +102,17 @@ export class Reconciler {
     return hits;
   }
 
+  #abort = new AbortController();
+
+  /**
+   * Leadership was lost: reconciles in flight write nothing more (no status, no plan, no eval.json,
+   * no promotion step) from their next step on; the new leader redoes whatever they left.
+   */
+  abortInFlight(): void {
+    this.#abort.abort(new Error("leadership lost"));
+    this.#abort = new AbortController();
+  }
+
   /** Keys whose reconcile outlived its deadline and is still running. */
   stuck(): string[] {
     return [...this.#stuck.keys()];
@@ -128,6 +139,7 @@ export class Reconciler {
   };
 
   #reconcile = async (key: string): Promise<Outcome> => {
+    const signal = this.#abort.signal;
     const { namespace, name } = splitKey(key);
     const log = this.#deps.log.child({ namespace, name });
     try {
@@ -143,7 +155,7 @@ export class Reconciler {
       let refused: Error | undefined;
       if (decision.actions.length && decision.spec && mem) {
         const { children, events } = this.#deps;
-        const ctx = { run, spec: decision.spec, mem, children, events, log, now: this.#now, evaluate: this.#deps.evaluate ?? evaluateRound };
+        const ctx = { run, spec: decision.spec, mem, children, events, log, now: this.#now, evaluate: this.#deps.evaluate ?? evaluateRound, signal };
         const result = await act(ctx, decision.actions);
         if (result.problem) {
           // Show what was refused in status, then back off: the same object would be refused again.
@@ -151,6 +163,7 @@ export class Reconciler {
           decision = decide(run, { ...observed, problem: result.problem }, this.#now());
         } else if (!result.complete) return { kind: "requeueAfter", ms: 0 };
       }
+      signal.throwIfAborted();
       if (decision.status) {
         const patch = mergePatchFor(run.status, decision.status) as ContinualClipRunStatus;
         const ok = await this.#deps.runs.patchStatus(namespace, name, patch);

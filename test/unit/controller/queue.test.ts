@@ -98,3 +98,24 @@ test("addAfter keeps the earliest timer", async () => {
   assert.ok(seen[0]! < 150);
   q.stop();
 });
+
+test("after stop() with keys still queued, idle() resolves once the keys in flight finish", async () => {
+  let release: () => void = () => {};
+  const started: string[] = [];
+  const q = new WorkQueue(async (key) => {
+    started.push(key);
+    if (key === "a") await new Promise<void>((r) => (release = r));
+    return { kind: "done" };
+  }, { concurrency: 1 });
+  q.add("a");
+  q.add("b");
+  q.add("c");
+  q.stop();
+  let idle = false;
+  const waiting = q.idle().then(() => (idle = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(idle, false, "a is still in flight");
+  release();
+  await waiting;
+  assert.deepEqual(started, ["a"], "queued keys are dropped, not run after stop");
+});

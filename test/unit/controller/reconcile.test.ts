@@ -240,3 +240,26 @@ test("a missing Secret keeps the last known rounds and compute in status while D
   assert.deepEqual(after.rounds, before.rounds);
   assert.deepEqual(after.compute, before.compute);
 });
+
+// Issue 10 item 10: losing leadership stops in-flight work before its next write.
+test("an evaluation in flight when leadership is lost writes no eval.json and no status", async () => {
+  let release: () => void = () => {};
+  let started: () => void = () => {};
+  const running = new Promise<void>((r) => (started = r));
+  const evaluate: Evaluate = async (_objects, request) => {
+    started();
+    await new Promise<void>((r) => (release = r));
+    return { schemaVersion: 1, status: "Failed", round: request.round, roundUri: request.roundUri, roundSlices: [], evaluatedAt: "t", reason: "X", message: "x" };
+  };
+  const w = setup({}, evaluate);
+  seed(w, "runs", "demo/", 0, {});
+  const patches = w.runs.patches;
+  const pass = w.reconcile();
+  await running;
+  w.reconciler.abortInFlight();
+  release();
+  const outcome = await pass;
+  assert.equal(outcome.kind, "retry");
+  assert.equal(w.s3.objects.objects.has("s3://runs/demo/rounds/0000/eval.json"), false);
+  assert.equal(w.runs.patches, patches);
+});

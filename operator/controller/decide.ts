@@ -79,8 +79,9 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   const s3Problem: Problem | undefined =
     observed.problem ??
     (discovery && !discovery.health.ok ? { reason: discovery.health.reason, message: discovery.health.message } : undefined);
-  // Rollback and the ConfigMap wait while S3 is unusable (the promotion bucket may be the cause).
-  const alias = s3Problem ? { actions: [] } : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
+  // Rollback and the ConfigMap need only the promotion side: they wait when S3 could not be used at
+  // all this time (the alias was not read), not for trouble with one slice of the source.
+  const alias = observed.problem ? { actions: [] } : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
   const blocked: Problem | undefined =
     s3Problem ?? alias.problem ?? (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 

@@ -51,6 +51,12 @@ export type DiscoveryOptions = {
   concurrency?: number;
   backoff?: { baseMs: number; capMs: number };
   random?: () => number;
+  /**
+   * Polls in a row a folder may fail to be read (403 on its manifest, ...) before it is an invalid
+   * slice (Unreadable): until then the pass is incomplete and no round is planned past it; after,
+   * one unreadable folder no longer holds up the run.
+   */
+  maxFolderFailures?: number;
 };
 
 type Unsettled = "new" | "pending";
@@ -96,6 +102,9 @@ export class SliceDiscovery {
   readonly #concurrency: number;
   readonly #backoff: { baseMs: number; capMs: number };
   readonly #random: () => number;
+  readonly #maxFolderFailures: number;
+  /** Consecutive failed reads per folder. */
+  readonly #folderFailures = new Map<string, number>();
 
   readonly #valid = new Map<string, Slice>();
   readonly #invalid = new Map<string, InvalidSlice>();
@@ -119,6 +128,7 @@ export class SliceDiscovery {
     this.#concurrency = o.concurrency ?? 16;
     this.#backoff = o.backoff ?? { baseMs: 1000, capMs: Math.max(1000, o.pollIntervalMs) };
     this.#random = o.random ?? Math.random;
+    this.#maxFolderFailures = o.maxFolderFailures ?? 5;
     this.#cursor = this.#startAfter ? pastFolder(`${o.prefix}${this.#startAfter}/`) : undefined;
   }
 
@@ -231,10 +241,21 @@ export class SliceDiscovery {
     const warnings: DiscoveryWarning[] = [];
     for (const f of fetched) {
       if (f.kind === "error") {
+        const failures = (this.#folderFailures.get(f.id) ?? 0) + 1;
+        this.#folderFailures.set(f.id, failures);
+        if (failures >= this.#maxFolderFailures && !this.#valid.has(f.id)) {
+          const invalid: InvalidSlice = { id: f.id, reason: "Unreadable", message: `${failures} polls in a row: ${f.problem.reason}: ${f.problem.message}` };
+          this.#invalid.set(f.id, invalid);
+          this.#unsettled.delete(f.id);
+          this.#folderFailures.delete(f.id);
+          newInvalid.push(invalid);
+          continue;
+        }
         errors.push(f.problem);
         if (rechecks.has(f.id)) this.#recheck.add(f.id);
         continue; // stays unsettled / queued for recheck: retried next poll
       }
+      this.#folderFailures.delete(f.id);
       if (f.kind === "pending") {
         if (!this.#valid.has(f.id) && !this.#invalid.has(f.id)) this.#unsettled.set(f.id, "pending");
         continue;

@@ -16,6 +16,7 @@ export const INVALID_REASONS = [
   "SampleCountMismatch",
   "EvalPackMissing",
   "OutOfOrder",
+  "Unreadable",
 ] as const;
 export type InvalidReason = (typeof INVALID_REASONS)[number];
 

@@ -122,6 +122,8 @@ test("item 2: EverySlice retries a failing slice only when something new arrived
   const slices = (getRun(ns, "loop")!.status as { slices: { failed?: { id: string; attempts: number; reason: string }[] } }).slices;
   assert.deepEqual(slices.failed?.map((f) => [f.id, f.attempts]), [["2017", 3]]);
   assert.ok(events("loop").some((e) => e.type === "Warning" && e.reason === "SliceFailed" && e.message.includes("2017")));
+  // Item 7: what each finished Job spent is kept beside its round.
+  assert.ok(await exists(runs, "loop/rounds/0001/compute.json"), "compute.json of a finished Job");
 });
 
 test("item 3: an S3 endpoint that accepts connections and never answers makes its run Degraded; other runs go on", async () => {
@@ -218,4 +220,38 @@ test("item 11: a truncated plan.json is surfaced with its key and waited on; not
   await new Promise((r) => setTimeout(r, 3_000));
   assert.deepEqual(trainerJobs("trunc"), []);
   assert.equal(await exists(runs, "trunc/rounds/0001/plan.json"), false, "the index is not skipped or reused");
+});
+
+test("item 7: a deleted credentials Secret keeps the last known rounds and compute while Degraded", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  await seed(runs, "hist/", 0, { recall: 0.5 });
+  createS3Secret(ns, "hist-creds");
+  const m = localRunManifest({ namespace: ns, name: "hist", dataBucket: data, runsBucket: runs });
+  m.spec.artifacts.s3.prefix = "hist/";
+  m.spec.source.s3.credentialsSecretRef = { name: "hist-creds" };
+  create(m);
+  await waitFor("round 0 Passed", () => runRounds(ns, "hist")[0]?.phase === "Passed" || undefined, 60_000, 500);
+  const before = getRun(ns, "hist")!.status as { rounds: unknown[]; compute: unknown };
+  kubectlOk(["delete", "secret", "hist-creds", "-n", ns]);
+  await waitFor("SecretMissing", () => condition("hist", "Degraded")?.reason === "SecretMissing" || undefined, 60_000, 500);
+  const after = getRun(ns, "hist")!.status as { rounds: unknown[]; compute: unknown };
+  assert.deepEqual(after.rounds, before.rounds);
+  assert.deepEqual(after.compute, before.compute);
+});
+
+test("item 9: rejected rounds older than historyLimit are not reported again on every poll", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  for (const i of [0, 1, 2]) await seed(runs, "storm/", i, { recall: 0.1 });
+  const m = localRunManifest({ namespace: ns, name: "storm", dataBucket: data, runsBucket: runs, spec: { historyLimit: 1, evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0.3 }] } } });
+  m.spec.artifacts.s3.prefix = "storm/";
+  create(m);
+  await waitFor("rounds judged", () => runRounds(ns, "storm")[0]?.phase === "Rejected" || undefined, 60_000, 500);
+  const counts = () => events("storm").filter((e) => e.reason === "RoundRejected").map((e) => (e as { count?: number }).count ?? 1);
+  const first = counts();
+  // pollInterval is 2 s: several polls pass.
+  await new Promise((r) => setTimeout(r, 8_000));
+  assert.deepEqual(counts(), first, "no RoundRejected repeated");
+  assert.equal(first.length, 3, "each rejection reported once");
 });

@@ -263,3 +263,24 @@ test("an evaluation in flight when leadership is lost writes no eval.json and no
   assert.equal(w.s3.objects.objects.has("s3://runs/demo/rounds/0000/eval.json"), false);
   assert.equal(w.runs.patches, patches);
 });
+
+// Issue 10 item 6: trouble with one slice does not block a rollback.
+import { promoteRound, readAlias } from "../../../operator/promotion/versions.ts";
+
+test("pinVersion rolls back while a slice folder of the source cannot be read", async () => {
+  const target = { bucket: "models", prefix: "clip/", alias: "production" };
+  const w = setup({ promotion: { mode: "Manual", s3: { bucket: "models", prefix: "clip/" }, pinVersion: 1 } });
+  for (const i of [0, 1]) {
+    seed(w, "runs", "demo/", i, { recall: 0.5, model: true });
+    await promoteRound(w.s3.objects, { target, run: { namespace: "ns", name: "demo", uid: "uid-1" }, round: i, roundUri: `s3://runs/demo/rounds/000${i}/`, metrics: {}, now: "t" });
+  }
+  putSlice(w.s3.slices, "slices/", "2016");
+  w.s3.slices.fail("getText", { name: "AccessDenied", status: 403 }, 100);
+  await w.reconcile();
+  await w.reconcile();
+  const alias = await readAlias(w.s3.objects, target);
+  assert.ok(alias && !("invalid" in alias));
+  assert.deepEqual([alias.version, alias.pinned], [1, true]);
+  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; reason: string }[] };
+  assert.equal(status.conditions.find((c) => c.type === "Degraded")?.reason, "S3AccessDenied", "the slice trouble is still shown");
+});

@@ -267,3 +267,21 @@ describe("parseDuration", () => {
   }
   test("rejects garbage", () => assert.throws(() => parseDuration("5 minutes")));
 });
+
+describe("an unreadable slice folder", () => {
+  test("holds the pass for a bounded number of polls, then becomes an invalid slice and the pass is healthy", async () => {
+    const store = new MemoryStore();
+    putSlice(store, "slices/", "2016");
+    putSlice(store, "slices/", "2017");
+    const d = new SliceDiscovery({ store, prefix: "slices/", pollIntervalMs: 1000, maxFolderFailures: 3, random: () => 0.5 });
+    // Every manifest read is refused (403): 2016 and 2017 both.
+    store.fail("getText", { name: "AccessDenied", status: 403 }, 100);
+    const first = await d.poll();
+    assert.equal(first.health.ok, false);
+    assert.equal((await d.poll()).health.ok, false);
+    const third = await d.poll();
+    assert.equal(third.health.ok, true, JSON.stringify(third.health));
+    assert.deepEqual(third.newInvalid.map((i) => [i.id, i.reason]), [["2016", "Unreadable"], ["2017", "Unreadable"]]);
+    assert.match(third.newInvalid[0]!.message, /S3AccessDenied/);
+  });
+});

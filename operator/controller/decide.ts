@@ -59,7 +59,7 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   const rounds = decideRounds({
     run: runRef(run),
     spec,
-    slices: healthyDiscovery?.slices,
+    slices: observed.problem ? undefined : healthyDiscovery?.slices,
     rounds: observed.rounds,
     previous: current.rounds,
     promoted,
@@ -78,7 +78,9 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   // Health: what keeps the run from making progress, most fundamental first.
   const s3Problem: Problem | undefined =
     observed.problem ??
-    (discovery && !discovery.health.ok ? { reason: discovery.health.reason, message: discovery.health.message } : undefined);
+    (discovery && !discovery.health.ok
+      ? { reason: discovery.health.reason, message: `spec.source.s3: ${discovery.health.message}` }
+      : undefined);
   // Rollback and the ConfigMap need only the promotion side: they wait when S3 could not be used at
   // all this time (the alias was not read), not for trouble with one slice of the source.
   const alias = observed.problem ? { actions: [] } : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
@@ -126,7 +128,8 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   if (previousReady?.reason !== ready.reason) {
     events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });
   }
-  const actions: Action[] = [...rounds.actions, ...alias.actions];
+  // S3 (a bucket, its credentials) could not be used: touch nothing until it can.
+  const actions: Action[] = observed.problem ? [] : [...rounds.actions, ...alias.actions];
   return { status: changed(current, next), actions, events, outcome: "done", spec };
 }
 

@@ -43,7 +43,7 @@ export async function observeRounds(
     listing = await store.listRounds();
   } catch (err) {
     const p = classifyS3Error(err);
-    const where = `artifacts s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix}`;
+    const where = `spec.artifacts.s3 (s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix})`;
     return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds: [] };
   }
   const rounds: RoundObservation[] = [];
@@ -103,7 +103,15 @@ export async function observeRounds(
   if (spec.promotion) {
     const objects = mem.storage.objects;
     const target = promotionTarget(spec.promotion);
-    const { complete } = await listVersions(objects, target);
+    let complete;
+    try {
+      ({ complete } = await listVersions(objects, target));
+      alias = await readAlias(objects, target);
+    } catch (err) {
+      const p = classifyS3Error(err);
+      const where = `spec.promotion.s3 (s3://${target.bucket}/${target.prefix})`;
+      return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds };
+    }
     // A version belongs to a round by where it was copied from, not by its number: a round 0 under
     // another artifacts prefix, or a round folder redone, is not the promoted one.
     for (const v of complete) {
@@ -111,7 +119,6 @@ export async function observeRounds(
       const r = rounds.find((x) => roundUri(spec.artifacts.s3, x.index) === v.sourceUri);
       if (r) r.promotedVersion = v.version;
     }
-    alias = await readAlias(objects, target);
   }
   // Discovery warns about manifests that change after a round consumed them.
   mem.discovery.markConsumed(rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []));

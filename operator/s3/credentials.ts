@@ -20,16 +20,16 @@ export function connectionFromSecret(spec: SourceConnectionSpec, secret: { data?
   const base = { region: spec.region, endpoint: spec.endpoint };
   const ref = spec.credentialsSecretRef;
   if (!ref) return { ok: true, connection: base };
-  if (!secret) return { ok: false, reason: "SecretMissing", message: `Secret ${ref.name} not found in the run's namespace` };
+  if (!secret) return { ok: false, reason: "SecretMissing", message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} not found in the run's namespace` };
   const values: Record<string, string> = {};
   for (const name of [ACCESS_KEY_ID, SECRET_ACCESS_KEY]) {
     const raw = secret.data?.[name];
     if (raw === undefined || raw === "") {
-      return { ok: false, reason: "SecretKeyMissing", message: `Secret ${ref.name} has no key ${name}` };
+      return { ok: false, reason: "SecretKeyMissing", message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} has no key ${name}` };
     }
     const decoded = Buffer.from(raw, "base64").toString("utf-8").trim();
     if (!looksBase64(raw) || !/^[\x21-\x7e]+$/.test(decoded)) {
-      return { ok: false, reason: "SecretValueInvalid", message: `Secret ${ref.name} key ${name} is not base64 of a printable value` };
+      return { ok: false, reason: "SecretValueInvalid", message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} key ${name} is not base64 of a printable value` };
     }
     values[name] = decoded;
   }

@@ -255,3 +255,30 @@ test("item 9: rejected rounds older than historyLimit are not reported again on 
   assert.deepEqual(counts(), first, "no RoundRejected repeated");
   assert.equal(first.length, 3, "each rejection reported once");
 });
+
+// Issue 13 item 6: runtime guards for what admission cannot know. Each run is Stalled within a
+// reconcile with a reason and a message naming the field; no Job is created and nothing written.
+const guardCases: { name: string; secret?: Record<string, string>; bucket?: string; reason: string; field: RegExp }[] = [
+  { name: "guard-keys", secret: { AWS_ACCESS_KEY_ID: "ticclip" }, reason: "SecretKeyMissing", field: /^spec\.source\.s3\.credentialsSecretRef: .*AWS_SECRET_ACCESS_KEY/ },
+  { name: "guard-denied", secret: { AWS_ACCESS_KEY_ID: "ticclip", AWS_SECRET_ACCESS_KEY: "not-the-key" }, reason: "S3InvalidCredentials", field: /^spec\.(source|artifacts)\.s3/ },
+  { name: "guard-bucket", bucket: "no-such-bucket-ticclip", reason: "S3NoSuchBucket", field: /^spec\.(source|artifacts)\.s3/ },
+];
+for (const g of guardCases) {
+  test(`issue 13 guard: ${g.reason} stalls the run naming the field; no Job, nothing written`, async () => {
+    const data = g.bucket ?? (await createBucket("trust-data"));
+    const runs = await createBucket("trust-runs");
+    if (!g.bucket) await putSlice(s3Client(), data, "slices/", { id: "2016", shards: [16] });
+    const m = localRunManifest({ namespace: ns, name: g.name, dataBucket: data, runsBucket: runs });
+    if (g.secret) {
+      const args = Object.entries(g.secret).map(([k, v]) => `--from-literal=${k}=${v}`);
+      kubectlOk(["create", "secret", "generic", `${g.name}-creds`, "-n", ns, ...args]);
+      m.spec.source.s3.credentialsSecretRef = { name: `${g.name}-creds` };
+    }
+    create(m);
+    const c = await waitFor(g.reason, () => (condition(g.name, "Stalled")?.reason === g.reason ? condition(g.name, "Stalled") : undefined), 60_000, 500);
+    assert.equal(c.status, "True");
+    assert.match(c.message, g.field);
+    assert.deepEqual(trainerJobs(g.name), []);
+    assert.equal(await exists(runs, `${g.name}/rounds/0000/plan.json`), false);
+  });
+}

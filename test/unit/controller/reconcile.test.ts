@@ -6,6 +6,7 @@ import type { RawObject } from "../../../operator/kube/client.ts";
 import type { EvalResult } from "../../../operator/api/eval-result.ts";
 import type { Evaluate } from "../../../operator/controller/ports.ts";
 import { roundFiles } from "../../support/rounds.ts";
+import { classifyS3Error, S3Failure } from "../../../operator/s3/errors.ts";
 import { putSlice } from "../data/memory-store.ts";
 import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
 
@@ -283,4 +284,39 @@ test("pinVersion rolls back while a slice folder of the source cannot be read", 
   assert.deepEqual([alias.version, alias.pinned], [1, true]);
   const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; reason: string }[] };
   assert.equal(status.conditions.find((c) => c.type === "Degraded")?.reason, "S3AccessDenied", "the slice trouble is still shown");
+});
+
+// Issue 13 item 6: runtime guards name the field, create no Job and touch nothing.
+test("a Secret without the expected key stalls the run naming the field, with no Job and no S3 write", async () => {
+  const w = setup({ source: { s3: { bucket: "data", prefix: "slices/", credentialsSecretRef: { name: "creds" } } } });
+  w.children.secrets.set("creds", { AWS_ACCESS_KEY_ID: Buffer.from("a").toString("base64") });
+  putSlice(w.s3.slices, "slices/", "2016");
+  await w.reconcile();
+  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const stalled = status.conditions.find((c) => c.type === "Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "SecretKeyMissing"]);
+  assert.match(stalled.message, /spec\.source\.s3\.credentialsSecretRef: .*AWS_SECRET_ACCESS_KEY/);
+  assert.equal(w.children.objects.size, 0);
+  assert.equal(w.s3.objects.objects.size, 0);
+});
+
+test("a promotion bucket that cannot be read stalls the run naming spec.promotion.s3; no round starts", async () => {
+  const w = setup({ promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } } });
+  putSlice(w.s3.slices, "slices/", "2016");
+  const objects = w.s3.objects;
+  const list = objects.list.bind(objects);
+  objects.list = async (prefix: string) => {
+    if (prefix.startsWith("s3://models/")) {
+      throw new S3Failure(classifyS3Error(Object.assign(new Error("The specified bucket does not exist"), { name: "NoSuchBucket", $metadata: { httpStatusCode: 404 } }), `list ${prefix}`));
+    }
+    return list(prefix);
+  };
+  await w.reconcile();
+  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[]; currentRound?: unknown };
+  const stalled = status.conditions.find((c) => c.type === "Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "S3NoSuchBucket"]);
+  assert.match(stalled.message, /^spec\.promotion\.s3/);
+  assert.equal(w.children.objects.size, 0, "no Job");
+  assert.equal(w.s3.objects.objects.size, 0, "no plan written");
+  assert.equal(status.currentRound, undefined);
 });

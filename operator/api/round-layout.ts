@@ -5,6 +5,7 @@
 //                                   failed.json    the operator's record of a failed round
 //                                   eval.json      the evaluator's result
 //                                   compute.json   GPU-seconds and times of its trainer Job, kept after the Job is gone
+//                                   verdict.json   the gates' verdict on eval.json, judged once, with those gates
 import { EVAL_JSON } from "./eval-result.ts";
 
 export const ROUND_FILES = {
@@ -15,6 +16,7 @@ export const ROUND_FILES = {
   checkpoint: "checkpoint.pt",
   summary: "train_summary.json",
   compute: "compute.json",
+  verdict: "verdict.json",
 } as const;
 
 export type ArtifactsLocation = { bucket: string; prefix: string };

@@ -103,6 +103,11 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         }
         return { complete: false };
       }
+      case "RecordVerdict": {
+        if (action.replace) await objects.put(store.uri(action.round, ROUND_FILES.verdict), JSON.stringify(action.record, null, 2), "application/json");
+        else await store.putJsonIfAbsent(action.round, ROUND_FILES.verdict, action.record);
+        break;
+      }
       case "RecordCompute": {
         await store.putJsonIfAbsent(action.round, ROUND_FILES.compute, action.record);
         break;

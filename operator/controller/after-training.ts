@@ -16,6 +16,8 @@ export type AfterTraining = {
   message?: string;
   fields: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion">;
   actions: RoundAction[];
+  /** verdict.json to write (bookkeeping: done after the round's other actions). */
+  record?: RoundAction | undefined;
 };
 
 /** The one request both evaluation paths (Job and in-process) score a round with. */
@@ -29,7 +31,11 @@ export function evaluationRequest(input: RoundsInput, r: RoundObservation): Roun
   };
 }
 
-export function afterTraining(input: RoundsInput, r: RoundObservation, latestPromoted: number): AfterTraining {
+/**
+ * latestPromoted: the newest round made a version; newestPassed: the newest round whose recorded
+ * verdict passed. Only the newest passing round may be promoted.
+ */
+export function afterTraining(input: RoundsInput, r: RoundObservation, latestPromoted: number, newestPassed = -1): AfterTraining {
   const { spec } = input;
   if (!r.evaluation) {
     if (r.evalJob?.failure) {
@@ -47,7 +53,18 @@ export function afterTraining(input: RoundsInput, r: RoundObservation, latestPro
     const event = { type: "Normal" as const, reason: "EvaluationStarted", message: `round ${r.index}: created Job ${job.metadata.name}` };
     return { phase: "Evaluating", fields: {}, actions: [{ kind: "CreateJob", round: r.index, job, event }] };
   }
-  const verdict = judgeRound(r.evaluation, spec.evaluation.gates, input.promoted);
+  // Judged once: tightening a gate later does not reject the serving round, loosening one does not
+  // promote old rejected rounds one after another. A new eval.json (re-evaluation) is judged anew.
+  const recorded = r.verdict?.evaluatedAt === r.evaluation.evaluatedAt ? r.verdict.verdict : undefined;
+  const verdict = recorded ?? judgeRound(r.evaluation, spec.evaluation.gates, input.promoted);
+  const record: RoundAction | undefined = recorded
+    ? undefined
+    : {
+        kind: "RecordVerdict",
+        round: r.index,
+        record: { evaluatedAt: r.evaluation.evaluatedAt, judgedAt: input.now.toISOString(), gates: spec.evaluation.gates, verdict },
+        replace: r.verdict !== undefined,
+      };
   const fields = {
     ...(verdict.metrics ? { metrics: verdict.metrics } : {}),
     ...(verdict.gates
@@ -55,18 +72,18 @@ export function afterTraining(input: RoundsInput, r: RoundObservation, latestPro
       : {}),
   };
   const none: RoundAction[] = [];
-  if (!verdict.passed) return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields, actions: none };
+  if (!verdict.passed) return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields, actions: none, record };
   if (r.promotedVersion !== undefined) {
-    return { phase: "Promoted", reason: "GatesPassed", message: verdict.message, fields: { ...fields, promotedVersion: r.promotedVersion }, actions: none };
+    return { phase: "Promoted", reason: "GatesPassed", message: verdict.message, fields: { ...fields, promotedVersion: r.promotedVersion }, actions: none, record };
   }
-  if (!spec.promotion) return { phase: "Passed", reason: "NoPromotion", message: "gates passed; spec.promotion is not set", fields, actions: none };
-  if (r.index < latestPromoted) {
-    return { phase: "Passed", reason: "Superseded", message: `gates passed, but a later round is already promoted`, fields, actions: none };
+  if (!spec.promotion) return { phase: "Passed", reason: "NoPromotion", message: "gates passed; spec.promotion is not set", fields, actions: none, record };
+  if (r.index < latestPromoted || r.index < newestPassed) {
+    return { phase: "Passed", reason: "Superseded", message: `gates passed, but a later round is already promoted or passed`, fields, actions: none, record };
   }
   if (spec.promotion.mode === "Manual" && !isRoundApproved(input.annotations, r.index)) {
     const message = `gates passed; approve with: kubectl annotate ccr ${input.run.name} ticclip.dev/approve-round=${r.index}`;
-    return { phase: "Gating", reason: "AwaitingApproval", message, fields, actions: none };
+    return { phase: "Gating", reason: "AwaitingApproval", message, fields, actions: none, record };
   }
   const promote: RoundAction = { kind: "Promote", round: r.index, metrics: verdict.metrics };
-  return { phase: "Gating", reason: "Promoting", message: verdict.message, fields, actions: [promote] };
+  return { phase: "Gating", reason: "Promoting", message: verdict.message, fields, actions: [promote], record };
 }

@@ -14,7 +14,7 @@ import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
-import type { ComputeRecord, FailureRecord, Observed, RoundObservation } from "./types.ts";
+import type { ComputeRecord, FailureRecord, Observed, RoundObservation, VerdictRecord } from "./types.ts";
 
 /** Runs a discovery pass when one is due, and keeps its result between polls. */
 export async function pollSlices(run: RawObject, spec: ContinualClipRunSpec, mem: RunMemory, log: Logger): Promise<void> {
@@ -95,7 +95,13 @@ export async function observeRounds(
           return typeof c?.gpuSeconds === "number" && c.gpuSeconds >= 0 ? c : undefined;
         })
       : undefined;
-    rounds.push({ index, files, plan, failure, compute, job: jobs.trainer.get(index), evaluation, evalJob: jobs.evaluator.get(index) });
+    const verdict = files.has(ROUND_FILES.verdict)
+      ? await read(index, ROUND_FILES.verdict, (raw) => {
+          const v = raw as VerdictRecord | undefined;
+          return typeof v?.evaluatedAt === "string" && typeof v.verdict?.passed === "boolean" ? v : undefined;
+        })
+      : undefined;
+    rounds.push({ index, files, plan, failure, compute, verdict, job: jobs.trainer.get(index), evaluation, evalJob: jobs.evaluator.get(index) });
   }
   mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.

@@ -28,6 +28,8 @@ const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 export function decideRounds(input: RoundsInput): RoundsDecision {
   const { spec, run } = input;
   const actions: RoundAction[] = [];
+  // Records of facts already decided (verdict.json): written after the round actions of this pass.
+  const bookkeeping: RoundAction[] = [];
   const prevByIndex = new Map((input.previous ?? []).map((r) => [r.index, r]));
   const oldestPrevious = prevByIndex.size ? Math.min(...prevByIndex.keys()) : -1;
   const observed = [...input.rounds].filter((r) => r.plan).sort((a, b) => a.index - b.index);
@@ -37,6 +39,7 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   // Failed rounds per slice, for spec.strategy.maxAttemptsPerSlice.
   const maxAttempts = spec.strategy.maxAttemptsPerSlice;
   const attempts = new Map<string, { count: number; reason: string }>();
+  const newestPassed = Math.max(-1, ...observed.filter((r) => r.verdict?.verdict.passed).map((r) => r.index));
   const latestPromoted = Math.max(-1, ...observed.filter((r) => r.promotedVersion !== undefined).map((r) => r.index));
   for (const r of observed) {
     const prev = prevByIndex.get(r.index);
@@ -45,8 +48,9 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
     const spent = jobCompute(spec, r.job);
     if (spent && !r.files.has(ROUND_FILES.compute)) actions.push({ kind: "RecordCompute", round: r.index, record: spent });
     if (p.phase === "Trained") {
-      const after = afterTraining(input, r, latestPromoted);
+      const after = afterTraining(input, r, latestPromoted, newestPassed);
       actions.push(...after.actions);
+      if (after.record) bookkeeping.push(after.record);
       p = after;
       // Once per rejection: a round missing from previous status because it is older than
       // historyLimit was reported when it was still listed.
@@ -99,6 +103,7 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   const slices = input.slices ?? [];
   const isLate = (id: string) => !covered.has(id) && !exhausted.has(id) && maxCovered !== undefined && compareSliceIds(id, maxCovered) < 0;
   const late = slices.filter((s) => isLate(s.id)).map((s) => s.id);
+  actions.push(...bookkeeping);
   const base = { rounds: statuses.slice(-spec.historyLimit), current, compute, consumed, late, events, actions, failedSlices };
 
   // A plan that cannot be read holds everything after it: planning past it would reuse its index.
@@ -120,6 +125,6 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
     rounds: [...statuses, next.planned].slice(-spec.historyLimit),
     current: next.planned,
     consumed: [...consumed, ...next.planned.slices].sort(compareSliceIds),
-    actions: [...actions, ...next.actions],
+    actions: [...actions.filter((a) => !bookkeeping.includes(a)), ...next.actions, ...bookkeeping],
   };
 }

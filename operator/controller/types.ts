@@ -7,7 +7,9 @@ import type { RoundPlan } from "../api/round-plan.ts";
 import type { ComputeStatus } from "../data/compute.ts";
 import type { DiscoveryResult } from "../data/discovery.ts";
 import type { Slice } from "../data/validate.ts";
+import type { Gate } from "../evaluation/gates.ts";
 import type { RoundToEvaluate } from "../evaluation/request.ts";
+import type { RoundVerdict } from "../evaluation/verdict.ts";
 import type { JobObservation } from "../kube/children.ts";
 import type { EventType } from "../kube/client.ts";
 import type { ConfigMap, RunRef } from "../kube/objects.ts";
@@ -43,7 +45,11 @@ export type RoundObservation = {
   promotedVersion?: number | undefined;
   /** compute.json: what the trainer Job spent, recorded once it finished (Jobs go after their TTL). */
   compute?: ComputeRecord | undefined;
+  verdict?: VerdictRecord | undefined;
 };
+
+/** verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names. */
+export type VerdictRecord = { evaluatedAt: string; judgedAt: string; gates: Gate[]; verdict: RoundVerdict };
 
 export type ComputeRecord = { gpuSeconds: number; startedAt?: string | undefined; finishedAt?: string | undefined };
 
@@ -69,6 +75,8 @@ export type RoundAction =
   | { kind: "WritePlan"; round: number; plan: RoundPlan }
   | { kind: "CreateJob"; round: number; job: Record<string, any>; service?: Record<string, any> | undefined; event: PlannedEvent }
   | { kind: "RecordCompute"; round: number; record: ComputeRecord }
+  /** replace: the recorded verdict is of an older eval.json. */
+  | { kind: "RecordVerdict"; round: number; record: VerdictRecord; replace: boolean }
   | { kind: "RecordFailure"; round: number; record: FailureRecord; event: PlannedEvent; sliceFailed?: PlannedEvent | undefined }
   /** The same request an evaluation Job would get, scored in the operator process. */
   | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate }

@@ -282,3 +282,20 @@ for (const g of guardCases) {
     assert.equal(await exists(runs, `${g.name}/rounds/0000/plan.json`), false);
   });
 }
+
+test("item 8: a promoted round stays Promoted when its gate is tightened later; its verdict is recorded", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  const models = await createBucket("trust-models");
+  await seed(runs, "judge/", 0, { recall: 0.5, model: true });
+  const gates = (value: number) => ({ gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value }] });
+  const m = localRunManifest({ namespace: ns, name: "judge", dataBucket: data, runsBucket: runs, spec: { evaluation: gates(0.3), promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" } } } });
+  m.spec.artifacts.s3.prefix = "judge/";
+  create(m);
+  await waitFor("round 0 Promoted", () => runRounds(ns, "judge")[0]?.phase === "Promoted" || undefined, 60_000, 500);
+  assert.ok(await exists(runs, "judge/rounds/0000/verdict.json"));
+  patchSpec("judge", { evaluation: gates(0.9) });
+  await waitFor("generation observed", () => (getRun(ns, "judge")!.status as { observedGeneration?: number }).observedGeneration === 2 || undefined, 30_000, 500);
+  await new Promise((r) => setTimeout(r, 4_000));
+  assert.equal(runRounds(ns, "judge")[0]?.phase, "Promoted");
+});

@@ -87,7 +87,8 @@ const failedRecorded = (index: number, slices: string[], init: string | null, ge
 });
 
 const input = (o: Partial<RoundsInput>): RoundsInput => ({ run: RUN, spec: spec(), slices: [], rounds: [], previous: undefined, now: NOW, ...o });
-const kinds = (d: ReturnType<typeof decideRounds>) => d.actions.map((a) => `${a.kind}:${a.round}`);
+// Bookkeeping writes (verdict.json) are checked on their own below.
+const kinds = (d: ReturnType<typeof decideRounds>) => d.actions.filter((a) => a.kind !== "RecordVerdict").map((a) => `${a.kind}:${a.round}`);
 
 test("before the first complete discovery pass, nothing starts", () => {
   const d = decideRounds(input({ slices: undefined }));
@@ -320,4 +321,34 @@ test("a finished Job's GPU-seconds are recorded beside the round once, and used 
   assert.equal(later.rounds[0]!.gpuSeconds, 3600);
   assert.equal(later.compute.gpuSeconds, 3600, "totals do not shrink when the Job and the status entry are gone");
   assert.deepEqual(kinds(later), []);
+});
+
+// Issue 10 item 8: a verdict is recorded once, with the gates it was judged by.
+test("a round is judged once: its verdict is recorded, and later gate changes neither reject nor promote it", () => {
+  const gate = (value: number) => spec({ evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value }] }, promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } } });
+  const first = decideRounds(input({ spec: gate(0.3), slices: [slice("2016")], rounds: [trained(0, ["2016"], null, 0.5)] }));
+  const record = first.actions.find((a) => a.kind === "RecordVerdict") as { record: import("../../../operator/controller/types.ts").VerdictRecord } | undefined;
+  assert.equal(record?.record.verdict.passed, true);
+  assert.deepEqual(record?.record.gates.map((g) => g.value), [0.3]);
+  const judged = { ...trained(0, ["2016"], null, 0.5), verdict: record!.record, promotedVersion: 1 };
+  const tightened = decideRounds(input({ spec: gate(0.9), slices: [slice("2016")], rounds: [judged] }));
+  assert.equal(tightened.rounds[0]!.phase, "Promoted", "the serving round stays Promoted");
+  const rejected = { ...trained(0, ["2016"], null, 0.1) };
+  const r0 = decideRounds(input({ spec: gate(0.3), slices: [slice("2016")], rounds: [rejected] }));
+  const rejectedRecord = (r0.actions.find((a) => a.kind === "RecordVerdict") as { record: import("../../../operator/controller/types.ts").VerdictRecord }).record;
+  const loosened = decideRounds(input({ spec: gate(0.05), slices: [slice("2016")], rounds: [{ ...rejected, verdict: rejectedRecord }] }));
+  assert.equal(loosened.rounds[0]!.phase, "Rejected");
+  assert.deepEqual(kinds(loosened), [], "no promotion of an old rejected round");
+});
+
+test("only the newest passing round is promoted", () => {
+  const s = spec({ evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0.3 }] }, promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } } });
+  const passed = (i: number) => {
+    const r = trained(i, [String(2016 + i)], null, 0.5);
+    const v = decideRounds(input({ spec: s, slices: [slice(String(2016 + i))], rounds: [r] })).actions.find((a) => a.kind === "RecordVerdict") as { record: import("../../../operator/controller/types.ts").VerdictRecord };
+    return { ...r, verdict: { ...v.record } };
+  };
+  const d = decideRounds(input({ spec: s, slices: [slice("2016"), slice("2017")], rounds: [passed(0), passed(1)] }));
+  assert.deepEqual(kinds(d), ["Promote:1"]);
+  assert.equal(d.rounds[0]!.reason, "Superseded");
 });

@@ -122,6 +122,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     // Each S3 event re-checks the matching runs' slice folders now instead of at the next poll.
     const n = createNotificationServer({
       token: config.notificationToken,
+      accepting: () => controllers !== undefined,
       onObjectEvent: (e) => {
         const keys = reconciler.notify(e.bucket, e.key);
         notificationsTotal.inc({ matched: keys.length > 0 ? "true" : "false" });

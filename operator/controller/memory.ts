@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { parseDuration } from "../api/common.ts";
 import { SliceDiscovery, type DiscoveryResult } from "../data/discovery.ts";
+import type { VersionCache } from "../promotion/versions.ts";
 import type { S3Connection } from "../s3/client.ts";
 import type { Storage, StorageFactory } from "./ports.ts";
 
@@ -20,6 +21,10 @@ export type RunMemory = {
    * changed artifacts prefix, a deleted round folder or a rewritten file is read again.
    */
   documents: Map<string, { etag: string; value: unknown }>;
+  /** Complete promoted versions (immutable), read once. */
+  versions: VersionCache;
+  /** Bumped by every notification, so a poll in progress does not swallow one. */
+  notifications: number;
   /** New slices of plans written in this pass (slice-to-Job latency). */
   plannedSlices: Map<number, string[]>;
   /** When discovery first saw each slice valid (ms), for the slice-to-Job latency metric. */
@@ -53,6 +58,8 @@ export function memoryFor(
     nextPollAt: 0,
     documents: previous?.documents ?? new Map(),
     plannedSlices: new Map(),
+    versions: previous?.versions ?? new Map(),
+    notifications: 0,
     sliceSeenAt: new Map(),
   };
 }

@@ -20,9 +20,11 @@ import type { ComputeRecord, FailureRecord, Observed, RoundObservation, VerdictR
 export async function pollSlices(run: RawObject, spec: ContinualClipRunSpec, mem: RunMemory, log: Logger): Promise<void> {
   const now = Date.now();
   if (now < mem.nextPollAt) return;
+  const notifications = mem.notifications;
   const result = await mem.discovery.poll();
   mem.lastDiscovery = result;
-  mem.nextPollAt = Date.now() + result.nextPollMs;
+  // A notification that arrived during the pass asks for the next one now, not after the interval.
+  mem.nextPollAt = mem.notifications !== notifications ? 0 : Date.now() + result.nextPollMs;
   if (result.newSlices.length) log.info("new slices", { slices: result.newSlices });
   for (const id of result.newSlices) mem.sliceSeenAt.set(id, now);
   if (result.errors.length === 0) {
@@ -111,7 +113,7 @@ export async function observeRounds(
     const target = promotionTarget(spec.promotion);
     let complete;
     try {
-      ({ complete } = await listVersions(objects, target));
+      ({ complete } = await listVersions(objects, target, mem.versions));
       alias = await readAlias(objects, target);
     } catch (err) {
       const p = classifyS3Error(err);

@@ -96,6 +96,7 @@ export class Reconciler {
       if (!mem.sourceKey.startsWith(`${bucket}\n`)) continue;
       if (mem.discovery.notify(objectKey)) {
         mem.nextPollAt = 0;
+        mem.notifications++;
         hits.push(runKey);
       }
     }

@@ -131,6 +131,11 @@ export type NotificationServerOptions = {
   onSliceReady?: (bucket: string, key: string) => void;
   /** Every object event (e.g. manifest.json rewrites, for SliceDiscovery.notify). */
   onObjectEvent?: (event: S3ObjectEvent) => void;
+  /**
+   * False on a standby replica: events are refused with 503 so the sender retries and the leader
+   * gets them, instead of a 200 for events nobody acts on.
+   */
+  accepting?: () => boolean;
   /** Confirms an SNS subscription; defaults to an HTTPS GET of the URL. */
   confirmSubscription?: (url: string) => Promise<void>;
   maxBodyBytes?: number;
@@ -155,17 +160,26 @@ export function createNotificationServer(o: NotificationServerOptions): http.Ser
     const url = new URL(req.url ?? "/", "http://localhost");
     if (url.pathname !== path) return send(res, 404, "not found");
     if (req.method !== "POST") return send(res, 405, "POST only");
+    if (o.accepting && !o.accepting()) return send(res, 503, "not the leader: retry");
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
     req.on("data", (c: Buffer) => {
       size += c.length;
-      if (size > max) tooLarge = true;
-      else chunks.push(c);
+      if (size <= max) chunks.push(c);
+      else if (!tooLarge) {
+        // Answer and close: reading on would let a client stream without end.
+        tooLarge = true;
+        res.setHeader("connection", "close");
+        send(res, 413, "body too large");
+        req.destroy();
+      }
     });
-    req.on("error", () => send(res, 400, "request error"));
+    req.on("error", () => {
+      if (!res.headersSent) send(res, 400, "request error");
+    });
     req.on("end", async () => {
-      if (tooLarge) return send(res, 413, "body too large");
+      if (tooLarge) return;
       const out = handleS3Event(Buffer.concat(chunks), req.headers, { token: o.token });
       if (out.status !== 200) return send(res, out.status, out.message);
       if (out.confirmSubscriptionUrl) {

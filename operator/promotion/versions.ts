@@ -39,19 +39,26 @@ const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 export type VersionListing = { complete: VersionManifest[]; incomplete: number[] };
 
 /** Versions under the prefix: complete ones (with a valid version.json) and folders without one. */
-export async function listVersions(store: ObjectStore, t: PromotionTarget): Promise<VersionListing> {
+/** version.json documents by URI and ETag: a complete version never changes, so one read suffices. */
+export type VersionCache = Map<string, { etag: string; manifest: VersionManifest }>;
+
+export async function listVersions(store: ObjectStore, t: PromotionTarget, cache?: VersionCache): Promise<VersionListing> {
   const prefix = base(t);
-  const seen = new Map<number, boolean>();
+  const seen = new Map<number, string | undefined | false>();
   for (const o of await store.list(prefix)) {
     const m = /^v([1-9][0-9]*)\/(.+)$/.exec(o.uri.slice(prefix.length));
     if (!m) continue;
     const n = Number(m[1]);
-    seen.set(n, seen.get(n) === true || m[2] === VERSION_JSON);
+    if (m[2] === VERSION_JSON) seen.set(n, o.etag ?? "");
+    else if (!seen.has(n)) seen.set(n, false);
   }
   const complete: VersionManifest[] = [];
   const incomplete: number[] = [];
-  for (const [n, hasManifest] of [...seen.entries()].sort((a, b) => a[0] - b[0])) {
-    const manifest = hasManifest ? await readVersion(store, t, n) : undefined;
+  for (const [n, etag] of [...seen.entries()].sort((a, b) => a[0] - b[0])) {
+    const uri = versionUri(t, n) + VERSION_JSON;
+    const hit = etag && cache?.get(uri);
+    const manifest = etag === false ? undefined : hit && hit.etag === etag ? hit.manifest : await readVersion(store, t, n);
+    if (manifest && etag && cache) cache.set(uri, { etag, manifest });
     if (manifest) complete.push(manifest);
     else incomplete.push(n);
   }

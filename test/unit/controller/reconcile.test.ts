@@ -320,3 +320,24 @@ test("a promotion bucket that cannot be read stalls the run naming spec.promotio
   assert.equal(w.s3.objects.objects.size, 0, "no plan written");
   assert.equal(status.currentRound, undefined);
 });
+
+// Issue 10, low: a notification during a poll is not swallowed by the poll's nextPollAt.
+test("an S3 notification that arrives during a discovery pass makes the next pass come at once", async () => {
+  const w = setup();
+  let release: () => void = () => {};
+  let inPoll: () => void = () => {};
+  const polling = new Promise<void>((r) => (inPoll = r));
+  const slices = w.s3.slices;
+  const listFolders = slices.listFolders.bind(slices);
+  slices.listFolders = async (prefix: string, startAfter: string | undefined) => {
+    inPoll();
+    await new Promise<void>((r) => (release = r));
+    return listFolders(prefix, startAfter);
+  };
+  const pass = w.reconcile();
+  await polling;
+  assert.deepEqual(w.reconciler.notify("data", "slices/2016/_SUCCESS"), ["ns/demo"]);
+  release();
+  const outcome = await pass;
+  assert.deepEqual(outcome, { kind: "requeueAfter", ms: 0 });
+});

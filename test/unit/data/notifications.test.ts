@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { createNotificationServer, handleS3Event } from "../../../operator/data/notifications.ts";
 
 const TOKEN = "s3cr3t-token";
@@ -132,6 +132,40 @@ describe("createNotificationServer", () => {
       assert.deepEqual(confirmed, [url]);
       assert.deepEqual(ready, ["data/slices/2016/_SUCCESS"], "rejected requests changed nothing");
     } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test("a body past the limit is answered 413 and the connection closed; a standby answers 503", async () => {
+    let leader = false;
+    const seen: string[] = [];
+    const server = createNotificationServer({ token: TOKEN, onObjectEvent: (e) => seen.push(e.key), maxBodyBytes: 1024, accepting: () => leader });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const body = JSON.stringify(minioEvent("data", "slices/2016/_SUCCESS"));
+      const post = () => fetch(`http://127.0.0.1:${port}/s3-events`, { method: "POST", body, headers: auth });
+      assert.equal((await post()).status, 503, "a standby makes the sender retry");
+      leader = true;
+      assert.equal((await post()).status, 200);
+      assert.deepEqual(seen, ["slices/2016/_SUCCESS"]);
+      // A client that keeps streaming gets its answer and a closed connection.
+      const answer = await new Promise<{ status: string; closed: boolean }>((resolve) => {
+        const sock = net.connect(port, "127.0.0.1", () => {
+          sock.write(`POST /s3-events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100000000\r\n\r\n`);
+          const chunk = "x".repeat(4096);
+          const pump = () => { if (!sock.destroyed && sock.writable) sock.write(chunk, () => setImmediate(pump)); };
+          pump();
+        });
+        let text = "";
+        sock.on("data", (d) => (text += d.toString()));
+        sock.on("error", () => {});
+        sock.on("close", () => resolve({ status: text.split("\r\n")[0] ?? "", closed: true }));
+      });
+      assert.match(answer.status, /413/);
+      assert.equal(answer.closed, true);
+    } finally {
+      server.closeAllConnections();
       await new Promise((r) => server.close(r));
     }
   });

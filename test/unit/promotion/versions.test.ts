@@ -141,3 +141,20 @@ describe("pinAlias / unpinAlias", () => {
     assert.ok(!out.ok && out.reason === "VersionNotFound");
   });
 });
+
+describe("listVersions with a cache", () => {
+  test("reads each complete version.json once, and again only when it changed", async () => {
+    const s = storeWithRounds(3);
+    for (const r of [0, 1, 2]) await promote(s, r);
+    const gets: string[] = [];
+    const get = s.get.bind(s);
+    s.get = async (uri: string) => (gets.push(uri), get(uri));
+    const cache = new Map();
+    assert.equal((await listVersions(s, target, cache)).complete.length, 3);
+    assert.equal(gets.length, 3);
+    assert.deepEqual((await listVersions(s, target, cache)).complete.map((v) => v.version), [1, 2, 3]);
+    assert.equal(gets.length, 3, "no version.json read again");
+    await s.put("s3://models/clip/b16/v2/version.json", "{}");
+    assert.deepEqual((await listVersions(s, target, cache)).complete.map((v) => v.version), [1, 3], "a changed (now invalid) one is read again");
+  });
+});

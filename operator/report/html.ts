@@ -154,10 +154,11 @@ function timeline(run: ReportRun): string {
   const t1 = Math.max(
     ...rounds.map((r) => (Number.isFinite(t(r.finishedAt)) ? t(r.finishedAt) : t(r.startedAt) + 1000)),
   );
-  const W = 720;
+  const W = 760;
+  const labels = 190; // a column right of the bars for each round's verdict
   const left = 90;
   const span = Math.max(1, t1 - t0);
-  const x = (ms: number) => left + ((ms - t0) / span) * (W - left - 20);
+  const x = (ms: number) => left + ((ms - t0) / span) * (W - left - labels - 10);
   const rowH = 26;
   const parts: string[] = [];
   rounds.forEach((r, i) => {
@@ -183,7 +184,7 @@ function timeline(run: ReportRun): string {
     ]
       .filter(Boolean)
       .join(" ");
-    parts.push(`<text x="${Math.min(b + 6, W - 150)}" y="${y + 15}">${escapeHtml(badge)}</text>`);
+    parts.push(`<text x="${W - labels}" y="${y + 15}">${escapeHtml(badge)}</text>`);
   });
   const H = 10 + rounds.length * rowH;
   return (

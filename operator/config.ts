@@ -19,6 +19,9 @@ export const operatorConfig = z.object({
   notificationsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port").optional(),
   notificationToken: z.string().min(16, "at least 16 characters").optional(),
   evaluatorImage: z.string().min(1).optional().describe("Image of evaluation Jobs (this operator's image); unset evaluates in-process."),
+  trainerArchitectures: z
+    .array(z.string().min(1))
+    .describe("Architectures the trainer image ships (open_clip names and its own configs); empty skips the check."),
   s3TimeoutSeconds: z.number().int().min(1).max(3600).describe("Deadline of one S3 call until its response, retries included."),
   reconcileDeadlineSeconds: z
     .number()
@@ -47,6 +50,7 @@ const FLAGS = {
   "notifications-address": { type: "string" },
   "evaluator-image": { type: "string" },
   "s3-timeout-seconds": { type: "string" },
+  "trainer-architectures": { type: "string" },
   "reconcile-deadline-seconds": { type: "string" },
 } as const;
 
@@ -72,6 +76,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     // Secrets only from the environment (a Secret in the Deployment), never from flags.
     notificationToken: env.TICCLIP_NOTIFICATION_TOKEN,
     evaluatorImage: pick("evaluator-image", "TICCLIP_EVALUATOR_IMAGE"),
+    trainerArchitectures: (pick("trainer-architectures", "TICCLIP_TRAINER_ARCHITECTURES") ?? "").split(",").map((a) => a.trim()).filter(Boolean),
     s3TimeoutSeconds: num(pick("s3-timeout-seconds", "TICCLIP_S3_TIMEOUT_SECONDS"), 30),
     reconcileDeadlineSeconds: num(pick("reconcile-deadline-seconds", "TICCLIP_RECONCILE_DEADLINE_SECONDS"), 900),
   });

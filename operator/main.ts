@@ -40,7 +40,12 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     evaluatorImage: config.evaluatorImage,
     storage: s3Storage({ timeoutMs: config.s3TimeoutSeconds * 1000 }),
     reconcileDeadlineMs: config.reconcileDeadlineSeconds * 1000,
+    trainerArchitectures: config.trainerArchitectures,
   });
+  if (!config.evaluatorImage) {
+    // Not silent: every round of a run with runner.mode Job is then scored in this process.
+    log.warn("no --evaluator-image: rounds are evaluated in the operator process (a worker thread), not in evaluation Jobs");
+  }
   const timedReconcile = async (key: string): Promise<Outcome> => {
     const end = reconcileSeconds.startTimer();
     const outcome = await reconciler.reconcile(key);

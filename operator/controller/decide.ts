@@ -23,7 +23,8 @@ const runRef = (run: RawObject) => ({
   generation: run.metadata.generation ?? 0,
 });
 
-export function decide(run: RawObject, observed: Observed, now: Date): Decision {
+export function decide(run: RawObject, observedWorld: Observed, now: Date): Decision {
+  let observed = observedWorld;
   const generation = run.metadata.generation ?? 0;
   const current = (run.status ?? {}) as ContinualClipRunStatus;
   const previousReady = findCondition(current.conditions, "Ready");
@@ -51,6 +52,16 @@ export function decide(run: RawObject, observed: Observed, now: Date): Decision 
   }
 
   const spec = parsed.data;
+  // What admission cannot know: the trainer image's own list of architectures.
+  const shipped = observed.trainerArchitectures;
+  if (shipped?.length && !shipped.includes(spec.model.architecture)) {
+    const shown = shipped.length > 12 ? `${shipped.slice(0, 12).join(", ")}, ...` : shipped.join(", ");
+    const problem = {
+      reason: "ArchitectureNotShipped",
+      message: `spec.model.architecture: ${spec.model.architecture} is not shipped by the trainer image (it has ${shown})`,
+    };
+    observed = { ...observed, problem: observed.problem ?? problem };
+  }
   const discovery = observed.discovery;
   const pointer = observed.alias && !("invalid" in observed.alias) ? observed.alias : undefined;
   const unobserved = observed.problem !== undefined && observed.rounds.length === 0;

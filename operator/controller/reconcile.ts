@@ -38,6 +38,8 @@ export type ReconcilerDeps = {
    * this is a hang: /healthz fails and the kubelet restarts the pod).
    */
   reconcileDeadlineMs?: number;
+  /** Architectures the trainer image ships; a run naming another is Stalled before any Job. */
+  trainerArchitectures?: readonly string[] | undefined;
 };
 
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
@@ -204,6 +206,6 @@ export class Reconciler {
     const observed = await observeRounds(run, spec, mem, jobs, log);
     const configMapName = spec.promotion?.configMapName;
     if (configMapName && !observed.problem) observed.configMap = await children.readConfigMap(namespace, configMapName);
-    return { ...observed, evaluatorImage: this.#deps.evaluatorImage };
+    return { ...observed, evaluatorImage: this.#deps.evaluatorImage, trainerArchitectures: this.#deps.trainerArchitectures };
   }
 }

@@ -69,6 +69,8 @@ export type Observed = {
   /** spec.promotion.configMapName as it is now. */
   configMap?: ObservedConfigMap | undefined;
   evaluatorImage?: string | undefined;
+  /** Architectures the trainer image ships (operator configuration); undefined: not checked. */
+  trainerArchitectures?: readonly string[] | undefined;
 };
 
 export type RoundAction =

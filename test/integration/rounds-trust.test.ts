@@ -4,6 +4,7 @@
 // trained (seeded), and trainer pods that must fail run a command that exits 1.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
@@ -50,7 +51,7 @@ before(() => {
   kubectlOk(["apply", "-f", "-"], JSON.stringify(NO_JOBS_POLICY));
   kubectlOk(["label", "namespace", quotaNs, "ticclip-test/no-jobs=true"]);
   executor = startExecutor([ns], { [FAILING_IMAGE]: { commandMap: { python: "/bin/false" } } });
-  operator = startOperator([ns, quotaNs], ["--s3-timeout-seconds", "3"]);
+  operator = startOperator([ns, quotaNs], ["--s3-timeout-seconds", "3", "--trainer-architectures", "ticclip-tiny,ViT-B-32"]);
 });
 after(async () => {
   await operator?.stop();
@@ -258,7 +259,8 @@ test("item 9: rejected rounds older than historyLimit are not reported again on 
 
 // Issue 13 item 6: runtime guards for what admission cannot know. Each run is Stalled within a
 // reconcile with a reason and a message naming the field; no Job is created and nothing written.
-const guardCases: { name: string; secret?: Record<string, string>; bucket?: string; reason: string; field: RegExp }[] = [
+const guardCases: { name: string; secret?: Record<string, string>; bucket?: string; architecture?: string; reason: string; field: RegExp }[] = [
+  { name: "guard-arch", architecture: "ViT-Nope-99", reason: "ArchitectureNotShipped", field: /^spec\.model\.architecture: ViT-Nope-99/ },
   { name: "guard-keys", secret: { AWS_ACCESS_KEY_ID: "ticclip" }, reason: "SecretKeyMissing", field: /^spec\.source\.s3\.credentialsSecretRef: .*AWS_SECRET_ACCESS_KEY/ },
   { name: "guard-denied", secret: { AWS_ACCESS_KEY_ID: "ticclip", AWS_SECRET_ACCESS_KEY: "not-the-key" }, reason: "S3InvalidCredentials", field: /^spec\.(source|artifacts)\.s3/ },
   { name: "guard-bucket", bucket: "no-such-bucket-ticclip", reason: "S3NoSuchBucket", field: /^spec\.(source|artifacts)\.s3/ },
@@ -268,7 +270,7 @@ for (const g of guardCases) {
     const data = g.bucket ?? (await createBucket("trust-data"));
     const runs = await createBucket("trust-runs");
     if (!g.bucket) await putSlice(s3Client(), data, "slices/", { id: "2016", shards: [16] });
-    const m = localRunManifest({ namespace: ns, name: g.name, dataBucket: data, runsBucket: runs });
+    const m = localRunManifest({ namespace: ns, name: g.name, dataBucket: data, runsBucket: runs, spec: g.architecture ? { model: { architecture: g.architecture } } : {} });
     if (g.secret) {
       const args = Object.entries(g.secret).map(([k, v]) => `--from-literal=${k}=${v}`);
       kubectlOk(["create", "secret", "generic", `${g.name}-creds`, "-n", ns, ...args]);
@@ -298,4 +300,33 @@ test("item 8: a promoted round stays Promoted when its gate is tightened later; 
   await waitFor("generation observed", () => (getRun(ns, "judge")!.status as { observedGeneration?: number }).observedGeneration === 2 || undefined, 30_000, 500);
   await new Promise((r) => setTimeout(r, 4_000));
   assert.equal(runRounds(ns, "judge")[0]?.phase, "Promoted");
+});
+
+test("item 10: SIGTERM with reconciles queued releases the Lease (a standby takes over at once)", async () => {
+  const shutdownNs = createNamespace("trust-shutdown");
+  createS3Secret(shutdownNs);
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((s) => void sockets.push(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const port = (server.address() as net.AddressInfo).port;
+    // Runs whose S3 never answers keep the single worker busy, so keys stay queued.
+    for (const i of [0, 1, 2, 3]) {
+      const m = localRunManifest({ namespace: shutdownNs, name: `slow-${i}`, dataBucket: "slow-data", runsBucket: "slow-runs" });
+      m.spec.source.s3.endpoint = `http://127.0.0.1:${port}`;
+      kubectlOk(["create", "-f", "-"], JSON.stringify(m));
+    }
+    const op = startOperator([shutdownNs], ["--concurrency", "1", "--s3-timeout-seconds", "5", "--identity", "shutdown-test"]);
+    const holder = () => JSON.parse(kubectlOk(["get", "lease", "continual-clip-operator", "-n", shutdownNs, "-o", "json"])).spec?.holderIdentity as string | undefined;
+    await waitFor("leading", () => { try { return holder() === "shutdown-test" || undefined; } catch { return undefined; } }, 30_000, 300);
+    await new Promise((r) => setTimeout(r, 1_500));
+    await op.stop("SIGTERM");
+    assert.equal(holder(), undefined, "the Lease is released, not left to expire");
+    const log = readFileSync(op.logFile, "utf8");
+    assert.match(log, /leader lease released/);
+    assert.match(log, /operator stopped/, "a graceful stop, not the forced exit of the shutdown timer");
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  }
 });

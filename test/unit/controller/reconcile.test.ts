@@ -341,3 +341,16 @@ test("an S3 notification that arrives during a discovery pass makes the next pas
   const outcome = await pass;
   assert.deepEqual(outcome, { kind: "requeueAfter", ms: 0 });
 });
+
+test("an architecture the trainer image does not ship stalls the run naming spec.model.architecture; no Job", async () => {
+  const w = setup({ model: { architecture: "ViT-Nope-99" } });
+  const reconciler = new Reconciler({ runs: w.runs, children: w.children, events: w.events, log: quietLog, now: () => NOW, storage: () => w.s3.storage, trainerArchitectures: ["ticclip-tiny", "ViT-B-32"] });
+  putSlice(w.s3.slices, "slices/", "2016");
+  await reconciler.reconcile("ns/demo");
+  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const stalled = status.conditions.find((c) => c.type === "Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "ArchitectureNotShipped"]);
+  assert.match(stalled.message, /^spec\.model\.architecture: ViT-Nope-99 .*ticclip-tiny, ViT-B-32/);
+  assert.equal(w.children.objects.size, 0);
+  assert.equal(w.s3.objects.objects.size, 0);
+});

@@ -330,3 +330,33 @@ test("item 10: SIGTERM with reconciles queued releases the Lease (a standby take
     await new Promise((r) => server.close(r));
   }
 });
+
+test("item 3: a reconcile stuck past its deadline fails /healthz until it ends", async () => {
+  const healthNs = createNamespace("trust-health");
+  createS3Secret(healthNs);
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((s) => void sockets.push(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const op = startOperator([healthNs], ["--reconcile-deadline-seconds", "1", "--s3-timeout-seconds", "60", "--identity", "health-test"]);
+  try {
+    const port = (server.address() as net.AddressInfo).port;
+    const metricsPort = await waitFor("metrics address", () => {
+      const line = readFileSync(op.logFile, "utf8").split("\n").find((l) => l.includes('"message":"metrics listening"'));
+      return line ? (JSON.parse(line) as { address: { port: number } }).address.port : undefined;
+    }, 30_000, 200);
+    const healthz = async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status;
+    assert.equal(await healthz(), 200);
+    const m = localRunManifest({ namespace: healthNs, name: "wedged", dataBucket: "wedged-data", runsBucket: "wedged-runs" });
+    m.spec.source.s3.endpoint = `http://127.0.0.1:${port}`;
+    kubectlOk(["create", "-f", "-"], JSON.stringify(m));
+    await waitFor("/healthz fails while the reconcile is stuck", async () => ((await healthz()) === 503 ? true : undefined), 30_000, 300);
+    // The endpoint goes away: the stuck calls fail, the reconcile ends, /healthz recovers.
+    for (const s of sockets) s.destroy();
+    server.close();
+    await waitFor("/healthz recovers", async () => ((await healthz()) === 200 ? true : undefined), 60_000, 300);
+  } finally {
+    await op.stop();
+    for (const s of sockets) s.destroy();
+    server.close();
+  }
+});

@@ -47,6 +47,8 @@ before(async () => {
 });
 after(async () => {
   await operator?.stop();
+  // Its stalled and never-trained runs would otherwise be work for any later all-namespace operator.
+  kubectl(["delete", "namespace", ns, "--wait=false"]);
 });
 
 test("kstatus, the Argo CD script and the Flux expressions agree with the documented table", async () => {

@@ -22,7 +22,7 @@ export const chartValues = z.strictObject({
     .describe("Namespaces to reconcile (a Role in each); empty: the release namespace only."),
   watchAllNamespaces: z
     .boolean()
-    .describe("Reconcile every namespace through a ClusterRole (cluster-wide Secret get, ConfigMap get/create/update)."),
+    .describe("Reconcile every namespace through a ClusterRole: Secret get, ConfigMap get/create/update everywhere."),
   replicas: z.int().min(1),
   logLevel: z.enum(["error", "warn", "info", "debug"]),
   resyncSeconds: z.int().min(10),

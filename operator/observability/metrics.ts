@@ -51,7 +51,7 @@ export const notificationsTotal = new Counter({
 
 export const runCondition = new Gauge({
   name: "ticclip_run_condition",
-  help: "1 while the run's condition is True, 0 while False; reason as a label (Ready, Stalled, Degraded, Progressing).",
+  help: "1 while the run's condition (Ready, Stalled, Degraded, Progressing) is True, else 0; its reason as a label.",
   labelNames: ["namespace", "run", "condition", "reason"] as const,
   registers: [registry],
 });
@@ -143,7 +143,9 @@ export function observeRunStatus(namespace: string, run: string, status: RunStat
     series.push({ gauge: latestRoundMetric, labels: { namespace, run, metric }, value });
   }
   if (latest) series.push({ gauge: latestEvaluatedRound, labels: { namespace, run }, value: latest.index });
-  if (status?.promoted) series.push({ gauge: promotedVersion, labels: { namespace, run }, value: status.promoted.version });
+  if (status?.promoted) {
+    series.push({ gauge: promotedVersion, labels: { namespace, run }, value: status.promoted.version });
+  }
   const sincePromoted = (status?.rounds ?? []).filter((r) => r.index > (status?.promoted?.round ?? -1));
   const rejected = sincePromoted.filter((r) => r.phase === "Rejected").length;
   series.push({ gauge: rejectedSincePromotion, labels: { namespace, run }, value: rejected });
@@ -161,9 +163,12 @@ export function observeSlicePoll(namespace: string, run: string, at: Date, pollI
   slicePollInterval.set({ namespace, run }, pollIntervalMs / 1000);
 }
 
+// Per-run gauges with fixed labels {namespace, run}.
+const RUN_GAUGES = [slicesDiscovered, samplesSeen, savingVsOracle, slicePollSuccess, slicePollInterval];
+
 /** Drops every per-run series (this replica stopped reconciling). */
 export function forgetAllRuns(): void {
-  for (const g of [slicesDiscovered, samplesSeen, savingVsOracle, slicePollSuccess, slicePollInterval]) g.reset();
+  for (const g of RUN_GAUGES) g.reset();
   for (const key of [...runSeries.keys()]) {
     const [namespace, run] = key.split("/") as [string, string];
     replaceRunSeries(namespace, run, []);
@@ -172,7 +177,7 @@ export function forgetAllRuns(): void {
 }
 
 export function forgetRun(namespace: string, run: string): void {
-  for (const g of [slicesDiscovered, samplesSeen, savingVsOracle, slicePollSuccess, slicePollInterval]) g.remove({ namespace, run });
+  for (const g of RUN_GAUGES) g.remove({ namespace, run });
   replaceRunSeries(namespace, run, []);
   runSeries.delete(`${namespace}/${run}`);
 }

@@ -1,30 +1,64 @@
-"""Source weights: shards drawn with replacement, probability ~ weight x shard count per source."""
+"""Sample streams: mixture weights, slices mixed within batches, exact positions (real S3 server)."""
+import pytest
+
 from helpers import make_plan, source
-from ticclip_trainer.data import MixedStream, StreamState, shards_from_plan
+from ticclip_trainer.data import RoundBatches, SampleStream, StreamConfig, StreamState, make_loader, shards_from_plan
+from ticclip_trainer.preprocess import Preprocessing
+from ticclip_trainer.s3io import S3Settings
 
 
-def test_weights_3_to_1_give_near_3_to_1_counts(s3, bucket, slices):
-    plan = make_plan(bucket, "runs/mix/rounds/0000", [source(bucket, "2016", slices["2016"], weight=3, share=0.75),
-                                                      source(bucket, "2018", slices["2018"], weight=1, share=0.25)], 1)
-    _, shards, weights = shards_from_plan(plan)
-    stream = MixedStream(s3, shards, weights, seed=7)
-    n, counts = 24000, [0, 0]
-    it = stream.iterate(StreamState())
-    for _ in range(n):
-        src, _img, _txt, _st = next(it)
-        counts[src] += 1
-    share = counts[0] / n
-    assert 0.68 < share < 0.82, counts
+def _shards(bucket, slices, weights):
+    srcs = [source(bucket, sid, slices[sid], weight=w) for sid, w in weights.items()]
+    _, shards, ws = shards_from_plan(make_plan(bucket, "x/", srcs, 1))
+    return shards, ws
 
 
-def test_stream_resumes_exactly(s3, bucket, slices):
-    plan = make_plan(bucket, "x/", [source(bucket, "2016", slices["2016"]), source(bucket, "2017", slices["2017"])], 1)
-    _, shards, weights = shards_from_plan(plan)
-    stream = MixedStream(s3, shards, weights, seed=3)
-    it = stream.iterate(StreamState())
-    first = [next(it) for _ in range(400)]
-    state = first[199][3]
-    resumed = stream.iterate(state)
-    again = [next(resumed) for _ in range(200)]
-    assert [(s, t) for s, _i, t, _ in first[200:]] == [(s, t) for s, _i, t, _ in again]
-    assert [i for _s, i, _t, _ in first[200:]] == [i for _s, i, _t, _ in again]
+def test_stream_weights_3_to_1_give_near_3_to_1_counts(s3, bucket, slices):
+    shards, weights = _shards(bucket, slices, {"2016": 3, "2018": 1})  # 8 shards each
+    draws, samples = [0, 0], [0, 0]
+    for stream_id in range(4):
+        stream = SampleStream(s3, shards, weights, seed=7, rank=0, stream=stream_id, cfg=StreamConfig(4, 8, 512))
+        for k in range(5000):
+            draws[shards[stream.draw(k)].source] += 1
+        it = stream.samples(stream.initial_state())
+        for _ in range(3000):
+            samples[next(it)[0]] += 1
+    assert 0.735 < draws[0] / sum(draws) < 0.765, draws  # 20000 draws: sd 0.3%
+    assert 0.6 < samples[0] / sum(samples) < 0.9, samples  # 12000 samples are only ~80 shard draws
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_of_two_equal_slices_mostly_hold_both(s3, bucket, slices, workers):
+    shards, weights = _shards(bucket, slices, {"2016": 1, "2017": 1})
+    cfg = StreamConfig(2, 8, 2048)
+    sizes = [64] * 60
+    batches = RoundBatches(S3Settings.from_env(), shards, weights, 2, Preprocessing.for_model("ticclip-tiny"), 0, 0,
+                           sizes, 0, [StreamState.initial(8)] * 2, cfg)
+    got = list(make_loader(batches, workers, pin_memory=False))
+    assert [b["step"] for b in got] == list(range(60))
+    both = sum(1 for b in got if min(b["counts"]) > 0)
+    assert both >= 0.9 * len(got), [b["counts"] for b in got]
+    assert sum(sum(b["counts"]) for b in got) == 64 * 60
+
+
+def test_stream_resumes_exactly_from_any_position(s3, bucket, slices):
+    shards, weights = _shards(bucket, slices, {"2016": 1, "2017": 1})
+    stream = SampleStream(s3, shards, weights, seed=3, rank=0, stream=1, cfg=StreamConfig(2, 3, 100))
+    it = stream.samples(stream.initial_state())
+    first = [next(it) for _ in range(700)]  # several windows, shards ended and replaced mid-window
+    assert len({s[1].split("#")[0] for s in first}) > 3
+    for cut in (0, 37, 99, 100, 150, 399, 650):
+        state = StreamState.from_json(first[cut][4].to_json())  # through the checkpoint's JSON form
+        resumed = stream.samples(state)
+        again = [next(resumed) for _ in range(700 - cut - 1)]
+        assert [s[:4] for s in again] == [s[:4] for s in first[cut + 1:]], cut
+
+
+def test_streams_differ_by_rank_and_stream(s3, bucket, slices):
+    shards, weights = _shards(bucket, slices, {"2016": 1, "2017": 1})
+    ids = set()
+    for rank, sid in ((0, 0), (0, 1), (1, 0)):
+        stream = SampleStream(s3, shards, weights, seed=3, rank=rank, stream=sid, cfg=StreamConfig(2, 4, 64))
+        it = stream.samples(stream.initial_state())
+        ids.add(tuple(next(it)[1] for _ in range(64)))
+    assert len(ids) == 3

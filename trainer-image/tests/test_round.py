@@ -40,7 +40,7 @@ def test_round_trains_and_writes_outputs(s3, round0):
     losses = [p["loss"] for p in summary["lossCurve"]]
     assert len(losses) == summary["steps"]
     first, last = np.mean(losses[:3]), np.mean(losses[-5:])
-    assert last < first - 0.3, f"loss did not fall: {first:.3f} -> {last:.3f}"
+    assert last < first - 0.2, f"loss did not fall: {first:.3f} -> {last:.3f}"
     assert summary["throughput"]["samplesPerSecond"] > 0
     mj = get_json(s3, out + "model.json")
     assert mj["architecture"] == "ticclip-tiny" and mj["imageSize"] == 32 and mj["embeddingDim"] == 64

@@ -4,10 +4,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import traceback
 
-from .errors import EXIT_PERMANENT, EXIT_TRANSIENT, TrainerError
+from .errors import EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT, TrainerError
+
+EXIT_DIR_ENV = "TICCLIP_EXIT_DIR"
 
 log = logging.getLogger("ticclip_trainer")
 
@@ -39,16 +44,63 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _distributed_launch(argv: list[str]) -> int | None:
-    """Several processes (NPROC_PER_NODE > 1 or NNODES > 1) and not yet under torchrun: exec torchrun."""
+    """Several processes (NPROC_PER_NODE > 1 or NNODES > 1) and not yet under torchrun: run torchrun
+    as a child and return the pod's exit code, else None (train in this process).
+
+    torchrun reports any failed worker as 1, which would make the Job retry a bad plan on the most
+    expensive pods. Each worker records its TrainerError exit code in a marker file; the launcher maps
+    them: any 2 -> 2, else any 143 -> 143, else any 75 -> 75, else torchrun's code. SIGTERM (what the
+    kubelet sends to PID 1, this process) goes straight to the workers, which checkpoint; torchrun
+    itself would give them only its own 30 s before SIGKILL.
+    """
     nnodes, nproc = int(os.environ.get("NNODES", "1")), int(os.environ.get("NPROC_PER_NODE", "1"))
     if (nnodes == 1 and nproc == 1) or "LOCAL_RANK" in os.environ:
         return None
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc_per_node={nproc}",
            f"--node_rank={os.environ.get('NODE_RANK', '0')}", f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
            f"--master_port={os.environ.get('MASTER_PORT', '29500')}", "-m", "ticclip_trainer", *argv]
-    log.info("launching %s", " ".join(cmd))
-    os.execv(sys.executable, cmd)
-    return None  # not reached
+    with tempfile.TemporaryDirectory(prefix="ticclip-exit-") as markers:
+        log.info("launching %s", " ".join(cmd))
+        proc = subprocess.Popen(cmd, env={**os.environ, EXIT_DIR_ENV: markers})
+
+        def forward(signum, _frame):
+            for name in os.listdir(markers):
+                if name.endswith(".pid"):
+                    try:
+                        os.kill(int(open(os.path.join(markers, name)).read()), signum)
+                    except (OSError, ValueError):
+                        pass
+
+        prev = signal.signal(signal.SIGTERM, forward)
+        try:
+            rc = proc.wait()
+        finally:
+            signal.signal(signal.SIGTERM, prev)
+        return pod_exit_code(rc, markers)
+
+
+def pod_exit_code(torchrun_rc: int, markers: str) -> int:
+    codes = set()
+    for name in os.listdir(markers):
+        if name.endswith(".exit"):
+            try:
+                codes.add(int(open(os.path.join(markers, name)).read()))
+            except ValueError:
+                pass
+    if torchrun_rc == 0:
+        return 0
+    for code in (EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT):
+        if code in codes:
+            return code
+    return torchrun_rc
+
+
+def _marker(suffix: str, value: int) -> None:
+    """Under the launcher: this worker's pid (for SIGTERM) or exit code (for the pod's exit code)."""
+    d = os.environ.get(EXIT_DIR_ENV)
+    if d and os.path.isdir(d):
+        with open(os.path.join(d, f"rank-{os.environ.get('RANK', '0')}{suffix}"), "w") as f:
+            f.write(str(value))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "train":
             from . import plan as plan_mod
             plan = plan_mod.load(args.plan)  # validate before launching workers
-            _distributed_launch(argv)
+            rc = _distributed_launch(argv)
+            if rc is not None:
+                return rc
+            _marker(".pid", os.getpid())
             from .train import run_round
             return run_round(plan)
         if args.cmd == "synth":
@@ -86,12 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     except TrainerError as e:
         log.error("%s: %s", type(e).__name__, e)
         print(f"error: {e}", file=sys.stderr)
+        _marker(".exit", e.exit_code)
         return e.exit_code
     except (ValueError, OSError) as e:
         if args.cmd != "train":
             print(f"error: {e}", file=sys.stderr)
             return EXIT_PERMANENT
         traceback.print_exc()
+        _marker(".exit", EXIT_TRANSIENT)
         return EXIT_TRANSIENT
     except Exception:
         traceback.print_exc()

@@ -17,7 +17,11 @@ class PermanentError(TrainerError):
 
     def __init__(self, message: str, field: str | None = None):
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def __reduce__(self):  # crosses process boundaries (loader workers) with its field
+        return type(self), (self.message, self.field)
 
 
 class TransientError(TrainerError):

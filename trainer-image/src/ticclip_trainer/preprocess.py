@@ -33,8 +33,8 @@ class Preprocessing:
         size = size[0] if isinstance(size, (list, tuple)) else size
         return Preprocessing(architecture, int(size), int(cfg["text_cfg"].get("context_length", 77)))
 
-    def image_to_array(self, img: Image.Image) -> np.ndarray:
-        """PIL image -> float32 CHW array, normalised."""
+    def image_to_uint8(self, img: Image.Image) -> np.ndarray:
+        """PIL image -> uint8 HWC array: shortest side resized (bicubic) to the model size, centre crop."""
         img = img.convert("RGB")
         w, h = img.size
         scale = self.image_size / min(w, h)
@@ -43,13 +43,30 @@ class Preprocessing:
             img = img.resize((nw, nh), Image.BICUBIC)
         left, top = (nw - self.image_size) // 2, (nh - self.image_size) // 2
         img = img.crop((left, top, left + self.image_size, top + self.image_size))
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+        return np.asarray(img, dtype=np.uint8)
+
+    def normalize(self, hwc_uint8: np.ndarray) -> np.ndarray:
+        """uint8 HWC -> float32 CHW, (x / 255 - mean) / std (train.py does the same on the device)."""
+        arr = hwc_uint8.astype(np.float32) / 255.0
         arr = (arr - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def image_to_array(self, img: Image.Image) -> np.ndarray:
+        """PIL image -> float32 CHW array, normalised."""
+        return self.normalize(self.image_to_uint8(img))
 
     def image_bytes_to_array(self, data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             return self.image_to_array(img)
+
+    def image_bytes_to_uint8(self, data: bytes) -> np.ndarray:
+        """Training decode (loader workers). A JPEG at least twice the model size is decoded at a
+        reduced DCT scale that still covers the model size (what PIL's thumbnail does): a fraction of
+        the decode work for the same resized result up to resampling detail."""
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (self.image_size, self.image_size))
+            return self.image_to_uint8(img)
 
     def tokenize(self, texts: list[str]) -> np.ndarray:
         """int64 [N, context_length]."""

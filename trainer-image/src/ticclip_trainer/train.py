@@ -28,17 +28,14 @@ from open_clip_train.params import get_default_params
 from open_clip_train.scheduler import cosine_lr
 
 from . import export, models
-from .data import BatchLoader, MixedStream, StreamState, shards_from_plan
+from .data import RoundBatches, StreamConfig, StreamState, make_loader, shards_from_plan
 from .errors import PermanentError, Preempted
 from .preprocess import Preprocessing
 from .s3io import S3, S3Settings
+from .settings import Settings
 
 log = logging.getLogger("ticclip_trainer")
 
-# ---- config: defaults not carried by the plan (env overrides, recorded in train_summary.json) ----
-LOSS_CURVE_POINTS = 200  # at most this many loss samples (loss.item() syncs the GPU: only then)
-GRAD_CHECKPOINTING = os.environ.get("TICCLIP_GRAD_CHECKPOINTING", "0") == "1"
-GRAD_CLIP_NORM = float(os.environ.get("TICCLIP_GRAD_CLIP_NORM", "0"))  # 0 = off, as open_clip's default
 PARITY_MIN_COSINE = 0.999
 
 
@@ -47,11 +44,12 @@ class Dist:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    local_world_size: int = 1
 
     @staticmethod
     def from_env() -> "Dist":
         return Dist(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                    int(os.environ.get("WORLD_SIZE", 1)))
+                    int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
     @property
     def enabled(self) -> bool:
@@ -80,27 +78,33 @@ def plan_fingerprint(plan: dict, world_size: int) -> str:
 
 
 def step_sizes(budget: int, batch: int, world_size: int) -> list[list[int]]:
-    """Per-step, per-rank batch sizes adding up to exactly `budget`: full global steps of
-    batch x world_size, then the remainder; every rank gets at least one sample per step."""
+    """Per-step, per-rank batch sizes adding up to exactly `budget`. `batch` is the GLOBAL batch
+    (optimizer.batchSize), split over the ranks: full steps of `batch`, then the remainder; every
+    rank gets at least one sample per step (ranks differ by at most one where it does not divide)."""
     if budget < world_size:
         raise PermanentError(f"budget {budget} is smaller than the world size {world_size}", "data.samples")
-    full, rest = divmod(budget, batch * world_size)
-    glob = [batch * world_size] * full + ([rest] if rest else [])
-    if len(glob) > 1 and glob[-1] < world_size:
-        glob[-2] -= world_size - glob[-1]
-        glob[-1] = world_size
+    if batch < world_size:
+        raise PermanentError(f"global batch {batch} is smaller than the world size {world_size}",
+                             "optimizer.batchSize")
+    full, rest = divmod(budget, batch)
+    glob = [batch] * full
+    if rest and (rest >= world_size or not glob):
+        glob.append(rest)
+    elif rest:  # too few for a step of its own: the last step takes them (ranks +1 at most)
+        glob[-1] += rest
     return [[g // world_size + (1 if r < g % world_size else 0) for r in range(world_size)] for g in glob]
 
 
-def make_optimizer(model, plan: dict):
-    """open_clip_train.main's AdamW recipe."""
+def make_optimizer(model, plan: dict, fused: bool = False):
+    """open_clip_train.main's AdamW recipe (fused kernel on CUDA: one launch for all parameters)."""
     defaults = get_default_params(plan["model"]["architecture"])
     exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return torch.optim.AdamW(
         [{"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
          {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": plan["optimizer"]["weightDecay"]}],
-        lr=plan["optimizer"]["lr"], betas=(defaults["beta1"], defaults["beta2"]), eps=defaults["eps"])
+        lr=plan["optimizer"]["lr"], betas=(defaults["beta1"], defaults["beta2"]), eps=defaults["eps"],
+        **({"fused": True} if fused else {}))
 
 
 def load_weights(model, path: str, uri: str) -> None:
@@ -112,7 +116,7 @@ def load_weights(model, path: str, uri: str) -> None:
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
         raise PermanentError(f"{uri} holds no state_dict", "model.initCheckpoint")
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in sd.items()}
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
@@ -134,7 +138,7 @@ class _SigTerm:
         return self
 
     def _on(self, *_):
-        log.warning("SIGTERM: checkpointing and exiting at the end of this step")
+        log.warning("SIGTERM: checkpointing and exiting at the next control step")
         self.hit = True
 
     def __exit__(self, *exc):
@@ -142,15 +146,38 @@ class _SigTerm:
             signal.signal(signal.SIGTERM, self._prev)
 
 
-def run_round(plan: dict) -> int:
-    t_start = time.time()
-    dist = Dist.from_env()
-    s3 = S3(S3Settings.from_plan(plan))
-    out = plan["output"]["uri"]
-    if s3.exists(out + "_SUCCESS"):
-        log.info("%s_SUCCESS exists: round already done, nothing to do", out)
-        return 0
+class _Control:
+    """When to checkpoint or stop, agreed by all ranks without a blocking collective per step: every
+    `every` steps each rank posts (SIGTERM seen, checkpoint due) in an async all_reduce(MAX) on a gloo
+    group and acts on the previous post, which has long arrived. One process decides at once."""
 
+    def __init__(self, dist: Dist, every: int):
+        self.dist, self.every = dist, every
+        self.group = torch.distributed.new_group(backend="gloo") if dist.enabled else None
+        self.pending = None
+
+    def poll(self, step: int, sigterm: bool, due: bool) -> tuple[bool, bool]:
+        if self.group is None:
+            return sigterm, due
+        if step % self.every:
+            return False, False
+        decided = (False, False)
+        if self.pending is not None:
+            work, t = self.pending
+            work.wait()
+            decided = (bool(t[0]), bool(t[1]))
+        t = torch.tensor([int(sigterm), int(due)], dtype=torch.int32)
+        self.pending = (torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self.group,
+                                                     async_op=True), t)
+        return decided
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self.pending[0].wait()
+            self.pending = None
+
+
+def _setup_device(dist: Dist):
     if dist.enabled:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend=backend)
@@ -159,7 +186,23 @@ def run_round(plan: dict) -> int:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    precision = plan["optimizer"]["precision"] if device.type == "cuda" else "fp32"
+    return device
+
+
+def run_round(plan: dict, settings: Settings | None = None) -> int:
+    t_start = time.time()
+    dist = Dist.from_env()
+    s3_settings = S3Settings.from_plan(plan)
+    s3 = S3(s3_settings)
+    out = plan["output"]["uri"]
+    if s3.exists(out + "_SUCCESS"):
+        log.info("%s_SUCCESS exists: round already done, nothing to do", out)
+        return 0
+
+    device = _setup_device(dist)
+    cuda = device.type == "cuda"
+    settings = settings or Settings.from_env(cuda=cuda, local_world_size=dist.local_world_size)
+    precision = plan["optimizer"]["precision"] if cuda else "fp32"
     autocast = {"amp_bf16": lambda: torch.autocast("cuda", dtype=torch.bfloat16),
                 "amp": lambda: torch.autocast("cuda", dtype=torch.float16)}.get(precision, nullcontext)
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
@@ -169,8 +212,12 @@ def run_round(plan: dict) -> int:
     model = models.create(arch)
     prep = Preprocessing.for_model(arch)
     slice_ids, shards, weights = shards_from_plan(plan)
-    stream = MixedStream(s3, shards, weights, plan["seed"], dist.rank)
-    stream.check_shards_exist()
+    for sh in shards:
+        if not s3.exists(sh.uri):
+            raise PermanentError(f"shard {sh.uri} does not exist", sh.field)
+    per_step = step_sizes(plan["data"]["samples"], plan["optimizer"]["batchSize"], dist.world_size)
+    sizes = [s[dist.rank] for s in per_step]
+    total_steps = len(sizes)
 
     fingerprint = plan_fingerprint(plan, dist.world_size)
     partial_uri = out + "partial/latest.pt"
@@ -179,7 +226,7 @@ def run_round(plan: dict) -> int:
         if s3.exists(partial_uri):
             s3.download(partial_uri, os.path.join(tmp, "partial.pt"))
             resume = torch.load(os.path.join(tmp, "partial.pt"), map_location="cpu", weights_only=False)
-            if resume.get("fingerprint") != fingerprint:
+            if resume.get("fingerprint") != fingerprint or "streamConfig" not in resume:
                 log.warning("%s is from a different plan: ignoring it and starting the round afresh", partial_uri)
                 resume = None
         if resume is not None:
@@ -192,122 +239,157 @@ def run_round(plan: dict) -> int:
             log.info("warm start from %s (weights only)", uri)
     init_digest = resume["init_digest"] if resume else weights_digest(model)
     model.to(device)
-    if GRAD_CHECKPOINTING:
+    if settings.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None) \
         if dist.enabled else model
+    # The last step may be smaller (exact budget): it runs eagerly instead of recompiling for its shape.
+    step_fn = torch.compile(ddp) if settings.compile else ddp
 
-    per_step = step_sizes(plan["data"]["samples"], plan["optimizer"]["batchSize"], dist.world_size)
-    sizes = [s[dist.rank] for s in per_step]
-    total_steps = len(sizes)
-    optimizer = make_optimizer(model, plan)
+    optimizer = make_optimizer(model, plan, fused=settings.fused_adamw)
     scheduler = cosine_lr(optimizer, plan["optimizer"]["lr"], plan["optimizer"]["warmupSteps"], total_steps)
     loss_fn = ClipLoss(local_loss=dist.enabled, gather_with_grad=dist.enabled, cache_labels=True,
                        rank=dist.rank, world_size=dist.world_size)
     local_loss_fn = ClipLoss()  # for a last step whose batch sizes differ across ranks
 
-    step, samples_seen, per_source = 0, 0, [0] * len(slice_ids)
+    # Stream definition: from the checkpoint on resume (exact continuation), else from the settings.
+    cfg = StreamConfig.from_json(resume["streamConfig"]) if resume else \
+        StreamConfig(max(1, settings.data_workers), settings.open_shards, settings.shuffle_window)
+    workers = cfg.streams if settings.data_workers > 0 else 0
+    step, samples_seen = 0, 0
+    per_source = [0] * len(slice_ids)  # this rank's
     loss_curve, resumes, train_time = [], [], 0.0
-    state = StreamState()
+    states = [StreamState.initial(cfg.open_shards)] * cfg.streams
+    digest = hashlib.sha256(f"rank {dist.rank}".encode()).hexdigest()  # chain over the batches' sample ids
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
         if scaler is not None and resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
-        step, samples_seen, per_source = resume["step"], resume["samples_seen"], resume["per_source"]
+        step, samples_seen = resume["step"], resume["samples_seen"]
         loss_curve, resumes, train_time = resume["loss_curve"], resume["resumes"], resume["train_time_s"]
-        state = StreamState(**resume["stream_states"][dist.rank])
+        mine = resume["ranks"][dist.rank]
+        states = [StreamState.from_json(d) for d in mine["streams"]]
+        per_source, digest = mine["per_source"], mine["digest"]
         torch.set_rng_state(resume["torch_rng"])
-        resumes.append({"step": step, "samplesSeen": samples_seen, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        resumes.append({"step": step, "samplesSeen": samples_seen,
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
-    log_every = max(1, total_steps // LOSS_CURVE_POINTS)
+    train_time_before = train_time
+    log_every = max(1, total_steps // settings.loss_curve_points)
     interval_s = plan["checkpointIntervalMinutes"] * 60
     last_ckpt = time.monotonic()
-    data_time = 0.0
+    data_time, decode_time = 0.0, 0.0
+    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1) * 255
+    inv_std = 1 / (torch.tensor(prep.std, device=device).view(1, 3, 1, 1) * 255)
 
     def save_partial():
-        states = [state.to_json()]
+        mine = {"streams": [s.to_json() for s in states], "per_source": per_source, "digest": digest}
+        ranks = [mine]
         if dist.enabled:
-            states = [None] * dist.world_size
-            torch.distributed.all_gather_object(states, state.to_json())
-        if not dist.is_main:
-            return
-        ckpt = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None, "step": step, "samples_seen": samples_seen,
-                "per_source": per_source, "stream_states": states, "loss_curve": loss_curve, "resumes": resumes,
-                "train_time_s": train_time, "init_digest": init_digest, "torch_rng": torch.get_rng_state()}
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(ckpt, os.path.join(tmp, "latest.pt"))
-            s3.upload(os.path.join(tmp, "latest.pt"), partial_uri)
-        log.info("intra-round checkpoint at step %d (%d samples) -> %s", step, samples_seen, partial_uri)
+            ranks = [None] * dist.world_size
+            torch.distributed.all_gather_object(ranks, mine)
+        if dist.is_main:
+            ckpt = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler else None, "step": step, "samples_seen": samples_seen,
+                    "ranks": ranks, "streamConfig": cfg.to_json(), "loss_curve": loss_curve, "resumes": resumes,
+                    "train_time_s": train_time, "init_digest": init_digest, "torch_rng": torch.get_rng_state()}
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save(ckpt, os.path.join(tmp, "latest.pt"))
+                s3.upload(os.path.join(tmp, "latest.pt"), partial_uri)
+            log.info("intra-round checkpoint at step %d (%d samples) -> %s", step, samples_seen, partial_uri)
+        if dist.enabled:  # no rank exits (preemption) before the checkpoint is stored
+            torch.distributed.barrier()
 
-    log.info("round %d: %s, %d samples in %d steps of <=%d on %s (%s), world size %d", plan["round"], arch,
-             plan["data"]["samples"], total_steps, plan["optimizer"]["batchSize"], device, precision, dist.world_size)
+    log.info("round %d: %s, %d samples in %d steps of global batch %d on %s (%s), world size %d, "
+             "%d loader workers, %d streams x %d open shards", plan["round"], arch, plan["data"]["samples"],
+             total_steps, plan["optimizer"]["batchSize"], device, precision, dist.world_size, workers,
+             cfg.streams, cfg.open_shards)
     ddp.train()
+    control = _Control(dist, settings.control_every)
     with _SigTerm() as sigterm:
         t_seg = time.perf_counter()
-        t_data = time.perf_counter()
-        for batch in BatchLoader(stream, prep, state, sizes[step:]):
-            data_time += time.perf_counter() - t_data
-            scheduler(step)
-            images = torch.from_numpy(batch.images).to(device, non_blocking=True)
-            tokens = torch.from_numpy(batch.tokens).to(device, non_blocking=True)
-            n = images.shape[0]
-            uneven = len(set(per_step[step])) > 1  # all_gather needs equal sizes: local loss this step
-            with autocast():
-                img_f, txt_f, scale = ddp(images, tokens)[:3]
-                loss = (local_loss_fn if uneven else loss_fn)(img_f, txt_f, scale)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if GRAD_CLIP_NORM:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if GRAD_CLIP_NORM:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-                optimizer.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            step += 1
-            counts = torch.tensor([batch.sources.count(i) for i in range(len(slice_ids))], dtype=torch.long)
-            if dist.enabled:
-                counts = counts.to(device)
-                torch.distributed.all_reduce(counts)
-            per_source = [a + int(b) for a, b in zip(per_source, counts.tolist())]
-            samples_seen += int(counts.sum())
-            state = batch.state
-            if step % log_every == 0 or step == total_steps or step == 1:
-                lv = float(loss.item())
-                loss_curve.append({"step": step, "samplesSeen": samples_seen, "loss": lv,
-                                   "lr": optimizer.param_groups[0]["lr"]})
-                log.info("step %d/%d loss %.4f lr %.2e samples %d", step, total_steps, lv,
-                         optimizer.param_groups[0]["lr"], samples_seen)
-            want = torch.tensor([int(sigterm.hit), int(time.monotonic() - last_ckpt >= interval_s)])
-            if dist.enabled:
-                want = want.to(device)
-                torch.distributed.all_reduce(want, op=torch.distributed.ReduceOp.MAX)
-            if (want[0] or want[1]) and step < total_steps:
-                train_time += time.perf_counter() - t_seg
-                t_seg = time.perf_counter()
-                save_partial()
-                last_ckpt = time.monotonic()
-                if want[0]:
-                    raise Preempted(f"preempted (SIGTERM) at step {step}/{total_steps}; checkpoint saved")
-            t_data = time.perf_counter()
-        train_time += time.perf_counter() - t_seg
+        if step < total_steps:
+            batches = RoundBatches(s3_settings, shards, weights, len(slice_ids), prep, plan["seed"], dist.rank, sizes,
+                                   step, states, cfg, settings.prefetch_shards, settings.stream_retries)
+            loader = iter(make_loader(batches, workers, pin_memory=cuda))
+            while step < total_steps:
+                t_data = time.perf_counter()
+                batch = next(loader)
+                data_time += time.perf_counter() - t_data
+                if "error" in batch:
+                    raise batch["error"]
+                if batch["step"] != step:
+                    raise RuntimeError(f"loader returned step {batch['step']}, expected {step}")
+                scheduler(step)
+                images = batch["images"].to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+                images = (images - mean) * inv_std
+                tokens = batch["tokens"].to(device, non_blocking=True)
+                uneven = len(set(per_step[step])) > 1  # all_gather needs equal sizes: local loss this step
+                fwd = ddp if (uneven or per_step[step] != per_step[0]) else step_fn
+                with autocast():
+                    img_f, txt_f, scale = fwd(images, tokens)[:3]
+                    loss = (local_loss_fn if uneven else loss_fn)(img_f, txt_f, scale)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if settings.grad_clip_norm:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    if settings.grad_clip_norm:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
+                    optimizer.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, math.log(100))
+                # Host-side bookkeeping only: nothing here waits for the device.
+                samples_seen += sum(per_step[step])
+                per_source = [a + b for a, b in zip(per_source, batch["counts"])]
+                states[batch["stream"]] = StreamState.from_json(batch["state"])
+                digest = hashlib.sha256((digest + batch["digest"]).encode()).hexdigest()
+                decode_time += batch["decodeSeconds"]
+                step += 1
+                if step % log_every == 0 or step == total_steps or step == 1:
+                    lv = float(loss.item())
+                    loss_curve.append({"step": step, "samplesSeen": samples_seen, "loss": lv,
+                                       "lr": optimizer.param_groups[0]["lr"]})
+                    log.info("step %d/%d loss %.4f lr %.2e samples %d data wait %.1f%%", step, total_steps, lv,
+                             optimizer.param_groups[0]["lr"], samples_seen,
+                             100 * data_time / max(1e-9, time.perf_counter() - t_seg))
+                stop, due = control.poll(step, sigterm.hit, time.monotonic() - last_ckpt >= interval_s)
+                if (stop or due) and step < total_steps:
+                    train_time += time.perf_counter() - t_seg
+                    t_seg = time.perf_counter()
+                    save_partial()
+                    last_ckpt = time.monotonic()
+                    if stop:
+                        raise Preempted(f"preempted (SIGTERM) at step {step}/{total_steps}; checkpoint saved")
+            del loader
+            train_time += time.perf_counter() - t_seg
+            # After the last step, before export: a failed export or upload does not retrain the round.
+            save_partial()
+        control.close()
 
-    if samples_seen != plan["data"]["samples"]:
-        raise RuntimeError(f"saw {samples_seen} samples, budget {plan['data']['samples']}")
     if dist.enabled:
-        torch.distributed.barrier()
+        totals = torch.tensor(per_source, dtype=torch.long)
+        torch.distributed.all_reduce(totals, group=control.group)
+        all_digests = [None] * dist.world_size
+        torch.distributed.all_gather_object(all_digests, digest)
+        per_source_all = totals.tolist()
+    else:
+        per_source_all, all_digests = per_source, [digest]
+    if samples_seen != plan["data"]["samples"] or sum(per_source_all) != samples_seen:
+        raise RuntimeError(f"saw {samples_seen} samples ({sum(per_source_all)} by source), "
+                           f"budget {plan['data']['samples']}")
     if dist.is_main:
         write_outputs(plan, s3, model, prep, slice_ids, dict(
-            per_source=per_source, step=step, samples_seen=samples_seen, loss_curve=loss_curve, resumes=resumes,
-            train_time=train_time, data_time=data_time, wall=time.time() - t_start, init_digest=init_digest,
-            device=str(device), precision=precision, dist=dist))
+            per_source=per_source_all, step=step, samples_seen=samples_seen, loss_curve=loss_curve, resumes=resumes,
+            train_time=train_time, process_train_time=train_time - train_time_before, data_time=data_time,
+            decode_time=decode_time, wall=time.time() - t_start,
+            init_digest=init_digest, device=str(device), precision=precision, dist=dist, settings=settings,
+            streams=cfg, workers=workers, data_digests=all_digests))
     if dist.enabled:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -340,12 +422,14 @@ def write_outputs(plan, s3: S3, model, prep: Preprocessing, slice_ids, r: dict) 
             "wallTimeSeconds": r["wall"], "trainTimeSeconds": r["train_time"],
             "throughput": {"samplesPerSecond": r["samples_seen"] / tt,
                            "samplesPerSecondPerProcess": r["samples_seen"] / tt / r["dist"].world_size,
-                           "dataWaitSecondsThisProcess": r["data_time"], "stepsThisProcess": steps_this_process},
+                           "dataWaitSecondsThisProcess": r["data_time"], "dataWaitShareThisProcess": r["data_time"] / max(1e-9, r["process_train_time"]),
+                           "decodeSecondsInWorkers": r["decode_time"], "stepsThisProcess": steps_this_process},
             "lossCurve": r["loss_curve"], "resumes": r["resumes"],
             "initWeightsDigest": r["init_digest"], "finalWeightsDigest": weights_digest(sd),
+            "dataDigests": r["data_digests"],
             "onnxParity": parity,
-            "config": {"gradCheckpointing": GRAD_CHECKPOINTING, "gradClipNorm": GRAD_CLIP_NORM,
-                       "lossCurvePoints": LOSS_CURVE_POINTS, "optimizer": plan["optimizer"],
+            "config": {**r["settings"].to_json(), "loaderWorkers": r["workers"], "streams": r["streams"].to_json(),
+                       "optimizer": plan["optimizer"], "perRankBatch": plan["optimizer"]["batchSize"] // r["dist"].world_size,
                        "adam": get_default_params(plan["model"]["architecture"]), "scheduler": "cosine",
                        "seed": plan["seed"], "checkpointIntervalMinutes": plan["checkpointIntervalMinutes"]},
         }

@@ -1,0 +1,42 @@
+"""Settings from the environment and the default loader worker count (no S3)."""
+import pytest
+
+from ticclip_trainer.errors import PermanentError
+from ticclip_trainer.settings import Settings, _cgroup_quota, default_workers, usable_cpus
+
+
+@pytest.mark.parametrize("cpus,local_ranks,want", [(2, 1, 1), (16, 1, 15), (16, 8, 1), (96, 8, 11), (1, 1, 1)])
+def test_default_workers_share_the_cpus_among_local_ranks(cpus, local_ranks, want):
+    assert default_workers(local_ranks, cpus=cpus) == want
+
+
+def test_cgroup_quota_caps_the_cpus(tmp_path):
+    (tmp_path / "cpu.max").write_text("250000 100000\n")
+    assert _cgroup_quota(str(tmp_path)) == 2.5
+    assert usable_cpus(str(tmp_path)) <= 3
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_quota(str(tmp_path)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert _cgroup_quota(str(v1)) == 4
+
+
+def test_settings_defaults_follow_the_device():
+    cpu = Settings.from_env({}, cuda=False)
+    gpu = Settings.from_env({}, cuda=True)
+    assert (cpu.compile, cpu.fused_adamw) == (False, False)
+    assert (gpu.compile, gpu.fused_adamw) == (True, True)
+    assert cpu.data_workers >= 1 and cpu.open_shards == 8
+
+
+def test_settings_env_overrides_and_bad_values_name_the_variable():
+    s = Settings.from_env({"TICCLIP_DATA_WORKERS": "0", "TICCLIP_COMPILE": "1", "TICCLIP_OPEN_SHARDS": "3"},
+                          cuda=False)
+    assert (s.data_workers, s.compile, s.open_shards) == (0, True, 3)
+    for env, name in (({"TICCLIP_DATA_WORKERS": "many"}, "TICCLIP_DATA_WORKERS"),
+                      ({"TICCLIP_OPEN_SHARDS": "0"}, "TICCLIP_OPEN_SHARDS"),
+                      ({"TICCLIP_COMPILE": "maybe"}, "TICCLIP_COMPILE")):
+        with pytest.raises(PermanentError, match=name):
+            Settings.from_env(env, cuda=False)

@@ -360,3 +360,32 @@ test("item 3: a reconcile stuck past its deadline fails /healthz until it ends",
     server.close();
   }
 });
+
+test("item 13: a Job that only copies a run's labels is not taken for the run's own", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  await putSlice(s3Client(), data, "slices/", { id: "2016", shards: [16] });
+  await seed(runs, "owned/", 0, { trained: false });
+  // Same labels as round 0's trainer Job, no ownerReference; its pod fails at once.
+  const labels = { "ticclip.dev/run": "owned", "ticclip.dev/round": "0000", "ticclip.dev/component": "trainer" };
+  const impostor = {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: { name: "impostor", namespace: ns, labels },
+    spec: {
+      backoffLimit: 0,
+      template: { metadata: { labels }, spec: { restartPolicy: "Never", containers: [{ name: "trainer", image: FAILING_IMAGE, command: ["python"] }] } },
+    },
+  };
+  kubectlOk(["create", "-f", "-"], JSON.stringify(impostor));
+  await waitFor("impostor failed", () => {
+    const j = JSON.parse(kubectlOk(["get", "job", "impostor", "-n", ns, "-o", "json"]));
+    return (j.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === "Failed" && c.status === "True") || undefined;
+  }, 60_000, 500);
+  const m = localRunManifest({ namespace: ns, name: "owned", dataBucket: data, runsBucket: runs });
+  m.spec.artifacts.s3.prefix = "owned/";
+  create(m);
+  await waitFor("the run's own Job", () => trainerJobs("owned").includes("owned-r0000-train") || undefined, 60_000, 500);
+  assert.equal(await exists(runs, "owned/rounds/0000/failed.json"), false, "the impostor's failure is not the round's");
+  assert.notEqual(runRounds(ns, "owned")[0]?.phase, "Failed");
+});

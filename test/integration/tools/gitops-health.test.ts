@@ -7,7 +7,9 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
 import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../../support/cluster.ts";
-import { OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, startOperator, type Proc } from "../../support/local-run.ts";
+import {
+  OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, startOperator, type Proc,
+} from "../../support/local-run.ts";
 import { putSlice } from "../data/slices.ts";
 import { putObject, s3Client } from "../../support/s3.ts";
 import { ok, tmpFile, toolPath } from "./tools.ts";
@@ -25,7 +27,8 @@ const argocdScript = () => {
 };
 
 function create(name: string, spec: Record<string, any> = {}): void {
-  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs, spec })));
+  const manifest = localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs, spec });
+  kubectlOk(["create", "-f", "-"], JSON.stringify(manifest));
 }
 
 function condition(name: string, type: string): { status: string; reason: string } | undefined {
@@ -33,7 +36,7 @@ function condition(name: string, type: string): { status: string; reason: string
 }
 
 const reasonIs = (name: string, type: string, reason: string) =>
-  waitFor(`${name}: ${type} ${reason}`, () => (condition(name, type)?.reason === reason ? true : undefined), 60_000, 250);
+  waitFor(`${name}: ${type} ${reason}`, () => (condition(name, type)?.reason === reason || undefined), 60_000, 250);
 
 before(async () => {
   applyCrds();
@@ -54,12 +57,14 @@ after(async () => {
 test("kstatus, the Argo CD script and the Flux expressions agree with the documented table", async () => {
   // No executor runs here: Jobs are created but never run, so a round stays where it is put.
   const empty = await createBucket("gitops-empty");
-  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name: "waiting", dataBucket: empty, runsBucket: runs })));
+  const waiting = localRunManifest({ namespace: ns, name: "waiting", dataBucket: empty, runsBucket: runs });
+  kubectlOk(["create", "-f", "-"], JSON.stringify(waiting));
   create("training");
   create("evaluating", { evaluation: { runner: { mode: "Job" } } });
   create("suspended", { suspend: true });
   create("s3-down", { source: { s3: { bucket: data, prefix: "slices/", endpoint: "http://127.0.0.1:1" } } });
-  create("no-secret", { source: { s3: { bucket: data, prefix: "slices/", endpoint: process.env.S3_ENDPOINT, credentialsSecretRef: { name: "absent" } } } });
+  const endpoint = process.env.S3_ENDPOINT;
+  create("no-secret", { source: { s3: { bucket: data, prefix: "slices/", endpoint, credentialsSecretRef: { name: "x" } } } });
   await reasonIs("waiting", "Ready", "WaitingForData");
   await reasonIs("training", "Ready", "RoundTraining");
   await reasonIs("evaluating", "Ready", "RoundTraining");
@@ -78,8 +83,10 @@ test("kstatus, the Argo CD script and the Flux expressions agree with the docume
   const captured = path.join(REPO_ROOT, ".local", "test-logs", "gitops-captured-runs.json");
   mkdirSync(path.dirname(captured), { recursive: true });
   writeFileSync(captured, list);
-  const health = (args: string[]) =>
-    Object.fromEntries((JSON.parse(ok(toolPath("gitops_health"), args, list)) as Array<{ name: string; status: string }>).map((r) => [r.name, r.status]));
+  const health = (args: string[]) => {
+    const results = JSON.parse(ok(toolPath("gitops_health"), args, list)) as Array<{ name: string; status: string }>;
+    return Object.fromEntries(results.map((r) => [r.name, r.status]));
+  };
   const kstatus = health(["kstatus"]);
   const argocd = health(["argocd", argocdScript()]);
   const flux = health(["flux", path.join(REPO_ROOT, "docs/gitops/flux-kustomization.yaml")]);

@@ -30,7 +30,9 @@ const renderings: Array<{ name: string; set: string[] }> = [
 const withNamespaces = (set: string[]) => set.map((s) => s.replace("{A,B}", `{${teamA},${teamB}}`));
 
 test("helm lint passes with each set of values", () => {
-  for (const r of renderings) helmOk(["lint", CHART, "--namespace", release, ...withNamespaces(r.set).flatMap((s) => ["--set", s])]);
+  for (const r of renderings) {
+    helmOk(["lint", CHART, "--namespace", release, ...withNamespaces(r.set).flatMap((s) => ["--set", s])]);
+  }
 });
 
 for (const r of renderings) {
@@ -38,7 +40,8 @@ for (const r of renderings) {
     const objects = renderChart(release, withNamespaces(r.set));
     // PrometheusRule needs the Prometheus Operator's CRD, which this cluster lacks: promtool checks it.
     const appliable = objects.filter((o) => !String(o.apiVersion).startsWith("monitoring.coreos.com/"));
-    const out = kubectlOk(["apply", "--dry-run=server", "-f", "-"], appliable.map((o) => YAML.stringify(o)).join("---\n"));
+    const yaml = appliable.map((o) => YAML.stringify(o)).join("---\n");
+    const out = kubectlOk(["apply", "--dry-run=server", "-f", "-"], yaml);
     assert.equal(out.trim().split("\n").length, appliable.length, out);
   });
 }
@@ -48,7 +51,8 @@ test("RBAC follows the mode: Roles in the watched namespaces by default, a Clust
     .filter((o) => /Role/.test(o.kind) && !o.metadata.name.endsWith("-leader-election"))
     .map((o) => `${o.kind}/${o.metadata.namespace ?? ""}`).sort();
   assert.deepEqual(kinds([]), [`Role/${release}`, `RoleBinding/${release}`]);
-  assert.deepEqual(kinds(renderings[1]!.set), [`Role/${teamA}`, `Role/${teamB}`, `RoleBinding/${teamA}`, `RoleBinding/${teamB}`]);
+  const roles = [`Role/${teamA}`, `Role/${teamB}`, `RoleBinding/${teamA}`, `RoleBinding/${teamB}`];
+  assert.deepEqual(kinds(renderings[1]!.set), roles);
   assert.deepEqual(kinds(["watchAllNamespaces=true"]), ["ClusterRole/", "ClusterRoleBinding/"]);
   const deployment = renderChart(release, withNamespaces(renderings[1]!.set)).find((o) => o.kind === "Deployment")!;
   assert.ok(deployment.spec.template.spec.containers[0].args.includes(`--namespaces=${teamA},${teamB}`));
@@ -59,7 +63,7 @@ test("bad values are rejected by the generated schema or the templates, naming t
     [["replicas=0"], /replicas.*minimum/],
     [["watchNamespace={x}"], /watchNamespace/],
     [["logLevel=verbose"], /logLevel/],
-    [["watchAllNamespaces=true", "watchNamespaces={x}"], /watchNamespaces must be empty when watchAllNamespaces is true/],
+    [["watchAllNamespaces=true", "watchNamespaces={x}"], /watchNamespaces must be empty when watchAllNamespaces/],
     [["notifications.enabled=true"], /notifications.token/],
   ];
   for (const [set, message] of bad) {
@@ -76,7 +80,8 @@ test("helm install creates the CRD, RBAC, ServiceAccount and Deployment (its pod
   assert.match(out, /STATUS: deployed/);
   assert.match(out, new RegExp(`It reconciles ContinualClipRuns in: ${ns}\\.`), "NOTES name the watched namespace");
   kubectlOk(["get", "crd", "continualclipruns.ticclip.dev"]);
-  const names = kubectlOk(["get", "serviceaccount,role,rolebinding,deployment,service", "-n", ns, "-o", "name"]).split("\n");
+  const kinds = "serviceaccount,role,rolebinding,deployment,service";
+  const names = kubectlOk(["get", kinds, "-n", ns, "-o", "name"]).split("\n");
   for (const want of [
     "serviceaccount/rel-continual-clip-operator",
     "role.rbac.authorization.k8s.io/rel-continual-clip-operator",
@@ -85,7 +90,8 @@ test("helm install creates the CRD, RBAC, ServiceAccount and Deployment (its pod
     "deployment.apps/rel-continual-clip-operator",
     "service/rel-continual-clip-operator",
   ]) assert.ok(names.includes(want), `${want} in ${names.join(" ")}`);
-  const status = JSON.parse(kubectlOk(["get", "deployment", "rel-continual-clip-operator", "-n", ns, "-o", "json"])).status ?? {};
+  const deployment = kubectlOk(["get", "deployment", "rel-continual-clip-operator", "-n", ns, "-o", "json"]);
+  const status = JSON.parse(deployment).status ?? {};
   assert.equal(status.readyReplicas ?? 0, 0, "no kubelet runs pods in the local cluster");
   const manifest = helmOk(["get", "manifest", "rel", "-n", ns]);
   assert.doesNotMatch(manifest, /kind: ClusterRole/, "no ClusterRole in the default mode");

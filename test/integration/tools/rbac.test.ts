@@ -7,8 +7,8 @@ import { readFileSync } from "node:fs";
 import YAML from "yaml";
 import { applyCrds, createNamespace, kubectl, kubectlOk, requireEnv, waitFor } from "../../support/cluster.ts";
 import {
-  OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, roundsTrained, startExecutor, startOperator, writeSlices,
-  type Proc,
+  OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, roundsTrained, startExecutor, startOperator,
+  writeSlices, type Proc,
 } from "../../support/local-run.ts";
 import { renderChart, tmpFile } from "./tools.ts";
 
@@ -41,7 +41,8 @@ const EVERYONE = /^self(subject)?(access|rules)?reviews\.|^selfsubjectreviews\./
 
 /** `kubectl auth can-i --list` for the ServiceAccount in a namespace, as resource -> sorted verbs. */
 function canIList(saNamespace: string, namespace: string): Record<string, string[]> {
-  const out = kubectlOk(["auth", "can-i", "--list", "-n", namespace, `--as=system:serviceaccount:${saNamespace}:${SA}`]);
+  const as = `--as=system:serviceaccount:${saNamespace}:${SA}`;
+  const out = kubectlOk(["auth", "can-i", "--list", "-n", namespace, as]);
   const rows: Record<string, string[]> = {};
   for (const line of out.split("\n").slice(1)) {
     const m = /^(\S+)\s+\[\]\s+\[(.*?)\]\s+\[(.*)\]\s*$/.exec(line.trim());
@@ -65,18 +66,20 @@ function installIdentity(operatorNs: string, set: string[]): string {
 }
 
 /** One round trained, evaluated by an evaluation Job and promoted, with the model ConfigMap written. */
-async function roundWithPromotion(namespace: string, operatorNs: string, kubeconfig: string, watch: string[]): Promise<void> {
+async function roundWithPromotion(namespace: string, operatorNs: string, kubeconfig: string, watch: string[]) {
   createS3Secret(namespace);
   const data = await createBucket("rbac-data");
   const runs = await createBucket("rbac-runs");
   const models = await createBucket("rbac-models");
-  const spec = { promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" }, alias: "production", configMapName: "model" } };
+  const promotion = { mode: "Auto", s3: { bucket: models, prefix: "clip/" }, alias: "prod", configMapName: "model" };
   procs.push(startExecutor([namespace]));
   // The helper's defaults (admin kubeconfig, its namespaces) are overridden: the last flag wins.
   const operator = startOperator([operatorNs], ["--kubeconfig", kubeconfig, `--namespaces=${watch.join(",")}`,
     "--lease-namespace", operatorNs, "--evaluator-image", OPERATOR_IMAGE]);
   procs.push(operator);
-  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace, name: "promo", dataBucket: data, runsBucket: runs, spec })));
+  const spec = { promotion };
+  const manifest = localRunManifest({ namespace, name: "promo", dataBucket: data, runsBucket: runs, spec });
+  kubectlOk(["create", "-f", "-"], JSON.stringify(manifest));
   writeSlices(data, ["2016"]);
   const rounds = await roundsTrained(namespace, "promo", 1);
   assert.deepEqual(rounds.map((r) => r.phase), ["Promoted"]);
@@ -117,6 +120,8 @@ test("cluster mode: a promoted round as the chart's ServiceAccount, with the sam
   await roundWithPromotion(runNs, operatorNs, kubeconfig, []);
   assert.deepEqual(canIList(operatorNs, runNs), EXPECTED);
   const clusterRole = JSON.parse(kubectlOk(["get", "clusterrole", SA, "-o", "json"]));
-  const verbs = clusterRole.rules.flatMap((r: { resources: string[]; verbs: string[] }) => r.resources.map((res) => `${res}:${[...r.verbs].sort()}`));
-  assert.ok(verbs.includes("secrets:get") && !verbs.some((v: string) => /^secrets:.*(list|watch)/.test(v)), "Secrets: get only, never list");
+  const rules = clusterRole.rules as Array<{ resources: string[]; verbs: string[] }>;
+  const verbs = rules.flatMap((r) => r.resources.map((res) => `${res}:${[...r.verbs].sort()}`));
+  assert.ok(verbs.includes("secrets:get"), "Secrets: get");
+  assert.ok(!verbs.some((v) => /^secrets:.*(list|watch)/.test(v)), "Secrets: never list or watch");
 });

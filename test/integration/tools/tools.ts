@@ -13,7 +13,8 @@ const paths = new Map<string, string>();
 export function toolPath(name: "helm" | "promtool" | "gitops_health"): string {
   let p = paths.get(name);
   if (!p) {
-    const res = spawnSync("bash", [path.join(REPO_ROOT, "dev/build-binaries.sh"), "--path", name], { encoding: "utf8" });
+    const script = path.join(REPO_ROOT, "dev/build-binaries.sh");
+    const res = spawnSync("bash", [script, "--path", name], { encoding: "utf8" });
     if (res.status !== 0) throw new Error(`building ${name} failed: ${res.stderr}`);
     p = res.stdout.trim();
     paths.set(name, p);
@@ -24,13 +25,16 @@ export function toolPath(name: "helm" | "promtool" | "gitops_health"): string {
 export type Run = { code: number; stdout: string; stderr: string };
 
 export function run(cmd: string, args: string[], input?: string): Run {
-  const res = spawnSync(cmd, args, { input, encoding: "utf8", timeout: 120_000, env: { ...process.env, HOME: tmpHome() } });
+  const env = { ...process.env, HOME: tmpHome() };
+  const res = spawnSync(cmd, args, { input, encoding: "utf8", timeout: 120_000, env });
   return { code: res.status ?? -1, stdout: res.stdout ?? "", stderr: res.stderr ?? "" };
 }
 
 export function ok(cmd: string, args: string[], input?: string): string {
   const r = run(cmd, args, input);
-  if (r.code !== 0) throw new Error(`${path.basename(cmd)} ${args.join(" ")} failed (${r.code}): ${r.stderr}${r.stdout}`);
+  if (r.code !== 0) {
+    throw new Error(`${path.basename(cmd)} ${args.join(" ")} failed (${r.code}): ${r.stderr}${r.stdout}`);
+  }
   return r.stdout;
 }
 

@@ -7,7 +7,7 @@ import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { errorMessage } from "../observability/log.ts";
 import { observeRunStatus } from "../observability/metrics.ts";
-import { createS3Client } from "../s3/client.ts";
+import { s3ClientPool } from "../s3/client.ts";
 import { connectionFromSecret } from "../s3/credentials.ts";
 import { S3ObjectStore } from "../s3/object-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
@@ -44,8 +44,9 @@ export type ReconcilerDeps = {
 
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
 export function s3Storage(options: { timeoutMs?: number } = {}): StorageFactory {
+  const clientFor = s3ClientPool();
   return (connection) => {
-    const client = createS3Client(connection);
+    const client = clientFor(connection);
     return { objects: new S3ObjectStore(client, options), slices: (bucket) => new S3SliceStore(client, bucket, options) };
   };
 }

@@ -10,6 +10,34 @@ export function loadKubeConfig(path?: string): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
   if (path) kc.loadFromFile(path);
   else kc.loadFromDefault(); // $KUBECONFIG, ~/.kube/config, or the in-cluster service account
+  return shareDispatcher(kc);
+}
+
+type Dispatcher = { close(): Promise<void> };
+type DispatcherFactory = (cluster: k8s.Cluster | null, agentOptions: object) => Dispatcher | undefined;
+
+/**
+ * client-node 2.x builds a new undici Agent for every request (KubeConfig.createDispatcher, called
+ * from applySecurityAuthentication), so every API call paid a TLS handshake and left a pool behind
+ * until GC: 1,800 connections for 600 reconciles. This makes the KubeConfig hand out one keep-alive
+ * Agent per distinct set of TLS options (server CA, client certificate, server name), which is one
+ * per API server in practice. When the options change (a rotated client certificate from an exec
+ * plugin) a new Agent replaces the old one, which closes once its in-flight requests end.
+ * Returns kc itself.
+ */
+export function shareDispatcher(kc: k8s.KubeConfig): k8s.KubeConfig {
+  const target = kc as unknown as { createDispatcher: DispatcherFactory };
+  const build = target.createDispatcher.bind(kc);
+  let current: { key: string; dispatcher: Dispatcher | undefined } | undefined;
+  target.createDispatcher = (cluster, agentOptions) => {
+    const options = kc.createDispatcherOptions(cluster, agentOptions);
+    const key = createHash("sha256").update(JSON.stringify([cluster?.server, options])).digest("hex");
+    if (current?.key === key) return current.dispatcher;
+    const previous = current?.dispatcher;
+    current = { key, dispatcher: build(cluster, agentOptions) };
+    void previous?.close().catch(() => undefined);
+    return current.dispatcher;
+  };
   return kc;
 }
 

@@ -1,5 +1,6 @@
 // The only module that builds S3 clients, and the one timeout policy of every S3 call.
 // Custom endpoints (MinIO, Ceph) use path-style addressing.
+import { createHash } from "node:crypto";
 import { S3Client } from "@aws-sdk/client-s3";
 import { classifyS3Error, S3Failure } from "./errors.ts";
 
@@ -28,6 +29,31 @@ export function createS3Client(conn: S3Connection): S3Client {
     maxAttempts: 3,
     requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: SOCKET_IDLE_MS, throwOnRequestTimeout: true },
   });
+}
+
+/** Distinct connections remembered; past it the oldest is dropped (runs still holding it keep it). */
+export const POOLED_CONNECTIONS = 64;
+
+/**
+ * One S3 client, so one keep-alive socket pool and one credential provider, per (endpoint,
+ * region, credentials): a thousand runs reading with the keys of one Secret share a client instead
+ * of each holding its own sockets. A rotated key is a new connection and gets a new client.
+ */
+export function s3ClientPool(create: (conn: S3Connection) => S3Client = createS3Client): (conn: S3Connection) => S3Client {
+  const clients = new Map<string, S3Client>();
+  return (conn) => {
+    const c = conn.credentials;
+    const key = createHash("sha256")
+      .update(JSON.stringify([conn.endpoint ?? "", conn.region, c?.accessKeyId ?? "", c?.secretAccessKey ?? ""]))
+      .digest("hex");
+    let client = clients.get(key);
+    if (!client) {
+      client = create(conn);
+      clients.set(key, client);
+      if (clients.size > POOLED_CONNECTIONS) clients.delete(clients.keys().next().value!);
+    }
+    return client;
+  };
 }
 
 /** Splits s3://bucket/key into its parts. */

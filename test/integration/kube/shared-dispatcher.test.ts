@@ -1,0 +1,39 @@
+// client-node 2.x opens a new TLS connection per API call unless its dispatcher is shared; this
+// counts the sockets a series of calls opens against the local cluster's real kube-apiserver.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import diagnostics from "node:diagnostics_channel";
+import * as k8s from "@kubernetes/client-node";
+import { RunClient, loadKubeConfig } from "../../../operator/kube/client.ts";
+import { applyCrds, requireEnv } from "../../support/cluster.ts";
+
+const CALLS = 20;
+applyCrds();
+
+async function socketsOpenedBy(kc: k8s.KubeConfig): Promise<number> {
+  let opened = 0;
+  const onSocket = () => opened++;
+  diagnostics.subscribe("net.client.socket", onSocket);
+  try {
+    const runs = new RunClient(kc);
+    for (let i = 0; i < CALLS; i++) await runs.list("default");
+    // Concurrent calls may open a few parallel connections, never one each.
+    await Promise.all(Array.from({ length: CALLS }, () => runs.list("default")));
+  } finally {
+    diagnostics.unsubscribe("net.client.socket", onSocket);
+  }
+  return opened;
+}
+
+test("API calls through the operator's KubeConfig reuse keep-alive connections instead of one TLS handshake each", async () => {
+  const shared = await socketsOpenedBy(loadKubeConfig(requireEnv("KUBECONFIG")));
+  assert.ok(shared <= 4, `${2 * CALLS} calls opened ${shared} connections`);
+});
+
+test("client-node's own KubeConfig opens a connection per call (what the shared dispatcher fixes)", async () => {
+  const plain = new k8s.KubeConfig();
+  plain.loadFromFile(requireEnv("KUBECONFIG"));
+  const opened = await socketsOpenedBy(plain);
+  // If this starts failing, client-node shares its dispatcher itself and shareDispatcher can go.
+  assert.ok(opened >= CALLS, `${2 * CALLS} calls opened ${opened} connections`);
+});

@@ -5,10 +5,10 @@
         export), DIR/pack/ (a retrieval pack of N synthetic images, make-evalpack's writer) and
         DIR/int8/ (the same encoders with MatMul/Gemm weights quantised to int8 by onnxruntime's
         quantize_dynamic; Conv stays float: ConvInteger has no CPU kernel for int8 weights).
-    evaluator_torch.py torch --dir DIR --batch B --threads T --repeats R
+    evaluator_torch.py torch --dir DIR --batch B --text-batch B --threads T --repeats R
         PyTorch eager CPU encoding of the same pack (float32 normalisation as the evaluator, then
         encode_image / encode_text + L2 normalise).
-    evaluator_torch.py ort --dir DIR --batch B --threads T --repeats R
+    evaluator_torch.py ort --dir DIR --batch B --text-batch B --threads T --repeats R
         onnxruntime in Python on the same ONNX files and session options as the evaluator.
 Each prints {"imagesPerSecond", "textsPerSecond", "peakRssMiB", ...} as its last line.
 """
@@ -62,7 +62,7 @@ def _peak_rss_mib() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def bench_torch(d: str, batch: int, threads: int, repeats: int) -> dict:
+def bench_torch(d: str, batch: int, text_batch: int, threads: int, repeats: int) -> dict:
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -80,8 +80,8 @@ def bench_torch(d: str, batch: int, threads: int, repeats: int) -> dict:
             assert torch.isfinite(F.normalize(model.encode_image(x), dim=-1)).all()
 
     def texts():
-        for s in range(0, tokens.shape[0], batch):
-            assert torch.isfinite(F.normalize(model.encode_text(torch.from_numpy(tokens[s:s + batch])), dim=-1)).all()
+        for s in range(0, tokens.shape[0], text_batch):
+            assert torch.isfinite(F.normalize(model.encode_text(torch.from_numpy(tokens[s:s + text_batch])), dim=-1)).all()
 
     with torch.inference_mode():
         ti, tt = _best(images, repeats), _best(texts, repeats)
@@ -89,7 +89,7 @@ def bench_torch(d: str, batch: int, threads: int, repeats: int) -> dict:
             "threads": threads, "peakRssMiB": _peak_rss_mib()}
 
 
-def bench_ort(d: str, batch: int, threads: int, repeats: int) -> dict:
+def bench_ort(d: str, batch: int, text_batch: int, threads: int, repeats: int) -> dict:
     import numpy as np
     import onnxruntime as ort
     from ticclip_trainer import evalpack
@@ -113,8 +113,8 @@ def bench_ort(d: str, batch: int, threads: int, repeats: int) -> dict:
             img.run(None, {iname: evalpack.normalise(u8[s:s + batch], manifest["preprocessing"])})
 
     def texts():
-        for s in range(0, tokens.shape[0], batch):
-            txt.run(None, {tname: tokens[s:s + batch]})
+        for s in range(0, tokens.shape[0], text_batch):
+            txt.run(None, {tname: tokens[s:s + text_batch]})
 
     ti, tt = _best(images, repeats), _best(texts, repeats)
     return {"imagesPerSecond": u8.shape[0] / ti, "textsPerSecond": tokens.shape[0] / tt, "onnxruntime": ort.__version__,
@@ -131,7 +131,8 @@ def main(argv: list[str]) -> int:
     for name in ("torch", "ort"):
         b = sub.add_parser(name)
         b.add_argument("--dir", required=True)
-        b.add_argument("--batch", type=int, default=64)
+        b.add_argument("--batch", type=int, default=64, help="images per call")
+        b.add_argument("--text-batch", type=int, default=64)
         b.add_argument("--threads", type=int, default=1)
         b.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
@@ -139,7 +140,7 @@ def main(argv: list[str]) -> int:
         res = prepare(args.out, args.arch, args.images)
     else:
         fn = bench_torch if args.cmd == "torch" else bench_ort
-        res = fn(args.dir, args.batch, args.threads, args.repeats)
+        res = fn(args.dir, args.batch, args.text_batch, args.threads, args.repeats)
     print(json.dumps(res))
     return 0
 

@@ -54,7 +54,10 @@ const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
  * process of its own, calls scoreRound directly.
  */
 export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): Promise<EvalResult> {
-  return inWorkerThread<EvalResult>(store, req);
+  // Unless told otherwise, leave the operator's own thread a CPU: onnxruntime's intra-op threads
+  // keep every core they are given busy, and a starved event loop is as late as a blocked one.
+  const threads = req.intraOpNumThreads ?? Math.max(1, defaultIntraOpThreads() - 1);
+  return inWorkerThread<EvalResult>(store, { ...req, intraOpNumThreads: threads });
 }
 
 /** The evaluation itself, on the calling thread. Bad input never throws: it is a Failed result. */
@@ -67,7 +70,9 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
     const threads = req.intraOpNumThreads ?? defaultIntraOpThreads();
     const ep = req.executionProvider ?? "cpu";
     const opts = { executionProvider: ep, intraOpNumThreads: threads } as const;
-    const candidate = await loadModel(store, req.roundUri, { ...opts, optimizedCacheUri: common.roundUri });
+    // In a worker, the store's writes run on the operator's thread: the evaluation Job writes the cache.
+    const cache = { optimizedCacheUri: common.roundUri, optimizedCacheReadOnly: !isMainThread };
+    const candidate = await loadModel(store, req.roundUri, { ...opts, ...cache });
     models.push(candidate);
     let baselineProblem: string | undefined;
     if (req.baseline) {

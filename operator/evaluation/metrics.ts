@@ -176,7 +176,9 @@ export async function retrievalMetrics(
   const imagesWith = new Int32Array(G); // distinct images having each text: right answers of its query
   for (let j = 0; j < right.length; j++) imagesWith[right[j]!]!++;
   const rightCaptions = new Int32Array(N); // captions whose text is one of the image's own
-  for (let i = 0; i < N; i++) for (let j = rightStart[i]!; j < rightStart[i + 1]!; j++) rightCaptions[i]! += weight[right[j]!]!;
+  for (let i = 0; i < N; i++) {
+    for (let j = rightStart[i]!; j < rightStart[i + 1]!; j++) rightCaptions[i]! += weight[right[j]!]!;
+  }
   const metrics: Record<string, number> = {};
   const chance: Record<string, number> = {};
   for (const k of allK) {

@@ -49,6 +49,8 @@ export type SessionOptions = {
   intraOpNumThreads?: number;
   /** Cache the optimised graphs in this store folder (the round's); unset: optimise on every load. */
   optimizedCacheUri?: string | undefined;
+  /** Only read the cache: writing hundreds of MB through an in-process caller's thread would stall it. */
+  optimizedCacheReadOnly?: boolean;
 };
 
 /**
@@ -152,7 +154,7 @@ async function createSession(store: ObjectStore, m: ModelFile, opts: SessionOpti
   try {
     if (!opts.optimizedCacheUri) return { session: await ort.InferenceSession.create(m.bytes, options), optimizedCache: "off" };
     const cacheUri = withSlash(opts.optimizedCacheUri) + optimizedCacheName(m.file, m.sha256, opts.executionProvider ?? "cpu");
-    return await createCachedSession(store, m, options, cacheUri);
+    return await createCachedSession(store, m, options, cacheUri, opts.optimizedCacheReadOnly === true);
   } catch (e) {
     // A missing CUDA provider is the image's or node's problem, not the model's: not a rejection.
     if (/ExecutionProvider/i.test(String((e as Error)?.message))) {
@@ -168,7 +170,13 @@ async function createSession(store: ObjectStore, m: ModelFile, opts: SessionOpti
  * the full TiC matrix load it without optimising again. The cache is an optimisation only: a
  * cache that cannot be read or written is reported in eval.json and the model is optimised here.
  */
-async function createCachedSession(store: ObjectStore, m: ModelFile, options: ort.InferenceSession.SessionOptions, cacheUri: string): Promise<Created> {
+async function createCachedSession(
+  store: ObjectStore,
+  m: ModelFile,
+  options: ort.InferenceSession.SessionOptions,
+  cacheUri: string,
+  readOnly: boolean,
+): Promise<Created> {
   let problem = "";
   try {
     const cached = await store.get(cacheUri);
@@ -180,6 +188,7 @@ async function createCachedSession(store: ObjectStore, m: ModelFile, options: or
   } catch (e) {
     problem = `cached ${cacheUri} unusable (${firstLine(e)}), `;
   }
+  if (readOnly) return { session: await ort.InferenceSession.create(m.bytes, options), optimizedCache: `${problem}miss (read-only)` };
   const dir = mkdtempSync(path.join(os.tmpdir(), "ticclip-ort-"));
   try {
     const file = path.join(dir, "optimized.onnx");

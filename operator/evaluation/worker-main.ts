@@ -11,7 +11,12 @@ try {
   outcome = { ok: true, result: await scoreRound(new ForwardingStore(port), req) };
 } catch (e) {
   const err = e as Error;
-  outcome = { ok: false, name: err?.name ?? "Error", message: err?.message ?? String(e), ...(err?.stack ? { stack: err.stack } : {}) };
+  outcome = {
+    ok: false,
+    name: err?.name ?? "Error",
+    message: err?.message ?? String(e),
+    ...(err?.stack ? { stack: err.stack } : {}),
+  };
   if (e instanceof ForwardedStoreError) outcome.storeCall = e.storeCall;
 }
 port.close();

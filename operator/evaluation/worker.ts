@@ -7,7 +7,9 @@ import { ExecutionProviderUnavailable } from "./onnx.ts";
 
 type StoreCall = { id: number; op: "get" | "put" | "copy" | "list"; args: unknown[] };
 type StoreReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string };
-export type Outcome = { ok: true; result: unknown } | { ok: false; name: string; message: string; stack?: string; storeCall?: number };
+export type Outcome =
+  | { ok: true; result: unknown }
+  | { ok: false; name: string; message: string; stack?: string; storeCall?: number };
 
 /** An error from the caller's store, carried through the worker so the original can be rethrown. */
 export class ForwardedStoreError extends Error {
@@ -47,7 +49,9 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
         const bytes = await store.get(call.args[0] as string);
         value = bytes && (await transferable(bytes));
         if (value) transfer.push((value as Uint8Array).buffer as ArrayBuffer);
-      } else if (call.op === "put") await store.put(...(call.args as [string, Uint8Array | string, string | undefined]));
+      } else if (call.op === "put") {
+        await store.put(...(call.args as [string, Uint8Array | string, string | undefined]));
+      }
       else if (call.op === "copy") await store.copy(...(call.args as [string, string]));
       else value = await store.list(call.args[0] as string);
       reply = { id: call.id, ok: true, value };
@@ -57,7 +61,10 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
     }
     port1.postMessage(reply, transfer);
   });
-  const worker = new Worker(new URL("./worker-main.ts", import.meta.url), { workerData: { req, port: port2 }, transferList: [port2] });
+  const worker = new Worker(new URL("./worker-main.ts", import.meta.url), {
+    workerData: { req, port: port2 },
+    transferList: [port2],
+  });
   try {
     const outcome = await new Promise<Outcome>((resolve, reject) => {
       worker.once("message", resolve);
@@ -66,7 +73,10 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
     });
     if (outcome.ok) return outcome.result as Result;
     if (outcome.storeCall !== undefined && failedCalls.has(outcome.storeCall)) throw failedCalls.get(outcome.storeCall);
-    const err = outcome.name === "ExecutionProviderUnavailable" ? new ExecutionProviderUnavailable(outcome.message) : new Error(outcome.message);
+    const err =
+      outcome.name === "ExecutionProviderUnavailable"
+        ? new ExecutionProviderUnavailable(outcome.message)
+        : new Error(outcome.message);
     err.name = outcome.name;
     if (outcome.stack) err.stack = outcome.stack;
     throw err;
@@ -91,7 +101,10 @@ export class ForwardingStore implements ObjectStore {
   #call<T>(op: StoreCall["op"], args: unknown[], transfer: ArrayBuffer[] = []): Promise<T> {
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, (reply) => (reply.ok ? resolve(reply.value as T) : reject(new ForwardedStoreError(id, reply.message))));
+      this.#pending.set(id, (reply) => {
+        if (reply.ok) resolve(reply.value as T);
+        else reject(new ForwardedStoreError(id, reply.message));
+      });
       this.#port.postMessage({ id, op, args } satisfies StoreCall, transfer);
     });
   }

@@ -55,11 +55,11 @@ const num = (name: string, dflt: number) => (process.env[name] ? Number(process.
 const VIA = process.env.TIC_VIA ?? "trainer";
 const T = num("TIC_T", 4);
 const SEEDS = (process.env.TIC_SEEDS ?? "0,1").split(",").filter(Boolean);
-const C = num("TIC_C", 4096);
-const SLICE_SAMPLES = num("TIC_SLICE_SAMPLES", 4096);
-const EVAL_SAMPLES = num("TIC_EVAL_SAMPLES", 250);
+const C = num("TIC_C", 2048);
+const SLICE_SAMPLES = num("TIC_SLICE_SAMPLES", 2048);
+const EVAL_SAMPLES = num("TIC_EVAL_SAMPLES", 100);
 const BATCH = num("TIC_BATCH", 64);
-const LR = num("TIC_LR", 2e-3);
+const LR = num("TIC_LR", 1e-3);
 const WORKERS = num("TIC_WORKERS", 2);
 const CALIBRATE = process.env.TIC_CALIBRATE !== "0";
 const OUT = path.resolve(process.env.TIC_OUT ?? path.join(REPO_ROOT, ".local/tic-experiment"));

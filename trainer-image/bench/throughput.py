@@ -1,19 +1,32 @@
-"""Training throughput: our round loop vs open_clip's own entry point (open_clip_train.main), same
-model, same synthetic data, same process. CPU: ticclip-tiny; on a GPU pass --model ViT-B-32 etc.
+"""Training throughput, measured side by side in one run on the same machine, model and shards:
 
-    S3_ENDPOINT=... AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \
-      python trainer-image/bench/throughput.py --samples 2048 --batch 64
+  1. our loader alone        (data.RoundBatches in `--workers` processes, shards from S3)
+  2. open_clip's pipeline    (open_clip_train.data.get_wds_dataset, same workers, shards from disk)
+  3. our round               (train.run_round: loader + step; samples/s over its training loop)
+  4. open_clip_train.main    (same model, batch, workers; samples/s over its train_one_epoch)
+  5. the ceiling             (the same model, AdamW and ClipLoss on synthetic tensors already on the
+                              device, eager and torch.compile'd)
 
-Both are timed end to end around one in-process call (model build, data, loop; our trainer also
-includes its ONNX export and uploads, reported separately from its loop-only figure). MFU is
-printed on CUDA when the model's FLOPs are known (6 * params * samples as the rough estimate).
+plus the ratios ours/open_clip and ours/ceiling, our data-wait share, and FLOPs per sample counted
+with torch.utils.flop_counter.FlopCounterMode on one real step (forward + backward), with MFU on CUDA.
+Shards hold realistic JPEGs (smooth random scenes with texture, >= 256 px, ~15-20 KiB at quality 90).
+
+CPU (this repo's tests' machine), the tiny model:
+    S3_ENDPOINT=... AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \\
+      python trainer-image/bench/throughput.py --model ticclip-tiny --samples 2048 --batch 64 --workers 1
+GPU (one H100/H200, ViT-B-32, bf16, batch 256), under 5 minutes, no network: see README "Benchmark".
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import json
+import logging
 import os
+import random
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -21,66 +34,255 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from ticclip_trainer import models, synth  # noqa: E402
+from ticclip_trainer import models  # noqa: E402
 from ticclip_trainer.s3io import S3, S3Settings  # noqa: E402
+
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+THINGS = ["dog", "cat", "car", "tree", "house", "boat", "bird", "flower", "mountain", "street"]
+
+
+def jpeg(rng: np.random.Generator, px: int) -> bytes:
+    """A photo-like JPEG: smooth random colour field, a few blobs, sensor-like noise."""
+    w, h = px + int(rng.integers(0, px // 4)), px
+    field = Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+    arr = np.asarray(field, dtype=np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(3):
+        cx, cy, r = rng.integers(0, w), rng.integers(0, h), rng.integers(px // 10, px // 3)
+        mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r * r
+        arr[mask] = arr[mask] * 0.4 + rng.integers(0, 256, 3) * 0.6
+    arr += rng.normal(0, 6, arr.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_shards(folder: str, samples: int, shard_size: int, px: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    os.makedirs(folder, exist_ok=True)
+    shards, i = [], 0
+    while i < samples:
+        n = min(shard_size, samples - i)
+        key = f"shard-{len(shards):05d}.tar"
+        with tarfile.open(os.path.join(folder, key), "w") as tar:
+            for j in range(i, i + n):
+                cap = f"a photo of a {COLOURS[j % 8]} {THINGS[(j // 8) % 10]}".encode()
+                for ext, data in (("jpg", jpeg(rng, px)), ("txt", cap)):
+                    info = tarfile.TarInfo(f"{j:08d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        shards.append({"key": key, "samples": n, "bytes": os.path.getsize(os.path.join(folder, key))})
+        i += n
+    return shards
+
+
+def flops_per_sample(model, prep, batch: int, device) -> float:
+    from open_clip import ClipLoss
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.randn(batch, 3, prep.image_size, prep.image_size, device=device)
+    t = torch.randint(0, 49408, (batch, prep.context_length), device=device)
+    with FlopCounterMode(display=False) as fc:
+        f_i, f_t, s = model(x, t)[:3]
+        ClipLoss()(f_i, f_t, s).backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops() / batch
+
+
+def ceiling(arch: str, plan: dict, batch: int, steps: int, device, compiled: bool) -> float:
+    """Samples/s of our step on synthetic tensors already on the device (no data path at all)."""
+    from open_clip import ClipLoss
+
+    from ticclip_trainer.preprocess import Preprocessing
+    from ticclip_trainer.train import make_optimizer
+    torch.manual_seed(0)
+    model = models.create(arch).to(device).train()
+    prep = Preprocessing.for_model(arch)
+    opt = make_optimizer(model, plan, fused=device.type == "cuda")
+    fwd = torch.compile(model) if compiled else model
+    loss_fn = ClipLoss()
+    x = torch.randn(batch, 3, prep.image_size, prep.image_size, device=device)
+    t = torch.randint(1, 49407, (batch, prep.context_length), device=device)
+    cuda = device.type == "cuda"
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    def step():
+        with amp:
+            f_i, f_t, s = fwd(x, t)[:3]
+            loss = loss_fn(f_i, f_t, s)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):  # warm-up (and compilation)
+        step()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def our_loader(s3_settings, shards_meta, bucket, arch, batch, steps, workers, jpeg_draft=True) -> float:
+    from ticclip_trainer.data import RoundBatches, Shard, StreamConfig, StreamState, make_loader
+    from ticclip_trainer.preprocess import Preprocessing
+    from ticclip_trainer.settings import DEFAULT_OPEN_SHARDS, DEFAULT_SHUFFLE_WINDOW
+    shards = [Shard(0, f"s3://{bucket}/bench/{s['key']}", s["samples"], f"shards[{i}]")
+              for i, s in enumerate(shards_meta)]
+    cfg = StreamConfig(max(1, workers), DEFAULT_OPEN_SHARDS, DEFAULT_SHUFFLE_WINDOW)
+    prep = dataclasses.replace(Preprocessing.for_model(arch), jpeg_draft=jpeg_draft)
+    rb = RoundBatches(s3_settings, shards, [1.0] * len(shards), 1, prep, 0, 0,
+                      [batch] * steps, 0, [StreamState.initial(cfg.open_shards)] * cfg.streams, cfg)
+    t0 = time.perf_counter()
+    n = sum(b["images"].shape[0] for b in make_loader(rb, workers, pin_memory=torch.cuda.is_available()))
+    return n / (time.perf_counter() - t0)
+
+
+def open_clip_args(arch, shard_paths, samples, batch, workers, device, logs) -> list[str]:
+    return ["--model", arch, "--train-data", "::".join(shard_paths), "--dataset-type", "webdataset",
+            "--train-num-samples", str(samples), "--batch-size", str(batch), "--epochs", "1",
+            "--workers", str(workers), "--device", device, "--precision", "amp_bf16" if device == "cuda" else "fp32",
+            "--lr", "1e-3", "--warmup", "0", "--logs", logs, "--report-to", "", "--save-frequency", "0",
+            "--log-every-n-steps", "1000000", "--seed", "0"]
+
+
+def open_clip_pipeline(argv: list[str], arch: str) -> float:
+    import open_clip
+    from open_clip_train.data import get_wds_dataset
+    from open_clip_train.params import parse_args
+    args = parse_args(argv)
+    args.world_size, args.rank, args.distributed = 1, 0, False
+    _, preprocess_train, _ = open_clip.create_model_and_transforms(arch, pretrained=None)
+    data = get_wds_dataset(args, preprocess_train, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer(arch))
+    t0 = time.perf_counter()
+    n = sum(images.shape[0] for images, _texts in data.dataloader)
+    return n / (time.perf_counter() - t0)
+
+
+def open_clip_main(argv: list[str]) -> float:
+    """Samples/s over open_clip's train_one_epoch (its model build and startup not counted)."""
+    import open_clip_train.main as oc
+    timed = {}
+    inner = oc.train_one_epoch
+
+    def train_one_epoch(model, data, *a, **k):
+        t0 = time.perf_counter()
+        out = inner(model, data, *a, **k)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        timed["s"], timed["n"] = time.perf_counter() - t0, data["train"].dataloader.num_samples
+        return out
+
+    oc.train_one_epoch = train_one_epoch
+    try:
+        if oc.main(argv) == -1:
+            raise SystemExit("open_clip_train.main returned -1")
+    finally:
+        oc.train_one_epoch = inner
+    return timed["n"] / timed["s"]
 
 
 def main() -> None:
+    from ticclip_trainer.settings import default_workers
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="ticclip-tiny")
     ap.add_argument("--samples", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--shard-size", type=int, default=512)
+    ap.add_argument("--workers", type=int, default=default_workers(), help="loader workers, ours and open_clip's")
+    ap.add_argument("--shard-size", type=int, default=256)
+    ap.add_argument("--image-px", type=int, default=256)
+    ap.add_argument("--ceiling-steps", type=int, default=20)
+    ap.add_argument("--skip-compile", action="store_true", help="skip the compiled ceiling")
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak for MFU (H100/H200 SXM)")
     args = ap.parse_args()
-    from helpers import make_plan, source
     models.register()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    s3 = S3(S3Settings.from_env())
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    os.environ["TICCLIP_DATA_WORKERS"] = str(args.workers)
+    from helpers import make_plan
+
+    from ticclip_trainer.preprocess import Preprocessing
+    from ticclip_trainer.train import run_round
+    s3_settings = S3Settings.from_env()
+    s3 = S3(s3_settings)
     bucket = f"ticclip-bench-{uuid.uuid4().hex[:8]}"
     s3.client.create_bucket(Bucket=bucket)
-    with tempfile.TemporaryDirectory() as tmp:
-        # identical shards, on S3 for us and on local disk for open_clip
-        m = synth.write(f"s3://{bucket}/slices", ["2016"], args.samples, 0, args.shard_size, s3=s3)[0]
-        synth.write(os.path.join(tmp, "slices"), ["2016"], args.samples, 0, args.shard_size)
-        plan = make_plan(bucket, "bench/rounds/0000", [source(bucket, "2016", m)], args.samples, arch=args.model,
-                         batch=args.batch, warmup=0)
-        from ticclip_trainer.train import run_round
-        t0 = time.perf_counter()
-        assert run_round(plan) == 0
-        ours_wall = time.perf_counter() - t0
-        summary = json.loads(s3.get_bytes(plan["output"]["uri"] + "train_summary.json"))
+    res: dict = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            shards = write_shards(os.path.join(tmp, "shards"), args.samples, args.shard_size, args.image_px)
+            for s in shards:
+                s3.upload(os.path.join(tmp, "shards", s["key"]), f"s3://{bucket}/bench/{s['key']}")
+            jpeg_kib = sum(s["bytes"] for s in shards) / args.samples / 1024
+            print(f"data: {args.samples} JPEGs of {args.image_px} px (~{jpeg_kib:.1f} KiB per sample in the tar), "
+                  f"{len(shards)} shards, written in {time.perf_counter() - t0:.0f}s", flush=True)
+            src = {"sliceId": "bench", "weight": 1, "expectedShare": 1,
+                   "shards": [{"uri": f"s3://{bucket}/bench/{s['key']}", "samples": s["samples"]} for s in shards]}
+            plan = make_plan(bucket, "bench/rounds/0000", [src], args.samples, arch=args.model, batch=args.batch,
+                             warmup=0, interval=600)
+            steps = args.samples // args.batch
+            oc_argv = open_clip_args(args.model, [os.path.join(tmp, "shards", s["key"]) for s in shards],
+                                     args.samples, args.batch, args.workers, device.type, os.path.join(tmp, "oc"))
 
-        from open_clip_train.main import main as oc_main
-        shards = "::".join(os.path.join(tmp, "slices", "2016", s["key"]) for s in m["shards"])
-        oc_args = ["--model", args.model, "--train-data", shards, "--dataset-type", "webdataset",
-                   "--train-num-samples", str(args.samples), "--batch-size", str(args.batch), "--epochs", "1",
-                   "--workers", "1", "--device", device, "--precision", "amp_bf16" if device == "cuda" else "fp32",
-                   "--lr", "1e-3", "--warmup", "0", "--logs", os.path.join(tmp, "oc-logs"), "--report-to", "",
-                   "--save-frequency", "0", "--log-every-n-steps", "1000", "--seed", "0"]
-        t0 = time.perf_counter()
-        rc = oc_main(oc_args)
-        oc_wall = time.perf_counter() - t0
-        if rc == -1:
-            raise SystemExit("open_clip_train.main returned -1")
-    keys = s3.list_keys(f"s3://{bucket}/")
-    s3.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
-    s3.client.delete_bucket(Bucket=bucket)
+            res["loader_ours"] = our_loader(s3_settings, shards, bucket, args.model, args.batch, steps, args.workers)
+            print(f"our loader: {res['loader_ours']:.0f} samples/s", flush=True)
+            res["loader_ours_full_decode"] = our_loader(s3_settings, shards, bucket, args.model, args.batch, steps,
+                                                        args.workers, jpeg_draft=False)
+            res["loader_open_clip"] = open_clip_pipeline(oc_argv, args.model)
+            print(f"open_clip pipeline: {res['loader_open_clip']:.0f} samples/s", flush=True)
+            assert run_round(plan) == 0
+            summary = json.loads(s3.get_bytes(plan["output"]["uri"] + "train_summary.json"))
+            res["round_ours"] = summary["throughput"]["samplesPerSecond"]
+            res["data_wait_share"] = summary["throughput"]["dataWaitShareThisProcess"]
+            print(f"our round: {res['round_ours']:.0f} samples/s", flush=True)
+            res["main_open_clip"] = open_clip_main(oc_argv)
+            print(f"open_clip_train.main: {res['main_open_clip']:.0f} samples/s", flush=True)
+            logging.getLogger().setLevel(logging.WARNING)  # open_clip's main set INFO for every library
+            res["ceiling_eager"] = ceiling(args.model, plan, args.batch, args.ceiling_steps, device, False)
+            print(f"ceiling eager: {res['ceiling_eager']:.0f} samples/s", flush=True)
+            if not args.skip_compile:
+                res["ceiling_compiled"] = ceiling(args.model, plan, args.batch, args.ceiling_steps, device, True)
+            model = models.create(args.model).to(device)
+            res["gflop_per_sample"] = flops_per_sample(model, Preprocessing.for_model(args.model),
+                                                       min(args.batch, 32), device) / 1e9
+    finally:
+        keys = s3.list_keys(f"s3://{bucket}/")
+        for i in range(0, len(keys), 1000):
+            s3.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+        s3.client.delete_bucket(Bucket=bucket)
 
-    n = args.samples
-    print(f"\n{args.model}, {n} samples, batch {args.batch}, device {device}, torch threads {torch.get_num_threads()}")
-    print(f"{'trainer':<36}{'wall s':>10}{'samples/s':>12}")
-    print(f"{'ticclip_trainer (whole round)':<36}{ours_wall:>10.1f}{n / ours_wall:>12.1f}")
-    print(f"{'ticclip_trainer (train loop only)':<36}{summary['trainTimeSeconds']:>10.1f}"
-          f"{summary['throughput']['samplesPerSecond']:>12.1f}")
-    print(f"{'open_clip_train.main (whole run)':<36}{oc_wall:>10.1f}{n / oc_wall:>12.1f}")
-    if device == "cuda":
-        params = sum(p.numel() for p in models.create(args.model).parameters())
-        peak = float(os.environ.get("PEAK_TFLOPS", "989")) * 1e12  # H100 SXM bf16 dense
-        mfu = 6 * params * summary["throughput"]["samplesPerSecond"] / peak
-        print(f"ticclip_trainer MFU (6*N per sample, N={params/1e6:.0f}M, peak {peak/1e12:.0f} TFLOPs): {mfu:.1%}")
+    name = torch.cuda.get_device_name() if cuda else \
+        f"CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+    print(f"\n{args.model}, batch {args.batch}, {args.samples} samples, {args.workers} loader workers each, {name}, "
+          f"torch {torch.__version__}")
+    print(f"FLOPs per training sample (FlopCounterMode, forward + backward): {res['gflop_per_sample']:.3f} GFLOP")
+    rows = [("our loader alone", "loader_ours"),
+            ("our loader alone, full-size JPEG decode", "loader_ours_full_decode"),
+            ("open_clip webdataset pipeline alone", "loader_open_clip"),
+            ("our round (run_round loop)", "round_ours"), ("open_clip_train.main (train_one_epoch)", "main_open_clip"),
+            ("ceiling: synthetic tensors, eager", "ceiling_eager"),
+            ("ceiling: synthetic tensors, compiled", "ceiling_compiled")]
+    print(f"| {'what':<40} | {'samples/s':>10} |" + (" MFU |" if cuda else ""))
+    print(f"|{'-' * 42}|{'-' * 12}|" + ("-----|" if cuda else ""))
+    for label, k in rows:
+        if k in res:
+            mfu = f" {res[k] * res['gflop_per_sample'] * 1e9 / (args.peak_tflops * 1e12):.1%} |" if cuda else ""
+            print(f"| {label:<40} | {res[k]:>10.1f} |{mfu}")
+    print(f"ours/open_clip: loader {res['loader_ours'] / res['loader_open_clip']:.2f}x "
+          f"({res['loader_ours_full_decode'] / res['loader_open_clip']:.2f}x with full-size JPEG decode), "
+          f"round {res['round_ours'] / res['main_open_clip']:.2f}x")
+    ceil = f"{res['round_ours'] / res['ceiling_eager']:.2f}x eager"
+    if "ceiling_compiled" in res:
+        ceil += f", {res['round_ours'] / res['ceiling_compiled']:.2f}x compiled"
+    print(f"ours/ceiling: {ceil}; our data-wait share {res['data_wait_share']:.1%} of the training loop")
 
 
 if __name__ == "__main__":
+    random.seed(0)
     main()

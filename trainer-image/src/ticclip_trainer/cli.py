@@ -57,7 +57,8 @@ def _distributed_launch(argv: list[str]) -> int | None:
     if (nnodes == 1 and nproc == 1) or "LOCAL_RANK" in os.environ:
         return None
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc_per_node={nproc}",
-           f"--node_rank={os.environ.get('NODE_RANK', '0')}", f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
+           f"--node_rank={os.environ.get('NODE_RANK', '0')}",
+           f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
            f"--master_port={os.environ.get('MASTER_PORT', '29500')}", "-m", "ticclip_trainer", *argv]
     with tempfile.TemporaryDirectory(prefix="ticclip-exit-") as markers:
         log.info("launching %s", " ".join(cmd))

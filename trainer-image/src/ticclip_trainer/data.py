@@ -384,6 +384,8 @@ class RoundBatches(IterableDataset):
 
 
 def make_loader(batches: RoundBatches, workers: int, pin_memory: bool) -> DataLoader:
-    """`workers` is 0 (decode in this process) or the number of streams."""
+    """`workers` is 0 (decode in this process) or the number of streams. Two batches in flight per
+    worker: a worker needs `workers` steps to build one, so two cover its jitter, and each costs
+    /dev/shm (38 MB at ViT-B's 224 px x 256)."""
     return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      prefetch_factor=4 if workers else None, persistent_workers=False)
+                      prefetch_factor=2 if workers else None, persistent_workers=False)

@@ -24,6 +24,7 @@ class Preprocessing:
     mean: tuple = OPENAI_MEAN
     std: tuple = OPENAI_STD
     tokenizer: str = "openai-clip-bpe"
+    jpeg_draft: bool = True  # training decode only (image_bytes_to_uint8); the benchmark turns it off
 
     @staticmethod
     def for_model(architecture: str) -> "Preprocessing":
@@ -64,7 +65,7 @@ class Preprocessing:
         reduced DCT scale that still covers the model size (what PIL's thumbnail does): a fraction of
         the decode work for the same resized result up to resampling detail."""
         with Image.open(io.BytesIO(data)) as img:
-            if img.format == "JPEG":
+            if self.jpeg_draft and img.format == "JPEG":
                 img.draft("RGB", (self.image_size, self.image_size))
             return self.image_to_uint8(img)
 

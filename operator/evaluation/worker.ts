@@ -20,12 +20,13 @@ export class ForwardedStoreError extends Error {
   }
 }
 
-const COPY_SLICE = 8 * 2 ** 20;
+const COPY_SLICE = 2 ** 20;
 
 /**
  * A copy of the bytes the worker can own (transferring the store's own buffer would empty it),
- * made 8 MiB at a time with the event loop free in between: one memcpy of a 350 MB encoder would
- * itself block it for longer than the evaluation is meant to.
+ * made 1 MiB at a time with the event loop free in between: one memcpy of a 350 MB encoder would
+ * itself block it for longer than the evaluation is meant to, and on a busy VM even an 8 MiB
+ * slice took up to 94 ms (first touch of fresh pages).
  */
 async function transferable(bytes: Uint8Array): Promise<Uint8Array> {
   const out = new Uint8Array(bytes.length);

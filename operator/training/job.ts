@@ -41,6 +41,12 @@ function trainerEnv(input: TrainJobInput): EnvVar[] {
     );
   }
   env.push({ name: "NPROC_PER_NODE", value: String(Math.max(1, gpusPerNode)) });
+  // The trainer sizes its data loader workers from the pod's CPU request (whole CPUs, rounded up;
+  // 0 when the pod requests none): the request is what the pod is guaranteed, its limit may be far higher.
+  env.push({
+    name: "TICCLIP_CPU_REQUEST",
+    valueFrom: { resourceFieldRef: { containerName: CONTAINERS.trainer, resource: "requests.cpu", divisor: "1" } },
+  });
   return env;
 }
 

@@ -2,12 +2,24 @@
 import pytest
 
 from ticclip_trainer.errors import PermanentError
-from ticclip_trainer.settings import Settings, _cgroup_quota, default_workers, usable_cpus
+from ticclip_trainer.settings import Settings, _cgroup_quota, default_workers, pod_cpus, usable_cpus
 
 
 @pytest.mark.parametrize("cpus,local_ranks,want", [(2, 1, 1), (16, 1, 15), (16, 8, 1), (96, 8, 11), (1, 1, 1)])
 def test_default_workers_share_the_cpus_among_local_ranks(cpus, local_ranks, want):
     assert default_workers(local_ranks, cpus=cpus) == want
+
+
+def test_pod_cpus_follow_the_cpu_request_capped_by_what_the_container_may_use():
+    usable = usable_cpus()
+    assert pod_cpus({}) == usable
+    assert pod_cpus({"TICCLIP_CPU_REQUEST": "0"}) == usable  # no request: the Downward API gives 0
+    assert pod_cpus({"TICCLIP_CPU_REQUEST": "1"}) == 1
+    assert pod_cpus({"TICCLIP_CPU_REQUEST": str(usable + 100)}) == usable
+    assert Settings.from_env({"TICCLIP_CPU_REQUEST": "1"}, cuda=False).data_workers == 1
+    with pytest.raises(PermanentError) as e:
+        pod_cpus({"TICCLIP_CPU_REQUEST": "2.5"})
+    assert e.value.field == "TICCLIP_CPU_REQUEST"
 
 
 def test_cgroup_quota_caps_the_cpus(tmp_path):

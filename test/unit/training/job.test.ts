@@ -42,6 +42,10 @@ test("a single-node Job: GPUs, retries, Kueue label, owner, security, credential
   assert.equal(env.S3_ENDPOINT, "http://minio:9000");
   assert.deepEqual(env.AWS_SECRET_ACCESS_KEY, { secretKeyRef: { name: "s3-creds", key: "AWS_SECRET_ACCESS_KEY" } });
   assert.equal(env.MASTER_ADDR, undefined);
+  // Loader workers are sized from the pod's CPU request (Downward API, whole CPUs).
+  assert.deepEqual(env.TICCLIP_CPU_REQUEST, {
+    resourceFieldRef: { containerName: "trainer", resource: "requests.cpu", divisor: "1" },
+  });
   assert.equal(pod.restartPolicy, "Never");
   assert.equal(pod.terminationGracePeriodSeconds, 300, "time to save a B/16 checkpoint with optimizer state");
   assert.equal(pod.securityContext.runAsNonRoot, true);

@@ -56,7 +56,7 @@ class Settings:
             return v
 
         return Settings(
-            data_workers=num("TICCLIP_DATA_WORKERS", default_workers(local_world_size)),
+            data_workers=num("TICCLIP_DATA_WORKERS", default_workers(local_world_size, cpus=pod_cpus(env))),
             open_shards=num("TICCLIP_OPEN_SHARDS", DEFAULT_OPEN_SHARDS, minimum=1),
             shuffle_window=num("TICCLIP_SHUFFLE_WINDOW", DEFAULT_SHUFFLE_WINDOW, minimum=1),
             prefetch_shards=num("TICCLIP_PREFETCH_SHARDS", 2),
@@ -104,7 +104,21 @@ def _cgroup_quota(root: str) -> float | None:
         return None
 
 
+def pod_cpus(environ=None) -> int:
+    """CPUs the pod plans for: its CPU request when it has one (TICCLIP_CPU_REQUEST, whole CPUs rounded
+    up, set by the operator through the Downward API), capped by what the container may use; else the latter.
+    The request is what the pod is guaranteed; sizing from a far higher limit would oversubscribe the node."""
+    environ = os.environ if environ is None else environ
+    cpus = usable_cpus()
+    raw = environ.get("TICCLIP_CPU_REQUEST", "").strip()
+    try:
+        request = int(raw) if raw else 0
+    except ValueError as e:
+        raise PermanentError(f"{raw!r}: not a whole number of CPUs", "TICCLIP_CPU_REQUEST") from e
+    return min(cpus, request) if request > 0 else cpus
+
+
 def default_workers(local_world_size: int = 1, cpus: int | None = None) -> int:
     """Loader workers per rank: the pod's CPUs shared by its ranks, one CPU each left to the rank itself."""
-    cpus = usable_cpus() if cpus is None else cpus
+    cpus = pod_cpus() if cpus is None else cpus
     return max(1, cpus // max(1, local_world_size) - 1)

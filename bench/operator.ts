@@ -11,7 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { applyCrds, createNamespace, kubectlOk, requireEnv, waitFor } from "../test/support/cluster.ts";
+import { apiserverRequests, applyCrds, createNamespace, kubectlOk, requestDelta, requireEnv, waitFor } from "../test/support/cluster.ts";
 import { createS3Secret, localRunManifest, startOperator, type Proc } from "../test/support/local-run.ts";
 import { createBucket, inParallel, putObject, s3Client } from "../test/support/s3.ts";
 import { putSlice } from "../test/integration/data/slices.ts";
@@ -66,18 +66,32 @@ async function latency(mode: "notifications" | "polling"): Promise<number[]> {
   return out;
 }
 
-function apiserverRequests(): number {
-  const res = spawnSync("curl", ["-sf", "--cacert", ".local/cluster/pki/ca.crt", "--cert", ".local/cluster/pki/admin.crt", "--key", ".local/cluster/pki/admin.key", `${kubeServer()}/metrics`], { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
-  let total = 0;
-  for (const line of res.stdout.split("\n")) {
-    if (!line.startsWith("apiserver_request_total{")) continue;
-    if (!/resource="(continualclipruns|jobs|secrets|events|leases|configmaps|pods|services)"/.test(line)) continue;
-    if (/verb="WATCH"/.test(line)) continue;
-    total += Number(line.split(" ").at(-1));
-  }
-  return total;
+/** Non-watch API requests for the resources the operator touches, by "verb resource". */
+function operatorRequests(delta: Map<string, number>): Map<string, number> {
+  const mine = /^(\w+) (continualclipruns|jobs|secrets|events|leases|configmaps|pods|services)$/;
+  return new Map([...delta].filter(([k]) => mine.test(k) && !k.startsWith("WATCH ")));
 }
-const kubeServer = () => /server: (\S+)/.exec(readFileSync(requireEnv("KUBECONFIG"), "utf8"))![1]!;
+
+type Scrape = Map<string, number>;
+async function scrape(port: number): Promise<Scrape> {
+  const out: Scrape = new Map();
+  for (const line of (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).split("\n")) {
+    if (line.startsWith("#") || !line) continue;
+    const i = line.lastIndexOf(" ");
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+const sum = (m: Scrape, prefix: string) => [...m].filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
+/** A quantile of the reconcile histogram's increase between two scrapes (the bucket's upper bound). */
+function histogramQuantile(before: Scrape, after: Scrape, q: number): string {
+  const buckets = [...after]
+    .filter(([k]) => k.startsWith("ticclip_reconcile_duration_seconds_bucket{"))
+    .map(([k, v]) => ({ le: /le="([^"]+)"/.exec(k)![1]!, n: v - (before.get(k) ?? 0) }));
+  const total = buckets.find((b) => b.le === "+Inf")!.n;
+  const hit = buckets.find((b) => b.n >= q * total)!;
+  return hit.le === "+Inf" ? "> 10 s" : `<= ${Number(hit.le) * 1000} ms`;
+}
 
 async function steadyState(): Promise<void> {
   const ns = createNamespace("bench-steady");
@@ -118,7 +132,9 @@ async function steadyState(): Promise<void> {
     return JSON.stringify(m);
   });
   kubectlOk(["create", "-f", "-"], `{"apiVersion":"v1","kind":"List","items":[${docs.join(",")}]}`);
-  const op: Proc = startOperator([ns]);
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const start = () => startOperator([ns], ["--metrics-address", `127.0.0.1:${port}`]);
+  let op: Proc = start();
   try {
     t = performance.now();
     await waitFor("every run shows its rounds", () => {
@@ -128,15 +144,37 @@ async function steadyState(): Promise<void> {
     }, 900_000, 2000);
     console.log(`operator start to all ${RUNS} runs reconstructed from S3 (${RUNS * ROUNDS} rounds): ${((performance.now() - t) / 1000).toFixed(1)} s`);
     await sleep(10_000);
-    const r0 = apiserverRequests();
+    const api0 = apiserverRequests();
+    const m0 = await scrape(port);
     const t0 = performance.now();
     await sleep(WINDOW_S * 1000);
-    const perMin = ((apiserverRequests() - r0) * 60_000) / (performance.now() - t0);
+    const minutes = (performance.now() - t0) / 60_000;
+    const api = operatorRequests(requestDelta(api0, apiserverRequests()));
+    const m1 = await scrape(port);
     const status = readFileSync(`/proc/${op.child.pid}/status`, "utf8");
     const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)![1]) / 1024;
+    const perMin = (n: number) => (n / minutes).toFixed(1);
+    const total = [...api.values()].reduce((a, b) => a + b, 0);
+    const leases = [...api].filter(([k]) => k.endsWith(" leases")).reduce((n, [, v]) => n + v, 0);
+    const s3 = sum(m1, "ticclip_s3_requests_total") - sum(m0, "ticclip_s3_requests_total");
+    const reconciles = sum(m1, "ticclip_reconcile_total") - sum(m0, "ticclip_reconcile_total");
+    const heap = m1.get("ticclip_operator_nodejs_heap_size_used_bytes")! / 2 ** 20;
     console.log(`steady state (${RUNS} runs x ${ROUNDS} rounds, pollInterval 60s, resync 300s, ${WINDOW_S} s window):`);
-    console.log(`  API requests/min (non-watch, operator's resources): ${perMin.toFixed(0)}`);
-    console.log(`  operator memory: RSS ${kb("VmRSS").toFixed(0)} MiB, peak ${kb("VmHWM").toFixed(0)} MiB`);
+    console.log(`  API requests/min (non-watch, operator's resources): ${perMin(total)} (leases ${perMin(leases)}, other ${perMin(total - leases)})`);
+    console.log(`    by verb and resource: ${[...api].map(([k, v]) => `${k} ${perMin(v)}`).join(", ") || "none"}`);
+    console.log(`  S3 requests/min: ${perMin(s3)} (${(s3 / minutes / RUNS).toFixed(2)} per run per 60 s poll interval)`);
+    console.log(`  reconciles/min ${perMin(reconciles)}, latency p50 ${histogramQuantile(m0, m1, 0.5)}, p99 ${histogramQuantile(m0, m1, 0.99)}`);
+    console.log(`  operator memory: RSS ${kb("VmRSS").toFixed(0)} MiB, peak ${kb("VmHWM").toFixed(0)} MiB, heap used ${heap.toFixed(0)} MiB`);
+    console.log(`    per run: ${((kb("VmRSS") * 1024) / RUNS).toFixed(0)} KiB RSS, ${((heap * 1024) / RUNS).toFixed(0)} KiB heap (${((heap * 2 ** 20) / RUNS / ROUNDS).toFixed(0)} B heap per round)`);
+    // Catch-up after a restart: every run reconciled once more from S3, with nothing cached.
+    await op.stop();
+    t = performance.now();
+    op = start();
+    await waitFor("every run reconciled after the restart", async () => {
+      const m = await scrape(port).catch(() => undefined);
+      return m && sum(m, "ticclip_reconcile_total") >= RUNS ? true : undefined;
+    }, 900_000, 500);
+    console.log(`  catch-up after a restart (start to ${RUNS} runs reconciled): ${((performance.now() - t) / 1000).toFixed(1)} s`);
   } finally {
     await op.stop();
   }

@@ -1,11 +1,11 @@
 // The operator's entry point: wiring only (config, clients, leader election, watches, queue, signals).
 import { fileURLToPath } from "node:url";
 import { loadConfig, type OperatorConfig } from "./config.ts";
-import { ChildClient } from "./kube/children.ts";
+import { ChildClient, roundJob, type RoundJob } from "./kube/children.ts";
 import { ROUND_JOB_SELECTOR } from "./kube/objects.ts";
-import { EventRecorder, RunClient, loadKubeConfig, type RawObject } from "./kube/client.ts";
+import { EventRecorder, RunClient, cachedRun, loadKubeConfig, type RawObject } from "./kube/client.ts";
 import { LeaderElector } from "./kube/leader.ts";
-import { ResilientWatch } from "./kube/watch.ts";
+import { ResilientWatch, WatchCache } from "./kube/watch.ts";
 import { WorkQueue } from "./controller/queue.ts";
 import { Reconciler, s3Storage } from "./controller/reconcile.ts";
 import { API_VERSION, KIND } from "./api/continual-clip-run.ts";
@@ -29,8 +29,12 @@ export type RunningOperator = { stop: () => Promise<void> };
 export function startOperator(config: OperatorConfig): RunningOperator {
   const log = createLogger(config.logLevel);
   const kc = loadKubeConfig(config.kubeconfig);
-  const runs = new RunClient(kc);
-  const children = new ChildClient(kc);
+  const scopes = config.namespaces.length > 0 ? config.namespaces : [undefined];
+  // Reconciles read runs and their Jobs from what the watches below deliver (docs/scale.md).
+  const runCache = new WatchCache<RawObject>({ scopes, project: cachedRun });
+  const jobCache = new WatchCache<RoundJob>({ scopes, project: roundJob, indexBy: (j) => j.ownerUid });
+  const runs = new RunClient(kc, runCache);
+  const children = new ChildClient(kc, jobCache);
   const events = new EventRecorder(kc, config.identity);
   const reconciler = new Reconciler({
     runs,
@@ -57,7 +61,6 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   // lost (the API server unreachable past the renew deadline) and won again, so they are rebuilt.
   const known = new Set<string>();
   const keyOf = (o: { metadata: { namespace: string; name: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
-  const scopes = config.namespaces.length > 0 ? config.namespaces : [undefined];
   // Job changes wake the owning run: the controller ownerReference names it.
   const ownerKey = (job: RawObject) => {
     const refs = (job.metadata as { ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; controller?: boolean }> }).ownerReferences;
@@ -78,12 +81,15 @@ export function startOperator(config: OperatorConfig): RunningOperator {
           timeoutSeconds: config.watchTimeoutSeconds,
           log,
           onList: (items) => {
+            runCache.replace(namespace, items);
             for (const item of items) {
               known.add(keyOf(item));
               queue.add(keyOf(item));
             }
           },
-          onEvent: ({ type, object }) => {
+          onEvent: (event) => {
+            const { type, object } = event;
+            runCache.apply(event);
             const key = keyOf(object);
             if (type === "DELETED") {
               known.delete(key);
@@ -103,8 +109,10 @@ export function startOperator(config: OperatorConfig): RunningOperator {
           list: () => children.listRoundJobs(namespace),
           timeoutSeconds: config.watchTimeoutSeconds,
           log,
-          onEvent: ({ object }) => {
-            const key = ownerKey(object);
+          onList: (items) => jobCache.replace(namespace, items),
+          onEvent: (event) => {
+            jobCache.apply(event);
+            const key = ownerKey(event.object);
             if (key) queue.add(key);
           },
         }),
@@ -162,6 +170,9 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     clearInterval(resync);
     if (!c) return;
     for (const w of c.watches) w.stop();
+    // The next term lists again; until then reads go to the API server.
+    runCache.reset();
+    jobCache.reset();
     c.queue.stop();
     reconciler.abortInFlight();
     await c.queue.idle();

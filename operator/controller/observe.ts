@@ -3,7 +3,7 @@
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { EVAL_JSON, evalResult } from "../api/eval-result.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
-import { roundPlan } from "../api/round-plan.ts";
+import { roundPlan, type RoundPlan } from "../api/round-plan.ts";
 import { formatIssues } from "../api/slice-manifest.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
@@ -14,7 +14,18 @@ import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
-import type { ComputeRecord, FailureRecord, Observed, RoundObservation, VerdictRecord } from "./types.ts";
+import type { ComputeRecord, FailureRecord, Observed, PlanSummary, RoundObservation, VerdictRecord } from "./types.ts";
+
+/** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
+export function summarizePlan(plan: RoundPlan): PlanSummary {
+  return {
+    round: plan.round,
+    newSlices: [...plan.newSlices],
+    replay: plan.replay,
+    model: { initCheckpoint: plan.model.initCheckpoint },
+    data: { samples: plan.data.samples },
+  };
+}
 
 /** Runs a discovery pass when one is due, and keeps its result between polls. */
 export async function pollSlices(run: RawObject, spec: ContinualClipRunSpec, mem: RunMemory, log: Logger): Promise<void> {
@@ -70,7 +81,7 @@ export async function observeRounds(
     const plan = await read(index, ROUND_FILES.plan, (raw) => {
       const parsed = roundPlan.safeParse(raw);
       if (!parsed.success) planProblem = formatIssues(parsed.error);
-      return parsed.success ? parsed.data : undefined;
+      return parsed.success ? summarizePlan(parsed.data) : undefined;
     }).catch((err: unknown) => {
       if (!(err instanceof SyntaxError)) throw err;
       planProblem = `not JSON: ${err.message}`;

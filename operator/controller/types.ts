@@ -30,10 +30,19 @@ export type FailureRecord = {
   slicesKnown?: string[] | undefined;
 };
 
+/**
+ * What decisions need of a round's plan.json. Memory keeps this, not the plan: a plan lists every
+ * shard of every replayed slice, which grows as rounds squared under CumulativeAll.
+ */
+export type PlanSummary = Pick<RoundPlan, "round" | "newSlices" | "replay"> & {
+  model: Pick<RoundPlan["model"], "initCheckpoint">;
+  data: Pick<RoundPlan["data"], "samples">;
+};
+
 export type RoundObservation = {
   index: number;
   files: ReadonlySet<string>;
-  plan?: RoundPlan | undefined;
+  plan?: PlanSummary | undefined;
   /** Why plan.json could not be used (truncated, not a RoundPlan): the round folder is stuck. */
   planProblem?: string | undefined;
   failure?: FailureRecord | undefined;

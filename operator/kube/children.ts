@@ -2,7 +2,7 @@
 // (for failure reasons), rendezvous Services, the model ConfigMap, and the run's S3 Secret.
 import * as k8s from "@kubernetes/client-node";
 import { isConflict, isNotFound, rejection, statusCode } from "./errors.ts";
-import { FIELD_MANAGER, type RawObject } from "./client.ts";
+import { FIELD_MANAGER, type ObjectCache, type RawObject } from "./client.ts";
 import { CONTAINERS, LABELS, ROUND_JOB_SELECTOR, runLabelValue, type ConfigMap } from "./objects.ts";
 
 export type JobObservation = {
@@ -66,12 +66,84 @@ export async function applyConfigMap(api: ConfigMapApi, cm: ConfigMap): Promise<
   }
 }
 
+/** What the cache keeps of a round Job: enough for roundJobs, a few hundred bytes. */
+export type RoundJob = {
+  namespace: string;
+  name: string;
+  uid: string;
+  /** The uid of the controller ownerReference (the run). */
+  ownerUid: string | undefined;
+  round: number;
+  component: "trainer" | "evaluator";
+  container: string;
+  failed: { reason: string; message: string | undefined } | undefined;
+  observation: Omit<JobObservation, "failure">;
+};
+
+type JobLike = {
+  metadata?: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string>; ownerReferences?: { uid: string; controller?: boolean }[] };
+  spec?: { template?: { spec?: { containers?: { name?: string }[] } } };
+  status?: {
+    active?: number;
+    succeeded?: number;
+    failed?: number;
+    startTime?: Date | string;
+    completionTime?: Date | string;
+    conditions?: { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: Date | string }[];
+  };
+};
+
+/** A round Job (trainer or evaluator, round label set) as the cache and roundJobs see it. */
+export function roundJob(raw: RawObject): RoundJob | undefined {
+  const job = raw as unknown as JobLike;
+  const round = Number(job.metadata?.labels?.[LABELS.round]);
+  const component = job.metadata?.labels?.[LABELS.component];
+  if (!Number.isInteger(round) || (component !== "trainer" && component !== "evaluator")) return undefined;
+  const conds = job.status?.conditions ?? [];
+  const failed = conds.find((c) => c.type === "Failed" && c.status === "True");
+  const name = job.metadata?.name ?? "";
+  return {
+    namespace: job.metadata?.namespace ?? "",
+    name,
+    uid: job.metadata?.uid ?? "",
+    ownerUid: job.metadata?.ownerReferences?.find((o) => o.controller)?.uid,
+    round,
+    component,
+    container: job.spec?.template?.spec?.containers?.[0]?.name ?? CONTAINERS[component],
+    failed: failed ? { reason: failed.reason ?? "JobFailed", message: failed.message } : undefined,
+    observation: {
+      name,
+      active: job.status?.active ?? 0,
+      succeeded: job.status?.succeeded ?? 0,
+      failed: job.status?.failed ?? 0,
+      complete: conds.some((c) => c.type === "Complete" && c.status === "True"),
+      startTime: iso(job.status?.startTime),
+      completionTime: iso(job.status?.completionTime ?? failed?.lastTransitionTime),
+    },
+  };
+}
+
+/** Remembered pod-failure details and Secrets, at most. */
+const MAX_REMEMBERED = 10_000;
+/**
+ * How long a Secret read is reused. Secrets are read, never watched: watching them would need
+ * list/watch on every Secret of the namespace. Between reads a deleted or rotated Secret takes
+ * effect at most this late; a missing one is never remembered, so creating it takes effect at the
+ * next reconcile.
+ */
+export const SECRET_TTL_MS = 30_000;
+
 export class ChildClient {
   readonly #batch: k8s.BatchV1Api;
   readonly #core: k8s.CoreV1Api;
-  constructor(kc: k8s.KubeConfig) {
+  readonly #jobs: ObjectCache<RoundJob> | undefined;
+  readonly #podFailures = new Map<string, string | undefined>();
+  readonly #secrets = new Map<string, { readAt: number; data: Record<string, string> }>();
+  /** jobs: the Job watch's cache; without one every roundJobs is a list call. */
+  constructor(kc: k8s.KubeConfig, jobs?: ObjectCache<RoundJob>) {
     this.#batch = kc.makeApiClient(k8s.BatchV1Api);
     this.#core = kc.makeApiClient(k8s.CoreV1Api);
+    this.#jobs = jobs;
   }
 
   /** Trainer and evaluator Jobs of all runs (for the Job watch's list). */
@@ -84,47 +156,48 @@ export class ChildClient {
   }
 
   /**
-   * The run's trainer and evaluator Jobs by round index (ticclip.dev/round label), in one list call.
-   * Only Jobs the run owns count: a label is easy to copy, the owner's uid is not (and a run
-   * recreated under the same name does not inherit the Jobs of the old one).
+   * The run's trainer and evaluator Jobs by round index (ticclip.dev/round label): from the Job
+   * watch's cache once it has synced, else in one list call. Only Jobs the run owns count: a label
+   * is easy to copy, the owner's uid is not (and a run recreated under the same name does not
+   * inherit the Jobs of the old one).
    */
   async roundJobs(namespace: string, run: { name: string; uid: string }): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
-    const list = await this.#batch.listNamespacedJob({
-      namespace,
-      labelSelector: `${LABELS.run}=${runLabelValue(run.name)},${ROUND_JOB_SELECTOR}`,
-    });
-    const byComponent = { trainer: new Map<number, JobObservation>(), evaluator: new Map<number, JobObservation>() };
-    for (const job of list.items) {
-      if (!job.metadata?.ownerReferences?.some((o) => o.uid === run.uid && o.controller)) continue;
-      const round = Number(job.metadata?.labels?.[LABELS.round]);
-      const component = job.metadata?.labels?.[LABELS.component];
-      if (!Number.isInteger(round) || (component !== "trainer" && component !== "evaluator")) continue;
-      const out = byComponent[component];
-      const conds = job.status?.conditions ?? [];
-      const failed = conds.find((c) => c.type === "Failed" && c.status === "True");
-      const complete = conds.some((c) => c.type === "Complete" && c.status === "True");
-      let failure: JobObservation["failure"];
-      if (failed) {
-        const container = job.spec?.template?.spec?.containers?.[0]?.name ?? CONTAINERS[component];
-        const detail = await this.#lastPodFailure(namespace, job.metadata!.name!, container);
-        failure = { reason: failed.reason ?? "JobFailed", message: [failed.message, detail].filter(Boolean).join("; ") };
-      }
-      out.set(round, {
-        name: job.metadata!.name!,
-        active: job.status?.active ?? 0,
-        succeeded: job.status?.succeeded ?? 0,
-        failed: job.status?.failed ?? 0,
-        complete,
-        failure,
-        startTime: iso(job.status?.startTime),
-        completionTime: iso(job.status?.completionTime ?? (failed?.lastTransitionTime as Date | undefined)),
+    let records: RoundJob[];
+    if (this.#jobs?.synced) records = this.#jobs.byIndex(run.uid);
+    else {
+      const list = await this.#batch.listNamespacedJob({
+        namespace,
+        labelSelector: `${LABELS.run}=${runLabelValue(run.name)},${ROUND_JOB_SELECTOR}`,
       });
+      records = list.items.map((j) => roundJob(j as unknown as RawObject)).filter((r): r is RoundJob => r !== undefined);
+    }
+    const byComponent = { trainer: new Map<number, JobObservation>(), evaluator: new Map<number, JobObservation>() };
+    for (const job of records) {
+      if (job.ownerUid !== run.uid || job.namespace !== namespace) continue;
+      let failure: JobObservation["failure"];
+      if (job.failed) {
+        const detail = await this.#lastPodFailure(namespace, job.name, job.uid, job.container);
+        failure = { reason: job.failed.reason, message: [job.failed.message, detail].filter(Boolean).join("; ") };
+      }
+      byComponent[job.component].set(job.round, { ...job.observation, failure });
     }
     return byComponent;
   }
 
-  /** "trainer exited 137 (OOMKilled): ..." for the most recent failed pod of a Job. */
-  async #lastPodFailure(namespace: string, jobName: string, container: string): Promise<string | undefined> {
+  /**
+   * "trainer exited 137 (OOMKilled): ..." for the most recent failed pod of a Job. A failed Job
+   * starts no more pods, so the answer is kept by Job uid: one pod list per failed Job, not one per
+   * reconcile for as long as the Job exists.
+   */
+  async #lastPodFailure(namespace: string, jobName: string, jobUid: string, container: string): Promise<string | undefined> {
+    if (this.#podFailures.has(jobUid)) return this.#podFailures.get(jobUid);
+    const detail = await this.#readPodFailure(namespace, jobName, container);
+    this.#podFailures.set(jobUid, detail);
+    if (this.#podFailures.size > MAX_REMEMBERED) this.#podFailures.delete(this.#podFailures.keys().next().value!);
+    return detail;
+  }
+
+  async #readPodFailure(namespace: string, jobName: string, container: string): Promise<string | undefined> {
     const pods = await this.#core.listNamespacedPod({ namespace, labelSelector: `batch.kubernetes.io/job-name=${jobName}` });
     const terminated = pods.items
       .map((p) => p.status?.containerStatuses?.find((c) => c.name === container)?.state?.terminated)
@@ -139,8 +212,11 @@ export class ChildClient {
   async createIfAbsent(obj: Record<string, any>): Promise<boolean> {
     const namespace = obj.metadata.namespace as string;
     try {
-      if (obj.kind === "Job") await this.#batch.createNamespacedJob({ namespace, body: obj as k8s.V1Job, fieldManager: FIELD_MANAGER });
-      else if (obj.kind === "Service") await this.#core.createNamespacedService({ namespace, body: obj as k8s.V1Service, fieldManager: FIELD_MANAGER });
+      if (obj.kind === "Job") {
+        const created = await this.#batch.createNamespacedJob({ namespace, body: obj as k8s.V1Job, fieldManager: FIELD_MANAGER });
+        // Seen by the next reconcile even before the watch delivers it.
+        this.#jobs?.put(created as unknown as RawObject);
+      } else if (obj.kind === "Service") await this.#core.createNamespacedService({ namespace, body: obj as k8s.V1Service, fieldManager: FIELD_MANAGER });
       else throw new Error(`createIfAbsent: unsupported kind ${obj.kind}`);
       return true;
     } catch (err) {
@@ -165,11 +241,21 @@ export class ChildClient {
     return applyConfigMap(this.#core as unknown as ConfigMapApi, cm);
   }
 
-  /** Reads a Secret of the run's own namespace; undefined when it does not exist. */
-  async secretData(namespace: string, name: string): Promise<{ data?: Record<string, string> } | undefined> {
+  /**
+   * Reads a Secret of the run's own namespace; undefined when it does not exist. Runs that share a
+   * Secret share one read per SECRET_TTL_MS.
+   */
+  async secretData(namespace: string, name: string, now = Date.now()): Promise<{ data?: Record<string, string> } | undefined> {
+    const key = `${namespace}/${name}`;
+    const hit = this.#secrets.get(key);
+    if (hit && now - hit.readAt < SECRET_TTL_MS) return { data: hit.data };
+    this.#secrets.delete(key);
     try {
       const s = await this.#core.readNamespacedSecret({ namespace, name });
-      return { data: s.data ?? {} };
+      const data = s.data ?? {};
+      this.#secrets.set(key, { readAt: now, data });
+      if (this.#secrets.size > MAX_REMEMBERED) this.#secrets.delete(this.#secrets.keys().next().value!);
+      return { data };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;

@@ -52,10 +52,27 @@ export type RawObject = {
 
 export type ListResult = { items: RawObject[]; resourceVersion: string };
 
+/** What RunClient needs of watch.ts's WatchCache (declared here: watch.ts imports this module). */
+export type ObjectCache<T> = {
+  readonly synced: boolean;
+  get(namespace: string, name: string): T | undefined;
+  byIndex(ix: string): T[];
+  put(object: RawObject): void;
+};
+
+/** A run as the watch cache keeps it: managedFields (often larger than the spec) dropped. */
+export function cachedRun(o: RawObject): RawObject {
+  const { managedFields: _, ...metadata } = o.metadata;
+  return { ...o, metadata: metadata as RawObject["metadata"] };
+}
+
 export class RunClient {
   readonly #custom: k8s.CustomObjectsApi;
-  constructor(kc: k8s.KubeConfig) {
+  readonly #cache: ObjectCache<RawObject> | undefined;
+  /** cache: the run watch's cache; without one every get is an API read. */
+  constructor(kc: k8s.KubeConfig, cache?: ObjectCache<RawObject>) {
     this.#custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.#cache = cache;
   }
 
   /** Lists runs in one namespace, or in all when namespace is undefined. */
@@ -70,8 +87,9 @@ export class RunClient {
     return namespace ? `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
   }
 
-  /** Reads a run; undefined when it does not exist. */
+  /** Reads a run (from the watch cache once synced); undefined when it does not exist. */
   async get(namespace: string, name: string): Promise<RawObject | undefined> {
+    if (this.#cache?.synced) return this.#cache.get(namespace, name);
     try {
       return (await this.#custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name })) as RawObject;
     } catch (err) {
@@ -87,10 +105,13 @@ export class RunClient {
    */
   async patchStatus(namespace: string, name: string, status: ContinualClipRunStatus): Promise<boolean> {
     try {
-      await this.#custom.patchNamespacedCustomObjectStatus(
+      const updated = await this.#custom.patchNamespacedCustomObjectStatus(
         { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { status }, fieldManager: FIELD_MANAGER },
         k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
       );
+      // The next reconcile compares against what we wrote, not the pre-patch status the watch
+      // may not have replaced yet (which would patch the same change twice).
+      this.#cache?.put(updated as RawObject);
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;

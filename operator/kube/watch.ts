@@ -141,3 +141,108 @@ export class ResilientWatch {
     this.#restartTimer = setTimeout(() => void this.#run(relist || !this.#resourceVersion), delay);
   }
 }
+
+/**
+ * The objects one or more ResilientWatches deliver (one per namespace scope), kept as a projection
+ * so a cache of thousands of objects holds only what readers need. Readers must not trust it
+ * before `synced` (every scope listed at least once since the last reset); until then they read
+ * the API server. `put` writes through what our own create or patch returned, so the next
+ * reconcile sees it even before the watch event arrives; a watch event carrying an older
+ * resourceVersion than the cached one (the echo of an earlier write) does not roll it back.
+ */
+export class WatchCache<T> {
+  readonly #project: (o: RawObject) => T | undefined;
+  readonly #indexOf: ((value: T) => string | undefined) | undefined;
+  readonly #scopes: Set<string>;
+  readonly #listed = new Set<string>();
+  readonly #items = new Map<string, { namespace: string; rv: string; value: T }>();
+  readonly #index = new Map<string, Set<string>>();
+
+  constructor(opts: {
+    scopes: readonly (string | undefined)[];
+    project: (o: RawObject) => T | undefined;
+    indexBy?: (value: T) => string | undefined;
+  }) {
+    this.#scopes = new Set(opts.scopes.map(scopeKey));
+    this.#project = opts.project;
+    this.#indexOf = opts.indexBy;
+  }
+
+  get synced(): boolean {
+    return [...this.#scopes].every((s) => this.#listed.has(s));
+  }
+
+  get size(): number {
+    return this.#items.size;
+  }
+
+  /** A (re)list of one scope: its objects replace whatever the cache held for it. */
+  replace(scope: string | undefined, items: RawObject[]): void {
+    const s = scopeKey(scope);
+    for (const [key, entry] of this.#items) if (s === "*" || entry.namespace === s) this.#remove(key);
+    for (const item of items) this.put(item, true);
+    this.#listed.add(s);
+  }
+
+  apply(event: WatchEvent): void {
+    if (event.type === "DELETED") this.#remove(keyOf(event.object));
+    else this.put(event.object);
+  }
+
+  /** Stores an object (from a watch, a list or our own write); older versions never win. */
+  put(object: RawObject, fromList = false): void {
+    const key = keyOf(object);
+    const rv = object.metadata.resourceVersion ?? "";
+    const current = this.#items.get(key);
+    if (!fromList && current && olderThan(rv, current.rv)) return;
+    const value = this.#project(object);
+    this.#remove(key);
+    if (value === undefined) return;
+    this.#items.set(key, { namespace: object.metadata.namespace, rv, value });
+    const ix = this.#indexOf?.(value);
+    if (ix !== undefined) {
+      let set = this.#index.get(ix);
+      if (!set) this.#index.set(ix, (set = new Set()));
+      set.add(key);
+    }
+  }
+
+  get(namespace: string, name: string): T | undefined {
+    return this.#items.get(`${namespace}/${name}`)?.value;
+  }
+
+  /** The values whose index key (indexBy) is ix. */
+  byIndex(ix: string): T[] {
+    return [...(this.#index.get(ix) ?? [])].map((k) => this.#items.get(k)!.value);
+  }
+
+  /** Leadership lost or the watches stopped: forget everything, readers go to the API again. */
+  reset(): void {
+    this.#items.clear();
+    this.#index.clear();
+    this.#listed.clear();
+  }
+
+  #remove(key: string): void {
+    const entry = this.#items.get(key);
+    if (!entry) return;
+    this.#items.delete(key);
+    const ix = this.#indexOf?.(entry.value);
+    if (ix !== undefined) {
+      const set = this.#index.get(ix);
+      set?.delete(key);
+      if (set?.size === 0) this.#index.delete(ix);
+    }
+  }
+}
+
+const scopeKey = (scope: string | undefined) => scope ?? "*";
+const keyOf = (o: RawObject) => `${o.metadata.namespace}/${o.metadata.name}`;
+/**
+ * resourceVersions are opaque strings by contract, but every API server backed by etcd issues
+ * increasing integers; only when both are integers is one known to be older.
+ */
+function olderThan(a: string, b: string): boolean {
+  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return a.length !== b.length ? a.length < b.length : a < b;
+}

@@ -14,7 +14,13 @@ export const reconcileTotal = new Counter({
 export const reconcileSeconds = new Histogram({
   name: "ticclip_reconcile_duration_seconds",
   help: "Duration of one reconcile.",
-  buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+export const s3RequestsTotal = new Counter({
+  name: "ticclip_s3_requests_total",
+  help: "HTTP requests sent to S3 by operation (ListObjectsV2, GetObject, ...), retries included.",
+  labelNames: ["operation"] as const,
   registers: [registry],
 });
 export const roundsByPhase = new Gauge({

@@ -2,6 +2,7 @@
 // Custom endpoints (MinIO, Ceph) use path-style addressing.
 import { createHash } from "node:crypto";
 import { S3Client } from "@aws-sdk/client-s3";
+import { s3RequestsTotal } from "../observability/metrics.ts";
 import { classifyS3Error, S3Failure } from "./errors.ts";
 
 export type S3Connection = {
@@ -22,13 +23,22 @@ export const SOCKET_IDLE_MS = 30_000;
 export const CALL_TIMEOUT_MS = 30_000;
 
 export function createS3Client(conn: S3Connection): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     region: conn.region,
     ...(conn.endpoint ? { endpoint: conn.endpoint, forcePathStyle: true } : {}),
     ...(conn.credentials ? { credentials: conn.credentials } : {}),
     maxAttempts: 3,
     requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: SOCKET_IDLE_MS, throwOnRequestTimeout: true },
   });
+  // The deserialize step runs once per attempt (inside the retry middleware): every HTTP request counts.
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      s3RequestsTotal.inc({ operation: (context.commandName ?? "unknown").replace(/Command$/, "") });
+      return next(args);
+    },
+    { step: "deserialize", name: "ticclipCountRequests" },
+  );
+  return client;
 }
 
 /** Distinct connections remembered; past it the oldest is dropped (runs still holding it keep it). */

@@ -2,6 +2,7 @@
 // KUBECONFIG, KUBECTL and the S3 variables). Missing variables fail loudly: a test that silently
 // skipped its cluster would prove nothing.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -83,4 +84,36 @@ export function getRun(namespace: string, name: string): RunObject | undefined {
   const res = kubectl(["get", "continualclipruns.ticclip.dev", name, "-n", namespace, "-o", "json"]);
   if (res.code !== 0) return undefined;
   return JSON.parse(res.stdout) as RunObject;
+}
+
+/**
+ * kube-apiserver's apiserver_request_total, summed by "verb resource" (e.g. "GET secrets"), read
+ * from its /metrics with the admin client certificate of the local cluster.
+ */
+export function apiserverRequests(): Map<string, number> {
+  const kubeconfig = readFileSync(requireEnv("KUBECONFIG"), "utf8");
+  const server = /server: (\S+)/.exec(kubeconfig)![1]!;
+  const pki = path.join(path.dirname(requireEnv("KUBECONFIG")), "pki");
+  const res = spawnSync("curl", ["-sf", "--cacert", `${pki}/ca.crt`, "--cert", `${pki}/admin.crt`, "--key", `${pki}/admin.key`, `${server}/metrics`], {
+    encoding: "utf8",
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  if (res.status !== 0) throw new Error(`kube-apiserver /metrics: curl exited ${res.status}: ${res.stderr}`);
+  const out = new Map<string, number>();
+  for (const line of res.stdout.split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    const verb = /verb="([^"]+)"/.exec(line)?.[1];
+    const resource = /resource="([^"]*)"/.exec(line)?.[1];
+    if (!verb || !resource) continue;
+    const key = `${verb} ${resource}`;
+    out.set(key, (out.get(key) ?? 0) + Number(line.split(" ").at(-1)));
+  }
+  return out;
+}
+
+/** after - before, for the keys that moved. */
+export function requestDelta(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) out.set(k, v - (before.get(k) ?? 0));
+  return out;
 }

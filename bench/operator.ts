@@ -163,6 +163,8 @@ async function steadyState(): Promise<void> {
     console.log(`  API requests/min (non-watch, operator's resources): ${perMin(total)} (leases ${perMin(leases)}, other ${perMin(total - leases)})`);
     console.log(`    by verb and resource: ${[...api].map(([k, v]) => `${k} ${perMin(v)}`).join(", ") || "none"}`);
     console.log(`  S3 requests/min: ${perMin(s3)} (${(s3 / minutes / RUNS).toFixed(2)} per run per 60 s poll interval)`);
+    const s3ops = [...m1].filter(([k]) => k.startsWith("ticclip_s3_requests_total{"));
+    console.log(`    by operation: ${s3ops.map(([k, v]) => `${/operation="([^"]+)"/.exec(k)![1]} ${perMin(v - (m0.get(k) ?? 0))}`).join(", ")}`);
     console.log(`  reconciles/min ${perMin(reconciles)}, latency p50 ${histogramQuantile(m0, m1, 0.5)}, p99 ${histogramQuantile(m0, m1, 0.99)}`);
     console.log(`  operator memory: RSS ${kb("VmRSS").toFixed(0)} MiB, peak ${kb("VmHWM").toFixed(0)} MiB, heap used ${heap.toFixed(0)} MiB`);
     console.log(`    per run: ${((kb("VmRSS") * 1024) / RUNS).toFixed(0)} KiB RSS, ${((heap * 1024) / RUNS).toFixed(0)} KiB heap (${((heap * 2 ** 20) / RUNS / ROUNDS).toFixed(0)} B heap per round)`);

@@ -22,6 +22,13 @@ if [[ ! -f "$stamp" ]]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req" >&2
   touch "$stamp"
 fi
+# Development tools (ruff) go into the same venv under their own stamp, keyed by their lock.
+dev_req="$root/trainer-image/requirements-dev.txt"
+dev_stamp="$venv/.ticclip-dev-$(sha256sum "$dev_req" | cut -c1-12)"
+if [[ ! -f "$dev_stamp" ]]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$dev_req" >&2
+  touch "$dev_stamp"
+fi
 # (Re)point the package at this clone: cheap, and right when several clones share one venv.
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo "$root/trainer-image/src" > "$site/ticclip_trainer_src.pth"

@@ -19,6 +19,7 @@ run() {
   echo "=== $name"
   "$@" || failed+=("$name")
 }
+run lint npm run -s lint
 run typecheck npm run -s typecheck
 run unit npm run -s test:unit
 run integration npm run -s test:integration

@@ -41,8 +41,11 @@ async function main() {
   const coldMs = performance.now() - t;
   global.gc?.();
   const heap1 = process.memoryUsage().heapUsed;
-  if (cold.slices.length !== SLICES || cold.errors.length) throw new Error(`cold discovery found ${cold.slices.length} slices, errors ${JSON.stringify(cold.errors)}`);
-  console.log(`discover ${SLICES} slices (cold): ${ms(coldMs)}, ${count.total} requests, heap +${mib(heap1 - heap0)}${global.gc ? "" : " (run with --expose-gc for a settled figure)"}, rss ${mib(process.memoryUsage().rss)}`);
+  if (cold.slices.length !== SLICES || cold.errors.length)
+    throw new Error(`cold discovery found ${cold.slices.length} slices, errors ${JSON.stringify(cold.errors)}`);
+  console.log(
+    `discover ${SLICES} slices (cold): ${ms(coldMs)}, ${count.total} requests, heap +${mib(heap1 - heap0)}${global.gc ? "" : " (run with --expose-gc for a settled figure)"}, rss ${mib(process.memoryUsage().rss)}`,
+  );
 
   // Steady state: nothing changed.
   const perPoll: number[] = [];
@@ -53,9 +56,12 @@ async function main() {
     await d.poll();
     pollMs.push(performance.now() - t);
     perPoll.push(count.byCommand.get("ListObjectsV2Command") ?? 0);
-    if (count.total !== perPoll[i]) throw new Error(`steady-state poll made non-list requests: ${JSON.stringify([...count.byCommand])}`);
+    if (count.total !== perPoll[i])
+      throw new Error(`steady-state poll made non-list requests: ${JSON.stringify([...count.byCommand])}`);
   }
-  console.log(`steady-state poll over ${SLICES} slices: ${Math.max(...perPoll)} list request(s) per poll (max of 10), p50 ${ms(quantile(pollMs, 0.5))}`);
+  console.log(
+    `steady-state poll over ${SLICES} slices: ${Math.max(...perPoll)} list request(s) per poll (max of 10), p50 ${ms(quantile(pollMs, 0.5))}`,
+  );
 
   // Notification to discovery: from the moment the _SUCCESS PUT returns to the moment discovery
   // reports the slice. With S3_WEBHOOK_ARN/S3_WEBHOOK_PORT (a MinIO webhook target pointing at
@@ -78,7 +84,15 @@ async function main() {
     await client.send(
       new PutBucketNotificationConfigurationCommand({
         Bucket: bucket,
-        NotificationConfiguration: { QueueConfigurations: [{ QueueArn: arn, Events: ["s3:ObjectCreated:*"], Filter: { Key: { FilterRules: [{ Name: "suffix", Value: "_SUCCESS" }] } } }] },
+        NotificationConfiguration: {
+          QueueConfigurations: [
+            {
+              QueueArn: arn,
+              Events: ["s3:ObjectCreated:*"],
+              Filter: { Key: { FilterRules: [{ Name: "suffix", Value: "_SUCCESS" }] } },
+            },
+          ],
+        },
       }),
     );
   }
@@ -91,27 +105,48 @@ async function main() {
     await putObject(client, bucket, key);
     t = performance.now();
     if (!arn) {
-      const body = JSON.stringify({ EventName: "s3:ObjectCreated:Put", Key: `${bucket}/${key}`, Records: [{ eventName: "s3:ObjectCreated:Put", s3: { bucket: { name: bucket }, object: { key } } }] });
+      const body = JSON.stringify({
+        EventName: "s3:ObjectCreated:Put",
+        Key: `${bucket}/${key}`,
+        Records: [{ eventName: "s3:ObjectCreated:Put", s3: { bucket: { name: bucket }, object: { key } } }],
+      });
       const res = await fetch(url, { method: "POST", body, headers: { authorization: `Bearer ${TOKEN}` } });
       if (res.status !== 200) throw new Error(`notification answered ${res.status}`);
     }
-    await Promise.race([found, new Promise((_, reject) => setTimeout(() => reject(new Error(`slice ${id} not discovered within 10 s of its notification`)), 10_000))]);
+    await Promise.race([
+      found,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`slice ${id} not discovered within 10 s of its notification`)), 10_000),
+      ),
+    ]);
     lat.push(performance.now() - t);
   }
   server.close();
   const how = arn ? "delivered by the S3 server's webhook" : "event posted by the benchmark (no S3_WEBHOOK_ARN)";
-  console.log(`notification-to-discovery latency (${LATENCY_SAMPLES} slices, ${how}): p50 ${ms(quantile(lat, 0.5))}, p95 ${ms(quantile(lat, 0.95))}`);
+  console.log(
+    `notification-to-discovery latency (${LATENCY_SAMPLES} slices, ${how}): p50 ${ms(quantile(lat, 0.5))}, p95 ${ms(quantile(lat, 0.95))}`,
+  );
 
   // Planner: 1,000 slices with 100 shards each.
   const slices: PlannerSlice[] = Array.from({ length: 1000 }, (_, i) => ({
     id: `p${String(i).padStart(5, "0")}`,
-    shards: Array.from({ length: 100 }, (_, j) => ({ uri: `s3://${bucket}/${P}p${i}/shard-${j}.tar`, samples: 1000 + ((i * 7 + j) % 50) })),
+    shards: Array.from({ length: 100 }, (_, j) => ({
+      uri: `s3://${bucket}/${P}p${i}/shard-${j}.tar`,
+      samples: 1000 + ((i * 7 + j) % 50),
+    })),
   }));
   for (const replay of ["CumulativeAll", "CumulativeExp", "CumulativeEqual"] as const) {
     const times: number[] = [];
     for (let i = 0; i < 5; i++) {
       t = performance.now();
-      const r = planRound({ replay, samplesPerRound: 184_000_000, bufferSamples: 0, round: 999, slices, newSliceIds: [slices[999]!.id] });
+      const r = planRound({
+        replay,
+        samplesPerRound: 184_000_000,
+        bufferSamples: 0,
+        round: 999,
+        slices,
+        newSliceIds: [slices[999]!.id],
+      });
       times.push(performance.now() - t);
       if (!r.ok) throw new Error(r.message);
     }

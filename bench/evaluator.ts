@@ -63,7 +63,8 @@ function loadDir(store: MemoryObjectStore, dir: string, uri: string): void {
   for (const name of readdirSync(dir)) {
     const p = path.join(dir, name);
     if (statSync(p).isDirectory()) loadDir(store, p, `${uri}${name}/`);
-    else if (name === "checkpoint.pt") continue; // only the PyTorch side reads it
+    else if (name === "checkpoint.pt")
+      continue; // only the PyTorch side reads it
     else store.objects.set(uri + name, new Uint8Array(readFileSync(p)));
   }
 }
@@ -95,7 +96,12 @@ async function onnxruntimeNode(store: MemoryObjectStore, modelUri: string, packU
       for await (const sh of readShards(store, pack, "images", m.images)) {
         for (let r = 0; r < sh.rows; r += imageBatch) {
           const b = Math.min(imageBatch, sh.rows - r);
-          await encode(model.image, normalizeImages(sh.bytes.subarray(r * per, (r + b) * per), m.preprocessing, buffer), b, imageBatch);
+          await encode(
+            model.image,
+            normalizeImages(sh.bytes.subarray(r * per, (r + b) * per), m.preprocessing, buffer),
+            b,
+            imageBatch,
+          );
         }
       }
     });
@@ -108,7 +114,10 @@ async function onnxruntimeNode(store: MemoryObjectStore, modelUri: string, packU
 
 function randomUnit(rows: number, dim: number, seed: number): Embeddings {
   let s = seed;
-  const data = Float32Array.from({ length: rows * dim }, () => ((s = (s * 1103515245 + 12345) & 0x7fffffff), s / 0x7fffffff - 0.5));
+  const data = Float32Array.from({ length: rows * dim }, () => {
+    s = (s * 1103515245 + 12345) & 0x7fffffff;
+    return s / 0x7fffffff - 0.5;
+  });
   return normalizeRows({ data, rows, dim });
 }
 
@@ -129,7 +138,11 @@ async function metricTimes(n: number, dim: number) {
     const retrieval = await best(async () => void (await retrievalMetrics(kernel, input, [1, 5, 10])));
     const zeroShot = await best(async () => void (await zeroShotMetrics(kernel, images, classes, labels)));
     await kernel.release();
-    out[`threads${threads}`] = { retrievalSeconds: round(retrieval, 3), zeroShotSeconds: round(zeroShot, 3), rssGrowthMiB: Math.round((process.memoryUsage().rss - rss0) / 2 ** 20) };
+    out[`threads${threads}`] = {
+      retrievalSeconds: round(retrieval, 3),
+      zeroShotSeconds: round(zeroShot, 3),
+      rssGrowthMiB: Math.round((process.memoryUsage().rss - rss0) / 2 ** 20),
+    };
   }
   return { images: n, texts: n, dim, ...out, peakRssMiB: peakRssMiB() };
 }
@@ -174,7 +187,18 @@ async function benchArch(arch: string) {
       if (!o["skip-python"]) {
         // The same batch sizes as the evaluator's (encoderBatch), so both sides do the same calls.
         const imageBatch = (row.onnxruntimeNode as { imageBatch: number }).imageBatch;
-        const args = ["--dir", dir, "--batch", String(imageBatch), "--text-batch", String(batch), "--threads", String(threads), "--repeats", String(repeats)];
+        const args = [
+          "--dir",
+          dir,
+          "--batch",
+          String(imageBatch),
+          "--text-batch",
+          String(batch),
+          "--threads",
+          String(threads),
+          "--repeats",
+          String(repeats),
+        ];
         row.pytorchEager = python(["torch", ...args]);
         row.onnxruntimePython = python(["ort", ...args]);
         const ort = row.onnxruntimeNode as { imagesPerSecond: number; textsPerSecond: number };
@@ -190,8 +214,15 @@ async function benchArch(arch: string) {
     }
 
     const req = (roundUri: string): EvaluateRequest => ({
-      round: 0, roundUri, roundSlices: ["bench"], retrieval: [{ sliceId: "bench", packUri }], zeroShot: [], k: [1, 5, 10],
-      previousRows: [], batchSize: batch, now: new Date().toISOString(),
+      round: 0,
+      roundUri,
+      roundSlices: ["bench"],
+      retrieval: [{ sliceId: "bench", packUri }],
+      zeroShot: [],
+      k: [1, 5, 10],
+      previousRows: [],
+      batchSize: batch,
+      now: new Date().toISOString(),
     });
     // Worker first, as in an operator process: a main-thread evaluation before it would leave
     // gigabytes of garbage whose collection lands in the worker's measurement. The worker only
@@ -227,7 +258,10 @@ async function benchArch(arch: string) {
         },
       },
       int8VsFp32: {
-        maxMetricDifferencePoints: round(100 * Math.max(...Object.keys(fp.metrics).map((k) => Math.abs(fp.metrics[k]! - q.metrics[k]!))), 2),
+        maxMetricDifferencePoints: round(
+          100 * Math.max(...Object.keys(fp.metrics).map((k) => Math.abs(fp.metrics[k]! - q.metrics[k]!))),
+          2,
+        ),
         fp32: fp.metrics,
         int8: q.metrics,
         chance: fp.chance,
@@ -240,7 +274,12 @@ async function benchArch(arch: string) {
 }
 
 const report: Record<string, unknown> = {
-  machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model, loadAverage: os.loadavg().map((x) => round(x)), threadsAll: ALL },
+  machine: {
+    cpus: os.availableParallelism(),
+    model: os.cpus()[0]?.model,
+    loadAverage: os.loadavg().map((x) => round(x)),
+    threadsAll: ALL,
+  },
   batch,
 };
 report.metrics = await metricTimes(Number(o["metric-size"]), 512);

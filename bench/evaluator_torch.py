@@ -12,6 +12,7 @@
         onnxruntime in Python on the same ONNX files and session options as the evaluator.
 Each prints {"imagesPerSecond", "textsPerSecond", "peakRssMiB", ...} as its last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,10 @@ import time
 def prepare(out: str, arch: str, n: int) -> dict:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
     from ticclip_trainer import evalpack, export, models, synth
     from ticclip_trainer.preprocess import Preprocessing
+
     torch.manual_seed(0)
     model = models.create(arch).eval()
     prep = Preprocessing.for_model(arch)
@@ -39,8 +42,12 @@ def prepare(out: str, arch: str, n: int) -> dict:
     os.makedirs(os.path.join(out, "int8"), exist_ok=True)
     for enc in ("image", "text"):
         name = meta["onnx"][enc]["file"]
-        quantize_dynamic(os.path.join(out, "model", name), os.path.join(out, "int8", name),
-                         weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        quantize_dynamic(
+            os.path.join(out, "model", name),
+            os.path.join(out, "int8", name),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
     with open(os.path.join(out, "int8", "model.json"), "w") as f:
         json.dump(meta, f)
     pairs = [(img, cap) for _k, img, _e, cap in synth.samples(3, "bench", n, "eval")]
@@ -66,7 +73,9 @@ def bench_torch(d: str, batch: int, text_batch: int, threads: int, repeats: int)
     import numpy as np
     import torch
     import torch.nn.functional as F
+
     from ticclip_trainer import evalpack, models
+
     torch.set_num_threads(threads)
     meta = json.load(open(os.path.join(d, "model", "model.json")))
     model = models.create(meta["architecture"]).eval()
@@ -76,23 +85,32 @@ def bench_torch(d: str, batch: int, text_batch: int, threads: int, repeats: int)
 
     def images():
         for s in range(0, u8.shape[0], batch):
-            x = torch.from_numpy(evalpack.normalise(u8[s:s + batch], manifest["preprocessing"]))
+            x = torch.from_numpy(evalpack.normalise(u8[s : s + batch], manifest["preprocessing"]))
             assert torch.isfinite(F.normalize(model.encode_image(x), dim=-1)).all()
 
     def texts():
         for s in range(0, tokens.shape[0], text_batch):
-            assert torch.isfinite(F.normalize(model.encode_text(torch.from_numpy(tokens[s:s + text_batch])), dim=-1)).all()
+            assert torch.isfinite(
+                F.normalize(model.encode_text(torch.from_numpy(tokens[s : s + text_batch])), dim=-1)
+            ).all()
 
     with torch.inference_mode():
         ti, tt = _best(images, repeats), _best(texts, repeats)
-    return {"imagesPerSecond": u8.shape[0] / ti, "textsPerSecond": tokens.shape[0] / tt, "torch": torch.__version__,
-            "threads": threads, "peakRssMiB": _peak_rss_mib()}
+    return {
+        "imagesPerSecond": u8.shape[0] / ti,
+        "textsPerSecond": tokens.shape[0] / tt,
+        "torch": torch.__version__,
+        "threads": threads,
+        "peakRssMiB": _peak_rss_mib(),
+    }
 
 
 def bench_ort(d: str, batch: int, text_batch: int, threads: int, repeats: int) -> dict:
     import numpy as np
     import onnxruntime as ort
+
     from ticclip_trainer import evalpack
+
     meta = json.load(open(os.path.join(d, "model", "model.json")))
     manifest, t = evalpack.read_pack(os.path.join(d, "pack"))
     u8, tokens = t["images"], t["texts"].astype(np.int64)
@@ -102,23 +120,29 @@ def bench_ort(d: str, batch: int, text_batch: int, threads: int, repeats: int) -
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
 
     def session(enc: str):
-        return ort.InferenceSession(os.path.join(d, "model", meta["onnx"][enc]["file"]), opts,
-                                    providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            os.path.join(d, "model", meta["onnx"][enc]["file"]), opts, providers=["CPUExecutionProvider"]
+        )
 
     img, txt = session("image"), session("text")
     iname, tname = meta["onnx"]["image"]["input"]["name"], meta["onnx"]["text"]["input"]["name"]
 
     def images():
         for s in range(0, u8.shape[0], batch):
-            img.run(None, {iname: evalpack.normalise(u8[s:s + batch], manifest["preprocessing"])})
+            img.run(None, {iname: evalpack.normalise(u8[s : s + batch], manifest["preprocessing"])})
 
     def texts():
         for s in range(0, tokens.shape[0], text_batch):
-            txt.run(None, {tname: tokens[s:s + text_batch]})
+            txt.run(None, {tname: tokens[s : s + text_batch]})
 
     ti, tt = _best(images, repeats), _best(texts, repeats)
-    return {"imagesPerSecond": u8.shape[0] / ti, "textsPerSecond": tokens.shape[0] / tt, "onnxruntime": ort.__version__,
-            "threads": threads, "peakRssMiB": _peak_rss_mib()}
+    return {
+        "imagesPerSecond": u8.shape[0] / ti,
+        "textsPerSecond": tokens.shape[0] / tt,
+        "onnxruntime": ort.__version__,
+        "threads": threads,
+        "peakRssMiB": _peak_rss_mib(),
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,11 @@ if (process.argv[2] === "child") {
   const t0 = performance.now();
   // Four workers, as the operator's reconcile concurrency.
   let next = 0;
-  await Promise.all(Array.from({ length: 4 }, async () => { while (next++ < CALLS) await runs.list("default"); }));
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next++ < CALLS) await runs.list("default");
+    }),
+  );
   const ms = performance.now() - t0;
   const m = process.memoryUsage();
   console.log(JSON.stringify({ sockets, ms, rss: m.rss, rssGrowth: m.rss - rss0, heap: m.heapUsed }));
@@ -29,7 +33,11 @@ if (process.argv[2] === "child") {
 applyCrds();
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 for (const mode of ["client-node default", "shared"]) {
-  const res = spawnSync(process.execPath, [import.meta.filename, "child", mode === "shared" ? "shared" : "plain"], { encoding: "utf8" });
+  const res = spawnSync(process.execPath, [import.meta.filename, "child", mode === "shared" ? "shared" : "plain"], {
+    encoding: "utf8",
+  });
   const r = JSON.parse(res.stdout.trim().split("\n").at(-1)!);
-  console.log(`${mode.padEnd(20)} ${CALLS} GETs: ${r.sockets} TCP/TLS connections, ${(CALLS / (r.ms / 1000)).toFixed(0)} calls/s, RSS ${mib(r.rss)} MiB (+${mib(r.rssGrowth)}), heap ${mib(r.heap)} MiB`);
+  console.log(
+    `${mode.padEnd(20)} ${CALLS} GETs: ${r.sockets} TCP/TLS connections, ${(CALLS / (r.ms / 1000)).toFixed(0)} calls/s, RSS ${mib(r.rss)} MiB (+${mib(r.rssGrowth)}), heap ${mib(r.heap)} MiB`,
+  );
 }

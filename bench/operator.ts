@@ -11,7 +11,15 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { apiserverRequests, applyCrds, createNamespace, kubectlOk, requestDelta, requireEnv, waitFor } from "../test/support/cluster.ts";
+import {
+  apiserverRequests,
+  applyCrds,
+  createNamespace,
+  kubectlOk,
+  requestDelta,
+  requireEnv,
+  waitFor,
+} from "../test/support/cluster.ts";
 import { createS3Secret, localRunManifest, startOperator, type Proc } from "../test/support/local-run.ts";
 import { createBucket, inParallel, putObject, s3Client } from "../test/support/s3.ts";
 import { putSlice } from "../test/integration/data/slices.ts";
@@ -22,7 +30,8 @@ const LATENCY_SAMPLES = Number(process.env.BENCH_LATENCY_SAMPLES ?? 12);
 const WINDOW_S = Number(process.env.BENCH_WINDOW_SECONDS ?? 120);
 const TOKEN = randomBytes(16).toString("hex");
 const s3 = s3Client();
-const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(q * xs.length) - 1)]!;
+const quantile = (xs: number[], q: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(q * xs.length) - 1)]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function jobExists(ns: string, name: string): boolean {
@@ -30,8 +39,16 @@ function jobExists(ns: string, name: string): boolean {
 }
 
 async function postEvent(port: number, bucket: string, key: string): Promise<void> {
-  const body = JSON.stringify({ EventName: "s3:ObjectCreated:Put", Key: `${bucket}/${key}`, Records: [{ eventName: "s3:ObjectCreated:Put", s3: { bucket: { name: bucket }, object: { key } } }] });
-  const res = await fetch(`http://127.0.0.1:${port}/s3-events`, { method: "POST", body, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" } });
+  const body = JSON.stringify({
+    EventName: "s3:ObjectCreated:Put",
+    Key: `${bucket}/${key}`,
+    Records: [{ eventName: "s3:ObjectCreated:Put", s3: { bucket: { name: bucket }, object: { key } } }],
+  });
+  const res = await fetch(`http://127.0.0.1:${port}/s3-events`, {
+    method: "POST",
+    body,
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+  });
   if (res.status !== 200) throw new Error(`notification answered ${res.status}`);
 }
 
@@ -39,7 +56,9 @@ async function latency(mode: "notifications" | "polling"): Promise<number[]> {
   const ns = createNamespace(`bench-${mode.slice(0, 5)}`);
   createS3Secret(ns);
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const op = startOperator([ns], mode === "notifications" ? ["--notifications-address", `127.0.0.1:${port}`] : [], { TICCLIP_NOTIFICATION_TOKEN: TOKEN });
+  const op = startOperator([ns], mode === "notifications" ? ["--notifications-address", `127.0.0.1:${port}`] : [], {
+    TICCLIP_NOTIFICATION_TOKEN: TOKEN,
+  });
   const pollInterval = mode === "notifications" ? "10m" : "10s";
   const out: number[] = [];
   try {
@@ -47,10 +66,22 @@ async function latency(mode: "notifications" | "polling"): Promise<number[]> {
     const runs = await createBucket(s3, "bench-lat-runs");
     for (let i = 0; i < LATENCY_SAMPLES; i++) {
       const name = `lat-${i}`;
-      const m = localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs, spec: { source: { pollInterval } } });
+      const m = localRunManifest({
+        namespace: ns,
+        name,
+        dataBucket: data,
+        runsBucket: runs,
+        spec: { source: { pollInterval } },
+      });
       m.spec.source.s3.prefix = `${name}/`;
       kubectlOk(["create", "-f", "-"], JSON.stringify(m));
-      await waitFor(`${name} reconciled`, () => (kubectlOk(["get", "ccr", name, "-n", ns, "-o", "jsonpath={.status.phase}"]) === "Waiting" ? true : undefined), 60_000, 100);
+      await waitFor(
+        `${name} reconciled`,
+        () =>
+          kubectlOk(["get", "ccr", name, "-n", ns, "-o", "jsonpath={.status.phase}"]) === "Waiting" ? true : undefined,
+        60_000,
+        100,
+      );
       // A random point within the poll cycle, as slices land in real life.
       await sleep(Math.random() * 3000);
       await putSlice(s3, data, `${name}/`, { id: "2024", shards: [16], complete: false });
@@ -105,11 +136,32 @@ async function steadyState(): Promise<void> {
     for (const [i, id] of ids.entries()) {
       await putSlice(s3, data, `${name}/`, { id, shards: [16] });
       const plan = {
-        schemaVersion: 1, run: { namespace: ns, name }, round: i, newSlices: [id], replay: "CumulativeAll",
-        model: { architecture: "ticclip-tiny", initCheckpoint: i ? `s3://${runsBucket}/${name}/rounds/${String(i - 1).padStart(4, "0")}/checkpoint.pt` : null },
-        data: { sources: ids.slice(0, i + 1).map((s) => ({ sliceId: s, shards: [{ uri: `s3://${data}/${name}/${s}/shard-00000.tar`, samples: 16 }], weight: 1, expectedShare: 1 / (i + 1) })), samples: 256 },
+        schemaVersion: 1,
+        run: { namespace: ns, name },
+        round: i,
+        newSlices: [id],
+        replay: "CumulativeAll",
+        model: {
+          architecture: "ticclip-tiny",
+          initCheckpoint: i
+            ? `s3://${runsBucket}/${name}/rounds/${String(i - 1).padStart(4, "0")}/checkpoint.pt`
+            : null,
+        },
+        data: {
+          sources: ids
+            .slice(0, i + 1)
+            .map((s) => ({
+              sliceId: s,
+              shards: [{ uri: `s3://${data}/${name}/${s}/shard-00000.tar`, samples: 16 }],
+              weight: 1,
+              expectedShare: 1 / (i + 1),
+            })),
+          samples: 256,
+        },
         optimizer: { lr: 1e-3, weightDecay: 0.2, warmupSteps: 0, batchSize: 32, precision: "fp32" },
-        output: { uri: `s3://${runsBucket}/${name}/rounds/${String(i).padStart(4, "0")}/` }, checkpointIntervalMinutes: 1, seed: i,
+        output: { uri: `s3://${runsBucket}/${name}/rounds/${String(i).padStart(4, "0")}/` },
+        checkpointIntervalMinutes: 1,
+        seed: i,
         s3: { region: "us-east-1", endpoint: requireEnv("S3_ENDPOINT") },
       };
       const base = `${name}/rounds/${String(i).padStart(4, "0")}/`;
@@ -117,17 +169,53 @@ async function steadyState(): Promise<void> {
       await putObject(s3, runsBucket, `${base}checkpoint.pt`, "x");
       await putObject(s3, runsBucket, `${base}_SUCCESS`);
       // An evaluated round (no gates, no promotion): Passed, so nothing is left to do.
-      const scores = { uri: `s3://${runsBucket}/${base}`, architecture: "ticclip-tiny", embeddingDim: 32, sha256: { image: "-", text: "-" }, retrieval: [], zeroShot: [], metrics: {}, notApplicable: {} };
-      await putObject(s3, runsBucket, `${base}eval.json`, JSON.stringify({
-        schemaVersion: 1, status: "Succeeded", round: i, roundUri: scores.uri, roundSlices: [id], evaluatedAt: "2026-01-01T00:00:00Z", k: [1],
-        candidate: scores, matrix: { metric: "meanRecallAt1", rounds: [i], roundSlices: [[id]], slices: [id], values: [[null]], summary: { id: null, backward: null, forward: null } },
-        timing: { seconds: 0, imagesEncoded: 0, textsEncoded: 0, executionProvider: "cpu" },
-      }));
+      const scores = {
+        uri: `s3://${runsBucket}/${base}`,
+        architecture: "ticclip-tiny",
+        embeddingDim: 32,
+        sha256: { image: "-", text: "-" },
+        retrieval: [],
+        zeroShot: [],
+        metrics: {},
+        notApplicable: {},
+      };
+      await putObject(
+        s3,
+        runsBucket,
+        `${base}eval.json`,
+        JSON.stringify({
+          schemaVersion: 1,
+          status: "Succeeded",
+          round: i,
+          roundUri: scores.uri,
+          roundSlices: [id],
+          evaluatedAt: "2026-01-01T00:00:00Z",
+          k: [1],
+          candidate: scores,
+          matrix: {
+            metric: "meanRecallAt1",
+            rounds: [i],
+            roundSlices: [[id]],
+            slices: [id],
+            values: [[null]],
+            summary: { id: null, backward: null, forward: null },
+          },
+          timing: { seconds: 0, imagesEncoded: 0, textsEncoded: 0, executionProvider: "cpu" },
+        }),
+      );
     }
   });
-  console.log(`setup: ${RUNS} runs x ${ROUNDS} slices and trained rounds in S3 (${RUNS * ROUNDS * 7} objects) in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+  console.log(
+    `setup: ${RUNS} runs x ${ROUNDS} slices and trained rounds in S3 (${RUNS * ROUNDS * 7} objects) in ${((performance.now() - t) / 1000).toFixed(0)} s`,
+  );
   const docs = runNames.map((name) => {
-    const m = localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket, spec: { source: { pollInterval: "60s" } } });
+    const m = localRunManifest({
+      namespace: ns,
+      name,
+      dataBucket: data,
+      runsBucket,
+      spec: { source: { pollInterval: "60s" } },
+    });
     m.spec.source.s3.prefix = `${name}/`;
     return JSON.stringify(m);
   });
@@ -137,12 +225,41 @@ async function steadyState(): Promise<void> {
   let op: Proc = start();
   try {
     t = performance.now();
-    await waitFor("every run shows its rounds", () => {
-      const phases = kubectlOk(["get", "ccr", "-n", ns, "-o", `jsonpath={range .items[*]}{.status.compute.samplesSeen}{"\\n"}{end}`]).trim().split("\n");
-      const passed = kubectlOk(["get", "ccr", "-n", ns, "-o", `jsonpath={range .items[*]}{.status.phase}{"\\n"}{end}`]).trim().split("\n");
-      return phases.length === RUNS && phases.every((p) => Number(p) === ROUNDS * 256) && passed.every((p) => p === "Waiting") ? true : undefined;
-    }, 900_000, 2000);
-    console.log(`operator start to all ${RUNS} runs reconstructed from S3 (${RUNS * ROUNDS} rounds): ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    await waitFor(
+      "every run shows its rounds",
+      () => {
+        const phases = kubectlOk([
+          "get",
+          "ccr",
+          "-n",
+          ns,
+          "-o",
+          `jsonpath={range .items[*]}{.status.compute.samplesSeen}{"\\n"}{end}`,
+        ])
+          .trim()
+          .split("\n");
+        const passed = kubectlOk([
+          "get",
+          "ccr",
+          "-n",
+          ns,
+          "-o",
+          `jsonpath={range .items[*]}{.status.phase}{"\\n"}{end}`,
+        ])
+          .trim()
+          .split("\n");
+        return phases.length === RUNS &&
+          phases.every((p) => Number(p) === ROUNDS * 256) &&
+          passed.every((p) => p === "Waiting")
+          ? true
+          : undefined;
+      },
+      900_000,
+      2000,
+    );
+    console.log(
+      `operator start to all ${RUNS} runs reconstructed from S3 (${RUNS * ROUNDS} rounds): ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
     await sleep(10_000);
     const api0 = apiserverRequests();
     const m0 = await scrape(port);
@@ -160,23 +277,42 @@ async function steadyState(): Promise<void> {
     const reconciles = sum(m1, "ticclip_reconcile_total") - sum(m0, "ticclip_reconcile_total");
     const heap = m1.get("ticclip_operator_nodejs_heap_size_used_bytes")! / 2 ** 20;
     console.log(`steady state (${RUNS} runs x ${ROUNDS} rounds, pollInterval 60s, resync 300s, ${WINDOW_S} s window):`);
-    console.log(`  API requests/min (non-watch, operator's resources): ${perMin(total)} (leases ${perMin(leases)}, other ${perMin(total - leases)})`);
+    console.log(
+      `  API requests/min (non-watch, operator's resources): ${perMin(total)} (leases ${perMin(leases)}, other ${perMin(total - leases)})`,
+    );
     console.log(`    by verb and resource: ${[...api].map(([k, v]) => `${k} ${perMin(v)}`).join(", ") || "none"}`);
-    console.log(`  S3 requests/min: ${perMin(s3)} (${(s3 / minutes / RUNS).toFixed(2)} per run per 60 s poll interval)`);
+    console.log(
+      `  S3 requests/min: ${perMin(s3)} (${(s3 / minutes / RUNS).toFixed(2)} per run per 60 s poll interval)`,
+    );
     const s3ops = [...m1].filter(([k]) => k.startsWith("ticclip_s3_requests_total{"));
-    console.log(`    by operation: ${s3ops.map(([k, v]) => `${/operation="([^"]+)"/.exec(k)![1]} ${perMin(v - (m0.get(k) ?? 0))}`).join(", ")}`);
-    console.log(`  reconciles/min ${perMin(reconciles)}, latency p50 ${histogramQuantile(m0, m1, 0.5)}, p99 ${histogramQuantile(m0, m1, 0.99)}`);
-    console.log(`  operator memory: RSS ${kb("VmRSS").toFixed(0)} MiB, peak ${kb("VmHWM").toFixed(0)} MiB, heap used ${heap.toFixed(0)} MiB`);
-    console.log(`    per run: ${((kb("VmRSS") * 1024) / RUNS).toFixed(0)} KiB RSS, ${((heap * 1024) / RUNS).toFixed(0)} KiB heap (${((heap * 2 ** 20) / RUNS / ROUNDS).toFixed(0)} B heap per round)`);
+    console.log(
+      `    by operation: ${s3ops.map(([k, v]) => `${/operation="([^"]+)"/.exec(k)![1]} ${perMin(v - (m0.get(k) ?? 0))}`).join(", ")}`,
+    );
+    console.log(
+      `  reconciles/min ${perMin(reconciles)}, latency p50 ${histogramQuantile(m0, m1, 0.5)}, p99 ${histogramQuantile(m0, m1, 0.99)}`,
+    );
+    console.log(
+      `  operator memory: RSS ${kb("VmRSS").toFixed(0)} MiB, peak ${kb("VmHWM").toFixed(0)} MiB, heap used ${heap.toFixed(0)} MiB`,
+    );
+    console.log(
+      `    per run: ${((kb("VmRSS") * 1024) / RUNS).toFixed(0)} KiB RSS, ${((heap * 1024) / RUNS).toFixed(0)} KiB heap (${((heap * 2 ** 20) / RUNS / ROUNDS).toFixed(0)} B heap per round)`,
+    );
     // Catch-up after a restart: every run reconciled once more from S3, with nothing cached.
     await op.stop();
     t = performance.now();
     op = start();
-    await waitFor("every run reconciled after the restart", async () => {
-      const m = await scrape(port).catch(() => undefined);
-      return m && sum(m, "ticclip_reconcile_total") >= RUNS ? true : undefined;
-    }, 900_000, 500);
-    console.log(`  catch-up after a restart (start to ${RUNS} runs reconciled): ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    await waitFor(
+      "every run reconciled after the restart",
+      async () => {
+        const m = await scrape(port).catch(() => undefined);
+        return m && sum(m, "ticclip_reconcile_total") >= RUNS ? true : undefined;
+      },
+      900_000,
+      500,
+    );
+    console.log(
+      `  catch-up after a restart (start to ${RUNS} runs reconciled): ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
   } finally {
     await op.stop();
   }
@@ -185,6 +321,8 @@ async function steadyState(): Promise<void> {
 applyCrds();
 for (const mode of process.env.BENCH_SKIP_LATENCY ? [] : (["notifications", "polling"] as const)) {
   const xs = await latency(mode);
-  console.log(`_SUCCESS -> Job created, ${mode} (${mode === "polling" ? "pollInterval 10s" : "event posted in MinIO's format"}, n=${xs.length}): p50 ${quantile(xs, 0.5).toFixed(0)} ms, p95 ${quantile(xs, 0.95).toFixed(0)} ms`);
+  console.log(
+    `_SUCCESS -> Job created, ${mode} (${mode === "polling" ? "pollInterval 10s" : "event posted in MinIO's format"}, n=${xs.length}): p50 ${quantile(xs, 0.5).toFixed(0)} ms, p95 ${quantile(xs, 0.95).toFixed(0)} ms`,
+  );
 }
 await steadyState();

@@ -5,6 +5,7 @@ checkpoint, ONNX export, _SUCCESS), exactly as `python -m ticclip_trainer train 
 the interpreter (and its PyTorch import, tens of seconds on a loaded 2-core machine) is shared.
 Reads one plan URI per line on stdin and answers one JSON line per plan on stdout.
 """
+
 from __future__ import annotations
 
 import json

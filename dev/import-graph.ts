@@ -92,7 +92,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const g = importGraph();
   const up = upwardImports(g);
   const cyc = cycles(g);
-  console.log(`modules ${g.modules.length}, imports ${g.edges.length}, cycles ${cyc.length}, upward imports ${up.length}`);
+  console.log(
+    `modules ${g.modules.length}, imports ${g.edges.length}, cycles ${cyc.length}, upward imports ${up.length}`,
+  );
   for (const c of cyc) console.log(`cycle: ${c.join(" <-> ")}`);
   for (const [a, b] of up) console.log(`upward: ${a} -> ${b}`);
 }

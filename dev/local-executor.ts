@@ -31,7 +31,12 @@ const executorConfig = z.object({ images: z.record(z.string(), imageConfig) });
 type ImageConfig = z.infer<typeof imageConfig>;
 
 const { values } = parseArgs({
-  options: { config: { type: "string" }, namespaces: { type: "string" }, kubeconfig: { type: "string" }, "log-dir": { type: "string" } },
+  options: {
+    config: { type: "string" },
+    namespaces: { type: "string" },
+    kubeconfig: { type: "string" },
+    "log-dir": { type: "string" },
+  },
 });
 const config = executorConfig.parse(JSON.parse(readFileSync(values.config ?? ".local/executor.json", "utf8")));
 const logDir = values["log-dir"] ?? ".local/executor";
@@ -48,14 +53,22 @@ const handled = new Set<string>(); // uids already started (or finished): each p
 const now = () => new Date();
 const strategic = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.StrategicMergePatch);
 
-async function resolveEnv(pod: k8s.V1Pod, container: k8s.V1Container, image: ImageConfig): Promise<Record<string, string>> {
+async function resolveEnv(
+  pod: k8s.V1Pod,
+  container: k8s.V1Container,
+  image: ImageConfig,
+): Promise<Record<string, string>> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "" };
   for (const e of container.env ?? []) {
     if (e.value !== undefined) env[e.name] = e.value;
     else if (e.valueFrom?.secretKeyRef) {
-      const s = await core.readNamespacedSecret({ namespace: pod.metadata!.namespace!, name: e.valueFrom.secretKeyRef.name! });
+      const s = await core.readNamespacedSecret({
+        namespace: pod.metadata!.namespace!,
+        name: e.valueFrom.secretKeyRef.name!,
+      });
       const v = s.data?.[e.valueFrom.secretKeyRef.key];
-      if (v === undefined) throw new Error(`secret ${e.valueFrom.secretKeyRef.name} has no key ${e.valueFrom.secretKeyRef.key}`);
+      if (v === undefined)
+        throw new Error(`secret ${e.valueFrom.secretKeyRef.name} has no key ${e.valueFrom.secretKeyRef.key}`);
       env[e.name] = Buffer.from(v, "base64").toString("utf8");
     } else if (e.valueFrom?.fieldRef) {
       const p = e.valueFrom.fieldRef.fieldPath;
@@ -69,7 +82,10 @@ async function resolveEnv(pod: k8s.V1Pod, container: k8s.V1Container, image: Ima
 }
 
 async function patchStatus(pod: k8s.V1Pod, status: k8s.V1PodStatus): Promise<void> {
-  await core.patchNamespacedPodStatus({ namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, body: { status } }, strategic);
+  await core.patchNamespacedPodStatus(
+    { namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, body: { status } },
+    strategic,
+  );
 }
 
 async function start(pod: k8s.V1Pod): Promise<void> {
@@ -82,7 +98,15 @@ async function start(pod: k8s.V1Pod): Promise<void> {
     patchStatus(pod, {
       phase: exitCode === 0 ? "Succeeded" : "Failed",
       containerStatuses: [
-        { name: container.name, image: container.image!, imageID: "", ready: false, restartCount: 0, started: false, state: { terminated: { exitCode, reason, message, startedAt, finishedAt: now() } } },
+        {
+          name: container.name,
+          image: container.image!,
+          imageID: "",
+          ready: false,
+          restartCount: 0,
+          started: false,
+          state: { terminated: { exitCode, reason, message, startedAt, finishedAt: now() } },
+        },
       ],
     });
   if (!image) {
@@ -90,7 +114,9 @@ async function start(pod: k8s.V1Pod): Promise<void> {
     await terminated(128, "ErrImageNeverPull", `local executor: no mapping for image ${container.image}`);
     return;
   }
-  const argv = [...(container.command ?? []), ...(container.args ?? [])].map((a, i) => (i === 0 ? (image.commandMap[a] ?? a) : a));
+  const argv = [...(container.command ?? []), ...(container.args ?? [])].map((a, i) =>
+    i === 0 ? (image.commandMap[a] ?? a) : a,
+  );
   const env = await resolveEnv(pod, container, image);
   const logFile = path.join(logDir, `${pod.metadata!.namespace}_${pod.metadata!.name}.log`);
   const out = createWriteStream(logFile);
@@ -108,7 +134,17 @@ async function start(pod: k8s.V1Pod): Promise<void> {
   const runningPatched = patchStatus(pod, {
     phase: "Running",
     startTime: startedAt,
-    containerStatuses: [{ name: container.name, image: container.image!, imageID: "", ready: true, restartCount: 0, started: true, state: { running: { startedAt } } }],
+    containerStatuses: [
+      {
+        name: container.name,
+        image: container.image!,
+        imageID: "",
+        ready: true,
+        restartCount: 0,
+        started: true,
+        state: { running: { startedAt } },
+      },
+    ],
   }).catch((err) => log.warn("status Running failed", { error: String(err) }));
   // Listen before the first await (a command that fails at once would close unseen otherwise), and
   // report the end only after Running, so a late Running cannot overwrite it.
@@ -119,9 +155,9 @@ async function start(pod: k8s.V1Pod): Promise<void> {
     const exitCode = code ?? (signal === "SIGKILL" ? 137 : 143);
     const tail = entry.output.join("").slice(-1024);
     log.info("exited", { pod: pod.metadata!.name, exitCode, signal, disrupted: entry.disrupted });
-    void runningPatched.then(() => terminated(exitCode, exitCode === 0 ? "Completed" : "Error", tail)).catch((err) =>
-      log.warn("status update failed (pod gone?)", { pod: pod.metadata!.name, error: String(err) }),
-    );
+    void runningPatched
+      .then(() => terminated(exitCode, exitCode === 0 ? "Completed" : "Error", tail))
+      .catch((err) => log.warn("status update failed (pod gone?)", { pod: pod.metadata!.name, error: String(err) }));
   });
   await runningPatched;
 }
@@ -157,7 +193,9 @@ for (const ns of namespaces) {
         : await core.listPodForAllNamespaces({ labelSelector: SELECTOR });
       return { items: res.items as unknown as RawObject[], resourceVersion: res.metadata?.resourceVersion ?? "" };
     },
-    onList: (items) => items.forEach((p) => onPod("ADDED", p as unknown as k8s.V1Pod)),
+    onList: (items) => {
+      for (const p of items) onPod("ADDED", p as unknown as k8s.V1Pod);
+    },
     onEvent: ({ type, object }) => onPod(type, object as unknown as k8s.V1Pod),
     timeoutSeconds: 60,
     log,

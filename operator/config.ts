@@ -2,37 +2,51 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 
-export const operatorConfig = z.object({
-  kubeconfig: z.string().optional().describe("Path to a kubeconfig; omitted means in-cluster config or $KUBECONFIG."),
-  namespaces: z
-    .array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a namespace name"))
-    .describe("Namespaces to watch; empty means all."),
-  logLevel: z.enum(["error", "warn", "info", "debug"]),
-  resyncSeconds: z.number().int().min(10).max(86_400),
-  watchTimeoutSeconds: z.number().int().min(10).max(3600),
-  concurrency: z.number().int().min(1).max(64),
-  identity: z.string().min(1),
-  leaderElection: z.boolean(),
-  leaseNamespace: z.string().min(1),
-  leaseName: z.string().min(1),
-  metricsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port"),
-  notificationsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port").optional(),
-  notificationToken: z.string().min(16, "at least 16 characters").optional(),
-  evaluatorImage: z.string().min(1).optional().describe("Image of evaluation Jobs (this operator's image); unset evaluates in-process."),
-  trainerArchitectures: z
-    .array(z.string().min(1))
-    .describe("Architectures the trainer image ships (open_clip names and its own configs); empty skips the check."),
-  s3TimeoutSeconds: z.number().int().min(1).max(3600).describe("Deadline of one S3 call until its response, retries included."),
-  reconcileDeadlineSeconds: z
-    .number()
-    .int()
-    .min(1)
-    .max(86_400)
-    .describe("A reconcile still running after this frees its worker and, until it ends, fails /healthz."),
-}).refine((c) => !c.notificationsAddress || c.notificationToken, {
-  message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
-  path: ["notificationToken"],
-});
+export const operatorConfig = z
+  .object({
+    kubeconfig: z.string().optional().describe("Path to a kubeconfig; omitted means in-cluster config or $KUBECONFIG."),
+    namespaces: z
+      .array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a namespace name"))
+      .describe("Namespaces to watch; empty means all."),
+    logLevel: z.enum(["error", "warn", "info", "debug"]),
+    resyncSeconds: z.number().int().min(10).max(86_400),
+    watchTimeoutSeconds: z.number().int().min(10).max(3600),
+    concurrency: z.number().int().min(1).max(64),
+    identity: z.string().min(1),
+    leaderElection: z.boolean(),
+    leaseNamespace: z.string().min(1),
+    leaseName: z.string().min(1),
+    metricsAddress: z.string().regex(/^[^:]*:\d+$/, "host:port or :port"),
+    notificationsAddress: z
+      .string()
+      .regex(/^[^:]*:\d+$/, "host:port or :port")
+      .optional(),
+    notificationToken: z.string().min(16, "at least 16 characters").optional(),
+    evaluatorImage: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Image of evaluation Jobs (this operator's image); unset evaluates in-process."),
+    trainerArchitectures: z
+      .array(z.string().min(1))
+      .describe("Architectures the trainer image ships (open_clip names and its own configs); empty skips the check."),
+    s3TimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .describe("Deadline of one S3 call until its response, retries included."),
+    reconcileDeadlineSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .describe("A reconcile still running after this frees its worker and, until it ends, fails /healthz."),
+  })
+  .refine((c) => !c.notificationsAddress || c.notificationToken, {
+    message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
+    path: ["notificationToken"],
+  });
 export type OperatorConfig = z.infer<typeof operatorConfig>;
 
 const FLAGS = {
@@ -62,7 +76,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
   const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
   const result = operatorConfig.safeParse({
     kubeconfig: pick("kubeconfig", "KUBECONFIG"),
-    namespaces: namespaces ? namespaces.split(",").map((s) => s.trim()).filter(Boolean) : [],
+    namespaces: namespaces
+      ? namespaces
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [],
     logLevel: pick("log-level", "TICCLIP_LOG_LEVEL") ?? "info",
     resyncSeconds: num(pick("resync-seconds", "TICCLIP_RESYNC_SECONDS"), 300),
     watchTimeoutSeconds: num(pick("watch-timeout-seconds", "TICCLIP_WATCH_TIMEOUT_SECONDS"), 300),
@@ -76,7 +95,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     // Secrets only from the environment (a Secret in the Deployment), never from flags.
     notificationToken: env.TICCLIP_NOTIFICATION_TOKEN,
     evaluatorImage: pick("evaluator-image", "TICCLIP_EVALUATOR_IMAGE"),
-    trainerArchitectures: (pick("trainer-architectures", "TICCLIP_TRAINER_ARCHITECTURES") ?? "").split(",").map((a) => a.trim()).filter(Boolean),
+    trainerArchitectures: (pick("trainer-architectures", "TICCLIP_TRAINER_ARCHITECTURES") ?? "")
+      .split(",")
+      .map((a) => a.trim())
+      .filter(Boolean),
     s3TimeoutSeconds: num(pick("s3-timeout-seconds", "TICCLIP_S3_TIMEOUT_SECONDS"), 30),
     reconcileDeadlineSeconds: num(pick("reconcile-deadline-seconds", "TICCLIP_RECONCILE_DEADLINE_SECONDS"), 900),
   });

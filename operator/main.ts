@@ -48,7 +48,9 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   });
   if (!config.evaluatorImage) {
     // Not silent: every round of a run with runner.mode Job is then scored in this process.
-    log.warn("no --evaluator-image: rounds are evaluated in the operator process (a worker thread), not in evaluation Jobs");
+    log.warn(
+      "no --evaluator-image: rounds are evaluated in the operator process (a worker thread), not in evaluation Jobs",
+    );
   }
   const timedReconcile = async (key: string): Promise<Outcome> => {
     const end = reconcileSeconds.startTimer();
@@ -63,14 +65,19 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   const keyOf = (o: { metadata: { namespace: string; name: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
   // Job changes wake the owning run: the controller ownerReference names it.
   const ownerKey = (job: RawObject) => {
-    const refs = (job.metadata as { ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; controller?: boolean }> }).ownerReferences;
+    const refs = (
+      job.metadata as {
+        ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; controller?: boolean }>;
+      }
+    ).ownerReferences;
     const owner = refs?.find((r) => r.controller && r.kind === KIND && r.apiVersion === API_VERSION);
     return owner ? `${job.metadata.namespace}/${owner.name}` : undefined;
   };
   const buildControllers = () => {
     const queue = new WorkQueue(timedReconcile, {
       concurrency: config.concurrency,
-      onError: (key, error, retryInMs) => log.warn("requeue after error", { key, error: errorMessage(error), retryInMs }),
+      onError: (key, error, retryInMs) =>
+        log.warn("requeue after error", { key, error: errorMessage(error), retryInMs }),
     });
     const runWatches = scopes.map(
       (namespace) =>
@@ -142,7 +149,9 @@ export function startOperator(config: OperatorConfig): RunningOperator {
         for (const key of keys) controllers?.queue.add(key);
       },
     });
-    n.on("request", (_req, res) => res.once("finish", () => notificationResponses.inc({ code: String(res.statusCode) })));
+    n.on("request", (_req, res) =>
+      res.once("finish", () => notificationResponses.inc({ code: String(res.statusCode) })),
+    );
     const a = parseAddress(config.notificationsAddress);
     n.listen(a.port, a.host, () => log.info("S3 notifications listening", { address: n.address() }));
     servers.push(n);
@@ -192,7 +201,11 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   if (elector) elector.start();
   else startControllers();
 
-  log.info("operator started", { namespaces: config.namespaces, identity: config.identity, leaderElection: config.leaderElection });
+  log.info("operator started", {
+    namespaces: config.namespaces,
+    identity: config.identity,
+    leaderElection: config.leaderElection,
+  });
   return {
     stop: async () => {
       await stopControllers();

@@ -3,9 +3,15 @@
 // reject a misspelt or mistyped value with the field's path.
 import { z } from "zod";
 
-const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(63);
+const k8sName = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+  .max(63);
 const quantity = z.union([z.string().regex(/^[0-9.]+([eE][0-9]+|[numkKMGTPE]i?)?$/), z.number()]);
-const duration = z.string().regex(/^([0-9]+(ms|s|m|h))+$/).describe("Prometheus duration, e.g. 15m");
+const duration = z
+  .string()
+  .regex(/^([0-9]+(ms|s|m|h))+$/)
+  .describe("Prometheus duration, e.g. 15m");
 const port = z.int().min(1).max(65535);
 const labels = z.record(z.string(), z.string());
 const resourceList = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional() }).catchall(quantity);

@@ -40,7 +40,11 @@ export const boundedDuration = (min: string, max: string) =>
   });
 
 export const DNS_LABEL_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-export const dnsLabel = z.string().min(1).max(63).regex(DNS_LABEL_PATTERN, "a DNS-1123 label (lowercase letters, digits, '-')");
+export const dnsLabel = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(DNS_LABEL_PATTERN, "a DNS-1123 label (lowercase letters, digits, '-')");
 export const dnsSubdomain = z
   .string()
   .min(1)
@@ -69,8 +73,14 @@ export const keyPrefix = withRules(
   },
 );
 
-export const s3Uri = z.string().max(1024).regex(/^s3:\/\/[a-z0-9][a-z0-9.-]*[a-z0-9]\/.+$/, "an s3://bucket/key URI");
-export const httpUrl = z.string().max(512).regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, "an http(s):// URL");
+export const s3Uri = z
+  .string()
+  .max(1024)
+  .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]*[a-z0-9]\/.+$/, "an s3://bucket/key URI");
+export const httpUrl = z
+  .string()
+  .max(512)
+  .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, "an http(s):// URL");
 
 // Kubernetes names and labels, with the API server's own rules (k8s.io/apimachinery validation).
 // Patterns avoid backslashes so they read the same in JavaScript, RE2 (OpenAPI pattern) and CEL strings.
@@ -79,12 +89,16 @@ const DNS_SUBDOMAIN_SOURCE = "[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9
 
 /** A label value: at most 63 characters, alphanumeric at both ends, '-', '_', '.' inside; may be empty. */
 export const LABEL_VALUE_PATTERN = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-export const labelValue = z.string().max(63).regex(LABEL_VALUE_PATTERN, "a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)");
+export const labelValue = z
+  .string()
+  .max(63)
+  .regex(LABEL_VALUE_PATTERN, "a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)");
 
 /** A qualified name (label key, node selector key, resource name): optional DNS subdomain prefix and '/'. */
 export const QUALIFIED_NAME_PATTERN = `^(${DNS_SUBDOMAIN_SOURCE}/)?${QUALIFIED_NAME_PART}$`;
 /** CEL: `x` is a qualified name (the prefix of at most 253 characters). */
-export const isQualifiedName = (x: string) => `${x}.matches('${QUALIFIED_NAME_PATTERN}') && (!${x}.contains('/') || ${x}.indexOf('/') <= 253)`;
+export const isQualifiedName = (x: string) =>
+  `${x}.matches('${QUALIFIED_NAME_PATTERN}') && (!${x}.contains('/') || ${x}.indexOf('/') <= 253)`;
 
 const MAX_MAP_ENTRIES = 64;
 

@@ -51,9 +51,7 @@ export const s3Location = z.object({
 
 const s3Connection = {
   region: z.string().min(1).max(64).default("us-east-1").describe("S3 region."),
-  endpoint: httpUrl
-    .optional()
-    .describe("Custom S3 endpoint (MinIO, Ceph). When set, path-style addressing is used."),
+  endpoint: httpUrl.optional().describe("Custom S3 endpoint (MinIO, Ceph). When set, path-style addressing is used."),
   credentialsSecretRef: secretRef
     .optional()
     .describe(
@@ -210,8 +208,16 @@ export const trainerSpec = withRules(
   z.object({
     image: imageReference.describe("Trainer container image: [registry[:port]/]name[:tag][@sha256:digest]."),
     imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
-    imagePullSecrets: z.array(z.object({ name: dnsSubdomain })).max(8).optional(),
-    nodes: z.int().min(1).max(1024).default(1).describe("Nodes per round (more than 1 runs an Indexed Job with torchrun rendezvous)."),
+    imagePullSecrets: z
+      .array(z.object({ name: dnsSubdomain }))
+      .max(8)
+      .optional(),
+    nodes: z
+      .int()
+      .min(1)
+      .max(1024)
+      .default(1)
+      .describe("Nodes per round (more than 1 runs an Indexed Job with torchrun rendezvous)."),
     gpusPerNode: z.int().min(0).max(64).default(1).describe("nvidia.com/gpu per node; 0 trains on CPU."),
     resources: z
       .object({ requests: resourceList.optional(), limits: resourceList.optional() })
@@ -229,10 +235,22 @@ export const trainerSpec = withRules(
     queueName: dnsSubdomain
       .max(63)
       .optional()
-      .describe("Kueue LocalQueue: sets the kueue.x-k8s.io/queue-name label on each Job (a label value: at most 63 characters)."),
-    backoffLimit: z.int().min(0).max(100).default(2).describe("Retries of a failed trainer pod (exit code 2 is never retried)."),
+      .describe(
+        "Kueue LocalQueue: sets the kueue.x-k8s.io/queue-name label on each Job (a label value: at most 63 characters).",
+      ),
+    backoffLimit: z
+      .int()
+      .min(0)
+      .max(100)
+      .default(2)
+      .describe("Retries of a failed trainer pod (exit code 2 is never retried)."),
     activeDeadlineSeconds: z.int().min(60).max(31_536_000).default(172_800),
-    checkpointIntervalMinutes: z.int().min(1).max(1440).default(30).describe("Intra-round checkpoint interval, so preempted pods resume."),
+    checkpointIntervalMinutes: z
+      .int()
+      .min(1)
+      .max(1440)
+      .default(30)
+      .describe("Intra-round checkpoint interval, so preempted pods resume."),
     terminationGracePeriodSeconds: z
       .int()
       .min(30)
@@ -242,7 +260,11 @@ export const trainerSpec = withRules(
         "Seconds a stopped trainer pod (preemption, drain) gets to save its checkpoint with optimizer state to S3. The default of 300 fits ViT-B/16 (~1.8 GB of weights and AdamW state) uploaded at 7 MB/s or faster.",
       ),
   }),
-  { rule: "self.nodes == 1 || self.gpusPerNode > 0", message: "nodes > 1 needs gpusPerNode > 0", fieldPath: ".gpusPerNode" },
+  {
+    rule: "self.nodes == 1 || self.gpusPerNode > 0",
+    message: "nodes > 1 needs gpusPerNode > 0",
+    fieldPath: ".gpusPerNode",
+  },
   {
     rule: "!has(self.resources) || ((!has(self.resources.requests) || !('nvidia.com/gpu' in self.resources.requests)) && (!has(self.resources.limits) || !('nvidia.com/gpu' in self.resources.limits)))",
     message: "GPUs come from gpusPerNode: leave nvidia.com/gpu out of resources",
@@ -258,11 +280,24 @@ export const gateSpec = withRules(
     metric: z
       .string()
       .max(128)
-      .regex(GATE_METRIC_PATTERN, "retrieval.<id|backward|forward|latest>.<meanRecallAt1|imageToTextRecallAtK|textToImageRecallAtK> or zeroShot.<name>.<top1|top5>")
+      .regex(
+        GATE_METRIC_PATTERN,
+        "retrieval.<id|backward|forward|latest>.<meanRecallAt1|imageToTextRecallAtK|textToImageRecallAtK> or zeroShot.<name>.<top1|top5>",
+      )
       .describe("Metric path, e.g. retrieval.id.meanRecallAt1 or zeroShot.imagenet-val.top1."),
     op: z.enum([">=", ">", "<=", "<"]).optional().describe("Comparison with value."),
-    value: z.number().min(0).max(1).optional().describe("Absolute threshold in [0, 1]: every gate metric is a recall or an accuracy."),
-    maxRegression: z.number().min(0).max(1).optional().describe("Largest allowed drop below the promoted model, in [0, 1]."),
+    value: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .describe("Absolute threshold in [0, 1]: every gate metric is a recall or an accuracy."),
+    maxRegression: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .describe("Largest allowed drop below the promoted model, in [0, 1]."),
   }),
   { rule: "has(self.value) || has(self.maxRegression)", message: "a gate needs value (with op) or maxRegression" },
   { rule: "has(self.op) == has(self.value)", message: "op and value go together", fieldPath: ".op" },
@@ -273,8 +308,13 @@ export const evaluationRunnerSpec = withRules(
     mode: z
       .enum(["Job", "InProcess"])
       .default("Job")
-      .describe("Job: a Job of the operator image runs `evaluate` with the resources below. InProcess: the operator scores small packs itself."),
-    executionProvider: z.enum(["cpu", "cuda"]).default("cpu").describe("onnxruntime execution provider; cuda needs gpus > 0 and an image with the CUDA provider."),
+      .describe(
+        "Job: a Job of the operator image runs `evaluate` with the resources below. InProcess: the operator scores small packs itself.",
+      ),
+    executionProvider: z
+      .enum(["cpu", "cuda"])
+      .default("cpu")
+      .describe("onnxruntime execution provider; cuda needs gpus > 0 and an image with the CUDA provider."),
     gpus: z.int().min(0).max(8).default(0).describe("nvidia.com/gpu of the evaluation Job."),
     resources: z
       .object({ requests: resourceList.optional(), limits: resourceList.optional() })
@@ -299,7 +339,12 @@ export const evaluationRunnerSpec = withRules(
 
 const retrievalSpec = withRules(
   z.object({
-    k: z.array(z.int().min(1).max(1000)).min(1).max(8).default([1, 5, 10]).describe("Recall@K values (K=1 is always computed)."),
+    k: z
+      .array(z.int().min(1).max(1000))
+      .min(1)
+      .max(8)
+      .default([1, 5, 10])
+      .describe("Recall@K values (K=1 is always computed)."),
   }),
   {
     rule: "!has(self.k) || self.k.all(a, self.k.exists_one(b, b == a))",
@@ -359,7 +404,8 @@ export const promotionSpec = z
 // World size: trainer processes of a round (torchrun starts one per GPU; a CPU run has one).
 const WORLD = "(self.trainer.gpusPerNode > 0 ? self.trainer.nodes * self.trainer.gpusPerNode : self.trainer.nodes)";
 // `inside(a, b)`: location a lies at or under location b (same bucket, b's prefix starts a's).
-const inside = (a: string, b: string) => `(self.${a}.s3.bucket == self.${b}.s3.bucket && self.${a}.s3.prefix.startsWith(self.${b}.s3.prefix))`;
+const inside = (a: string, b: string) =>
+  `(self.${a}.s3.bucket == self.${b}.s3.bucket && self.${a}.s3.prefix.startsWith(self.${b}.s3.prefix))`;
 
 export const continualClipRunSpec = withRules(
   z.object({
@@ -372,7 +418,9 @@ export const continualClipRunSpec = withRules(
     promotion: promotionSpec.optional(),
     artifacts: z
       .object({ s3: s3Location })
-      .describe("Where rounds write plans, checkpoints, ONNX encoders and eval results (same endpoint and credentials as source)."),
+      .describe(
+        "Where rounds write plans, checkpoints, ONNX encoders and eval results (same endpoint and credentials as source).",
+      ),
     historyLimit: z.int().min(1).max(1000).default(50).describe("Rounds kept in status.rounds."),
   }),
   {
@@ -387,17 +435,20 @@ export const continualClipRunSpec = withRules(
   },
   {
     rule: `!${inside("artifacts", "source")}`,
-    message: "artifacts lie inside the source prefix: rounds written there would be listed as data slices; use another bucket or a prefix outside source.s3.prefix",
+    message:
+      "artifacts lie inside the source prefix: rounds written there would be listed as data slices; use another bucket or a prefix outside source.s3.prefix",
     fieldPath: ".artifacts.s3.prefix",
   },
   {
     rule: `!has(self.promotion) || !${inside("promotion", "source")}`,
-    message: "promotion lies inside the source prefix: promoted versions would be listed as data slices; use another bucket or a prefix outside source.s3.prefix",
+    message:
+      "promotion lies inside the source prefix: promoted versions would be listed as data slices; use another bucket or a prefix outside source.s3.prefix",
     fieldPath: ".promotion.s3.prefix",
   },
   {
     rule: `!has(self.promotion) || !(${inside("promotion", "artifacts")} || ${inside("artifacts", "promotion")})`,
-    message: "promotion and artifacts overlap (one prefix contains the other in the same bucket): promoted versions and round artifacts would mix; give them separate prefixes",
+    message:
+      "promotion and artifacts overlap (one prefix contains the other in the same bucket): promoted versions and round artifacts would mix; give them separate prefixes",
     fieldPath: ".promotion.s3.prefix",
   },
 ).describe("Desired state of a continual CLIP training run.");
@@ -409,12 +460,14 @@ export const MAX_MULTI_NODE_RUN_NAME = 63 - "-r0000-train".length - "-1023".leng
 export const RUN_NAME_RULES: CelRule[] = [
   {
     rule: "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
-    message: "must consist of lowercase letters, digits and '-' (no '.'): it prefixes the names of the run's Jobs, Services and pods",
+    message:
+      "must consist of lowercase letters, digits and '-' (no '.'): it prefixes the names of the run's Jobs, Services and pods",
     fieldPath: ".metadata.name",
   },
   {
     rule: "self.spec.trainer.nodes == 1 || self.metadata.name.matches('^[a-z]')",
-    message: "a multi-node run's name must start with a letter: it prefixes its rendezvous Service's name, a DNS-1035 label",
+    message:
+      "a multi-node run's name must start with a letter: it prefixes its rendezvous Service's name, a DNS-1035 label",
     fieldPath: ".metadata.name",
   },
   {
@@ -433,14 +486,28 @@ export const conditionSchema = z.object({
   status: z.enum(["True", "False", "Unknown"]),
   observedGeneration: z.int().min(0).optional(),
   lastTransitionTime: z.string().describe("RFC 3339 time of the last status change."),
-  reason: z.string().min(1).max(1024).regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
+  reason: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
   message: z.string().max(32768),
 });
 export type Condition = z.infer<typeof conditionSchema>;
 
 // Trained: training done, not (yet) evaluated. Passed: gates passed but not promoted (no
 // promotion configured, or a later round was promoted first).
-export const ROUND_PHASES = ["Pending", "Training", "Trained", "Evaluating", "Gating", "Promoted", "Passed", "Rejected", "Failed"] as const;
+export const ROUND_PHASES = [
+  "Pending",
+  "Training",
+  "Trained",
+  "Evaluating",
+  "Gating",
+  "Promoted",
+  "Passed",
+  "Rejected",
+  "Failed",
+] as const;
 export type RoundPhase = (typeof ROUND_PHASES)[number];
 
 const gateResult = z.object({
@@ -471,7 +538,16 @@ export const roundStatus = z.object({
 });
 export type RoundStatus = z.infer<typeof roundStatus>;
 
-export const RUN_PHASES = ["Pending", "Waiting", "Training", "Evaluating", "Idle", "Suspended", "Invalid", "Degraded"] as const;
+export const RUN_PHASES = [
+  "Pending",
+  "Waiting",
+  "Training",
+  "Evaluating",
+  "Idle",
+  "Suspended",
+  "Invalid",
+  "Degraded",
+] as const;
 
 export const continualClipRunStatus = z.object({
   observedGeneration: z.int().min(0).optional(),
@@ -490,7 +566,12 @@ export const continualClipRunStatus = z.object({
     })
     .optional(),
   currentRound: z
-    .object({ index: z.int().min(0), phase: z.enum(ROUND_PHASES), job: z.string().optional(), startedAt: z.string().optional() })
+    .object({
+      index: z.int().min(0),
+      phase: z.enum(ROUND_PHASES),
+      job: z.string().optional(),
+      startedAt: z.string().optional(),
+    })
     .optional(),
   rounds: z.array(roundStatus).optional(),
   promoted: z

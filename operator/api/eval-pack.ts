@@ -69,7 +69,9 @@ export const retrievalPack = z.object({
   sliceId: z.string().optional(),
   ...common,
   texts: tensorSpec.describe("int32 or int64 [M, contextLength]: tokenised captions."),
-  textImage: tensorSpec.describe("int32 [M]: index of the image each caption describes (every image has at least one)."),
+  textImage: tensorSpec.describe(
+    "int32 [M]: index of the image each caption describes (every image has at least one).",
+  ),
 });
 
 export const zeroShotPack = z.object({

@@ -21,7 +21,11 @@ export const mixtureSource = z
       .describe(
         "Per-shard sampling weight: the trainer draws shards with replacement with probability proportional to weight x shard count of the source (open_clip's --train-data-upsampling-factors).",
       ),
-    expectedShare: z.number().min(0).max(1).describe("Share of the round's samples the planner expects from this source."),
+    expectedShare: z
+      .number()
+      .min(0)
+      .max(1)
+      .describe("Share of the round's samples the planner expects from this source."),
   })
   .strict();
 
@@ -35,13 +39,20 @@ export const roundPlan = z
     model: z
       .object({
         architecture: z.string().min(1).describe("open_clip model name or a config shipped with the trainer."),
-        initCheckpoint: s3Uri.nullable().describe("Weights to warm-start from (weights only: fresh optimizer, new LR cycle); null trains from scratch."),
+        initCheckpoint: s3Uri
+          .nullable()
+          .describe(
+            "Weights to warm-start from (weights only: fresh optimizer, new LR cycle); null trains from scratch.",
+          ),
       })
       .strict(),
     data: z
       .object({
         sources: z.array(mixtureSource).min(1),
-        samples: z.int().min(1).describe("Total sample budget of the round: the trainer sees exactly this many samples."),
+        samples: z
+          .int()
+          .min(1)
+          .describe("Total sample budget of the round: the trainer sees exactly this many samples."),
       })
       .strict(),
     optimizer: z
@@ -53,15 +64,17 @@ export const roundPlan = z
         precision: z.enum(PRECISIONS),
       })
       .strict(),
-    output: z
-      .object({ uri: s3Uri.describe("Round prefix, ending in '/': s3://<artifacts>/rounds/<NNNN>/.") })
-      .strict(),
+    output: z.object({ uri: s3Uri.describe("Round prefix, ending in '/': s3://<artifacts>/rounds/<NNNN>/.") }).strict(),
     checkpointIntervalMinutes: z.number().gt(0),
     seed: z.int().min(0).describe("Seed for model init and data sampling."),
     s3: z
       .object({
         region: z.string().min(1),
-        endpoint: httpUrl.nullable().describe("Custom endpoint (path-style addressing), null for AWS. Credentials come from the environment, never the plan."),
+        endpoint: httpUrl
+          .nullable()
+          .describe(
+            "Custom endpoint (path-style addressing), null for AWS. Credentials come from the environment, never the plan.",
+          ),
       })
       .strict(),
   })

@@ -46,12 +46,16 @@ const relativeKey = z
   .min(1)
   .max(900)
   .refine(
-    (k) => !k.startsWith("/") && k.split("/").every((s, i, all) => (s !== "" || i === all.length - 1) && s !== "." && s !== ".."),
+    (k) =>
+      !k.startsWith("/") &&
+      k.split("/").every((s, i, all) => (s !== "" || i === all.length - 1) && s !== "." && s !== ".."),
     "a key relative to the slice folder (no leading '/', no '.', '..' or empty segments)",
   );
 
 export const manifestShard = z.object({
-  key: relativeKey.refine((k) => !k.endsWith("/"), "a shard key, not a folder").describe("Shard key relative to the slice folder, e.g. shard-00000.tar."),
+  key: relativeKey
+    .refine((k) => !k.endsWith("/"), "a shard key, not a folder")
+    .describe("Shard key relative to the slice folder, e.g. shard-00000.tar."),
   samples: z.int().min(1).describe("Image-text pairs in the shard."),
   bytes: z.int().min(0).describe("Size of the shard object in bytes."),
 });

@@ -24,7 +24,11 @@ function rewrite(node: Json): Json {
     });
   }
   if (node["x-kubernetes-preserve-unknown-fields"] === true) {
-    return dropUndefined({ description: node.description, type: "object", "x-kubernetes-preserve-unknown-fields": true });
+    return dropUndefined({
+      description: node.description,
+      type: "object",
+      "x-kubernetes-preserve-unknown-fields": true,
+    });
   }
   for (const [key, value] of Object.entries(node)) {
     switch (key) {

@@ -38,7 +38,8 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
   const { run, spec, mem, children, events, log } = ctx;
   const objects = mem.storage.objects;
   const store = new RoundStore(objects, spec.artifacts.s3);
-  const record = (e: { type: "Normal" | "Warning"; reason: string; message: string }) => events.record(run, e.type, e.reason, e.message);
+  const record = (e: { type: "Normal" | "Warning"; reason: string; message: string }) =>
+    events.record(run, e.type, e.reason, e.message);
   for (const action of actions) {
     ctx.signal?.throwIfAborted();
     switch (action.kind) {
@@ -67,7 +68,11 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         if (created) {
           log.info("job created", { round: action.round, job: action.job.metadata.name });
           const seen = (mem.plannedSlices.get(action.round) ?? []).map((id) => mem.sliceSeenAt.get(id));
-          if (action.job.metadata.labels?.[LABELS.component] === "trainer" && seen.length && !seen.includes(undefined)) {
+          if (
+            action.job.metadata.labels?.[LABELS.component] === "trainer" &&
+            seen.length &&
+            !seen.includes(undefined)
+          ) {
             sliceToJobSeconds.observe((Date.now() - Math.max(...(seen as number[]))) / 1000);
           }
           await record(action.event);
@@ -75,8 +80,16 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         break;
       }
       case "EvaluateInProcess": {
-        const options = { executionProvider: spec.evaluation.runner.executionProvider, batchSize: spec.evaluation.runner.batchSize };
-        const request = await buildEvaluateRequest(objects, requestInputs(action.request), ctx.now().toISOString(), options);
+        const options = {
+          executionProvider: spec.evaluation.runner.executionProvider,
+          batchSize: spec.evaluation.runner.batchSize,
+        };
+        const request = await buildEvaluateRequest(
+          objects,
+          requestInputs(action.request),
+          ctx.now().toISOString(),
+          options,
+        );
         const result = await ctx.evaluate(objects, request);
         ctx.signal?.throwIfAborted();
         await writeEvalResult(objects, roundUri(spec.artifacts.s3, action.round), result);
@@ -94,7 +107,11 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
           moveAlias: spec.promotion?.pinVersion == null,
         });
         if (!outcome.ok) {
-          await record({ type: "Warning", reason: outcome.reason, message: `round ${action.round}: ${outcome.message}` });
+          await record({
+            type: "Warning",
+            reason: outcome.reason,
+            message: `round ${action.round}: ${outcome.message}`,
+          });
           throw new Error(`promotion of round ${action.round}: ${outcome.reason}: ${outcome.message}`);
         }
         if (outcome.copied || outcome.aliasWritten) {
@@ -104,7 +121,12 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         return { complete: false };
       }
       case "RecordVerdict": {
-        if (action.replace) await objects.put(store.uri(action.round, ROUND_FILES.verdict), JSON.stringify(action.record, null, 2), "application/json");
+        if (action.replace)
+          await objects.put(
+            store.uri(action.round, ROUND_FILES.verdict),
+            JSON.stringify(action.record, null, 2),
+            "application/json",
+          );
         else await store.putJsonIfAbsent(action.round, ROUND_FILES.verdict, action.record);
         break;
       }
@@ -135,7 +157,10 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         // Someone else created it meanwhile: the next decision reports it.
         if (result === "notOwned") return { complete: false };
         if (result !== "unchanged") {
-          log.info("model ConfigMap " + result, { configMap: action.configMap.metadata.name, version: action.configMap.data.version });
+          log.info("model ConfigMap " + result, {
+            configMap: action.configMap.metadata.name,
+            version: action.configMap.data.version,
+          });
         }
         break;
       }

@@ -35,7 +35,12 @@ export function evaluationRequest(input: RoundsInput, r: RoundObservation): Roun
  * latestPromoted: the newest round made a version; newestPassed: the newest round whose recorded
  * verdict passed. Only the newest passing round may be promoted.
  */
-export function afterTraining(input: RoundsInput, r: RoundObservation, latestPromoted: number, newestPassed = -1): AfterTraining {
+export function afterTraining(
+  input: RoundsInput,
+  r: RoundObservation,
+  latestPromoted: number,
+  newestPassed = -1,
+): AfterTraining {
   const { spec } = input;
   if (!r.evaluation) {
     if (r.evalJob?.failure) {
@@ -50,7 +55,11 @@ export function afterTraining(input: RoundsInput, r: RoundObservation, latestPro
     }
     if (r.evalJob) return { phase: "Evaluating", fields: {}, actions: [] };
     const job = buildEvalJob({ run: input.run, spec, image: input.evaluatorImage, request });
-    const event = { type: "Normal" as const, reason: "EvaluationStarted", message: `round ${r.index}: created Job ${job.metadata.name}` };
+    const event = {
+      type: "Normal" as const,
+      reason: "EvaluationStarted",
+      message: `round ${r.index}: created Job ${job.metadata.name}`,
+    };
     return { phase: "Evaluating", fields: {}, actions: [{ kind: "CreateJob", round: r.index, job, event }] };
   }
   // Judged once: tightening a gate later does not reject the serving round, loosening one does not
@@ -62,23 +71,59 @@ export function afterTraining(input: RoundsInput, r: RoundObservation, latestPro
     : {
         kind: "RecordVerdict",
         round: r.index,
-        record: { evaluatedAt: r.evaluation.evaluatedAt, judgedAt: input.now.toISOString(), gates: spec.evaluation.gates, verdict },
+        record: {
+          evaluatedAt: r.evaluation.evaluatedAt,
+          judgedAt: input.now.toISOString(),
+          gates: spec.evaluation.gates,
+          verdict,
+        },
         replace: r.verdict !== undefined,
       };
   const fields = {
     ...(verdict.metrics ? { metrics: verdict.metrics } : {}),
     ...(verdict.gates
-      ? { gates: verdict.gates.map((g) => ({ metric: g.metric, observed: g.observed, threshold: g.threshold, passed: g.passed, message: g.message })) }
+      ? {
+          gates: verdict.gates.map((g) => ({
+            metric: g.metric,
+            observed: g.observed,
+            threshold: g.threshold,
+            passed: g.passed,
+            message: g.message,
+          })),
+        }
       : {}),
   };
   const none: RoundAction[] = [];
-  if (!verdict.passed) return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields, actions: none, record };
+  if (!verdict.passed)
+    return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields, actions: none, record };
   if (r.promotedVersion !== undefined) {
-    return { phase: "Promoted", reason: "GatesPassed", message: verdict.message, fields: { ...fields, promotedVersion: r.promotedVersion }, actions: none, record };
+    return {
+      phase: "Promoted",
+      reason: "GatesPassed",
+      message: verdict.message,
+      fields: { ...fields, promotedVersion: r.promotedVersion },
+      actions: none,
+      record,
+    };
   }
-  if (!spec.promotion) return { phase: "Passed", reason: "NoPromotion", message: "gates passed; spec.promotion is not set", fields, actions: none, record };
+  if (!spec.promotion)
+    return {
+      phase: "Passed",
+      reason: "NoPromotion",
+      message: "gates passed; spec.promotion is not set",
+      fields,
+      actions: none,
+      record,
+    };
   if (r.index < latestPromoted || r.index < newestPassed) {
-    return { phase: "Passed", reason: "Superseded", message: `gates passed, but a later round is already promoted or passed`, fields, actions: none, record };
+    return {
+      phase: "Passed",
+      reason: "Superseded",
+      message: `gates passed, but a later round is already promoted or passed`,
+      fields,
+      actions: none,
+      record,
+    };
   }
   if (spec.promotion.mode === "Manual" && !isRoundApproved(input.annotations, r.index)) {
     const message = `gates passed; approve with: kubectl annotate ccr ${input.run.name} ticclip.dev/approve-round=${r.index}`;

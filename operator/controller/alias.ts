@@ -36,7 +36,11 @@ export function decideAlias(input: AliasInput): AliasDecision {
   const pin = promotion.pinVersion ?? undefined;
   if (pin !== undefined && (!pointer || pointer.version !== pin || !pointer.pinned)) {
     // The ConfigMap follows on the next pass, from the pointer as written.
-    const event: PlannedEvent = { type: "Normal", reason: "RolledBack", message: `alias ${target.alias} pinned to v${pin}` };
+    const event: PlannedEvent = {
+      type: "Normal",
+      reason: "RolledBack",
+      message: `alias ${target.alias} pinned to v${pin}`,
+    };
     return { actions: [{ kind: "PinAlias", version: pin, event }] };
   }
   if (pin === undefined && pointer?.pinned) return { actions: [{ kind: "UnpinAlias" }] };

@@ -25,7 +25,9 @@ export function setCondition(
     status: update.status,
     observedGeneration,
     lastTransitionTime:
-      previous && previous.status === update.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+      previous && previous.status === update.status
+        ? previous.lastTransitionTime
+        : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
     reason: update.reason,
     message: update.message,
   };

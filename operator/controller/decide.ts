@@ -84,7 +84,8 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   for (const inv of discovery?.newInvalid ?? []) {
     events.push({ type: "Warning", reason: "InvalidSlice", message: `slice ${inv.id}: ${inv.reason}: ${inv.message}` });
   }
-  for (const w of discovery?.warnings ?? []) events.push({ type: "Warning", reason: "SliceChanged", message: `slice ${w.id}: ${w.message}` });
+  for (const w of discovery?.warnings ?? [])
+    events.push({ type: "Warning", reason: "SliceChanged", message: `slice ${w.id}: ${w.message}` });
 
   // Health: what keeps the run from making progress, most fundamental first.
   const s3Problem: Problem | undefined =
@@ -94,17 +95,42 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
       : undefined);
   // Rollback and the ConfigMap need only the promotion side: they wait when S3 could not be used at
   // all this time (the alias was not read), not for trouble with one slice of the source.
-  const alias = observed.problem ? { actions: [] } : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
+  const alias = observed.problem
+    ? { actions: [] }
+    : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
   const blocked: Problem | undefined =
-    s3Problem ?? alias.problem ?? (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
+    s3Problem ??
+    alias.problem ??
+    (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 
   const active = rounds.current;
-  const progressingReason = { Pending: "RoundStarting", Training: "RoundTraining", Trained: "RoundEvaluating", Evaluating: "RoundEvaluating", Gating: "RoundPromoting" } as Record<string, string>;
+  const progressingReason = {
+    Pending: "RoundStarting",
+    Training: "RoundTraining",
+    Trained: "RoundEvaluating",
+    Evaluating: "RoundEvaluating",
+    Gating: "RoundPromoting",
+  } as Record<string, string>;
   const progressing: ConditionUpdate = active
-    ? { type: "Progressing", status: "True", reason: progressingReason[active.phase] ?? "RoundInProgress", message: `round ${active.index} on ${active.slices.join(", ")}` }
+    ? {
+        type: "Progressing",
+        status: "True",
+        reason: progressingReason[active.phase] ?? "RoundInProgress",
+        message: `round ${active.index} on ${active.slices.join(", ")}`,
+      }
     : spec.suspend
-      ? { type: "Progressing", status: "False", reason: "Suspended", message: "spec.suspend is true: no new rounds start" }
-      : { type: "Progressing", status: "False", reason: "WaitingForData", message: `watching s3://${spec.source.s3.bucket}/${spec.source.s3.prefix} for new slices` };
+      ? {
+          type: "Progressing",
+          status: "False",
+          reason: "Suspended",
+          message: "spec.suspend is true: no new rounds start",
+        }
+      : {
+          type: "Progressing",
+          status: "False",
+          reason: "WaitingForData",
+          message: `watching s3://${spec.source.s3.bucket}/${spec.source.s3.prefix} for new slices`,
+        };
   const ready: ConditionUpdate = blocked
     ? { type: "Ready", status: "False", reason: blocked.reason, message: blocked.message }
     : { type: "Ready", status: "True", reason: progressing.reason, message: progressing.message };
@@ -125,7 +151,15 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   const next: ContinualClipRunStatus = {
     ...current,
     observedGeneration: generation,
-    phase: active ? (active.phase === "Pending" || active.phase === "Training" ? "Training" : "Evaluating") : spec.suspend ? "Suspended" : blocked ? "Degraded" : "Waiting",
+    phase: active
+      ? active.phase === "Pending" || active.phase === "Training"
+        ? "Training"
+        : "Evaluating"
+      : spec.suspend
+        ? "Suspended"
+        : blocked
+          ? "Degraded"
+          : "Waiting",
     conditions: conditions([ready, progressing, degraded, stalled]),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
     // When S3 or its Secret could not be read, nothing was observed: keep the last known rounds and
@@ -133,7 +167,13 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     ...(unobserved ? {} : { rounds: rounds.rounds, compute: rounds.compute }),
   };
   if (promoted) next.promoted = promoted;
-  if (active) next.currentRound = { index: active.index, phase: active.phase, ...(active.job ? { job: active.job } : {}), ...(active.startedAt ? { startedAt: active.startedAt } : {}) };
+  if (active)
+    next.currentRound = {
+      index: active.index,
+      phase: active.phase,
+      ...(active.job ? { job: active.job } : {}),
+      ...(active.startedAt ? { startedAt: active.startedAt } : {}),
+    };
   else if (!unobserved) delete next.currentRound;
 
   if (previousReady?.reason !== ready.reason) {

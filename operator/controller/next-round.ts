@@ -22,11 +22,18 @@ export type NextRound =
 export function createJobAction(input: RoundsInput, round: number, reason: string, message: string): RoundAction {
   const planUri = `${roundUri(input.spec.artifacts.s3, round)}${ROUND_FILES.plan}`;
   const jobInput = { run: input.run, spec: input.spec, round, planUri };
-  return { kind: "CreateJob", round, job: buildTrainJob(jobInput), service: buildRendezvousService(jobInput), event: { type: "Normal", reason, message } };
+  return {
+    kind: "CreateJob",
+    round,
+    job: buildTrainJob(jobInput),
+    service: buildRendezvousService(jobInput),
+    event: { type: "Normal", reason, message },
+  };
 }
 
-type Selection = { newSlices: string[]; initOverride?: { checkpoint: string | null } | undefined } | { waiting: Problem };
-
+type Selection =
+  | { newSlices: string[]; initOverride?: { checkpoint: string | null } | undefined }
+  | { waiting: Problem };
 
 /**
  * Which slices the next round trains on, or why none starts; undefined when nothing is pending.
@@ -55,12 +62,16 @@ function selectSlices(
     const failedGeneration = lastObserved?.failure?.generation ?? run.generation;
     // Not yet recorded (failed.json is written in this pass): what exists now is what it will record.
     const known = new Set(lastObserved?.failure ? (lastObserved.failure.slicesKnown ?? []) : slices.map((s) => s.id));
-    const arrived = lastObserved?.failure && !lastObserved.failure.slicesKnown ? fresh.length > 0 : slices.some((s) => !known.has(s.id));
+    const arrived =
+      lastObserved?.failure && !lastObserved.failure.slicesKnown
+        ? fresh.length > 0
+        : slices.some((s) => !known.has(s.id));
     if (!arrived && run.generation <= failedGeneration) {
       const message = `round ${last.index} failed (${last.reason}); waiting for a new slice or a spec change to retry`;
       return { waiting: { reason: "RoundFailed", message } };
     }
-    const newSlices = spec.strategy.roundPolicy === "Latest" ? [...new Set([...retry, ...fresh])].sort(compareSliceIds) : retry;
+    const newSlices =
+      spec.strategy.roundPolicy === "Latest" ? [...new Set([...retry, ...fresh])].sort(compareSliceIds) : retry;
     return { newSlices, initOverride };
   }
   if (pending.length === 0) return undefined;
@@ -95,7 +106,10 @@ export function nextRound(
   if ("waiting" in selection) return { kind: "none", waiting: selection.waiting };
   const { newSlices, initOverride } = selection;
   if (spec.suspend) {
-    return { kind: "none", waiting: { reason: "Suspended", message: `slices ${newSlices.join(", ")} wait: spec.suspend is true` } };
+    return {
+      kind: "none",
+      waiting: { reason: "Suspended", message: `slices ${newSlices.join(", ")} wait: spec.suspend is true` },
+    };
   }
 
   const index = (last?.index ?? -1) + 1;
@@ -108,13 +122,19 @@ export function nextRound(
     newSliceIds: newSlices,
   });
   if (!mixture.ok) {
-    const event: PlannedEvent = { type: "Warning", reason: "PlanFailed", message: `round ${index}: ${mixture.reason}: ${mixture.message}` };
+    const event: PlannedEvent = {
+      type: "Warning",
+      reason: "PlanFailed",
+      message: `round ${index}: ${mixture.reason}: ${mixture.message}`,
+    };
     return { kind: "none", waiting: { reason: "PlanFailed", message: event.message }, planProblem: event };
   }
   // Every strategy starts from the same model: Restart and Oracle from spec.model.initialCheckpoint
   // (or from scratch without one), the others warm-start from a trained round after round 0.
   const warm = mixture.mixture.warmStart;
-  const initCheckpoint = warm ? warmStartFrom(spec, input, trained[trained.length - 1], initOverride) : (spec.model.initialCheckpoint ?? null);
+  const initCheckpoint = warm
+    ? warmStartFrom(spec, input, trained[trained.length - 1], initOverride)
+    : (spec.model.initialCheckpoint ?? null);
   // Warmup as in TiC-CLIP: on rounds trained from scratch (Restart, Oracle, or no checkpoint to start
   // from); warm-started rounds use warmStartWarmupSteps (none by default).
   const fromScratch = !warm || initCheckpoint === null;
@@ -134,7 +154,10 @@ export function nextRound(
   };
   const start = `${spec.strategy.replay}, ${initCheckpoint ? `warm start from ${initCheckpoint}` : "from scratch"}`;
   const message = `round ${index} on ${newSlices.join(", ")} (${start}): created Job ${trainJobName(run.name, index)}`;
-  const actions: RoundAction[] = [{ kind: "WritePlan", round: index, plan }, createJobAction(input, index, "RoundStarted", message)];
+  const actions: RoundAction[] = [
+    { kind: "WritePlan", round: index, plan },
+    createJobAction(input, index, "RoundStarted", message),
+  ];
   const planned: RoundStatus = {
     index,
     slices: newSlices,

@@ -28,7 +28,12 @@ export function summarizePlan(plan: RoundPlan): PlanSummary {
 }
 
 /** Runs a discovery pass when one is due, and keeps its result between polls. */
-export async function pollSlices(run: RawObject, spec: ContinualClipRunSpec, mem: RunMemory, log: Logger): Promise<void> {
+export async function pollSlices(
+  run: RawObject,
+  spec: ContinualClipRunSpec,
+  mem: RunMemory,
+  log: Logger,
+): Promise<void> {
   const now = Date.now();
   if (now < mem.nextPollAt) return;
   const notifications = mem.notifications;
@@ -57,12 +62,20 @@ export async function observeRounds(
   } catch (err) {
     const p = classifyS3Error(err);
     const where = `spec.artifacts.s3 (s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix})`;
-    return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds: [] };
+    return {
+      problem: { reason: p.reason, message: `${where}: ${p.message}` },
+      discovery: mem.lastDiscovery,
+      rounds: [],
+    };
   }
   const rounds: RoundObservation[] = [];
   const documents = new Map<string, { etag: string; value: unknown }>();
   // Trusted only while the listing shows the same object: keyed by URI, checked by ETag.
-  const read = async <T>(index: number, file: string, parse: (raw: unknown) => T | undefined): Promise<T | undefined> => {
+  const read = async <T>(
+    index: number,
+    file: string,
+    parse: (raw: unknown) => T | undefined,
+  ): Promise<T | undefined> => {
     const uri = store.uri(index, file);
     const etag = listing.get(index)?.get(file);
     const hit = mem.documents.get(uri);
@@ -114,7 +127,17 @@ export async function observeRounds(
           return typeof v?.evaluatedAt === "string" && typeof v.verdict?.passed === "boolean" ? v : undefined;
         })
       : undefined;
-    rounds.push({ index, files, plan, failure, compute, verdict, job: jobs.trainer.get(index), evaluation, evalJob: jobs.evaluator.get(index) });
+    rounds.push({
+      index,
+      files,
+      plan,
+      failure,
+      compute,
+      verdict,
+      job: jobs.trainer.get(index),
+      evaluation,
+      evalJob: jobs.evaluator.get(index),
+    });
   }
   mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.
@@ -140,6 +163,8 @@ export async function observeRounds(
     }
   }
   // Discovery warns about manifests that change after a round consumed them.
-  mem.discovery.markConsumed(rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []));
+  mem.discovery.markConsumed(
+    rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []),
+  );
   return { discovery: mem.lastDiscovery, rounds, alias };
 }

@@ -14,7 +14,10 @@ export type RunAccess = {
   patchStatus(namespace: string, name: string, status: ContinualClipRunStatus): Promise<boolean>;
 };
 
-export type ChildAccess = Pick<ChildClient, "roundJobs" | "createIfAbsent" | "readConfigMap" | "applyConfigMap" | "secretData">;
+export type ChildAccess = Pick<
+  ChildClient,
+  "roundJobs" | "createIfAbsent" | "readConfigMap" | "applyConfigMap" | "secretData"
+>;
 
 export type EventSink = { record(run: RawObject, type: EventType, reason: string, message: string): Promise<void> };
 

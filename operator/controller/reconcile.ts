@@ -1,7 +1,11 @@
 // One reconcile of one run: observe -> decide (pure) -> act. The only place errors become outcomes.
 // Everything outside this process comes in through the small interfaces of ports.ts, so the
 // Reconciler runs against fakes in unit tests and against the real cluster and S3 alike.
-import { continualClipRunSpec, type ContinualClipRunSpec, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
+import {
+  continualClipRunSpec,
+  type ContinualClipRunSpec,
+  type ContinualClipRunStatus,
+} from "../api/continual-clip-run.ts";
 import { evaluateRound } from "../evaluation/evaluate.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
@@ -47,7 +51,10 @@ export function s3Storage(options: { timeoutMs?: number } = {}): StorageFactory 
   const clientFor = s3ClientPool();
   return (connection) => {
     const client = clientFor(connection);
-    return { objects: new S3ObjectStore(client, options), slices: (bucket) => new S3SliceStore(client, bucket, options) };
+    return {
+      objects: new S3ObjectStore(client, options),
+      slices: (bucket) => new S3SliceStore(client, bucket, options),
+    };
   };
 }
 
@@ -59,11 +66,13 @@ const DEFAULT_DEADLINE_MS = 15 * 60_000;
  * no round is active). Arrays are replaced whole.
  */
 export function mergePatchFor(current: unknown, next: unknown): unknown {
-  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === "object" && !Array.isArray(v);
   if (!isObject(current) || !isObject(next)) return next;
   const patch: Record<string, unknown> = {};
   for (const k of Object.keys(current)) if (!(k in next)) patch[k] = null;
-  for (const [k, v] of Object.entries(next)) patch[k] = isObject(v) && isObject(current[k]) ? mergePatchFor(current[k], v) : v;
+  for (const [k, v] of Object.entries(next))
+    patch[k] = isObject(v) && isObject(current[k]) ? mergePatchFor(current[k], v) : v;
   return patch;
 }
 
@@ -159,7 +168,17 @@ export class Reconciler {
       let refused: Error | undefined;
       if (decision.actions.length && decision.spec && mem) {
         const { children, events } = this.#deps;
-        const ctx = { run, spec: decision.spec, mem, children, events, log, now: this.#now, evaluate: this.#deps.evaluate ?? evaluateRound, signal };
+        const ctx = {
+          run,
+          spec: decision.spec,
+          mem,
+          children,
+          events,
+          log,
+          now: this.#now,
+          evaluate: this.#deps.evaluate ?? evaluateRound,
+          signal,
+        };
         const result = await act(ctx, decision.actions);
         if (result.problem) {
           // Show what was refused in status, then back off: the same object would be refused again.
@@ -172,7 +191,11 @@ export class Reconciler {
         const patch = mergePatchFor(run.status, decision.status) as ContinualClipRunStatus;
         const ok = await this.#deps.runs.patchStatus(namespace, name, patch);
         if (!ok) return { kind: "done" };
-        log.info("status updated", { generation: run.metadata.generation, phase: decision.status.phase, round: decision.status.currentRound?.index });
+        log.info("status updated", {
+          generation: run.metadata.generation,
+          phase: decision.status.phase,
+          round: decision.status.currentRound?.index,
+        });
       }
       for (const e of decision.events) {
         log.info("event", e);
@@ -182,7 +205,9 @@ export class Reconciler {
       if (decision.outcome === "stalled") return { kind: "stalled" };
       if (refused) return { kind: "retry", error: refused };
       const untilPoll = mem ? Math.max(0, mem.nextPollAt - Date.now()) : 60_000;
-      const active = decision.status ? decision.status.currentRound : (run.status as { currentRound?: unknown } | undefined)?.currentRound;
+      const active = decision.status
+        ? decision.status.currentRound
+        : (run.status as { currentRound?: unknown } | undefined)?.currentRound;
       const wait = active ? Math.min(untilPoll, this.#deps.activeRoundResyncMs ?? 30_000) : untilPoll;
       return { kind: "requeueAfter", ms: wait };
     } catch (error) {
@@ -195,7 +220,9 @@ export class Reconciler {
     const { namespace } = run.metadata;
     const { children } = this.#deps;
     const src = spec.source.s3;
-    const secret = src.credentialsSecretRef ? await children.secretData(namespace, src.credentialsSecretRef.name) : undefined;
+    const secret = src.credentialsSecretRef
+      ? await children.secretData(namespace, src.credentialsSecretRef.name)
+      : undefined;
     const conn = connectionFromSecret(src, secret);
     // Jobs first, then S3: a Job seen complete has already written its _SUCCESS marker.
     const jobs = await children.roundJobs(namespace, { name: run.metadata.name, uid: run.metadata.uid });
@@ -207,6 +234,10 @@ export class Reconciler {
     const observed = await observeRounds(run, spec, mem, jobs, log);
     const configMapName = spec.promotion?.configMapName;
     if (configMapName && !observed.problem) observed.configMap = await children.readConfigMap(namespace, configMapName);
-    return { ...observed, evaluatorImage: this.#deps.evaluatorImage, trainerArchitectures: this.#deps.trainerArchitectures };
+    return {
+      ...observed,
+      evaluatorImage: this.#deps.evaluatorImage,
+      trainerArchitectures: this.#deps.trainerArchitectures,
+    };
   }
 }

@@ -6,7 +6,14 @@ import { trainJobName } from "../kube/objects.ts";
 import type { ComputeRecord, JobObservation, RoundObservation } from "./types.ts";
 
 /** Phases in which the trainer has finished and written its checkpoint. */
-export const TRAINED: ReadonlySet<RoundPhase> = new Set(["Trained", "Evaluating", "Gating", "Promoted", "Passed", "Rejected"]);
+export const TRAINED: ReadonlySet<RoundPhase> = new Set([
+  "Trained",
+  "Evaluating",
+  "Gating",
+  "Promoted",
+  "Passed",
+  "Rejected",
+]);
 
 export type PhaseOf = { phase: RoundPhase; reason?: string | undefined; message?: string | undefined };
 
@@ -16,7 +23,11 @@ export function phaseOf(r: RoundObservation): PhaseOf {
   if (r.failure) return { phase: "Failed", reason: r.failure.reason, message: r.failure.message };
   if (r.job?.failure) return { phase: "Failed", reason: r.job.failure.reason, message: r.job.failure.message };
   if (r.job?.complete) {
-    return { phase: "Failed", reason: "MissingArtifacts", message: `Job ${r.job.name} completed but ${ROUND_FILES.success} is missing` };
+    return {
+      phase: "Failed",
+      reason: "MissingArtifacts",
+      message: `Job ${r.job.name} completed but ${ROUND_FILES.success} is missing`,
+    };
   }
   if (r.job) return { phase: "Training" };
   return { phase: "Pending" };
@@ -26,10 +37,18 @@ export function phaseOf(r: RoundObservation): PhaseOf {
 export function jobCompute(spec: ContinualClipRunSpec, job: JobObservation | undefined): ComputeRecord | undefined {
   if (!job?.startTime || !job.completionTime) return undefined;
   const secs = (Date.parse(job.completionTime) - Date.parse(job.startTime)) / 1000;
-  return { gpuSeconds: Math.max(0, secs) * spec.trainer.nodes * spec.trainer.gpusPerNode, startedAt: job.startTime, finishedAt: job.completionTime };
+  return {
+    gpuSeconds: Math.max(0, secs) * spec.trainer.nodes * spec.trainer.gpusPerNode,
+    startedAt: job.startTime,
+    finishedAt: job.completionTime,
+  };
 }
 
-function gpuSeconds(spec: ContinualClipRunSpec, r: RoundObservation, prev: RoundStatus | undefined): number | undefined {
+function gpuSeconds(
+  spec: ContinualClipRunSpec,
+  r: RoundObservation,
+  prev: RoundStatus | undefined,
+): number | undefined {
   return jobCompute(spec, r.job)?.gpuSeconds ?? r.compute?.gpuSeconds ?? prev?.gpuSeconds;
 }
 

@@ -46,7 +46,8 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
     let p: PhaseOf & { fields?: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> } = phaseOf(r);
     // GPU-seconds outlive the Job (TTL): recorded beside the round once, so totals only grow.
     const spent = jobCompute(spec, r.job);
-    if (spent && !r.files.has(ROUND_FILES.compute)) actions.push({ kind: "RecordCompute", round: r.index, record: spent });
+    if (spent && !r.files.has(ROUND_FILES.compute))
+      actions.push({ kind: "RecordCompute", round: r.index, record: spent });
     if (p.phase === "Trained") {
       const after = afterTraining(input, r, latestPromoted, newestPassed);
       actions.push(...after.actions);
@@ -56,7 +57,11 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
       // historyLimit was reported when it was still listed.
       const beyondHistory = !prev && r.index < oldestPrevious;
       if (p.phase === "Rejected" && prev?.phase !== "Rejected" && !beyondHistory) {
-        events.push({ type: "Warning", reason: "RoundRejected", message: `round ${r.index}: ${p.reason}: ${p.message}` });
+        events.push({
+          type: "Warning",
+          reason: "RoundRejected",
+          message: `round ${r.index}: ${p.reason}: ${p.message}`,
+        });
       }
     }
     const givenUp: string[] = [];
@@ -77,9 +82,19 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
       };
       const message = `round ${r.index} failed: ${p.reason}: ${p.message}`;
       const sliceFailed: PlannedEvent | undefined = givenUp.length
-        ? { type: "Warning", reason: "SliceFailed", message: `slice ${givenUp.join(", ")}: ${maxAttempts} rounds failed, no more retries: ${p.reason}: ${p.message}` }
+        ? {
+            type: "Warning",
+            reason: "SliceFailed",
+            message: `slice ${givenUp.join(", ")}: ${maxAttempts} rounds failed, no more retries: ${p.reason}: ${p.message}`,
+          }
         : undefined;
-      actions.push({ kind: "RecordFailure", round: r.index, record, event: { type: "Warning", reason: "RoundFailed", message }, sliceFailed });
+      actions.push({
+        kind: "RecordFailure",
+        round: r.index,
+        record,
+        event: { type: "Warning", reason: "RoundFailed", message },
+        sliceFailed,
+      });
     }
     if (p.phase === "Pending" && !spec.suspend) {
       const message = `round ${r.index}: created Job ${trainJobName(run.name, r.index)}`;
@@ -101,10 +116,20 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   const maxCovered = consumed[consumed.length - 1];
   const current = [...statuses].reverse().find((s) => ACTIVE.has(s.phase) && s.reason !== "AwaitingApproval");
   const slices = input.slices ?? [];
-  const isLate = (id: string) => !covered.has(id) && !exhausted.has(id) && maxCovered !== undefined && compareSliceIds(id, maxCovered) < 0;
+  const isLate = (id: string) =>
+    !covered.has(id) && !exhausted.has(id) && maxCovered !== undefined && compareSliceIds(id, maxCovered) < 0;
   const late = slices.filter((s) => isLate(s.id)).map((s) => s.id);
   actions.push(...bookkeeping);
-  const base = { rounds: statuses.slice(-spec.historyLimit), current, compute, consumed, late, events, actions, failedSlices };
+  const base = {
+    rounds: statuses.slice(-spec.historyLimit),
+    current,
+    compute,
+    consumed,
+    late,
+    events,
+    actions,
+    failedSlices,
+  };
 
   // A plan that cannot be read holds everything after it: planning past it would reuse its index.
   const unreadable = input.rounds.find((r) => !r.plan && r.planProblem !== undefined);
@@ -115,10 +140,16 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   }
   if (current || input.slices === undefined) return base;
 
-  const pending = slices.filter((s) => !covered.has(s.id) && !late.includes(s.id) && !exhausted.has(s.id)).map((s) => s.id);
+  const pending = slices
+    .filter((s) => !covered.has(s.id) && !late.includes(s.id) && !exhausted.has(s.id))
+    .map((s) => s.id);
   const next = nextRound(input, slices, pending, exhausted, statuses, trained, observed[observed.length - 1]);
   if (next.kind === "none") {
-    return { ...base, ...(next.waiting ? { waiting: next.waiting } : {}), ...(next.planProblem ? { planProblem: next.planProblem } : {}) };
+    return {
+      ...base,
+      ...(next.waiting ? { waiting: next.waiting } : {}),
+      ...(next.planProblem ? { planProblem: next.planProblem } : {}),
+    };
   }
   return {
     ...base,

@@ -84,11 +84,23 @@ export type Observed = {
 
 export type RoundAction =
   | { kind: "WritePlan"; round: number; plan: RoundPlan }
-  | { kind: "CreateJob"; round: number; job: Record<string, any>; service?: Record<string, any> | undefined; event: PlannedEvent }
+  | {
+      kind: "CreateJob";
+      round: number;
+      job: Record<string, any>;
+      service?: Record<string, any> | undefined;
+      event: PlannedEvent;
+    }
   | { kind: "RecordCompute"; round: number; record: ComputeRecord }
   /** replace: the recorded verdict is of an older eval.json. */
   | { kind: "RecordVerdict"; round: number; record: VerdictRecord; replace: boolean }
-  | { kind: "RecordFailure"; round: number; record: FailureRecord; event: PlannedEvent; sliceFailed?: PlannedEvent | undefined }
+  | {
+      kind: "RecordFailure";
+      round: number;
+      record: FailureRecord;
+      event: PlannedEvent;
+      sliceFailed?: PlannedEvent | undefined;
+    }
   /** The same request an evaluation Job would get, scored in the operator process. */
   | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate }
   | { kind: "Promote"; round: number; metrics: Record<string, number> };

@@ -20,7 +20,12 @@ export type ComputeStatus = {
   savingVsOracle: number;
 };
 
-export const NO_COMPUTE: ComputeStatus = { samplesSeen: 0, gpuSeconds: 0, oracleEquivalentSamples: 0, savingVsOracle: 0 };
+export const NO_COMPUTE: ComputeStatus = {
+  samplesSeen: 0,
+  gpuSeconds: 0,
+  oracleEquivalentSamples: 0,
+  savingVsOracle: 0,
+};
 
 /** C of a finished round: its samples, except Oracle rounds which saw (t+1)C. */
 export function roundBudget(r: FinishedRound): number {

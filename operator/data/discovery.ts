@@ -67,8 +67,12 @@ type Fetched =
   | { id: string; kind: "error"; problem: S3Problem };
 
 /** Exponential backoff with equal jitter: a delay in [d/2, d] for d = min(cap, base * 2^(failures-1)). */
-export function backoffDelay(failures: number, backoff: { baseMs: number; capMs: number }, random: () => number): number {
-  const d = Math.min(backoff.capMs, backoff.baseMs * Math.pow(2, Math.max(0, failures - 1)));
+export function backoffDelay(
+  failures: number,
+  backoff: { baseMs: number; capMs: number },
+  random: () => number,
+): number {
+  const d = Math.min(backoff.capMs, backoff.baseMs * 2 ** Math.max(0, failures - 1));
   return Math.round(d / 2 + (random() * d) / 2);
 }
 
@@ -178,7 +182,8 @@ export class SliceDiscovery {
    */
   markConsumed(ids: Iterable<string>): void {
     for (const id of ids) {
-      if (!this.#consumed.has(id) || this.#consumed.get(id) === undefined) this.#consumed.set(id, this.#valid.get(id)?.fingerprint);
+      if (!this.#consumed.has(id) || this.#consumed.get(id) === undefined)
+        this.#consumed.set(id, this.#valid.get(id)?.fingerprint);
       if (this.#consumedMax === undefined || compareSliceIds(id, this.#consumedMax) > 0) this.#consumedMax = id;
     }
   }
@@ -244,7 +249,11 @@ export class SliceDiscovery {
         const failures = (this.#folderFailures.get(f.id) ?? 0) + 1;
         this.#folderFailures.set(f.id, failures);
         if (failures >= this.#maxFolderFailures && !this.#valid.has(f.id)) {
-          const invalid: InvalidSlice = { id: f.id, reason: "Unreadable", message: `${failures} polls in a row: ${f.problem.reason}: ${f.problem.message}` };
+          const invalid: InvalidSlice = {
+            id: f.id,
+            reason: "Unreadable",
+            message: `${failures} polls in a row: ${f.problem.reason}: ${f.problem.message}`,
+          };
           this.#invalid.set(f.id, invalid);
           this.#unsettled.delete(f.id);
           this.#folderFailures.delete(f.id);
@@ -271,10 +280,15 @@ export class SliceDiscovery {
       newSlices,
       invalid: [...this.#invalid.values()].sort((a, b) => compareSliceIds(a.id, b.id)),
       newInvalid,
-      pending: [...this.#unsettled].filter(([, k]) => k === "pending").map(([id]) => id).sort(compareSliceIds),
+      pending: [...this.#unsettled]
+        .filter(([, k]) => k === "pending")
+        .map(([id]) => id)
+        .sort(compareSliceIds),
       warnings,
       errors,
-      health: first ? { ok: false, reason: first.reason, message: first.message, consecutiveFailures: this.#failures } : { ok: true },
+      health: first
+        ? { ok: false, reason: first.reason, message: first.message, consecutiveFailures: this.#failures }
+        : { ok: true },
       nextPollMs: first
         ? backoffDelay(this.#failures, this.#backoff, this.#random)
         : Math.round(this.#pollIntervalMs * (0.9 + 0.2 * this.#random())),
@@ -311,7 +325,8 @@ export class SliceDiscovery {
         }
       }
       for (const key of page.keys) if (last === undefined || byteCompare(key, last) > 0) last = key;
-      if (last !== undefined && (this.#cursor === undefined || byteCompare(last, this.#cursor) > 0)) this.#cursor = last;
+      if (last !== undefined && (this.#cursor === undefined || byteCompare(last, this.#cursor) > 0))
+        this.#cursor = last;
       if (!page.isTruncated || last === undefined) return fresh;
     }
   }
@@ -336,7 +351,10 @@ export class SliceDiscovery {
     }
   }
 
-  #apply(contents: FolderContents, out: { newSlices: string[]; newInvalid: InvalidSlice[]; warnings: DiscoveryWarning[] }): void {
+  #apply(
+    contents: FolderContents,
+    out: { newSlices: string[]; newInvalid: InvalidSlice[]; warnings: DiscoveryWarning[] },
+  ): void {
     const id = contents.id;
     const v = validateSlice(contents, (other) => (other === id ? undefined : this.#valid.get(other)));
     const prev = this.#valid.get(id);
@@ -362,7 +380,8 @@ export class SliceDiscovery {
     if (!v.ok) {
       if (prev) this.#dropValid(id);
       const before = this.#invalid.get(id);
-      if (!before || before.reason !== v.invalid.reason || before.message !== v.invalid.message) out.newInvalid.push(v.invalid);
+      if (!before || before.reason !== v.invalid.reason || before.message !== v.invalid.message)
+        out.newInvalid.push(v.invalid);
       this.#invalid.set(id, v.invalid);
       return;
     }
@@ -405,5 +424,10 @@ export function sliceStatus(
 ): { discovered: number; consumed: number; latest?: string; invalid?: { id: string; reason: string }[] } {
   const latest = r.slices[r.slices.length - 1]?.id;
   const invalid = r.invalid.slice(-maxInvalid).map((i) => ({ id: i.id, reason: `${i.reason}: ${i.message}` }));
-  return { discovered: r.slices.length, consumed, ...(latest ? { latest } : {}), ...(invalid.length ? { invalid } : {}) };
+  return {
+    discovered: r.slices.length,
+    consumed,
+    ...(latest ? { latest } : {}),
+    ...(invalid.length ? { invalid } : {}),
+  };
 }

@@ -65,9 +65,17 @@ function decodeKey(k: string): string {
   return decodeURIComponent(k.replace(/\+/g, " "));
 }
 
-function reply(status: NotificationOutcome["status"], message: string, events: S3ObjectEvent[] = [], extra: Partial<NotificationOutcome> = {}): NotificationOutcome {
+function reply(
+  status: NotificationOutcome["status"],
+  message: string,
+  events: S3ObjectEvent[] = [],
+  extra: Partial<NotificationOutcome> = {},
+): NotificationOutcome {
   const matched = events
-    .filter((e) => e.eventName.includes("ObjectCreated:") && (e.key === SUCCESS_MARKER || e.key.endsWith("/" + SUCCESS_MARKER)))
+    .filter(
+      (e) =>
+        e.eventName.includes("ObjectCreated:") && (e.key === SUCCESS_MARKER || e.key.endsWith("/" + SUCCESS_MARKER)),
+    )
     .map((e) => ({ bucket: e.bucket, key: e.key }));
   return { status, message, events, matched, ...extra };
 }
@@ -79,7 +87,11 @@ function parseS3Records(doc: unknown): NotificationOutcome {
   const events: S3ObjectEvent[] = [];
   for (const r of parsed.data.Records) {
     try {
-      events.push({ bucket: r.s3.bucket.name, key: decodeKey(r.s3.object.key), eventName: r.eventName.replace(/^s3:/, "") });
+      events.push({
+        bucket: r.s3.bucket.name,
+        key: decodeKey(r.s3.object.key),
+        eventName: r.eventName.replace(/^s3:/, ""),
+      });
     } catch {
       return reply(400, "malformed object key");
     }
@@ -88,7 +100,11 @@ function parseS3Records(doc: unknown): NotificationOutcome {
 }
 
 /** Pure handler for one POSTed body: authenticates, parses, and says what the event means. */
-export function handleS3Event(body: string | Buffer, headers: http.IncomingHttpHeaders, options: { token: string }): NotificationOutcome {
+export function handleS3Event(
+  body: string | Buffer,
+  headers: http.IncomingHttpHeaders,
+  options: { token: string },
+): NotificationOutcome {
   if (!isAuthorized(headers, options.token)) return reply(401, "unauthorized");
   let doc: unknown;
   try {
@@ -107,7 +123,8 @@ export function handleS3Event(body: string | Buffer, headers: http.IncomingHttpH
       } catch {
         return reply(400, "SubscriptionConfirmation without a valid SubscribeURL");
       }
-      if (url.protocol !== "https:" || !SNS_HOST.test(url.hostname)) return reply(400, "SubscribeURL is not an SNS endpoint");
+      if (url.protocol !== "https:" || !SNS_HOST.test(url.hostname))
+        return reply(400, "SubscribeURL is not an SNS endpoint");
       return reply(200, "subscription confirmation", [], { confirmSubscriptionUrl: url.toString() });
     }
     if (m.Type === "UnsubscribeConfirmation") return reply(200, "unsubscribed");
@@ -153,7 +170,10 @@ export function createNotificationServer(o: NotificationServerOptions): http.Ser
   const max = o.maxBodyBytes ?? 1024 * 1024;
   const confirm = o.confirmSubscription ?? getUrl;
   const send = (res: http.ServerResponse, status: number, message: string) => {
-    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...(status === 401 ? { "www-authenticate": 'Bearer realm="s3-events"' } : {}) });
+    res.writeHead(status, {
+      "content-type": "text/plain; charset=utf-8",
+      ...(status === 401 ? { "www-authenticate": 'Bearer realm="s3-events"' } : {}),
+    });
     res.end(message + "\n");
   };
   return http.createServer((req, res) => {

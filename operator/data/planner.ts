@@ -171,7 +171,7 @@ export function bufferTargets(
     const b = bufferSamples > 0 ? bufferSamples : sizes[s]!;
     for (let j = 0; j < s; j++) {
       const k = s - j;
-      const w = replay === "CumulativeEqual" ? 1 / s : Math.pow(2, -Math.min(k, s - 1));
+      const w = replay === "CumulativeEqual" ? 1 / s : 2 ** -Math.min(k, s - 1);
       kept[j] = Math.min(kept[j]!, Math.floor(b * w));
     }
   }

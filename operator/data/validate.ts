@@ -1,7 +1,13 @@
 // Validation of one complete slice folder (its listing plus manifest.json): a pure function that
 // returns the slice or the precise reason it is invalid.
 import { createHash } from "node:crypto";
-import { formatIssues, MANIFEST_NAME, sliceIdProblem, sliceManifest, type SliceManifest } from "../api/slice-manifest.ts";
+import {
+  formatIssues,
+  MANIFEST_NAME,
+  sliceIdProblem,
+  sliceManifest,
+  type SliceManifest,
+} from "../api/slice-manifest.ts";
 import type { ObjectInfo } from "../s3/slice-store.ts";
 
 export const INVALID_REASONS = [
@@ -58,16 +64,27 @@ function listSome(items: string[]): string {
 }
 
 export function fingerprintManifest(m: SliceManifest): string {
-  const content = { numSamples: m.numSamples, shards: m.shards.map((s) => [s.key, s.samples, s.bytes]), eval: m.eval ?? null };
+  const content = {
+    numSamples: m.numSamples,
+    shards: m.shards.map((s) => [s.key, s.samples, s.bytes]),
+    eval: m.eval ?? null,
+  };
   return createHash("sha256").update(JSON.stringify(content)).digest("hex");
 }
 
 /** known: looks up an already valid slice by id, to tell a duplicate id from a plain mismatch. */
-export function validateSlice(f: FolderContents, known?: (id: string) => Pick<Slice, "fingerprint"> | undefined): Validation {
-  const bad = (reason: InvalidReason, message: string): Validation => ({ ok: false, invalid: { id: f.id, reason, message } });
+export function validateSlice(
+  f: FolderContents,
+  known?: (id: string) => Pick<Slice, "fingerprint"> | undefined,
+): Validation {
+  const bad = (reason: InvalidReason, message: string): Validation => ({
+    ok: false,
+    invalid: { id: f.id, reason, message },
+  });
   const idProblem = sliceIdProblem(f.id);
   if (idProblem) return bad("InvalidSliceId", idProblem);
-  if (f.manifestText === undefined) return bad("ManifestMissing", `${f.folder}${MANIFEST_NAME} does not exist but _SUCCESS does`);
+  if (f.manifestText === undefined)
+    return bad("ManifestMissing", `${f.folder}${MANIFEST_NAME} does not exist but _SUCCESS does`);
 
   let json: unknown;
   try {
@@ -76,32 +93,48 @@ export function validateSlice(f: FolderContents, known?: (id: string) => Pick<Sl
     return bad("ManifestNotJson", `${MANIFEST_NAME} is not JSON: ${(err as Error).message}`);
   }
   const parsed = sliceManifest.safeParse(json);
-  if (!parsed.success) return bad("ManifestInvalid", `${MANIFEST_NAME} does not match the slice schema: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    return bad("ManifestInvalid", `${MANIFEST_NAME} does not match the slice schema: ${formatIssues(parsed.error)}`);
   const m = parsed.data;
   if (m.sliceId !== f.id) {
     const other = known?.(m.sliceId);
     if (other) {
       const same = other.fingerprint === fingerprintManifest(m);
-      return bad("DuplicateSliceId", `${MANIFEST_NAME} in folder ${f.id}/ declares sliceId ${m.sliceId}, which is already slice ${m.sliceId}/ ${same ? "(a copy with the same content)" : "with different content"}`);
+      return bad(
+        "DuplicateSliceId",
+        `${MANIFEST_NAME} in folder ${f.id}/ declares sliceId ${m.sliceId}, which is already slice ${m.sliceId}/ ${same ? "(a copy with the same content)" : "with different content"}`,
+      );
     }
     return bad("SliceIdMismatch", `${MANIFEST_NAME} declares sliceId ${m.sliceId} but lies in folder ${f.id}/`);
   }
 
   const dupKeys = m.shards.map((s) => s.key).filter((k, i, all) => all.indexOf(k) !== i);
-  if (dupKeys.length) return bad("ManifestInvalid", `${MANIFEST_NAME} lists shard ${listSome([...new Set(dupKeys)])} more than once`);
+  if (dupKeys.length)
+    return bad("ManifestInvalid", `${MANIFEST_NAME} lists shard ${listSome([...new Set(dupKeys)])} more than once`);
 
   const sum = m.shards.reduce((a, s) => a + s.samples, 0);
-  if (sum !== m.numSamples) return bad("SampleCountMismatch", `shards hold ${sum} samples in all but numSamples is ${m.numSamples}`);
+  if (sum !== m.numSamples)
+    return bad("SampleCountMismatch", `shards hold ${sum} samples in all but numSamples is ${m.numSamples}`);
 
   const sizes = new Map(f.objects.map((o) => [o.key, o.size]));
   const missing = m.shards.filter((s) => !sizes.has(f.folder + s.key)).map((s) => s.key);
-  if (missing.length) return bad("ShardMissing", `${missing.length} of ${m.shards.length} shards listed in ${MANIFEST_NAME} are absent: ${listSome(missing)}`);
-  const wrongSize = m.shards.filter((s) => sizes.get(f.folder + s.key) !== s.bytes).map((s) => `${s.key} (${sizes.get(f.folder + s.key)} bytes, manifest says ${s.bytes})`);
-  if (wrongSize.length) return bad("ShardSizeMismatch", `shard size differs from ${MANIFEST_NAME}: ${listSome(wrongSize)}`);
+  if (missing.length)
+    return bad(
+      "ShardMissing",
+      `${missing.length} of ${m.shards.length} shards listed in ${MANIFEST_NAME} are absent: ${listSome(missing)}`,
+    );
+  const wrongSize = m.shards
+    .filter((s) => sizes.get(f.folder + s.key) !== s.bytes)
+    .map((s) => `${s.key} (${sizes.get(f.folder + s.key)} bytes, manifest says ${s.bytes})`);
+  if (wrongSize.length)
+    return bad("ShardSizeMismatch", `shard size differs from ${MANIFEST_NAME}: ${listSome(wrongSize)}`);
 
   const evalPrefix = m.eval?.retrieval;
   if (evalPrefix && !f.objects.some((o) => o.key.startsWith(f.folder + evalPrefix))) {
-    return bad("EvalPackMissing", `${MANIFEST_NAME} names the retrieval pack ${evalPrefix} but nothing lies under ${f.folder}${evalPrefix}`);
+    return bad(
+      "EvalPackMissing",
+      `${MANIFEST_NAME} names the retrieval pack ${evalPrefix} but nothing lies under ${f.folder}${evalPrefix}`,
+    );
   }
 
   const base = `s3://${f.bucket}/${f.folder}`;

@@ -25,17 +25,14 @@ const USAGE = `usage: cli.ts evaluate --round-uri s3://.../rounds/NNNN/ --round 
   --source-uri s3://bucket/prefix/ --slices ID,ID,... [--zero-shot NAME=s3://...]... [--k 1,5,10] \\
   [--baseline-uri s3://.../vN/ --baseline-version N] [--execution-provider cpu|cuda] [--batch-size 64] [--threads N (default: the CPU limit)]`;
 
-const list = (s: string | undefined) => (s ?? "").split(",").map((x) => x.trim()).filter(Boolean);
+const list = (s: string | undefined) =>
+  (s ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
 
-export async function main(argv: string[], store?: ObjectStore): Promise<number> {
-  const [cmd, ...rest] = argv;
-  if (cmd !== "evaluate") {
-    console.error(USAGE);
-    return EXIT_BAD_INPUT;
-  }
-  let parsed;
-  try {
-    parsed = parseArgs({
+function parseEvaluateArgs(rest: string[]) {
+  return parseArgs({
     args: rest,
     options: {
       "round-uri": { type: "string" },
@@ -53,6 +50,17 @@ export async function main(argv: string[], store?: ObjectStore): Promise<number>
     },
     strict: true,
   });
+}
+
+export async function main(argv: string[], store?: ObjectStore): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd !== "evaluate") {
+    console.error(USAGE);
+    return EXIT_BAD_INPUT;
+  }
+  let parsed: ReturnType<typeof parseEvaluateArgs>;
+  try {
+    parsed = parseEvaluateArgs(rest);
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n${USAGE}`);
     return EXIT_BAD_INPUT;
@@ -70,7 +78,8 @@ export async function main(argv: string[], store?: ObjectStore): Promise<number>
   const ks = list(v.k).map(Number);
   if (!ks.length || ks.some((k) => !Number.isInteger(k) || k < 1)) return bad(`--k ${v.k}: positive integers`);
   const ep = v["execution-provider"] as ExecutionProvider;
-  if (!EXECUTION_PROVIDERS.includes(ep)) return bad(`--execution-provider ${ep}: one of ${EXECUTION_PROVIDERS.join(", ")}`);
+  if (!EXECUTION_PROVIDERS.includes(ep))
+    return bad(`--execution-provider ${ep}: one of ${EXECUTION_PROVIDERS.join(", ")}`);
   const zeroShot = (v["zero-shot"] ?? []).map((s) => {
     const i = s.indexOf("=");
     return { name: s.slice(0, i), uri: s.slice(i + 1) };
@@ -97,7 +106,11 @@ export async function main(argv: string[], store?: ObjectStore): Promise<number>
         promoted: v["baseline-uri"] ? { uri: v["baseline-uri"], version: Number(v["baseline-version"]) } : undefined,
       },
       new Date().toISOString(),
-      { executionProvider: ep, batchSize: Number(v["batch-size"]), ...(v.threads ? { intraOpNumThreads: Number(v.threads) } : {}) },
+      {
+        executionProvider: ep,
+        batchSize: Number(v["batch-size"]),
+        ...(v.threads ? { intraOpNumThreads: Number(v.threads) } : {}),
+      },
     );
     // This process does nothing else: no worker thread needed.
     const result = await scoreRound(s3, req);
@@ -107,7 +120,9 @@ export async function main(argv: string[], store?: ObjectStore): Promise<number>
       return EXIT_BAD_INPUT;
     }
     const m = result.candidate.metrics;
-    console.log(JSON.stringify({ eval: uri, metrics: m, matrix: result.matrix.summary, seconds: result.timing.seconds }));
+    console.log(
+      JSON.stringify({ eval: uri, metrics: m, matrix: result.matrix.summary, seconds: result.timing.seconds }),
+    );
     return EXIT_OK;
   } catch (e) {
     console.error(`evaluation error: ${(e as Error).stack ?? e}`);

@@ -8,8 +8,25 @@ import { EVAL_JSON, EVAL_SCHEMA_VERSION, evalResult, type EvalResult, type Model
 import type { RetrievalPackManifest, ZeroShotPackManifest } from "../api/eval-pack.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import { createSimilarityKernel, type SimilarityKernel } from "./kernel.ts";
-import { classEmbeddings, groupIdenticalTexts, pickRows, retrievalMetrics, zeroShotMetrics, type Embeddings, type RetrievalMetrics } from "./metrics.ts";
-import { defaultIntraOpThreads, encode, encoderBatch, loadModel, preprocessingMismatch, releaseModel, type ExecutionProvider, type LoadedModel } from "./onnx.ts";
+import {
+  classEmbeddings,
+  groupIdenticalTexts,
+  pickRows,
+  retrievalMetrics,
+  zeroShotMetrics,
+  type Embeddings,
+  type RetrievalMetrics,
+} from "./metrics.ts";
+import {
+  defaultIntraOpThreads,
+  encode,
+  encoderBatch,
+  loadModel,
+  preprocessingMismatch,
+  releaseModel,
+  type ExecutionProvider,
+  type LoadedModel,
+} from "./onnx.ts";
 import { EvalInputError, normalizeImages, openPack, readInts, readShards, type OpenPack } from "./pack.ts";
 import { relationOf, roundMetrics, ticMatrix, type TicRow } from "./tic.ts";
 import { inWorkerThread } from "./worker.ts";
@@ -63,7 +80,13 @@ export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): P
 /** The evaluation itself, on the calling thread. Bad input never throws: it is a Failed result. */
 export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Promise<EvalResult> {
   const started = performance.now();
-  const common = { schemaVersion: EVAL_SCHEMA_VERSION, round: req.round, roundUri: withSlash(req.roundUri), roundSlices: req.roundSlices, evaluatedAt: req.now } as const;
+  const common = {
+    schemaVersion: EVAL_SCHEMA_VERSION,
+    round: req.round,
+    roundUri: withSlash(req.roundUri),
+    roundSlices: req.roundSlices,
+    evaluatedAt: req.now,
+  } as const;
   const models: LoadedModel[] = [];
   let kernel: SimilarityKernel | undefined;
   try {
@@ -95,7 +118,10 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
     const scored: Scored[] = models.map((model) => ({ model, retrieval: [], zeroShot: [] }));
     const counts = { images: 0, texts: 0 };
     const requested = req.batchSize ?? DEFAULT_BATCH_SIZE;
-    const batch = { image: encoderBatch(requested, candidate.image.rowShape, ep), text: encoderBatch(requested, candidate.text.rowShape, ep) };
+    const batch = {
+      image: encoderBatch(requested, candidate.image.rowShape, ep),
+      text: encoderBatch(requested, candidate.text.rowShape, ep),
+    };
     const clock = { encode: 0, metrics: 0 };
     const timed = async <T>(part: keyof typeof clock, fn: () => Promise<T>): Promise<T> => {
       const t0 = performance.now();
@@ -108,7 +134,11 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
 
     for (const r of req.retrieval) {
       const pack = await openPack(store, r.packUri);
-      if (pack.manifest.kind !== "retrieval") throw new EvalInputError("InvalidEvalPack", `${pack.uri} is a ${pack.manifest.kind} pack, slice ${r.sliceId} needs a retrieval pack`);
+      if (pack.manifest.kind !== "retrieval")
+        throw new EvalInputError(
+          "InvalidEvalPack",
+          `${pack.uri} is a ${pack.manifest.kind} pack, slice ${r.sliceId} needs a retrieval pack`,
+        );
       const m = pack.manifest;
       checkPack(candidate, m, pack.uri);
       const M = m.texts.shape[0]!;
@@ -118,12 +148,16 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
       const groups = groupIdenticalTexts(tokens, M);
       const distinct = pickRows(tokens, M, groups.firstRow);
       const images = await timed("encode", () => encodeImages(store, pack, scored, batch.image));
-      const texts = await timed("encode", () => Promise.all(scored.map((s) => encode(s.model.text, distinct, groups.firstRow.length, batch.text))));
+      const texts = await timed("encode", () =>
+        Promise.all(scored.map((s) => encode(s.model.text, distinct, groups.firstRow.length, batch.text))),
+      );
       counts.images += m.images.shape[0]! * scored.length;
       counts.texts += groups.firstRow.length * scored.length;
       for (const [i, s] of scored.entries()) {
         const input = { images: images[i]!, texts: texts[i]!, textImage, textGroup: groups.groupOf };
-        const { metrics, chance } = await timed("metrics", () => inPack(pack.uri, () => retrievalMetrics(kernel!, input, req.k)));
+        const { metrics, chance } = await timed("metrics", () =>
+          inPack(pack.uri, () => retrievalMetrics(kernel!, input, req.k)),
+        );
         s.retrieval.push({
           sliceId: r.sliceId,
           packUri: pack.uri,
@@ -139,7 +173,11 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
 
     for (const z of req.zeroShot) {
       const pack = await openPack(store, z.uri);
-      if (pack.manifest.kind !== "zeroShot") throw new EvalInputError("InvalidEvalPack", `${pack.uri} is a ${pack.manifest.kind} pack, zeroShot ${z.name} needs a zeroShot pack`);
+      if (pack.manifest.kind !== "zeroShot")
+        throw new EvalInputError(
+          "InvalidEvalPack",
+          `${pack.uri} is a ${pack.manifest.kind} pack, zeroShot ${z.name} needs a zeroShot pack`,
+        );
       const m = pack.manifest;
       checkPack(candidate, m, pack.uri);
       const labels = await readInts(store, pack, "labels", m.labels);
@@ -148,16 +186,32 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
       counts.images += m.images.shape[0]! * scored.length;
       counts.texts += m.prompts.shape[0]! * scored.length;
       for (const [i, s] of scored.entries()) {
-        const promptEmbeddings = await timed("encode", () => encode(s.model.text, prompts, m.prompts.shape[0]!, batch.text));
+        const promptEmbeddings = await timed("encode", () =>
+          encode(s.model.text, prompts, m.prompts.shape[0]!, batch.text),
+        );
         const classes = classEmbeddings(promptEmbeddings, m.classNames.length, m.templates.length);
-        const { metrics, chance } = await timed("metrics", () => inPack(pack.uri, () => zeroShotMetrics(kernel!, images[i]!, classes, labels)));
-        s.zeroShot.push({ name: z.name, packUri: pack.uri, images: m.images.shape[0]!, classes: m.classNames.length, templates: m.templates.length, metrics, chance });
+        const { metrics, chance } = await timed("metrics", () =>
+          inPack(pack.uri, () => zeroShotMetrics(kernel!, images[i]!, classes, labels)),
+        );
+        s.zeroShot.push({
+          name: z.name,
+          packUri: pack.uri,
+          images: m.images.shape[0]!,
+          classes: m.classNames.length,
+          templates: m.templates.length,
+          metrics,
+          chance,
+        });
       }
     }
 
     const [cand, base] = scored.map((s) => toModelScores(s, req.roundSlices));
     const previous = req.previousRows ?? (await readTicRows(store, parentOf(common.roundUri), req.round));
-    const row: TicRow = { round: req.round, roundSlices: req.roundSlices, cells: Object.fromEntries(cand!.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])) };
+    const row: TicRow = {
+      round: req.round,
+      roundSlices: req.roundSlices,
+      cells: Object.fromEntries(cand!.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])),
+    };
     const result: EvalResult = {
       ...common,
       status: "Succeeded",
@@ -174,7 +228,12 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
         precision: "fp32",
         intraOpNumThreads: threads,
         batchSize: batch,
-        optimizedModelCache: Object.fromEntries(models.flatMap((m) => [[m.image.file, m.image.optimizedCache], [m.text.file, m.text.optimizedCache]])),
+        optimizedModelCache: Object.fromEntries(
+          models.flatMap((m) => [
+            [m.image.file, m.image.optimizedCache],
+            [m.text.file, m.text.optimizedCache],
+          ]),
+        ),
         encodeSeconds: clock.encode,
         metricsSeconds: clock.metrics,
         inWorkerThread: !isMainThread,
@@ -205,7 +264,12 @@ function checkPack(candidate: LoadedModel, m: RetrievalPackManifest | ZeroShotPa
 }
 
 /** Streams the pack's image shards once, feeding each model batch by batch from one reused buffer. */
-async function encodeImages(store: ObjectStore, pack: OpenPack, models: Scored[], batch: number): Promise<Embeddings[]> {
+async function encodeImages(
+  store: ObjectStore,
+  pack: OpenPack,
+  models: Scored[],
+  batch: number,
+): Promise<Embeddings[]> {
   const m = pack.manifest;
   const N = m.images.shape[0]!;
   const per = 3 * m.preprocessing.imageSize * m.preprocessing.imageSize;
@@ -258,7 +322,11 @@ export async function readTicRows(store: ObjectStore, roundsUri: string, beforeR
     if (!key || key.round >= beforeRound || key.file !== ROUND_FILES.eval) continue;
     const parsed = await readEvalResult(store, o.uri);
     if (parsed?.status === "Succeeded") {
-      rows.push({ round: parsed.round, roundSlices: parsed.roundSlices, cells: Object.fromEntries(parsed.candidate.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])) });
+      rows.push({
+        round: parsed.round,
+        roundSlices: parsed.roundSlices,
+        cells: Object.fromEntries(parsed.candidate.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])),
+      });
     }
   }
   return rows;

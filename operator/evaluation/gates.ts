@@ -1,15 +1,26 @@
 // Gates: a pure decision from a round's metrics (and the promoted model's, for maxRegression) to
 // pass/fail per gate, each with the observed value, the threshold it was held to and why.
-import { z } from "zod";
-import { gateSpec } from "../api/continual-clip-run.ts";
+import type { z } from "zod";
+import type { gateSpec } from "../api/continual-clip-run.ts";
 import type { RoundMetrics } from "./tic.ts";
 
 export type Gate = z.infer<typeof gateSpec>;
-export type GateResult = { metric: string; observed: number | null; threshold: number | null; passed: boolean; message: string };
+export type GateResult = {
+  metric: string;
+  observed: number | null;
+  threshold: number | null;
+  passed: boolean;
+  message: string;
+};
 export type GateDecision = { passed: boolean; results: GateResult[]; message: string };
 
 /** The promoted model's metrics; best measured on the same packs as the candidate (see evaluate.ts). */
-export type Baseline = { version: number; metrics: Record<string, number>; notApplicable?: Record<string, string>; sameData: boolean };
+export type Baseline = {
+  version: number;
+  metrics: Record<string, number>;
+  notApplicable?: Record<string, string>;
+  sameData: boolean;
+};
 
 const COMPARE: Record<NonNullable<Gate["op"]>, (a: number, b: number) => boolean> = {
   ">=": (a, b) => a >= b,
@@ -28,7 +39,8 @@ function notApplicableReason(metric: string, na: Record<string, string> | undefi
 export function decideGate(gate: Gate, round: RoundMetrics, baseline: Baseline | undefined): GateResult {
   const { metric } = gate;
   const na = notApplicableReason(metric, round.notApplicable);
-  if (na !== undefined) return { metric, observed: null, threshold: null, passed: true, message: `not applicable: ${na}` };
+  if (na !== undefined)
+    return { metric, observed: null, threshold: null, passed: true, message: `not applicable: ${na}` };
   const observed = round.metrics[metric];
   if (observed === undefined || !Number.isFinite(observed)) {
     const known = Object.keys(round.metrics).filter((k) => k.split(".")[0] === metric.split(".")[0]);
@@ -76,6 +88,9 @@ export function decideGates(gates: readonly Gate[], round: RoundMetrics, baselin
   return {
     passed: failed.length === 0,
     results,
-    message: failed.length === 0 ? `all ${results.length} gates passed` : `failed gates: ${failed.map((f) => `${f.metric} (${f.message})`).join("; ")}`,
+    message:
+      failed.length === 0
+        ? `all ${results.length} gates passed`
+        : `failed gates: ${failed.map((f) => `${f.metric} (${f.message})`).join("; ")}`,
   };
 }

@@ -24,7 +24,12 @@ const FINISHED_TTL_SECONDS = 7 * 24 * 3600;
 // onnxruntime on CPU uses about a core and the packs plus two models about a GiB.
 const DEFAULT_REQUESTS = { cpu: "1", memory: "2Gi" };
 
-export function buildEvalJob(o: { run: RunRef; spec: ContinualClipRunSpec; image: string; request: RoundToEvaluate }): Record<string, any> {
+export function buildEvalJob(o: {
+  run: RunRef;
+  spec: ContinualClipRunSpec;
+  image: string;
+  request: RoundToEvaluate;
+}): Record<string, any> {
   const { run, spec, request } = o;
   const runner = spec.evaluation.runner;
   const labels = roundLabels(run, request.round, "evaluator");
@@ -33,7 +38,12 @@ export function buildEvalJob(o: { run: RunRef; spec: ContinualClipRunSpec; image
   return {
     apiVersion: "batch/v1",
     kind: "Job",
-    metadata: { name: evalJobName(run.name, request.round), namespace: run.namespace, labels, ownerReferences: [ownerReference(run)] },
+    metadata: {
+      name: evalJobName(run.name, request.round),
+      namespace: run.namespace,
+      labels,
+      ownerReferences: [ownerReference(run)],
+    },
     spec: {
       backoffLimit: BACKOFF_LIMIT,
       activeDeadlineSeconds: ACTIVE_DEADLINE_SECONDS,

@@ -45,15 +45,35 @@ const ATTRIBUTE_INT = 2;
 /** A float32 matrix input or output `[rows, cols]` with symbolic dimensions. */
 function matrix(name: string, rows: string, cols: string): Uint8Array {
   const dim = (param: string) => message([[2, param]]);
-  const shape = message([[1, dim(rows)], [1, dim(cols)]]);
-  const tensorType = message([[1, FLOAT], [2, shape]]);
-  return message([[1, name], [2, message([[1, tensorType]])]]);
+  const shape = message([
+    [1, dim(rows)],
+    [1, dim(cols)],
+  ]);
+  const tensorType = message([
+    [1, FLOAT],
+    [2, shape],
+  ]);
+  return message([
+    [1, name],
+    [2, message([[1, tensorType]])],
+  ]);
 }
 
 /** ModelProto of `Y = Gemm(A, B, transB=1)`, opset 17. */
 export function gemmModel(): Uint8Array {
-  const transB = message([[1, "transB"], [20, ATTRIBUTE_INT], [3, 1]]);
-  const node = message([[1, "A"], [1, "B"], [2, "Y"], [3, "scores"], [4, "Gemm"], [5, transB]]);
+  const transB = message([
+    [1, "transB"],
+    [20, ATTRIBUTE_INT],
+    [3, 1],
+  ]);
+  const node = message([
+    [1, "A"],
+    [1, "B"],
+    [2, "Y"],
+    [3, "scores"],
+    [4, "Gemm"],
+    [5, transB],
+  ]);
   const graph = message([
     [1, node],
     [2, "similarity"],
@@ -61,7 +81,18 @@ export function gemmModel(): Uint8Array {
     [11, matrix("B", "candidates", "dim")],
     [12, matrix("Y", "queries", "candidates")],
   ]);
-  return message([[1, 8], [2, "continual-clip-operator"], [7, graph], [8, message([[1, ""], [2, 17]])]]);
+  return message([
+    [1, 8],
+    [2, "continual-clip-operator"],
+    [7, graph],
+    [
+      8,
+      message([
+        [1, ""],
+        [2, 17],
+      ]),
+    ],
+  ]);
 }
 
 export async function createSimilarityKernel(intraOpNumThreads?: number): Promise<SimilarityKernel> {

@@ -66,7 +66,7 @@ export function groupIdenticalTexts(tokens: Int32Array, rows: number): TextGroup
 export function pickRows(tokens: Int32Array, rows: number, pick: Int32Array): Int32Array {
   const per = rows ? tokens.length / rows : 0;
   const out = new Int32Array(pick.length * per);
-  pick.forEach((r, i) => out.set(tokens.subarray(r * per, (r + 1) * per), i * per));
+  for (const [i, r] of pick.entries()) out.set(tokens.subarray(r * per, (r + 1) * per), i * per);
   return out;
 }
 
@@ -210,7 +210,8 @@ export async function retrievalMetrics(
  * normalised again (open_clip's build_zero_shot_classifier). `prompts` rows are class-major.
  */
 export function classEmbeddings(prompts: Embeddings, classes: number, templates: number): Embeddings {
-  if (prompts.rows !== classes * templates) throw new Error(`${prompts.rows} prompt embeddings for ${classes} classes x ${templates} templates`);
+  if (prompts.rows !== classes * templates)
+    throw new Error(`${prompts.rows} prompt embeddings for ${classes} classes x ${templates} templates`);
   const unit = normalizeRows(prompts);
   const D = prompts.dim;
   const sum = new Float32Array(classes * D);

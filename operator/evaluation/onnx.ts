@@ -42,7 +42,13 @@ export type Encoder = {
   optimizedCache: string;
 };
 
-export type LoadedModel = { uri: string; model: ExportedModel; image: Encoder; text: Encoder; sha256: { image: string; text: string } };
+export type LoadedModel = {
+  uri: string;
+  model: ExportedModel;
+  image: Encoder;
+  text: Encoder;
+  sha256: { image: string; text: string };
+};
 
 export type SessionOptions = {
   executionProvider?: ExecutionProvider;
@@ -128,9 +134,13 @@ export async function loadModel(store: ObjectStore, modelUri: string, opts: Sess
   const load = (file: string, bytes: Uint8Array, sha: string, spec: EncoderJson, rowShape: number[]) =>
     loadEncoder(store, { file: uri + file, bytes, sha256: sha }, spec, rowShape, model.embeddingDim, opts);
   const image = await load(model.onnx.image.file, imageBytes, sha256.image, model.onnx.image, [3, S, S]);
-  const text = await load(model.onnx.text.file, textBytes, sha256.text, model.onnx.text, [model.tokenizer.contextLength]);
-  if (image.inputType !== "float32") throw new EvalInputError("InvalidModel", `${image.file}: image input is ${image.inputType}, expected float32`);
-  if (text.inputType === "float32") throw new EvalInputError("InvalidModel", `${text.file}: text input is float32, expected int64 or int32 token ids`);
+  const text = await load(model.onnx.text.file, textBytes, sha256.text, model.onnx.text, [
+    model.tokenizer.contextLength,
+  ]);
+  if (image.inputType !== "float32")
+    throw new EvalInputError("InvalidModel", `${image.file}: image input is ${image.inputType}, expected float32`);
+  if (text.inputType === "float32")
+    throw new EvalInputError("InvalidModel", `${text.file}: text input is float32, expected int64 or int32 token ids`);
   return { uri, model, image, text, sha256 };
 }
 
@@ -143,7 +153,9 @@ type ModelFile = { file: string; bytes: Uint8Array; sha256: string };
  */
 export function optimizedCacheName(file: string, sha256: string, executionProvider: string): string {
   const cpu = `${process.arch} ${os.cpus()[0]?.model ?? ""}`;
-  const key = createHash("sha256").update([sha256, ort.env.versions.common, executionProvider, cpu].join("\n")).digest("hex");
+  const key = createHash("sha256")
+    .update([sha256, ort.env.versions.common, executionProvider, cpu].join("\n"))
+    .digest("hex");
   return `${path.basename(file, ".onnx")}.${key.slice(0, 16)}.optimized.onnx`;
 }
 
@@ -152,13 +164,17 @@ type Created = { session: ort.InferenceSession; optimizedCache: string };
 async function createSession(store: ObjectStore, m: ModelFile, opts: SessionOptions): Promise<Created> {
   const options = sessionOptions(opts);
   try {
-    if (!opts.optimizedCacheUri) return { session: await ort.InferenceSession.create(m.bytes, options), optimizedCache: "off" };
-    const cacheUri = withSlash(opts.optimizedCacheUri) + optimizedCacheName(m.file, m.sha256, opts.executionProvider ?? "cpu");
+    if (!opts.optimizedCacheUri)
+      return { session: await ort.InferenceSession.create(m.bytes, options), optimizedCache: "off" };
+    const cacheUri =
+      withSlash(opts.optimizedCacheUri) + optimizedCacheName(m.file, m.sha256, opts.executionProvider ?? "cpu");
     return await createCachedSession(store, m, options, cacheUri, opts.optimizedCacheReadOnly === true);
   } catch (e) {
     // A missing CUDA provider is the image's or node's problem, not the model's: not a rejection.
     if (/ExecutionProvider/i.test(String((e as Error)?.message))) {
-      throw new ExecutionProviderUnavailable(`execution provider ${opts.executionProvider} is not available here: ${firstLine(e)}`);
+      throw new ExecutionProviderUnavailable(
+        `execution provider ${opts.executionProvider} is not available here: ${firstLine(e)}`,
+      );
     }
     throw new EvalInputError("InvalidModel", `${m.file} is not a loadable ONNX model: ${firstLine(e)}`);
   }
@@ -188,12 +204,20 @@ async function createCachedSession(
   } catch (e) {
     problem = `cached ${cacheUri} unusable (${firstLine(e)}), `;
   }
-  if (readOnly) return { session: await ort.InferenceSession.create(m.bytes, options), optimizedCache: `${problem}miss (read-only)` };
+  if (readOnly)
+    return {
+      session: await ort.InferenceSession.create(m.bytes, options),
+      optimizedCache: `${problem}miss (read-only)`,
+    };
   const dir = mkdtempSync(path.join(os.tmpdir(), "ticclip-ort-"));
   try {
     const file = path.join(dir, "optimized.onnx");
     // logSeverityLevel 3: onnxruntime warns that the file is hardware-specific; the cache name says so.
-    const session = await ort.InferenceSession.create(m.bytes, { ...options, optimizedModelFilePath: file, logSeverityLevel: 3 });
+    const session = await ort.InferenceSession.create(m.bytes, {
+      ...options,
+      optimizedModelFilePath: file,
+      logSeverityLevel: 3,
+    });
     try {
       await store.put(cacheUri, new Uint8Array(readFileSync(file)), "application/octet-stream");
       return { session, optimizedCache: `${problem}written` };
@@ -205,7 +229,14 @@ async function createCachedSession(
   }
 }
 
-async function loadEncoder(store: ObjectStore, m: ModelFile, spec: EncoderJson, rowShape: number[], dim: number, opts: SessionOptions): Promise<Encoder> {
+async function loadEncoder(
+  store: ObjectStore,
+  m: ModelFile,
+  spec: EncoderJson,
+  rowShape: number[],
+  dim: number,
+  opts: SessionOptions,
+): Promise<Encoder> {
   const file = m.file;
   const { session, optimizedCache } = await createSession(store, m, opts);
   const bad = (msg: string) => {
@@ -215,21 +246,27 @@ async function loadEncoder(store: ObjectStore, m: ModelFile, spec: EncoderJson, 
   if (session.inputNames.length !== 1 || session.inputNames[0] !== spec.input.name) {
     throw bad(`inputs are [${session.inputNames.join(", ")}], model.json says [${spec.input.name}]`);
   }
-  if (!session.outputNames.includes(spec.output.name)) throw bad(`outputs are [${session.outputNames.join(", ")}], model.json says ${spec.output.name}`);
+  if (!session.outputNames.includes(spec.output.name))
+    throw bad(`outputs are [${session.outputNames.join(", ")}], model.json says ${spec.output.name}`);
   const input = session.inputMetadata[0];
   if (!input?.isTensor) throw bad(`input ${spec.input.name} is not a tensor`);
-  if (input.type !== spec.input.dtype) throw bad(`input ${spec.input.name} is ${input.type}, model.json says ${spec.input.dtype}`);
-  if (input.type !== "float32" && input.type !== "int64" && input.type !== "int32") throw bad(`input type ${input.type} is not supported`);
+  if (input.type !== spec.input.dtype)
+    throw bad(`input ${spec.input.name} is ${input.type}, model.json says ${spec.input.dtype}`);
+  if (input.type !== "float32" && input.type !== "int64" && input.type !== "int32")
+    throw bad(`input type ${input.type} is not supported`);
   const shape = input.shape;
-  if (shape.length !== rowShape.length + 1) throw bad(`input ${spec.input.name} has shape [${shape.join(", ")}], expected [batch, ${rowShape.join(", ")}]`);
+  if (shape.length !== rowShape.length + 1)
+    throw bad(`input ${spec.input.name} has shape [${shape.join(", ")}], expected [batch, ${rowShape.join(", ")}]`);
   rowShape.forEach((want, i) => {
     const got = shape[i + 1];
-    if (typeof got === "number" && got > 0 && got !== want) throw bad(`input ${spec.input.name} has shape [${shape.join(", ")}], expected [batch, ${rowShape.join(", ")}]`);
+    if (typeof got === "number" && got > 0 && got !== want)
+      throw bad(`input ${spec.input.name} has shape [${shape.join(", ")}], expected [batch, ${rowShape.join(", ")}]`);
   });
   const out = session.outputMetadata.find((o) => o.name === spec.output.name);
   if (out?.isTensor) {
     const last = out.shape.at(-1);
-    if (typeof last === "number" && last > 0 && last !== dim) throw bad(`output ${spec.output.name} has dimension ${last}, model.json says embeddingDim ${dim}`);
+    if (typeof last === "number" && last > 0 && last !== dim)
+      throw bad(`output ${spec.output.name} has dimension ${last}, model.json says embeddingDim ${dim}`);
   }
   return {
     file,
@@ -245,7 +282,9 @@ async function loadEncoder(store: ObjectStore, m: ModelFile, spec: EncoderJson, 
 }
 
 function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split("\n")[0]!.slice(0, 500);
+  return String((e as Error)?.message ?? e)
+    .split("\n")[0]!
+    .slice(0, 500);
 }
 
 export type EncoderInput = Float32Array | Int32Array;
@@ -279,20 +318,34 @@ export async function encode(enc: Encoder, input: EncoderInput, rows: number, ba
       throw new EvalInputError("InferenceFailed", `${enc.file}: inference failed on a batch of ${b}: ${firstLine(e)}`);
     }
     const y = result[enc.outputName] as ort.Tensor | undefined;
-    if (!y || y.type !== "float32") throw new EvalInputError("InvalidModel", `${enc.file}: output ${enc.outputName} is ${y?.type ?? "missing"}, expected float32`);
+    if (y?.type !== "float32")
+      throw new EvalInputError(
+        "InvalidModel",
+        `${enc.file}: output ${enc.outputName} is ${y?.type ?? "missing"}, expected float32`,
+      );
     if (y.dims.length !== 2 || y.dims[0] !== b || y.dims[1] !== enc.dim) {
-      throw new EvalInputError("InvalidModel", `${enc.file}: output has shape [${y.dims.join(", ")}] for a batch of ${b}, expected [${b}, ${enc.dim}]`);
+      throw new EvalInputError(
+        "InvalidModel",
+        `${enc.file}: output has shape [${y.dims.join(", ")}] for a batch of ${b}, expected [${b}, ${enc.dim}]`,
+      );
     }
     const data = y.data as Float32Array;
     for (let r = 0; r < b; r++) {
       let norm = 0;
       for (let k = 0; k < enc.dim; k++) {
         const v = data[r * enc.dim + k]!;
-        if (!Number.isFinite(v)) throw new EvalInputError("NonFiniteEmbeddings", `${enc.file}: embedding of row ${start + r} has a non-finite value (${v})`);
+        if (!Number.isFinite(v))
+          throw new EvalInputError(
+            "NonFiniteEmbeddings",
+            `${enc.file}: embedding of row ${start + r} has a non-finite value (${v})`,
+          );
         norm += v * v;
       }
       if (enc.l2Normalized && Math.abs(Math.sqrt(norm) - 1) > NORM_TOLERANCE) {
-        throw new EvalInputError("InvalidModel", `${enc.file}: embedding of row ${start + r} has L2 norm ${Math.sqrt(norm).toFixed(4)}, model.json promises unit norm`);
+        throw new EvalInputError(
+          "InvalidModel",
+          `${enc.file}: embedding of row ${start + r} has L2 norm ${Math.sqrt(norm).toFixed(4)}, model.json promises unit norm`,
+        );
       }
     }
     out.set(data, start * enc.dim);
@@ -305,7 +358,11 @@ export async function encode(enc: Encoder, input: EncoderInput, rows: number, ba
  * batches so one batch's activations stay near the CPU's cache (measured on ViT-B-32 at 224 px:
  * 16-32 images beat 64, docs/evaluation.md). Small inputs (tiny models, token ids) keep the bound.
  */
-export function encoderBatch(requested: number, rowShape: readonly number[], executionProvider: ExecutionProvider = "cpu"): number {
+export function encoderBatch(
+  requested: number,
+  rowShape: readonly number[],
+  executionProvider: ExecutionProvider = "cpu",
+): number {
   if (executionProvider === "cuda") return requested; // a GPU wants large batches
   const rowBytes = rowShape.reduce((a, b) => a * b, 1) * 4;
   const byCache = 2 ** Math.floor(Math.log2(Math.max(1, BATCH_INPUT_BYTES / rowBytes)));
@@ -320,12 +377,19 @@ export async function releaseModel(m: LoadedModel): Promise<void> {
 }
 
 /** The model and a pack must agree on preprocessing and tokenizer, or the scores mean nothing. */
-export function preprocessingMismatch(model: ExportedModel, pack: { preprocessing: PreprocessingSpec }): string | undefined {
+export function preprocessingMismatch(
+  model: ExportedModel,
+  pack: { preprocessing: PreprocessingSpec },
+): string | undefined {
   const p = pack.preprocessing;
-  const close = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]!) < 1e-6);
+  const close = (a: readonly number[], b: readonly number[]) =>
+    a.length === b.length && a.every((x, i) => Math.abs(x - b[i]!) < 1e-6);
   if (p.imageSize !== model.imageSize) return `pack images are ${p.imageSize}px, the model takes ${model.imageSize}px`;
-  if (!close(p.mean, model.mean) || !close(p.std, model.std)) return `pack mean/std [${p.mean}]/[${p.std}] differ from the model's [${model.mean}]/[${model.std}]`;
-  if (p.tokenizer.name !== model.tokenizer.name) return `pack tokenizer ${p.tokenizer.name} differs from the model's ${model.tokenizer.name}`;
-  if (p.tokenizer.contextLength !== model.tokenizer.contextLength) return `pack context length ${p.tokenizer.contextLength} differs from the model's ${model.tokenizer.contextLength}`;
+  if (!close(p.mean, model.mean) || !close(p.std, model.std))
+    return `pack mean/std [${p.mean}]/[${p.std}] differ from the model's [${model.mean}]/[${model.std}]`;
+  if (p.tokenizer.name !== model.tokenizer.name)
+    return `pack tokenizer ${p.tokenizer.name} differs from the model's ${model.tokenizer.name}`;
+  if (p.tokenizer.contextLength !== model.tokenizer.contextLength)
+    return `pack context length ${p.tokenizer.contextLength} differs from the model's ${model.tokenizer.contextLength}`;
   return undefined;
 }

@@ -38,7 +38,8 @@ export async function openPack(store: ObjectStore, packUri: string): Promise<Ope
     throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST} is not JSON: ${(e as Error).message}`);
   }
   const parsed = evalPackManifest.safeParse(json);
-  if (!parsed.success) throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST}: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST}: ${formatIssues(parsed.error)}`);
   const problems = manifestProblems(parsed.data);
   if (problems.length) throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST}: ${problems.join("; ")}`);
   return { uri, manifest: parsed.data };
@@ -49,15 +50,20 @@ export function manifestProblems(m: EvalPackManifest): string[] {
   const p: string[] = [];
   const tensor = (name: string, t: TensorSpec, dtypes: readonly string[], shape: (number | undefined)[]) => {
     if (!dtypes.includes(t.dtype)) p.push(`${name}: dtype ${t.dtype}, expected ${dtypes.join(" or ")}`);
-    if (t.shape.length !== shape.length) p.push(`${name}: shape [${t.shape}] has ${t.shape.length} dimensions, expected ${shape.length}`);
+    if (t.shape.length !== shape.length)
+      p.push(`${name}: shape [${t.shape}] has ${t.shape.length} dimensions, expected ${shape.length}`);
     shape.forEach((want, i) => {
-      if (want !== undefined && t.shape[i] !== want) p.push(`${name}: shape [${t.shape}], dimension ${i} should be ${want}`);
+      if (want !== undefined && t.shape[i] !== want)
+        p.push(`${name}: shape [${t.shape}], dimension ${i} should be ${want}`);
     });
     const rows = t.shards.reduce((s, sh) => s + sh.rows, 0);
     if (rows !== t.shape[0]) p.push(`${name}: shards hold ${rows} rows, shape says ${t.shape[0]}`);
     const rowBytes = prod(t.shape.slice(1)) * DTYPE_BYTES[t.dtype];
     for (const sh of t.shards) {
-      if (sh.bytes !== sh.rows * rowBytes) p.push(`${name}: ${sh.file} is declared ${sh.bytes} bytes, ${sh.rows} rows of [${t.shape.slice(1)}] ${t.dtype} are ${sh.rows * rowBytes}`);
+      if (sh.bytes !== sh.rows * rowBytes)
+        p.push(
+          `${name}: ${sh.file} is declared ${sh.bytes} bytes, ${sh.rows} rows of [${t.shape.slice(1)}] ${t.dtype} are ${sh.rows * rowBytes}`,
+        );
     }
   };
   const S = m.preprocessing.imageSize;
@@ -71,21 +77,36 @@ export function manifestProblems(m: EvalPackManifest): string[] {
     tensor("labels", m.labels, ["int32"], [m.images.shape[0]]);
     tensor("prompts", m.prompts, ["int32", "int64"], [C * m.templates.length, L]);
   }
-  const files = [m.images, ...(m.kind === "retrieval" ? [m.texts, m.textImage] : [m.labels, m.prompts])].flatMap((t) => t.shards.map((s) => s.file));
+  const files = [m.images, ...(m.kind === "retrieval" ? [m.texts, m.textImage] : [m.labels, m.prompts])].flatMap((t) =>
+    t.shards.map((s) => s.file),
+  );
   const dup = files.find((f, i) => files.indexOf(f) !== i);
   if (dup) p.push(`file ${dup} is used twice`);
   return p;
 }
 
 /** Reads a tensor's shards in order, each checked against its declared size and sha256. */
-export async function* readShards(store: ObjectStore, pack: OpenPack, name: string, t: TensorSpec): AsyncGenerator<{ row: number; rows: number; bytes: Uint8Array }> {
+export async function* readShards(
+  store: ObjectStore,
+  pack: OpenPack,
+  name: string,
+  t: TensorSpec,
+): AsyncGenerator<{ row: number; rows: number; bytes: Uint8Array }> {
   let row = 0;
   for (const sh of t.shards) {
     const bytes = await store.get(pack.uri + sh.file);
     if (!bytes) throw new EvalInputError("InvalidEvalPack", `${pack.uri}${sh.file} (${name}) is missing`);
-    if (bytes.length !== sh.bytes) throw new EvalInputError("InvalidEvalPack", `${pack.uri}${sh.file} (${name}) is ${bytes.length} bytes, the manifest says ${sh.bytes}`);
+    if (bytes.length !== sh.bytes)
+      throw new EvalInputError(
+        "InvalidEvalPack",
+        `${pack.uri}${sh.file} (${name}) is ${bytes.length} bytes, the manifest says ${sh.bytes}`,
+      );
     const digest = createHash("sha256").update(bytes).digest("hex");
-    if (digest !== sh.sha256) throw new EvalInputError("InvalidEvalPack", `${pack.uri}${sh.file} (${name}) has sha256 ${digest}, the manifest says ${sh.sha256}`);
+    if (digest !== sh.sha256)
+      throw new EvalInputError(
+        "InvalidEvalPack",
+        `${pack.uri}${sh.file} (${name}) has sha256 ${digest}, the manifest says ${sh.sha256}`,
+      );
     yield { row, rows: sh.rows, bytes };
     row += sh.rows;
   }
@@ -102,7 +123,8 @@ export async function readInts(store: ObjectStore, pack: OpenPack, name: string,
       if (t.dtype === "int32") out[sh.row * per + i] = view.getInt32(i * 4, true);
       else {
         const v = view.getBigInt64(i * 8, true);
-        if (v < -2147483648n || v > 2147483647n) throw new EvalInputError("InvalidEvalPack", `${name}: value ${v} does not fit in int32`);
+        if (v < -2147483648n || v > 2147483647n)
+          throw new EvalInputError("InvalidEvalPack", `${name}: value ${v} does not fit in int32`);
         out[sh.row * per + i] = Number(v);
       }
     }
@@ -136,7 +158,8 @@ export function normalizeImages(bytes: Uint8Array, pre: PreprocessingSpec, out?:
   const plane = pre.imageSize * pre.imageSize;
   const lut = lutsFor(pre);
   const dst = out ? out.subarray(0, bytes.length) : new Float32Array(bytes.length);
-  if (dst.length !== bytes.length) throw new Error(`normalizeImages: buffer of ${out!.length} values for ${bytes.length} pixels`);
+  if (dst.length !== bytes.length)
+    throw new Error(`normalizeImages: buffer of ${out!.length} values for ${bytes.length} pixels`);
   for (let start = 0, c = 0; start < bytes.length; start += plane, c = (c + 1) % 3) {
     const t = lut[c]!;
     for (let i = start, end = start + plane; i < end; i++) dst[i] = t[bytes[i]!]!;

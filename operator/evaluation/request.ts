@@ -19,33 +19,49 @@ export type RoundToEvaluate = {
   promoted?: { version: number; uri: string } | undefined;
 };
 
-export const sourceUri = (spec: Pick<ContinualClipRunSpec, "source">) => `s3://${spec.source.s3.bucket}/${spec.source.s3.prefix}`;
+export const sourceUri = (spec: Pick<ContinualClipRunSpec, "source">) =>
+  `s3://${spec.source.s3.bucket}/${spec.source.s3.prefix}`;
 
 /** Arguments after `node operator/evaluation/cli.ts` for the evaluation Job. */
 export function evaluateArgs(r: RoundToEvaluate): string[] {
   const ev = r.spec.evaluation;
   return [
     "evaluate",
-    "--round-uri", roundUri(r.spec.artifacts.s3, r.round),
-    "--round", String(r.round),
-    "--round-slices", r.roundSlices.join(","),
-    "--source-uri", sourceUri(r.spec),
-    "--slices", r.slices.join(","),
+    "--round-uri",
+    roundUri(r.spec.artifacts.s3, r.round),
+    "--round",
+    String(r.round),
+    "--round-slices",
+    r.roundSlices.join(","),
+    "--source-uri",
+    sourceUri(r.spec),
+    "--slices",
+    r.slices.join(","),
     ...ev.zeroShot.flatMap((z) => ["--zero-shot", `${z.name}=${z.uri}`]),
-    "--k", ev.retrieval.k.join(","),
+    "--k",
+    ev.retrieval.k.join(","),
     ...(r.promoted ? ["--baseline-uri", r.promoted.uri, "--baseline-version", String(r.promoted.version)] : []),
-    "--execution-provider", ev.runner.executionProvider,
-    "--batch-size", String(ev.runner.batchSize),
+    "--execution-provider",
+    ev.runner.executionProvider,
+    "--batch-size",
+    String(ev.runner.batchSize),
   ];
 }
 
 /** S3 settings of the evaluation Job (credentials come from the source's Secret, as for the trainer). */
 export function evaluateEnv(spec: Pick<ContinualClipRunSpec, "source">): Record<string, string> {
-  return { AWS_REGION: spec.source.s3.region, ...(spec.source.s3.endpoint ? { S3_ENDPOINT: spec.source.s3.endpoint } : {}) };
+  return {
+    AWS_REGION: spec.source.s3.region,
+    ...(spec.source.s3.endpoint ? { S3_ENDPOINT: spec.source.s3.endpoint } : {}),
+  };
 }
 
 /** Retrieval pack URIs of the given slices, from their manifests; slices without a pack are skipped. */
-export async function retrievalPacks(store: ObjectStore, source: string, sliceIds: string[]): Promise<{ sliceId: string; packUri: string }[]> {
+export async function retrievalPacks(
+  store: ObjectStore,
+  source: string,
+  sliceIds: string[],
+): Promise<{ sliceId: string; packUri: string }[]> {
   const base = source.endsWith("/") ? source : source + "/";
   const out: { sliceId: string; packUri: string }[] = [];
   for (const id of sliceIds) {
@@ -63,12 +79,28 @@ export type RequestOptions = { executionProvider?: ExecutionProvider; batchSize?
 /** The EvaluateRequest for a round, with the packs it should be scored on (in-process and the CLI). */
 export async function buildEvaluateRequest(
   store: ObjectStore,
-  r: { round: number; roundUri: string; roundSlices: string[]; sourceUri?: string | undefined; slices: string[]; zeroShot: { name: string; uri: string }[]; k: number[]; promoted?: { version: number; uri: string } | undefined },
+  r: {
+    round: number;
+    roundUri: string;
+    roundSlices: string[];
+    sourceUri?: string | undefined;
+    slices: string[];
+    zeroShot: { name: string; uri: string }[];
+    k: number[];
+    promoted?: { version: number; uri: string } | undefined;
+  },
   now: string,
   opts: RequestOptions = {},
 ): Promise<EvaluateRequest> {
   const withPacks = r.sourceUri ? await retrievalPacks(store, r.sourceUri, r.slices) : [];
-  const chosen = new Set(withPacks.length ? slicesToScore(withPacks.map((p) => p.sliceId), r.roundSlices) : []);
+  const chosen = new Set(
+    withPacks.length
+      ? slicesToScore(
+          withPacks.map((p) => p.sliceId),
+          r.roundSlices,
+        )
+      : [],
+  );
   return {
     round: r.round,
     roundUri: r.roundUri,

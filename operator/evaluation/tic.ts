@@ -51,7 +51,11 @@ function meanOf(rows: readonly Record<string, number>[]): Record<string, number>
  * backward and forward are "not applicable" when no such slice was scored; id and latest are
  * simply absent when the round's own slices have no pack, so a gate on them fails.
  */
-export function roundMetrics(scores: readonly SliceScore[], roundSlices: readonly string[], zeroShot: readonly ZeroShotScore[]): RoundMetrics {
+export function roundMetrics(
+  scores: readonly SliceScore[],
+  roundSlices: readonly string[],
+  zeroShot: readonly ZeroShotScore[],
+): RoundMetrics {
   const metrics: Record<string, number> = {};
   const notApplicable: Record<string, string> = {};
   const put = (prefix: string, values: Record<string, number>) => {
@@ -60,8 +64,10 @@ export function roundMetrics(scores: readonly SliceScore[], roundSlices: readonl
   for (const rel of RELATIONS) {
     const rows = scores.filter((s) => relationOf(s.sliceId, roundSlices) === rel).map((s) => s.metrics);
     if (rows.length > 0) put(`retrieval.${rel}`, meanOf(rows));
-    else if (rel === "backward") notApplicable["retrieval.backward"] = "no slice before this round's slices has an eval pack";
-    else if (rel === "forward") notApplicable["retrieval.forward"] = "no slice after this round's slices has an eval pack yet";
+    else if (rel === "backward")
+      notApplicable["retrieval.backward"] = "no slice before this round's slices has an eval pack";
+    else if (rel === "forward")
+      notApplicable["retrieval.forward"] = "no slice after this round's slices has an eval pack yet";
   }
   const last = newest(roundSlices);
   const latest = scores.find((s) => s.sliceId === last);

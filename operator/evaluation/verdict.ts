@@ -18,10 +18,19 @@ export type RoundVerdict =
  * `promoted` is status.promoted; it is used for maxRegression only when eval.json has no rescored
  * baseline (the gate message then says the comparison is across different packs).
  */
-export function judgeRound(ev: EvalResult, gates: readonly Gate[], promoted?: { version: number; metrics?: Record<string, number> | undefined }): RoundVerdict {
+export function judgeRound(
+  ev: EvalResult,
+  gates: readonly Gate[],
+  promoted?: { version: number; metrics?: Record<string, number> | undefined },
+): RoundVerdict {
   if (ev.status === "Failed") return { passed: false, reason: ev.reason, message: `evaluation failed: ${ev.message}` };
   const baseline: Baseline | undefined = ev.baseline
-    ? { version: ev.baseline.version, metrics: ev.baseline.metrics, notApplicable: ev.baseline.notApplicable, sameData: true }
+    ? {
+        version: ev.baseline.version,
+        metrics: ev.baseline.metrics,
+        notApplicable: ev.baseline.notApplicable,
+        sameData: true,
+      }
     : promoted
       ? { version: promoted.version, metrics: promoted.metrics ?? {}, sameData: false }
       : undefined;
@@ -36,7 +45,10 @@ export function judgeRound(ev: EvalResult, gates: readonly Gate[], promoted?: { 
  * The metrics kept in status.rounds[].metrics (eval.json has them all): meanRecallAt1 per relation,
  * zero-shot top1/top5, every metric a gate names, and the TiC matrix summary (tic.<id|backward|forward>).
  */
-export function statusMetrics(ev: EvalResult & { status: "Succeeded" }, gates: readonly Gate[] = []): Record<string, number> {
+export function statusMetrics(
+  ev: EvalResult & { status: "Succeeded" },
+  gates: readonly Gate[] = [],
+): Record<string, number> {
   const named = new Set(gates.map((g) => g.metric));
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(ev.candidate.metrics)) {

@@ -52,8 +52,7 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
         if (value) transfer.push((value as Uint8Array).buffer as ArrayBuffer);
       } else if (call.op === "put") {
         await store.put(...(call.args as [string, Uint8Array | string, string | undefined]));
-      }
-      else if (call.op === "copy") await store.copy(...(call.args as [string, string]));
+      } else if (call.op === "copy") await store.copy(...(call.args as [string, string]));
       else value = await store.list(call.args[0] as string);
       reply = { id: call.id, ok: true, value };
     } catch (e) {

@@ -17,7 +17,8 @@ export type JobObservation = {
   completionTime?: string | undefined;
 };
 
-const iso = (d: Date | string | undefined) => (d === undefined ? undefined : new Date(d).toISOString().replace(/\.\d{3}Z$/, "Z"));
+const iso = (d: Date | string | undefined) =>
+  d === undefined ? undefined : new Date(d).toISOString().replace(/\.\d{3}Z$/, "Z");
 
 /** The calls applyConfigMap makes; @kubernetes/client-node's CoreV1Api fits it structurally. */
 export type ConfigMapApi = {
@@ -81,7 +82,13 @@ export type RoundJob = {
 };
 
 type JobLike = {
-  metadata?: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string>; ownerReferences?: { uid: string; controller?: boolean }[] };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    ownerReferences?: { uid: string; controller?: boolean }[];
+  };
   spec?: { template?: { spec?: { containers?: { name?: string }[] } } };
   status?: {
     active?: number;
@@ -89,7 +96,13 @@ type JobLike = {
     failed?: number;
     startTime?: Date | string;
     completionTime?: Date | string;
-    conditions?: { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: Date | string }[];
+    conditions?: {
+      type: string;
+      status: string;
+      reason?: string;
+      message?: string;
+      lastTransitionTime?: Date | string;
+    }[];
   };
 };
 
@@ -161,7 +174,10 @@ export class ChildClient {
    * is easy to copy, the owner's uid is not (and a run recreated under the same name does not
    * inherit the Jobs of the old one).
    */
-  async roundJobs(namespace: string, run: { name: string; uid: string }): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
+  async roundJobs(
+    namespace: string,
+    run: { name: string; uid: string },
+  ): Promise<Record<"trainer" | "evaluator", Map<number, JobObservation>>> {
     let records: RoundJob[];
     if (this.#jobs?.synced) records = this.#jobs.byIndex(run.uid);
     else {
@@ -169,7 +185,9 @@ export class ChildClient {
         namespace,
         labelSelector: `${LABELS.run}=${runLabelValue(run.name)},${ROUND_JOB_SELECTOR}`,
       });
-      records = list.items.map((j) => roundJob(j as unknown as RawObject)).filter((r): r is RoundJob => r !== undefined);
+      records = list.items
+        .map((j) => roundJob(j as unknown as RawObject))
+        .filter((r): r is RoundJob => r !== undefined);
     }
     const byComponent = { trainer: new Map<number, JobObservation>(), evaluator: new Map<number, JobObservation>() };
     for (const job of records) {
@@ -189,7 +207,12 @@ export class ChildClient {
    * starts no more pods, so the answer is kept by Job uid: one pod list per failed Job, not one per
    * reconcile for as long as the Job exists.
    */
-  async #lastPodFailure(namespace: string, jobName: string, jobUid: string, container: string): Promise<string | undefined> {
+  async #lastPodFailure(
+    namespace: string,
+    jobName: string,
+    jobUid: string,
+    container: string,
+  ): Promise<string | undefined> {
     if (this.#podFailures.has(jobUid)) return this.#podFailures.get(jobUid);
     const detail = await this.#readPodFailure(namespace, jobName, container);
     this.#podFailures.set(jobUid, detail);
@@ -198,7 +221,10 @@ export class ChildClient {
   }
 
   async #readPodFailure(namespace: string, jobName: string, container: string): Promise<string | undefined> {
-    const pods = await this.#core.listNamespacedPod({ namespace, labelSelector: `batch.kubernetes.io/job-name=${jobName}` });
+    const pods = await this.#core.listNamespacedPod({
+      namespace,
+      labelSelector: `batch.kubernetes.io/job-name=${jobName}`,
+    });
     const terminated = pods.items
       .map((p) => p.status?.containerStatuses?.find((c) => c.name === container)?.state?.terminated)
       .filter((t): t is k8s.V1ContainerStateTerminated => t !== undefined && t.exitCode !== 0)
@@ -213,10 +239,19 @@ export class ChildClient {
     const namespace = obj.metadata.namespace as string;
     try {
       if (obj.kind === "Job") {
-        const created = await this.#batch.createNamespacedJob({ namespace, body: obj as k8s.V1Job, fieldManager: FIELD_MANAGER });
+        const created = await this.#batch.createNamespacedJob({
+          namespace,
+          body: obj as k8s.V1Job,
+          fieldManager: FIELD_MANAGER,
+        });
         // Seen by the next reconcile even before the watch delivers it.
         this.#jobs?.put(created as unknown as RawObject);
-      } else if (obj.kind === "Service") await this.#core.createNamespacedService({ namespace, body: obj as k8s.V1Service, fieldManager: FIELD_MANAGER });
+      } else if (obj.kind === "Service")
+        await this.#core.createNamespacedService({
+          namespace,
+          body: obj as k8s.V1Service,
+          fieldManager: FIELD_MANAGER,
+        });
       else throw new Error(`createIfAbsent: unsupported kind ${obj.kind}`);
       return true;
     } catch (err) {
@@ -226,7 +261,10 @@ export class ChildClient {
   }
 
   /** A ConfigMap's owners and data; undefined when it does not exist. */
-  async readConfigMap(namespace: string, name: string): Promise<{ ownerUids: string[]; data: Record<string, string> } | undefined> {
+  async readConfigMap(
+    namespace: string,
+    name: string,
+  ): Promise<{ ownerUids: string[]; data: Record<string, string> } | undefined> {
     try {
       const cm = await this.#core.readNamespacedConfigMap({ namespace, name });
       return { ownerUids: (cm.metadata?.ownerReferences ?? []).map((o) => o.uid), data: cm.data ?? {} };
@@ -245,7 +283,11 @@ export class ChildClient {
    * Reads a Secret of the run's own namespace; undefined when it does not exist. Runs that share a
    * Secret share one read per SECRET_TTL_MS.
    */
-  async secretData(namespace: string, name: string, now = Date.now()): Promise<{ data?: Record<string, string> } | undefined> {
+  async secretData(
+    namespace: string,
+    name: string,
+    now = Date.now(),
+  ): Promise<{ data?: Record<string, string> } | undefined> {
     const key = `${namespace}/${name}`;
     const hit = this.#secrets.get(key);
     if (hit && now - hit.readAt < SECRET_TTL_MS) return { data: hit.data };

@@ -31,7 +31,9 @@ export function shareDispatcher(kc: k8s.KubeConfig): k8s.KubeConfig {
   let current: { key: string; dispatcher: Dispatcher | undefined } | undefined;
   target.createDispatcher = (cluster, agentOptions) => {
     const options = kc.createDispatcherOptions(cluster, agentOptions);
-    const key = createHash("sha256").update(JSON.stringify([cluster?.server, options])).digest("hex");
+    const key = createHash("sha256")
+      .update(JSON.stringify([cluster?.server, options]))
+      .digest("hex");
     if (current?.key === key) return current.dispatcher;
     const previous = current?.dispatcher;
     current = { key, dispatcher: build(cluster, agentOptions) };
@@ -45,7 +47,14 @@ export function shareDispatcher(kc: k8s.KubeConfig): k8s.KubeConfig {
 export type RawObject = {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace: string; uid: string; generation?: number; resourceVersion?: string; [k: string]: unknown };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    generation?: number;
+    resourceVersion?: string;
+    [k: string]: unknown;
+  };
   spec?: unknown;
   status?: unknown;
 };
@@ -84,14 +93,22 @@ export class RunClient {
   }
 
   watchPath(namespace?: string): string {
-    return namespace ? `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
+    return namespace
+      ? `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`
+      : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
   }
 
   /** Reads a run (from the watch cache once synced); undefined when it does not exist. */
   async get(namespace: string, name: string): Promise<RawObject | undefined> {
     if (this.#cache?.synced) return this.#cache.get(namespace, name);
     try {
-      return (await this.#custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name })) as RawObject;
+      return (await this.#custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace,
+        name,
+      })) as RawObject;
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -106,7 +123,15 @@ export class RunClient {
   async patchStatus(namespace: string, name: string, status: ContinualClipRunStatus): Promise<boolean> {
     try {
       const updated = await this.#custom.patchNamespacedCustomObjectStatus(
-        { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { status }, fieldManager: FIELD_MANAGER },
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace,
+          name,
+          body: { status },
+          fieldManager: FIELD_MANAGER,
+        },
         k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
       );
       // The next reconcile compares against what we wrote, not the pre-patch status the watch
@@ -144,7 +169,14 @@ export class EventRecorder {
         namespace,
         body: {
           metadata: { name: eventName, namespace },
-          involvedObject: { apiVersion: API_VERSION, kind: KIND, name, namespace, uid, resourceVersion: run.metadata.resourceVersion },
+          involvedObject: {
+            apiVersion: API_VERSION,
+            kind: KIND,
+            name,
+            namespace,
+            uid,
+            resourceVersion: run.metadata.resourceVersion,
+          },
           type,
           reason,
           message: message.slice(0, 1024),

@@ -4,7 +4,12 @@ export function statusCode(err: unknown): number | undefined {
     return (err as { code: number }).code;
   }
   // client-node's Watch reports HTTP failures as Error with statusCode.
-  if (typeof err === "object" && err !== null && "statusCode" in err && typeof (err as { statusCode: unknown }).statusCode === "number") {
+  if (
+    typeof err === "object" &&
+    err !== null &&
+    "statusCode" in err &&
+    typeof (err as { statusCode: unknown }).statusCode === "number"
+  ) {
     return (err as { statusCode: number }).statusCode;
   }
   return undefined;

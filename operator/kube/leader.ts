@@ -23,7 +23,10 @@ export type LeaderElectionOptions = {
 const microTime = (ms: number) => new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 
 /** The Lease calls the elector makes; client-node's CoordinationV1Api fits it structurally. */
-export type LeaseApi = Pick<k8s.CoordinationV1Api, "readNamespacedLease" | "createNamespacedLease" | "replaceNamespacedLease">;
+export type LeaseApi = Pick<
+  k8s.CoordinationV1Api,
+  "readNamespacedLease" | "createNamespacedLease" | "replaceNamespacedLease"
+>;
 
 /** A request that does not answer in time fails, so a hung API server cannot stall renewal. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -74,12 +77,18 @@ export class LeaderElector {
     if (!this.#leading) return;
     this.#leading = false;
     try {
-      const lease = await this.#call(this.#api.readNamespacedLease({ namespace: this.#o.namespace, name: this.#o.name }), "read lease");
+      const lease = await this.#call(
+        this.#api.readNamespacedLease({ namespace: this.#o.namespace, name: this.#o.name }),
+        "read lease",
+      );
       if (lease.spec?.holderIdentity !== this.#o.identity) return;
       lease.spec.holderIdentity = undefined as unknown as string;
       lease.spec.leaseDurationSeconds = 1;
       lease.spec.renewTime = microTime(Date.now()) as unknown as Date;
-      await this.#call(this.#api.replaceNamespacedLease({ namespace: this.#o.namespace, name: this.#o.name, body: lease }), "release lease");
+      await this.#call(
+        this.#api.replaceNamespacedLease({ namespace: this.#o.namespace, name: this.#o.name, body: lease }),
+        "release lease",
+      );
       this.#o.log.info("leader lease released", { identity: this.#o.identity });
     } catch (err) {
       this.#o.log.warn("could not release the lease", { error: errorMessage(err) });
@@ -89,7 +98,11 @@ export class LeaderElector {
   async #tryAcquireOrRenew(): Promise<void> {
     const { namespace, name, identity } = this.#o;
     const now = Date.now();
-    const spec = { holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.#o.leaseDurationMs / 1000), renewTime: microTime(now) as unknown as Date };
+    const spec = {
+      holderIdentity: identity,
+      leaseDurationSeconds: Math.ceil(this.#o.leaseDurationMs / 1000),
+      renewTime: microTime(now) as unknown as Date,
+    };
     try {
       let lease: k8s.V1Lease | undefined;
       try {
@@ -98,7 +111,10 @@ export class LeaderElector {
         if (!isNotFound(err)) throw err;
       }
       if (!lease) {
-        const body = { metadata: { name, namespace }, spec: { ...spec, acquireTime: spec.renewTime, leaseTransitions: 0 } };
+        const body = {
+          metadata: { name, namespace },
+          spec: { ...spec, acquireTime: spec.renewTime, leaseTransitions: 0 },
+        };
         await this.#call(this.#api.createNamespacedLease({ namespace, body }), "create lease");
         return this.#became(now);
       }

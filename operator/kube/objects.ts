@@ -62,7 +62,8 @@ export const trainJobName = (run: string, round: number) => fitName(labelBase(ru
 export const evalJobName = (run: string, round: number) => fitName(labelBase(run), `-r${roundLabel(round)}-eval`);
 
 /** Headless Service giving an Indexed Job's pods stable hostnames for torchrun rendezvous. */
-export const trainServiceName = (run: string, round: number) => fitName(labelBase(run, true), `-r${roundLabel(round)}-rdzv`);
+export const trainServiceName = (run: string, round: number) =>
+  fitName(labelBase(run, true), `-r${roundLabel(round)}-rdzv`);
 
 /** Label values are limited to 63 characters, run names to 253. */
 export const runLabelValue = (run: string) => fitName(run, "");
@@ -72,7 +73,14 @@ export const runLabelValue = (run: string) => fitName(run, "");
 export type RunRef = { name: string; namespace: string; uid: string; generation: number };
 
 export function ownerReference(run: { name: string; uid: string }) {
-  return { apiVersion: API_VERSION, kind: KIND, name: run.name, uid: run.uid, controller: true, blockOwnerDeletion: true };
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    name: run.name,
+    uid: run.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
 }
 
 /** Labels of anything a run owns. */
@@ -153,7 +161,10 @@ export const CONTAINER_SECURITY_CONTEXT = {
 export function podFailurePolicy(container: string) {
   return {
     rules: [
-      { action: "FailJob", onExitCodes: { containerName: container, operator: "In", values: [INVALID_INPUT_EXIT_CODE] } },
+      {
+        action: "FailJob",
+        onExitCodes: { containerName: container, operator: "In", values: [INVALID_INPUT_EXIT_CODE] },
+      },
       { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
     ],
   };
@@ -178,5 +189,7 @@ export function containerResources(
  * taken as asking for its token (IRSA and workload identity inject their own projected token).
  */
 export function serviceAccount(name: string | undefined): Record<string, unknown> {
-  return name ? { serviceAccountName: name, automountServiceAccountToken: true } : { automountServiceAccountToken: false };
+  return name
+    ? { serviceAccountName: name, automountServiceAccountToken: true }
+    : { automountServiceAccountToken: false };
 }

@@ -47,7 +47,11 @@ export const savingVsOracle = new Gauge({
   labelNames: ["namespace", "run"] as const,
   registers: [registry],
 });
-export const isLeader = new Gauge({ name: "ticclip_leader", help: "1 while this replica holds the leader lease.", registers: [registry] });
+export const isLeader = new Gauge({
+  name: "ticclip_leader",
+  help: "1 while this replica holds the leader lease.",
+  registers: [registry],
+});
 export const notificationsTotal = new Counter({
   name: "ticclip_s3_notifications_total",
   help: "S3 event notifications received, by whether they matched a run.",
@@ -131,7 +135,10 @@ function replaceRunSeries(namespace: string, run: string, next: Array<Series & {
     if (!keep.has(seriesKey(s))) s.gauge.remove(s.labels);
   }
   for (const s of next) s.gauge.set(s.labels, s.value);
-  runSeries.set(key, next.map(({ gauge, labels }) => ({ gauge, labels })));
+  runSeries.set(
+    key,
+    next.map(({ gauge, labels }) => ({ gauge, labels })),
+  );
 }
 
 /** Records a run's status in the gauges (called after each reconcile that read the run). */

@@ -28,7 +28,14 @@ export function promotionTarget(p: { s3: { bucket: string; prefix: string }; ali
 export type RunRef = { namespace: string; name: string; uid: string };
 
 export type PromotionOutcome =
-  | { ok: true; pointer: AliasPointer; pointerUri: string; version: VersionManifest; copied: boolean; aliasWritten: boolean }
+  | {
+      ok: true;
+      pointer: AliasPointer;
+      pointerUri: string;
+      version: VersionManifest;
+      copied: boolean;
+      aliasWritten: boolean;
+    }
   | { ok: false; reason: "RoundArtifactsMissing" | "VersionNotFound" | "InvalidPromotionState"; message: string };
 
 const base = (t: PromotionTarget) => `s3://${t.bucket}/${t.prefix}`;
@@ -42,7 +49,11 @@ export type VersionListing = { complete: VersionManifest[]; incomplete: number[]
 /** version.json documents by URI and ETag: a complete version never changes, so one read suffices. */
 export type VersionCache = Map<string, { etag: string; manifest: VersionManifest }>;
 
-export async function listVersions(store: ObjectStore, t: PromotionTarget, cache?: VersionCache): Promise<VersionListing> {
+export async function listVersions(
+  store: ObjectStore,
+  t: PromotionTarget,
+  cache?: VersionCache,
+): Promise<VersionListing> {
   const prefix = base(t);
   const seen = new Map<number, string | undefined | false>();
   for (const o of await store.list(prefix)) {
@@ -57,7 +68,8 @@ export async function listVersions(store: ObjectStore, t: PromotionTarget, cache
   for (const [n, etag] of [...seen.entries()].sort((a, b) => a[0] - b[0])) {
     const uri = versionUri(t, n) + VERSION_JSON;
     const hit = etag && cache?.get(uri);
-    const manifest = etag === false ? undefined : hit && hit.etag === etag ? hit.manifest : await readVersion(store, t, n);
+    const manifest =
+      etag === false ? undefined : hit && hit.etag === etag ? hit.manifest : await readVersion(store, t, n);
     if (manifest && etag && cache) cache.set(uri, { etag, manifest });
     if (manifest) complete.push(manifest);
     else incomplete.push(n);
@@ -65,7 +77,11 @@ export async function listVersions(store: ObjectStore, t: PromotionTarget, cache
   return { complete, incomplete };
 }
 
-export async function readVersion(store: ObjectStore, t: PromotionTarget, n: number): Promise<VersionManifest | undefined> {
+export async function readVersion(
+  store: ObjectStore,
+  t: PromotionTarget,
+  n: number,
+): Promise<VersionManifest | undefined> {
   const raw = await store.get(versionUri(t, n) + VERSION_JSON);
   if (!raw) return undefined;
   try {
@@ -77,7 +93,10 @@ export async function readVersion(store: ObjectStore, t: PromotionTarget, n: num
 }
 
 /** The alias pointer, or undefined when none exists; a malformed one is reported, not guessed at. */
-export async function readAlias(store: ObjectStore, t: PromotionTarget): Promise<AliasPointer | undefined | { invalid: string }> {
+export async function readAlias(
+  store: ObjectStore,
+  t: PromotionTarget,
+): Promise<AliasPointer | undefined | { invalid: string }> {
   const raw = await store.get(aliasUri(t));
   if (!raw) return undefined;
   try {
@@ -93,13 +112,36 @@ function pointerFor(t: PromotionTarget, v: VersionManifest, promotedAt: string, 
   const names = new Set(v.files.map((f) => f.name));
   const uris: Record<string, string> = {};
   for (const f of PROMOTED_FILES) if (names.has(f.name)) uris[f.key] = uri + f.name;
-  return { schemaVersion: PROMOTION_SCHEMA_VERSION, alias: t.alias, version: v.version, round: v.round, run: v.run, uri, uris, metrics: v.metrics, promotedAt, pinned };
+  return {
+    schemaVersion: PROMOTION_SCHEMA_VERSION,
+    alias: t.alias,
+    version: v.version,
+    round: v.round,
+    run: v.run,
+    uri,
+    uris,
+    metrics: v.metrics,
+    promotedAt,
+    pinned,
+  };
 }
 
 /** Points the alias at a version unless it already points there with the same pinned flag. */
-async function pointAlias(store: ObjectStore, t: PromotionTarget, v: VersionManifest, now: string, pinned: boolean): Promise<{ pointer: AliasPointer; written: boolean }> {
+async function pointAlias(
+  store: ObjectStore,
+  t: PromotionTarget,
+  v: VersionManifest,
+  now: string,
+  pinned: boolean,
+): Promise<{ pointer: AliasPointer; written: boolean }> {
   const current = await readAlias(store, t);
-  if (current && !("invalid" in current) && current.version === v.version && current.pinned === pinned && current.run.uid === v.run.uid) {
+  if (
+    current &&
+    !("invalid" in current) &&
+    current.version === v.version &&
+    current.pinned === pinned &&
+    current.run.uid === v.run.uid
+  ) {
     return { pointer: current, written: false };
   }
   const pointer = pointerFor(t, v, now, pinned);
@@ -132,7 +174,8 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
   if (!version) {
     const sizes = new Map((await store.list(roundUri)).map((o) => [o.uri.slice(roundUri.length), o.size]));
     const missing = PROMOTED_FILES.filter((f) => f.required && !sizes.has(f.name)).map((f) => f.name);
-    if (missing.length) return { ok: false, reason: "RoundArtifactsMissing", message: `${roundUri} lacks ${missing.join(", ")}` };
+    if (missing.length)
+      return { ok: false, reason: "RoundArtifactsMissing", message: `${roundUri} lacks ${missing.join(", ")}` };
     const n = Math.max(0, ...listing.complete.map((v) => v.version)) + 1;
     const dest = versionUri(t, n);
     const files: VersionManifest["files"] = [];
@@ -142,15 +185,30 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       await store.copy(roundUri + f.name, dest + f.name);
       files.push({ name: f.name, size });
     }
-    version = { schemaVersion: PROMOTION_SCHEMA_VERSION, version: n, round: req.round, run: req.run, sourceUri: roundUri, files, metrics: req.metrics, createdAt: req.now };
+    version = {
+      schemaVersion: PROMOTION_SCHEMA_VERSION,
+      version: n,
+      round: req.round,
+      run: req.run,
+      sourceUri: roundUri,
+      files,
+      metrics: req.metrics,
+      createdAt: req.now,
+    };
     // version.json last: only now does v<N> exist for readers and for the next listVersions.
     await store.put(dest + VERSION_JSON, JSON.stringify(version, null, 2) + "\n", "application/json");
     copied = true;
   }
   if (req.moveAlias === false) {
     const current = await readAlias(store, t);
-    if (current && "invalid" in current) return { ok: false, reason: "InvalidPromotionState", message: `${aliasUri(t)}: ${current.invalid}` };
-    if (!current) return { ok: false, reason: "InvalidPromotionState", message: `alias ${t.alias} is pinned but ${aliasUri(t)} does not exist` };
+    if (current && "invalid" in current)
+      return { ok: false, reason: "InvalidPromotionState", message: `${aliasUri(t)}: ${current.invalid}` };
+    if (!current)
+      return {
+        ok: false,
+        reason: "InvalidPromotionState",
+        message: `alias ${t.alias} is pinned but ${aliasUri(t)} does not exist`,
+      };
     return { ok: true, pointer: current, pointerUri: aliasUri(t), version, copied, aliasWritten: false };
   }
   const { pointer, written } = await pointAlias(store, t, version, req.now, false);
@@ -161,7 +219,12 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
  * Rollback (spec.promotion.pinVersion = N): points the alias at complete version N, pinned.
  * With pinVersion cleared, unpinAlias returns the alias to the newest complete version.
  */
-export async function pinAlias(store: ObjectStore, t: PromotionTarget, versionNumber: number, now: string): Promise<PromotionOutcome> {
+export async function pinAlias(
+  store: ObjectStore,
+  t: PromotionTarget,
+  versionNumber: number,
+  now: string,
+): Promise<PromotionOutcome> {
   const version = await readVersion(store, t, versionNumber);
   if (!version) {
     const { complete } = await listVersions(store, t);
@@ -175,7 +238,11 @@ export async function pinAlias(store: ObjectStore, t: PromotionTarget, versionNu
   return { ok: true, pointer, pointerUri: aliasUri(t), version, copied: false, aliasWritten: written };
 }
 
-export async function unpinAlias(store: ObjectStore, t: PromotionTarget, now: string): Promise<PromotionOutcome | undefined> {
+export async function unpinAlias(
+  store: ObjectStore,
+  t: PromotionTarget,
+  now: string,
+): Promise<PromotionOutcome | undefined> {
   const { complete } = await listVersions(store, t);
   const newest = complete.at(-1);
   if (!newest) return undefined;
@@ -184,6 +251,12 @@ export async function unpinAlias(store: ObjectStore, t: PromotionTarget, now: st
 }
 
 /** status.promoted from a pointer (status is an observation: rebuilt from S3 after a restart). */
-export function promotedStatus(p: AliasPointer): { version: number; round: number; uri: string; promotedAt: string; metrics: Record<string, number> } {
+export function promotedStatus(p: AliasPointer): {
+  version: number;
+  round: number;
+  uri: string;
+  promotedAt: string;
+  metrics: Record<string, number>;
+} {
   return { version: p.version, round: p.round, uri: p.uri, promotedAt: p.promotedAt, metrics: p.metrics };
 }

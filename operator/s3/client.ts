@@ -28,7 +28,11 @@ export function createS3Client(conn: S3Connection): S3Client {
     ...(conn.endpoint ? { endpoint: conn.endpoint, forcePathStyle: true } : {}),
     ...(conn.credentials ? { credentials: conn.credentials } : {}),
     maxAttempts: 3,
-    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: SOCKET_IDLE_MS, throwOnRequestTimeout: true },
+    requestHandler: {
+      connectionTimeout: CONNECT_TIMEOUT_MS,
+      requestTimeout: SOCKET_IDLE_MS,
+      throwOnRequestTimeout: true,
+    },
   });
   // The deserialize step runs once per attempt (inside the retry middleware): every HTTP request counts.
   client.middlewareStack.add(
@@ -49,7 +53,9 @@ export const POOLED_CONNECTIONS = 64;
  * region, credentials): a thousand runs reading with the keys of one Secret share a client instead
  * of each holding its own sockets. A rotated key is a new connection and gets a new client.
  */
-export function s3ClientPool(create: (conn: S3Connection) => S3Client = createS3Client): (conn: S3Connection) => S3Client {
+export function s3ClientPool(
+  create: (conn: S3Connection) => S3Client = createS3Client,
+): (conn: S3Connection) => S3Client {
   const clients = new Map<string, S3Client>();
   return (conn) => {
     const c = conn.credentials;
@@ -77,7 +83,11 @@ export function parseS3Uri(uri: string): { bucket: string; key: string } {
 export function isNotFound(err: unknown): boolean {
   const raw = err instanceof S3Failure ? err.cause : err;
   const e = raw as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  return e?.name === "NoSuchKey" || e?.name === "NotFound" || (e?.$metadata?.httpStatusCode === 404 && e?.name !== "NoSuchBucket");
+  return (
+    e?.name === "NoSuchKey" ||
+    e?.name === "NotFound" ||
+    (e?.$metadata?.httpStatusCode === 404 && e?.name !== "NoSuchBucket")
+  );
 }
 
 /**
@@ -85,9 +95,16 @@ export function isNotFound(err: unknown): boolean {
  * turns any failure into an S3Failure with the one classification of s3/errors.ts:
  * `await bounded("list s3://b/p", (abortSignal) => client.send(new ListObjectsV2Command(...), { abortSignal }))`.
  */
-export async function bounded<T>(operation: string, call: (signal: AbortSignal) => Promise<T>, timeoutMs = CALL_TIMEOUT_MS): Promise<T> {
+export async function bounded<T>(
+  operation: string,
+  call: (signal: AbortSignal) => Promise<T>,
+  timeoutMs = CALL_TIMEOUT_MS,
+): Promise<T> {
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(Object.assign(new Error(`no answer in ${timeoutMs} ms`), { name: "TimeoutError" })), timeoutMs);
+  const timer = setTimeout(
+    () => abort.abort(Object.assign(new Error(`no answer in ${timeoutMs} ms`), { name: "TimeoutError" })),
+    timeoutMs,
+  );
   try {
     return await call(abort.signal);
   } catch (err) {

@@ -6,7 +6,11 @@ import type { S3Connection } from "./client.ts";
 export const ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID";
 export const SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY";
 
-export type SourceConnectionSpec = { region: string; endpoint?: string | undefined; credentialsSecretRef?: { name: string } | undefined };
+export type SourceConnectionSpec = {
+  region: string;
+  endpoint?: string | undefined;
+  credentialsSecretRef?: { name: string } | undefined;
+};
 
 export type ConnectionResult =
   | { ok: true; connection: S3Connection }
@@ -16,24 +20,46 @@ export type ConnectionResult =
  * secret: the Secret's `data` (base64 values, as the API returns them), or undefined when the
  * Secret does not exist. Ignored when the spec names no Secret (default AWS chain, e.g. IRSA).
  */
-export function connectionFromSecret(spec: SourceConnectionSpec, secret: { data?: Record<string, string> | undefined } | undefined): ConnectionResult {
+export function connectionFromSecret(
+  spec: SourceConnectionSpec,
+  secret: { data?: Record<string, string> | undefined } | undefined,
+): ConnectionResult {
   const base = { region: spec.region, endpoint: spec.endpoint };
   const ref = spec.credentialsSecretRef;
   if (!ref) return { ok: true, connection: base };
-  if (!secret) return { ok: false, reason: "SecretMissing", message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} not found in the run's namespace` };
+  if (!secret)
+    return {
+      ok: false,
+      reason: "SecretMissing",
+      message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} not found in the run's namespace`,
+    };
   const values: Record<string, string> = {};
   for (const name of [ACCESS_KEY_ID, SECRET_ACCESS_KEY]) {
     const raw = secret.data?.[name];
     if (raw === undefined || raw === "") {
-      return { ok: false, reason: "SecretKeyMissing", message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} has no key ${name}` };
+      return {
+        ok: false,
+        reason: "SecretKeyMissing",
+        message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} has no key ${name}`,
+      };
     }
     const decoded = Buffer.from(raw, "base64").toString("utf-8").trim();
     if (!looksBase64(raw) || !/^[\x21-\x7e]+$/.test(decoded)) {
-      return { ok: false, reason: "SecretValueInvalid", message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} key ${name} is not base64 of a printable value` };
+      return {
+        ok: false,
+        reason: "SecretValueInvalid",
+        message: `spec.source.s3.credentialsSecretRef: Secret ${ref.name} key ${name} is not base64 of a printable value`,
+      };
     }
     values[name] = decoded;
   }
-  return { ok: true, connection: { ...base, credentials: { accessKeyId: values[ACCESS_KEY_ID]!, secretAccessKey: values[SECRET_ACCESS_KEY]! } } };
+  return {
+    ok: true,
+    connection: {
+      ...base,
+      credentials: { accessKeyId: values[ACCESS_KEY_ID]!, secretAccessKey: values[SECRET_ACCESS_KEY]! },
+    },
+  };
 }
 
 function looksBase64(s: string): boolean {

@@ -32,10 +32,34 @@ type SdkLikeError = {
   $retryable?: unknown;
 };
 
-const THROTTLE_CODES = new Set(["SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled", "TooManyRequests"]);
-const CREDENTIAL_CODES = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "CredentialsProviderError"]);
+const THROTTLE_CODES = new Set([
+  "SlowDown",
+  "Throttling",
+  "ThrottlingException",
+  "RequestLimitExceeded",
+  "TooManyRequestsException",
+  "RequestThrottled",
+  "TooManyRequests",
+]);
+const CREDENTIAL_CODES = new Set([
+  "InvalidAccessKeyId",
+  "SignatureDoesNotMatch",
+  "ExpiredToken",
+  "InvalidToken",
+  "TokenRefreshRequired",
+  "CredentialsProviderError",
+]);
 const TIMEOUT_CODES = new Set(["TimeoutError", "RequestTimeout", "RequestTimeoutException", "ETIMEDOUT", "AbortError"]);
-const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_SOCKET"]);
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_SOCKET",
+]);
 
 /** Strips query strings from URLs (presigned credentials) and collapses whitespace. */
 export { sanitizeMessage as sanitize };
@@ -64,7 +88,12 @@ function classOf(code: string, status: number | undefined, e: SdkLikeError): S3E
   if (code === "NoSuchBucket") return "NoSuchBucket";
   if (code === "AccessDenied" || status === 403) return "AccessDenied";
   if (TIMEOUT_CODES.has(code) || status === 408 || status === 504) return "Timeout";
-  if (NETWORK_CODES.has(code) || NETWORK_CODES.has(e.code ?? "") || (status === undefined && /ECONN|socket|network|fetch failed/i.test(e.message ?? ""))) return "Network";
+  if (
+    NETWORK_CODES.has(code) ||
+    NETWORK_CODES.has(e.code ?? "") ||
+    (status === undefined && /ECONN|socket|network|fetch failed/i.test(e.message ?? ""))
+  )
+    return "Network";
   if (status !== undefined && status >= 500) return "ServerError";
   if (status === 401) return "InvalidCredentials";
   return status === undefined ? "Network" : "ClientError";

@@ -2,7 +2,13 @@
 // eval.json) and promotion (versions, alias pointer). Behind a small interface so both run against
 // an in-memory store in unit tests and AWS S3 / MinIO / Ceph for real.
 import { createHash } from "node:crypto";
-import { CopyObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  CopyObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { bounded, CALL_TIMEOUT_MS, isNotFound, parseS3Uri } from "./client.ts";
 
 export type StoredObject = { uri: string; size: number; etag?: string | undefined };
@@ -35,7 +41,11 @@ export class S3ObjectStore implements ConditionalObjectStore {
   async get(uri: string): Promise<Uint8Array | undefined> {
     const { bucket, key } = parseS3Uri(uri);
     try {
-      const out = await bounded(`get ${uri}`, (abortSignal) => this.#client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }), this.#timeoutMs);
+      const out = await bounded(
+        `get ${uri}`,
+        (abortSignal) => this.#client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+        this.#timeoutMs,
+      );
       return (await out.Body?.transformToByteArray()) ?? new Uint8Array();
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -45,13 +55,24 @@ export class S3ObjectStore implements ConditionalObjectStore {
 
   async put(uri: string, body: Uint8Array | string, contentType?: string): Promise<void> {
     const { bucket, key } = parseS3Uri(uri);
-    const command = new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...(contentType ? { ContentType: contentType } : {}) });
+    const command = new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: body,
+      ...(contentType ? { ContentType: contentType } : {}),
+    });
     await bounded(`put ${uri}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs);
   }
 
   async putIfAbsent(uri: string, body: Uint8Array | string, contentType?: string): Promise<boolean> {
     const { bucket, key } = parseS3Uri(uri);
-    const command = new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: "*", ...(contentType ? { ContentType: contentType } : {}) });
+    const command = new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: body,
+      IfNoneMatch: "*",
+      ...(contentType ? { ContentType: contentType } : {}),
+    });
     try {
       await bounded(`put ${uri}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs);
       return true;
@@ -69,7 +90,11 @@ export class S3ObjectStore implements ConditionalObjectStore {
     const source = `${src.bucket}/${src.key.split("/").map(encodeURIComponent).join("/")}`;
     const command = new CopyObjectCommand({ Bucket: dst.bucket, Key: dst.key, CopySource: source });
     // A server-side copy of a large checkpoint answers only when done: allow it longer.
-    await bounded(`copy ${from} to ${to}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs * 20);
+    await bounded(
+      `copy ${from} to ${to}`,
+      (abortSignal) => this.#client.send(command, { abortSignal }),
+      this.#timeoutMs * 20,
+    );
   }
 
   async list(prefix: string): Promise<StoredObject[]> {
@@ -77,9 +102,18 @@ export class S3ObjectStore implements ConditionalObjectStore {
     const out: StoredObject[] = [];
     let token: string | undefined;
     do {
-      const command = new ListObjectsV2Command({ Bucket: bucket, Prefix: key, ...(token ? { ContinuationToken: token } : {}) });
-      const page = await bounded(`list ${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }), this.#timeoutMs);
-      for (const o of page.Contents ?? []) if (o.Key) out.push({ uri: `s3://${bucket}/${o.Key}`, size: o.Size ?? 0, etag: o.ETag });
+      const command = new ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: key,
+        ...(token ? { ContinuationToken: token } : {}),
+      });
+      const page = await bounded(
+        `list ${prefix}`,
+        (abortSignal) => this.#client.send(command, { abortSignal }),
+        this.#timeoutMs,
+      );
+      for (const o of page.Contents ?? [])
+        if (o.Key) out.push({ uri: `s3://${bucket}/${o.Key}`, size: o.Size ?? 0, etag: o.ETag });
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return out;

@@ -58,7 +58,9 @@ export class S3SliceStore implements SliceStore {
       ...(startAfter ? { StartAfter: startAfter } : {}),
       ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
     });
-    const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }));
+    const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) =>
+      this.#client.send(command, { abortSignal }),
+    );
     return {
       folders: (out.CommonPrefixes ?? []).flatMap((p) => (p.Prefix ? [p.Prefix] : [])),
       keys: (out.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : [])),
@@ -76,7 +78,9 @@ export class S3SliceStore implements SliceStore {
         ...(token ? { ContinuationToken: token } : {}),
         ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
       });
-      const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }));
+      const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) =>
+        this.#client.send(command, { abortSignal }),
+      );
       for (const o of out.Contents ?? []) if (o.Key) objects.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag });
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
@@ -93,7 +97,9 @@ export class S3SliceStore implements SliceStore {
         ...(token ? { ContinuationToken: token } : startAfter ? { StartAfter: startAfter } : {}),
         ...(this.#pageSize ? { MaxKeys: this.#pageSize } : {}),
       });
-      const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) => this.#client.send(command, { abortSignal }));
+      const out = await this.#send(`list s3://${this.bucket}/${prefix}`, (abortSignal) =>
+        this.#client.send(command, { abortSignal }),
+      );
       for (const o of out.Contents ?? []) {
         if (!o.Key) continue;
         if (Buffer.compare(Buffer.from(o.Key), Buffer.from(endBefore)) >= 0) return objects;
@@ -110,7 +116,9 @@ export class S3SliceStore implements SliceStore {
       return await this.#send(operation, async (abortSignal) => {
         const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal });
         if ((out.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
-          out.Body?.transformToWebStream().cancel().catch(() => {});
+          out.Body?.transformToWebStream()
+            .cancel()
+            .catch(() => {});
           const message = `object is ${out.ContentLength} bytes, more than ${MAX_MANIFEST_BYTES}`;
           throw Object.assign(new Error(message), { name: "EntityTooLarge", $metadata: { httpStatusCode: 400 } });
         }

@@ -37,7 +37,10 @@ function trainerEnv(input: TrainJobInput): EnvVar[] {
       { name: "MASTER_ADDR", value: `${trainJobName(run.name, round)}-0.${trainServiceName(run.name, round)}` },
       { name: "MASTER_PORT", value: String(RENDEZVOUS_PORT) },
       { name: "NNODES", value: String(nodes) },
-      { name: "NODE_RANK", valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } },
+      {
+        name: "NODE_RANK",
+        valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } },
+      },
     );
   }
   env.push({ name: "NPROC_PER_NODE", value: String(Math.max(1, gpusPerNode)) });
@@ -133,7 +136,11 @@ export function buildRendezvousService(input: Omit<TrainJobInput, "planUri">): R
       clusterIP: "None",
       // Pods must resolve each other before they are Ready: rendezvous happens during start-up.
       publishNotReadyAddresses: true,
-      selector: { [LABELS.run]: runLabelValue(run.name), [LABELS.round]: roundLabel(round), [LABELS.component]: "trainer" },
+      selector: {
+        [LABELS.run]: runLabelValue(run.name),
+        [LABELS.round]: roundLabel(round),
+        [LABELS.component]: "trainer",
+      },
       ports: [{ name: "rendezvous", port: RENDEZVOUS_PORT, targetPort: RENDEZVOUS_PORT }],
     },
   };

@@ -37,21 +37,71 @@ test("every example is accepted and defaulted by the API server", () => {
 
 type Case = { name: string; mutate: (spec: any) => void; field: string; says?: RegExp };
 const cases: Case[] = [
-  { name: "budget of the wrong type", mutate: (s) => (s.strategy.samplesPerRound = "lots"), field: "spec.strategy.samplesPerRound" },
+  {
+    name: "budget of the wrong type",
+    mutate: (s) => (s.strategy.samplesPerRound = "lots"),
+    field: "spec.strategy.samplesPerRound",
+  },
   { name: "negative budget", mutate: (s) => (s.strategy.samplesPerRound = -5), field: "spec.strategy.samplesPerRound" },
-  { name: "unknown replay strategy", mutate: (s) => (s.strategy.replay = "Forever"), field: "spec.strategy.replay", says: /Unsupported value/ },
-  { name: "bad cpu quantity", mutate: (s) => (s.trainer.resources = { requests: { cpu: "lots" } }), field: "spec.trainer.resources.requests.cpu" },
-  { name: "missing bucket", mutate: (s) => delete s.source.s3.bucket, field: "spec.source.s3.bucket", says: /Required/ },
+  {
+    name: "unknown replay strategy",
+    mutate: (s) => (s.strategy.replay = "Forever"),
+    field: "spec.strategy.replay",
+    says: /Unsupported value/,
+  },
+  {
+    name: "bad cpu quantity",
+    mutate: (s) => (s.trainer.resources = { requests: { cpu: "lots" } }),
+    field: "spec.trainer.resources.requests.cpu",
+  },
+  {
+    name: "missing bucket",
+    mutate: (s) => delete s.source.s3.bucket,
+    field: "spec.source.s3.bucket",
+    says: /Required/,
+  },
   { name: "missing trainer", mutate: (s) => delete s.trainer, field: "spec.trainer", says: /Required/ },
-  { name: "bucket name with capitals", mutate: (s) => (s.source.s3.bucket = "Tic_Data"), field: "spec.source.s3.bucket" },
-  { name: "prefix starting with a slash", mutate: (s) => (s.source.s3.prefix = "/slices/"), field: "spec.source.s3.prefix" },
-  { name: "poll interval in words", mutate: (s) => (s.source.pollInterval = "5 minutes"), field: "spec.source.pollInterval" },
-  { name: "endpoint without scheme", mutate: (s) => (s.source.s3.endpoint = "minio:9000"), field: "spec.source.s3.endpoint" },
-  { name: "checkpoint that is not s3://", mutate: (s) => (s.model.initialCheckpoint = "http://models/x.pt"), field: "spec.model.initialCheckpoint" },
-  { name: "learning rate of zero", mutate: (s) => (s.strategy.optimizer = { lr: 0 }), field: "spec.strategy.optimizer.lr" },
-  { name: "unknown precision", mutate: (s) => (s.strategy.optimizer = { precision: "fp8" }), field: "spec.strategy.optimizer.precision" },
+  {
+    name: "bucket name with capitals",
+    mutate: (s) => (s.source.s3.bucket = "Tic_Data"),
+    field: "spec.source.s3.bucket",
+  },
+  {
+    name: "prefix starting with a slash",
+    mutate: (s) => (s.source.s3.prefix = "/slices/"),
+    field: "spec.source.s3.prefix",
+  },
+  {
+    name: "poll interval in words",
+    mutate: (s) => (s.source.pollInterval = "5 minutes"),
+    field: "spec.source.pollInterval",
+  },
+  {
+    name: "endpoint without scheme",
+    mutate: (s) => (s.source.s3.endpoint = "minio:9000"),
+    field: "spec.source.s3.endpoint",
+  },
+  {
+    name: "checkpoint that is not s3://",
+    mutate: (s) => (s.model.initialCheckpoint = "http://models/x.pt"),
+    field: "spec.model.initialCheckpoint",
+  },
+  {
+    name: "learning rate of zero",
+    mutate: (s) => (s.strategy.optimizer = { lr: 0 }),
+    field: "spec.strategy.optimizer.lr",
+  },
+  {
+    name: "unknown precision",
+    mutate: (s) => (s.strategy.optimizer = { precision: "fp8" }),
+    field: "spec.strategy.optimizer.precision",
+  },
   { name: "history limit of zero", mutate: (s) => (s.historyLimit = 0), field: "spec.historyLimit" },
-  { name: "queue name with spaces", mutate: (s) => (s.trainer.queueName = "Gpu Queue"), field: "spec.trainer.queueName" },
+  {
+    name: "queue name with spaces",
+    mutate: (s) => (s.trainer.queueName = "Gpu Queue"),
+    field: "spec.trainer.queueName",
+  },
   {
     name: "CEL: bufferSamples with Sequential replay",
     mutate: (s) => Object.assign(s.strategy, { replay: "Sequential", bufferSamples: 1000 }),
@@ -88,7 +138,11 @@ const cases: Case[] = [
     field: "spec.evaluation.gates",
     says: /must name an entry of evaluation.zeroShot/,
   },
-  { name: "unknown gate metric", mutate: (s) => (s.evaluation = { gates: [{ metric: "accuracy", op: ">=", value: 1 }] }), field: "spec.evaluation.gates[0].metric" },
+  {
+    name: "unknown gate metric",
+    mutate: (s) => (s.evaluation = { gates: [{ metric: "accuracy", op: ">=", value: 1 }] }),
+    field: "spec.evaluation.gates[0].metric",
+  },
 ];
 
 test("at least 15 invalid manifests are rejected by the API server, naming the field", () => {
@@ -100,8 +154,10 @@ test("at least 15 invalid manifests are rejected by the API server, naming the f
     c.mutate(doc.spec);
     const res = kubectl(["create", "--dry-run=server", "-f", "-"], JSON.stringify(doc));
     if (res.code === 0) failures.push(`${c.name}: accepted`);
-    else if (!res.stderr.includes(c.field)) failures.push(`${c.name}: error does not name ${c.field}: ${res.stderr.trim()}`);
-    else if (c.says && !c.says.test(res.stderr)) failures.push(`${c.name}: error lacks ${c.says}: ${res.stderr.trim()}`);
+    else if (!res.stderr.includes(c.field))
+      failures.push(`${c.name}: error does not name ${c.field}: ${res.stderr.trim()}`);
+    else if (c.says && !c.says.test(res.stderr))
+      failures.push(`${c.name}: error lacks ${c.says}: ${res.stderr.trim()}`);
   }
   assert.deepEqual(failures, []);
 });
@@ -119,8 +175,21 @@ test("printer columns: compute saving and promoted version; -o wide adds the new
   const header = kubectlOk(["get", "ccr", "-n", ns]).split("\n")[0]!;
   assert.match(header, /NAME\s+PHASE\s+READY\s+LATEST SLICE\s+ROUND\s+PROMOTED\s+SAVING\s+AGE/);
   const rounds = [
-    { index: 0, slices: ["2016"], replay: "CumulativeExp", phase: "Promoted", message: "all 3 gates passed", promotedVersion: 1 },
-    { index: 1, slices: ["2017"], replay: "CumulativeExp", phase: "Rejected", message: "failed gates: retrieval.id.meanRecallAt1 (0.2812 not >= 0.3)" },
+    {
+      index: 0,
+      slices: ["2016"],
+      replay: "CumulativeExp",
+      phase: "Promoted",
+      message: "all 3 gates passed",
+      promotedVersion: 1,
+    },
+    {
+      index: 1,
+      slices: ["2017"],
+      replay: "CumulativeExp",
+      phase: "Rejected",
+      message: "failed gates: retrieval.id.meanRecallAt1 (0.2812 not >= 0.3)",
+    },
   ];
   const status = {
     phase: "Idle",
@@ -128,7 +197,17 @@ test("printer columns: compute saving and promoted version; -o wide adds the new
     promoted: { version: 1, round: 0, uri: "s3://models/clip/v1/", promotedAt: "2026-01-01T00:00:00Z" },
     compute: { samplesSeen: 368000000, gpuSeconds: 1000, oracleEquivalentSamples: 552000000, savingVsOracle: 1.5 },
   };
-  kubectlOk(["patch", "ccr", "datacomp-b16", "-n", ns, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+  kubectlOk([
+    "patch",
+    "ccr",
+    "datacomp-b16",
+    "-n",
+    ns,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify({ status }),
+  ]);
   const [head, row] = kubectlOk(["get", "ccr", "datacomp-b16", "-n", ns]).split("\n");
   const cell = (h: string, r: string, name: string) => r.slice(h.indexOf(name)).split(/\s{2,}/)[0];
   assert.equal(cell(head!, row!, "PROMOTED"), "1");

@@ -16,11 +16,17 @@ function createRun(name: string): void {
 }
 
 const reconciledAt = (name: string, generation: number) =>
-  waitFor(`${name} reconciled at generation ${generation}`, () => {
-    const run = getRun(ns, name);
-    const ready = run?.status?.conditions?.find((c) => c.type === "Ready");
-    return run?.status?.observedGeneration === generation && ready?.observedGeneration === generation ? run : undefined;
-  }, 60_000);
+  waitFor(
+    `${name} reconciled at generation ${generation}`,
+    () => {
+      const run = getRun(ns, name);
+      const ready = run?.status?.conditions?.find((c) => c.type === "Ready");
+      return run?.status?.observedGeneration === generation && ready?.observedGeneration === generation
+        ? run
+        : undefined;
+    },
+    60_000,
+  );
 
 before(async () => {
   applyCrds();
@@ -44,7 +50,16 @@ test("a new run gets observedGeneration and a Ready condition", async () => {
   assert.match(ready.lastTransitionTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   assert.equal(run.status!.phase, "Waiting");
   assert.equal(run.status!.conditions!.find((c) => c.type === "Degraded")?.status, "False");
-  const events = kubectlOk(["get", "events", "-n", ns, "--field-selector", "involvedObject.name=alpha", "-o", "jsonpath={.items[*].reason}"]);
+  const events = kubectlOk([
+    "get",
+    "events",
+    "-n",
+    ns,
+    "--field-selector",
+    "involvedObject.name=alpha",
+    "-o",
+    "jsonpath={.items[*].reason}",
+  ]);
   assert.match(events, /WaitingForData/);
 });
 
@@ -80,7 +95,9 @@ test("restarting the operator does no duplicate work and leaves status unchanged
   await new Promise((r) => setTimeout(r, 5000));
   assert.equal(getRun(ns, "alpha")!.metadata.resourceVersion, a.metadata.resourceVersion, "alpha untouched");
   assert.equal(getRun(ns, "beta")!.metadata.resourceVersion, b.metadata.resourceVersion, "beta untouched");
-  const events = JSON.parse(kubectlOk(["get", "events", "-n", ns, "-o", "json"])) as { items: Array<{ involvedObject: { name: string }; reason: string; count: number }> };
+  const events = JSON.parse(kubectlOk(["get", "events", "-n", ns, "-o", "json"])) as {
+    items: Array<{ involvedObject: { name: string }; reason: string; count: number }>;
+  };
   const waiting = events.items.filter((e) => e.involvedObject.name === "beta" && e.reason === "WaitingForData");
   assert.equal(waiting.length, 1, "one event object");
   assert.equal(waiting[0]!.count, 1, "not emitted again after restart");

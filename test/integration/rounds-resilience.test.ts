@@ -7,7 +7,16 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
-import { createBucket, createS3Secret, localRunManifest, roundsTrained, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
+import {
+  createBucket,
+  createS3Secret,
+  localRunManifest,
+  roundsTrained,
+  startExecutor,
+  startOperator,
+  writeSlices,
+  type Proc,
+} from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
 let ns = "";
@@ -16,12 +25,18 @@ const stopLater: Proc[] = [];
 
 const trainedCount = (name: string, n: number, timeoutMs = 300_000) => roundsTrained(ns, name, n, timeoutMs);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const jobsOf = (run: string) => JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${run},ticclip.dev/component=trainer`, "-o", "json"])).items as any[];
+const jobsOf = (run: string) =>
+  JSON.parse(
+    kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${run},ticclip.dev/component=trainer`, "-o", "json"]),
+  ).items as any[];
 
 async function newRun(name: string, spec: Record<string, any> = {}) {
   const data = await createBucket(`${name}-data`);
   const runs = await createBucket(`${name}-runs`);
-  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs, spec })));
+  kubectlOk(
+    ["create", "-f", "-"],
+    JSON.stringify(localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs, spec })),
+  );
   return { data, runs };
 }
 
@@ -50,11 +65,25 @@ test("kill -9 the operator 20+ times during a 3-round run: no twin Job, no skipp
   const last = startOperator([ns], ["--leader-elect", "false"]);
   stopLater.push(last);
   const r = await trainedCount("chaos", 3);
-  assert.deepEqual(r.map((x) => [x.index, x.slices, x.phase]), [[0, ["2016"], "Passed"], [1, ["2017"], "Passed"], [2, ["2018"], "Passed"]]);
-  assert.deepEqual(r.map((x) => x.initCheckpoint ?? null), [null, `s3://${runs}/chaos/rounds/0000/checkpoint.pt`, `s3://${runs}/chaos/rounds/0001/checkpoint.pt`]);
+  assert.deepEqual(
+    r.map((x) => [x.index, x.slices, x.phase]),
+    [
+      [0, ["2016"], "Passed"],
+      [1, ["2017"], "Passed"],
+      [2, ["2018"], "Passed"],
+    ],
+  );
+  assert.deepEqual(
+    r.map((x) => x.initCheckpoint ?? null),
+    [null, `s3://${runs}/chaos/rounds/0000/checkpoint.pt`, `s3://${runs}/chaos/rounds/0001/checkpoint.pt`],
+  );
   const jobs = jobsOf("chaos");
   assert.equal(jobs.length, 3, "exactly one Job per round");
-  assert.deepEqual(jobs.map((j) => j.metadata.name).sort(), ["chaos-r0000-train", "chaos-r0001-train", "chaos-r0002-train"]);
+  assert.deepEqual(jobs.map((j) => j.metadata.name).sort(), [
+    "chaos-r0000-train",
+    "chaos-r0001-train",
+    "chaos-r0002-train",
+  ]);
   await last.stop();
 });
 
@@ -88,12 +117,30 @@ test("a crashed trainer is retried and a preempted one resumes without spending 
   const planUri = `s3://${runs}/flaky/rounds/0000/plan.json`;
   // Interfere only once the running pod's trainer is past start-up and into its training steps.
   const trainingSteps = () =>
-    waitFor("training steps logged", () => {
-      const pods = JSON.parse(kubectlOk(["get", "pods", "-n", ns, "-l", "ticclip.dev/run=flaky", "--field-selector", "status.phase=Running", "-o", "json"])).items;
-      if (pods.length !== 1) return undefined;
-      const file = path.join(REPO_ROOT, ".local/executor", `${ns}_${pods[0].metadata.name}.log`);
-      return existsSync(file) && /step \d+\/\d+/.test(readFileSync(file, "utf8")) ? true : undefined;
-    }, 180_000, 500);
+    waitFor(
+      "training steps logged",
+      () => {
+        const pods = JSON.parse(
+          kubectlOk([
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "ticclip.dev/run=flaky",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "json",
+          ]),
+        ).items;
+        if (pods.length !== 1) return undefined;
+        const file = path.join(REPO_ROOT, ".local/executor", `${ns}_${pods[0].metadata.name}.log`);
+        return existsSync(file) && /step \d+\/\d+/.test(readFileSync(file, "utf8")) ? true : undefined;
+      },
+      180_000,
+      500,
+    );
   const trainerPid = () => {
     const res = spawnSync("pgrep", ["-f", `ticclip_trainer train --plan ${planUri}`], { encoding: "utf8" });
     return res.stdout.trim().split("\n").filter(Boolean).map(Number)[0];
@@ -105,25 +152,69 @@ test("a crashed trainer is retried and a preempted one resumes without spending 
   await waitFor("a failed pod counted", () => (jobsOf("flaky")[0]?.status?.failed ?? 0) >= 1 || undefined, 60_000, 500);
   // 2) Preemption: the replacement pod gets DisruptionTarget, is SIGTERMed, checkpoints, and the
   //    Job ignores that failure (podFailurePolicy), so failed stays at 1.
-  const pid2 = await waitFor("replacement trainer running", () => {
-    const p = trainerPid();
-    return p && p !== pid1 ? p : undefined;
-  }, 120_000, 200);
+  const pid2 = await waitFor(
+    "replacement trainer running",
+    () => {
+      const p = trainerPid();
+      return p && p !== pid1 ? p : undefined;
+    },
+    120_000,
+    200,
+  );
   await trainingSteps();
-  const pod = JSON.parse(kubectlOk(["get", "pods", "-n", ns, "-l", "ticclip.dev/run=flaky", "--field-selector", "status.phase=Running", "-o", "json"])).items[0];
+  const pod = JSON.parse(
+    kubectlOk([
+      "get",
+      "pods",
+      "-n",
+      ns,
+      "-l",
+      "ticclip.dev/run=flaky",
+      "--field-selector",
+      "status.phase=Running",
+      "-o",
+      "json",
+    ]),
+  ).items[0];
   assert.ok(pod, "a running trainer pod");
-  kubectlOk(["patch", "pod", pod.metadata.name, "-n", ns, "--subresource=status", "--type=strategic", "-p",
-    JSON.stringify({ status: { conditions: [{ type: "DisruptionTarget", status: "True", reason: "PreemptionByScheduler", message: "test preemption" }] } })]);
+  kubectlOk([
+    "patch",
+    "pod",
+    pod.metadata.name,
+    "-n",
+    ns,
+    "--subresource=status",
+    "--type=strategic",
+    "-p",
+    JSON.stringify({
+      status: {
+        conditions: [
+          { type: "DisruptionTarget", status: "True", reason: "PreemptionByScheduler", message: "test preemption" },
+        ],
+      },
+    }),
+  ]);
   await waitFor("preempted trainer gone", () => (trainerPid() !== pid2 ? true : undefined), 60_000, 200);
   await trainedCount("flaky", 1, 400_000);
   // _SUCCESS lands before the pod exits: wait for the Job controller's verdict.
-  const job = await waitFor("Job complete", () => {
-    const j = jobsOf("flaky")[0];
-    return j?.status?.conditions?.some((c: { type: string; status: string }) => c.type === "Complete" && c.status === "True") ? j : undefined;
-  }, 60_000, 500);
+  const job = await waitFor(
+    "Job complete",
+    () => {
+      const j = jobsOf("flaky")[0];
+      return j?.status?.conditions?.some(
+        (c: { type: string; status: string }) => c.type === "Complete" && c.status === "True",
+      )
+        ? j
+        : undefined;
+    },
+    60_000,
+    500,
+  );
   assert.equal(job.status.failed, 1, "the crash counted, the preemption did not");
   assert.equal(job.status.succeeded, 1);
-  const res = await s3Client().send(new GetObjectCommand({ Bucket: runs, Key: "flaky/rounds/0000/train_summary.json" }));
+  const res = await s3Client().send(
+    new GetObjectCommand({ Bucket: runs, Key: "flaky/rounds/0000/train_summary.json" }),
+  );
   const summary = JSON.parse(await res.Body!.transformToString());
   assert.ok(summary.resumes.length >= 1, "the last attempt resumed from the intra-round checkpoint");
   assert.equal(summary.samplesSeen, 4096, "exactly the budget across attempts");
@@ -143,11 +234,17 @@ test("suspend holds new rounds, resume starts them; a wiped status is rebuilt", 
   assert.equal(jobsOf("pause").length, 1, "no new Job while suspended");
   kubectlOk(["patch", "ccr", "pause", "-n", ns, "--type", "merge", "-p", '{"spec":{"suspend":false}}']);
   const after = await trainedCount("pause", 2);
-  assert.deepEqual(after.map((r) => r.slices), [["2016"], ["2017"]]);
+  assert.deepEqual(
+    after.map((r) => r.slices),
+    [["2016"], ["2017"]],
+  );
   // Wipe status: the next reconcile rebuilds the same round history from S3 markers and Jobs.
   kubectlOk(["patch", "ccr", "pause", "-n", ns, "--subresource=status", "--type=merge", "-p", '{"status":null}']);
   const rebuilt = await trainedCount("pause", 2);
-  assert.deepEqual(rebuilt.map((r) => [r.index, r.slices, r.phase, r.initCheckpoint ?? null]), after.map((r) => [r.index, r.slices, r.phase, r.initCheckpoint ?? null]));
+  assert.deepEqual(
+    rebuilt.map((r) => [r.index, r.slices, r.phase, r.initCheckpoint ?? null]),
+    after.map((r) => [r.index, r.slices, r.phase, r.initCheckpoint ?? null]),
+  );
   assert.equal(before.length, 1);
   await op.stop();
 });

@@ -4,7 +4,18 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
-import { OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, roundsTrained, runRounds, startExecutor, startOperator, writeSlices, type Proc } from "../support/local-run.ts";
+import {
+  OPERATOR_IMAGE,
+  createBucket,
+  createS3Secret,
+  localRunManifest,
+  roundsTrained,
+  runRounds,
+  startExecutor,
+  startOperator,
+  writeSlices,
+  type Proc,
+} from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
 let ns = "";
@@ -35,18 +46,31 @@ after(async () => {
 test("three slices landing one after another give three warm-started rounds", async () => {
   const data = await createBucket("rounds-data");
   const runs = await createBucket("rounds-runs");
-  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name: "seq", dataBucket: data, runsBucket: runs })));
+  kubectlOk(
+    ["create", "-f", "-"],
+    JSON.stringify(localRunManifest({ namespace: ns, name: "seq", dataBucket: data, runsBucket: runs })),
+  );
   for (const [i, id] of ["2016", "2017", "2018"].entries()) {
     writeSlices(data, [id]);
     await roundsDone("seq", i + 1);
   }
   const r = rounds("seq");
-  assert.deepEqual(r.map((x) => [x.index, x.slices, x.phase]), [[0, ["2016"], "Passed"], [1, ["2017"], "Passed"], [2, ["2018"], "Passed"]]);
+  assert.deepEqual(
+    r.map((x) => [x.index, x.slices, x.phase]),
+    [
+      [0, ["2016"], "Passed"],
+      [1, ["2017"], "Passed"],
+      [2, ["2018"], "Passed"],
+    ],
+  );
   // Each plan warm-starts from the previous round's checkpoint and replays per CumulativeAll.
   for (const i of [1, 2]) {
     const plan = await getJson(runs, `seq/rounds/000${i}/plan.json`);
     assert.equal(plan.model.initCheckpoint, `s3://${runs}/seq/rounds/000${i - 1}/checkpoint.pt`);
-    assert.deepEqual(plan.data.sources.map((s: { sliceId: string }) => s.sliceId), ["2016", "2017", "2018"].slice(0, i + 1));
+    assert.deepEqual(
+      plan.data.sources.map((s: { sliceId: string }) => s.sliceId),
+      ["2016", "2017", "2018"].slice(0, i + 1),
+    );
     const shares = plan.data.sources.map((s: { expectedShare: number }) => s.expectedShare);
     for (const share of shares) assert.ok(Math.abs(share - 1 / (i + 1)) < 1e-9, "equal-size slices share equally");
   }
@@ -54,8 +78,13 @@ test("three slices landing one after another give three warm-started rounds", as
   assert.equal(status.compute.samplesSeen, 3 * 256);
   assert.equal(status.compute.savingVsOracle, 2, "(T+1)/2 at T=3");
   assert.equal(status.slices.consumed, 3);
-  const jobs = JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=seq", "-o", "json"])).items as Array<{ metadata: { name: string } }>;
-  assert.deepEqual(jobs.map((j) => j.metadata.name).sort(), ["seq-r0000-eval", "seq-r0000-train", "seq-r0001-eval", "seq-r0001-train", "seq-r0002-eval", "seq-r0002-train"], "one training and one evaluation Job per round");
+  const jobs = JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=seq", "-o", "json"]))
+    .items as Array<{ metadata: { name: string } }>;
+  assert.deepEqual(
+    jobs.map((j) => j.metadata.name).sort(),
+    ["seq-r0000-eval", "seq-r0000-train", "seq-r0001-eval", "seq-r0001-train", "seq-r0002-eval", "seq-r0002-train"],
+    "one training and one evaluation Job per round",
+  );
   const ev = await getJson(runs, "seq/rounds/0002/eval.json");
   assert.equal(ev.status, "Succeeded");
   assert.equal(ev.matrix.values.length, 3, "TiC matrix: a row per round");
@@ -66,15 +95,35 @@ test("a trainer exit 2 (invalid plan) fails the round without retries", async ()
   const data = await createBucket("bad-data");
   const runs = await createBucket("bad-runs");
   // The trainer does not know this architecture: a permanent error, exit code 2.
-  const m = localRunManifest({ namespace: ns, name: "badarch", dataBucket: data, runsBucket: runs, spec: { model: { architecture: "no-such-model" } } });
+  const m = localRunManifest({
+    namespace: ns,
+    name: "badarch",
+    dataBucket: data,
+    runsBucket: runs,
+    spec: { model: { architecture: "no-such-model" } },
+  });
   kubectlOk(["create", "-f", "-"], JSON.stringify(m));
   writeSlices(data, ["2016"]);
-  const failed = await waitFor("round 0 failed", () => rounds("badarch").find((x) => x.phase === "Failed"), 180_000, 1000);
+  const failed = await waitFor(
+    "round 0 failed",
+    () => rounds("badarch").find((x) => x.phase === "Failed"),
+    180_000,
+    1000,
+  );
   assert.equal(failed.reason, "PodFailurePolicy");
   assert.match(failed.message ?? "", /exit(ed)? (code )?2/);
   const job = JSON.parse(kubectlOk(["get", "job", "badarch-r0000-train", "-n", ns, "-o", "json"]));
   assert.equal(job.status.failed, 1, "no retry after exit 2");
-  const events = kubectlOk(["get", "events", "-n", ns, "--field-selector", "involvedObject.name=badarch", "-o", "jsonpath={.items[*].reason}"]);
+  const events = kubectlOk([
+    "get",
+    "events",
+    "-n",
+    ns,
+    "--field-selector",
+    "involvedObject.name=badarch",
+    "-o",
+    "jsonpath={.items[*].reason}",
+  ]);
   assert.match(events, /RoundFailed/);
   const ready = (getRun(ns, "badarch")!.status!.conditions ?? []).find((c) => c.type === "Ready");
   assert.equal(ready?.status, "False");
@@ -82,10 +131,15 @@ test("a trainer exit 2 (invalid plan) fails the round without retries", async ()
 
 test("deleting a run garbage-collects its Jobs; S3 artifacts stay", async () => {
   kubectlOk(["delete", "ccr", "badarch", "-n", ns]);
-  await waitFor("jobs of badarch gone", () => {
-    const res = kubectl(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=badarch", "-o", "name"]);
-    return res.code === 0 && res.stdout.trim() === "" ? true : undefined;
-  }, 60_000, 1000);
+  await waitFor(
+    "jobs of badarch gone",
+    () => {
+      const res = kubectl(["get", "jobs", "-n", ns, "-l", "ticclip.dev/run=badarch", "-o", "name"]);
+      return res.code === 0 && res.stdout.trim() === "" ? true : undefined;
+    },
+    60_000,
+    1000,
+  );
 });
 
 test("evaluated rounds are gated and promoted; the ConfigMap follows; pinVersion rolls back", async () => {
@@ -93,10 +147,21 @@ test("evaluated rounds are gated and promoted; the ConfigMap follows; pinVersion
   const runs = await createBucket("promo-runs");
   const models = await createBucket("promo-models");
   const spec = {
-    evaluation: { runner: { mode: "InProcess" }, gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0 }] },
-    promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" }, alias: "production", configMapName: "promo-model" },
+    evaluation: {
+      runner: { mode: "InProcess" },
+      gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0 }],
+    },
+    promotion: {
+      mode: "Auto",
+      s3: { bucket: models, prefix: "clip/" },
+      alias: "production",
+      configMapName: "promo-model",
+    },
   };
-  kubectlOk(["create", "-f", "-"], JSON.stringify(localRunManifest({ namespace: ns, name: "promo", dataBucket: data, runsBucket: runs, spec })));
+  kubectlOk(
+    ["create", "-f", "-"],
+    JSON.stringify(localRunManifest({ namespace: ns, name: "promo", dataBucket: data, runsBucket: runs, spec })),
+  );
   const cmVersion = () => {
     const res = kubectl(["get", "configmap", "promo-model", "-n", ns, "-o", "jsonpath={.data.version}"]);
     return res.code === 0 ? res.stdout.trim() : undefined;
@@ -106,9 +171,22 @@ test("evaluated rounds are gated and promoted; the ConfigMap follows; pinVersion
     await roundsDone("promo", i + 1);
     await waitFor(`ConfigMap at v${i + 1}`, () => (cmVersion() === String(i + 1) ? true : undefined), 60_000, 500);
   }
-  const r = rounds("promo") as Array<{ phase: string; promotedVersion?: number; metrics?: Record<string, number>; gates?: Array<{ passed: boolean }> }>;
-  assert.deepEqual(r.map((x) => [x.phase, x.promotedVersion]), [["Promoted", 1], ["Promoted", 2]]);
-  assert.ok(r.every((x) => typeof x.metrics?.["retrieval.id.meanRecallAt1"] === "number" && x.gates?.[0]?.passed === true));
+  const r = rounds("promo") as Array<{
+    phase: string;
+    promotedVersion?: number;
+    metrics?: Record<string, number>;
+    gates?: Array<{ passed: boolean }>;
+  }>;
+  assert.deepEqual(
+    r.map((x) => [x.phase, x.promotedVersion]),
+    [
+      ["Promoted", 1],
+      ["Promoted", 2],
+    ],
+  );
+  assert.ok(
+    r.every((x) => typeof x.metrics?.["retrieval.id.meanRecallAt1"] === "number" && x.gates?.[0]?.passed === true),
+  );
   const evalJson = await getJson(runs, "promo/rounds/0001/eval.json");
   assert.equal(evalJson.status, "Succeeded");
   assert.deepEqual(evalJson.matrix.rounds, [0, 1], "the TiC matrix has a row per round so far");
@@ -119,5 +197,10 @@ test("evaluated rounds are gated and promoted; the ConfigMap follows; pinVersion
   kubectlOk(["patch", "ccr", "promo", "-n", ns, "--type", "merge", "-p", '{"spec":{"promotion":{"pinVersion":1}}}']);
   await waitFor("ConfigMap back at v1", () => (cmVersion() === "1" ? true : undefined), 60_000, 500);
   assert.equal((await getJson(models, "clip/production.json")).version, 1);
-  await waitFor("status.promoted at v1", () => ((getRun(ns, "promo")!.status as any).promoted?.version === 1 ? true : undefined), 30_000, 500);
+  await waitFor(
+    "status.promoted at v1",
+    () => ((getRun(ns, "promo")!.status as any).promoted?.version === 1 ? true : undefined),
+    30_000,
+    500,
+  );
 });

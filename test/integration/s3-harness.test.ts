@@ -18,7 +18,10 @@ test("create a bucket, put and list objects on the local S3 server", async () =>
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: key }));
   }
   const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "slices/", Delimiter: "/" }));
-  assert.deepEqual(listed.CommonPrefixes?.map((p) => p.Prefix), ["slices/2016/", "slices/2017/"]);
+  assert.deepEqual(
+    listed.CommonPrefixes?.map((p) => p.Prefix),
+    ["slices/2016/", "slices/2017/"],
+  );
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "slices/2017/manifest.json" }));
   assert.equal(await got.Body!.transformToString(), "slices/2017/manifest.json");
 });

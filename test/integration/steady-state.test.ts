@@ -25,16 +25,27 @@ test("reconciles where nothing changed make no API read beyond the watches and n
   const runsBucket = await createBucket("steady-runs");
   const names = Array.from({ length: RUNS }, (_, i) => `quiet-${i}`);
   for (const name of names) {
-    const m = localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket, spec: { source: { pollInterval: "3s" } } });
+    const m = localRunManifest({
+      namespace: ns,
+      name,
+      dataBucket: data,
+      runsBucket,
+      spec: { source: { pollInterval: "3s" } },
+    });
     kubectlOk(["create", "-f", "-"], JSON.stringify(m));
   }
   const port = 20000 + Math.floor(Math.random() * 20000);
   const op = startOperator([ns], ["--metrics-address", `127.0.0.1:${port}`]);
   try {
-    await waitFor("every run Waiting", () => {
-      const phases = kubectlOk(["get", "ccr", "-n", ns, "-o", "jsonpath={.items[*].status.phase}"]).trim().split(" ");
-      return phases.length === RUNS && phases.every((p) => p === "Waiting") ? true : undefined;
-    }, 60_000, 500);
+    await waitFor(
+      "every run Waiting",
+      () => {
+        const phases = kubectlOk(["get", "ccr", "-n", ns, "-o", "jsonpath={.items[*].status.phase}"]).trim().split(" ");
+        return phases.length === RUNS && phases.every((p) => p === "Waiting") ? true : undefined;
+      },
+      60_000,
+      500,
+    );
     await sleep(2000);
     const before = apiserverRequests();
     const reconciled = await reconciles(port);
@@ -43,9 +54,14 @@ test("reconciles where nothing changed make no API read beyond the watches and n
     const passes = (await reconciles(port)) - reconciled;
     // Each run polls every 3 s: the window holds several reconciles of every run.
     assert.ok(passes >= RUNS * 3, `only ${passes} reconciles in the window`);
-    const byResource = (resource: string) => [...delta].filter(([k]) => k.endsWith(` ${resource}`) && !k.startsWith("WATCH "));
+    const byResource = (resource: string) =>
+      [...delta].filter(([k]) => k.endsWith(` ${resource}`) && !k.startsWith("WATCH "));
     for (const resource of ["continualclipruns", "jobs", "pods", "configmaps", "events", "services"]) {
-      assert.deepEqual(byResource(resource), [], `${resource}: ${JSON.stringify(byResource(resource))} during ${passes} reconciles`);
+      assert.deepEqual(
+        byResource(resource),
+        [],
+        `${resource}: ${JSON.stringify(byResource(resource))} during ${passes} reconciles`,
+      );
     }
     // The one Secret all runs share is read again at most once per SECRET_TTL_MS (30 s).
     const secretReads = byResource("secrets").reduce((n, [, v]) => n + v, 0);

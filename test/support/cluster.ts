@@ -12,7 +12,8 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 
 export function requireEnv(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run integration tests through \`npm test\`, which starts the local cluster`);
+  if (!value)
+    throw new Error(`${name} is not set: run integration tests through \`npm test\`, which starts the local cluster`);
   return value;
 }
 
@@ -50,7 +51,12 @@ export function createNamespace(prefix: string): string {
   return ns;
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, intervalMs = 200): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+  intervalMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
@@ -66,7 +72,10 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
 }
 
 export function clusterScript(...args: string[]): void {
-  const res = spawnSync("bash", [path.join(REPO_ROOT, "dev/cluster.sh"), ...args], { encoding: "utf8", timeout: 300_000 });
+  const res = spawnSync("bash", [path.join(REPO_ROOT, "dev/cluster.sh"), ...args], {
+    encoding: "utf8",
+    timeout: 300_000,
+  });
   if (res.status !== 0) throw new Error(`dev/cluster.sh ${args.join(" ")} failed: ${res.stderr}`);
 }
 
@@ -76,7 +85,14 @@ export type RunObject = {
   status?: {
     observedGeneration?: number;
     phase?: string;
-    conditions?: Array<{ type: string; status: string; reason: string; message: string; lastTransitionTime: string; observedGeneration?: number }>;
+    conditions?: Array<{
+      type: string;
+      status: string;
+      reason: string;
+      message: string;
+      lastTransitionTime: string;
+      observedGeneration?: number;
+    }>;
   };
 };
 
@@ -94,10 +110,23 @@ export function apiserverRequests(): Map<string, number> {
   const kubeconfig = readFileSync(requireEnv("KUBECONFIG"), "utf8");
   const server = /server: (\S+)/.exec(kubeconfig)![1]!;
   const pki = path.join(path.dirname(requireEnv("KUBECONFIG")), "pki");
-  const res = spawnSync("curl", ["-sf", "--cacert", `${pki}/ca.crt`, "--cert", `${pki}/admin.crt`, "--key", `${pki}/admin.key`, `${server}/metrics`], {
-    encoding: "utf8",
-    maxBuffer: 256 * 1024 * 1024,
-  });
+  const res = spawnSync(
+    "curl",
+    [
+      "-sf",
+      "--cacert",
+      `${pki}/ca.crt`,
+      "--cert",
+      `${pki}/admin.crt`,
+      "--key",
+      `${pki}/admin.key`,
+      `${server}/metrics`,
+    ],
+    {
+      encoding: "utf8",
+      maxBuffer: 256 * 1024 * 1024,
+    },
+  );
   if (res.status !== 0) throw new Error(`kube-apiserver /metrics: curl exited ${res.status}: ${res.stderr}`);
   const out = new Map<string, number>();
   for (const line of res.stdout.split("\n")) {

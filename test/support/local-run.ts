@@ -32,14 +32,27 @@ export async function createBucket(prefix: string): Promise<string> {
 
 /** The Secret the run's pods and the operator read S3 credentials from. */
 export function createS3Secret(namespace: string, name = "s3-creds"): string {
-  kubectlOk(["create", "secret", "generic", name, "-n", namespace,
+  kubectlOk([
+    "create",
+    "secret",
+    "generic",
+    name,
+    "-n",
+    namespace,
     `--from-literal=AWS_ACCESS_KEY_ID=${requireEnv("AWS_ACCESS_KEY_ID")}`,
-    `--from-literal=AWS_SECRET_ACCESS_KEY=${requireEnv("AWS_SECRET_ACCESS_KEY")}`]);
+    `--from-literal=AWS_SECRET_ACCESS_KEY=${requireEnv("AWS_SECRET_ACCESS_KEY")}`,
+  ]);
   return name;
 }
 
 /** A run training the tiny CPU model on slices under s3://<data>/slices/. */
-export function localRunManifest(o: { namespace: string; name: string; dataBucket: string; runsBucket: string; spec?: Record<string, any> }) {
+export function localRunManifest(o: {
+  namespace: string;
+  name: string;
+  dataBucket: string;
+  runsBucket: string;
+  spec?: Record<string, any>;
+}) {
   const spec = o.spec ?? {};
   return {
     apiVersion: "ticclip.dev/v1alpha1",
@@ -47,10 +60,30 @@ export function localRunManifest(o: { namespace: string; name: string; dataBucke
     metadata: { name: o.name, namespace: o.namespace },
     spec: {
       ...spec,
-      source: { s3: { bucket: o.dataBucket, prefix: "slices/", endpoint: requireEnv("S3_ENDPOINT"), credentialsSecretRef: { name: "s3-creds" } }, pollInterval: "2s", ...(spec.source ?? {}) },
+      source: {
+        s3: {
+          bucket: o.dataBucket,
+          prefix: "slices/",
+          endpoint: requireEnv("S3_ENDPOINT"),
+          credentialsSecretRef: { name: "s3-creds" },
+        },
+        pollInterval: "2s",
+        ...(spec.source ?? {}),
+      },
       model: { architecture: "ticclip-tiny", ...(spec.model ?? {}) },
-      strategy: { replay: "CumulativeAll", samplesPerRound: 256, ...(spec.strategy ?? {}), optimizer: { batchSize: 32, lr: 1e-3, precision: "fp32", ...(spec.strategy?.optimizer ?? {}) } },
-      trainer: { image: TRAINER_IMAGE, gpusPerNode: 0, backoffLimit: 2, checkpointIntervalMinutes: 1, ...(spec.trainer ?? {}) },
+      strategy: {
+        replay: "CumulativeAll",
+        samplesPerRound: 256,
+        ...(spec.strategy ?? {}),
+        optimizer: { batchSize: 32, lr: 1e-3, precision: "fp32", ...(spec.strategy?.optimizer ?? {}) },
+      },
+      trainer: {
+        image: TRAINER_IMAGE,
+        gpusPerNode: 0,
+        backoffLimit: 2,
+        checkpointIntervalMinutes: 1,
+        ...(spec.trainer ?? {}),
+      },
       artifacts: { s3: { bucket: o.runsBucket, prefix: `${o.name}/` } },
     },
   };
@@ -58,21 +91,48 @@ export function localRunManifest(o: { namespace: string; name: string; dataBucke
 
 /** Writes synthetic slices with the trainer's own generator (shards, manifest.json, _SUCCESS last). */
 export function writeSlices(bucket: string, ids: string[], samples = 256): void {
-  const res = spawnSync(venvPython(), ["-m", "ticclip_trainer", "synth", "--out", `s3://${bucket}/slices`, "--slices", ids.join(","), "--samples", String(samples), "--eval-samples", "64", "--shard-size", "128"], {
-    encoding: "utf8",
-    env: { ...process.env },
-    timeout: 120_000,
-  });
+  const res = spawnSync(
+    venvPython(),
+    [
+      "-m",
+      "ticclip_trainer",
+      "synth",
+      "--out",
+      `s3://${bucket}/slices`,
+      "--slices",
+      ids.join(","),
+      "--samples",
+      String(samples),
+      "--eval-samples",
+      "64",
+      "--shard-size",
+      "128",
+    ],
+    {
+      encoding: "utf8",
+      env: { ...process.env },
+      timeout: 120_000,
+    },
+  );
   if (res.status !== 0) throw new Error(`synth failed: ${res.stderr}`);
 }
 
 export type Proc = { child: ChildProcess; logFile: string; stop: (signal?: NodeJS.Signals) => Promise<void> };
 
 function startProc(name: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const logFile = path.join(REPO_ROOT, ".local", "test-logs", `${name}-${Date.now()}-${randomBytes(2).toString("hex")}.log`);
+  const logFile = path.join(
+    REPO_ROOT,
+    ".local",
+    "test-logs",
+    `${name}-${Date.now()}-${randomBytes(2).toString("hex")}.log`,
+  );
   mkdirSync(path.dirname(logFile), { recursive: true });
   const out = createWriteStream(logFile);
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    cwd: REPO_ROOT,
+  });
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -98,25 +158,63 @@ export function startExecutor(
   const python = venvPython();
   const cfg = path.join(REPO_ROOT, ".local", `executor-${randomBytes(3).toString("hex")}.json`);
   mkdirSync(path.dirname(cfg), { recursive: true });
-  writeFileSync(cfg, JSON.stringify({
-    images: {
-      [TRAINER_IMAGE]: { commandMap: { python }, env: { PYTHONPATH: path.join(REPO_ROOT, "trainer-image/src"), ...trainerEnv }, cwd: REPO_ROOT },
-      [OPERATOR_IMAGE]: { commandMap: { node: process.execPath }, env: {}, cwd: REPO_ROOT },
-      ...extraImages,
-    },
-  }));
-  return startProc("executor", [path.join(REPO_ROOT, "dev/local-executor.ts"), "--config", cfg, "--namespaces", namespaces.join(","), "--kubeconfig", requireEnv("KUBECONFIG"), "--log-dir", path.join(REPO_ROOT, ".local", "executor")]);
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      images: {
+        [TRAINER_IMAGE]: {
+          commandMap: { python },
+          env: { PYTHONPATH: path.join(REPO_ROOT, "trainer-image/src"), ...trainerEnv },
+          cwd: REPO_ROOT,
+        },
+        [OPERATOR_IMAGE]: { commandMap: { node: process.execPath }, env: {}, cwd: REPO_ROOT },
+        ...extraImages,
+      },
+    }),
+  );
+  return startProc("executor", [
+    path.join(REPO_ROOT, "dev/local-executor.ts"),
+    "--config",
+    cfg,
+    "--namespaces",
+    namespaces.join(","),
+    "--kubeconfig",
+    requireEnv("KUBECONFIG"),
+    "--log-dir",
+    path.join(REPO_ROOT, ".local", "executor"),
+  ]);
 }
 
 export function startOperator(namespaces: string[], extra: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
-  return startProc("operator", [path.join(REPO_ROOT, "operator/main.ts"), "--kubeconfig", requireEnv("KUBECONFIG"), "--namespaces", namespaces.join(","), "--lease-namespace", namespaces[0]!, ...extra], env);
+  return startProc(
+    "operator",
+    [
+      path.join(REPO_ROOT, "operator/main.ts"),
+      "--kubeconfig",
+      requireEnv("KUBECONFIG"),
+      "--namespaces",
+      namespaces.join(","),
+      "--lease-namespace",
+      namespaces[0]!,
+      ...extra,
+    ],
+    env,
+  );
 }
 
-export type RoundView = { index: number; phase: string; slices: string[]; initCheckpoint?: string; checkpoint?: string; reason?: string; message?: string };
+export type RoundView = {
+  index: number;
+  phase: string;
+  slices: string[];
+  initCheckpoint?: string;
+  checkpoint?: string;
+  reason?: string;
+  message?: string;
+};
 
 /** status.rounds of a run (empty when it has none yet). */
 export function runRounds(namespace: string, name: string): RoundView[] {
-  return ((getRun(namespace, name)?.status as { rounds?: RoundView[] } | undefined)?.rounds ?? []);
+  return (getRun(namespace, name)?.status as { rounds?: RoundView[] } | undefined)?.rounds ?? [];
 }
 
 /** Rounds that trained and passed evaluation (Passed without promotion configured, or Promoted). */
@@ -124,10 +222,15 @@ export const DONE_PHASES = new Set(["Passed", "Promoted"]);
 
 /** Waits until n rounds of the run are done; a Failed or Rejected round fails the wait with its reason. */
 export function roundsTrained(namespace: string, name: string, n: number, timeoutMs = 300_000): Promise<RoundView[]> {
-  return waitFor(`${name}: ${n} rounds trained and evaluated`, () => {
-    const r = runRounds(namespace, name);
-    const failed = r.find((x) => x.phase === "Failed" || x.phase === "Rejected");
-    if (failed) throw new Error(`round ${failed.index} ${failed.phase}: ${failed.reason}: ${failed.message}`);
-    return r.filter((x) => DONE_PHASES.has(x.phase)).length >= n ? r : undefined;
-  }, timeoutMs, 1000);
+  return waitFor(
+    `${name}: ${n} rounds trained and evaluated`,
+    () => {
+      const r = runRounds(namespace, name);
+      const failed = r.find((x) => x.phase === "Failed" || x.phase === "Rejected");
+      if (failed) throw new Error(`round ${failed.index} ${failed.phase}: ${failed.reason}: ${failed.message}`);
+      return r.filter((x) => DONE_PHASES.has(x.phase)).length >= n ? r : undefined;
+    },
+    timeoutMs,
+    1000,
+  );
 }

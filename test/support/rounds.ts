@@ -21,12 +21,24 @@ export function roundFiles(bucket: string, prefix: string, index: number, o: See
   const files = new Map<string, string>();
   const plan = {
     schemaVersion: 1,
-    run: { namespace: o.run?.namespace ?? "ns", name: o.run?.name ?? "demo", ...(o.run?.uid ? { uid: o.run.uid } : {}) },
+    run: {
+      namespace: o.run?.namespace ?? "ns",
+      name: o.run?.name ?? "demo",
+      ...(o.run?.uid ? { uid: o.run.uid } : {}),
+    },
     round: index,
     newSlices: slices,
     replay: "CumulativeAll",
     model: { architecture: "ticclip-tiny", initCheckpoint: null },
-    data: { sources: slices.map((s) => ({ sliceId: s, shards: [{ uri: `s3://data/slices/${s}/shard-00000.tar`, samples: 16 }], weight: 1, expectedShare: 1 / slices.length })), samples: 16 },
+    data: {
+      sources: slices.map((s) => ({
+        sliceId: s,
+        shards: [{ uri: `s3://data/slices/${s}/shard-00000.tar`, samples: 16 }],
+        weight: 1,
+        expectedShare: 1 / slices.length,
+      })),
+      samples: 16,
+    },
     optimizer: { lr: 1e-3, weightDecay: 0.2, warmupSteps: 0, batchSize: 16, precision: "fp32" },
     output: { uri },
     checkpointIntervalMinutes: 1,
@@ -41,16 +53,46 @@ export function roundFiles(bucket: string, prefix: string, index: number, o: See
   if (o.model) for (const f of ["image_encoder.onnx", "text_encoder.onnx", "model.json"]) files.set(key(f), f);
   if (o.recall !== undefined) {
     const scores = {
-      uri, architecture: "ticclip-tiny", embeddingDim: 32, sha256: { image: "-", text: "-" },
-      retrieval: [{ sliceId: slices[0], packUri: `s3://data/slices/${slices[0]}/eval/`, relation: "id", images: 8, texts: 8, metrics: { meanRecallAt1: o.recall } }],
-      zeroShot: [], metrics: { "retrieval.id.meanRecallAt1": o.recall }, notApplicable: {},
+      uri,
+      architecture: "ticclip-tiny",
+      embeddingDim: 32,
+      sha256: { image: "-", text: "-" },
+      retrieval: [
+        {
+          sliceId: slices[0],
+          packUri: `s3://data/slices/${slices[0]}/eval/`,
+          relation: "id",
+          images: 8,
+          texts: 8,
+          metrics: { meanRecallAt1: o.recall },
+        },
+      ],
+      zeroShot: [],
+      metrics: { "retrieval.id.meanRecallAt1": o.recall },
+      notApplicable: {},
     };
-    files.set(key(ROUND_FILES.eval), JSON.stringify({
-      schemaVersion: 1, status: "Succeeded", round: index, roundUri: uri, roundSlices: slices, evaluatedAt: "2026-01-01T00:00:00Z", k: [1],
-      candidate: scores,
-      matrix: { metric: "meanRecallAt1", rounds: [index], roundSlices: [slices], slices, values: [[o.recall]], summary: { id: o.recall, backward: null, forward: null } },
-      timing: { seconds: 0, imagesEncoded: 0, textsEncoded: 0, executionProvider: "cpu" },
-    }));
+    files.set(
+      key(ROUND_FILES.eval),
+      JSON.stringify({
+        schemaVersion: 1,
+        status: "Succeeded",
+        round: index,
+        roundUri: uri,
+        roundSlices: slices,
+        evaluatedAt: "2026-01-01T00:00:00Z",
+        k: [1],
+        candidate: scores,
+        matrix: {
+          metric: "meanRecallAt1",
+          rounds: [index],
+          roundSlices: [slices],
+          slices,
+          values: [[o.recall]],
+          summary: { id: o.recall, backward: null, forward: null },
+        },
+        timing: { seconds: 0, imagesEncoded: 0, textsEncoded: 0, executionProvider: "cpu" },
+      }),
+    );
   }
   return files;
 }

@@ -70,7 +70,12 @@ export async function createBucket(client: S3Client, base = "test"): Promise<str
   return bucket;
 }
 
-export async function putObject(client: S3Client, bucket: string, key: string, body: string | Uint8Array = ""): Promise<void> {
+export async function putObject(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  body: string | Uint8Array = "",
+): Promise<void> {
   const bytes = typeof body === "string" ? Buffer.from(body, "utf-8") : body;
   // An explicit length: the SDK warns about bodies of unknown length (empty ones included).
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentLength: bytes.byteLength }));

@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../../operator/config.ts";
 
 test("flags win over env, defaults fill the rest", () => {
-  const c = loadConfig(["--namespaces", "a,b", "--log-level", "debug"], { TICCLIP_NAMESPACES: "x", TICCLIP_CONCURRENCY: "8" });
+  const c = loadConfig(["--namespaces", "a,b", "--log-level", "debug"], {
+    TICCLIP_NAMESPACES: "x",
+    TICCLIP_CONCURRENCY: "8",
+  });
   assert.deepEqual(c.namespaces, ["a", "b"]);
   assert.equal(c.logLevel, "debug");
   assert.equal(c.concurrency, 8);

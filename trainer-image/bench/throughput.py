@@ -16,6 +16,7 @@ CPU (this repo's tests' machine), the tiny model:
       python trainer-image/bench/throughput.py --model ticclip-tiny --samples 2048 --batch 64 --workers 1
 GPU (one H100/H200, ViT-B-32, bf16, batch 256), under 5 minutes, no network: see README "Benchmark".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,6 +84,7 @@ def write_shards(folder: str, samples: int, shard_size: int, px: int) -> list[di
 def flops_per_sample(model, prep, batch: int, device) -> float:
     from open_clip import ClipLoss
     from torch.utils.flop_counter import FlopCounterMode
+
     x = torch.randn(batch, 3, prep.image_size, prep.image_size, device=device)
     t = torch.randint(0, 49408, (batch, prep.context_length), device=device)
     with FlopCounterMode(display=False) as fc:
@@ -98,6 +100,7 @@ def ceiling(arch: str, plan: dict, batch: int, steps: int, device, compiled: boo
 
     from ticclip_trainer.preprocess import Preprocessing
     from ticclip_trainer.train import make_optimizer
+
     torch.manual_seed(0)
     model = models.create(arch).to(device).train()
     prep = Preprocessing.for_model(arch)
@@ -132,29 +135,72 @@ def our_loader(s3_settings, shards_meta, bucket, arch, batch, steps, workers, jp
     from ticclip_trainer.data import RoundBatches, Shard, StreamConfig, StreamState, make_loader
     from ticclip_trainer.preprocess import Preprocessing
     from ticclip_trainer.settings import DEFAULT_OPEN_SHARDS, DEFAULT_SHUFFLE_WINDOW
-    shards = [Shard(0, f"s3://{bucket}/bench/{s['key']}", s["samples"], f"shards[{i}]")
-              for i, s in enumerate(shards_meta)]
+
+    shards = [
+        Shard(0, f"s3://{bucket}/bench/{s['key']}", s["samples"], f"shards[{i}]") for i, s in enumerate(shards_meta)
+    ]
     cfg = StreamConfig(max(1, workers), DEFAULT_OPEN_SHARDS, DEFAULT_SHUFFLE_WINDOW)
     prep = dataclasses.replace(Preprocessing.for_model(arch), jpeg_draft=jpeg_draft)
-    rb = RoundBatches(s3_settings, shards, [1.0] * len(shards), 1, prep, 0, 0,
-                      [batch] * steps, 0, [StreamState.initial(cfg.open_shards)] * cfg.streams, cfg)
+    rb = RoundBatches(
+        s3_settings,
+        shards,
+        [1.0] * len(shards),
+        1,
+        prep,
+        0,
+        0,
+        [batch] * steps,
+        0,
+        [StreamState.initial(cfg.open_shards)] * cfg.streams,
+        cfg,
+    )
     t0 = time.perf_counter()
     n = sum(b["images"].shape[0] for b in make_loader(rb, workers, pin_memory=torch.cuda.is_available()))
     return n / (time.perf_counter() - t0)
 
 
 def open_clip_args(arch, shard_paths, samples, batch, workers, device, logs) -> list[str]:
-    return ["--model", arch, "--train-data", "::".join(shard_paths), "--dataset-type", "webdataset",
-            "--train-num-samples", str(samples), "--batch-size", str(batch), "--epochs", "1",
-            "--workers", str(workers), "--device", device, "--precision", "amp_bf16" if device == "cuda" else "fp32",
-            "--lr", "1e-3", "--warmup", "0", "--logs", logs, "--report-to", "", "--save-frequency", "0",
-            "--log-every-n-steps", "1000000", "--seed", "0"]
+    return [
+        "--model",
+        arch,
+        "--train-data",
+        "::".join(shard_paths),
+        "--dataset-type",
+        "webdataset",
+        "--train-num-samples",
+        str(samples),
+        "--batch-size",
+        str(batch),
+        "--epochs",
+        "1",
+        "--workers",
+        str(workers),
+        "--device",
+        device,
+        "--precision",
+        "amp_bf16" if device == "cuda" else "fp32",
+        "--lr",
+        "1e-3",
+        "--warmup",
+        "0",
+        "--logs",
+        logs,
+        "--report-to",
+        "",
+        "--save-frequency",
+        "0",
+        "--log-every-n-steps",
+        "1000000",
+        "--seed",
+        "0",
+    ]
 
 
 def open_clip_pipeline(argv: list[str], arch: str) -> float:
     import open_clip
     from open_clip_train.data import get_wds_dataset
     from open_clip_train.params import parse_args
+
     args = parse_args(argv)
     args.world_size, args.rank, args.distributed = 1, 0, False
     _, preprocess_train, _ = open_clip.create_model_and_transforms(arch, pretrained=None)
@@ -167,6 +213,7 @@ def open_clip_pipeline(argv: list[str], arch: str) -> float:
 def open_clip_main(argv: list[str]) -> float:
     """Samples/s over open_clip's train_one_epoch (its model build and startup not counted)."""
     import open_clip_train.main as oc
+
     timed = {}
     inner = oc.train_one_epoch
 
@@ -189,6 +236,7 @@ def open_clip_main(argv: list[str]) -> float:
 
 def main() -> None:
     from ticclip_trainer.settings import default_workers
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="ticclip-tiny")
     ap.add_argument("--samples", type=int, default=2048)
@@ -208,6 +256,7 @@ def main() -> None:
 
     from ticclip_trainer.preprocess import Preprocessing
     from ticclip_trainer.train import run_round
+
     s3_settings = S3Settings.from_env()
     s3 = S3(s3_settings)
     bucket = f"ticclip-bench-{uuid.uuid4().hex[:8]}"
@@ -220,20 +269,43 @@ def main() -> None:
             for s in shards:
                 s3.upload(os.path.join(tmp, "shards", s["key"]), f"s3://{bucket}/bench/{s['key']}")
             jpeg_kib = sum(s["bytes"] for s in shards) / args.samples / 1024
-            print(f"data: {args.samples} JPEGs of {args.image_px} px (~{jpeg_kib:.1f} KiB per sample in the tar), "
-                  f"{len(shards)} shards, written in {time.perf_counter() - t0:.0f}s", flush=True)
-            src = {"sliceId": "bench", "weight": 1, "expectedShare": 1,
-                   "shards": [{"uri": f"s3://{bucket}/bench/{s['key']}", "samples": s["samples"]} for s in shards]}
-            plan = make_plan(bucket, "bench/rounds/0000", [src], args.samples, arch=args.model, batch=args.batch,
-                             warmup=0, interval=600)
+            print(
+                f"data: {args.samples} JPEGs of {args.image_px} px (~{jpeg_kib:.1f} KiB per sample in the tar), "
+                f"{len(shards)} shards, written in {time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
+            src = {
+                "sliceId": "bench",
+                "weight": 1,
+                "expectedShare": 1,
+                "shards": [{"uri": f"s3://{bucket}/bench/{s['key']}", "samples": s["samples"]} for s in shards],
+            }
+            plan = make_plan(
+                bucket,
+                "bench/rounds/0000",
+                [src],
+                args.samples,
+                arch=args.model,
+                batch=args.batch,
+                warmup=0,
+                interval=600,
+            )
             steps = args.samples // args.batch
-            oc_argv = open_clip_args(args.model, [os.path.join(tmp, "shards", s["key"]) for s in shards],
-                                     args.samples, args.batch, args.workers, device.type, os.path.join(tmp, "oc"))
+            oc_argv = open_clip_args(
+                args.model,
+                [os.path.join(tmp, "shards", s["key"]) for s in shards],
+                args.samples,
+                args.batch,
+                args.workers,
+                device.type,
+                os.path.join(tmp, "oc"),
+            )
 
             res["loader_ours"] = our_loader(s3_settings, shards, bucket, args.model, args.batch, steps, args.workers)
             print(f"our loader: {res['loader_ours']:.0f} samples/s", flush=True)
-            res["loader_ours_full_decode"] = our_loader(s3_settings, shards, bucket, args.model, args.batch, steps,
-                                                        args.workers, jpeg_draft=False)
+            res["loader_ours_full_decode"] = our_loader(
+                s3_settings, shards, bucket, args.model, args.batch, steps, args.workers, jpeg_draft=False
+            )
             res["loader_open_clip"] = open_clip_pipeline(oc_argv, args.model)
             print(f"open_clip pipeline: {res['loader_open_clip']:.0f} samples/s", flush=True)
             assert run_round(plan) == 0
@@ -249,34 +321,45 @@ def main() -> None:
             if not args.skip_compile:
                 res["ceiling_compiled"] = ceiling(args.model, plan, args.batch, args.ceiling_steps, device, True)
             model = models.create(args.model).to(device)
-            res["gflop_per_sample"] = flops_per_sample(model, Preprocessing.for_model(args.model),
-                                                       min(args.batch, 32), device) / 1e9
+            res["gflop_per_sample"] = (
+                flops_per_sample(model, Preprocessing.for_model(args.model), min(args.batch, 32), device) / 1e9
+            )
     finally:
         keys = s3.list_keys(f"s3://{bucket}/")
         for i in range(0, len(keys), 1000):
-            s3.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+            s3.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
         s3.client.delete_bucket(Bucket=bucket)
 
-    name = torch.cuda.get_device_name() if cuda else \
-        f"CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
-    print(f"\n{args.model}, batch {args.batch}, {args.samples} samples, {args.workers} loader workers each, {name}, "
-          f"torch {torch.__version__}")
+    name = (
+        torch.cuda.get_device_name()
+        if cuda
+        else f"CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+    )
+    print(
+        f"\n{args.model}, batch {args.batch}, {args.samples} samples, {args.workers} loader workers each, {name}, "
+        f"torch {torch.__version__}"
+    )
     print(f"FLOPs per training sample (FlopCounterMode, forward + backward): {res['gflop_per_sample']:.3f} GFLOP")
-    rows = [("our loader alone", "loader_ours"),
-            ("our loader alone, full-size JPEG decode", "loader_ours_full_decode"),
-            ("open_clip webdataset pipeline alone", "loader_open_clip"),
-            ("our round (run_round loop)", "round_ours"), ("open_clip_train.main (train_one_epoch)", "main_open_clip"),
-            ("ceiling: synthetic tensors, eager", "ceiling_eager"),
-            ("ceiling: synthetic tensors, compiled", "ceiling_compiled")]
+    rows = [
+        ("our loader alone", "loader_ours"),
+        ("our loader alone, full-size JPEG decode", "loader_ours_full_decode"),
+        ("open_clip webdataset pipeline alone", "loader_open_clip"),
+        ("our round (run_round loop)", "round_ours"),
+        ("open_clip_train.main (train_one_epoch)", "main_open_clip"),
+        ("ceiling: synthetic tensors, eager", "ceiling_eager"),
+        ("ceiling: synthetic tensors, compiled", "ceiling_compiled"),
+    ]
     print(f"| {'what':<40} | {'samples/s':>10} |" + (" MFU |" if cuda else ""))
     print(f"|{'-' * 42}|{'-' * 12}|" + ("-----|" if cuda else ""))
     for label, k in rows:
         if k in res:
             mfu = f" {res[k] * res['gflop_per_sample'] * 1e9 / (args.peak_tflops * 1e12):.1%} |" if cuda else ""
             print(f"| {label:<40} | {res[k]:>10.1f} |{mfu}")
-    print(f"ours/open_clip: loader {res['loader_ours'] / res['loader_open_clip']:.2f}x "
-          f"({res['loader_ours_full_decode'] / res['loader_open_clip']:.2f}x with full-size JPEG decode), "
-          f"round {res['round_ours'] / res['main_open_clip']:.2f}x")
+    print(
+        f"ours/open_clip: loader {res['loader_ours'] / res['loader_open_clip']:.2f}x "
+        f"({res['loader_ours_full_decode'] / res['loader_open_clip']:.2f}x with full-size JPEG decode), "
+        f"round {res['round_ours'] / res['main_open_clip']:.2f}x"
+    )
     ceil = f"{res['round_ours'] / res['ceiling_eager']:.2f}x eager"
     if "ceiling_compiled" in res:
         ceil += f", {res['round_ours'] / res['ceiling_compiled']:.2f}x compiled"

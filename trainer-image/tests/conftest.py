@@ -38,7 +38,7 @@ def bucket(s3):
     yield name
     keys = s3.list_keys(f"s3://{name}/")
     for i in range(0, len(keys), 1000):
-        s3.client.delete_objects(Bucket=name, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+        s3.client.delete_objects(Bucket=name, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
     s3.client.delete_bucket(Bucket=name)
 
 
@@ -46,6 +46,8 @@ def bucket(s3):
 def slices(s3, bucket):
     """The synthetic dataset on S3: {sliceId: manifest} under s3://<bucket>/slices/<sliceId>/."""
     from ticclip_trainer import synth
-    ms = synth.write(f"s3://{bucket}/slices", SLICES, train_samples=1200, eval_samples=200, shard_size=150,
-                     seed=0, s3=s3)
+
+    ms = synth.write(
+        f"s3://{bucket}/slices", SLICES, train_samples=1200, eval_samples=200, shard_size=150, seed=0, s3=s3
+    )
     return {m["sliceId"]: m for m in ms}

@@ -1,4 +1,5 @@
 """Test helpers: RoundPlans and S3 access for the trainer tests."""
+
 from __future__ import annotations
 
 import json
@@ -9,16 +10,36 @@ import sys
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
 
 
-def source(bucket: str, slice_id: str, manifest: dict, weight: float = 1.0, share: float = 1.0,
-           prefix: str = "slices") -> dict:
-    return {"sliceId": slice_id, "weight": weight, "expectedShare": share,
-            "shards": [{"uri": f"s3://{bucket}/{prefix}/{slice_id}/{s['key']}", "samples": s["samples"]}
-                       for s in manifest["shards"]]}
+def source(
+    bucket: str, slice_id: str, manifest: dict, weight: float = 1.0, share: float = 1.0, prefix: str = "slices"
+) -> dict:
+    return {
+        "sliceId": slice_id,
+        "weight": weight,
+        "expectedShare": share,
+        "shards": [
+            {"uri": f"s3://{bucket}/{prefix}/{slice_id}/{s['key']}", "samples": s["samples"]}
+            for s in manifest["shards"]
+        ],
+    }
 
 
-def make_plan(bucket: str, out: str, sources: list[dict], samples: int, *, round_: int = 0,
-              init: str | None = None, arch: str = "ticclip-tiny", batch: int = 32, lr: float = 2e-3,
-              warmup: int = 5, interval: float = 10.0, seed: int = 0, endpoint: str | None = None) -> dict:
+def make_plan(
+    bucket: str,
+    out: str,
+    sources: list[dict],
+    samples: int,
+    *,
+    round_: int = 0,
+    init: str | None = None,
+    arch: str = "ticclip-tiny",
+    batch: int = 32,
+    lr: float = 2e-3,
+    warmup: int = 5,
+    interval: float = 10.0,
+    seed: int = 0,
+    endpoint: str | None = None,
+) -> dict:
     return {
         "schemaVersion": 1,
         "run": {"namespace": "default", "name": "test-run", "uid": "0000-test"},
@@ -31,8 +52,10 @@ def make_plan(bucket: str, out: str, sources: list[dict], samples: int, *, round
         "output": {"uri": f"s3://{bucket}/{out.strip('/')}/"},
         "checkpointIntervalMinutes": interval,
         "seed": seed,
-        "s3": {"region": os.environ.get("AWS_REGION", "us-east-1"),
-               "endpoint": endpoint if endpoint is not None else os.environ["S3_ENDPOINT"]},
+        "s3": {
+            "region": os.environ.get("AWS_REGION", "us-east-1"),
+            "endpoint": endpoint if endpoint is not None else os.environ["S3_ENDPOINT"],
+        },
     }
 
 
@@ -44,6 +67,7 @@ def write_plan(tmp_path, plan: dict, name: str = "plan.json") -> str:
 
 def train_in_process(plan_path: str) -> int:
     from ticclip_trainer.cli import main
+
     return main(["train", "--plan", plan_path])
 
 

@@ -5,6 +5,7 @@ its sockets would be inherited by the loader's forked workers and keep dead conn
 Every connection whose response passes CUT_AFTER bytes is reset right there (RST, as a dropped
 connection looks to the client); COUNT_FILE holds the number of cuts so far.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ class CuttingProxy:
 
     def __init__(self, upstream_url: str, cut_after: int, count_file: str):
         self.count_file = count_file
-        self.proc = subprocess.Popen([sys.executable, __file__, upstream_url, str(cut_after), count_file],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, upstream_url, str(cut_after), count_file], stdout=subprocess.PIPE, text=True
+        )
         self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
 
     @property

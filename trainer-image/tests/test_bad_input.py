@@ -1,10 +1,10 @@
 """Bad input: each a clear error, exit 2 for permanent ones, and no `_SUCCESS`."""
+
 import io
 import tarfile
 
 import open_clip
 import torch
-
 from helpers import make_plan, source, train_in_process, write_plan
 
 
@@ -47,8 +47,12 @@ def test_corrupt_tar(s3, bucket, tmp_path, capfd):
         tar.addfile(info, io.BytesIO(b"\x89PNG"))
     s3.put_bytes(f"s3://{bucket}/corrupt/nocaption.tar", buf.getvalue())
     for i, name in enumerate(("garbage.tar", "nocaption.tar")):
-        src = {"sliceId": "bad", "weight": 1, "expectedShare": 1,
-               "shards": [{"uri": f"s3://{bucket}/corrupt/{name}", "samples": 10}]}
+        src = {
+            "sliceId": "bad",
+            "weight": 1,
+            "expectedShare": 1,
+            "shards": [{"uri": f"s3://{bucket}/corrupt/{name}", "samples": 10}],
+        }
         plan = make_plan(bucket, f"runs/corrupt{i}/rounds/0000", [src], 8, batch=4)
         rc, err = _run(tmp_path, plan, capfd)
         assert rc == 2 and "corrupt shard" in err and name in err, err
@@ -58,19 +62,29 @@ def test_corrupt_tar(s3, bucket, tmp_path, capfd):
 def test_unreachable_s3_is_transient(bucket, slices, tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("TICCLIP_S3_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("TICCLIP_S3_CONNECT_TIMEOUT", "1")
-    plan = make_plan(bucket, "runs/unreach/rounds/0000", [source(bucket, "2016", slices["2016"])], 64,
-                     endpoint="http://127.0.0.1:9")
+    plan = make_plan(
+        bucket, "runs/unreach/rounds/0000", [source(bucket, "2016", slices["2016"])], 64, endpoint="http://127.0.0.1:9"
+    )
     rc, err = _run(tmp_path, plan, capfd)
     assert rc not in (0, 2) and "unreachable" in err
 
 
 def test_init_checkpoint_of_wrong_architecture(s3, bucket, slices, tmp_path, capfd):
-    other = open_clip.CLIP(embed_dim=32, vision_cfg={"image_size": 32, "layers": 1, "width": 32, "head_width": 32, "patch_size": 8},
-                           text_cfg={"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1})
+    other = open_clip.CLIP(
+        embed_dim=32,
+        vision_cfg={"image_size": 32, "layers": 1, "width": 32, "head_width": 32, "patch_size": 8},
+        text_cfg={"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1},
+    )
     torch.save({"state_dict": other.state_dict()}, tmp_path / "other.pt")
     s3.upload(str(tmp_path / "other.pt"), f"s3://{bucket}/ckpt/other.pt")
-    plan = make_plan(bucket, "runs/wrongarch/rounds/0001", [source(bucket, "2016", slices["2016"])], 64, round_=1,
-                     init=f"s3://{bucket}/ckpt/other.pt")
+    plan = make_plan(
+        bucket,
+        "runs/wrongarch/rounds/0001",
+        [source(bucket, "2016", slices["2016"])],
+        64,
+        round_=1,
+        init=f"s3://{bucket}/ckpt/other.pt",
+    )
     rc, err = _run(tmp_path, plan, capfd)
     assert rc == 2 and "model.initCheckpoint" in err and "does not fit" in err
     assert not s3.exists(plan["output"]["uri"] + "_SUCCESS")

@@ -1,4 +1,5 @@
 """The global batch is split over the ranks and the steps add up to exactly the budget (no S3)."""
+
 import random
 
 import pytest
@@ -7,14 +8,17 @@ from ticclip_trainer.errors import PermanentError
 from ticclip_trainer.train import step_sizes
 
 
-@pytest.mark.parametrize("budget,batch,world,want", [
-    (640, 32, 1, [[32]] * 20),
-    (100, 32, 1, [[32]] * 3 + [[4]]),
-    (128, 64, 2, [[32, 32]] * 2),
-    (130, 64, 2, [[32, 32]] * 2 + [[1, 1]]),
-    (129, 64, 2, [[32, 32], [33, 32]]),  # a remainder smaller than the world joins the last step
-    (10, 4, 3, [[2, 1, 1], [2, 2, 2]]),
-])
+@pytest.mark.parametrize(
+    "budget,batch,world,want",
+    [
+        (640, 32, 1, [[32]] * 20),
+        (100, 32, 1, [[32]] * 3 + [[4]]),
+        (128, 64, 2, [[32, 32]] * 2),
+        (130, 64, 2, [[32, 32]] * 2 + [[1, 1]]),
+        (129, 64, 2, [[32, 32], [33, 32]]),  # a remainder smaller than the world joins the last step
+        (10, 4, 3, [[2, 1, 1], [2, 2, 2]]),
+    ],
+)
 def test_step_sizes_split_the_global_batch(budget, batch, world, want):
     assert step_sizes(budget, batch, world)[: len(want)] == want
 

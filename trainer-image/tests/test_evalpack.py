@@ -1,4 +1,5 @@
 """make-evalpack: pack contents, exactness of the uint8 images, CLI on local folders (no S3 needed)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -73,14 +74,19 @@ def test_evalpack_zeroshot_cli_from_labelled_folder(prep, tmp_path):
         (src / shape).mkdir(parents=True)
         for i in range(2):
             import random
+
             img = synth.draw(shape, synth.COLOURS["red"], "centre", random.Random(i))
             (src / shape / f"{i}.png").write_bytes(_png(img))
     (src / "notes.txt").write_text("not a class")
     templates = tmp_path / "templates.txt"
     templates.write_text("a {c}\na drawing of a {c}\n")
     out = tmp_path / "pack"
-    assert evalpack.main(["zeroshot", "--input", str(src), "--out", str(out), "--architecture", ARCH,
-                          "--templates", str(templates)]) == 0
+    assert (
+        evalpack.main(
+            ["zeroshot", "--input", str(src), "--out", str(out), "--architecture", ARCH, "--templates", str(templates)]
+        )
+        == 0
+    )
     m, t = evalpack.read_pack(str(out))
     assert m["kind"] == "zeroShot" and m["name"] == "shapes"
     assert m["classNames"] == ["circle", "square", "star"]

@@ -1,7 +1,8 @@
 """Sample streams: mixture weights, slices mixed within batches, exact positions (real S3 server)."""
-import pytest
 
+import pytest
 from helpers import make_plan, source
+
 from ticclip_trainer.data import RoundBatches, SampleStream, StreamConfig, StreamState, make_loader, shards_from_plan
 from ticclip_trainer.preprocess import Preprocessing
 from ticclip_trainer.s3io import S3Settings
@@ -32,8 +33,19 @@ def test_batches_of_two_equal_slices_mostly_hold_both(s3, bucket, slices, worker
     shards, weights = _shards(bucket, slices, {"2016": 1, "2017": 1})
     cfg = StreamConfig(2, 8, 2048)
     sizes = [64] * 60
-    batches = RoundBatches(S3Settings.from_env(), shards, weights, 2, Preprocessing.for_model("ticclip-tiny"), 0, 0,
-                           sizes, 0, [StreamState.initial(8)] * 2, cfg)
+    batches = RoundBatches(
+        S3Settings.from_env(),
+        shards,
+        weights,
+        2,
+        Preprocessing.for_model("ticclip-tiny"),
+        0,
+        0,
+        sizes,
+        0,
+        [StreamState.initial(8)] * 2,
+        cfg,
+    )
     got = list(make_loader(batches, workers, pin_memory=False))
     assert [b["step"] for b in got] == list(range(60))
     both = sum(1 for b in got if min(b["counts"]) > 0)
@@ -51,7 +63,7 @@ def test_stream_resumes_exactly_from_any_position(s3, bucket, slices):
         state = StreamState.from_json(first[cut][4].to_json())  # through the checkpoint's JSON form
         resumed = stream.samples(state)
         again = [next(resumed) for _ in range(700 - cut - 1)]
-        assert [s[:4] for s in again] == [s[:4] for s in first[cut + 1:]], cut
+        assert [s[:4] for s in again] == [s[:4] for s in first[cut + 1 :]], cut
 
 
 def test_streams_differ_by_rank_and_stream(s3, bucket, slices):

@@ -1,20 +1,29 @@
 """Preemption and failures mid-round with several loader workers: a re-run resumes and sees exactly
 the samples an uninterrupted round sees (same data digests), and exactly the budget."""
+
 import signal
 import time
 
 import pytest
-
 from helpers import get_json, make_plan, source, train_in_process, train_subprocess, write_plan
+
 from ticclip_trainer import export
 
 BUDGET = 650  # 20 steps of 32 and a last one of 10
 
 
 def _plan(bucket, slices, out):
-    return make_plan(bucket, out, [source(bucket, "2016", slices["2016"], weight=3, share=0.75),
-                                   source(bucket, "2017", slices["2017"], weight=1, share=0.25)],
-                     BUDGET, batch=32, interval=0.005)  # checkpoint every 0.3 s
+    return make_plan(
+        bucket,
+        out,
+        [
+            source(bucket, "2016", slices["2016"], weight=3, share=0.75),
+            source(bucket, "2017", slices["2017"], weight=1, share=0.25),
+        ],
+        BUDGET,
+        batch=32,
+        interval=0.005,
+    )  # checkpoint every 0.3 s
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
 """A round on the tiny model from the real S3 server: loss falls, outputs, warm start, ONNX parity, drift."""
-import json
-import os
 
 import numpy as np
 import pytest
 import torch
-
 from helpers import get_json, make_plan, source, train_in_process, write_plan
+
 from ticclip_trainer import models
 from ticclip_trainer.preprocess import Preprocessing
 from ticclip_trainer.train import weights_digest
@@ -16,8 +14,9 @@ BUDGET = 960
 
 @pytest.fixture(scope="module")
 def round0(s3, bucket, slices, tmp_path_factory):
-    plan = make_plan(bucket, "runs/r/rounds/0000", [source(bucket, "2016", slices["2016"])], BUDGET, batch=32,
-                     lr=5e-3, warmup=3)
+    plan = make_plan(
+        bucket, "runs/r/rounds/0000", [source(bucket, "2016", slices["2016"])], BUDGET, batch=32, lr=5e-3, warmup=3
+    )
     assert train_in_process(write_plan(tmp_path_factory.mktemp("r0"), plan)) == 0
     return plan
 
@@ -31,7 +30,14 @@ def _load(s3, uri, tmp_path):
 
 def test_round_trains_and_writes_outputs(s3, round0):
     out = round0["output"]["uri"]
-    for name in ("checkpoint.pt", "image_encoder.onnx", "text_encoder.onnx", "model.json", "train_summary.json", "_SUCCESS"):
+    for name in (
+        "checkpoint.pt",
+        "image_encoder.onnx",
+        "text_encoder.onnx",
+        "model.json",
+        "train_summary.json",
+        "_SUCCESS",
+    ):
         assert s3.exists(out + name), name
     assert not s3.exists(out + "partial/latest.pt")
     summary = get_json(s3, out + "train_summary.json")
@@ -50,16 +56,19 @@ def test_round_trains_and_writes_outputs(s3, round0):
 
 
 def test_rerun_after_success_does_not_train(s3, round0, tmp_path):
-    before = s3.client.head_object(Bucket=round0["output"]["uri"][5:].split("/")[0],
-                                   Key=round0["output"]["uri"].split("/", 3)[3] + "checkpoint.pt")["LastModified"]
+    before = s3.client.head_object(
+        Bucket=round0["output"]["uri"][5:].split("/")[0], Key=round0["output"]["uri"].split("/", 3)[3] + "checkpoint.pt"
+    )["LastModified"]
     assert train_in_process(write_plan(tmp_path, round0)) == 0
-    after = s3.client.head_object(Bucket=round0["output"]["uri"][5:].split("/")[0],
-                                  Key=round0["output"]["uri"].split("/", 3)[3] + "checkpoint.pt")["LastModified"]
+    after = s3.client.head_object(
+        Bucket=round0["output"]["uri"][5:].split("/")[0], Key=round0["output"]["uri"].split("/", 3)[3] + "checkpoint.pt"
+    )["LastModified"]
     assert before == after
 
 
 def test_onnx_parity(s3, round0, tmp_path):
     import onnxruntime as ort
+
     out = round0["output"]["uri"]
     model = _load(s3, out + "checkpoint.pt", tmp_path)
     prep = Preprocessing.for_model("ticclip-tiny")
@@ -68,8 +77,15 @@ def test_onnx_parity(s3, round0, tmp_path):
     img = ort.InferenceSession(str(tmp_path / "image_encoder.onnx"), providers=["CPUExecutionProvider"])
     txt = ort.InferenceSession(str(tmp_path / "text_encoder.onnx"), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
-    captions = ["a red circle at the left", "a blue square at the top", "a", "a green star at the centre",
-                "a yellow triangle at the bottom", "a cross", "two words"]
+    captions = [
+        "a red circle at the left",
+        "a blue square at the top",
+        "a",
+        "a green star at the centre",
+        "a yellow triangle at the bottom",
+        "a cross",
+        "two words",
+    ]
     for b in (1, 2, 7):
         x = rng.normal(size=(b, 3, 32, 32)).astype(np.float32)
         tok = prep.tokenize(captions[:b])
@@ -87,13 +103,17 @@ def test_onnx_parity(s3, round0, tmp_path):
 
 def test_round1_warm_starts_from_round0(s3, bucket, slices, round0, tmp_path):
     init = round0["output"]["uri"] + "checkpoint.pt"
-    plan = make_plan(bucket, "runs/r/rounds/0001", [source(bucket, "2017", slices["2017"])], 64, round_=1,
-                     init=init, warmup=0)
+    plan = make_plan(
+        bucket, "runs/r/rounds/0001", [source(bucket, "2017", slices["2017"])], 64, round_=1, init=init, warmup=0
+    )
     assert train_in_process(write_plan(tmp_path, plan)) == 0
     summary = get_json(s3, plan["output"]["uri"] + "train_summary.json")
     r0 = _load(s3, init, tmp_path)
     assert summary["initWeightsDigest"] == weights_digest(r0)
-    assert summary["initWeightsDigest"] == get_json(s3, round0["output"]["uri"] + "train_summary.json")["finalWeightsDigest"]
+    assert (
+        summary["initWeightsDigest"]
+        == get_json(s3, round0["output"]["uri"] + "train_summary.json")["finalWeightsDigest"]
+    )
     torch.manual_seed(0)
     assert summary["initWeightsDigest"] != weights_digest(models.create("ticclip-tiny"))
     assert summary["finalWeightsDigest"] != summary["initWeightsDigest"]

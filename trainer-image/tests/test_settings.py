@@ -1,4 +1,5 @@
 """Settings from the environment and the default loader worker count (no S3)."""
+
 import pytest
 
 from ticclip_trainer.errors import PermanentError
@@ -44,11 +45,12 @@ def test_settings_defaults_follow_the_device():
 
 
 def test_settings_env_overrides_and_bad_values_name_the_variable():
-    s = Settings.from_env({"TICCLIP_DATA_WORKERS": "0", "TICCLIP_COMPILE": "1", "TICCLIP_OPEN_SHARDS": "3"},
-                          cuda=False)
+    s = Settings.from_env({"TICCLIP_DATA_WORKERS": "0", "TICCLIP_COMPILE": "1", "TICCLIP_OPEN_SHARDS": "3"}, cuda=False)
     assert (s.data_workers, s.compile, s.open_shards) == (0, True, 3)
-    for env, name in (({"TICCLIP_DATA_WORKERS": "many"}, "TICCLIP_DATA_WORKERS"),
-                      ({"TICCLIP_OPEN_SHARDS": "0"}, "TICCLIP_OPEN_SHARDS"),
-                      ({"TICCLIP_COMPILE": "maybe"}, "TICCLIP_COMPILE")):
+    for env, name in (
+        ({"TICCLIP_DATA_WORKERS": "many"}, "TICCLIP_DATA_WORKERS"),
+        ({"TICCLIP_OPEN_SHARDS": "0"}, "TICCLIP_OPEN_SHARDS"),
+        ({"TICCLIP_COMPILE": "maybe"}, "TICCLIP_COMPILE"),
+    ):
         with pytest.raises(PermanentError, match=name):
             Settings.from_env(env, cuda=False)

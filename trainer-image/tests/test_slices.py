@@ -1,4 +1,5 @@
 """Data tooling: make-slice (folder, CSV, parquet; local and S3) and synth."""
+
 import io
 import json
 from pathlib import Path
@@ -36,7 +37,9 @@ def test_make_slice_from_folder(tmp_path):
     src.mkdir()
     _images(src, 7)
     dest = tmp_path / "out"
-    assert main(["make-slice", "--input", str(src), "--out", str(dest), "--slice-id", "2020-01", "--shard-size", "3"]) == 0
+    assert (
+        main(["make-slice", "--input", str(src), "--out", str(dest), "--slice-id", "2020-01", "--shard-size", "3"]) == 0
+    )
     m, seen = _check_slice(dest, "2020-01", 7)
     assert len(m["shards"]) == 3 and sorted(seen) == sorted(f"caption {i}" for i in range(7))
 
@@ -45,15 +48,37 @@ def test_make_slice_from_csv_and_parquet_with_eval(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     _images(src, 10)
-    (tmp_path / "pairs.csv").write_text("image,caption\n" + "".join(f"in/img{i}.png,csv caption {i}\n" for i in range(10)))
-    assert main(["make-slice", "--input", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "csv"),
-                 "--slice-id", "s", "--eval-fraction", "0.2"]) == 0
+    (tmp_path / "pairs.csv").write_text(
+        "image,caption\n" + "".join(f"in/img{i}.png,csv caption {i}\n" for i in range(10))
+    )
+    assert (
+        main(
+            [
+                "make-slice",
+                "--input",
+                str(tmp_path / "pairs.csv"),
+                "--out",
+                str(tmp_path / "csv"),
+                "--slice-id",
+                "s",
+                "--eval-fraction",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     m, _ = _check_slice(tmp_path / "csv", "s", 8)
     assert m["eval"] == {"retrieval": "eval/"} and (tmp_path / "csv" / "eval" / "shard-00000.tar").exists()
-    pq.write_table(pa.table({"image": [f"in/img{i}.png" for i in range(10)], "caption": [f"p{i}" for i in range(10)]}),
-                   tmp_path / "pairs.parquet")
-    assert main(["make-slice", "--input", str(tmp_path / "pairs.parquet"), "--out", str(tmp_path / "pq"),
-                 "--slice-id", "p"]) == 0
+    pq.write_table(
+        pa.table({"image": [f"in/img{i}.png" for i in range(10)], "caption": [f"p{i}" for i in range(10)]}),
+        tmp_path / "pairs.parquet",
+    )
+    assert (
+        main(
+            ["make-slice", "--input", str(tmp_path / "pairs.parquet"), "--out", str(tmp_path / "pq"), "--slice-id", "p"]
+        )
+        == 0
+    )
     _check_slice(tmp_path / "pq", "p", 10)
 
 
@@ -83,6 +108,7 @@ def test_slice_and_evalpack_modules_import_alone_in_either_order():
     """slices.py writes eval packs and evalpack.py writes through Dest: neither imports the other's importer."""
     import subprocess
     import sys
+
     for first, second in (("slices", "evalpack"), ("evalpack", "slices"), ("synth", "evalpack")):
         code = f"import ticclip_trainer.{first}, ticclip_trainer.{second}"
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,11 +1,12 @@
 """S3 streams that break mid-shard are reopened at their offset: a proxy on loopback in front of the
 real S3 server resets every connection after 100 KB of response (shards are ~320 KB)."""
+
 import os
 
 import pytest
-
 from helpers import get_json, make_plan, source, train_in_process, write_plan
 from proxy import CuttingProxy
+
 from ticclip_trainer.s3io import S3, S3Settings
 
 

@@ -1,4 +1,5 @@
 """The streaming tar reader: WebDataset grouping, byte offsets to reopen at, corrupt input (no S3)."""
+
 import io
 import tarfile
 
@@ -30,8 +31,12 @@ def test_tar_samples_groups_members_and_reopens_at_each_offset(fmt):
         offsets.append(t.offset)
         key, parts = t.next()
         got.append((key, sorted(parts)))
-    assert got == [("p/a", ["jpg", "txt"]), (long, ["jpg", "txt"]), ("p/b", ["x.jpg", "x.txt"]),
-                   ("q/c", ["jpg", "txt"])]
+    assert got == [
+        ("p/a", ["jpg", "txt"]),
+        (long, ["jpg", "txt"]),
+        ("p/b", ["x.jpg", "x.txt"]),
+        ("q/c", ["jpg", "txt"]),
+    ]
     for i, off in enumerate(offsets):
         again = TarSamples(io.BytesIO(raw[off:]), "u", "f", off)
         assert again.next()[0] == got[i][0]

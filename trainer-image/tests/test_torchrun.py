@@ -1,12 +1,13 @@
 """Several processes under torchrun (2 CPU ranks, gloo): the global batch is split over the ranks, and
 a permanent error in a rank is the pod's exit code 2, not torchrun's 1."""
+
 import os
 import socket
 import subprocess
 
 import pytest
-
 from helpers import get_json, make_plan, source, train_subprocess, write_plan
+
 from ticclip_trainer.cli import pod_exit_code
 
 
@@ -14,8 +15,14 @@ def _env(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for k, v in {"NPROC_PER_NODE": "2", "NNODES": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                 "TICCLIP_DATA_WORKERS": "1", "OMP_NUM_THREADS": "1"}.items():
+    for k, v in {
+        "NPROC_PER_NODE": "2",
+        "NNODES": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "TICCLIP_DATA_WORKERS": "1",
+        "OMP_NUM_THREADS": "1",
+    }.items():
         monkeypatch.setenv(k, v)
 
 
@@ -38,8 +45,13 @@ def test_torchrun_missing_shard_exits_2(s3, bucket, slices, tmp_path, monkeypatc
 
 def test_torchrun_round_splits_the_global_batch(s3, bucket, slices, tmp_path, monkeypatch):
     _env(monkeypatch)
-    plan = make_plan(bucket, "runs/torchrun-ok/rounds/0000", [source(bucket, "2016", slices["2016"]),
-                                                               source(bucket, "2017", slices["2017"])], 200, batch=32)
+    plan = make_plan(
+        bucket,
+        "runs/torchrun-ok/rounds/0000",
+        [source(bucket, "2016", slices["2016"]), source(bucket, "2017", slices["2017"])],
+        200,
+        batch=32,
+    )
     rc, err = _run(write_plan(tmp_path, plan))
     assert rc == 0, err[-3000:]
     summary = get_json(s3, plan["output"]["uri"] + "train_summary.json")
@@ -49,9 +61,19 @@ def test_torchrun_round_splits_the_global_batch(s3, bucket, slices, tmp_path, mo
     assert len(set(summary["dataDigests"])) == 2
 
 
-@pytest.mark.parametrize("torchrun_rc,codes,want", [
-    (0, [], 0), (1, [2], 2), (1, [143, 2], 2), (1, [143], 143), (1, [75, 143], 143), (1, [75], 75), (1, [], 1),
-    (-9, [], -9)])
+@pytest.mark.parametrize(
+    "torchrun_rc,codes,want",
+    [
+        (0, [], 0),
+        (1, [2], 2),
+        (1, [143, 2], 2),
+        (1, [143], 143),
+        (1, [75, 143], 143),
+        (1, [75], 75),
+        (1, [], 1),
+        (-9, [], -9),
+    ],
+)
 def test_pod_exit_code_maps_the_ranks_codes(tmp_path, torchrun_rc, codes, want):
     for i, c in enumerate(codes):
         (tmp_path / f"rank-{i}.exit").write_text(str(c))

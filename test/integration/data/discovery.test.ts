@@ -55,8 +55,19 @@ describe("SliceDiscovery against S3", () => {
     await putSlice(client, bucket, P, { id: "2010" });
     await putSlice(client, bucket, P, { id: "2011", manifest: "not json {" });
     await putSlice(client, bucket, P, { id: "2012", manifest: { ...manifestFor("2012", [10]), numSamples: 11 } });
-    await putSlice(client, bucket, P, { id: "2013", manifest: { ...manifestFor("2013", [10]), shards: [{ key: "/abs.tar", samples: 10, bytes: 1 }] } });
-    await putSlice(client, bucket, P, { id: "2014", manifest: { ...m, sliceId: "2014", shards: [...m.shards, { key: "shard-00009.tar", samples: 5, bytes: 1 }], numSamples: 35 } });
+    await putSlice(client, bucket, P, {
+      id: "2013",
+      manifest: { ...manifestFor("2013", [10]), shards: [{ key: "/abs.tar", samples: 10, bytes: 1 }] },
+    });
+    await putSlice(client, bucket, P, {
+      id: "2014",
+      manifest: {
+        ...m,
+        sliceId: "2014",
+        shards: [...m.shards, { key: "shard-00009.tar", samples: 5, bytes: 1 }],
+        numSamples: 35,
+      },
+    });
     await putSlice(client, bucket, P, { id: "2015", shards: [7], manifest: { ...manifestFor("2010", [7]) } });
     await putObject(client, bucket, `${P}2016/shard-00000.tar`, "x");
     await putObject(client, bucket, `${P}2016/_SUCCESS`);
@@ -83,10 +94,23 @@ describe("SliceDiscovery against S3", () => {
     const d = discoveryFor(client, bucket);
     await d.poll();
     d.markConsumed(["2020"]);
-    await putObject(client, bucket, `${P}2020/manifest.json`, JSON.stringify({ ...manifestFor("2020", [10, 20]), createdAt: "2024-02-01T00:00:00Z", shards: manifestFor("2020", [10, 20]).shards.slice(0, 1), numSamples: 10 }));
+    await putObject(
+      client,
+      bucket,
+      `${P}2020/manifest.json`,
+      JSON.stringify({
+        ...manifestFor("2020", [10, 20]),
+        createdAt: "2024-02-01T00:00:00Z",
+        shards: manifestFor("2020", [10, 20]).shards.slice(0, 1),
+        numSamples: 10,
+      }),
+    );
     d.recheck();
     const r = await d.poll();
-    assert.deepEqual(r.warnings.map((w) => [w.id, w.reason]), [["2020", "ManifestChanged"]]);
+    assert.deepEqual(
+      r.warnings.map((w) => [w.id, w.reason]),
+      [["2020", "ManifestChanged"]],
+    );
     assert.equal(r.slices[0]!.numSamples, 30, "the consumed version stays");
   });
 
@@ -120,7 +144,11 @@ describe("SliceDiscovery against S3", () => {
     const flaky = createS3Client({ ...s3Connection() });
     flaky.middlewareStack.add(
       (next) => async (args) => {
-        if (failing) throw Object.assign(new Error("Please reduce your request rate."), { name: "SlowDown", $metadata: { httpStatusCode: 503 } });
+        if (failing)
+          throw Object.assign(new Error("Please reduce your request rate."), {
+            name: "SlowDown",
+            $metadata: { httpStatusCode: 503 },
+          });
         return next(args);
       },
       { step: "finalizeRequest", priority: "low", name: "failWhileSet" },
@@ -137,7 +165,10 @@ describe("SliceDiscovery against S3", () => {
     assert.deepEqual(r3.health, { ok: true });
     assert.deepEqual(ids(r3.slices), ["2001", "2002", "2003"]);
 
-    const wrongKeys = createS3Client({ ...s3Connection(), credentials: { accessKeyId: "nobody", secretAccessKey: "wrong-secret-key" } });
+    const wrongKeys = createS3Client({
+      ...s3Connection(),
+      credentials: { accessKeyId: "nobody", secretAccessKey: "wrong-secret-key" },
+    });
     const bad = await discoveryFor(wrongKeys, bucket).poll();
     assert.equal(bad.errors[0]!.errorClass, "InvalidCredentials");
     assert.match(bad.errors[0]!.message, /InvalidAccessKeyId/);
@@ -155,7 +186,12 @@ describe("notifications", () => {
   const handlers: ((bucket: string, key: string) => void)[] = [];
 
   before(async () => {
-    server = createNotificationServer({ token: TOKEN, onSliceReady: (b, k) => handlers.forEach((h) => h(b, k)) });
+    server = createNotificationServer({
+      token: TOKEN,
+      onSliceReady: (b, k) => {
+        for (const h of handlers) h(b, k);
+      },
+    });
     const wanted = Number(process.env.S3_WEBHOOK_PORT ?? 0);
     await new Promise<void>((r) => server.listen(wanted, "127.0.0.1", r));
     port = (server.address() as AddressInfo).port;
@@ -174,7 +210,15 @@ describe("notifications", () => {
       await client.send(
         new PutBucketNotificationConfigurationCommand({
           Bucket: bucket,
-          NotificationConfiguration: { QueueConfigurations: [{ QueueArn: arn, Events: ["s3:ObjectCreated:*"], Filter: { Key: { FilterRules: [{ Name: "prefix", Value: P }] } } }] },
+          NotificationConfiguration: {
+            QueueConfigurations: [
+              {
+                QueueArn: arn,
+                Events: ["s3:ObjectCreated:*"],
+                Filter: { Key: { FilterRules: [{ Name: "prefix", Value: P }] } },
+              },
+            ],
+          },
         }),
       );
     }
@@ -189,11 +233,26 @@ describe("notifications", () => {
     await putSlice(client, bucket, P, { id: "2030" });
     if (!arn) {
       // No webhook target configured on this server: deliver MinIO's event body ourselves.
-      const body = { EventName: "s3:ObjectCreated:Put", Key: `${bucket}/${P}2030/_SUCCESS`, Records: [{ eventName: "s3:ObjectCreated:Put", s3: { bucket: { name: bucket }, object: { key: `${P}2030/_SUCCESS` } } }] };
-      const res = await fetch(`http://127.0.0.1:${port}/s3-events`, { method: "POST", body: JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}` } });
+      const body = {
+        EventName: "s3:ObjectCreated:Put",
+        Key: `${bucket}/${P}2030/_SUCCESS`,
+        Records: [
+          { eventName: "s3:ObjectCreated:Put", s3: { bucket: { name: bucket }, object: { key: `${P}2030/_SUCCESS` } } },
+        ],
+      };
+      const res = await fetch(`http://127.0.0.1:${port}/s3-events`, {
+        method: "POST",
+        body: JSON.stringify(body),
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
       assert.equal(res.status, 200);
     }
-    const t1 = await Promise.race([found, new Promise<number>((_, reject) => setTimeout(() => reject(new Error("no discovery within 10 s of the notification")), 10_000))]);
+    const t1 = await Promise.race([
+      found,
+      new Promise<number>((_, reject) =>
+        setTimeout(() => reject(new Error("no discovery within 10 s of the notification")), 10_000),
+      ),
+    ]);
     handlers.length = 0;
     assert.ok(t1 - t0 < 10_000);
   });

@@ -13,7 +13,13 @@ import { S3ObjectStore } from "../../../operator/s3/object-store.ts";
 import { main as cli, EXIT_BAD_INPUT, EXIT_OK } from "../../../operator/evaluation/cli.ts";
 import { evaluateRound, readEvalResult } from "../../../operator/evaluation/evaluate.ts";
 import { decideGates, type Gate } from "../../../operator/evaluation/gates.ts";
-import { pinAlias, promoteRound, promotedStatus, readAlias, type PromotionTarget } from "../../../operator/promotion/versions.ts";
+import {
+  pinAlias,
+  promoteRound,
+  promotedStatus,
+  readAlias,
+  type PromotionTarget,
+} from "../../../operator/promotion/versions.ts";
 import { buildModelConfigMap } from "../../../operator/promotion/configmap.ts";
 import type { EvalResult, EvalSucceeded } from "../../../operator/api/eval-result.ts";
 
@@ -26,7 +32,12 @@ type Fixture = {
   zeroShot: string;
   source: string;
   bad: Record<"nan" | "wrong-name" | "wrong-size", string>;
-  parity: { roundUri: string; k: number[]; packs: Record<string, Record<string, number>>; zeroShot: { top1: number; top5: number } };
+  parity: {
+    roundUri: string;
+    k: number[];
+    packs: Record<string, Record<string, number>>;
+    zeroShot: { top1: number; top5: number };
+  };
 };
 
 let fx: Fixture;
@@ -47,13 +58,20 @@ async function copyFolder(from: string, to: string): Promise<void> {
 
 const evaluateArgs = (round: number, extra: string[] = [], roundUri = fx.rounds[round]!) => [
   "evaluate",
-  "--round-uri", roundUri,
-  "--round", String(round),
-  "--round-slices", fx.slices[round]!,
-  "--source-uri", fx.source,
-  "--slices", fx.slices.join(","),
-  "--zero-shot", `shapes=${fx.zeroShot}`,
-  "--k", "1,5,10",
+  "--round-uri",
+  roundUri,
+  "--round",
+  String(round),
+  "--round-slices",
+  fx.slices[round]!,
+  "--source-uri",
+  fx.source,
+  "--slices",
+  fx.slices.join(","),
+  "--zero-shot",
+  `shapes=${fx.zeroShot}`,
+  "--k",
+  "1,5,10",
   ...extra,
 ];
 
@@ -78,20 +96,47 @@ describe("evaluation of three trained rounds", () => {
     // Round 1's gate cannot pass (recall is at most 1); rounds 0 and 2 pass, round 2 also against
     // the promoted model rescored on its packs.
     const gatesFor: Gate[][] = [
-      [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0 }, { metric: "retrieval.backward.meanRecallAt1", op: ">=", value: 0.99 }],
+      [
+        { metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0 },
+        { metric: "retrieval.backward.meanRecallAt1", op: ">=", value: 0.99 },
+      ],
       [{ metric: "retrieval.id.meanRecallAt1", op: ">", value: 1 }],
-      [{ metric: "retrieval.id.meanRecallAt1", maxRegression: 1 }, { metric: "zeroShot.shapes.top1", op: ">=", value: 0 }],
+      [
+        { metric: "retrieval.id.meanRecallAt1", maxRegression: 1 },
+        { metric: "zeroShot.shapes.top1", op: ">=", value: 0 },
+      ],
     ];
     const outcomes: string[] = [];
     for (const r of [0, 1, 2]) {
       const alias = await readAlias(store, target());
-      const baseline = alias && !("invalid" in alias) ? ["--baseline-uri", alias.uri, "--baseline-version", String(alias.version)] : [];
+      const baseline =
+        alias && !("invalid" in alias)
+          ? ["--baseline-uri", alias.uri, "--baseline-version", String(alias.version)]
+          : [];
       assert.equal(await cli(evaluateArgs(r, baseline), store), EXIT_OK);
       const ev = succeeded(await readEvalResult(store, fx.rounds[r]!));
-      const base = ev.baseline ? { version: ev.baseline.version, metrics: ev.baseline.metrics, notApplicable: ev.baseline.notApplicable, sameData: true } : undefined;
-      const decision = decideGates(gatesFor[r]!, { metrics: ev.candidate.metrics, notApplicable: ev.candidate.notApplicable }, base);
+      const base = ev.baseline
+        ? {
+            version: ev.baseline.version,
+            metrics: ev.baseline.metrics,
+            notApplicable: ev.baseline.notApplicable,
+            sameData: true,
+          }
+        : undefined;
+      const decision = decideGates(
+        gatesFor[r]!,
+        { metrics: ev.candidate.metrics, notApplicable: ev.candidate.notApplicable },
+        base,
+      );
       if (decision.passed) {
-        const p = await promoteRound(store, { target: target(), run, round: r, roundUri: fx.rounds[r]!, metrics: ev.candidate.metrics, now: NOW });
+        const p = await promoteRound(store, {
+          target: target(),
+          run,
+          round: r,
+          roundUri: fx.rounds[r]!,
+          metrics: ev.candidate.metrics,
+          now: NOW,
+        });
         assert.ok(p.ok, !p.ok ? p.message : "");
         outcomes.push(`promoted v${p.pointer.version}`);
       } else outcomes.push(`rejected: ${decision.message}`);
@@ -102,12 +147,24 @@ describe("evaluation of three trained rounds", () => {
 
     // Round 0's backward gate is not applicable (no earlier slice), so it passed with that reason.
     const ev0 = succeeded(await readEvalResult(store, fx.rounds[0]!));
-    assert.match(decideGates(gatesFor[0]!, ev0.candidate, undefined).results[1]!.message, /not applicable: no slice before/);
-    assert.deepEqual(ev0.candidate.retrieval.map((r) => [r.sliceId, r.relation]), [["2016", "id"], ["2017", "forward"]]);
+    assert.match(
+      decideGates(gatesFor[0]!, ev0.candidate, undefined).results[1]!.message,
+      /not applicable: no slice before/,
+    );
+    assert.deepEqual(
+      ev0.candidate.retrieval.map((r) => [r.sliceId, r.relation]),
+      [
+        ["2016", "id"],
+        ["2017", "forward"],
+      ],
+    );
 
     const ev2 = succeeded(await readEvalResult(store, fx.rounds[2]!));
     assert.equal(ev2.baseline?.version, 1, "round 2 rescored promoted v1 on the same packs");
-    assert.deepEqual(ev2.baseline.retrieval.map((r) => r.sliceId), ["2016", "2017", "2018", "2019"]);
+    assert.deepEqual(
+      ev2.baseline.retrieval.map((r) => r.sliceId),
+      ["2016", "2017", "2018", "2019"],
+    );
     assert.equal(ev2.baseline.sha256.image, ev0.candidate.sha256.image);
     // The promoted model rescored equals its own round's scores on the packs both saw.
     assert.equal(ev2.baseline.retrieval[0]!.metrics.meanRecallAt1, ev0.candidate.retrieval[0]!.metrics.meanRecallAt1);
@@ -127,7 +184,9 @@ describe("evaluation of three trained rounds", () => {
     const id = (m.values[0]![0]! + m.values[1]![1]! + m.values[2]![2]!) / 3;
     assert.ok(Math.abs(m.summary.id! - id) < 1e-12);
     for (const s of [m.summary.backward, m.summary.forward]) assert.ok(s !== null && s >= 0 && s <= 1);
-    assert.ok(ev2.candidate.metrics["zeroShot.shapes.top1"]! >= 0 && ev2.candidate.metrics["zeroShot.shapes.top5"]! <= 1);
+    assert.ok(
+      ev2.candidate.metrics["zeroShot.shapes.top1"]! >= 0 && ev2.candidate.metrics["zeroShot.shapes.top5"]! <= 1,
+    );
     assert.equal(ev2.candidate.zeroShot[0]!.classes, 10);
   });
 
@@ -148,7 +207,18 @@ describe("evaluation of three trained rounds", () => {
     assert.equal(now.version, 1);
     assert.equal(now.round, 0);
     assert.equal(now.pinned, true);
-    const cm = buildModelConfigMap("eval-test-model", { apiVersion: "ticclip.dev/v1alpha1", kind: "ContinualClipRun", name: "eval-test", namespace: "default", uid: "0000-eval" }, now, pinned.pointerUri);
+    const cm = buildModelConfigMap(
+      "eval-test-model",
+      {
+        apiVersion: "ticclip.dev/v1alpha1",
+        kind: "ContinualClipRun",
+        name: "eval-test",
+        namespace: "default",
+        uid: "0000-eval",
+      },
+      now,
+      pinned.pointerUri,
+    );
     assert.equal(cm.data.version, "1");
     assert.equal(cm.data.imageEncoderUri, `s3://${bucket}/models/clip/v1/image_encoder.onnx`);
     assert.deepEqual(promotedStatus(now).version, 1);
@@ -169,8 +239,15 @@ describe("evaluation of three trained rounds", () => {
     });
     const ev = succeeded(inProcess);
     assert.equal(ev.timing.inWorkerThread, true);
-    assert.deepEqual(Object.values(ev.timing.optimizedModelCache ?? {}), ["hit", "hit"], "the Job's run cached both optimised encoders");
-    assert.deepEqual(ev.candidate.retrieval.map((r) => r.metrics), job.candidate.retrieval.map((r) => r.metrics));
+    assert.deepEqual(
+      Object.values(ev.timing.optimizedModelCache ?? {}),
+      ["hit", "hit"],
+      "the Job's run cached both optimised encoders",
+    );
+    assert.deepEqual(
+      ev.candidate.retrieval.map((r) => r.metrics),
+      job.candidate.retrieval.map((r) => r.metrics),
+    );
     assert.deepEqual(ev.candidate.zeroShot[0]!.metrics, job.candidate.zeroShot[0]!.metrics);
   });
 
@@ -191,7 +268,10 @@ describe("evaluation of three trained rounds", () => {
     const ev = succeeded(await readEvalResult(store, fx.parity.roundUri));
     const ts = ev.candidate.zeroShot[0]!.metrics;
     for (const k of ["top1", "top5"] as const) {
-      assert.ok(Math.abs(ts[k] - fx.parity.zeroShot[k]) <= 0.005, `${k}: TypeScript ${ts[k]} vs open_clip ${fx.parity.zeroShot[k]}`);
+      assert.ok(
+        Math.abs(ts[k] - fx.parity.zeroShot[k]) <= 0.005,
+        `${k}: TypeScript ${ts[k]} vs open_clip ${fx.parity.zeroShot[k]}`,
+      );
     }
   });
 
@@ -221,9 +301,24 @@ describe("bad input fails the evaluation with a clear reason", () => {
       reason: "InvalidModel",
       message: /image_encoder\.onnx is not a loadable ONNX model/,
     },
-    { name: "wrong input names", setup: async () => fx.bad["wrong-name"], reason: "InvalidModel", message: /inputs are \[pixels\], model\.json says \[image\]/ },
-    { name: "wrong input shape", setup: async () => fx.bad["wrong-size"], reason: "InvalidModel", message: /input image has shape \[batch, 3, 16, 16\], expected \[batch, 3, 32, 32\]/ },
-    { name: "NaN embeddings", setup: async () => fx.bad.nan, reason: "NonFiniteEmbeddings", message: /image_encoder\.onnx: embedding of row 0 has a non-finite value \(NaN\)/ },
+    {
+      name: "wrong input names",
+      setup: async () => fx.bad["wrong-name"],
+      reason: "InvalidModel",
+      message: /inputs are \[pixels\], model\.json says \[image\]/,
+    },
+    {
+      name: "wrong input shape",
+      setup: async () => fx.bad["wrong-size"],
+      reason: "InvalidModel",
+      message: /input image has shape \[batch, 3, 16, 16\], expected \[batch, 3, 32, 32\]/,
+    },
+    {
+      name: "NaN embeddings",
+      setup: async () => fx.bad.nan,
+      reason: "NonFiniteEmbeddings",
+      message: /image_encoder\.onnx: embedding of row 0 has a non-finite value \(NaN\)/,
+    },
   ];
   for (const c of cases) {
     test(c.name, async () => {
@@ -242,7 +337,16 @@ describe("bad input fails the evaluation with a clear reason", () => {
     const manifest = JSON.parse(new TextDecoder().decode(await store.get(pack + "pack.json")));
     manifest.images.shape[0] += 1;
     await store.put(pack + "pack.json", JSON.stringify(manifest));
-    const r = await evaluateRound(store, { round: 0, roundUri: fx.rounds[0]!, roundSlices: ["2016"], retrieval: [{ sliceId: "2016", packUri: pack }], zeroShot: [], k: [1], previousRows: [], now: NOW });
+    const r = await evaluateRound(store, {
+      round: 0,
+      roundUri: fx.rounds[0]!,
+      roundSlices: ["2016"],
+      retrieval: [{ sliceId: "2016", packUri: pack }],
+      zeroShot: [],
+      k: [1],
+      previousRows: [],
+      now: NOW,
+    });
     assert.equal(r.status, "Failed");
     assert.ok(r.status === "Failed" && r.reason === "InvalidEvalPack");
     assert.match(r.message, /images: shards hold 48 rows, shape says 49/);
@@ -259,7 +363,16 @@ describe("bad input fails the evaluation with a clear reason", () => {
     await store.put(pack + shard.file, bytes);
     shard.sha256 = createHash("sha256").update(bytes).digest("hex");
     await store.put(pack + "pack.json", JSON.stringify(manifest));
-    const r = await evaluateRound(store, { round: 0, roundUri: fx.rounds[0]!, roundSlices: ["2016"], retrieval: [{ sliceId: "2016", packUri: pack }], zeroShot: [], k: [1], previousRows: [], now: NOW });
+    const r = await evaluateRound(store, {
+      round: 0,
+      roundUri: fx.rounds[0]!,
+      roundSlices: ["2016"],
+      retrieval: [{ sliceId: "2016", packUri: pack }],
+      zeroShot: [],
+      k: [1],
+      previousRows: [],
+      now: NOW,
+    });
     assert.ok(r.status === "Failed" && r.reason === "InvalidEvalPack");
     assert.match(r.message, /pack-index\/: text 3 points at image 999, outside \[0, 48\)/);
   });
@@ -271,8 +384,20 @@ describe("bad input fails the evaluation with a clear reason", () => {
     const file = manifest.texts.shards[0].file as string;
     const bytes = (await store.get(pack + file))!;
     await store.put(pack + file, bytes.subarray(0, bytes.length - 8));
-    const r = await evaluateRound(store, { round: 0, roundUri: fx.rounds[0]!, roundSlices: ["2016"], retrieval: [{ sliceId: "2016", packUri: pack }], zeroShot: [], k: [1], previousRows: [], now: NOW });
+    const r = await evaluateRound(store, {
+      round: 0,
+      roundUri: fx.rounds[0]!,
+      roundSlices: ["2016"],
+      retrieval: [{ sliceId: "2016", packUri: pack }],
+      zeroShot: [],
+      k: [1],
+      previousRows: [],
+      now: NOW,
+    });
     assert.ok(r.status === "Failed" && r.reason === "InvalidEvalPack");
-    assert.match(r.message, new RegExp(`${file} \\(texts\\) is ${bytes.length - 8} bytes, the manifest says ${bytes.length}`));
+    assert.match(
+      r.message,
+      new RegExp(`${file} \\(texts\\) is ${bytes.length - 8} bytes, the manifest says ${bytes.length}`),
+    );
   });
 });

@@ -15,6 +15,7 @@
         rule, computed independently of the TypeScript evaluator. Prints JSON.
 S3 from S3_ENDPOINT / AWS_* in the environment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ ARCH = "ticclip-tiny"
 
 def _s3():
     from ticclip_trainer.s3io import S3, S3Settings
+
     return S3(S3Settings.from_env())
 
 
@@ -40,6 +42,7 @@ def build(bucket: str, rounds: int) -> dict:
     from ticclip_trainer import evalpack, synth
     from ticclip_trainer.preprocess import Preprocessing
     from ticclip_trainer.train import run_round
+
     s3 = _s3()
     prep = Preprocessing.for_model(ARCH)
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,43 +56,80 @@ def build(bucket: str, rounds: int) -> dict:
         evalpack.write_retrieval_pack(loc + "eval/", f"{slice_id}-heldout", prep, pairs, slice_id, loc, s3)
     # zero-shot: 60 images of 10 shapes (drawn like the synthetic data), classes = shape names
     import random
+
     shapes = synth.SHAPES
     samples = []
     for i in range(60):
         rng = random.Random(f"zs:{i}")
         c = i % len(shapes)
-        img = synth.draw(shapes[c], synth.COLOURS[rng.choice(list(synth.COLOURS))], rng.choice(list(synth.POSITIONS)), rng)
+        img = synth.draw(
+            shapes[c], synth.COLOURS[rng.choice(list(synth.COLOURS))], rng.choice(list(synth.POSITIONS)), rng
+        )
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         samples.append((buf.getvalue(), c))
-    evalpack.write_zeroshot_pack(f"s3://{bucket}/eval/shapes/", "shapes", prep, samples, shapes,
-                                 ["a {c}", "a {c} at the centre", "a photo of a {c}"], "synthetic", s3)
+    evalpack.write_zeroshot_pack(
+        f"s3://{bucket}/eval/shapes/",
+        "shapes",
+        prep,
+        samples,
+        shapes,
+        ["a {c}", "a {c} at the centre", "a photo of a {c}"],
+        "synthetic",
+        s3,
+    )
     out = []
     init = None
     for r in range(min(rounds, len(SLICES))):
-        sources = [{"sliceId": m["sliceId"], "weight": 1.0, "expectedShare": 1.0 / (r + 1),
-                    "shards": [{"uri": f"s3://{bucket}/slices/{m['sliceId']}/{s['key']}", "samples": s["samples"]}
-                               for s in m["shards"]]} for m in manifests[:r + 1]]
+        sources = [
+            {
+                "sliceId": m["sliceId"],
+                "weight": 1.0,
+                "expectedShare": 1.0 / (r + 1),
+                "shards": [
+                    {"uri": f"s3://{bucket}/slices/{m['sliceId']}/{s['key']}", "samples": s["samples"]}
+                    for s in m["shards"]
+                ],
+            }
+            for m in manifests[: r + 1]
+        ]
         uri = f"s3://{bucket}/runs/rounds/{r:04d}/"
-        plan = {"schemaVersion": 1, "run": {"namespace": "default", "name": "eval-test", "uid": "0000-eval"},
-                "round": r, "newSlices": [SLICES[r]], "replay": "CumulativeAll",
-                "model": {"architecture": ARCH, "initCheckpoint": init},
-                "data": {"sources": sources, "samples": 96},
-                "optimizer": {"lr": 2e-3, "weightDecay": 0.1, "warmupSteps": 2 if r == 0 else 0, "batchSize": 32,
-                              "precision": "fp32"},
-                "output": {"uri": uri}, "checkpointIntervalMinutes": 60, "seed": r,
-                "s3": {"region": os.environ.get("AWS_REGION", "us-east-1"), "endpoint": os.environ["S3_ENDPOINT"]}}
+        plan = {
+            "schemaVersion": 1,
+            "run": {"namespace": "default", "name": "eval-test", "uid": "0000-eval"},
+            "round": r,
+            "newSlices": [SLICES[r]],
+            "replay": "CumulativeAll",
+            "model": {"architecture": ARCH, "initCheckpoint": init},
+            "data": {"sources": sources, "samples": 96},
+            "optimizer": {
+                "lr": 2e-3,
+                "weightDecay": 0.1,
+                "warmupSteps": 2 if r == 0 else 0,
+                "batchSize": 32,
+                "precision": "fp32",
+            },
+            "output": {"uri": uri},
+            "checkpointIntervalMinutes": 60,
+            "seed": r,
+            "s3": {"region": os.environ.get("AWS_REGION", "us-east-1"), "endpoint": os.environ["S3_ENDPOINT"]},
+        }
         rc = run_round(plan)
         if rc != 0:
             raise SystemExit(f"round {r} failed with {rc}")
         out.append(uri)
         init = uri + "checkpoint.pt"
-    return {"slices": SLICES, "rounds": out, "zeroShot": f"s3://{bucket}/eval/shapes/",
-            "source": f"s3://{bucket}/slices/"}
+    return {
+        "slices": SLICES,
+        "rounds": out,
+        "zeroShot": f"s3://{bucket}/eval/shapes/",
+        "source": f"s3://{bucket}/slices/",
+    }
 
 
 def _upload_tree(s3, folder: str, prefix: str) -> None:
     from ticclip_trainer.s3io import S3, S3Settings
+
     files = sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
     empty = [f for f in files if os.path.getsize(os.path.join(folder, f)) == 0]
     for f in files:
@@ -104,8 +144,10 @@ def bad_models(bucket: str) -> dict:
     """Each folder holds a model.json claiming the usual contract and encoders that break it."""
     import torch
     import torch.nn.functional as F
+
     from ticclip_trainer import export, models
     from ticclip_trainer.preprocess import Preprocessing
+
     s3 = _s3()
     prep = Preprocessing.for_model(ARCH)
     model = models.create(ARCH).eval()
@@ -149,6 +191,7 @@ class _Resized:
     def __new__(cls, model, size):
         import torch
         import torch.nn.functional as F
+
         from ticclip_trainer.export import ImageEncoder
 
         class M(torch.nn.Module):
@@ -158,18 +201,27 @@ class _Resized:
 
             def forward(self, image):
                 return self.enc(F.interpolate(image, size=(size, size)))
+
         return M()
 
 
 def _export(module, example, input_name: str, path: str) -> None:
     import torch
+
     prev = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad():
-            torch.onnx.export(module, (example,), path, input_names=[input_name], output_names=["embedding"],
-                              dynamic_axes={input_name: {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17,
-                              dynamo=False)
+            torch.onnx.export(
+                module,
+                (example,),
+                path,
+                input_names=[input_name],
+                output_names=["embedding"],
+                dynamic_axes={input_name: {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
     finally:
         torch.backends.mha.set_fastpath_enabled(prev)
 
@@ -199,7 +251,9 @@ def recall(images: np.ndarray, texts: np.ndarray, text_image: np.ndarray, tokens
 
 def torch_model(round_uri: str):
     import torch
+
     from ticclip_trainer import models
+
     s3 = _s3()
     meta = json.loads(s3.get_bytes(round_uri + "model.json"))
     model = models.create(meta["architecture"]).eval()
@@ -213,7 +267,9 @@ def torch_model(round_uri: str):
 def parity(pack: str, round_uri: str, ks: list[int]) -> dict:
     import torch
     import torch.nn.functional as F
+
     from ticclip_trainer import evalpack
+
     manifest, t = evalpack.read_pack(pack, _s3())
     model = torch_model(round_uri)
     with torch.no_grad():
@@ -229,15 +285,18 @@ def parity_zeroshot(pack: str, round_uri: str) -> dict:
     import torch
     import torch.nn.functional as F
     from open_clip_train.zero_shot import accuracy
+
     from ticclip_trainer import evalpack, models
+
     manifest, t = evalpack.read_pack(pack, _s3())
     model = torch_model(round_uri)
     models.register()
     tokenizer = open_clip.get_tokenizer(json.loads(_s3().get_bytes(round_uri + "model.json"))["architecture"])
     templates = [tpl.replace("{c}", "{}") for tpl in manifest["templates"]]
     with torch.no_grad():
-        classifier = open_clip.build_zero_shot_classifier(model, tokenizer, manifest["classNames"], templates,
-                                                          device="cpu", use_tqdm=False)
+        classifier = open_clip.build_zero_shot_classifier(
+            model, tokenizer, manifest["classNames"], templates, device="cpu", use_tqdm=False
+        )
         x = torch.from_numpy(evalpack.normalise(t["images"], manifest["preprocessing"]))
         logits = F.normalize(model.encode_image(x), dim=-1) @ classifier
         top1, top5 = accuracy(logits, torch.from_numpy(t["labels"].astype(np.int64)), topk=(1, 5))
@@ -262,6 +321,7 @@ def main(argv: list[str]) -> int:
     pa.add_argument("--k", default="1,5,10")
     a = p.parse_args(argv)
     import logging
+
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if a.cmd == "build":
         res = build(a.bucket, a.rounds)
@@ -269,9 +329,12 @@ def main(argv: list[str]) -> int:
         res = build(a.bucket, a.rounds)
         res["bad"] = bad_models(a.bucket)
         last = res["rounds"][-1]
-        res["parity"] = {"roundUri": last, "k": [1, 5, 10],
-                         "packs": {sid: parity(f"{res['source']}{sid}/eval/", last, [1, 5, 10]) for sid in SLICES},
-                         "zeroShot": parity_zeroshot(res["zeroShot"], last)}
+        res["parity"] = {
+            "roundUri": last,
+            "k": [1, 5, 10],
+            "packs": {sid: parity(f"{res['source']}{sid}/eval/", last, [1, 5, 10]) for sid in SLICES},
+            "zeroShot": parity_zeroshot(res["zeroShot"], last),
+        }
     elif a.cmd == "bad-models":
         res = bad_models(a.bucket)
     else:

@@ -8,7 +8,12 @@ import path from "node:path";
 import YAML from "yaml";
 import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../../support/cluster.ts";
 import {
-  OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, startOperator, type Proc,
+  OPERATOR_IMAGE,
+  createBucket,
+  createS3Secret,
+  localRunManifest,
+  startOperator,
+  type Proc,
 } from "../../support/local-run.ts";
 import { putSlice } from "../data/slices.ts";
 import { putObject, s3Client } from "../../support/s3.ts";
@@ -36,7 +41,7 @@ function condition(name: string, type: string): { status: string; reason: string
 }
 
 const reasonIs = (name: string, type: string, reason: string) =>
-  waitFor(`${name}: ${type} ${reason}`, () => (condition(name, type)?.reason === reason || undefined), 60_000, 250);
+  waitFor(`${name}: ${type} ${reason}`, () => condition(name, type)?.reason === reason || undefined, 60_000, 250);
 
 before(async () => {
   applyCrds();
@@ -64,7 +69,9 @@ test("kstatus, the Argo CD script and the Flux expressions agree with the docume
   create("suspended", { suspend: true });
   create("s3-down", { source: { s3: { bucket: data, prefix: "slices/", endpoint: "http://127.0.0.1:1" } } });
   const endpoint = process.env.S3_ENDPOINT;
-  create("no-secret", { source: { s3: { bucket: data, prefix: "slices/", endpoint, credentialsSecretRef: { name: "x" } } } });
+  create("no-secret", {
+    source: { s3: { bucket: data, prefix: "slices/", endpoint, credentialsSecretRef: { name: "x" } } },
+  });
   await reasonIs("waiting", "Ready", "WaitingForData");
   await reasonIs("training", "Ready", "RoundTraining");
   await reasonIs("evaluating", "Ready", "RoundTraining");

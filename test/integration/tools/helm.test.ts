@@ -47,9 +47,11 @@ for (const r of renderings) {
 }
 
 test("RBAC follows the mode: Roles in the watched namespaces by default, a ClusterRole only when asked", () => {
-  const kinds = (set: string[]) => renderChart(release, withNamespaces(set))
-    .filter((o) => /Role/.test(o.kind) && !o.metadata.name.endsWith("-leader-election"))
-    .map((o) => `${o.kind}/${o.metadata.namespace ?? ""}`).sort();
+  const kinds = (set: string[]) =>
+    renderChart(release, withNamespaces(set))
+      .filter((o) => /Role/.test(o.kind) && !o.metadata.name.endsWith("-leader-election"))
+      .map((o) => `${o.kind}/${o.metadata.namespace ?? ""}`)
+      .sort();
   assert.deepEqual(kinds([]), [`Role/${release}`, `RoleBinding/${release}`]);
   const roles = [`Role/${teamA}`, `Role/${teamB}`, `RoleBinding/${teamA}`, `RoleBinding/${teamB}`];
   assert.deepEqual(kinds(renderings[1]!.set), roles);
@@ -89,7 +91,8 @@ test("helm install creates the CRD, RBAC, ServiceAccount and Deployment (its pod
     "rolebinding.rbac.authorization.k8s.io/rel-continual-clip-operator",
     "deployment.apps/rel-continual-clip-operator",
     "service/rel-continual-clip-operator",
-  ]) assert.ok(names.includes(want), `${want} in ${names.join(" ")}`);
+  ])
+    assert.ok(names.includes(want), `${want} in ${names.join(" ")}`);
   const deployment = kubectlOk(["get", "deployment", "rel-continual-clip-operator", "-n", ns, "-o", "json"]);
   const status = JSON.parse(deployment).status ?? {};
   assert.equal(status.readyReplicas ?? 0, 0, "no kubelet runs pods in the local cluster");

@@ -1,6 +1,6 @@
 // The chart's PrometheusRule through the real promtool (check + unit tests with series), and every
 // metric name in its alerts and in the Grafana dashboard against the operator's real /metrics.
-import { test, before, after } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFileSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -47,10 +47,15 @@ test("every metric in the alerts and the dashboard is one the operator exports o
   const ns = createNamespace("metrics");
   const port = 20000 + Math.floor(Math.random() * 20000);
   operator = startOperator([ns], ["--metrics-address", `127.0.0.1:${port}`, "--leader-elect", "false"]);
-  const text = await waitFor("/metrics", async () => {
-    const res = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
-    return res?.ok ? await res.text() : undefined;
-  }, 30_000, 250);
+  const text = await waitFor(
+    "/metrics",
+    async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+      return res?.ok ? await res.text() : undefined;
+    },
+    30_000,
+    250,
+  );
   const exported = new Set<string>();
   for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
     exported.add(m[1]!);

@@ -7,8 +7,15 @@ import { readFileSync } from "node:fs";
 import YAML from "yaml";
 import { applyCrds, createNamespace, kubectl, kubectlOk, requireEnv, waitFor } from "../../support/cluster.ts";
 import {
-  OPERATOR_IMAGE, createBucket, createS3Secret, localRunManifest, roundsTrained, startExecutor, startOperator,
-  writeSlices, type Proc,
+  OPERATOR_IMAGE,
+  createBucket,
+  createS3Secret,
+  localRunManifest,
+  roundsTrained,
+  startExecutor,
+  startOperator,
+  writeSlices,
+  type Proc,
 } from "../../support/local-run.ts";
 import { renderChart, tmpFile } from "./tools.ts";
 
@@ -74,19 +81,37 @@ async function roundWithPromotion(namespace: string, operatorNs: string, kubecon
   const promotion = { mode: "Auto", s3: { bucket: models, prefix: "clip/" }, alias: "prod", configMapName: "model" };
   procs.push(startExecutor([namespace]));
   // The helper's defaults (admin kubeconfig, its namespaces) are overridden: the last flag wins.
-  const operator = startOperator([operatorNs], ["--kubeconfig", kubeconfig, `--namespaces=${watch.join(",")}`,
-    "--lease-namespace", operatorNs, "--evaluator-image", OPERATOR_IMAGE]);
+  const operator = startOperator(
+    [operatorNs],
+    [
+      "--kubeconfig",
+      kubeconfig,
+      `--namespaces=${watch.join(",")}`,
+      "--lease-namespace",
+      operatorNs,
+      "--evaluator-image",
+      OPERATOR_IMAGE,
+    ],
+  );
   procs.push(operator);
   const spec = { promotion };
   const manifest = localRunManifest({ namespace, name: "promo", dataBucket: data, runsBucket: runs, spec });
   kubectlOk(["create", "-f", "-"], JSON.stringify(manifest));
   writeSlices(data, ["2016"]);
   const rounds = await roundsTrained(namespace, "promo", 1);
-  assert.deepEqual(rounds.map((r) => r.phase), ["Promoted"]);
-  await waitFor("model ConfigMap at v1", () => {
-    const r = kubectl(["get", "configmap", "model", "-n", namespace, "-o", "jsonpath={.data.version}"]);
-    return r.code === 0 && r.stdout.trim() === "1" ? true : undefined;
-  }, 60_000, 500);
+  assert.deepEqual(
+    rounds.map((r) => r.phase),
+    ["Promoted"],
+  );
+  await waitFor(
+    "model ConfigMap at v1",
+    () => {
+      const r = kubectl(["get", "configmap", "model", "-n", namespace, "-o", "jsonpath={.data.version}"]);
+      return r.code === 0 && r.stdout.trim() === "1" ? true : undefined;
+    },
+    60_000,
+    500,
+  );
   kubectlOk(["get", "service", "-n", namespace, "-l", "ticclip.dev/run=promo"]);
   await operator.stop();
   const log = readFileSync(operator.logFile, "utf8");

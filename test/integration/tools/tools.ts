@@ -65,7 +65,9 @@ export function helmOk(args: string[]): string {
 /** The chart rendered by `helm template` with --set values, as objects. */
 export function renderChart(namespace: string, set: string[] = []): Array<Record<string, any>> {
   const out = helmOk(["template", "rel", CHART, "--namespace", namespace, ...set.flatMap((s) => ["--set", s])]);
-  return YAML.parseAllDocuments(out).map((d) => d.toJSON()).filter((o) => o);
+  return YAML.parseAllDocuments(out)
+    .map((d) => d.toJSON())
+    .filter((o) => o);
 }
 
 export function readChartFile(rel: string): string {

@@ -23,7 +23,14 @@ const slice: Slice = {
 };
 
 function firstPlan(spec: Record<string, any>): RoundPlan {
-  const d = decideRounds({ run: RUN, spec: continualClipRunSpec.parse(spec), slices: [slice], rounds: [], previous: undefined, now: NOW });
+  const d = decideRounds({
+    run: RUN,
+    spec: continualClipRunSpec.parse(spec),
+    slices: [slice],
+    rounds: [],
+    previous: undefined,
+    now: NOW,
+  });
   const write = d.actions.find((a) => a.kind === "WritePlan") as { plan: RoundPlan } | undefined;
   assert.ok(write, `no plan: ${JSON.stringify(d.waiting)}`);
   return write.plan;
@@ -42,5 +49,9 @@ test("warmupSteps applies to a round trained from scratch, warmStartWarmupSteps 
   spec.strategy.optimizer = { ...spec.strategy.optimizer, warmupSteps: 1000, warmStartWarmupSteps: 100 };
   assert.equal(firstPlan(spec).optimizer.warmupSteps, 100, "round 0 warm-starts from model.initialCheckpoint");
   delete spec.model.initialCheckpoint;
-  assert.equal(firstPlan(spec).optimizer.warmupSteps, 1000, "round 0 without an initial checkpoint trains from scratch");
+  assert.equal(
+    firstPlan(spec).optimizer.warmupSteps,
+    1000,
+    "round 0 without an initial checkpoint trains from scratch",
+  );
 });

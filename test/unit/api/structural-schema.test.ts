@@ -5,7 +5,9 @@ import { toStructuralSchema } from "../../../operator/api/structural-schema.ts";
 import { quantity } from "../../../operator/api/common.ts";
 
 test("strips what the API server rejects and keeps what it needs", () => {
-  const s = toStructuralSchema(z.object({ a: z.int().default(3), q: quantity, m: z.record(z.string(), z.string()) }).strict());
+  const s = toStructuralSchema(
+    z.object({ a: z.int().default(3), q: quantity, m: z.record(z.string(), z.string()) }).strict(),
+  );
   assert.equal(s.$schema, undefined);
   assert.equal(s.additionalProperties, undefined, "additionalProperties:false beside properties is not structural");
   const props = s.properties as Record<string, Record<string, unknown>>;
@@ -17,5 +19,8 @@ test("strips what the API server rejects and keeps what it needs", () => {
 });
 
 test("refuses unions it cannot express structurally", () => {
-  assert.throws(() => toStructuralSchema(z.object({ x: z.union([z.string(), z.object({ y: z.string() })]) })), /not structural/);
+  assert.throws(
+    () => toStructuralSchema(z.object({ x: z.union([z.string(), z.object({ y: z.string() })]) })),
+    /not structural/,
+  );
 });

@@ -7,8 +7,20 @@ const T1 = new Date("2026-01-01T01:00:00.000Z");
 
 const cases = [
   { name: "new condition gets now", existing: [], update: "True", reason: "A", want: "2026-01-01T01:00:00Z" },
-  { name: "same status keeps the old time", existing: [["True", "A"]], update: "True", reason: "B", want: "2026-01-01T00:00:00Z" },
-  { name: "flipped status takes now", existing: [["True", "A"]], update: "False", reason: "A", want: "2026-01-01T01:00:00Z" },
+  {
+    name: "same status keeps the old time",
+    existing: [["True", "A"]],
+    update: "True",
+    reason: "B",
+    want: "2026-01-01T00:00:00Z",
+  },
+  {
+    name: "flipped status takes now",
+    existing: [["True", "A"]],
+    update: "False",
+    reason: "A",
+    want: "2026-01-01T01:00:00Z",
+  },
 ] as const;
 
 for (const c of cases) {

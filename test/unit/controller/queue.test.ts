@@ -89,7 +89,13 @@ test("a thrown error is a retry, requeueAfter fires later, stalled does not requ
 test("addAfter keeps the earliest timer", async () => {
   const seen: number[] = [];
   const start = Date.now();
-  const q = new WorkQueue(async () => (seen.push(Date.now() - start), { kind: "done" }), { concurrency: 1 });
+  const q = new WorkQueue(
+    async () => {
+      seen.push(Date.now() - start);
+      return { kind: "done" };
+    },
+    { concurrency: 1 },
+  );
   q.addAfter("ns/a", 200);
   q.addAfter("ns/a", 20);
   q.addAfter("ns/a", 300);
@@ -102,11 +108,14 @@ test("addAfter keeps the earliest timer", async () => {
 test("after stop() with keys still queued, idle() resolves once the keys in flight finish", async () => {
   let release: () => void = () => {};
   const started: string[] = [];
-  const q = new WorkQueue(async (key) => {
-    started.push(key);
-    if (key === "a") await new Promise<void>((r) => (release = r));
-    return { kind: "done" };
-  }, { concurrency: 1 });
+  const q = new WorkQueue(
+    async (key) => {
+      started.push(key);
+      if (key === "a") await new Promise<void>((r) => (release = r));
+      return { kind: "done" };
+    },
+    { concurrency: 1 },
+  );
   q.add("a");
   q.add("b");
   q.add("c");

@@ -29,7 +29,15 @@ function setup(spec: Record<string, unknown> = {}, evaluate?: Evaluate) {
     },
   };
   runs.add(run);
-  const reconciler = new Reconciler({ runs, children, events, log: quietLog, now: () => NOW, storage: () => s3.storage, ...(evaluate ? { evaluate } : {}) });
+  const reconciler = new Reconciler({
+    runs,
+    children,
+    events,
+    log: quietLog,
+    now: () => NOW,
+    storage: () => s3.storage,
+    ...(evaluate ? { evaluate } : {}),
+  });
   return { runs, children, events, s3, reconciler, reconcile: () => reconciler.reconcile("ns/demo") };
 }
 
@@ -46,7 +54,10 @@ test("a new slice becomes a written plan, a created Job, an event and status Tra
   const plan = json(w.s3, "s3://runs/demo/rounds/0000/plan.json");
   assert.deepEqual(plan.newSlices, ["2016"]);
   assert.ok(w.children.objects.has("Job/demo-r0000-train"));
-  assert.deepEqual(w.events.list.map((e) => e.reason), ["RoundStarted", "RoundStarting"]);
+  assert.deepEqual(
+    w.events.list.map((e) => e.reason),
+    ["RoundStarted", "RoundStarting"],
+  );
   const status = w.runs.runs.get("ns/demo")!.status as { phase: string; currentRound: { index: number } };
   assert.equal(status.phase, "Training");
   assert.equal(status.currentRound.index, 0);
@@ -68,7 +79,10 @@ test("a missing credentials Secret is Degraded with the reason, and nothing is c
   const w = setup({ source: { s3: { bucket: "data", prefix: "slices/", credentialsSecretRef: { name: "creds" } } } });
   putSlice(w.s3.slices, "slices/", "2016");
   await w.reconcile();
-  const status = w.runs.runs.get("ns/demo")!.status as { phase: string; conditions: { type: string; status: string; reason: string }[] };
+  const status = w.runs.runs.get("ns/demo")!.status as {
+    phase: string;
+    conditions: { type: string; status: string; reason: string }[];
+  };
   assert.equal(status.phase, "Degraded");
   assert.deepEqual(status.conditions.find((c) => c.type === "Degraded")?.reason, "SecretMissing");
   assert.equal(w.children.objects.size, 0);
@@ -76,7 +90,13 @@ test("a missing credentials Secret is Degraded with the reason, and nothing is c
 });
 
 // Issue 10 item 1: what the Reconciler remembers is keyed to what it describes.
-function seed(w: ReturnType<typeof setup>, bucket: string, prefix: string, index: number, o: Parameters<typeof roundFiles>[3]) {
+function seed(
+  w: ReturnType<typeof setup>,
+  bucket: string,
+  prefix: string,
+  index: number,
+  o: Parameters<typeof roundFiles>[3],
+) {
   for (const [key, body] of roundFiles(bucket, prefix, index, o)) void w.s3.objects.put(`s3://${bucket}/${key}`, body);
 }
 
@@ -85,14 +105,25 @@ function countingEvaluator() {
   const rounds: number[] = [];
   const evaluate: Evaluate = async (_objects, request) => {
     rounds.push(request.round);
-    const failed: EvalResult = { schemaVersion: 1, status: "Failed", round: request.round, roundUri: request.roundUri, roundSlices: [], evaluatedAt: "t", reason: "ModelMissing", message: "no model.json" };
+    const failed: EvalResult = {
+      schemaVersion: 1,
+      status: "Failed",
+      round: request.round,
+      roundUri: request.roundUri,
+      roundSlices: [],
+      evaluatedAt: "t",
+      reason: "ModelMissing",
+      message: "no model.json",
+    };
     return failed;
   };
   return { rounds, evaluate };
 }
 
-const promoted = (w: ReturnType<typeof setup>) => [...w.s3.objects.objects.keys()].filter((k) => k.startsWith("s3://models/"));
-const rounds = (w: ReturnType<typeof setup>) => (w.runs.runs.get("ns/demo")!.status as { rounds: { phase: string; reason?: string }[] }).rounds;
+const promoted = (w: ReturnType<typeof setup>) =>
+  [...w.s3.objects.objects.keys()].filter((k) => k.startsWith("s3://models/"));
+const rounds = (w: ReturnType<typeof setup>) =>
+  (w.runs.runs.get("ns/demo")!.status as { rounds: { phase: string; reason?: string }[] }).rounds;
 const editSpec = (w: ReturnType<typeof setup>, patch: Record<string, unknown>) => {
   const run = w.runs.runs.get("ns/demo")!;
   run.spec = { ...(run.spec as object), ...patch };
@@ -106,7 +137,10 @@ test("an evaluation remembered for round 0 of one artifacts prefix is not used f
   await w.reconcile();
   assert.equal(rounds(w)[0]!.phase, "Passed");
   seed(w, "runs", "exp2/", 0, { model: true });
-  editSpec(w, { artifacts: { s3: { bucket: "runs", prefix: "exp2/" } }, promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } } });
+  editSpec(w, {
+    artifacts: { s3: { bucket: "runs", prefix: "exp2/" } },
+    promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } },
+  });
   for (let i = 0; i < 3; i++) await w.reconcile();
   assert.deepEqual(promoted(w), [], "nothing was promoted on the old metrics");
   assert.deepEqual(ev.rounds, [0], "the new round 0 was evaluated");
@@ -115,8 +149,13 @@ test("an evaluation remembered for round 0 of one artifacts prefix is not used f
 
 test("a cached eval.json is not trusted once the listing no longer shows it", async () => {
   const ev = countingEvaluator();
-  const gate = (value: number) => ({ evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value }] } });
-  const w = setup({ promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } }, ...gate(0.95) }, ev.evaluate);
+  const gate = (value: number) => ({
+    evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value }] },
+  });
+  const w = setup(
+    { promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" } }, ...gate(0.95) },
+    ev.evaluate,
+  );
   seed(w, "runs", "demo/", 0, { recall: 0.9, model: true });
   await w.reconcile();
   assert.equal(rounds(w)[0]!.phase, "Rejected");
@@ -151,7 +190,15 @@ test("a reconcile that hangs past its deadline is retried later, not run twice, 
     await hung;
     return list(prefix);
   };
-  const reconciler = new Reconciler({ runs: w.runs, children: w.children, events: w.events, log: quietLog, now: () => NOW, storage: () => w.s3.storage, reconcileDeadlineMs: 50 });
+  const reconciler = new Reconciler({
+    runs: w.runs,
+    children: w.children,
+    events: w.events,
+    log: quietLog,
+    now: () => NOW,
+    storage: () => w.s3.storage,
+    reconcileDeadlineMs: 50,
+  });
   const first = await reconciler.reconcile("ns/demo");
   assert.equal(first.kind, "retry");
   assert.deepEqual(reconciler.stuck(), ["ns/demo"]);
@@ -166,12 +213,19 @@ test("a reconcile that hangs past its deadline is retried later, not run twice, 
 // Issue 10 item 4 / issue 13 item 6: a ConfigMap the run does not own is never taken over.
 test("a model ConfigMap owned by someone else is refused with a Warning and a condition, and left as it was", async () => {
   const w = setup({ promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" }, configMapName: "model" } });
-  const theirs = { apiVersion: "v1" as const, kind: "ConfigMap" as const, metadata: { name: "model", namespace: "ns", labels: {}, ownerReferences: [] }, data: { mine: "yes" } };
+  const theirs = {
+    apiVersion: "v1" as const,
+    kind: "ConfigMap" as const,
+    metadata: { name: "model", namespace: "ns", labels: {}, ownerReferences: [] },
+    data: { mine: "yes" },
+  };
   w.children.configMaps.set("model", structuredClone(theirs));
   seed(w, "runs", "demo/", 0, { recall: 0.9, model: true });
   for (let i = 0; i < 4; i++) await w.reconcile();
   assert.deepEqual(w.children.configMaps.get("model"), theirs);
-  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const status = w.runs.runs.get("ns/demo")!.status as {
+    conditions: { type: string; status: string; reason: string; message: string }[];
+  };
   const degraded = status.conditions.find((c) => c.type === "Degraded")!;
   assert.deepEqual([degraded.status, degraded.reason], ["True", "ConfigMapNotOwned"]);
   assert.match(degraded.message, /spec\.promotion\.configMapName/);
@@ -192,7 +246,10 @@ test("status.currentRound is removed once no round is active, and an idle run th
   assert.equal(status.phase, "Waiting");
   assert.equal("currentRound" in status, false);
   assert.equal(outcome.kind, "requeueAfter");
-  assert.ok((outcome as { ms: number }).ms > 30_000, "waits for the poll interval (5m), not the 30 s active-round resync");
+  assert.ok(
+    (outcome as { ms: number }).ms > 30_000,
+    "waits for the poll interval (5m), not the 30 s active-round resync",
+  );
 });
 
 // Issue 10 item 13: a Job the API server refuses shows in status and an Event, and backs off.
@@ -202,11 +259,15 @@ test("a refused Job is a Degraded condition and a Warning naming the cause, retr
   putSlice(w.s3.slices, "slices/", "2016");
   const outcome = await w.reconcile();
   assert.equal(outcome.kind, "retry");
-  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const status = w.runs.runs.get("ns/demo")!.status as {
+    conditions: { type: string; status: string; reason: string; message: string }[];
+  };
   const degraded = status.conditions.find((c) => c.type === "Degraded")!;
   assert.deepEqual([degraded.status, degraded.reason], ["True", "JobCreateFailed"]);
   assert.match(degraded.message, /exceeded quota: gpu-quota/);
-  assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "JobCreateFailed" && /gpu-quota/.test(e.message)));
+  assert.ok(
+    w.events.list.some((e) => e.type === "Warning" && e.reason === "JobCreateFailed" && /gpu-quota/.test(e.message)),
+  );
 });
 
 // Issue 10 item 11: a truncated plan.json is surfaced and waited on, not a hot loop.
@@ -217,22 +278,41 @@ test("a truncated plan.json makes the run Degraded naming the key, and the recon
   const outcome = await w.reconcile();
   assert.equal(outcome.kind, "requeueAfter");
   assert.ok((outcome as { ms: number }).ms > 0);
-  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const status = w.runs.runs.get("ns/demo")!.status as {
+    conditions: { type: string; status: string; reason: string; message: string }[];
+  };
   const degraded = status.conditions.find((c) => c.type === "Degraded")!;
   assert.deepEqual([degraded.status, degraded.reason], ["True", "RoundPlanUnreadable"]);
   assert.match(degraded.message, /s3:\/\/runs\/demo\/rounds\/0000\/plan\.json/);
   assert.equal(w.children.objects.size, 0);
-  assert.equal(new TextDecoder().decode(w.s3.objects.objects.get("s3://runs/demo/rounds/0000/plan.json")), '{"schemaVersion": 1, "run": {');
+  assert.equal(
+    new TextDecoder().decode(w.s3.objects.objects.get("s3://runs/demo/rounds/0000/plan.json")),
+    '{"schemaVersion": 1, "run": {',
+  );
 });
 
 // Issue 10 item 7: a transient error does not wipe history.
 test("a missing Secret keeps the last known rounds and compute in status while Degraded", async () => {
   const w = setup({ source: { s3: { bucket: "data", prefix: "slices/", credentialsSecretRef: { name: "creds" } } } });
-  w.children.secrets.set("creds", { AWS_ACCESS_KEY_ID: Buffer.from("a").toString("base64"), AWS_SECRET_ACCESS_KEY: Buffer.from("b").toString("base64") });
+  w.children.secrets.set("creds", {
+    AWS_ACCESS_KEY_ID: Buffer.from("a").toString("base64"),
+    AWS_SECRET_ACCESS_KEY: Buffer.from("b").toString("base64"),
+  });
   seed(w, "runs", "demo/", 0, { recall: 0.5 });
-  w.children.trainer.set(0, { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true, startTime: "2026-04-01T00:00:00Z", completionTime: "2026-04-01T00:10:00Z" });
+  w.children.trainer.set(0, {
+    name: "demo-r0000-train",
+    active: 0,
+    succeeded: 1,
+    failed: 0,
+    complete: true,
+    startTime: "2026-04-01T00:00:00Z",
+    completionTime: "2026-04-01T00:10:00Z",
+  });
   await w.reconcile();
-  const before = structuredClone(w.runs.runs.get("ns/demo")!.status) as { rounds: unknown[]; compute: { samplesSeen: number } };
+  const before = structuredClone(w.runs.runs.get("ns/demo")!.status) as {
+    rounds: unknown[];
+    compute: { samplesSeen: number };
+  };
   assert.equal(before.rounds.length, 1);
   w.children.secrets.delete("creds");
   await w.reconcile();
@@ -250,7 +330,16 @@ test("an evaluation in flight when leadership is lost writes no eval.json and no
   const evaluate: Evaluate = async (_objects, request) => {
     started();
     await new Promise<void>((r) => (release = r));
-    return { schemaVersion: 1, status: "Failed", round: request.round, roundUri: request.roundUri, roundSlices: [], evaluatedAt: "t", reason: "X", message: "x" };
+    return {
+      schemaVersion: 1,
+      status: "Failed",
+      round: request.round,
+      roundUri: request.roundUri,
+      roundSlices: [],
+      evaluatedAt: "t",
+      reason: "X",
+      message: "x",
+    };
   };
   const w = setup({}, evaluate);
   seed(w, "runs", "demo/", 0, {});
@@ -273,7 +362,14 @@ test("pinVersion rolls back while a slice folder of the source cannot be read", 
   const w = setup({ promotion: { mode: "Manual", s3: { bucket: "models", prefix: "clip/" }, pinVersion: 1 } });
   for (const i of [0, 1]) {
     seed(w, "runs", "demo/", i, { recall: 0.5, model: true });
-    await promoteRound(w.s3.objects, { target, run: { namespace: "ns", name: "demo", uid: "uid-1" }, round: i, roundUri: `s3://runs/demo/rounds/000${i}/`, metrics: {}, now: "t" });
+    await promoteRound(w.s3.objects, {
+      target,
+      run: { namespace: "ns", name: "demo", uid: "uid-1" },
+      round: i,
+      roundUri: `s3://runs/demo/rounds/000${i}/`,
+      metrics: {},
+      now: "t",
+    });
   }
   putSlice(w.s3.slices, "slices/", "2016");
   w.s3.slices.fail("getText", { name: "AccessDenied", status: 403 }, 100);
@@ -283,7 +379,11 @@ test("pinVersion rolls back while a slice folder of the source cannot be read", 
   assert.ok(alias && !("invalid" in alias));
   assert.deepEqual([alias.version, alias.pinned], [1, true]);
   const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; reason: string }[] };
-  assert.equal(status.conditions.find((c) => c.type === "Degraded")?.reason, "S3AccessDenied", "the slice trouble is still shown");
+  assert.equal(
+    status.conditions.find((c) => c.type === "Degraded")?.reason,
+    "S3AccessDenied",
+    "the slice trouble is still shown",
+  );
 });
 
 // Issue 13 item 6: runtime guards name the field, create no Job and touch nothing.
@@ -292,7 +392,9 @@ test("a Secret without the expected key stalls the run naming the field, with no
   w.children.secrets.set("creds", { AWS_ACCESS_KEY_ID: Buffer.from("a").toString("base64") });
   putSlice(w.s3.slices, "slices/", "2016");
   await w.reconcile();
-  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const status = w.runs.runs.get("ns/demo")!.status as {
+    conditions: { type: string; status: string; reason: string; message: string }[];
+  };
   const stalled = status.conditions.find((c) => c.type === "Stalled")!;
   assert.deepEqual([stalled.status, stalled.reason], ["True", "SecretKeyMissing"]);
   assert.match(stalled.message, /spec\.source\.s3\.credentialsSecretRef: .*AWS_SECRET_ACCESS_KEY/);
@@ -307,12 +409,23 @@ test("a promotion bucket that cannot be read stalls the run naming spec.promotio
   const list = objects.list.bind(objects);
   objects.list = async (prefix: string) => {
     if (prefix.startsWith("s3://models/")) {
-      throw new S3Failure(classifyS3Error(Object.assign(new Error("The specified bucket does not exist"), { name: "NoSuchBucket", $metadata: { httpStatusCode: 404 } }), `list ${prefix}`));
+      throw new S3Failure(
+        classifyS3Error(
+          Object.assign(new Error("The specified bucket does not exist"), {
+            name: "NoSuchBucket",
+            $metadata: { httpStatusCode: 404 },
+          }),
+          `list ${prefix}`,
+        ),
+      );
     }
     return list(prefix);
   };
   await w.reconcile();
-  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[]; currentRound?: unknown };
+  const status = w.runs.runs.get("ns/demo")!.status as {
+    conditions: { type: string; status: string; reason: string; message: string }[];
+    currentRound?: unknown;
+  };
   const stalled = status.conditions.find((c) => c.type === "Stalled")!;
   assert.deepEqual([stalled.status, stalled.reason], ["True", "S3NoSuchBucket"]);
   assert.match(stalled.message, /^spec\.promotion\.s3/);
@@ -344,10 +457,20 @@ test("an S3 notification that arrives during a discovery pass makes the next pas
 
 test("an architecture the trainer image does not ship stalls the run naming spec.model.architecture; no Job", async () => {
   const w = setup({ model: { architecture: "ViT-Nope-99" } });
-  const reconciler = new Reconciler({ runs: w.runs, children: w.children, events: w.events, log: quietLog, now: () => NOW, storage: () => w.s3.storage, trainerArchitectures: ["ticclip-tiny", "ViT-B-32"] });
+  const reconciler = new Reconciler({
+    runs: w.runs,
+    children: w.children,
+    events: w.events,
+    log: quietLog,
+    now: () => NOW,
+    storage: () => w.s3.storage,
+    trainerArchitectures: ["ticclip-tiny", "ViT-B-32"],
+  });
   putSlice(w.s3.slices, "slices/", "2016");
   await reconciler.reconcile("ns/demo");
-  const status = w.runs.runs.get("ns/demo")!.status as { conditions: { type: string; status: string; reason: string; message: string }[] };
+  const status = w.runs.runs.get("ns/demo")!.status as {
+    conditions: { type: string; status: string; reason: string; message: string }[];
+  };
   const stalled = status.conditions.find((c) => c.type === "Stalled")!;
   assert.deepEqual([stalled.status, stalled.reason], ["True", "ArchitectureNotShipped"]);
   assert.match(stalled.message, /^spec\.model\.architecture: ViT-Nope-99 .*ticclip-tiny, ViT-B-32/);

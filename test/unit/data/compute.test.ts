@@ -31,17 +31,27 @@ describe("computeAccounting", () => {
   for (const c of cases) {
     test(`${c.replay} over ${c.T} rounds saves ${c.saving}x against an Oracle ((T+1)/2 for warm-started replay)`, () => {
       const got = computeAccounting(runRounds(c.replay, c.T));
-      assert.deepEqual(got, { samplesSeen: c.seen, gpuSeconds: 10 * c.T, oracleEquivalentSamples: c.oracle, savingVsOracle: c.saving });
+      assert.deepEqual(got, {
+        samplesSeen: c.seen,
+        gpuSeconds: 10 * c.T,
+        oracleEquivalentSamples: c.oracle,
+        savingVsOracle: c.saving,
+      });
     });
   }
 
   test("reports zeros before any round finished", () => {
-    assert.deepEqual(computeAccounting([]), { samplesSeen: 0, gpuSeconds: 0, oracleEquivalentSamples: 0, savingVsOracle: 0 });
+    assert.deepEqual(computeAccounting([]), {
+      samplesSeen: 0,
+      gpuSeconds: 0,
+      oracleEquivalentSamples: 0,
+      savingVsOracle: 0,
+    });
   });
 
   test("accumulates incrementally to the same totals", () => {
     const rounds = runRounds("CumulativeEqual", 5);
-    let acc;
+    let acc: ReturnType<typeof accumulateCompute> | undefined;
     for (const r of rounds) acc = accumulateCompute(acc, r);
     assert.deepEqual(acc, computeAccounting(rounds));
   });

@@ -20,7 +20,12 @@ describe("SliceDiscovery", () => {
     const r = await discovery(s).poll();
     assert.deepEqual(ids(r.slices), ["2014", "2015", "2016"]);
     assert.deepEqual(r.newSlices, ["2014", "2015", "2016"]);
-    assert.deepEqual(r.slices[0]!.shards[1], { key: "shard-00001.tar", uri: "s3://data/slices/2014/shard-00001.tar", samples: 20, bytes: 9 });
+    assert.deepEqual(r.slices[0]!.shards[1], {
+      key: "shard-00001.tar",
+      uri: "s3://data/slices/2014/shard-00001.tar",
+      samples: 20,
+      bytes: 9,
+    });
     assert.equal(r.slices[0]!.numSamples, 30);
     assert.deepEqual(r.errors, []);
     assert.deepEqual(r.health, { ok: true });
@@ -76,16 +81,117 @@ describe("SliceDiscovery", () => {
   });
 
   const badCases: { name: string; setup: (s: MemoryStore) => void; reason: string; message: RegExp }[] = [
-    { name: "a missing manifest", setup: (s) => { putSlice(s, P, "2015"); s.delete(`${P}2015/manifest.json`); }, reason: "ManifestMissing", message: /manifest\.json does not exist/ },
-    { name: "a manifest that is not JSON", setup: (s) => putSlice(s, P, "2015", { manifest: "{not json" }), reason: "ManifestNotJson", message: /not JSON/ },
-    { name: "a manifest violating the schema", setup: (s) => putSlice(s, P, "2015", { manifest: { sliceId: "2015", createdAt: "yesterday", numSamples: 30, shards: [{ key: "shard-00000.tar", samples: -1, bytes: 8 }] } }), reason: "ManifestInvalid", message: /createdAt.*shards\.0\.samples/ },
-    { name: "a shard listed but absent", setup: (s) => { putSlice(s, P, "2015"); s.delete(`${P}2015/shard-00001.tar`); }, reason: "ShardMissing", message: /1 of 2 shards .* absent: shard-00001\.tar/ },
-    { name: "shard samples that disagree with numSamples", setup: (s) => putSlice(s, P, "2015", { manifest: { sliceId: "2015", createdAt: "2024-01-01T00:00:00Z", numSamples: 31, shards: [{ key: "shard-00000.tar", samples: 10, bytes: 8 }, { key: "shard-00001.tar", samples: 20, bytes: 9 }] } }), reason: "SampleCountMismatch", message: /hold 30 samples .* numSamples is 31/ },
-    { name: "a shard of another size than the manifest says", setup: (s) => { putSlice(s, P, "2015"); s.put(`${P}2015/shard-00000.tar`, "short"); }, reason: "ShardSizeMismatch", message: /shard-00000\.tar \(5 bytes, manifest says 8\)/ },
-    { name: "a manifest naming another folder's id", setup: (s) => putSlice(s, P, "2015", { manifest: { sliceId: "2099", createdAt: "2024-01-01T00:00:00Z", numSamples: 30, shards: [{ key: "shard-00000.tar", samples: 10, bytes: 8 }, { key: "shard-00001.tar", samples: 20, bytes: 9 }] } }), reason: "SliceIdMismatch", message: /declares sliceId 2099/ },
-    { name: "a duplicate slice id with different content", setup: (s) => putSlice(s, P, "2015", { shards: [5], manifest: { sliceId: "2014", createdAt: "2024-01-01T00:00:00Z", numSamples: 5, shards: [{ key: "shard-00000.tar", samples: 5, bytes: 8 }] } }), reason: "DuplicateSliceId", message: /already slice 2014\/ with different content/ },
-    { name: "a folder name that is not a valid slice id", setup: (s) => putSlice(s, P, "bad id"), reason: "InvalidSliceId", message: /not a valid S3 path segment/ },
-    { name: "a missing eval pack", setup: (s) => { putSlice(s, P, "2015", { eval: true }); s.delete(`${P}2015/eval/pack.tar`); }, reason: "EvalPackMissing", message: /eval\// },
+    {
+      name: "a missing manifest",
+      setup: (s) => {
+        putSlice(s, P, "2015");
+        s.delete(`${P}2015/manifest.json`);
+      },
+      reason: "ManifestMissing",
+      message: /manifest\.json does not exist/,
+    },
+    {
+      name: "a manifest that is not JSON",
+      setup: (s) => putSlice(s, P, "2015", { manifest: "{not json" }),
+      reason: "ManifestNotJson",
+      message: /not JSON/,
+    },
+    {
+      name: "a manifest violating the schema",
+      setup: (s) =>
+        putSlice(s, P, "2015", {
+          manifest: {
+            sliceId: "2015",
+            createdAt: "yesterday",
+            numSamples: 30,
+            shards: [{ key: "shard-00000.tar", samples: -1, bytes: 8 }],
+          },
+        }),
+      reason: "ManifestInvalid",
+      message: /createdAt.*shards\.0\.samples/,
+    },
+    {
+      name: "a shard listed but absent",
+      setup: (s) => {
+        putSlice(s, P, "2015");
+        s.delete(`${P}2015/shard-00001.tar`);
+      },
+      reason: "ShardMissing",
+      message: /1 of 2 shards .* absent: shard-00001\.tar/,
+    },
+    {
+      name: "shard samples that disagree with numSamples",
+      setup: (s) =>
+        putSlice(s, P, "2015", {
+          manifest: {
+            sliceId: "2015",
+            createdAt: "2024-01-01T00:00:00Z",
+            numSamples: 31,
+            shards: [
+              { key: "shard-00000.tar", samples: 10, bytes: 8 },
+              { key: "shard-00001.tar", samples: 20, bytes: 9 },
+            ],
+          },
+        }),
+      reason: "SampleCountMismatch",
+      message: /hold 30 samples .* numSamples is 31/,
+    },
+    {
+      name: "a shard of another size than the manifest says",
+      setup: (s) => {
+        putSlice(s, P, "2015");
+        s.put(`${P}2015/shard-00000.tar`, "short");
+      },
+      reason: "ShardSizeMismatch",
+      message: /shard-00000\.tar \(5 bytes, manifest says 8\)/,
+    },
+    {
+      name: "a manifest naming another folder's id",
+      setup: (s) =>
+        putSlice(s, P, "2015", {
+          manifest: {
+            sliceId: "2099",
+            createdAt: "2024-01-01T00:00:00Z",
+            numSamples: 30,
+            shards: [
+              { key: "shard-00000.tar", samples: 10, bytes: 8 },
+              { key: "shard-00001.tar", samples: 20, bytes: 9 },
+            ],
+          },
+        }),
+      reason: "SliceIdMismatch",
+      message: /declares sliceId 2099/,
+    },
+    {
+      name: "a duplicate slice id with different content",
+      setup: (s) =>
+        putSlice(s, P, "2015", {
+          shards: [5],
+          manifest: {
+            sliceId: "2014",
+            createdAt: "2024-01-01T00:00:00Z",
+            numSamples: 5,
+            shards: [{ key: "shard-00000.tar", samples: 5, bytes: 8 }],
+          },
+        }),
+      reason: "DuplicateSliceId",
+      message: /already slice 2014\/ with different content/,
+    },
+    {
+      name: "a folder name that is not a valid slice id",
+      setup: (s) => putSlice(s, P, "bad id"),
+      reason: "InvalidSliceId",
+      message: /not a valid S3 path segment/,
+    },
+    {
+      name: "a missing eval pack",
+      setup: (s) => {
+        putSlice(s, P, "2015", { eval: true });
+        s.delete(`${P}2015/eval/pack.tar`);
+      },
+      reason: "EvalPackMissing",
+      message: /eval\//,
+    },
   ];
   for (const c of badCases) {
     test(`marks ${c.name} invalid with a precise reason, and later slices still proceed`, async () => {
@@ -104,7 +210,12 @@ describe("SliceDiscovery", () => {
       const again = await d.poll();
       assert.deepEqual(again.newInvalid, [], "reported once");
       assert.deepEqual(again.invalid, r.invalid);
-      assert.deepEqual(sliceStatus(again, 1), { discovered: 2, consumed: 1, latest: "2016", invalid: [{ id: inv.id, reason: `${inv.reason}: ${inv.message}` }] });
+      assert.deepEqual(sliceStatus(again, 1), {
+        discovered: 2,
+        consumed: 1,
+        latest: "2016",
+        invalid: [{ id: inv.id, reason: `${inv.reason}: ${inv.message}` }],
+      });
     });
   }
 
@@ -151,7 +262,10 @@ describe("SliceDiscovery", () => {
     assert.equal(d.notify(`${P}2015/_SUCCESS`), true);
     const r = await d.poll();
     assert.deepEqual(r.newSlices, ["2017"]);
-    assert.deepEqual(r.newInvalid.map((i) => [i.id, i.reason]), [["2015", "OutOfOrder"]]);
+    assert.deepEqual(
+      r.newInvalid.map((i) => [i.id, i.reason]),
+      [["2015", "OutOfOrder"]],
+    );
   });
 
   test("notify only cares about _SUCCESS and manifest.json of this source", () => {
@@ -170,7 +284,13 @@ describe("SliceDiscovery", () => {
     for (const id of ["2014", "2015", "2016", "2017", "2018"]) putSlice(s, P, id);
     const rand = [0, 1, 0.5];
     let i = 0;
-    const d = new SliceDiscovery({ store: s, prefix: P, pollIntervalMs: 60_000, backoff: { baseMs: 1000, capMs: 60_000 }, random: () => rand[i++ % rand.length]! });
+    const d = new SliceDiscovery({
+      store: s,
+      prefix: P,
+      pollIntervalMs: 60_000,
+      backoff: { baseMs: 1000, capMs: 60_000 },
+      random: () => rand[i++ % rand.length]!,
+    });
     // The second list page is throttled, and the manifest of 2015 fails with a 500.
     let calls = 0;
     const origList = s.listFolders.bind(s);
@@ -232,7 +352,10 @@ describe("SliceDiscovery", () => {
     assert.deepEqual((await first).warnings, []);
     s.getText = read;
     const second = await d.poll();
-    assert.deepEqual(second.warnings.map((w) => w.reason), ["ManifestChanged"]);
+    assert.deepEqual(
+      second.warnings.map((w) => w.reason),
+      ["ManifestChanged"],
+    );
   });
 
   test("concurrent polls coalesce: one pass runs and one follows", async () => {
@@ -249,20 +372,31 @@ describe("SliceDiscovery", () => {
 describe("backoffDelay", () => {
   test("grows monotonically with failures and stays within [d/2, cap]", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 60 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 10_000 }), fc.integer({ min: 1, max: 1e7 }), (n, r, base, capExtra) => {
-        const b = { baseMs: base, capMs: base + capExtra };
-        const lo = (k: number) => backoffDelay(k, b, () => 0);
-        const hi = (k: number) => backoffDelay(k, b, () => 1);
-        assert.ok(lo(n) <= lo(n + 1) && hi(n) <= hi(n + 1));
-        const d = backoffDelay(n, b, () => r);
-        assert.ok(d >= lo(n) && d <= hi(n) && d <= b.capMs);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 60 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.integer({ min: 1, max: 1e7 }),
+        (n, r, base, capExtra) => {
+          const b = { baseMs: base, capMs: base + capExtra };
+          const lo = (k: number) => backoffDelay(k, b, () => 0);
+          const hi = (k: number) => backoffDelay(k, b, () => 1);
+          assert.ok(lo(n) <= lo(n + 1) && hi(n) <= hi(n + 1));
+          const d = backoffDelay(n, b, () => r);
+          assert.ok(d >= lo(n) && d <= hi(n) && d <= b.capMs);
+        },
+      ),
     );
   });
 });
 
 describe("parseDuration", () => {
-  for (const [s, ms] of [["5m", 300_000], ["1h30m", 5_400_000], ["500ms", 500], ["30s", 30_000]] as const) {
+  for (const [s, ms] of [
+    ["5m", 300_000],
+    ["1h30m", 5_400_000],
+    ["500ms", 500],
+    ["30s", 30_000],
+  ] as const) {
     test(`parses ${s}`, () => assert.equal(parseDuration(s), ms));
   }
   test("rejects garbage", () => assert.throws(() => parseDuration("5 minutes")));
@@ -273,7 +407,13 @@ describe("an unreadable slice folder", () => {
     const store = new MemoryStore();
     putSlice(store, "slices/", "2016");
     putSlice(store, "slices/", "2017");
-    const d = new SliceDiscovery({ store, prefix: "slices/", pollIntervalMs: 1000, maxFolderFailures: 3, random: () => 0.5 });
+    const d = new SliceDiscovery({
+      store,
+      prefix: "slices/",
+      pollIntervalMs: 1000,
+      maxFolderFailures: 3,
+      random: () => 0.5,
+    });
     // Every manifest read is refused (403): 2016 and 2017 both.
     store.fail("getText", { name: "AccessDenied", status: 403 }, 100);
     const first = await d.poll();
@@ -281,7 +421,13 @@ describe("an unreadable slice folder", () => {
     assert.equal((await d.poll()).health.ok, false);
     const third = await d.poll();
     assert.equal(third.health.ok, true, JSON.stringify(third.health));
-    assert.deepEqual(third.newInvalid.map((i) => [i.id, i.reason]), [["2016", "Unreadable"], ["2017", "Unreadable"]]);
+    assert.deepEqual(
+      third.newInvalid.map((i) => [i.id, i.reason]),
+      [
+        ["2016", "Unreadable"],
+        ["2017", "Unreadable"],
+      ],
+    );
     assert.match(third.newInvalid[0]!.message, /S3AccessDenied/);
   });
 });

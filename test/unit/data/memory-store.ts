@@ -26,7 +26,14 @@ export class MemoryStore implements SliceStore {
 
   /** The next `times` calls of `op` fail with an SDK-shaped error. */
   fail(op: Op | "*", error: { name: string; status: number; message?: string }, times = 1): void {
-    this.#faults.push({ op, times, error: Object.assign(new Error(error.message ?? error.name), { name: error.name, $metadata: { httpStatusCode: error.status } }) });
+    this.#faults.push({
+      op,
+      times,
+      error: Object.assign(new Error(error.message ?? error.name), {
+        name: error.name,
+        $metadata: { httpStatusCode: error.status },
+      }),
+    });
   }
 
   resetCalls(): void {
@@ -75,7 +82,10 @@ export class MemoryStore implements SliceStore {
 
   async listRange(prefix: string, startAfter: string | undefined, endBefore: string): Promise<ObjectInfo[]> {
     const keys = this.#sortedKeys().filter(
-      (k) => k.startsWith(prefix) && (startAfter === undefined || Buffer.compare(Buffer.from(k), Buffer.from(startAfter)) > 0) && Buffer.compare(Buffer.from(k), Buffer.from(endBefore)) < 0,
+      (k) =>
+        k.startsWith(prefix) &&
+        (startAfter === undefined || Buffer.compare(Buffer.from(k), Buffer.from(startAfter)) > 0) &&
+        Buffer.compare(Buffer.from(k), Buffer.from(endBefore)) < 0,
     );
     // One call per page of pageSize keys, as S3 would answer.
     this.#enter("listRange");
@@ -102,7 +112,11 @@ export function putSlice(
   id: string,
   opts: { shards?: number[]; complete?: boolean; manifest?: unknown; eval?: boolean } = {},
 ): void {
-  const shards = (opts.shards ?? [10, 20]).map((samples, i) => ({ key: `shard-${String(i).padStart(5, "0")}.tar`, samples, bytes: 8 + i }));
+  const shards = (opts.shards ?? [10, 20]).map((samples, i) => ({
+    key: `shard-${String(i).padStart(5, "0")}.tar`,
+    samples,
+    bytes: 8 + i,
+  }));
   for (const s of shards) store.put(`${prefix}${id}/${s.key}`, "x".repeat(s.bytes));
   if (opts.eval) store.put(`${prefix}${id}/eval/pack.tar`, "e");
   const manifest = opts.manifest ?? {

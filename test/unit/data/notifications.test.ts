@@ -23,7 +23,12 @@ export function minioEvent(bucket: string, key: string, eventName = "s3:ObjectCr
           s3SchemaVersion: "1.0",
           configurationId: "Config",
           bucket: { name: bucket, ownerIdentity: { principalId: "ticclip" }, arn: `arn:aws:s3:::${bucket}` },
-          object: { key: encodeURIComponent(key).replace(/%20/g, "+"), size: 0, eTag: "d41d8cd98f00b204e9800998ecf8427e", sequencer: "17A" },
+          object: {
+            key: encodeURIComponent(key).replace(/%20/g, "+"),
+            size: 0,
+            eTag: "d41d8cd98f00b204e9800998ecf8427e",
+            sequencer: "17A",
+          },
         },
       },
     ],
@@ -37,7 +42,10 @@ function awsEvent(bucket: string, keys: string[]) {
       eventVersion: "2.1",
       eventSource: "aws:s3",
       eventName: "ObjectCreated:Put",
-      s3: { bucket: { name: bucket }, object: { key: encodeURIComponent(k).replace(/%2F/g, "/").replace(/%20/g, "+"), size: 1 } },
+      s3: {
+        bucket: { name: bucket },
+        object: { key: encodeURIComponent(k).replace(/%2F/g, "/").replace(/%20/g, "+"), size: 1 },
+      },
     })),
   };
 }
@@ -51,26 +59,67 @@ describe("handleS3Event", () => {
   });
 
   test("decodes AWS form-encoded keys and matches only _SUCCESS among them", () => {
-    const out = handleS3Event(JSON.stringify(awsEvent("data", ["my slices/2016/_SUCCESS", "my slices/2016/shard-00000.tar", "my slices/2016/manifest.json"])), auth, { token: TOKEN });
+    const out = handleS3Event(
+      JSON.stringify(
+        awsEvent("data", ["my slices/2016/_SUCCESS", "my slices/2016/shard-00000.tar", "my slices/2016/manifest.json"]),
+      ),
+      auth,
+      { token: TOKEN },
+    );
     assert.equal(out.status, 200);
     assert.equal(out.events.length, 3);
     assert.deepEqual(out.matched, [{ bucket: "data", key: "my slices/2016/_SUCCESS" }]);
   });
 
   test("does not match deletions of _SUCCESS", () => {
-    const out = handleS3Event(JSON.stringify(minioEvent("data", "slices/2016/_SUCCESS", "s3:ObjectRemoved:Delete")), auth, { token: TOKEN });
+    const out = handleS3Event(
+      JSON.stringify(minioEvent("data", "slices/2016/_SUCCESS", "s3:ObjectRemoved:Delete")),
+      auth,
+      { token: TOKEN },
+    );
     assert.equal(out.status, 200);
     assert.deepEqual(out.matched, []);
   });
 
   const rejected: { name: string; body: string; headers: Record<string, string>; status: number }[] = [
-    { name: "no Authorization header", body: JSON.stringify(minioEvent("data", "a/_SUCCESS")), headers: {}, status: 401 },
-    { name: "a wrong bearer token", body: JSON.stringify(minioEvent("data", "a/_SUCCESS")), headers: { authorization: "Bearer nope" }, status: 401 },
+    {
+      name: "no Authorization header",
+      body: JSON.stringify(minioEvent("data", "a/_SUCCESS")),
+      headers: {},
+      status: 401,
+    },
+    {
+      name: "a wrong bearer token",
+      body: JSON.stringify(minioEvent("data", "a/_SUCCESS")),
+      headers: { authorization: "Bearer nope" },
+      status: 401,
+    },
     { name: "a body that is not JSON", body: "{", headers: auth, status: 400 },
     { name: "JSON that is not an S3 event", body: JSON.stringify({ hello: 1 }), headers: auth, status: 400 },
-    { name: "a record without a key", body: JSON.stringify({ Records: [{ eventName: "ObjectCreated:Put", s3: { bucket: { name: "b" }, object: {} } }] }), headers: auth, status: 400 },
-    { name: "a malformed URL-encoded key", body: JSON.stringify({ Records: [{ eventName: "ObjectCreated:Put", s3: { bucket: { name: "b" }, object: { key: "a/%E0%A4%A/_SUCCESS" } } }] }), headers: auth, status: 400 },
-    { name: "an SNS confirmation pointing outside SNS", body: JSON.stringify({ Type: "SubscriptionConfirmation", SubscribeURL: "https://evil.example.com/confirm" }), headers: { ...auth, "x-amz-sns-message-type": "SubscriptionConfirmation" }, status: 400 },
+    {
+      name: "a record without a key",
+      body: JSON.stringify({
+        Records: [{ eventName: "ObjectCreated:Put", s3: { bucket: { name: "b" }, object: {} } }],
+      }),
+      headers: auth,
+      status: 400,
+    },
+    {
+      name: "a malformed URL-encoded key",
+      body: JSON.stringify({
+        Records: [
+          { eventName: "ObjectCreated:Put", s3: { bucket: { name: "b" }, object: { key: "a/%E0%A4%A/_SUCCESS" } } },
+        ],
+      }),
+      headers: auth,
+      status: 400,
+    },
+    {
+      name: "an SNS confirmation pointing outside SNS",
+      body: JSON.stringify({ Type: "SubscriptionConfirmation", SubscribeURL: "https://evil.example.com/confirm" }),
+      headers: { ...auth, "x-amz-sns-message-type": "SubscriptionConfirmation" },
+      status: 400,
+    },
   ];
   for (const c of rejected) {
     test(`answers ${c.status} and matches nothing for ${c.name}`, () => {
@@ -90,14 +139,28 @@ describe("handleS3Event", () => {
   });
 
   test("unwraps SNS notifications and confirms SNS subscriptions", () => {
-    const note = { Type: "Notification", TopicArn: "arn:aws:sns:us-east-1:1:t", Message: JSON.stringify(awsEvent("data", ["s/2016/_SUCCESS"])) };
-    const out = handleS3Event(JSON.stringify(note), { ...auth, "x-amz-sns-message-type": "Notification" }, { token: TOKEN });
+    const note = {
+      Type: "Notification",
+      TopicArn: "arn:aws:sns:us-east-1:1:t",
+      Message: JSON.stringify(awsEvent("data", ["s/2016/_SUCCESS"])),
+    };
+    const out = handleS3Event(
+      JSON.stringify(note),
+      { ...auth, "x-amz-sns-message-type": "Notification" },
+      { token: TOKEN },
+    );
     assert.deepEqual(out.matched, [{ bucket: "data", key: "s/2016/_SUCCESS" }]);
     const url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn&Token=abc";
-    const conf = handleS3Event(JSON.stringify({ Type: "SubscriptionConfirmation", SubscribeURL: url, Message: "confirm" }), { ...auth, "x-amz-sns-message-type": "SubscriptionConfirmation" }, { token: TOKEN });
+    const conf = handleS3Event(
+      JSON.stringify({ Type: "SubscriptionConfirmation", SubscribeURL: url, Message: "confirm" }),
+      { ...auth, "x-amz-sns-message-type": "SubscriptionConfirmation" },
+      { token: TOKEN },
+    );
     assert.equal(conf.status, 200);
     assert.equal(conf.confirmSubscriptionUrl, url);
-    const testEvent = handleS3Event(JSON.stringify({ Service: "Amazon S3", Event: "s3:TestEvent" }), auth, { token: TOKEN });
+    const testEvent = handleS3Event(JSON.stringify({ Service: "Amazon S3", Event: "s3:TestEvent" }), auth, {
+      token: TOKEN,
+    });
     assert.equal(testEvent.status, 200);
   });
 });
@@ -116,7 +179,8 @@ describe("createNotificationServer", () => {
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const post = (body: string, headers: Record<string, string> = auth, path = "/s3-events") => fetch(base + path, { method: "POST", body, headers });
+    const post = (body: string, headers: Record<string, string> = auth, path = "/s3-events") =>
+      fetch(base + path, { method: "POST", body, headers });
     try {
       assert.equal((await post(JSON.stringify(minioEvent("data", "slices/2016/shard-00000.tar")))).status, 200);
       assert.equal((await post(JSON.stringify(minioEvent("data", "slices/2016/_SUCCESS")))).status, 200);
@@ -128,7 +192,15 @@ describe("createNotificationServer", () => {
       assert.equal((await fetch(base + "/s3-events")).status, 405);
       assert.equal((await post("{}", auth, "/other")).status, 404);
       const url = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t";
-      assert.equal((await post(JSON.stringify({ Type: "SubscriptionConfirmation", SubscribeURL: url }), { ...auth, "x-amz-sns-message-type": "SubscriptionConfirmation" })).status, 200);
+      assert.equal(
+        (
+          await post(JSON.stringify({ Type: "SubscriptionConfirmation", SubscribeURL: url }), {
+            ...auth,
+            "x-amz-sns-message-type": "SubscriptionConfirmation",
+          })
+        ).status,
+        200,
+      );
       assert.deepEqual(confirmed, [url]);
       assert.deepEqual(ready, ["data/slices/2016/_SUCCESS"], "rejected requests changed nothing");
     } finally {
@@ -139,7 +211,12 @@ describe("createNotificationServer", () => {
   test("a body past the limit is answered 413 and the connection closed; a standby answers 503", async () => {
     let leader = false;
     const seen: string[] = [];
-    const server = createNotificationServer({ token: TOKEN, onObjectEvent: (e) => seen.push(e.key), maxBodyBytes: 1024, accepting: () => leader });
+    const server = createNotificationServer({
+      token: TOKEN,
+      onObjectEvent: (e) => seen.push(e.key),
+      maxBodyBytes: 1024,
+      accepting: () => leader,
+    });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const port = (server.address() as AddressInfo).port;
     try {
@@ -152,9 +229,13 @@ describe("createNotificationServer", () => {
       // A client that keeps streaming gets its answer and a closed connection.
       const answer = await new Promise<{ status: string; closed: boolean }>((resolve) => {
         const sock = net.connect(port, "127.0.0.1", () => {
-          sock.write(`POST /s3-events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100000000\r\n\r\n`);
+          sock.write(
+            `POST /s3-events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100000000\r\n\r\n`,
+          );
           const chunk = "x".repeat(4096);
-          const pump = () => { if (!sock.destroyed && sock.writable) sock.write(chunk, () => setImmediate(pump)); };
+          const pump = () => {
+            if (!sock.destroyed && sock.writable) sock.write(chunk, () => setImmediate(pump));
+          };
           pump();
         });
         let text = "";

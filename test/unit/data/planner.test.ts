@@ -31,10 +31,6 @@ function plan(input: PlanInput): RoundMixture {
   return r.mixture;
 }
 
-function shareOf(m: RoundMixture, id: string): number {
-  return m.sources.find((s) => s.sliceId === id)?.expectedShare ?? 0;
-}
-
 // A random slice history: ids 1000..(1000+n) so lexicographic order is time order.
 const history = fc
   .array(fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 30 })
@@ -81,12 +77,12 @@ describe("planRound properties", () => {
         const sum = m.sources.reduce((a, s) => a + s.expectedShare, 0);
         assert.ok(Math.abs(sum - 1) < EPS, `shares sum to ${sum}`);
         const implied = impliedShares(m.sources);
-        m.sources.forEach((s, i) =>
+        for (const [i, s] of m.sources.entries()) {
           assert.ok(
             Math.abs(implied[i]! - s.expectedShare) < 1e-6,
             `${s.sliceId}: implied ${implied[i]} vs ${s.expectedShare}`,
-          ),
-        );
+          );
+        }
         for (const s of m.sources) assert.ok(s.weight > 0 && s.shards.length > 0);
       }),
     );
@@ -194,7 +190,7 @@ describe("planRound properties", () => {
           assert.equal(kept[n], sizes[n]);
           const buffer = kept.slice(0, n).reduce((a, x) => a + x, 0);
           assert.ok(buffer <= (b > 0 ? b : sizes[n]!), `buffer ${buffer}`);
-          kept.forEach((x, j) => assert.ok(x >= 0 && x <= sizes[j]! && Number.isInteger(x)));
+          for (const [j, x] of kept.entries()) assert.ok(x >= 0 && x <= sizes[j]! && Number.isInteger(x));
           if (n >= 1) {
             const earlier = bufferTargets(replay, sizes.slice(0, n), b);
             for (let j = 0; j < n - 1; j++) assert.ok(kept[j]! <= earlier[j]!, `slice ${j} grew`);

@@ -3,7 +3,12 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { classifyS3Error, sanitize } from "../../../operator/s3/errors.ts";
 import { connectionFromSecret } from "../../../operator/s3/credentials.ts";
-import { compareSliceIds, SLICE_ID_PATTERN, sliceIdProblem, sliceManifest } from "../../../operator/api/slice-manifest.ts";
+import {
+  compareSliceIds,
+  SLICE_ID_PATTERN,
+  sliceIdProblem,
+  sliceManifest,
+} from "../../../operator/api/slice-manifest.ts";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
@@ -11,18 +16,45 @@ describe("classifyS3Error", () => {
   const cases = [
     { name: "SlowDown 503", err: { name: "SlowDown", $metadata: { httpStatusCode: 503 } }, cls: "Throttled" },
     { name: "429", err: { name: "TooManyRequests", $metadata: { httpStatusCode: 429 } }, cls: "Throttled" },
-    { name: "InternalError 500", err: { name: "InternalError", $metadata: { httpStatusCode: 500 } }, cls: "ServerError" },
-    { name: "InvalidAccessKeyId 403", err: { name: "InvalidAccessKeyId", $metadata: { httpStatusCode: 403 } }, cls: "InvalidCredentials" },
-    { name: "SignatureDoesNotMatch 403", err: { name: "SignatureDoesNotMatch", $metadata: { httpStatusCode: 403 } }, cls: "InvalidCredentials" },
-    { name: "AccessDenied 403", err: { name: "AccessDenied", $metadata: { httpStatusCode: 403 } }, cls: "AccessDenied" },
-    { name: "NoSuchBucket 404", err: { name: "NoSuchBucket", $metadata: { httpStatusCode: 404 } }, cls: "NoSuchBucket" },
+    {
+      name: "InternalError 500",
+      err: { name: "InternalError", $metadata: { httpStatusCode: 500 } },
+      cls: "ServerError",
+    },
+    {
+      name: "InvalidAccessKeyId 403",
+      err: { name: "InvalidAccessKeyId", $metadata: { httpStatusCode: 403 } },
+      cls: "InvalidCredentials",
+    },
+    {
+      name: "SignatureDoesNotMatch 403",
+      err: { name: "SignatureDoesNotMatch", $metadata: { httpStatusCode: 403 } },
+      cls: "InvalidCredentials",
+    },
+    {
+      name: "AccessDenied 403",
+      err: { name: "AccessDenied", $metadata: { httpStatusCode: 403 } },
+      cls: "AccessDenied",
+    },
+    {
+      name: "NoSuchBucket 404",
+      err: { name: "NoSuchBucket", $metadata: { httpStatusCode: 404 } },
+      cls: "NoSuchBucket",
+    },
     { name: "a socket timeout", err: { name: "TimeoutError", message: "socket hang up" }, cls: "Timeout" },
-    { name: "connection refused", err: { name: "Error", code: "ECONNREFUSED", message: "connect ECONNREFUSED 127.0.0.1:1" }, cls: "Network" },
+    {
+      name: "connection refused",
+      err: { name: "Error", code: "ECONNREFUSED", message: "connect ECONNREFUSED 127.0.0.1:1" },
+      cls: "Network",
+    },
     { name: "a 400", err: { name: "InvalidArgument", $metadata: { httpStatusCode: 400 } }, cls: "ClientError" },
   ] as const;
   for (const c of cases) {
     test(`classifies ${c.name} as ${c.cls}`, () => {
-      const p = classifyS3Error(Object.assign(new Error((c.err as { message?: string }).message ?? c.err.name), c.err), "list s3://b/p/");
+      const p = classifyS3Error(
+        Object.assign(new Error((c.err as { message?: string }).message ?? c.err.name), c.err),
+        "list s3://b/p/",
+      );
       assert.equal(p.errorClass, c.cls);
       assert.equal(p.reason, `S3${c.cls}`);
       assert.equal(p.retryable, c.cls !== "ClientError");
@@ -30,24 +62,47 @@ describe("classifyS3Error", () => {
     });
   }
   test("strips query strings (presigned credentials) from messages", () => {
-    assert.equal(sanitize("GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abc&X-Amz-Credential=AKIA failed"), "GET https://b.s3.amazonaws.com/k failed");
+    assert.equal(
+      sanitize("GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abc&X-Amz-Credential=AKIA failed"),
+      "GET https://b.s3.amazonaws.com/k failed",
+    );
   });
 });
 
 describe("connectionFromSecret", () => {
   const spec = { region: "eu-west-1", endpoint: "http://minio:9000", credentialsSecretRef: { name: "s3-creds" } };
   test("decodes the keys of the Secret's data", () => {
-    const r = connectionFromSecret(spec, { data: { AWS_ACCESS_KEY_ID: b64("AKIA1"), AWS_SECRET_ACCESS_KEY: b64("s3cret/key+x") } });
-    assert.deepEqual(r, { ok: true, connection: { region: "eu-west-1", endpoint: "http://minio:9000", credentials: { accessKeyId: "AKIA1", secretAccessKey: "s3cret/key+x" } } });
+    const r = connectionFromSecret(spec, {
+      data: { AWS_ACCESS_KEY_ID: b64("AKIA1"), AWS_SECRET_ACCESS_KEY: b64("s3cret/key+x") },
+    });
+    assert.deepEqual(r, {
+      ok: true,
+      connection: {
+        region: "eu-west-1",
+        endpoint: "http://minio:9000",
+        credentials: { accessKeyId: "AKIA1", secretAccessKey: "s3cret/key+x" },
+      },
+    });
   });
   test("uses the default chain when no Secret is named", () => {
-    assert.deepEqual(connectionFromSecret({ region: "us-east-1" }, undefined), { ok: true, connection: { region: "us-east-1", endpoint: undefined } });
+    assert.deepEqual(connectionFromSecret({ region: "us-east-1" }, undefined), {
+      ok: true,
+      connection: { region: "us-east-1", endpoint: undefined },
+    });
   });
   const bad = [
     { name: "a missing Secret", secret: undefined, reason: "SecretMissing" },
     { name: "a missing key", secret: { data: { AWS_ACCESS_KEY_ID: b64("a") } }, reason: "SecretKeyMissing" },
-    { name: "a value that is not base64", secret: { data: { AWS_ACCESS_KEY_ID: "not base64!", AWS_SECRET_ACCESS_KEY: b64("x") } }, reason: "SecretValueInvalid" },
-    { name: "a value with a newline inside", secret: { data: { AWS_ACCESS_KEY_ID: b64("a\nb"), AWS_SECRET_ACCESS_KEY: b64("x") } }, reason: "SecretValueInvalid" },
+    {
+      name: "a value that is not base64",
+      secret: { data: { AWS_ACCESS_KEY_ID: "not base64!", AWS_SECRET_ACCESS_KEY: b64("x") } },
+      reason: "SecretValueInvalid",
+    },
+    {
+      name: "a value with a newline inside",
+      secret: { data: { AWS_ACCESS_KEY_ID: b64("a\nb"), AWS_SECRET_ACCESS_KEY: b64("x") } },
+      reason: "SecretValueInvalid",
+    },
   ] as const;
   for (const c of bad) {
     test(`reports ${c.name}`, () => {
@@ -77,7 +132,12 @@ describe("slice ids", () => {
   }
   test("the manifest schema rejects keys escaping the slice folder", () => {
     for (const key of ["../x.tar", "/x.tar", "a//b.tar", "a/./b.tar", "dir/"]) {
-      const r = sliceManifest.safeParse({ sliceId: "2016", createdAt: "2024-01-01T00:00:00Z", numSamples: 1, shards: [{ key, samples: 1, bytes: 1 }] });
+      const r = sliceManifest.safeParse({
+        sliceId: "2016",
+        createdAt: "2024-01-01T00:00:00Z",
+        numSamples: 1,
+        shards: [{ key, samples: 1, bytes: 1 }],
+      });
       assert.equal(r.success, false, key);
     }
   });

@@ -12,8 +12,16 @@ describe("S3SliceStore", () => {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     try {
       const port = (server.address() as net.AddressInfo).port;
-      const client = createS3Client({ region: "us-east-1", endpoint: `http://127.0.0.1:${port}`, credentials: { accessKeyId: "a", secretAccessKey: "b" } });
-      const d = new SliceDiscovery({ store: new S3SliceStore(client, "data", { timeoutMs: 300 }), prefix: "slices/", pollIntervalMs: 60_000 });
+      const client = createS3Client({
+        region: "us-east-1",
+        endpoint: `http://127.0.0.1:${port}`,
+        credentials: { accessKeyId: "a", secretAccessKey: "b" },
+      });
+      const d = new SliceDiscovery({
+        store: new S3SliceStore(client, "data", { timeoutMs: 300 }),
+        prefix: "slices/",
+        pollIntervalMs: 60_000,
+      });
       const t0 = performance.now();
       const r = await d.poll();
       assert.ok(performance.now() - t0 < 5_000);

@@ -19,10 +19,39 @@ describe("evaluate CLI", () => {
     ["an unknown command", ["score"]],
     ["no round URI", ["evaluate", "--round", "0", "--round-slices", "2016"]],
     ["a negative round", ["evaluate", "--round-uri", "s3://r/rounds/0000/", "--round", "-1", "--round-slices", "2016"]],
-    ["a bad K", ["evaluate", "--round-uri", "s3://r/rounds/0000/", "--round", "0", "--round-slices", "2016", "--k", "0"]],
+    [
+      "a bad K",
+      ["evaluate", "--round-uri", "s3://r/rounds/0000/", "--round", "0", "--round-slices", "2016", "--k", "0"],
+    ],
     ["an unknown option", ["evaluate", "--round-uri", "s3://r/rounds/0000/", "--bogus"]],
-    ["an unknown execution provider", ["evaluate", "--round-uri", "s3://r/rounds/0000/", "--round", "0", "--round-slices", "2016", "--execution-provider", "tpu"]],
-    ["a baseline without its version", ["evaluate", "--round-uri", "s3://r/rounds/0000/", "--round", "0", "--round-slices", "2016", "--baseline-uri", "s3://m/v1/"]],
+    [
+      "an unknown execution provider",
+      [
+        "evaluate",
+        "--round-uri",
+        "s3://r/rounds/0000/",
+        "--round",
+        "0",
+        "--round-slices",
+        "2016",
+        "--execution-provider",
+        "tpu",
+      ],
+    ],
+    [
+      "a baseline without its version",
+      [
+        "evaluate",
+        "--round-uri",
+        "s3://r/rounds/0000/",
+        "--round",
+        "0",
+        "--round-slices",
+        "2016",
+        "--baseline-uri",
+        "s3://m/v1/",
+      ],
+    ],
   ];
   for (const [name, argv] of cases) {
     test(`exits 2 on ${name}`, async () => {
@@ -32,7 +61,9 @@ describe("evaluate CLI", () => {
 
   test("a round without model.json exits 2 and records the reason in eval.json", async () => {
     const store = new MemoryObjectStore();
-    const code = await quiet(() => main(["evaluate", "--round-uri", "s3://r/rounds/0004/", "--round", "4", "--round-slices", "2020"], store));
+    const code = await quiet(() =>
+      main(["evaluate", "--round-uri", "s3://r/rounds/0004/", "--round", "4", "--round-slices", "2020"], store),
+    );
     assert.equal(code, EXIT_BAD_INPUT);
     const ev = await readEvalResult(store, "s3://r/rounds/0004/");
     assert.ok(ev && ev.status === "Failed");

@@ -13,7 +13,13 @@ const spec = (evaluation: Record<string, unknown> = {}) =>
     artifacts: { s3: { bucket: "runs" } },
     evaluation,
   });
-const job = (s = spec()) => buildEvalJob({ run: RUN, spec: s, image: "operator:1", request: { spec: s, round: 2, roundSlices: ["2018"], slices: ["2016", "2017", "2018"] } });
+const job = (s = spec()) =>
+  buildEvalJob({
+    run: RUN,
+    spec: s,
+    image: "operator:1",
+    request: { spec: s, round: 2, roundSlices: ["2018"], slices: ["2016", "2017", "2018"] },
+  });
 
 test("an evaluation Job asks for resources even when the spec names none, and mounts no token", () => {
   const pod = job().spec.template.spec;
@@ -27,5 +33,9 @@ test("an evaluation Job takes the runner's own requests and GPUs, not the traine
   assert.deepEqual(c.resources.requests, { cpu: "4", memory: "16Gi" });
   assert.equal(c.resources.limits["nvidia.com/gpu"], 1);
   assert.equal(c.name, "evaluator");
-  assert.deepEqual(job(s).spec.podFailurePolicy.rules[0].onExitCodes, { containerName: "evaluator", operator: "In", values: [2] });
+  assert.deepEqual(job(s).spec.podFailurePolicy.rules[0].onExitCodes, {
+    containerName: "evaluator",
+    operator: "In",
+    values: [2],
+  });
 });

@@ -12,7 +12,11 @@ import {
   type Embeddings,
 } from "../../../operator/evaluation/metrics.ts";
 
-const emb = (rows: number[][]): Embeddings => ({ data: Float32Array.from(rows.flat()), rows: rows.length, dim: rows[0]!.length });
+const emb = (rows: number[][]): Embeddings => ({
+  data: Float32Array.from(rows.flat()),
+  rows: rows.length,
+  dim: rows[0]!.length,
+});
 const oneHot = (n: number, i: number) => Array.from({ length: n }, (_, k) => (k === i ? 1 : 0));
 const ident = (n: number) => Array.from({ length: n }, (_, i) => oneHot(n, i));
 const range = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
@@ -25,7 +29,9 @@ after(() => kernel.release());
 
 /** Every caption a distinct text. */
 const distinct = (images: Embeddings, texts: Embeddings, textImage: Int32Array, ks: number[], blockBytes?: number) =>
-  retrievalMetrics(kernel, { images, texts, textImage, textGroup: range(textImage.length) }, ks, blockBytes).then((r) => r.metrics);
+  retrievalMetrics(kernel, { images, texts, textImage, textGroup: range(textImage.length) }, ks, blockBytes).then(
+    (r) => r.metrics,
+  );
 
 /** The definition, literally: every caption a candidate, scores in float64 (exact for small integer embeddings). */
 function reference(images: number[][], groupRows: number[][], textImage: number[], textGroup: number[], k: number) {
@@ -83,9 +89,21 @@ describe("retrievalMetrics", () => {
 
   test("identical texts are right for every image they describe: ties among them never count against the model", async () => {
     // Four images, captions "a", "a", "b", "b" (token-identical pairs). Images 0 and 1 embed like "a".
-    const images = emb([[1, 0], [1, 0], [0, 1], [0, 1]]);
-    const texts = emb([[1, 0], [0, 1]]); // the two distinct texts
-    const { metrics, chance } = await retrievalMetrics(kernel, { images, texts, textImage: range(4), textGroup: Int32Array.from([0, 0, 1, 1]) }, [1, 2]);
+    const images = emb([
+      [1, 0],
+      [1, 0],
+      [0, 1],
+      [0, 1],
+    ]);
+    const texts = emb([
+      [1, 0],
+      [0, 1],
+    ]); // the two distinct texts
+    const { metrics, chance } = await retrievalMetrics(
+      kernel,
+      { images, texts, textImage: range(4), textGroup: Int32Array.from([0, 0, 1, 1]) },
+      [1, 2],
+    );
     // Pessimistic on caption instances these would be 0.5; by text identity every query is a hit.
     assert.equal(metrics.imageToTextRecallAt1, 1);
     assert.equal(metrics.textToImageRecallAt1, 1);
@@ -98,9 +116,19 @@ describe("retrievalMetrics", () => {
 
   test("a wrong text repeated ahead of the right one counts once per caption", async () => {
     // Image 0's right text scores 0.5; the wrong text "b" (3 captions) scores 1 and so takes ranks 1-3.
-    const images = emb([[1, 0.5], [1, 0]]);
-    const texts = emb([[0, 1], [1, 0]]); // text 0 = image 0's caption, text 1 = "b"
-    const { metrics } = await retrievalMetrics(kernel, { images, texts, textImage: Int32Array.from([0, 1, 1, 1]), textGroup: Int32Array.from([0, 1, 1, 1]) }, [1, 3, 4]);
+    const images = emb([
+      [1, 0.5],
+      [1, 0],
+    ]);
+    const texts = emb([
+      [0, 1],
+      [1, 0],
+    ]); // text 0 = image 0's caption, text 1 = "b"
+    const { metrics } = await retrievalMetrics(
+      kernel,
+      { images, texts, textImage: Int32Array.from([0, 1, 1, 1]), textGroup: Int32Array.from([0, 1, 1, 1]) },
+      [1, 3, 4],
+    );
     assert.equal(metrics.imageToTextRecallAt1, 0.5);
     assert.equal(metrics.imageToTextRecallAt3, 0.5);
     assert.equal(metrics.imageToTextRecallAt4, 1);
@@ -108,7 +136,11 @@ describe("retrievalMetrics", () => {
 
   test("an image with several captions counts a hit when any of them is in the top K", async () => {
     const images = emb(ident(2));
-    const texts = emb([[1, 0], [0.2, 0.9], [0, 1]]); // captions 0 and 1 describe image 0
+    const texts = emb([
+      [1, 0],
+      [0.2, 0.9],
+      [0, 1],
+    ]); // captions 0 and 1 describe image 0
     const m = await distinct(images, texts, Int32Array.from([0, 0, 1]), [1]);
     assert.equal(m.imageToTextRecallAt1, 1);
     // caption 1 is closer to image 1 (0.9) than to its own (0.2)
@@ -117,11 +149,18 @@ describe("retrievalMetrics", () => {
 
   test("rejects a caption pointing outside the images and an image without a caption", async () => {
     await assert.rejects(distinct(emb(ident(2)), emb(ident(2)), Int32Array.from([0, 2]), [1]), /outside \[0, 2\)/);
-    await assert.rejects(distinct(emb(ident(2)), emb(ident(2)), Int32Array.from([0, 0]), [1]), /image 1 has no caption/);
+    await assert.rejects(
+      distinct(emb(ident(2)), emb(ident(2)), Int32Array.from([0, 0]), [1]),
+      /image 1 has no caption/,
+    );
   });
 
   test("chance level of one caption per image is K / N", async () => {
-    const { chance } = await retrievalMetrics(kernel, { images: emb(ident(8)), texts: emb(ident(8)), textImage: range(8), textGroup: range(8) }, [1, 5]);
+    const { chance } = await retrievalMetrics(
+      kernel,
+      { images: emb(ident(8)), texts: emb(ident(8)), textImage: range(8), textGroup: range(8) },
+      [1, 5],
+    );
     assert.ok(Math.abs(chance.imageToTextRecallAt1! - 1 / 8) < 1e-12);
     assert.ok(Math.abs(chance.textToImageRecallAt5! - 5 / 8) < 1e-12);
   });
@@ -135,7 +174,10 @@ describe("retrievalMetrics", () => {
         fc.integer({ min: 0, max: 2 ** 30 }),
         async (n, groups, dim, seed) => {
           let s = seed;
-          const rnd = (m: number) => ((s = (s * 1103515245 + 12345) & 0x7fffffff), s % m);
+          const rnd = (m: number) => {
+            s = (s * 1103515245 + 12345) & 0x7fffffff;
+            return s % m;
+          };
           // Small integers: dot products are exact, so ties are real ties in both implementations.
           const imageRows = Array.from({ length: n }, () => Array.from({ length: dim }, () => rnd(3) - 1));
           const groupRows = Array.from({ length: groups }, () => Array.from({ length: dim }, () => rnd(3) - 1));
@@ -182,7 +224,12 @@ describe("groupIdenticalTexts", () => {
 describe("zeroShotMetrics", () => {
   test("template ensembling averages normalised prompt embeddings per class", () => {
     // class 0 templates point at +x and +y, class 1 at -x and -y: class 0's weight is (1,1)/sqrt2
-    const prompts = emb([[2, 0], [0, 5], [-1, 0], [0, -3]]);
+    const prompts = emb([
+      [2, 0],
+      [0, 5],
+      [-1, 0],
+      [0, -3],
+    ]);
     const w = classEmbeddings(prompts, 2, 2);
     assert.ok(Math.abs(w.data[0]! - Math.SQRT1_2) < 1e-6 && Math.abs(w.data[1]! - Math.SQRT1_2) < 1e-6);
     assert.ok(Math.abs(w.data[2]! + Math.SQRT1_2) < 1e-6 && Math.abs(w.data[3]! + Math.SQRT1_2) < 1e-6);
@@ -200,8 +247,19 @@ describe("zeroShotMetrics", () => {
   });
 
   test("top5 counts the true class among the five best; chance is K / classes", async () => {
-    const classes = emb([[1, 0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.5, 0.5], [-1, 0]]);
-    const images = emb([[1, 0], [1, 0]]);
+    const classes = emb([
+      [1, 0],
+      [0.9, 0.1],
+      [0.8, 0.2],
+      [0.7, 0.3],
+      [0.6, 0.4],
+      [0.5, 0.5],
+      [-1, 0],
+    ]);
+    const images = emb([
+      [1, 0],
+      [1, 0],
+    ]);
     const r = await zeroShotMetrics(kernel, images, classes, Int32Array.from([4, 5]));
     assert.deepEqual(r.metrics, { top1: 0, top5: 0.5 });
     assert.ok(Math.abs(r.chance.top1 - 1 / 7) < 1e-12 && Math.abs(r.chance.top5 - 5 / 7) < 1e-12);
@@ -209,7 +267,23 @@ describe("zeroShotMetrics", () => {
 });
 
 test("firstNonFinite finds NaN and infinities", () => {
-  assert.equal(firstNonFinite(emb([[1, 2], [3, 4]])), -1);
-  assert.equal(firstNonFinite(emb([[1, 2], [NaN, 4]])), 2);
+  assert.equal(
+    firstNonFinite(
+      emb([
+        [1, 2],
+        [3, 4],
+      ]),
+    ),
+    -1,
+  );
+  assert.equal(
+    firstNonFinite(
+      emb([
+        [1, 2],
+        [NaN, 4],
+      ]),
+    ),
+    2,
+  );
   assert.equal(firstNonFinite(emb([[1, Infinity]])), 1);
 });

@@ -1,7 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { gemmModel } from "../../../operator/evaluation/kernel.ts";
-import { encoderBatch, ExecutionProviderUnavailable, loadModel, optimizedCacheName, threadsFor } from "../../../operator/evaluation/onnx.ts";
+import {
+  encoderBatch,
+  ExecutionProviderUnavailable,
+  loadModel,
+  optimizedCacheName,
+  threadsFor,
+} from "../../../operator/evaluation/onnx.ts";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
 
 describe("threadsFor", () => {
@@ -12,7 +18,8 @@ describe("threadsFor", () => {
     ["a limit above the CPUs is capped by them", 1600000, 100000, 4, 4],
     ["a tiny limit still gets one thread", 10000, 100000, 8, 1],
   ];
-  for (const [name, quota, period, available, want] of cases) test(name, () => assert.equal(threadsFor(quota, period, available), want));
+  for (const [name, quota, period, available, want] of cases)
+    test(name, () => assert.equal(threadsFor(quota, period, available), want));
 });
 
 describe("encoderBatch", () => {
@@ -35,7 +42,11 @@ test("optimised graphs are cached under a name keyed by the source model and pro
 test("cuda without onnxruntime's CUDA provider libraries is an environment error, not a rejected model", async () => {
   const store = new MemoryObjectStore();
   const io = (name: string, dtype: string, shape: (number | string)[]) => ({ name, dtype, shape });
-  const encoder = (file: string, input: ReturnType<typeof io>) => ({ file, input, output: { ...io("Y", "float32", ["batch", 4]), l2Normalized: true } });
+  const encoder = (file: string, input: ReturnType<typeof io>) => ({
+    file,
+    input,
+    output: { ...io("Y", "float32", ["batch", 4]), l2Normalized: true },
+  });
   const model = {
     architecture: "gemm",
     embeddingDim: 4,
@@ -44,7 +55,10 @@ test("cuda without onnxruntime's CUDA provider libraries is an environment error
     mean: [0, 0, 0],
     std: [1, 1, 1],
     tokenizer: { name: "t", contextLength: 4 },
-    onnx: { image: encoder("image_encoder.onnx", io("A", "float32", ["batch", 3, 2, 2])), text: encoder("text_encoder.onnx", io("A", "int64", ["batch", 4])) },
+    onnx: {
+      image: encoder("image_encoder.onnx", io("A", "float32", ["batch", 3, 2, 2])),
+      text: encoder("text_encoder.onnx", io("A", "int64", ["batch", 4])),
+    },
   };
   store.objects.set("s3://r/rounds/0000/model.json", new TextEncoder().encode(JSON.stringify(model)));
   // Any loadable graph will do: the provider fails before the model's inputs are looked at.

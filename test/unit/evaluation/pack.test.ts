@@ -29,9 +29,17 @@ async function pack(store: MemoryObjectStore, uri = "s3://p/pack/"): Promise<Eva
     name: "t",
     createdAt: "2026-01-01T00:00:00Z",
     preprocessing: structuredClone(pre),
-    images: { dtype: "uint8", shape: [2, 3, 2, 2], shards: [{ file: "images-00000.u8", rows: 2, bytes: 24, sha256: sha(images) }] },
+    images: {
+      dtype: "uint8",
+      shape: [2, 3, 2, 2],
+      shards: [{ file: "images-00000.u8", rows: 2, bytes: 24, sha256: sha(images) }],
+    },
     texts: { dtype: "int32", shape: [3, 3], shards: [{ file: "texts.i32", rows: 3, bytes: 36, sha256: sha(texts) }] },
-    textImage: { dtype: "int32", shape: [3], shards: [{ file: "text-image.i32", rows: 3, bytes: 12, sha256: sha(textImage) }] },
+    textImage: {
+      dtype: "int32",
+      shape: [3],
+      shards: [{ file: "text-image.i32", rows: 3, bytes: 12, sha256: sha(textImage) }],
+    },
   };
   await store.put(uri + "pack.json", JSON.stringify(m));
   return m;
@@ -43,17 +51,44 @@ describe("openPack", () => {
     await pack(s);
     const p = await openPack(s, "s3://p/pack");
     assert.equal(p.uri, "s3://p/pack/");
-    assert.deepEqual([...(await readInts(s, p, "textImage", (p.manifest as RetrievalPackManifest).textImage))], [0, 1, 1]);
+    assert.deepEqual(
+      [...(await readInts(s, p, "textImage", (p.manifest as RetrievalPackManifest).textImage))],
+      [0, 1, 1],
+    );
   });
 
   const bad: { name: string; edit: (m: Record<string, any>) => void; want: RegExp }[] = [
-    { name: "image count disagreeing with the shards", edit: (m) => (m.images.shape[0] = 3), want: /images: shards hold 2 rows, shape says 3/ },
-    { name: "declared bytes disagreeing with the shape", edit: (m) => (m.texts.shards[0].bytes = 40), want: /texts: texts\.i32 is declared 40 bytes/ },
-    { name: "captions of the wrong context length", edit: (m) => (m.preprocessing.tokenizer.contextLength = 77), want: /texts: shape \[3,3\], dimension 1 should be 77/ },
-    { name: "images of another size", edit: (m) => (m.preprocessing.imageSize = 4), want: /images: shape \[2,3,2,2\], dimension 2 should be 4/ },
-    { name: "a float caption tensor", edit: (m) => (m.texts.dtype = "float32"), want: /texts: dtype float32, expected int32 or int64/ },
+    {
+      name: "image count disagreeing with the shards",
+      edit: (m) => (m.images.shape[0] = 3),
+      want: /images: shards hold 2 rows, shape says 3/,
+    },
+    {
+      name: "declared bytes disagreeing with the shape",
+      edit: (m) => (m.texts.shards[0].bytes = 40),
+      want: /texts: texts\.i32 is declared 40 bytes/,
+    },
+    {
+      name: "captions of the wrong context length",
+      edit: (m) => (m.preprocessing.tokenizer.contextLength = 77),
+      want: /texts: shape \[3,3\], dimension 1 should be 77/,
+    },
+    {
+      name: "images of another size",
+      edit: (m) => (m.preprocessing.imageSize = 4),
+      want: /images: shape \[2,3,2,2\], dimension 2 should be 4/,
+    },
+    {
+      name: "a float caption tensor",
+      edit: (m) => (m.texts.dtype = "float32"),
+      want: /texts: dtype float32, expected int32 or int64/,
+    },
     { name: "an unknown format version", edit: (m) => (m.formatVersion = 2), want: /formatVersion/ },
-    { name: "a file outside the pack folder", edit: (m) => (m.texts.shards[0].file = "../x"), want: /a file name inside the pack folder/ },
+    {
+      name: "a file outside the pack folder",
+      edit: (m) => (m.texts.shards[0].file = "../x"),
+      want: /a file name inside the pack folder/,
+    },
   ];
   for (const c of bad) {
     test(`rejects ${c.name}`, async () => {
@@ -61,7 +96,10 @@ describe("openPack", () => {
       const m = await pack(s);
       c.edit(m);
       await s.put("s3://p/pack/pack.json", JSON.stringify(m));
-      await assert.rejects(openPack(s, "s3://p/pack/"), (e: Error & { reason?: string }) => e.reason === "InvalidEvalPack" && c.want.test(e.message));
+      await assert.rejects(
+        openPack(s, "s3://p/pack/"),
+        (e: Error & { reason?: string }) => e.reason === "InvalidEvalPack" && c.want.test(e.message),
+      );
     });
   }
 
@@ -71,7 +109,10 @@ describe("openPack", () => {
     const m = await pack(s);
     await s.put("s3://p/pack/text-image.i32", new Uint8Array(Int32Array.from([0, 1, 0]).buffer));
     const p = await openPack(s, "s3://p/pack/");
-    await assert.rejects(readInts(s, p, "textImage", (m as RetrievalPackManifest).textImage), /text-image\.i32 \(textImage\) has sha256 [0-9a-f]{64}, the manifest says/);
+    await assert.rejects(
+      readInts(s, p, "textImage", (m as RetrievalPackManifest).textImage),
+      /text-image\.i32 \(textImage\) has sha256 [0-9a-f]{64}, the manifest says/,
+    );
   });
 
   test("manifestProblems is empty for a valid manifest", async () => {
@@ -85,7 +126,9 @@ describe("normalizeImages", () => {
     const out = normalizeImages(x, pre);
     for (let i = 0; i < x.length; i++) {
       const c = Math.floor(i / 4);
-      const want = Math.fround(Math.fround(Math.fround(x[i]! / 255) - Math.fround(pre.mean[c]!)) / Math.fround(pre.std[c]!));
+      const want = Math.fround(
+        Math.fround(Math.fround(x[i]! / 255) - Math.fround(pre.mean[c]!)) / Math.fround(pre.std[c]!),
+      );
       assert.equal(out[i], want);
     }
     assert.ok(Math.abs(out[1]! - (1 - 0.48145466) / 0.26862954) < 1e-6);

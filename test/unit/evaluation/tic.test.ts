@@ -1,16 +1,37 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { relationOf, roundMetrics, slicesToScore, ticMatrix, type SliceScore } from "../../../operator/evaluation/tic.ts";
+import {
+  relationOf,
+  roundMetrics,
+  slicesToScore,
+  ticMatrix,
+  type SliceScore,
+} from "../../../operator/evaluation/tic.ts";
 import type { RetrievalMetrics } from "../../../operator/evaluation/metrics.ts";
 
 const rm = (v: number): RetrievalMetrics => ({ imageToTextRecallAt1: v, textToImageRecallAt1: v, meanRecallAt1: v });
 
 describe("slicesToScore", () => {
   const cases = [
-    { name: "first round: its slice and the next", packs: ["2016", "2017", "2018"], round: ["2016"], want: ["2016", "2017"] },
-    { name: "middle round: all seen plus the next", packs: ["2018", "2016", "2017", "2019"], round: ["2018"], want: ["2016", "2017", "2018", "2019"] },
+    {
+      name: "first round: its slice and the next",
+      packs: ["2016", "2017", "2018"],
+      round: ["2016"],
+      want: ["2016", "2017"],
+    },
+    {
+      name: "middle round: all seen plus the next",
+      packs: ["2018", "2016", "2017", "2019"],
+      round: ["2018"],
+      want: ["2016", "2017", "2018", "2019"],
+    },
     { name: "last round: no next slice yet", packs: ["2016", "2017"], round: ["2017"], want: ["2016", "2017"] },
-    { name: "a coalesced round (roundPolicy Latest)", packs: ["2016", "2017", "2018", "2019"], round: ["2017", "2016"], want: ["2016", "2017", "2018"] },
+    {
+      name: "a coalesced round (roundPolicy Latest)",
+      packs: ["2016", "2017", "2018", "2019"],
+      round: ["2017", "2016"],
+      want: ["2016", "2017", "2018"],
+    },
     { name: "slices without packs are skipped", packs: ["2016", "2019"], round: ["2017"], want: ["2016", "2019"] },
   ];
   for (const c of cases) test(c.name, () => assert.deepEqual(slicesToScore(c.packs, c.round), c.want));

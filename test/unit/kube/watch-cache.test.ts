@@ -32,7 +32,13 @@ test("a relist of one namespace replaces only that namespace's objects", () => {
   assert.equal(c.get("a", "x"), undefined);
   assert.equal(c.get("a", "y")?.rv, "5");
   assert.equal(c.get("b", "z")?.rv, "1");
-  assert.deepEqual(c.byIndex("u1").map((v) => v.name).sort(), ["y", "z"]);
+  assert.deepEqual(
+    c
+      .byIndex("u1")
+      .map((v) => v.name)
+      .sort(),
+    ["y", "z"],
+  );
 });
 
 test("a watch event older than our own write-through does not roll the object back", () => {
@@ -49,7 +55,10 @@ test("deleting an object removes it from its index", () => {
   const c = cache([undefined]);
   c.replace(undefined, [obj("a", "x", "1", "run-1"), obj("a", "y", "1", "run-1")]);
   c.apply({ type: "DELETED", object: obj("a", "x", "2", "run-1") });
-  assert.deepEqual(c.byIndex("run-1").map((v) => v.name), ["y"]);
+  assert.deepEqual(
+    c.byIndex("run-1").map((v) => v.name),
+    ["y"],
+  );
   c.apply({ type: "DELETED", object: obj("a", "y", "2", "run-1") });
   assert.deepEqual(c.byIndex("run-1"), []);
   assert.equal(c.size, 0);

@@ -17,8 +17,12 @@ test("a round that moves on leaves no series of its old phase behind", async () 
 
 test("conditions are one series each, labelled by their current reason", async () => {
   const cond = (type: string, status: string, reason: string) => ({ type, status, reason });
-  observeRunStatus("ns", "m", { conditions: [cond("Ready", "False", "S3Network"), cond("Stalled", "True", "S3Network")] });
-  observeRunStatus("ns", "m", { conditions: [cond("Ready", "True", "WaitingForData"), cond("Stalled", "False", "AsExpected")] });
+  observeRunStatus("ns", "m", {
+    conditions: [cond("Ready", "False", "S3Network"), cond("Stalled", "True", "S3Network")],
+  });
+  observeRunStatus("ns", "m", {
+    conditions: [cond("Ready", "True", "WaitingForData"), cond("Stalled", "False", "AsExpected")],
+  });
   assert.deepEqual((await series("ticclip_run_condition")).sort(), [
     'ticclip_run_condition{namespace="ns",run="m",condition="Ready",reason="WaitingForData"} 1',
     'ticclip_run_condition{namespace="ns",run="m",condition="Stalled",reason="AsExpected"} 0',
@@ -40,7 +44,9 @@ test("the latest evaluated round's metrics and the rejections since the last pro
   assert.deepEqual(await series("ticclip_latest_round_metric"), [
     'ticclip_latest_round_metric{namespace="ns",run="m",metric="retrieval.id.meanRecallAt1"} 0.1',
   ]);
-  assert.deepEqual(await series("ticclip_latest_evaluated_round"), ['ticclip_latest_evaluated_round{namespace="ns",run="m"} 2']);
+  assert.deepEqual(await series("ticclip_latest_evaluated_round"), [
+    'ticclip_latest_evaluated_round{namespace="ns",run="m"} 2',
+  ]);
   assert.deepEqual(await series("ticclip_rounds_rejected_since_promotion"), [
     'ticclip_rounds_rejected_since_promotion{namespace="ns",run="m"} 2',
   ]);

@@ -1,7 +1,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
-import { aliasUri, listVersions, pinAlias, promoteRound, readAlias, unpinAlias, type PromotionTarget } from "../../../operator/promotion/versions.ts";
+import {
+  aliasUri,
+  listVersions,
+  pinAlias,
+  promoteRound,
+  readAlias,
+  unpinAlias,
+  type PromotionTarget,
+} from "../../../operator/promotion/versions.ts";
 
 const target: PromotionTarget = { bucket: "models", prefix: "clip/b16/", alias: "production" };
 const run = { namespace: "ml", name: "b16", uid: "uid-1" };
@@ -10,7 +18,14 @@ const roundUri = (r: number) => `s3://runs/b16/rounds/${String(r).padStart(4, "0
 function storeWithRounds(n: number): MemoryObjectStore {
   const s = new MemoryObjectStore();
   for (let r = 0; r < n; r++) {
-    for (const f of ["image_encoder.onnx", "text_encoder.onnx", "model.json", "checkpoint.pt", "eval.json", "_SUCCESS"]) {
+    for (const f of [
+      "image_encoder.onnx",
+      "text_encoder.onnx",
+      "model.json",
+      "checkpoint.pt",
+      "eval.json",
+      "_SUCCESS",
+    ]) {
       void s.put(roundUri(r) + f, `round ${r} ${f}`);
     }
   }
@@ -18,7 +33,14 @@ function storeWithRounds(n: number): MemoryObjectStore {
 }
 
 const promote = (s: MemoryObjectStore, r: number, now = `2026-01-0${r + 1}T00:00:00Z`) =>
-  promoteRound(s, { target, run, round: r, roundUri: roundUri(r), metrics: { "retrieval.id.meanRecallAt1": 0.1 * (r + 1) }, now });
+  promoteRound(s, {
+    target,
+    run,
+    round: r,
+    roundUri: roundUri(r),
+    metrics: { "retrieval.id.meanRecallAt1": 0.1 * (r + 1) },
+    now,
+  });
 
 const text = (s: MemoryObjectStore, uri: string) => new TextDecoder().decode(s.objects.get(uri));
 
@@ -26,7 +48,10 @@ describe("promoteRound", () => {
   test("copies the round into v1, writes version.json and then the alias", async () => {
     const s = storeWithRounds(1);
     const writes: string[] = [];
-    s.failOn = (_op, uri) => (writes.push(uri), false);
+    s.failOn = (_op, uri) => {
+      writes.push(uri);
+      return false;
+    };
     const out = await promote(s, 0);
     assert.ok(out.ok);
     assert.equal(out.pointer.version, 1);
@@ -53,7 +78,14 @@ describe("promoteRound", () => {
     const s = storeWithRounds(3);
     for (const r of [0, 1, 2]) await promote(s, r);
     const { complete, incomplete } = await listVersions(s, target);
-    assert.deepEqual(complete.map((v) => [v.version, v.round]), [[1, 0], [2, 1], [3, 2]]);
+    assert.deepEqual(
+      complete.map((v) => [v.version, v.round]),
+      [
+        [1, 0],
+        [2, 1],
+        [3, 2],
+      ],
+    );
     assert.deepEqual(incomplete, []);
     const alias = await readAlias(s, target);
     assert.ok(alias && !("invalid" in alias));
@@ -65,7 +97,10 @@ describe("promoteRound", () => {
     const probe = storeWithRounds(2);
     await promote(probe, 0);
     let total = 0;
-    probe.failOn = () => (total++, false);
+    probe.failOn = () => {
+      total++;
+      return false;
+    };
     await promote(probe, 1);
     assert.ok(total >= 5);
     for (let k = 0; k < total; k++) {
@@ -82,7 +117,11 @@ describe("promoteRound", () => {
       const out = await promote(s, 1);
       assert.ok(out.ok, `crash at write ${k}`);
       const { complete, incomplete } = await listVersions(s, target);
-      assert.deepEqual(complete.map((v) => v.version), [1, 2], `crash at write ${k}`);
+      assert.deepEqual(
+        complete.map((v) => v.version),
+        [1, 2],
+        `crash at write ${k}`,
+      );
       assert.deepEqual(incomplete, []);
       assert.equal(out.pointer.version, 2);
       assert.equal(text(s, "s3://models/clip/b16/v2/model.json"), "round 1 model.json");
@@ -94,14 +133,26 @@ describe("promoteRound", () => {
     await s.put(roundUri(0) + "model.json", "{}");
     const out = await promote(s, 0);
     assert.equal(out.ok, false);
-    assert.ok(!out.ok && out.reason === "RoundArtifactsMissing" && /image_encoder\.onnx, text_encoder\.onnx, checkpoint\.pt/.test(out.message));
+    assert.ok(
+      !out.ok &&
+        out.reason === "RoundArtifactsMissing" &&
+        /image_encoder\.onnx, text_encoder\.onnx, checkpoint\.pt/.test(out.message),
+    );
     assert.equal((await listVersions(s, target)).complete.length, 0);
   });
 
   test("with moveAlias false (pinned) makes the version but leaves the alias", async () => {
     const s = storeWithRounds(2);
     await promote(s, 0);
-    const out = await promoteRound(s, { target, run, round: 1, roundUri: roundUri(1), metrics: {}, now: "t", moveAlias: false });
+    const out = await promoteRound(s, {
+      target,
+      run,
+      round: 1,
+      roundUri: roundUri(1),
+      metrics: {},
+      now: "t",
+      moveAlias: false,
+    });
     assert.ok(out.ok);
     assert.equal(out.version.version, 2);
     assert.equal(out.pointer.version, 1);
@@ -148,13 +199,23 @@ describe("listVersions with a cache", () => {
     for (const r of [0, 1, 2]) await promote(s, r);
     const gets: string[] = [];
     const get = s.get.bind(s);
-    s.get = async (uri: string) => (gets.push(uri), get(uri));
+    s.get = async (uri: string) => {
+      gets.push(uri);
+      return get(uri);
+    };
     const cache = new Map();
     assert.equal((await listVersions(s, target, cache)).complete.length, 3);
     assert.equal(gets.length, 3);
-    assert.deepEqual((await listVersions(s, target, cache)).complete.map((v) => v.version), [1, 2, 3]);
+    assert.deepEqual(
+      (await listVersions(s, target, cache)).complete.map((v) => v.version),
+      [1, 2, 3],
+    );
     assert.equal(gets.length, 3, "no version.json read again");
     await s.put("s3://models/clip/b16/v2/version.json", "{}");
-    assert.deepEqual((await listVersions(s, target, cache)).complete.map((v) => v.version), [1, 3], "a changed (now invalid) one is read again");
+    assert.deepEqual(
+      (await listVersions(s, target, cache)).complete.map((v) => v.version),
+      [1, 3],
+      "a changed (now invalid) one is read again",
+    );
   });
 });

@@ -7,10 +7,18 @@ import { trainJobName } from "../../../operator/kube/objects.ts";
 const RUN = { name: "demo", namespace: "ns", uid: "uid-1", generation: 3 };
 const spec = (trainer: Record<string, unknown> = {}, s3: Record<string, unknown> = {}) =>
   continualClipRunSpec.parse({
-    source: { s3: { bucket: "data", endpoint: "http://minio:9000", credentialsSecretRef: { name: "s3-creds" }, ...s3 } },
+    source: {
+      s3: { bucket: "data", endpoint: "http://minio:9000", credentialsSecretRef: { name: "s3-creds" }, ...s3 },
+    },
     model: { architecture: "ViT-B-16" },
     strategy: { samplesPerRound: 1000 },
-    trainer: { image: "trainer:1", gpusPerNode: 8, queueName: "gpu-queue", resources: { requests: { cpu: "32", memory: "256Gi" } }, ...trainer },
+    trainer: {
+      image: "trainer:1",
+      gpusPerNode: 8,
+      queueName: "gpu-queue",
+      resources: { requests: { cpu: "32", memory: "256Gi" } },
+      ...trainer,
+    },
     artifacts: { s3: { bucket: "runs" } },
   });
 
@@ -30,14 +38,37 @@ test("a single-node Job: GPUs, retries, Kueue label, owner, security, credential
   assert.equal(job.metadata.name, "demo-r0005-train");
   assert.equal(job.metadata.labels["kueue.x-k8s.io/queue-name"], "gpu-queue");
   assert.equal(job.spec.suspend, undefined, "never touches spec.suspend (Kueue owns it)");
-  assert.deepEqual(job.metadata.ownerReferences, [{ apiVersion: "ticclip.dev/v1alpha1", kind: "ContinualClipRun", name: "demo", uid: "uid-1", controller: true, blockOwnerDeletion: true }]);
+  assert.deepEqual(job.metadata.ownerReferences, [
+    {
+      apiVersion: "ticclip.dev/v1alpha1",
+      kind: "ContinualClipRun",
+      name: "demo",
+      uid: "uid-1",
+      controller: true,
+      blockOwnerDeletion: true,
+    },
+  ]);
   assert.equal(job.spec.backoffLimit, 2);
-  assert.deepEqual(job.spec.podFailurePolicy.rules[0].onExitCodes, { containerName: "trainer", operator: "In", values: [2] });
+  assert.deepEqual(job.spec.podFailurePolicy.rules[0].onExitCodes, {
+    containerName: "trainer",
+    operator: "In",
+    values: [2],
+  });
   assert.equal(job.spec.podFailurePolicy.rules[0].action, "FailJob");
-  assert.deepEqual(job.spec.podFailurePolicy.rules[1], { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] });
+  assert.deepEqual(job.spec.podFailurePolicy.rules[1], {
+    action: "Ignore",
+    onPodConditions: [{ type: "DisruptionTarget", status: "True" }],
+  });
   assert.equal(c.resources.limits["nvidia.com/gpu"], 8);
   assert.equal(c.resources.requests.memory, "256Gi");
-  assert.deepEqual(c.command, ["python", "-m", "ticclip_trainer", "train", "--plan", "s3://runs/rounds/0005/plan.json"]);
+  assert.deepEqual(c.command, [
+    "python",
+    "-m",
+    "ticclip_trainer",
+    "train",
+    "--plan",
+    "s3://runs/rounds/0005/plan.json",
+  ]);
   const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
   assert.equal(env.S3_ENDPOINT, "http://minio:9000");
   assert.deepEqual(env.AWS_SECRET_ACCESS_KEY, { secretKeyRef: { name: "s3-creds", key: "AWS_SECRET_ACCESS_KEY" } });
@@ -49,7 +80,11 @@ test("a single-node Job: GPUs, retries, Kueue label, owner, security, credential
   assert.equal(pod.restartPolicy, "Never");
   assert.equal(pod.terminationGracePeriodSeconds, 300, "time to save a B/16 checkpoint with optimizer state");
   assert.equal(pod.securityContext.runAsNonRoot, true);
-  assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+  assert.deepEqual(c.securityContext, {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  });
   assert.deepEqual(pod.volumes[0], { name: "dshm", emptyDir: { medium: "Memory" } });
   assert.equal(job.spec.completionMode, undefined);
   assert.equal(buildRendezvousService({ run: RUN, spec: spec(), round: 5 }), undefined);
@@ -64,18 +99,30 @@ test("several nodes: an Indexed Job with a headless Service and torchrun rendezv
   assert.equal(job.spec.parallelism, 4);
   assert.equal(job.spec.template.spec.subdomain, svc.metadata.name);
   assert.equal(svc.spec.clusterIP, "None");
-  const env = Object.fromEntries(job.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+  const env = Object.fromEntries(
+    job.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]),
+  );
   assert.equal(env.MASTER_ADDR, `demo-r0001-train-0.${svc.metadata.name}`);
   assert.equal(env.NNODES, "4");
   assert.equal(env.NPROC_PER_NODE, "8");
-  assert.deepEqual(env.NODE_RANK, { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } });
+  assert.deepEqual(env.NODE_RANK, {
+    fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" },
+  });
 });
 
 test("CPU-only trainer asks for no GPUs; no Secret means the default AWS chain", () => {
-  const job = buildTrainJob({ run: RUN, spec: spec({ gpusPerNode: 0 }, { credentialsSecretRef: undefined }), round: 0, planUri: "s3://r/p.json" });
+  const job = buildTrainJob({
+    run: RUN,
+    spec: spec({ gpusPerNode: 0 }, { credentialsSecretRef: undefined }),
+    round: 0,
+    planUri: "s3://r/p.json",
+  });
   const c = job.spec.template.spec.containers[0];
   assert.equal(c.resources.limits, undefined);
-  assert.equal(c.env.some((e: any) => e.name === "AWS_ACCESS_KEY_ID"), false);
+  assert.equal(
+    c.env.some((e: any) => e.name === "AWS_ACCESS_KEY_ID"),
+    false,
+  );
 });
 
 test("a multi-node run named with a dot and a leading digit gets a Job and a Service the API server accepts", () => {
@@ -97,6 +144,11 @@ test("trainer pods mount no service-account token unless the spec names a servic
   const plain = buildTrainJob({ run: RUN, spec: spec(), round: 0, planUri: "s3://r/p.json" }).spec.template.spec;
   assert.equal(plain.automountServiceAccountToken, false);
   assert.equal(plain.serviceAccountName, undefined);
-  const named = buildTrainJob({ run: RUN, spec: spec({ serviceAccountName: "trainer" }), round: 0, planUri: "s3://r/p.json" }).spec.template.spec;
+  const named = buildTrainJob({
+    run: RUN,
+    spec: spec({ serviceAccountName: "trainer" }),
+    round: 0,
+    planUri: "s3://r/p.json",
+  }).spec.template.spec;
   assert.deepEqual([named.serviceAccountName, named.automountServiceAccountToken], ["trainer", true]);
 });

@@ -1,4 +1,5 @@
 """Command line: `python -m ticclip_trainer {train,synth,make-slice} ...`; main(argv) returns the exit code."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-samples", type=int, default=500, help="held-out samples per slice (eval/)")
     s.add_argument("--shard-size", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--eval-pack-architecture", default="ticclip-tiny",
-                   help="also write each held-out split as a retrieval eval pack for this model ('' for none)")
+    s.add_argument(
+        "--eval-pack-architecture",
+        default="ticclip-tiny",
+        help="also write each held-out split as a retrieval eval pack for this model ('' for none)",
+    )
     m = sub.add_parser("make-slice", help="image+caption pairs -> WebDataset slice with manifest.json and _SUCCESS")
     m.add_argument("--input", required=True, help="folder of <stem>.<jpg|png|webp> + <stem>.txt, or a .csv/.parquet")
     m.add_argument("--image-column", default="image")
@@ -38,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="slice prefix: s3://bucket/prefix/<sliceId>/ or a local folder")
     m.add_argument("--slice-id", required=True)
     m.add_argument("--shard-size", type=int, default=1000)
-    m.add_argument("--eval-fraction", type=float, default=0.0,
-                   help="fraction of the pairs (every 1/f-th) held out as the eval/ pack")
+    m.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=0.0,
+        help="fraction of the pairs (every 1/f-th) held out as the eval/ pack",
+    )
     return p
 
 
@@ -56,10 +64,19 @@ def _distributed_launch(argv: list[str]) -> int | None:
     nnodes, nproc = int(os.environ.get("NNODES", "1")), int(os.environ.get("NPROC_PER_NODE", "1"))
     if (nnodes == 1 and nproc == 1) or "LOCAL_RANK" in os.environ:
         return None
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc_per_node={nproc}",
-           f"--node_rank={os.environ.get('NODE_RANK', '0')}",
-           f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
-           f"--master_port={os.environ.get('MASTER_PORT', '29500')}", "-m", "ticclip_trainer", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--nproc_per_node={nproc}",
+        f"--node_rank={os.environ.get('NODE_RANK', '0')}",
+        f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
+        f"--master_port={os.environ.get('MASTER_PORT', '29500')}",
+        "-m",
+        "ticclip_trainer",
+        *argv,
+    ]
     with tempfile.TemporaryDirectory(prefix="ticclip-exit-") as markers:
         log.info("launching %s", " ".join(cmd))
         proc = subprocess.Popen(cmd, env={**os.environ, EXIT_DIR_ENV: markers})
@@ -111,25 +128,39 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "train":
             from . import plan as plan_mod
+
             plan = plan_mod.load(args.plan)  # validate before launching workers
             rc = _distributed_launch(argv)
             if rc is not None:
                 return rc
             _marker(".pid", os.getpid())
             from .train import run_round
+
             return run_round(plan)
         if args.cmd == "synth":
             from . import synth
-            ms = synth.write(args.out, [s for s in args.slices.split(",") if s], args.samples, args.eval_samples,
-                             args.shard_size, args.seed, eval_pack_architecture=args.eval_pack_architecture or None)
+
+            ms = synth.write(
+                args.out,
+                [s for s in args.slices.split(",") if s],
+                args.samples,
+                args.eval_samples,
+                args.shard_size,
+                args.seed,
+                eval_pack_architecture=args.eval_pack_architecture or None,
+            )
             for m in ms:
                 print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards")
             return 0
         if args.cmd == "make-slice":
             from . import slices
+
             src = args.input
-            rows = slices.read_table(src, args.image_column, args.caption_column) if os.path.isfile(src) \
+            rows = (
+                slices.read_table(src, args.image_column, args.caption_column)
+                if os.path.isfile(src)
                 else slices.read_folder(src)
+            )
             train, ev = rows, None
             if args.eval_fraction > 0:
                 every = max(2, round(1 / args.eval_fraction))

@@ -19,14 +19,15 @@ the window consumed): a few integers per stream, saved in the intra-round checkp
 reopens each slot at its byte offset (Range GET) and rebuilds the current window, so a resumed round
 sees exactly the samples the uninterrupted round would have seen.
 """
+
 from __future__ import annotations
 
 import hashlib
 import random
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ def shards_from_plan(plan: dict) -> tuple[list[str], list[Shard], list[float]]:
 
 
 # ---- tar: WebDataset samples with byte offsets ----
+
 
 def _octal(field: bytes) -> int:
     if field[:1] and field[0] & 0x80:  # GNU base-256 for sizes >= 8 GiB
@@ -160,8 +162,9 @@ class TarSamples:
 def sample_fields(parts: dict, key: str, uri: str, field: str) -> tuple[bytes, str]:
     img = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
     if img is None or "txt" not in parts:
-        raise PermanentError(f"corrupt shard {uri}: sample {key!r} lacks an image or a .txt caption "
-                             f"(has {sorted(parts)})", field)
+        raise PermanentError(
+            f"corrupt shard {uri}: sample {key!r} lacks an image or a .txt caption (has {sorted(parts)})", field
+        )
     try:
         return img, parts["txt"].decode("utf-8").strip()
     except UnicodeDecodeError as e:
@@ -184,6 +187,7 @@ def iter_tar(stream, uri: str, field: str) -> Iterator[tuple[str, bytes, str]]:
 
 # ---- streams ----
 
+
 @dataclass(frozen=True)
 class StreamState:
     window: int  # index of the window in progress
@@ -192,21 +196,26 @@ class StreamState:
     offset: int = 0  # samples of the window already consumed
 
     def to_json(self) -> dict:
-        return {"window": self.window, "slots": [list(s) for s in self.slots], "nextDraw": self.next_draw,
-                "offset": self.offset}
+        return {
+            "window": self.window,
+            "slots": [list(s) for s in self.slots],
+            "nextDraw": self.next_draw,
+            "offset": self.offset,
+        }
 
     @staticmethod
-    def from_json(d: dict) -> "StreamState":
+    def from_json(d: dict) -> StreamState:
         return StreamState(d["window"], tuple(tuple(s) for s in d["slots"]), d["nextDraw"], d["offset"])
 
     @staticmethod
-    def initial(open_shards: int) -> "StreamState":
+    def initial(open_shards: int) -> StreamState:
         return StreamState(0, tuple((k, 0, 0) for k in range(open_shards)), open_shards)
 
 
 @dataclass(frozen=True)
 class StreamConfig:
     """What defines the streams (besides the plan): saved in the intra-round checkpoint and reused."""
+
     streams: int
     open_shards: int
     shuffle_window: int
@@ -215,7 +224,7 @@ class StreamConfig:
         return {"streams": self.streams, "openShards": self.open_shards, "shuffleWindow": self.shuffle_window}
 
     @staticmethod
-    def from_json(d: dict) -> "StreamConfig":
+    def from_json(d: dict) -> StreamConfig:
         return StreamConfig(d["streams"], d["openShards"], d["shuffleWindow"])
 
 
@@ -261,8 +270,18 @@ class _ShardOpener:
 class SampleStream:
     """One (seed, rank, stream) sample stream: infinite, deterministic, resumable (see module doc)."""
 
-    def __init__(self, s3: S3, shards: list[Shard], weights: list[float], seed: int, rank: int, stream: int,
-                 cfg: StreamConfig, prefetch: int = 2, retries: int = 8):
+    def __init__(
+        self,
+        s3: S3,
+        shards: list[Shard],
+        weights: list[float],
+        seed: int,
+        rank: int,
+        stream: int,
+        cfg: StreamConfig,
+        prefetch: int = 2,
+        retries: int = 8,
+    ):
         self.s3, self.shards, self.weights, self.cfg = s3, shards, weights, cfg
         self.seed, self.rank, self.stream = seed, rank, stream
         self.prefetch, self.retries = prefetch, retries
@@ -294,8 +313,12 @@ class SampleStream:
                     if readers[s] is None:
                         readers[s] = TarSamples(opener.open(draw, byte, next_draw), sh.uri, sh.field, byte)
                         if readers[s].exhausted:
-                            raise PermanentError(f"corrupt shard {sh.uri}: no samples" if byte == 0 else
-                                                 f"shard {sh.uri} ends before byte {byte}", sh.field)
+                            raise PermanentError(
+                                f"corrupt shard {sh.uri}: no samples"
+                                if byte == 0
+                                else f"shard {sh.uri} ends before byte {byte}",
+                                sh.field,
+                            )
                     r = readers[s]
                     key, parts = r.next()
                     img, txt = sample_fields(parts, key, sh.uri, sh.field)
@@ -321,6 +344,7 @@ class SampleStream:
 
 # ---- batches for one rank, built in loader workers ----
 
+
 class RoundBatches(IterableDataset):
     """The rank's remaining steps as ready batches: uint8 NHWC images, int64 tokens, per-source
     counts, the stream position after the batch and a digest of the sample ids.
@@ -330,9 +354,22 @@ class RoundBatches(IterableDataset):
     steps arrive in order (train.py checks). Without workers, one process serves every stream.
     """
 
-    def __init__(self, s3_settings: S3Settings, shards: list[Shard], weights: list[float], n_sources: int,
-                 prep: Preprocessing, seed: int, rank: int, sizes: list[int], start_step: int,
-                 states: list[StreamState], cfg: StreamConfig, prefetch: int = 2, retries: int = 8):
+    def __init__(
+        self,
+        s3_settings: S3Settings,
+        shards: list[Shard],
+        weights: list[float],
+        n_sources: int,
+        prep: Preprocessing,
+        seed: int,
+        rank: int,
+        sizes: list[int],
+        start_step: int,
+        states: list[StreamState],
+        cfg: StreamConfig,
+        prefetch: int = 2,
+        retries: int = 8,
+    ):
         super().__init__()
         self.s3_settings, self.shards, self.weights, self.n_sources = s3_settings, shards, weights, n_sources
         self.prep, self.seed, self.rank, self.sizes, self.start_step = prep, seed, rank, sizes, start_step
@@ -351,8 +388,9 @@ class RoundBatches(IterableDataset):
             for step in range(first, len(self.sizes), stride):
                 sid = step % n
                 if sid not in iters:
-                    stream = SampleStream(s3, self.shards, self.weights, self.seed, self.rank, sid, self.cfg,
-                                          self.prefetch, self.retries)
+                    stream = SampleStream(
+                        s3, self.shards, self.weights, self.seed, self.rank, sid, self.cfg, self.prefetch, self.retries
+                    )
                     iters[sid] = stream.samples(self.states[sid])
                 yield self._batch(step, sid, iters[sid])
         except TrainerError as e:  # forwarded as a value: the DataLoader would re-raise it as text
@@ -378,14 +416,27 @@ class RoundBatches(IterableDataset):
             captions.append(txt)
             counts[src] += 1
             h.update(sample_id.encode() + b"\n")
-        return {"step": step, "stream": sid, "images": torch.from_numpy(images),
-                "tokens": torch.from_numpy(self.prep.tokenize(captions)), "counts": counts,
-                "state": pos.to_json(), "digest": h.hexdigest(), "decodeSeconds": time.perf_counter() - t0}
+        return {
+            "step": step,
+            "stream": sid,
+            "images": torch.from_numpy(images),
+            "tokens": torch.from_numpy(self.prep.tokenize(captions)),
+            "counts": counts,
+            "state": pos.to_json(),
+            "digest": h.hexdigest(),
+            "decodeSeconds": time.perf_counter() - t0,
+        }
 
 
 def make_loader(batches: RoundBatches, workers: int, pin_memory: bool) -> DataLoader:
     """`workers` is 0 (decode in this process) or the number of streams. Two batches in flight per
     worker: a worker needs `workers` steps to build one, so two cover its jitter, and each costs
     /dev/shm (38 MB at ViT-B's 224 px x 256)."""
-    return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      prefetch_factor=2 if workers else None, persistent_workers=False)
+    return DataLoader(
+        batches,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+    )

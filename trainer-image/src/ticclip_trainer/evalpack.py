@@ -13,6 +13,7 @@ and class prompts are tokenised with the trainer's tokenizer and stored as int32
         --architecture ViT-B-16 [--templates templates.txt]
         <input>/<class name>/*.jpg|png|webp -> zero-shot pack
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import json
 import os
 import sys
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image
@@ -66,18 +67,30 @@ def _tensor(dest: Dest, stem: str, ext: str, arr: np.ndarray, shard_rows: int | 
     rows = shard_rows or max(1, arr.shape[0])
     shards = []
     for i, start in enumerate(range(0, arr.shape[0], rows)):
-        data = arr[start:start + rows].astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        data = arr[start : start + rows].astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         name = f"{stem}-{i:05d}.{ext}" if shard_rows else f"{stem}.{ext}"
         dest.put(name, data)
-        shards.append({"file": name, "rows": int(min(rows, arr.shape[0] - start)), "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest()})
+        shards.append(
+            {
+                "file": name,
+                "rows": int(min(rows, arr.shape[0] - start)),
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
     return {"dtype": dtype, "shape": [int(d) for d in arr.shape], "shards": shards}
 
 
 def _header(kind: str, name: str, prep: Preprocessing, source: str) -> dict:
-    return {"format": FORMAT, "formatVersion": FORMAT_VERSION, "kind": kind, "name": name,
-            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
-            "preprocessing": prep.to_json()}
+    return {
+        "format": FORMAT,
+        "formatVersion": FORMAT_VERSION,
+        "kind": kind,
+        "name": name,
+        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source,
+        "preprocessing": prep.to_json(),
+    }
 
 
 def _images(prep: Preprocessing, blobs: Iterable[bytes]) -> np.ndarray:
@@ -88,9 +101,16 @@ def _images(prep: Preprocessing, blobs: Iterable[bytes]) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 3, prep.image_size, prep.image_size), np.uint8)
 
 
-def write_retrieval_pack(out: str, name: str, prep: Preprocessing, pairs: Iterable[tuple[bytes, str]],
-                         slice_id: str | None = None, source: str = "", s3=None,
-                         shard_rows: int = IMAGE_SHARD_ROWS) -> dict:
+def write_retrieval_pack(
+    out: str,
+    name: str,
+    prep: Preprocessing,
+    pairs: Iterable[tuple[bytes, str]],
+    slice_id: str | None = None,
+    source: str = "",
+    s3=None,
+    shard_rows: int = IMAGE_SHARD_ROWS,
+) -> dict:
     """(image bytes, caption) pairs -> retrieval pack in `out` (local folder or s3://); returns pack.json."""
     pairs = list(pairs)
     if not pairs:
@@ -108,9 +128,17 @@ def write_retrieval_pack(out: str, name: str, prep: Preprocessing, pairs: Iterab
     return manifest
 
 
-def write_zeroshot_pack(out: str, name: str, prep: Preprocessing, samples: Iterable[tuple[bytes, int]],
-                        class_names: list[str], templates: list[str], source: str = "", s3=None,
-                        shard_rows: int = IMAGE_SHARD_ROWS) -> dict:
+def write_zeroshot_pack(
+    out: str,
+    name: str,
+    prep: Preprocessing,
+    samples: Iterable[tuple[bytes, int]],
+    class_names: list[str],
+    templates: list[str],
+    source: str = "",
+    s3=None,
+    shard_rows: int = IMAGE_SHARD_ROWS,
+) -> dict:
     """(image bytes, class index) samples -> zero-shot pack; prompts are class-major."""
     samples = list(samples)
     if not samples:
@@ -137,6 +165,7 @@ def write_zeroshot_pack(out: str, name: str, prep: Preprocessing, samples: Itera
 def _read(location: str, rel: str, s3=None) -> bytes:
     if location.startswith("s3://"):
         from .s3io import S3, S3Settings
+
         return (s3 or S3(S3Settings.from_env())).get_bytes(location.rstrip("/") + "/" + rel)
     with open(os.path.join(location, rel), "rb") as f:
         return f.read()
@@ -188,7 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="kind", required=True)
     r = sub.add_parser("retrieval", help="a slice's held-out split -> retrieval pack")
     r.add_argument("--slice", required=True, help="slice folder (s3://... or local) with eval/manifest.json")
-    r.add_argument("--out", help="pack folder; default <slice>/eval/ (where the slice manifest's eval.retrieval points)")
+    r.add_argument(
+        "--out", help="pack folder; default <slice>/eval/ (where the slice manifest's eval.retrieval points)"
+    )
     r.add_argument("--architecture", required=True, help="model whose preprocessing and tokenizer to use")
     z = sub.add_parser("zeroshot", help="labelled image folder <input>/<class>/*.jpg -> zero-shot pack")
     z.add_argument("--input", required=True)

@@ -1,4 +1,5 @@
 """ONNX export of the two encoders (L2-normalised outputs, dynamic batch) and a parity check."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,15 @@ from .preprocess import Preprocessing
 
 OPSET = 17
 PARITY_BATCHES = (1, 2, 7)
-PARITY_TEXTS = ["a photo", "a red circle on the left", "two blue striped squares in the top right corner",
-                "x", "a green star", "", "a very long caption " * 6]
+PARITY_TEXTS = [
+    "a photo",
+    "a red circle on the left",
+    "two blue striped squares in the top right corner",
+    "x",
+    "a green star",
+    "",
+    "a very long caption " * 6,
+]
 
 
 class ImageEncoder(torch.nn.Module):
@@ -41,28 +49,57 @@ def export_onnx(model, prep: Preprocessing, outdir: str) -> dict:
     torch.backends.mha.set_fastpath_enabled(False)  # the fused MHA kernel does not export
     try:
         with torch.no_grad():
-            torch.onnx.export(ImageEncoder(model), (torch.randn(2, 3, size, size),),
-                              os.path.join(outdir, "image_encoder.onnx"), input_names=["image"],
-                              output_names=["embedding"], dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
-                              opset_version=OPSET, dynamo=False)
-            torch.onnx.export(TextEncoder(model), (torch.from_numpy(prep.tokenize(["a photo", "a cat"])),),
-                              os.path.join(outdir, "text_encoder.onnx"), input_names=["text"],
-                              output_names=["embedding"], dynamic_axes={"text": {0: "batch"}, "embedding": {0: "batch"}},
-                              opset_version=OPSET, dynamo=False)
+            torch.onnx.export(
+                ImageEncoder(model),
+                (torch.randn(2, 3, size, size),),
+                os.path.join(outdir, "image_encoder.onnx"),
+                input_names=["image"],
+                output_names=["embedding"],
+                dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+            torch.onnx.export(
+                TextEncoder(model),
+                (torch.from_numpy(prep.tokenize(["a photo", "a cat"])),),
+                os.path.join(outdir, "text_encoder.onnx"),
+                input_names=["text"],
+                output_names=["embedding"],
+                dynamic_axes={"text": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
     finally:
         torch.backends.mha.set_fastpath_enabled(prev)
-    embed_dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") and \
-        isinstance(model.text_projection, torch.Tensor) else int(model.encode_text(torch.from_numpy(prep.tokenize(["a"]))).shape[-1])
+    embed_dim = (
+        int(model.text_projection.shape[1])
+        if hasattr(model, "text_projection") and isinstance(model.text_projection, torch.Tensor)
+        else int(model.encode_text(torch.from_numpy(prep.tokenize(["a"]))).shape[-1])
+    )
     return {
         "embeddingDim": embed_dim,
         "onnx": {
             "opset": OPSET,
-            "image": {"file": "image_encoder.onnx", "input": {"name": "image", "dtype": "float32",
-                      "shape": ["batch", 3, size, size]}, "output": {"name": "embedding", "dtype": "float32",
-                      "shape": ["batch", embed_dim], "l2Normalized": True}},
-            "text": {"file": "text_encoder.onnx", "input": {"name": "text", "dtype": "int64",
-                     "shape": ["batch", prep.context_length]}, "output": {"name": "embedding", "dtype": "float32",
-                     "shape": ["batch", embed_dim], "l2Normalized": True}},
+            "image": {
+                "file": "image_encoder.onnx",
+                "input": {"name": "image", "dtype": "float32", "shape": ["batch", 3, size, size]},
+                "output": {
+                    "name": "embedding",
+                    "dtype": "float32",
+                    "shape": ["batch", embed_dim],
+                    "l2Normalized": True,
+                },
+            },
+            "text": {
+                "file": "text_encoder.onnx",
+                "input": {"name": "text", "dtype": "int64", "shape": ["batch", prep.context_length]},
+                "output": {
+                    "name": "embedding",
+                    "dtype": "float32",
+                    "shape": ["batch", embed_dim],
+                    "l2Normalized": True,
+                },
+            },
         },
     }
 
@@ -74,6 +111,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def parity(model, prep: Preprocessing, outdir: str) -> dict:
     """Min cosine between onnxruntime and PyTorch embeddings, per encoder and batch size."""
     import onnxruntime as ort
+
     model = model.to("cpu").eval()
     so = ort.SessionOptions()
     so.log_severity_level = 3

@@ -3,6 +3,7 @@
 Its own module so that slices.py (which writes eval packs) and evalpack.py (which writes through it)
 import it without importing each other.
 """
+
 from __future__ import annotations
 
 import os

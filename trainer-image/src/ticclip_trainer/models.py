@@ -3,6 +3,7 @@
 `ticclip-tiny` (model_configs/ticclip-tiny.json) is a ~3.5M parameter CLIP, most of it the
 49408-token embedding, that trains on CPU in seconds; the tests and the CPU benchmark use it.
 """
+
 from __future__ import annotations
 
 from importlib import resources

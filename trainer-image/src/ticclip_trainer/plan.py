@@ -1,4 +1,5 @@
 """RoundPlan loading and validation against the JSON Schema generated from the operator's zod schema."""
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ def validate(plan: object) -> dict:
     if not plan["output"]["uri"].endswith("/"):
         raise PermanentError("must end with '/'", "output.uri")
     from .models import known_architecture  # late import: torch is heavy
+
     if not known_architecture(plan["model"]["architecture"]):
         raise PermanentError(f"unknown architecture {plan['model']['architecture']!r}", "model.architecture")
     return plan

@@ -4,6 +4,7 @@ Must match the evaluator (onnxruntime-node): shortest-side bicubic resize, centr
 mean/std; CLIP BPE tokens, sot first, eot the highest id (text pooling finds it by argmax), zero
 padded to the model's context length.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,9 @@ class Preprocessing:
     jpeg_draft: bool = True  # training decode only (image_bytes_to_uint8); the benchmark turns it off
 
     @staticmethod
-    def for_model(architecture: str) -> "Preprocessing":
+    def for_model(architecture: str) -> Preprocessing:
         from .models import model_config
+
         cfg = model_config(architecture)
         size = cfg["vision_cfg"]["image_size"]
         size = size[0] if isinstance(size, (list, tuple)) else size
@@ -79,8 +81,14 @@ class Preprocessing:
             "resize": {"mode": "shortest", "interpolation": "bicubic", "crop": "center"},
             "mean": list(self.mean),
             "std": list(self.std),
-            "tokenizer": {"name": self.tokenizer, "contextLength": self.context_length,
-                          "sotTokenId": 49406, "eotTokenId": 49407, "padTokenId": 0, "vocabSize": 49408},
+            "tokenizer": {
+                "name": self.tokenizer,
+                "contextLength": self.context_length,
+                "sotTokenId": 49406,
+                "eotTokenId": 49407,
+                "padTokenId": 0,
+                "vocabSize": 49408,
+            },
         }
 
 
@@ -90,5 +98,6 @@ _TOKENIZERS: dict = {}
 def _tokenizer(context_length: int):
     if context_length not in _TOKENIZERS:
         from open_clip.tokenizer import SimpleTokenizer
+
         _TOKENIZERS[context_length] = SimpleTokenizer(context_length=context_length)
     return _TOKENIZERS[context_length]

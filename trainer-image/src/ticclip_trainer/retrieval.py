@@ -4,6 +4,7 @@ A small in-trainer check (tests, the synth drift claim); the project's evaluator
 encoders separately. Retrieval counts a hit when the retrieved item's caption equals the query's
 caption, since synthetic captions repeat.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ Credentials come from the environment / default chain, never from the plan. Erro
 a missing key is a PermanentError (the plan points at data that does not exist), anything that
 looks like the network or the server is a TransientError.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,7 +32,7 @@ TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunks
 def parse_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://"):
         raise ValueError(f"not an s3:// uri: {uri}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
@@ -45,13 +46,14 @@ class S3Settings:
     endpoint: str | None
 
     @staticmethod
-    def from_plan(plan: dict) -> "S3Settings":
+    def from_plan(plan: dict) -> S3Settings:
         return S3Settings(region=plan["s3"]["region"], endpoint=plan["s3"]["endpoint"])
 
     @staticmethod
-    def from_env() -> "S3Settings":
-        return S3Settings(region=os.environ.get("AWS_REGION", "us-east-1"),
-                          endpoint=os.environ.get("S3_ENDPOINT") or None)
+    def from_env() -> S3Settings:
+        return S3Settings(
+            region=os.environ.get("AWS_REGION", "us-east-1"), endpoint=os.environ.get("S3_ENDPOINT") or None
+        )
 
 
 def _no_expect_on_empty_body(request, **_) -> None:
@@ -109,8 +111,9 @@ class S3:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as e:
             raise self._wrap(uri, e, field) from e
 
-    def open_stream(self, uri: str, field: str | None = None, start: int = 0, retries: int = 8,
-                    buffer_size: int = 1 << 20) -> io.BufferedReader:
+    def open_stream(
+        self, uri: str, field: str | None = None, start: int = 0, retries: int = 8, buffer_size: int = 1 << 20
+    ) -> io.BufferedReader:
         """A buffered reader from byte `start` that survives broken connections (see RangeReader)."""
         return io.BufferedReader(RangeReader(self, uri, field, start, retries), buffer_size=buffer_size)
 
@@ -125,8 +128,12 @@ class S3:
         bucket, key = parse_uri(uri)
         try:
             self.client.upload_file(path, bucket, key, Config=TRANSFER)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
-                boto3.exceptions.S3UploadFailedError, OSError) as e:
+        except (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            boto3.exceptions.S3UploadFailedError,
+            OSError,
+        ) as e:
             raise self._wrap(uri, e) from e
 
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -156,9 +163,14 @@ class S3:
 
 # What a body read raises when the connection breaks mid-object: botocore wraps urllib3's errors in
 # ResponseStreamingError, a short body is IncompleteReadError, and raw socket errors are OSError.
-_STREAM_ERRORS = (botocore.exceptions.ResponseStreamingError, botocore.exceptions.IncompleteReadError,
-                  botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionError,
-                  urllib3.exceptions.HTTPError, OSError)
+_STREAM_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionError,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
 
 
 class RangeReader(io.RawIOBase):
@@ -192,8 +204,11 @@ class RangeReader(io.RawIOBase):
                 self._eof = True
                 return
             if code == "PreconditionFailed":
-                raise PermanentError(f"{self.uri} changed while it was being read (ETag no longer "
-                                     f"{self.etag}); slices must not change after _SUCCESS", self.field) from e
+                raise PermanentError(
+                    f"{self.uri} changed while it was being read (ETag no longer "
+                    f"{self.etag}); slices must not change after _SUCCESS",
+                    self.field,
+                ) from e
             raise self.s3._wrap(self.uri, e, self.field) from e
         self.etag = self.etag or resp.get("ETag")
         self.body = resp["Body"]
@@ -219,11 +234,14 @@ class RangeReader(io.RawIOBase):
                 self._close_body()
                 failures += 1
                 if failures > self.retries:
-                    raise TransientError(f"{self.uri}: stream broke at byte {self.pos} and could not be "
-                                         f"reopened after {self.retries} attempts: {e}") from e
+                    raise TransientError(
+                        f"{self.uri}: stream broke at byte {self.pos} and could not be "
+                        f"reopened after {self.retries} attempts: {e}"
+                    ) from e
                 delay = min(5.0, 0.1 * 2 ** (failures - 1)) * (0.5 + random.random() / 2)
-                log.warning("%s: stream broke at byte %d (%s); reopening in %.2fs", self.uri, self.pos,
-                            type(e).__name__, delay)
+                log.warning(
+                    "%s: stream broke at byte %d (%s); reopening in %.2fs", self.uri, self.pos, type(e).__name__, delay
+                )
                 time.sleep(delay)
                 self.reopened += 1
             except botocore.exceptions.BotoCoreError as e:  # credentials, configuration: not the stream

@@ -5,6 +5,7 @@ The plan says *what* to train (model, data, budget, optimizer); these say *how* 
 `data_workers`, `open_shards` and `shuffle_window`, which define the streams: a resumed round reuses
 the values saved in its intra-round checkpoint. The resolved values go into train_summary.json.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ class Settings:
     stream_retries: int  # reopen attempts of a broken shard stream (Range GET at its offset)
 
     @staticmethod
-    def from_env(env: dict | None = None, *, cuda: bool, local_world_size: int = 1) -> "Settings":
+    def from_env(env: dict | None = None, *, cuda: bool, local_world_size: int = 1) -> Settings:
         env = os.environ if env is None else env
 
         def flag(name: str, default: bool) -> bool:

@@ -3,6 +3,7 @@
 Layout (DESIGN.md, S3 layout): <prefix>/shard-00000.tar ..., manifest.json, eval/shard-*.tar
 (optional held-out pack), _SUCCESS. Shard keys in the manifest are relative to the slice prefix.
 """
+
 from __future__ import annotations
 
 import io
@@ -10,7 +11,7 @@ import json
 import os
 import tarfile
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .evalpack import write_retrieval_pack
 from .location import Dest
@@ -52,9 +53,15 @@ def write_shards(dest: Dest, subdir: str, samples: Iterable[Sample], shard_size:
     return shards
 
 
-def write_slice(location: str, slice_id: str, train: Iterable[Sample], shard_size: int = 1000,
-                eval_samples: Iterable[Sample] | None = None, s3: S3 | None = None,
-                eval_pack_architecture: str | None = None) -> dict:
+def write_slice(
+    location: str,
+    slice_id: str,
+    train: Iterable[Sample],
+    shard_size: int = 1000,
+    eval_samples: Iterable[Sample] | None = None,
+    s3: S3 | None = None,
+    eval_pack_architecture: str | None = None,
+) -> dict:
     """Writes the slice and returns its manifest. `_SUCCESS` is written last.
 
     With eval_pack_architecture, the held-out split is also written as a retrieval eval pack
@@ -64,18 +71,37 @@ def write_slice(location: str, slice_id: str, train: Iterable[Sample], shard_siz
     shards = write_shards(dest, "", train, shard_size)
     if not shards:
         raise ValueError("a slice needs at least one sample")
-    manifest = {"sliceId": slice_id, "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "numSamples": sum(s["samples"] for s in shards), "shards": shards}
+    manifest = {
+        "sliceId": slice_id,
+        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "numSamples": sum(s["samples"] for s in shards),
+        "shards": shards,
+    }
     if eval_samples is not None:
         eval_samples = list(eval_samples)
         ev = write_shards(dest, "eval/", eval_samples, shard_size)
         if ev and eval_pack_architecture:
-            write_retrieval_pack(location.rstrip("/") + "/eval/", f"{slice_id}-heldout", Preprocessing.for_model(eval_pack_architecture),
-                                 [(img, caption) for _key, img, _ext, caption in eval_samples], slice_id, source=location, s3=s3)
+            write_retrieval_pack(
+                location.rstrip("/") + "/eval/",
+                f"{slice_id}-heldout",
+                Preprocessing.for_model(eval_pack_architecture),
+                [(img, caption) for _key, img, _ext, caption in eval_samples],
+                slice_id,
+                source=location,
+                s3=s3,
+            )
         if ev:
-            dest.put("eval/manifest.json", json.dumps({"sliceId": slice_id, "numSamples": sum(s["samples"] for s in ev),
-                                                       "shards": [{**s, "key": s["key"][len("eval/"):]} for s in ev]},
-                                                      indent=2).encode())
+            dest.put(
+                "eval/manifest.json",
+                json.dumps(
+                    {
+                        "sliceId": slice_id,
+                        "numSamples": sum(s["samples"] for s in ev),
+                        "shards": [{**s, "key": s["key"][len("eval/") :]} for s in ev],
+                    },
+                    indent=2,
+                ).encode(),
+            )
             manifest["eval"] = {"retrieval": "eval/"}
     dest.put("manifest.json", json.dumps(manifest, indent=2).encode())
     dest.put("_SUCCESS", b"")
@@ -101,10 +127,12 @@ def read_table(path: str, image_col: str = "image", caption_col: str = "caption"
     """CSV or parquet of image paths (relative to the table's folder) and captions."""
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
+
         t = pq.read_table(path, columns=[image_col, caption_col]).to_pydict()
-        rows = zip(t[image_col], t[caption_col])
+        rows = zip(t[image_col], t[caption_col], strict=True)
     else:
         import csv
+
         with open(path, newline="", encoding="utf-8") as f:
             rows = [(r[image_col], r[caption_col]) for r in csv.DictReader(f)]
     base = os.path.dirname(os.path.abspath(path))

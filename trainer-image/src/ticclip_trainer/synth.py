@@ -7,21 +7,31 @@ ones: new concepts appear and old ones fade, so a model trained only on early sl
 seen most of the words and pictures of late slices. Everything is a pure function of
 (seed, slice id, split, index).
 """
+
 from __future__ import annotations
 
 import io
 import math
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from PIL import Image, ImageDraw
 
 from .slices import write_slice
 
 SHAPES = ["circle", "square", "triangle", "cross", "diamond", "star", "ring", "bar", "arrow", "heart"]
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (40, 70, 230), "yellow": (230, 220, 30),
-           "purple": (150, 40, 190), "orange": (245, 130, 20), "cyan": (30, 210, 220), "white": (245, 245, 245),
-           "pink": (250, 120, 180), "brown": (130, 80, 30)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 30),
+    "blue": (40, 70, 230),
+    "yellow": (230, 220, 30),
+    "purple": (150, 40, 190),
+    "orange": (245, 130, 20),
+    "cyan": (30, 210, 220),
+    "white": (245, 245, 245),
+    "pink": (250, 120, 180),
+    "brown": (130, 80, 30),
+}
 POSITIONS = {"left": (0.28, 0.5), "right": (0.72, 0.5), "top": (0.5, 0.28), "bottom": (0.5, 0.72), "centre": (0.5, 0.5)}
 WINDOW, STEP = 4, 2
 SIZE = 48
@@ -30,14 +40,14 @@ SIZE = 48
 def concepts(k: int, items: list) -> tuple[list, list[float]]:
     """The window of slice k (clamped to the list) and its weights, newest heaviest."""
     start = min(k * STEP, len(items) - WINDOW)
-    window = items[start:start + WINDOW]
+    window = items[start : start + WINDOW]
     return window, [1.0 + i for i in range(len(window))]
 
 
 def _polygon(cx, cy, r, n, rot=0.0, inner=None):
     pts = []
     for i in range(n * (2 if inner else 1)):
-        rr = (inner if inner and i % 2 else r)
+        rr = inner if inner and i % 2 else r
         a = rot + math.pi * 2 * i / (n * (2 if inner else 1))
         pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
     return pts
@@ -74,8 +84,18 @@ def draw(shape: str, colour: tuple, position: str, rng: random.Random) -> Image.
     elif shape == "bar":
         d.rectangle((cx - r, cy - r / 4, cx + r, cy + r / 4), fill=col)
     elif shape == "arrow":
-        d.polygon([(cx - r, cy - r / 4), (cx, cy - r / 4), (cx, cy - r), (cx + r, cy), (cx, cy + r),
-                   (cx, cy + r / 4), (cx - r, cy + r / 4)], fill=col)
+        d.polygon(
+            [
+                (cx - r, cy - r / 4),
+                (cx, cy - r / 4),
+                (cx, cy - r),
+                (cx + r, cy),
+                (cx, cy + r),
+                (cx, cy + r / 4),
+                (cx - r, cy + r / 4),
+            ],
+            fill=col,
+        )
     elif shape == "heart":
         d.ellipse((cx - r, cy - r, cx, cy), fill=col)
         d.ellipse((cx, cy - r, cx + r, cy), fill=col)
@@ -85,7 +105,9 @@ def draw(shape: str, colour: tuple, position: str, rng: random.Random) -> Image.
     return img
 
 
-def samples(k: int, slice_id: str, n: int, split: str = "train", seed: int = 0) -> Iterator[tuple[str, bytes, str, str]]:
+def samples(
+    k: int, slice_id: str, n: int, split: str = "train", seed: int = 0
+) -> Iterator[tuple[str, bytes, str, str]]:
     shapes, sw = concepts(k, SHAPES)
     colours, cw = concepts(k, list(COLOURS))
     for i in range(n):
@@ -99,12 +121,28 @@ def samples(k: int, slice_id: str, n: int, split: str = "train", seed: int = 0) 
         yield f"{split}-{i:07d}", buf.getvalue(), "png", f"a {colour} {shape} at the {position}"
 
 
-def write(prefix: str, slice_ids: list[str], train_samples: int, eval_samples: int, shard_size: int,
-          seed: int = 0, s3=None, eval_pack_architecture: str | None = None) -> list[dict]:
+def write(
+    prefix: str,
+    slice_ids: list[str],
+    train_samples: int,
+    eval_samples: int,
+    shard_size: int,
+    seed: int = 0,
+    s3=None,
+    eval_pack_architecture: str | None = None,
+) -> list[dict]:
     """Writes every slice under <prefix>/<sliceId>/ (local folder or s3://), returns the manifests."""
     out = []
     for k, sid in enumerate(slice_ids):
-        out.append(write_slice(prefix.rstrip("/") + f"/{sid}/", sid, samples(k, sid, train_samples, "train", seed),
-                               shard_size, samples(k, sid, eval_samples, "eval", seed) if eval_samples else None, s3,
-                               eval_pack_architecture))
+        out.append(
+            write_slice(
+                prefix.rstrip("/") + f"/{sid}/",
+                sid,
+                samples(k, sid, train_samples, "train", seed),
+                shard_size,
+                samples(k, sid, eval_samples, "eval", seed) if eval_samples else None,
+                s3,
+                eval_pack_architecture,
+            )
+        )
     return out

@@ -9,6 +9,7 @@ AdamW with no weight decay on gains/biases/logit_scale, betas (0.9, 0.98) and ep
 logit_scale clamped to ln(100) after each step, ClipLoss with local loss + gather-with-grad when
 distributed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,9 +48,13 @@ class Dist:
     local_world_size: int = 1
 
     @staticmethod
-    def from_env() -> "Dist":
-        return Dist(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                    int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    def from_env() -> Dist:
+        return Dist(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+        )
 
     @property
     def enabled(self) -> bool:
@@ -84,8 +89,7 @@ def step_sizes(budget: int, batch: int, world_size: int) -> list[list[int]]:
     if budget < world_size:
         raise PermanentError(f"budget {budget} is smaller than the world size {world_size}", "data.samples")
     if batch < world_size:
-        raise PermanentError(f"global batch {batch} is smaller than the world size {world_size}",
-                             "optimizer.batchSize")
+        raise PermanentError(f"global batch {batch} is smaller than the world size {world_size}", "optimizer.batchSize")
     full, rest = divmod(budget, batch)
     glob = [batch] * full
     if rest and (rest >= world_size or not glob):
@@ -101,10 +105,15 @@ def make_optimizer(model, plan: dict, fused: bool = False):
     exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return torch.optim.AdamW(
-        [{"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
-         {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": plan["optimizer"]["weightDecay"]}],
-        lr=plan["optimizer"]["lr"], betas=(defaults["beta1"], defaults["beta2"]), eps=defaults["eps"],
-        **({"fused": True} if fused else {}))
+        [
+            {"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
+            {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": plan["optimizer"]["weightDecay"]},
+        ],
+        lr=plan["optimizer"]["lr"],
+        betas=(defaults["beta1"], defaults["beta2"]),
+        eps=defaults["eps"],
+        **({"fused": True} if fused else {}),
+    )
 
 
 def load_weights(model, path: str, uri: str) -> None:
@@ -121,8 +130,9 @@ def load_weights(model, path: str, uri: str) -> None:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         msg = str(e).splitlines()
-        raise PermanentError(f"{uri} does not fit architecture: {' '.join(msg[:3])[:600]}",
-                             "model.initCheckpoint") from e
+        raise PermanentError(
+            f"{uri} does not fit architecture: {' '.join(msg[:3])[:600]}", "model.initCheckpoint"
+        ) from e
 
 
 class _SigTerm:
@@ -167,8 +177,10 @@ class _Control:
             work.wait()
             decided = (bool(t[0]), bool(t[1]))
         t = torch.tensor([int(sigterm), int(due)], dtype=torch.int32)
-        self.pending = (torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self.group,
-                                                     async_op=True), t)
+        self.pending = (
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self.group, async_op=True),
+            t,
+        )
         return decided
 
     def close(self) -> None:
@@ -203,8 +215,10 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     cuda = device.type == "cuda"
     settings = settings or Settings.from_env(cuda=cuda, local_world_size=dist.local_world_size)
     precision = plan["optimizer"]["precision"] if cuda else "fp32"
-    autocast = {"amp_bf16": lambda: torch.autocast("cuda", dtype=torch.bfloat16),
-                "amp": lambda: torch.autocast("cuda", dtype=torch.float16)}.get(precision, nullcontext)
+    autocast = {
+        "amp_bf16": lambda: torch.autocast("cuda", dtype=torch.bfloat16),
+        "amp": lambda: torch.autocast("cuda", dtype=torch.float16),
+    }.get(precision, nullcontext)
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
 
     arch = plan["model"]["architecture"]
@@ -231,8 +245,9 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                 resume = None
         if resume is not None:
             model.load_state_dict(resume["model"])
-            log.info("resuming from %s at step %d, %d samples seen", partial_uri, resume["step"],
-                     resume["samples_seen"])
+            log.info(
+                "resuming from %s at step %d, %d samples seen", partial_uri, resume["step"], resume["samples_seen"]
+            )
         elif plan["model"]["initCheckpoint"]:
             uri = plan["model"]["initCheckpoint"]
             s3.download(uri, os.path.join(tmp, "init.pt"), field="model.initCheckpoint")
@@ -242,20 +257,31 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     model.to(device)
     if settings.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None) \
-        if dist.enabled else model
+    ddp = (
+        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None)
+        if dist.enabled
+        else model
+    )
     # The last step may be smaller (exact budget): it runs eagerly instead of recompiling for its shape.
     step_fn = torch.compile(ddp) if settings.compile else ddp
 
     optimizer = make_optimizer(model, plan, fused=settings.fused_adamw)
     scheduler = cosine_lr(optimizer, plan["optimizer"]["lr"], plan["optimizer"]["warmupSteps"], total_steps)
-    loss_fn = ClipLoss(local_loss=dist.enabled, gather_with_grad=dist.enabled, cache_labels=True,
-                       rank=dist.rank, world_size=dist.world_size)
+    loss_fn = ClipLoss(
+        local_loss=dist.enabled,
+        gather_with_grad=dist.enabled,
+        cache_labels=True,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
     local_loss_fn = ClipLoss()  # for a last step whose batch sizes differ across ranks
 
     # Stream definition: from the checkpoint on resume (exact continuation), else from the settings.
-    cfg = StreamConfig.from_json(resume["streamConfig"]) if resume else \
-        StreamConfig(max(1, settings.data_workers), settings.open_shards, settings.shuffle_window)
+    cfg = (
+        StreamConfig.from_json(resume["streamConfig"])
+        if resume
+        else StreamConfig(max(1, settings.data_workers), settings.open_shards, settings.shuffle_window)
+    )
     workers = cfg.streams if settings.data_workers > 0 else 0
     step, samples_seen = 0, 0
     per_source = [0] * len(slice_ids)  # this rank's
@@ -272,8 +298,9 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
         states = [StreamState.from_json(d) for d in mine["streams"]]
         per_source, digest = mine["per_source"], mine["digest"]
         torch.set_rng_state(resume["torch_rng"])
-        resumes.append({"step": step, "samplesSeen": samples_seen,
-                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        resumes.append(
+            {"step": step, "samplesSeen": samples_seen, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        )
 
     train_time_before = train_time
     log_every = max(1, total_steps // settings.loss_curve_points)
@@ -290,10 +317,21 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
             ranks = [None] * dist.world_size
             torch.distributed.all_gather_object(ranks, mine)
         if dist.is_main:
-            ckpt = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler else None, "step": step, "samples_seen": samples_seen,
-                    "ranks": ranks, "streamConfig": cfg.to_json(), "loss_curve": loss_curve, "resumes": resumes,
-                    "train_time_s": train_time, "init_digest": init_digest, "torch_rng": torch.get_rng_state()}
+            ckpt = {
+                "fingerprint": fingerprint,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler else None,
+                "step": step,
+                "samples_seen": samples_seen,
+                "ranks": ranks,
+                "streamConfig": cfg.to_json(),
+                "loss_curve": loss_curve,
+                "resumes": resumes,
+                "train_time_s": train_time,
+                "init_digest": init_digest,
+                "torch_rng": torch.get_rng_state(),
+            }
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(ckpt, os.path.join(tmp, "latest.pt"))
                 s3.upload(os.path.join(tmp, "latest.pt"), partial_uri)
@@ -301,17 +339,41 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
         if dist.enabled:  # no rank exits (preemption) before the checkpoint is stored
             torch.distributed.barrier()
 
-    log.info("round %d: %s, %d samples in %d steps of global batch %d on %s (%s), world size %d, "
-             "%d loader workers, %d streams x %d open shards", plan["round"], arch, plan["data"]["samples"],
-             total_steps, plan["optimizer"]["batchSize"], device, precision, dist.world_size, workers,
-             cfg.streams, cfg.open_shards)
+    log.info(
+        "round %d: %s, %d samples in %d steps of global batch %d on %s (%s), world size %d, "
+        "%d loader workers, %d streams x %d open shards",
+        plan["round"],
+        arch,
+        plan["data"]["samples"],
+        total_steps,
+        plan["optimizer"]["batchSize"],
+        device,
+        precision,
+        dist.world_size,
+        workers,
+        cfg.streams,
+        cfg.open_shards,
+    )
     ddp.train()
     control = _Control(dist, settings.control_every)
     with _SigTerm() as sigterm:
         t_seg = time.perf_counter()
         if step < total_steps:
-            batches = RoundBatches(s3_settings, shards, weights, len(slice_ids), prep, plan["seed"], dist.rank, sizes,
-                                   step, states, cfg, settings.prefetch_shards, settings.stream_retries)
+            batches = RoundBatches(
+                s3_settings,
+                shards,
+                weights,
+                len(slice_ids),
+                prep,
+                plan["seed"],
+                dist.rank,
+                sizes,
+                step,
+                states,
+                cfg,
+                settings.prefetch_shards,
+                settings.stream_retries,
+            )
             loader = iter(make_loader(batches, workers, pin_memory=cuda))
             while step < total_steps:
                 t_data = time.perf_counter()
@@ -349,18 +411,25 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                     model.logit_scale.clamp_(0, math.log(100))
                 # Host-side bookkeeping only: nothing here waits for the device.
                 samples_seen += sum(per_step[step])
-                per_source = [a + b for a, b in zip(per_source, batch["counts"])]
+                per_source = [a + b for a, b in zip(per_source, batch["counts"], strict=True)]
                 states[batch["stream"]] = StreamState.from_json(batch["state"])
                 digest = hashlib.sha256((digest + batch["digest"]).encode()).hexdigest()
                 decode_time += batch["decodeSeconds"]
                 step += 1
                 if step % log_every == 0 or step == total_steps or step == 1:
                     lv = float(loss.item())
-                    loss_curve.append({"step": step, "samplesSeen": samples_seen, "loss": lv,
-                                       "lr": optimizer.param_groups[0]["lr"]})
-                    log.info("step %d/%d loss %.4f lr %.2e samples %d data wait %.1f%%", step, total_steps, lv,
-                             optimizer.param_groups[0]["lr"], samples_seen,
-                             100 * data_time / max(1e-9, time.perf_counter() - t_seg))
+                    loss_curve.append(
+                        {"step": step, "samplesSeen": samples_seen, "loss": lv, "lr": optimizer.param_groups[0]["lr"]}
+                    )
+                    log.info(
+                        "step %d/%d loss %.4f lr %.2e samples %d data wait %.1f%%",
+                        step,
+                        total_steps,
+                        lv,
+                        optimizer.param_groups[0]["lr"],
+                        samples_seen,
+                        100 * data_time / max(1e-9, time.perf_counter() - t_seg),
+                    )
                 stop, due = control.poll(step, sigterm.hit, time.monotonic() - last_ckpt >= interval_s)
                 if (stop or due) and step < total_steps:
                     train_time += time.perf_counter() - t_seg
@@ -384,15 +453,37 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     else:
         per_source_all, all_digests = per_source, [digest]
     if samples_seen != plan["data"]["samples"] or sum(per_source_all) != samples_seen:
-        raise RuntimeError(f"saw {samples_seen} samples ({sum(per_source_all)} by source), "
-                           f"budget {plan['data']['samples']}")
+        raise RuntimeError(
+            f"saw {samples_seen} samples ({sum(per_source_all)} by source), budget {plan['data']['samples']}"
+        )
     if dist.is_main:
-        write_outputs(plan, s3, model, prep, slice_ids, dict(
-            per_source=per_source_all, step=step, samples_seen=samples_seen, loss_curve=loss_curve, resumes=resumes,
-            train_time=train_time, process_train_time=train_time - train_time_before, data_time=data_time,
-            decode_time=decode_time, wall=time.time() - t_start,
-            init_digest=init_digest, device=str(device), precision=precision, dist=dist, settings=settings,
-            streams=cfg, workers=workers, data_digests=all_digests))
+        write_outputs(
+            plan,
+            s3,
+            model,
+            prep,
+            slice_ids,
+            dict(
+                per_source=per_source_all,
+                step=step,
+                samples_seen=samples_seen,
+                loss_curve=loss_curve,
+                resumes=resumes,
+                train_time=train_time,
+                process_train_time=train_time - train_time_before,
+                data_time=data_time,
+                decode_time=decode_time,
+                wall=time.time() - t_start,
+                init_digest=init_digest,
+                device=str(device),
+                precision=precision,
+                dist=dist,
+                settings=settings,
+                streams=cfg,
+                workers=workers,
+                data_digests=all_digests,
+            ),
+        )
     if dist.enabled:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -404,40 +495,60 @@ def write_outputs(plan, s3: S3, model, prep: Preprocessing, slice_ids, r: dict) 
     model = model.to("cpu").eval()
     with tempfile.TemporaryDirectory() as tmp:
         sd = model.state_dict()
-        torch.save({"epoch": 1, "name": f"{plan['run']['name']}-r{plan['round']:04d}", "state_dict": sd},
-                   os.path.join(tmp, "checkpoint.pt"))
+        torch.save(
+            {"epoch": 1, "name": f"{plan['run']['name']}-r{plan['round']:04d}", "state_dict": sd},
+            os.path.join(tmp, "checkpoint.pt"),
+        )
         info = export.export_onnx(model, prep, tmp)
         parity = export.parity(model, prep, tmp)
         if parity["minCosine"] < PARITY_MIN_COSINE:
-            raise PermanentError(f"ONNX export does not match PyTorch (min cosine {parity['minCosine']:.5f})",
-                                 "model.architecture")
+            raise PermanentError(
+                f"ONNX export does not match PyTorch (min cosine {parity['minCosine']:.5f})", "model.architecture"
+            )
         model_json = {"architecture": plan["model"]["architecture"], **prep.to_json(), **info}
         tt = max(r["train_time"], 1e-9)
         steps_this_process = r["step"] - (r["resumes"][-1]["step"] if r["resumes"] else 0)
         summary = {
-            "run": plan["run"], "round": plan["round"], "architecture": plan["model"]["architecture"],
+            "run": plan["run"],
+            "round": plan["round"],
+            "architecture": plan["model"]["architecture"],
             "initCheckpoint": plan["model"]["initCheckpoint"],
-            "samplesBudget": plan["data"]["samples"], "samplesSeen": r["samples_seen"],
-            "samplesPerSource": dict(zip(slice_ids, r["per_source"])),
+            "samplesBudget": plan["data"]["samples"],
+            "samplesSeen": r["samples_seen"],
+            "samplesPerSource": dict(zip(slice_ids, r["per_source"], strict=True)),
             "expectedShare": {s["sliceId"]: s["expectedShare"] for s in plan["data"]["sources"]},
-            "steps": r["step"], "batchSize": plan["optimizer"]["batchSize"], "worldSize": r["dist"].world_size,
+            "steps": r["step"],
+            "batchSize": plan["optimizer"]["batchSize"],
+            "worldSize": r["dist"].world_size,
             "device": r["device"],
             "precision": {"requested": plan["optimizer"]["precision"], "effective": r["precision"]},
-            "wallTimeSeconds": r["wall"], "trainTimeSeconds": r["train_time"],
-            "throughput": {"samplesPerSecond": r["samples_seen"] / tt,
-                           "samplesPerSecondPerProcess": r["samples_seen"] / tt / r["dist"].world_size,
-                           "dataWaitSecondsThisProcess": r["data_time"],
-                           "dataWaitShareThisProcess": r["data_time"] / max(1e-9, r["process_train_time"]),
-                           "decodeSecondsInWorkers": r["decode_time"], "stepsThisProcess": steps_this_process},
-            "lossCurve": r["loss_curve"], "resumes": r["resumes"],
-            "initWeightsDigest": r["init_digest"], "finalWeightsDigest": weights_digest(sd),
+            "wallTimeSeconds": r["wall"],
+            "trainTimeSeconds": r["train_time"],
+            "throughput": {
+                "samplesPerSecond": r["samples_seen"] / tt,
+                "samplesPerSecondPerProcess": r["samples_seen"] / tt / r["dist"].world_size,
+                "dataWaitSecondsThisProcess": r["data_time"],
+                "dataWaitShareThisProcess": r["data_time"] / max(1e-9, r["process_train_time"]),
+                "decodeSecondsInWorkers": r["decode_time"],
+                "stepsThisProcess": steps_this_process,
+            },
+            "lossCurve": r["loss_curve"],
+            "resumes": r["resumes"],
+            "initWeightsDigest": r["init_digest"],
+            "finalWeightsDigest": weights_digest(sd),
             "dataDigests": r["data_digests"],
             "onnxParity": parity,
-            "config": {**r["settings"].to_json(), "loaderWorkers": r["workers"], "streams": r["streams"].to_json(),
-                       "optimizer": plan["optimizer"],
-                       "perRankBatch": plan["optimizer"]["batchSize"] // r["dist"].world_size,
-                       "adam": get_default_params(plan["model"]["architecture"]), "scheduler": "cosine",
-                       "seed": plan["seed"], "checkpointIntervalMinutes": plan["checkpointIntervalMinutes"]},
+            "config": {
+                **r["settings"].to_json(),
+                "loaderWorkers": r["workers"],
+                "streams": r["streams"].to_json(),
+                "optimizer": plan["optimizer"],
+                "perRankBatch": plan["optimizer"]["batchSize"] // r["dist"].world_size,
+                "adam": get_default_params(plan["model"]["architecture"]),
+                "scheduler": "cosine",
+                "seed": plan["seed"],
+                "checkpointIntervalMinutes": plan["checkpointIntervalMinutes"],
+            },
         }
         for name in ("checkpoint.pt", "image_encoder.onnx", "text_encoder.onnx"):
             s3.upload(os.path.join(tmp, name), out + name)

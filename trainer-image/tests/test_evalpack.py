@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ticclip_trainer import evalpack, synth
+from ticclip_trainer import cli, evalpack, synth
 from ticclip_trainer.preprocess import Preprocessing
 
 ARCH = "ticclip-tiny"
@@ -82,8 +82,19 @@ def test_evalpack_zeroshot_cli_from_labelled_folder(prep, tmp_path):
     templates.write_text("a {c}\na drawing of a {c}\n")
     out = tmp_path / "pack"
     assert (
-        evalpack.main(
-            ["zeroshot", "--input", str(src), "--out", str(out), "--architecture", ARCH, "--templates", str(templates)]
+        cli.main(
+            [
+                "eval-pack",
+                "zeroshot",
+                "--input",
+                str(src),
+                "--out",
+                str(out),
+                "--architecture",
+                ARCH,
+                "--templates",
+                str(templates),
+            ]
         )
         == 0
     )
@@ -98,7 +109,7 @@ def test_evalpack_zeroshot_cli_from_labelled_folder(prep, tmp_path):
 
 def test_evalpack_retrieval_cli_writes_into_the_slices_eval_folder(tmp_path):
     synth.write(str(tmp_path), ["2016"], train_samples=4, eval_samples=6, shard_size=4)
-    assert evalpack.main(["retrieval", "--slice", str(tmp_path / "2016"), "--architecture", ARCH]) == 0
+    assert cli.main(["eval-pack", "retrieval", "--slice", str(tmp_path / "2016"), "--architecture", ARCH]) == 0
     m, t = evalpack.read_pack(str(tmp_path / "2016" / "eval"))
     assert m["sliceId"] == "2016" and t["images"].shape[0] == 6
     slice_manifest = json.loads((tmp_path / "2016" / "manifest.json").read_text())
@@ -113,5 +124,5 @@ def test_evalpack_zeroshot_rejects_templates_without_the_class_slot(prep, tmp_pa
 
 
 def test_evalpack_cli_reports_a_missing_slice_with_exit_code_2(tmp_path, capsys):
-    assert evalpack.main(["retrieval", "--slice", str(tmp_path / "nope"), "--architecture", ARCH]) == 2
+    assert cli.main(["eval-pack", "retrieval", "--slice", str(tmp_path / "nope"), "--architecture", ARCH]) == 2
     assert "error:" in capsys.readouterr().err

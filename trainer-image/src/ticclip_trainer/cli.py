@@ -1,4 +1,5 @@
-"""Command line: `python -m ticclip_trainer {train,synth,make-slice} ...`; main(argv) returns the exit code."""
+"""The trainer image's one command line: `python -m ticclip_trainer {train,synth,make-slice,eval-pack} ...`;
+main(argv) returns the exit code."""
 
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of the pairs (every 1/f-th) held out as the eval/ pack",
     )
+    e = sub.add_parser("eval-pack", help="build an eval pack the operator's evaluator reads (docs/evaluation.md)")
+    kinds = e.add_subparsers(dest="kind", required=True)
+    r = kinds.add_parser("retrieval", help="a slice's held-out split -> retrieval pack")
+    r.add_argument("--slice", required=True, help="slice folder (s3://... or local) with eval/manifest.json")
+    r.add_argument("--out", help="pack folder; default <slice>/eval/, where the manifest points")
+    r.add_argument("--architecture", required=True, help="model whose preprocessing and tokenizer to use")
+    z = kinds.add_parser("zeroshot", help="labelled image folder <input>/<class>/*.jpg -> zero-shot pack")
+    z.add_argument("--input", required=True)
+    z.add_argument("--out", required=True)
+    z.add_argument("--name", help="pack name; default the input folder's name")
+    z.add_argument("--architecture", required=True)
+    z.add_argument("--templates", help="file with one template per line, each containing {c}")
     return p
 
 
@@ -170,12 +183,20 @@ def main(argv: list[str] | None = None) -> int:
             m = slices.write_slice(args.out, args.slice_id, train, args.shard_size, ev)
             print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards -> {args.out}")
             return 0
+        if args.cmd == "eval-pack":
+            from . import evalpack
+
+            if args.kind == "retrieval":
+                print(evalpack.make_retrieval_pack(args.slice, args.out, args.architecture))
+            else:
+                print(evalpack.make_zeroshot_pack(args.input, args.out, args.architecture, args.name, args.templates))
+            return 0
     except TrainerError as e:
         log.error("%s: %s", type(e).__name__, e)
         print(f"error: {e}", file=sys.stderr)
         _marker(".exit", e.exit_code)
         return e.exit_code
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, KeyError) as e:
         if args.cmd != "train":
             print(f"error: {e}", file=sys.stderr)
             return EXIT_PERMANENT

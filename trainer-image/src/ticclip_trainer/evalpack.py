@@ -1,4 +1,4 @@
-"""make-evalpack: eval packs the operator's TypeScript evaluator reads with no Python stack.
+"""Eval packs the operator's TypeScript evaluator reads with no Python stack.
 
 Format v1 (adr/0003-eval-pack-format.md, docs/evaluation.md; zod schema operator/api/eval-pack.ts):
 a folder with pack.json (written last) and raw little-endian tensors split along their first
@@ -7,21 +7,19 @@ resize, centre crop) and stored as uint8 RGB NCHW; the evaluator applies the mea
 ((x / 255) - mean) / std in float32 reproduces Preprocessing.image_to_array bit for bit. Captions
 and class prompts are tokenised with the trainer's tokenizer and stored as int32.
 
-    python -m ticclip_trainer.evalpack retrieval --slice s3://data/slices/2016/ --architecture ticclip-tiny
+    python -m ticclip_trainer eval-pack retrieval --slice s3://data/slices/2016/ --architecture ticclip-tiny
         held-out split <slice>/eval/ (shards + manifest.json) -> pack in <slice>/eval/
-    python -m ticclip_trainer.evalpack zeroshot --input ./imagenet-val/ --out s3://eval/imagenet-val/ \
+    python -m ticclip_trainer eval-pack zeroshot --input ./imagenet-val/ --out s3://eval/imagenet-val/ \
         --architecture ViT-B-16 [--templates templates.txt]
         <input>/<class name>/*.jpg|png|webp -> zero-shot pack
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import os
-import sys
 import time
 from collections.abc import Iterable
 
@@ -29,7 +27,6 @@ import numpy as np
 from PIL import Image
 
 from .data import iter_tar
-from .errors import TrainerError
 from .location import Dest
 from .preprocess import Preprocessing
 
@@ -212,47 +209,25 @@ def read_pack(location: str, s3=None) -> tuple[dict, dict[str, np.ndarray]]:
     return manifest, tensors
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="make-evalpack", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="kind", required=True)
-    r = sub.add_parser("retrieval", help="a slice's held-out split -> retrieval pack")
-    r.add_argument("--slice", required=True, help="slice folder (s3://... or local) with eval/manifest.json")
-    r.add_argument(
-        "--out", help="pack folder; default <slice>/eval/ (where the slice manifest's eval.retrieval points)"
-    )
-    r.add_argument("--architecture", required=True, help="model whose preprocessing and tokenizer to use")
-    z = sub.add_parser("zeroshot", help="labelled image folder <input>/<class>/*.jpg -> zero-shot pack")
-    z.add_argument("--input", required=True)
-    z.add_argument("--out", required=True)
-    z.add_argument("--name", help="pack name; default the input folder's name")
-    z.add_argument("--architecture", required=True)
-    z.add_argument("--templates", help="file with one template per line, each containing {c}")
-    return p
+def make_retrieval_pack(slice_uri: str, out: str | None, architecture: str) -> str:
+    """A slice's held-out split -> retrieval pack (default <slice>/eval/); returns a one-line summary."""
+    prep = Preprocessing.for_model(architecture)
+    slice_id, pairs = heldout_pairs(slice_uri)
+    out = out or slice_uri.rstrip("/") + "/eval/"
+    m = write_retrieval_pack(out, f"{slice_id}-heldout", prep, pairs, slice_id, source=slice_uri)
+    return f"{out}: retrieval pack of {m['images']['shape'][0]} pairs"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        prep = Preprocessing.for_model(args.architecture)
-        if args.kind == "retrieval":
-            slice_id, pairs = heldout_pairs(args.slice)
-            out = args.out or args.slice.rstrip("/") + "/eval/"
-            m = write_retrieval_pack(out, f"{slice_id}-heldout", prep, pairs, slice_id, source=args.slice)
-            print(f"{out}: retrieval pack of {m['images']['shape'][0]} pairs")
-        else:
-            templates = DEFAULT_TEMPLATES
-            if args.templates:
-                with open(args.templates, encoding="utf-8") as f:
-                    templates = [ln.strip() for ln in f if ln.strip()]
-            classes, samples = labelled_folder(args.input)
-            name = args.name or os.path.basename(os.path.normpath(args.input))
-            m = write_zeroshot_pack(args.out, name, prep, samples, classes, templates, source=args.input)
-            print(f"{args.out}: zero-shot pack of {m['images']['shape'][0]} images, {len(classes)} classes")
-        return 0
-    except (ValueError, OSError, KeyError, TrainerError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def make_zeroshot_pack(
+    input_dir: str, out: str, architecture: str, name: str | None = None, templates_file: str | None = None
+) -> str:
+    """A labelled image folder <input>/<class>/*.jpg -> zero-shot pack; returns a one-line summary."""
+    prep = Preprocessing.for_model(architecture)
+    templates = DEFAULT_TEMPLATES
+    if templates_file:
+        with open(templates_file, encoding="utf-8") as f:
+            templates = [ln.strip() for ln in f if ln.strip()]
+    classes, samples = labelled_folder(input_dir)
+    name = name or os.path.basename(os.path.normpath(input_dir))
+    m = write_zeroshot_pack(out, name, prep, samples, classes, templates, source=input_dir)
+    return f"{out}: zero-shot pack of {m['images']['shape'][0]} images, {len(classes)} classes"

@@ -1,14 +1,3 @@
-// Benchmark of the operator against the local cluster and MinIO (no trainer: no executor runs, so
-// Jobs stay Pending; what is measured is the operator's own work).
-//   npm run bench:operator      (the cluster must be up: npm run cluster:up)
-// Prints:
-// 1. latency from a slice's _SUCCESS landing to its round's Job existing (p50/p95), with S3 event
-//    notifications (the bench posts each event to the operator's endpoint in MinIO's webhook
-//    format right after the PUT) and with polling alone;
-// 2. steady state with RUNS runs of ROUNDS trained rounds each (round markers written straight to
-//    S3, as trained rounds leave them): operator RSS and API requests per minute, counted from
-//    kube-apiserver's apiserver_request_total for the resources the operator touches.
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import {
@@ -148,14 +137,12 @@ async function steadyState(): Promise<void> {
             : null,
         },
         data: {
-          sources: ids
-            .slice(0, i + 1)
-            .map((s) => ({
-              sliceId: s,
-              shards: [{ uri: `s3://${data}/${name}/${s}/shard-00000.tar`, samples: 16 }],
-              weight: 1,
-              expectedShare: 1 / (i + 1),
-            })),
+          sources: ids.slice(0, i + 1).map((s) => ({
+            sliceId: s,
+            shards: [{ uri: `s3://${data}/${name}/${s}/shard-00000.tar`, samples: 16 }],
+            weight: 1,
+            expectedShare: 1 / (i + 1),
+          })),
           samples: 256,
         },
         optimizer: { lr: 1e-3, weightDecay: 0.2, warmupSteps: 0, batchSize: 32, precision: "fp32" },

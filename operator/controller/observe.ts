@@ -56,7 +56,7 @@ export async function observeRounds(
   log: Logger,
 ): Promise<Observed> {
   const store = new RoundStore(mem.storage.objects, spec.artifacts.s3);
-  let listing;
+  let listing: Awaited<ReturnType<RoundStore["listRounds"]>>;
   try {
     listing = await store.listRounds();
   } catch (err) {
@@ -145,7 +145,7 @@ export async function observeRounds(
   if (spec.promotion) {
     const objects = mem.storage.objects;
     const target = promotionTarget(spec.promotion);
-    let complete;
+    let complete: Awaited<ReturnType<typeof listVersions>>["complete"];
     try {
       ({ complete } = await listVersions(objects, target, mem.versions));
       alias = await readAlias(objects, target);

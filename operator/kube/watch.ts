@@ -202,7 +202,10 @@ export class WatchCache<T> {
     const ix = this.#indexOf?.(value);
     if (ix !== undefined) {
       let set = this.#index.get(ix);
-      if (!set) this.#index.set(ix, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        this.#index.set(ix, set);
+      }
       set.add(key);
     }
   }

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   createBucket,
   createS3Secret,
@@ -73,6 +73,8 @@ before(() => {
 after(async () => {
   await operator?.stop();
   await executor?.stop();
+  // Runs left in the namespace that refuses Jobs would be retried by later tests' operators.
+  if (quotaNs) kubectl(["delete", "namespace", quotaNs, "--wait=false"]);
 });
 
 async function seed(bucket: string, prefix: string, index: number, o: SeedOptions): Promise<void> {

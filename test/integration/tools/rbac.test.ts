@@ -117,7 +117,11 @@ async function roundWithPromotion(namespace: string, operatorNs: string, kubecon
   const log = readFileSync(operator.logFile, "utf8");
   // RBAC's own refusal ("... is forbidden: User "system:serviceaccount:..." cannot list resource ..."), not an
   // admission policy's: in cluster mode the operator also reconciles runs other test files left behind.
-  assert.doesNotMatch(log, /forbidden: User "[^"]+" cannot/, `the operator was refused an API call: see ${operator.logFile}`);
+  assert.doesNotMatch(
+    log,
+    /forbidden: User "[^"]+" cannot/,
+    `the operator was refused an API call: see ${operator.logFile}`,
+  );
 }
 
 test("namespace mode: a promoted round as the chart's ServiceAccount, which reaches no other namespace", async () => {

@@ -5,6 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
@@ -219,6 +220,93 @@ test("item 3: an S3 endpoint that accepts connections and never answers makes it
   } finally {
     for (const s of sockets) s.destroy();
     await new Promise((r) => server.close(r));
+  }
+});
+
+/**
+ * S3 on loopback that answers 403 AccessDenied for keys matching `denied` and forwards everything else to the
+ * local MinIO unchanged (Host header included, so SigV4 signatures still verify): one unreadable object,
+ * as a bucket policy or a broken ACL would make it, in an otherwise healthy bucket.
+ */
+async function denyingProxy(
+  denied: RegExp,
+): Promise<{ endpoint: string; denials: () => number; close: () => Promise<void> }> {
+  const upstream = new URL(process.env.S3_ENDPOINT!);
+  let denials = 0;
+  const server = http.createServer((req, res) => {
+    if (denied.test(new URL(req.url ?? "/", "http://x").pathname)) {
+      denials++;
+      req.resume();
+      res.writeHead(403, { "content-type": "application/xml" });
+      res.end(
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>',
+      );
+      return;
+    }
+    const fwd = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    fwd.on("error", () => res.destroy());
+    req.pipe(fwd);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    denials: () => denials,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+test("item 6: a slice folder whose manifest.json is refused (403) becomes an invalid slice; the next slice trains", async () => {
+  const data = await createBucket("trust-data");
+  const runs = await createBucket("trust-runs");
+  for (const id of ["2016", "2017"]) await putSlice(s3Client(), data, "slices/", { id, shards: [16] });
+  const proxy = await denyingProxy(/\/slices\/2016\/manifest\.json$/);
+  try {
+    const m = localRunManifest({
+      namespace: ns,
+      name: "denied",
+      dataBucket: data,
+      runsBucket: runs,
+      spec: { trainer: { image: FAILING_IMAGE, backoffLimit: 0 } },
+    });
+    m.spec.source.s3.endpoint = proxy.endpoint;
+    m.spec.artifacts.s3.prefix = "denied/";
+    create(m);
+    type Invalid = { id: string; reason: string };
+    const invalid = await waitFor(
+      "2016 listed invalid",
+      () =>
+        ((getRun(ns, "denied")?.status as { slices?: { invalid?: Invalid[] } })?.slices?.invalid ?? []).find(
+          (i) => i.id === "2016",
+        ),
+      90_000,
+      500,
+    );
+    assert.match(invalid.reason, /^Unreadable: 5 polls in a row: S3AccessDenied: .*slices\/2016\/manifest.json/);
+    assert.ok(proxy.denials() >= 5, `the folder was retried over several polls (${proxy.denials()} denials)`);
+    assert.ok(
+      events("denied").some(
+        (e) => e.reason === "InvalidSlice" && /2016/.test(e.message) && /AccessDenied|denied/i.test(e.message),
+      ),
+      "a Warning names the slice and the S3 error",
+    );
+    // The unreadable folder no longer holds the run: the next slice gets its round and Job.
+    const round = await waitFor(
+      "a round on 2017",
+      () => runRounds(ns, "denied").find((r) => r.slices.includes("2017")),
+      60_000,
+      500,
+    );
+    assert.deepEqual(round.slices, ["2017"]);
+    await waitFor("its trainer Job", () => trainerJobs("denied").length > 0 || undefined, 30_000, 500);
+  } finally {
+    await proxy.close();
   }
 });
 

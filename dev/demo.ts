@@ -12,6 +12,7 @@ import { REPO_ROOT, applyCrds, getRun, kubectl, kubectlOk, waitFor } from "../te
 import { DONE_PHASES, startExecutor, startOperator, writeSlices } from "../test/support/local-run.ts";
 import { s3Client } from "../test/support/s3.ts";
 import type { ContinualClipRunSpec, RoundStatus } from "../operator/api/continual-clip-run.ts";
+import { describeSlices } from "../operator/controller/status-bounds.ts";
 import { reportHtml } from "../operator/report/html.ts";
 import { rescoreRun } from "../operator/report/rescore.ts";
 import { summarize } from "../operator/report/summary.ts";
@@ -55,7 +56,8 @@ kubectlOk(["apply", "-f", "-"], JSON.stringify(manifest));
 type Round = {
   index: number;
   phase: string;
-  slices: string[];
+  /** Absent in the compact entries of older rounds (docs/scale.md, "Bounded status"). */
+  slices?: string[];
   initCheckpoint?: string;
   reason?: string;
   message?: string;
@@ -67,7 +69,7 @@ try {
   for (const id of slices) {
     const finished = (r: Round) => DONE_PHASES.has(r.phase) || r.phase === "Rejected";
     const trainedBefore = rounds().filter(finished).length;
-    if (rounds().some((r) => r.slices.includes(id) && finished(r))) {
+    if (rounds().some((r) => r.slices?.includes(id) && finished(r))) {
       console.log(`slice ${id}: already trained`);
       continue;
     }
@@ -77,7 +79,7 @@ try {
     await waitFor(
       `round on ${id}`,
       () => {
-        const failed = rounds().find((r) => r.phase === "Failed" && r.slices.includes(id));
+        const failed = rounds().find((r) => r.phase === "Failed" && r.slices?.includes(id));
         if (failed) throw new Error(`round ${failed.index} failed: ${failed.reason}: ${failed.message}`);
         return rounds().filter(finished).length > trainedBefore || undefined;
       },
@@ -86,7 +88,7 @@ try {
     );
     const r = rounds().at(-1)!;
     console.log(
-      `round ${r.index} on ${r.slices.join(",")}: ${r.phase}${r.reason ? ` (${r.reason})` : ""} ` +
+      `round ${r.index} on ${describeSlices(r)}: ${r.phase}${r.reason ? ` (${r.reason})` : ""} ` +
         `in ${Math.round((Date.now() - started) / 1000)} s, init ${r.initCheckpoint ?? "from scratch"}`,
     );
     console.log(
@@ -123,7 +125,7 @@ async function summarizeDemo(): Promise<void> {
   for (const r of rs) {
     const id = r.metrics?.["retrieval.id.meanRecallAt1"];
     const verdict = r.promotedVersion ? `promoted as v${r.promotedVersion}` : r.phase;
-    console.log(`  round ${r.index} on ${r.slices.join(",")}: ID mean R@1 ${pts(id)}%, ${verdict}`);
+    console.log(`  round ${r.index} on ${describeSlices(r)}: ID mean R@1 ${pts(id)}%, ${verdict}`);
   }
   const m = file.matrix.summary;
   const chance = file.chance === null ? "" : ` (chance ${pts(file.chance)})`;

@@ -510,32 +510,83 @@ export const ROUND_PHASES = [
 ] as const;
 export type RoundPhase = (typeof ROUND_PHASES)[number];
 
+// Bounds of status lists and texts (operator/controller/status-bounds.ts keeps to them; the API server
+// checks them too): the status of a run at historyLimit 1000 stays well under 256 KiB (docs/scale.md).
+export const STATUS_LIMITS = {
+  /** Slice ids listed per round. */
+  roundSlices: 10,
+  /** Entries of status.slices.invalid and status.slices.failed. */
+  sliceList: 10,
+  /** Characters of a round's message and of a condition's message. */
+  message: 1024,
+  /** Characters of a round's reason (a CamelCase word when the operator writes it). */
+  reason: 64,
+  /** Characters of the reason of an invalid or failed slice. */
+  listReason: 256,
+  /** Characters of a gate result's message. */
+  gateMessage: 256,
+  /** Gate results of a round (spec.evaluation.gates has at most 32). */
+  gates: 32,
+  /** Metrics of a round: per relation, zero-shot top1/top5, gated and TiC summary ones fit. */
+  metrics: 96,
+  /** Characters of a metric path, a URI and a timestamp in a round. */
+  metricName: 128,
+  uri: 2048,
+  time: 64,
+  /** Serialized bytes of the rounds kept in full detail (the newest one always is). */
+  detailBytes: 16 * 1024,
+} as const;
+
 const gateResult = z.object({
-  metric: z.string(),
+  metric: z.string().max(STATUS_LIMITS.metricName),
   observed: z.number().nullable().optional(),
   threshold: z.number().nullable().optional(),
   passed: z.boolean(),
-  message: z.string().optional(),
+  message: z.string().max(STATUS_LIMITS.gateMessage).optional(),
 });
 
-export const roundStatus = z.object({
-  index: z.int().min(0),
-  slices: z.array(z.string()),
-  replay: z.enum(REPLAY_STRATEGIES),
-  phase: z.enum(ROUND_PHASES),
-  reason: z.string().optional(),
-  message: z.string().optional(),
-  job: z.string().optional(),
-  initCheckpoint: z.string().optional(),
-  checkpoint: z.string().optional(),
-  samples: z.int().min(0).optional(),
-  gpuSeconds: z.number().min(0).optional(),
-  startedAt: z.string().optional(),
-  finishedAt: z.string().optional(),
-  metrics: z.record(z.string(), z.number()).optional(),
-  gates: z.array(gateResult).optional(),
-  promotedVersion: z.int().optional(),
-});
+export const roundStatus = z
+  .object({
+    index: z.int().min(0),
+    slices: z
+      .array(z.string().max(128))
+      .max(STATUS_LIMITS.roundSlices)
+      .optional()
+      .describe(
+        `The round's newest new slices, in slice order: at most ${STATUS_LIMITS.roundSlices} (sliceCount has the number, firstSlice the oldest; the full list is newSlices of the round's plan.json). Absent in compact entries.`,
+      ),
+    sliceCount: z.int().min(0).optional().describe("How many new slices the round trained on."),
+    firstSlice: z
+      .string()
+      .max(128)
+      .optional()
+      .describe("The round's oldest new slice, when slices does not list them all."),
+    replay: z.enum(REPLAY_STRATEGIES).optional().describe("Replay strategy of the round. Absent in compact entries."),
+    phase: z.enum(ROUND_PHASES),
+    reason: z.string().max(STATUS_LIMITS.reason).optional(),
+    message: z
+      .string()
+      .max(STATUS_LIMITS.message)
+      .optional()
+      .describe(`Why the round is in its phase; cut to ${STATUS_LIMITS.message} characters (ending in "...").`),
+    job: z.string().max(63).optional(),
+    initCheckpoint: z.string().max(STATUS_LIMITS.uri).optional(),
+    checkpoint: z.string().max(STATUS_LIMITS.uri).optional(),
+    samples: z.int().min(0).optional(),
+    gpuSeconds: z.number().min(0).optional(),
+    startedAt: z.string().max(STATUS_LIMITS.time).optional(),
+    finishedAt: z.string().max(STATUS_LIMITS.time).optional(),
+    metrics: z
+      .record(z.string().max(STATUS_LIMITS.metricName), z.number())
+      .refine((m) => Object.keys(m).length <= STATUS_LIMITS.metrics, `at most ${STATUS_LIMITS.metrics} metrics`)
+      .meta({ maxProperties: STATUS_LIMITS.metrics })
+      .optional(),
+    gates: z.array(gateResult).max(STATUS_LIMITS.gates).optional(),
+    promotedVersion: z.int().optional(),
+  })
+  .describe(
+    `One round. The newest rounds (as many as fit ${STATUS_LIMITS.detailBytes / 1024} KiB) have every field; older ones are compact: index, phase, sliceCount, reason and promotedVersion only. rounds/<NNNN>/ in S3 has everything.`,
+  );
 export type RoundStatus = z.infer<typeof roundStatus>;
 
 export const RUN_PHASES = [
@@ -558,11 +609,30 @@ export const continualClipRunStatus = z.object({
       discovered: z.int().min(0),
       consumed: z.int().min(0),
       latest: z.string().optional(),
-      invalid: z.array(z.object({ id: z.string(), reason: z.string() })).optional(),
-      failed: z
-        .array(z.object({ id: z.string(), reason: z.string(), attempts: z.int().min(1) }))
+      invalid: z
+        .array(z.object({ id: z.string().max(1024), reason: z.string().max(STATUS_LIMITS.listReason) }))
+        .max(STATUS_LIMITS.sliceList)
         .optional()
-        .describe("Slices no longer retried: every round over them failed, spec.strategy.maxAttemptsPerSlice times."),
+        .describe(`The newest invalid slices (at most ${STATUS_LIMITS.sliceList}), with why.`),
+      invalidCount: z.int().min(0).optional().describe("How many slices are invalid (invalid lists the newest)."),
+      failed: z
+        .array(
+          z.object({
+            id: z.string().max(128),
+            reason: z.string().max(STATUS_LIMITS.listReason),
+            attempts: z.int().min(1),
+          }),
+        )
+        .max(STATUS_LIMITS.sliceList)
+        .optional()
+        .describe(
+          `Slices no longer retried: every round over them failed, spec.strategy.maxAttemptsPerSlice times (the newest ${STATUS_LIMITS.sliceList}).`,
+        ),
+      failedCount: z
+        .int()
+        .min(0)
+        .optional()
+        .describe("How many slices are no longer retried (failed lists the newest)."),
     })
     .optional(),
   currentRound: z
@@ -573,7 +643,11 @@ export const continualClipRunStatus = z.object({
       startedAt: z.string().optional(),
     })
     .optional(),
-  rounds: z.array(roundStatus).optional(),
+  rounds: z
+    .array(roundStatus)
+    .max(1000)
+    .optional()
+    .describe("The newest spec.historyLimit rounds, oldest first: the newest in full detail, older ones compact."),
   promoted: z
     .object({
       version: z.int().min(1),

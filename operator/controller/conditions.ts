@@ -1,5 +1,6 @@
 // metav1.Condition bookkeeping, pure: lastTransitionTime moves only when status flips.
-import type { Condition } from "../api/continual-clip-run.ts";
+import { STATUS_LIMITS, type Condition } from "../api/continual-clip-run.ts";
+import { boundText } from "./status-bounds.ts";
 
 export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "Stalled"] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
@@ -29,7 +30,7 @@ export function setCondition(
         ? previous.lastTransitionTime
         : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
     reason: update.reason,
-    message: update.message,
+    message: boundText(update.message, STATUS_LIMITS.message),
   };
   if (i >= 0) list[i] = next;
   else list.push(next);

@@ -1,12 +1,13 @@
 // Pure decisions: observed state in, desired status, actions and events out. No I/O, no clock.
 import { isDeepStrictEqual } from "node:util";
-import { continualClipRunSpec, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
+import { continualClipRunSpec, STATUS_LIMITS, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import { sliceStatus } from "../data/discovery.ts";
 import type { RawObject } from "../kube/client.ts";
 import { promotedStatus } from "../promotion/versions.ts";
 import { decideAlias } from "./alias.ts";
 import { findCondition, setCondition, type ConditionUpdate } from "./conditions.ts";
 import { decideRounds } from "./rounds.ts";
+import { boundStatus, boundText, describeSlices } from "./status-bounds.ts";
 import type { Action, Decision, Observed, PlannedEvent, Problem } from "./types.ts";
 
 export type { Decision, Observed, PlannedEvent, Problem } from "./types.ts";
@@ -45,10 +46,14 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
         { type: "Progressing", status: "False", reason: "InvalidSpec", message },
       ]),
     };
-    if (previousReady?.reason !== "InvalidSpec" || previousReady.message !== message) {
+    // The condition keeps a bounded copy of the message: compare like with like.
+    if (
+      previousReady?.reason !== "InvalidSpec" ||
+      previousReady.message !== boundText(message, STATUS_LIMITS.message)
+    ) {
       events.push({ type: "Warning", reason: "InvalidSpec", message });
     }
-    return { status: changed(current, next), actions: [], events, outcome: "stalled" };
+    return { status: changed(current, boundStatus(next)), actions: [], events, outcome: "stalled" };
   }
 
   const spec = parsed.data;
@@ -116,7 +121,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
         type: "Progressing",
         status: "True",
         reason: progressingReason[active.phase] ?? "RoundInProgress",
-        message: `round ${active.index} on ${active.slices.join(", ")}`,
+        message: `round ${active.index} on ${describeSlices(active)}`,
       }
     : spec.suspend
       ? {
@@ -147,7 +152,10 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
 
   // Late slices (completed after a later one was trained on) are reported invalid by discovery.
   const failed = rounds.failedSlices.length ? { failed: rounds.failedSlices } : {};
-  const slicesStatus = discovery ? { ...sliceStatus(discovery, rounds.consumed.length), ...failed } : current.slices;
+  // Every invalid slice goes in: boundStatus keeps the newest and counts them all.
+  const slicesStatus = discovery
+    ? { ...sliceStatus(discovery, rounds.consumed.length, discovery.invalid.length), ...failed }
+    : current.slices;
   const next: ContinualClipRunStatus = {
     ...current,
     observedGeneration: generation,
@@ -181,7 +189,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   }
   // S3 (a bucket, its credentials) could not be used: touch nothing until it can.
   const actions: Action[] = observed.problem ? [] : [...rounds.actions, ...alias.actions];
-  return { status: changed(current, next), actions, events, outcome: "done", spec };
+  return { status: changed(current, boundStatus(next)), actions, events, outcome: "done", spec };
 }
 
 function changed(current: ContinualClipRunStatus, next: ContinualClipRunStatus): ContinualClipRunStatus | undefined {

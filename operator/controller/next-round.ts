@@ -4,7 +4,7 @@
 // Failure policy: a failed round consumes nothing. Its slices are retried by the next round, which
 // starts when a new valid slice arrives or the spec changes (a new generation), warm-starting from
 // the same checkpoint the failed round used. Retrying on nothing new would fail the same way.
-import type { ContinualClipRunSpec, RoundStatus } from "../api/continual-clip-run.ts";
+import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../api/round-plan.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
@@ -12,11 +12,11 @@ import { planRound } from "../data/planner.ts";
 import type { Slice } from "../data/validate.ts";
 import { trainJobName } from "../kube/objects.ts";
 import { buildRendezvousService, buildTrainJob } from "../training/job.ts";
-import type { PlannedEvent, Problem, RoundAction, RoundObservation, RoundsInput } from "./types.ts";
+import type { PlannedEvent, Problem, RoundAction, RoundObservation, RoundRecord, RoundsInput } from "./types.ts";
 
 export type NextRound =
   | { kind: "none"; waiting?: Problem | undefined; planProblem?: PlannedEvent | undefined }
-  | { kind: "start"; actions: RoundAction[]; planned: RoundStatus };
+  | { kind: "start"; actions: RoundAction[]; planned: RoundRecord };
 
 /** Creates a round's training Job (and its rendezvous Service for several nodes). */
 export function createJobAction(input: RoundsInput, round: number, reason: string, message: string): RoundAction {
@@ -46,7 +46,7 @@ function selectSlices(
   slices: Slice[],
   pending: string[],
   exhausted: ReadonlySet<string>,
-  last: RoundStatus | undefined,
+  last: RoundRecord | undefined,
   lastObserved: RoundObservation | undefined,
 ): Selection | undefined {
   const { spec, run } = input;
@@ -82,7 +82,7 @@ function selectSlices(
 function warmStartFrom(
   spec: ContinualClipRunSpec,
   input: RoundsInput,
-  lastTrained: RoundStatus | undefined,
+  lastTrained: RoundRecord | undefined,
   initOverride: { checkpoint: string | null } | undefined,
 ): string | null {
   if (initOverride) return initOverride.checkpoint;
@@ -95,8 +95,8 @@ export function nextRound(
   slices: Slice[],
   pending: string[],
   exhausted: ReadonlySet<string>,
-  statuses: RoundStatus[],
-  trained: RoundStatus[],
+  statuses: RoundRecord[],
+  trained: RoundRecord[],
   lastObserved: RoundObservation | undefined,
 ): NextRound {
   const { spec, run } = input;
@@ -158,7 +158,7 @@ export function nextRound(
     { kind: "WritePlan", round: index, plan },
     createJobAction(input, index, "RoundStarted", message),
   ];
-  const planned: RoundStatus = {
+  const planned: RoundRecord = {
     index,
     slices: newSlices,
     replay: spec.strategy.replay,

@@ -3,7 +3,7 @@
 import type { ContinualClipRunSpec, RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { trainJobName } from "../kube/objects.ts";
-import type { ComputeRecord, JobObservation, RoundObservation } from "./types.ts";
+import type { ComputeRecord, JobObservation, RoundObservation, RoundRecord } from "./types.ts";
 
 /** Phases in which the trainer has finished and written its checkpoint. */
 export const TRAINED: ReadonlySet<RoundPhase> = new Set([
@@ -59,7 +59,7 @@ export function roundStatus(
   r: RoundObservation,
   p: PhaseOf & { fields?: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> },
   prev: RoundStatus | undefined,
-): RoundStatus {
+): RoundRecord {
   const plan = r.plan!;
   const uri = roundUri(spec.artifacts.s3, r.index);
   const gpu = gpuSeconds(spec, r, prev);

@@ -16,7 +16,7 @@ import { trainJobName } from "../kube/objects.ts";
 import { afterTraining } from "./after-training.ts";
 import { createJobAction, nextRound } from "./next-round.ts";
 import { jobCompute, phaseOf, roundStatus, TRAINED, type PhaseOf } from "./round-status.ts";
-import type { FailureRecord, PlannedEvent, RoundAction, RoundsDecision, RoundsInput } from "./types.ts";
+import type { FailureRecord, PlannedEvent, RoundAction, RoundRecord, RoundsDecision, RoundsInput } from "./types.ts";
 
 export type { RoundObservation, RoundsDecision, RoundsInput } from "./types.ts";
 
@@ -33,7 +33,7 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   const prevByIndex = new Map((input.previous ?? []).map((r) => [r.index, r]));
   const oldestPrevious = prevByIndex.size ? Math.min(...prevByIndex.keys()) : -1;
   const observed = [...input.rounds].filter((r) => r.plan).sort((a, b) => a.index - b.index);
-  const statuses: RoundStatus[] = [];
+  const statuses: RoundRecord[] = [];
   const events: PlannedEvent[] = [];
 
   // Failed rounds per slice, for spec.strategy.maxAttemptsPerSlice.

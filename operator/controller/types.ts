@@ -1,6 +1,11 @@
 // The shapes the controller's pure deciders share: what was observed, what to do, what to say.
 // Its own module so decide.ts and the per-phase deciders import it and not each other.
-import type { ContinualClipRunSpec, ContinualClipRunStatus, RoundStatus } from "../api/continual-clip-run.ts";
+import type {
+  ContinualClipRunSpec,
+  ContinualClipRunStatus,
+  ReplayStrategy,
+  RoundStatus,
+} from "../api/continual-clip-run.ts";
 import type { EvalResult } from "../api/eval-result.ts";
 import type { AliasPointer } from "../api/promotion.ts";
 import type { RoundPlan } from "../api/round-plan.ts";
@@ -15,6 +20,12 @@ import type { EventType } from "../kube/client.ts";
 import type { ConfigMap, RunRef } from "../kube/objects.ts";
 
 export type { JobObservation, RunRef };
+
+/**
+ * A round as the deciders see it: every new slice (plan.json's newSlices) and its replay strategy.
+ * status.rounds holds a bounded copy (status-bounds.ts), which no decision reads.
+ */
+export type RoundRecord = RoundStatus & { slices: string[]; replay: ReplayStrategy };
 
 export type PlannedEvent = { type: EventType; reason: string; message: string };
 
@@ -145,8 +156,8 @@ export type FailedSlice = { id: string; reason: string; attempts: number };
 
 export type RoundsDecision = {
   actions: RoundAction[];
-  rounds: RoundStatus[];
-  current: RoundStatus | undefined;
+  rounds: RoundRecord[];
+  current: RoundRecord | undefined;
   compute: ComputeStatus;
   /** Slices trained on by a Trained round, or in a running one. */
   consumed: string[];

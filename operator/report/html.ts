@@ -1,6 +1,7 @@
 // The TiC report: one self-contained HTML file (inline CSS and SVG, no script, nothing fetched)
 // built from runs' status and their TiC matrices. Pure: data in, a string out.
 import type { ReplayStrategy, RoundStatus } from "../api/continual-clip-run.ts";
+import { describeSlices } from "../controller/status-bounds.ts";
 import type { TicMatrix } from "../evaluation/tic.ts";
 import { meanMatrix, TABLE_HEADER, tableCells, type StrategySummary } from "./summary.ts";
 
@@ -168,7 +169,7 @@ function timeline(run: ReportRun): string {
     const gates = (r.gates ?? []).map(
       (g) => `${g.passed ? "pass" : "FAIL"} ${g.metric} ${g.observed ?? "?"} vs ${g.threshold ?? "?"}`,
     );
-    const tip = [`round ${r.index} on ${r.slices.join(",")}: ${r.phase}`, r.reason ?? "", ...gates]
+    const tip = [`round ${r.index} on ${describeSlices(r)}: ${r.phase}`, r.reason ?? "", ...gates]
       .filter(Boolean)
       .join("\n");
     parts.push(

@@ -7,7 +7,9 @@ import { z } from "zod";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 import type { ContinualClipRunSpec, RoundStatus } from "../api/continual-clip-run.ts";
 import { ticMatrixSchema } from "../api/eval-result.ts";
-import { roundUri } from "../api/round-layout.ts";
+import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
+import { roundPlan } from "../api/round-plan.ts";
+import { TRAINED } from "../controller/round-status.ts";
 import { evaluateRound } from "../evaluation/evaluate.ts";
 import { retrievalPacks, sourceUri } from "../evaluation/request.ts";
 import { ticMatrix, type TicMatrix, type TicRow } from "../evaluation/tic.ts";
@@ -40,8 +42,12 @@ export type TicMatrixFile = z.infer<typeof ticMatrixFile>;
 export type RescoreInput = {
   run: { namespace: string; name: string };
   spec: Pick<ContinualClipRunSpec, "source" | "artifacts">;
-  /** status.rounds: rounds with a checkpoint (trained) are scored, others are ignored. */
-  rounds: readonly Pick<RoundStatus, "index" | "slices" | "checkpoint">[];
+  /**
+   * status.rounds: trained rounds are scored, others are ignored. An entry whose slice list status
+   * bounded (sliceCount above its slices, or a compact entry) gets its new slices from plan.json.
+   */
+  rounds: readonly (Pick<RoundStatus, "index" | "slices" | "sliceCount" | "checkpoint"> &
+    Partial<Pick<RoundStatus, "phase">>)[];
   /** Slices to score on; defaults to every slice some round trained on. */
   slices?: readonly string[];
   now: string;
@@ -51,9 +57,27 @@ export type RescoreInput = {
 export const matrixUri = (spec: Pick<ContinualClipRunSpec, "artifacts">) =>
   `s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix}${TIC_MATRIX_JSON}`;
 
+/** A round's new slices: from status when it lists them all, else from the round's plan.json. */
+async function roundSlices(
+  store: ObjectStore,
+  spec: Pick<ContinualClipRunSpec, "artifacts">,
+  r: RescoreInput["rounds"][number],
+): Promise<string[]> {
+  if (r.slices && (r.sliceCount === undefined || r.sliceCount === r.slices.length)) return r.slices;
+  const uri = `${roundUri(spec.artifacts.s3, r.index)}${ROUND_FILES.plan}`;
+  const body = await store.get(uri);
+  if (!body) throw new Error(`${uri} is missing: round ${r.index}'s slices are not all in status`);
+  return roundPlan.parse(JSON.parse(new TextDecoder().decode(body))).newSlices;
+}
+
 /** Scores every trained round on every slice's pack and writes tic-matrix.json beside rounds/. */
 export async function rescoreRun(store: ObjectStore, input: RescoreInput): Promise<TicMatrixFile> {
-  const trained = input.rounds.filter((r) => r.checkpoint).sort((a, b) => a.index - b.index);
+  const trained = await Promise.all(
+    input.rounds
+      .filter((r) => r.checkpoint || (r.phase && TRAINED.has(r.phase)))
+      .sort((a, b) => a.index - b.index)
+      .map(async (r) => ({ index: r.index, slices: await roundSlices(store, input.spec, r) })),
+  );
   const slices = [...new Set(input.slices ?? trained.flatMap((r) => r.slices))].sort(compareSliceIds);
   const packs = await retrievalPacks(store, sourceUri(input.spec), slices);
   const rows: TicRow[] = [];

@@ -2,7 +2,7 @@
 // historyLimit 1000, every round a Latest round over STATUS_SLICES (default 3000) slices of
 // 128-character ids, every optional field set, thousands of invalid and failed slices.
 //   npm run -s bench:status-size
-import { statusBytes, worstStatus } from "../test/support/worst-status.ts";
+import { statusBytes, statusUpperBound, worstStatus } from "../test/support/worst-status.ts";
 
 const slicesPerRound = Number(process.env.STATUS_SLICES ?? 3000);
 const rounds = Number(process.env.STATUS_ROUNDS ?? 1000);
@@ -26,3 +26,10 @@ console.log(`  slices           ${kib(part(status.slices))}`);
 console.log(
   `  everything else  ${kib(statusBytes({ ...status, rounds: undefined, conditions: undefined, slices: undefined }))}`,
 );
+
+const u = statusUpperBound();
+console.log(`upper bound, every field at its limit at once: ${kib(u.total)} (${u.total} bytes)`);
+console.log(
+  `  1000 rounds     ${kib(u.rounds)}: compact entries ${u.compact} bytes, a detailed one ${kib(u.detailed)}`,
+);
+console.log(`  4 conditions    ${kib(u.conditions)}, slices ${kib(u.slices)}, the rest ${kib(u.rest)}`);

@@ -520,22 +520,30 @@ export const STATUS_LIMITS = {
   /** Characters of a round's message and of a condition's message. */
   message: 1024,
   /** Characters of a round's reason (a CamelCase word when the operator writes it). */
-  reason: 64,
+  reason: 48,
   /** Characters of the reason of an invalid or failed slice. */
   listReason: 256,
   /** Characters of a gate result's message. */
   gateMessage: 256,
   /** Gate results of a round (spec.evaluation.gates has at most 32). */
   gates: 32,
-  /** Metrics of a round: per relation, zero-shot top1/top5, gated and TiC summary ones fit. */
-  metrics: 96,
-  /** Characters of a metric path, a URI and a timestamp in a round. */
-  metricName: 128,
+  /**
+   * Metrics of a round: 4 relations, 16 zero-shot sets x top1/top5, 32 gated and 3 TiC summary
+   * metrics make at most 71.
+   */
+  metrics: 80,
+  /** Characters of a metric path (the longest the gate pattern allows is 77), a URI and a timestamp. */
+  metricName: 96,
   uri: 2048,
   time: 64,
   /** Serialized bytes of the rounds kept in full detail (the newest one always is). */
   detailBytes: 16 * 1024,
 } as const;
+
+const statusMetrics = z
+  .record(z.string().max(STATUS_LIMITS.metricName), z.number())
+  .refine((m) => Object.keys(m).length <= STATUS_LIMITS.metrics, `at most ${STATUS_LIMITS.metrics} metrics`)
+  .meta({ maxProperties: STATUS_LIMITS.metrics });
 
 const gateResult = z.object({
   metric: z.string().max(STATUS_LIMITS.metricName),
@@ -576,16 +584,14 @@ export const roundStatus = z
     gpuSeconds: z.number().min(0).optional(),
     startedAt: z.string().max(STATUS_LIMITS.time).optional(),
     finishedAt: z.string().max(STATUS_LIMITS.time).optional(),
-    metrics: z
-      .record(z.string().max(STATUS_LIMITS.metricName), z.number())
-      .refine((m) => Object.keys(m).length <= STATUS_LIMITS.metrics, `at most ${STATUS_LIMITS.metrics} metrics`)
-      .meta({ maxProperties: STATUS_LIMITS.metrics })
-      .optional(),
+    metrics: statusMetrics.optional(),
     gates: z.array(gateResult).max(STATUS_LIMITS.gates).optional(),
     promotedVersion: z.int().optional(),
   })
   .describe(
-    `One round. The newest rounds (as many as fit ${STATUS_LIMITS.detailBytes / 1024} KiB) have every field; older ones are compact: index, phase, sliceCount, reason and promotedVersion only. rounds/<NNNN>/ in S3 has everything.`,
+    `One round. The newest rounds (as many as fit ${STATUS_LIMITS.detailBytes / 1024} KiB) have every field; ` +
+      "older ones are compact: index, phase, sliceCount, and promotedVersion or else reason. " +
+      "rounds/<NNNN>/ in S3 has everything.",
   );
 export type RoundStatus = z.infer<typeof roundStatus>;
 
@@ -652,9 +658,9 @@ export const continualClipRunStatus = z.object({
     .object({
       version: z.int().min(1),
       round: z.int().min(0),
-      uri: z.string(),
-      promotedAt: z.string(),
-      metrics: z.record(z.string(), z.number()).optional(),
+      uri: z.string().max(STATUS_LIMITS.uri),
+      promotedAt: z.string().max(STATUS_LIMITS.time),
+      metrics: statusMetrics.optional(),
     })
     .optional(),
   compute: z

@@ -12,6 +12,7 @@ import { planRound } from "../data/planner.ts";
 import type { Slice } from "../data/validate.ts";
 import { trainJobName } from "../kube/objects.ts";
 import { buildRendezvousService, buildTrainJob } from "../training/job.ts";
+import { describeSlices } from "./status-bounds.ts";
 import type { PlannedEvent, Problem, RoundAction, RoundObservation, RoundRecord, RoundsInput } from "./types.ts";
 
 export type NextRound =
@@ -108,7 +109,10 @@ export function nextRound(
   if (spec.suspend) {
     return {
       kind: "none",
-      waiting: { reason: "Suspended", message: `slices ${newSlices.join(", ")} wait: spec.suspend is true` },
+      waiting: {
+        reason: "Suspended",
+        message: `slices ${describeSlices({ slices: newSlices })} wait: spec.suspend is true`,
+      },
     };
   }
 
@@ -153,7 +157,8 @@ export function nextRound(
     s3: { region: spec.source.s3.region, endpoint: spec.source.s3.endpoint ?? null },
   };
   const start = `${spec.strategy.replay}, ${initCheckpoint ? `warm start from ${initCheckpoint}` : "from scratch"}`;
-  const message = `round ${index} on ${newSlices.join(", ")} (${start}): created Job ${trainJobName(run.name, index)}`;
+  const on = describeSlices({ slices: newSlices });
+  const message = `round ${index} on ${on} (${start}): created Job ${trainJobName(run.name, index)}`;
   const actions: RoundAction[] = [
     { kind: "WritePlan", round: index, plan },
     createJobAction(input, index, "RoundStarted", message),

@@ -16,6 +16,7 @@ import { trainJobName } from "../kube/objects.ts";
 import { afterTraining } from "./after-training.ts";
 import { createJobAction, nextRound } from "./next-round.ts";
 import { jobCompute, phaseOf, roundStatus, TRAINED, type PhaseOf } from "./round-status.ts";
+import { describeSlices } from "./status-bounds.ts";
 import type { FailureRecord, PlannedEvent, RoundAction, RoundRecord, RoundsDecision, RoundsInput } from "./types.ts";
 
 export type { RoundObservation, RoundsDecision, RoundsInput } from "./types.ts";
@@ -23,6 +24,8 @@ export type { RoundObservation, RoundsDecision, RoundsInput } from "./types.ts";
 // A round in one of these phases holds the next one back (Gating only while promotion is due, not
 // while a Manual approval is awaited).
 const ACTIVE: ReadonlySet<RoundPhase> = new Set(["Pending", "Training", "Trained", "Evaluating", "Gating"]);
+/** "slice 2016, 2017" or "3000 slices, 2016 to 4999". */
+const givenUpText = (ids: string[]) => (ids.length > 3 ? "" : "slice ") + describeSlices({ slices: ids });
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
 export function decideRounds(input: RoundsInput): RoundsDecision {
@@ -85,7 +88,8 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
         ? {
             type: "Warning",
             reason: "SliceFailed",
-            message: `slice ${givenUp.join(", ")}: ${maxAttempts} rounds failed, no more retries: ${p.reason}: ${p.message}`,
+            message:
+              `${givenUpText(givenUp)}: ${maxAttempts} rounds failed, no more retries: ` + `${p.reason}: ${p.message}`,
           }
         : undefined;
       actions.push({

@@ -7,7 +7,7 @@
 // the dropped detail (docs/scale.md, "Bounded status"):
 //   rounds[].slices      the newest STATUS_LIMITS.roundSlices ids; sliceCount and firstSlice tell the rest
 //   rounds[]             full detail for the newest rounds within detailBytes; older ones compact
-//                        (index, phase, sliceCount, reason, promotedVersion)
+//                        (index, phase, sliceCount, and promotedVersion or else reason)
 //   slices.invalid/failed the newest sliceList entries; invalidCount and failedCount tell the rest
 //   reasons, messages    truncated to reason / message / listReason / gateMessage characters
 import { STATUS_LIMITS, type ContinualClipRunStatus, type RoundStatus } from "../api/continual-clip-run.ts";
@@ -63,6 +63,12 @@ export function describeSlices(r: Pick<RoundStatus, "slices" | "sliceCount" | "f
   return `${count} slices, ${r.firstSlice ?? ids[0]} to ${ids[ids.length - 1]}`;
 }
 
+/** The first STATUS_LIMITS.metrics metrics whose paths fit (eval.json and the alias come from S3). */
+function boundMetrics(m: Record<string, number>): Record<string, number> {
+  const named = Object.entries(m).filter(([k]) => k.length <= STATUS_LIMITS.metricName);
+  return Object.fromEntries(named.slice(0, STATUS_LIMITS.metrics));
+}
+
 const boundOptional = (s: string | undefined, max: number) => (s === undefined ? undefined : boundText(s, max));
 
 /**
@@ -87,10 +93,7 @@ export function detailedRound(r: RoundStatus): RoundStatus {
   for (const [k, v] of Object.entries(texts)) if (v !== undefined) Object.assign(out, { [k]: v });
   delete out.firstSlice;
   if (first !== undefined && first !== kept[0]) out.firstSlice = boundText(first, 128);
-  if (r.metrics) {
-    const named = Object.entries(r.metrics).filter(([k]) => k.length <= L.metricName);
-    out.metrics = Object.fromEntries(named.slice(0, L.metrics));
-  }
+  if (r.metrics) out.metrics = boundMetrics(r.metrics);
   if (r.gates) {
     out.gates = r.gates.slice(0, L.gates).map((g) => ({
       ...g,
@@ -101,15 +104,18 @@ export function detailedRound(r: RoundStatus): RoundStatus {
   return out;
 }
 
-/** An older round in a few dozen bytes: what it was, how it ended, what it became. */
+/**
+ * An older round in a few dozen bytes: what it was, and how it ended: the version it became, or
+ * else why (a promoted round's reason is always GatesPassed).
+ */
 export function compactRound(r: RoundStatus): RoundStatus {
-  return {
-    index: r.index,
-    phase: r.phase,
-    sliceCount: r.sliceCount ?? r.slices?.length ?? 0,
-    ...(r.reason !== undefined ? { reason: boundText(r.reason, STATUS_LIMITS.reason) } : {}),
-    ...(r.promotedVersion !== undefined ? { promotedVersion: r.promotedVersion } : {}),
-  };
+  const ended =
+    r.promotedVersion !== undefined
+      ? { promotedVersion: r.promotedVersion }
+      : r.reason !== undefined
+        ? { reason: boundText(r.reason, STATUS_LIMITS.reason) }
+        : {};
+  return { index: r.index, phase: r.phase, sliceCount: r.sliceCount ?? r.slices?.length ?? 0, ...ended };
 }
 
 const bytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
@@ -167,9 +173,20 @@ export function boundSliceStatus(s: SliceStatus): SliceStatus {
 
 /** The status as written: every list and text bounded (conditions are bounded by setCondition). */
 export function boundStatus(s: ContinualClipRunStatus): ContinualClipRunStatus {
+  const p = s.promoted;
   return {
     ...s,
     ...(s.rounds ? { rounds: boundRounds(s.rounds) } : {}),
     ...(s.slices ? { slices: boundSliceStatus(s.slices) } : {}),
+    ...(p
+      ? {
+          promoted: {
+            ...p,
+            uri: boundText(p.uri, STATUS_LIMITS.uri),
+            promotedAt: boundText(p.promotedAt, STATUS_LIMITS.time),
+            ...(p.metrics ? { metrics: boundMetrics(p.metrics) } : {}),
+          },
+        }
+      : {}),
   };
 }

@@ -6,7 +6,7 @@
 // - the operator process itself, over 1000 round folders seeded in MinIO, writes a bounded status.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import type { ContinualClipRunStatus } from "../../operator/api/continual-clip-run.ts";
+import { type ContinualClipRunStatus, STATUS_LIMITS } from "../../operator/api/continual-clip-run.ts";
 import { decide } from "../../operator/controller/decide.ts";
 import { mergePatchFor } from "../../operator/controller/reconcile.ts";
 import { loadKubeConfig, RunClient, type RawObject } from "../../operator/kube/client.ts";
@@ -32,7 +32,7 @@ after(async () => {
 
 const readRun = (name: string) => JSON.parse(kubectlOk(["get", "ccr", name, "-n", ns, "-o", "json"])) as RawObject;
 
-test("the largest status a run can have is accepted by the API server and read back under 128 KiB", async () => {
+test("the worst-case status decide() builds is accepted by the API server and read back under 128 KiB", async () => {
   const { run, observed } = worstCase({ name: "worst-status", namespace: ns });
   kubectlOk(["create", "-f", "-"], JSON.stringify({ ...run, metadata: { name: run.metadata.name, namespace: ns } }));
   const stored = readRun(run.metadata.name);
@@ -143,7 +143,7 @@ test("the operator over 1000 rounds in S3 writes a status under 128 KiB that the
     [newest.index, newest.phase, newest.sliceCount, newest.slices?.length, newest.firstSlice],
     [999, "Failed", 3000, 10, longSliceId("l999", 0)],
   );
-  assert.equal(newest.reason?.length, 64);
+  assert.equal(newest.reason?.length, STATUS_LIMITS.reason);
   assert.ok(newest.message?.endsWith("..."));
   assert.deepEqual(status.rounds[0], { index: 0, phase: "Rejected", sliceCount: 1, reason: "GatesFailed" });
   assert.equal(status.slices?.invalid?.length, 10);

@@ -8,10 +8,12 @@
 // Rounds therefore draw their ids from two shared pools (one for failed rounds, one for the rest):
 // a round's status entry does not depend on which ids it lists, only on how many and how long.
 import type { ContinualClipRunSpec } from "../../operator/api/continual-clip-run.ts";
-import { continualClipRunSpec } from "../../operator/api/continual-clip-run.ts";
+import { continualClipRunSpec, STATUS_LIMITS } from "../../operator/api/continual-clip-run.ts";
 import type { EvalResult } from "../../operator/api/eval-result.ts";
+import type { AliasPointer } from "../../operator/api/promotion.ts";
 import { roundUri } from "../../operator/api/round-layout.ts";
 import { decide, type Observed } from "../../operator/controller/decide.ts";
+import { boundSliceStatus, compactRound, detailedRound } from "../../operator/controller/status-bounds.ts";
 import type { FailureRecord, RoundObservation } from "../../operator/controller/types.ts";
 import type { DiscoveryResult, InvalidSlice, Slice } from "../../operator/data/discovery.ts";
 import type { RawObject } from "../../operator/kube/client.ts";
@@ -219,10 +221,26 @@ export function worstCase(o: WorstCaseOptions = {}): {
     metadata: { name, namespace: o.namespace ?? "default", uid: "00000000-0000-0000-0000-000000000000", generation: 1 },
     spec,
   } as RawObject;
+  // The alias names the newest promoted version, with more metrics than any round keeps.
+  const newestPromoted = observations.filter((r) => r.promotedVersion !== undefined).at(-1);
+  const metrics = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [fill(`zeroShot.m${i}.`, 200, "k"), 0.5]));
+  const alias: AliasPointer | undefined = newestPromoted && {
+    schemaVersion: 1,
+    alias: spec.promotion!.alias,
+    version: newestPromoted.promotedVersion!,
+    round: newestPromoted.index,
+    run: { namespace: o.namespace ?? "default", name, uid: "00000000-0000-0000-0000-000000000000" },
+    uri: `s3://${spec.promotion!.s3.bucket}/${fill(spec.promotion!.s3.prefix, 4000, "v")}/`,
+    uris: {},
+    metrics: { ...metrics, ...(newestPromoted.evaluation as { candidate?: { metrics: object } }).candidate?.metrics },
+    promotedAt: fill("2026-05-01T02:00:00Z", 200, " "),
+    pinned: false,
+  };
   const observed: Observed = {
     discovery,
     rounds: observations,
     evaluatorImage: "operator:1",
+    ...(alias ? { alias } : {}),
   };
   return { run, observed, spec };
 }
@@ -245,4 +263,87 @@ export function statusBytes(status: unknown): number {
 export function worstStatus(o: WorstCaseOptions = {}) {
   const { run, observed } = worstCase(o);
   return decide(run, observed, WORST_NOW).status!;
+}
+
+// Every bounded field at its limit at once, numbers of 16 digits included (more than any run can
+// produce): what the bounds guarantee whatever was observed. The newest round is in full detail
+// however large; older ones only within detailBytes.
+export function statusUpperBound() {
+  const L = STATUS_LIMITS;
+  const text = (n: number, ch = "x") => ch.repeat(n);
+  const big = 2 ** 53 - 1;
+  // A compact entry keeps promotedVersion or else reason: the larger of the two.
+  const compact = Math.max(
+    statusBytes(compactRound({ index: big, phase: "Evaluating", sliceCount: big, reason: text(9999) })),
+    statusBytes(compactRound({ index: big, phase: "Evaluating", sliceCount: big, promotedVersion: big })),
+  );
+  const detailed = detailedRound({
+    index: big,
+    slices: Array.from({ length: 99 }, () => text(128)),
+    sliceCount: big,
+    firstSlice: text(128),
+    replay: "CumulativeEqual",
+    phase: "Evaluating",
+    reason: text(9999),
+    message: text(99_999),
+    job: text(63),
+    initCheckpoint: text(99_999),
+    checkpoint: text(99_999),
+    samples: big,
+    gpuSeconds: -Number.MAX_VALUE,
+    startedAt: text(999),
+    finishedAt: text(999),
+    metrics: Object.fromEntries(
+      Array.from({ length: 999 }, (_, i) => [text(L.metricName - 4) + String(1000 + i), -Math.PI]),
+    ),
+    gates: Array.from({ length: 99 }, () => ({
+      metric: text(999),
+      observed: -Math.PI,
+      threshold: -Math.PI,
+      passed: false,
+      message: text(9999),
+    })),
+    promotedVersion: big,
+  });
+  const condition = {
+    type: "Progressing",
+    status: "Unknown",
+    observedGeneration: big,
+    lastTransitionTime: "2026-01-01T00:00:00Z",
+    reason: text(64),
+    message: text(L.message),
+  };
+  const sliceList = boundSliceStatus({
+    discovered: big,
+    consumed: big,
+    latest: text(128),
+    invalid: Array.from({ length: 99 }, () => ({ id: text(1024), reason: text(9999) })),
+    failed: Array.from({ length: 99 }, () => ({ id: text(128), reason: text(9999), attempts: 100 })),
+    invalidCount: big,
+    failedCount: big,
+  });
+  const rest = statusBytes({
+    observedGeneration: big,
+    phase: "Evaluating",
+    currentRound: { index: 9999, phase: "Evaluating", job: text(63), startedAt: text(L.time) },
+    promoted: {
+      version: big,
+      round: big,
+      uri: text(L.uri),
+      promotedAt: text(L.time),
+      metrics: detailed.metrics,
+    },
+    compute: { samplesSeen: big, gpuSeconds: -Number.MAX_VALUE, oracleEquivalentSamples: big, savingVsOracle: Math.PI },
+  });
+  const rounds = 999 * (compact + 1) + Math.max(L.detailBytes, statusBytes(detailed)) + 2;
+  const total = rounds + 4 * (statusBytes(condition) + 1) + statusBytes(sliceList) + rest + 64;
+  return {
+    total,
+    rounds,
+    compact,
+    detailed: statusBytes(detailed),
+    conditions: 4 * statusBytes(condition),
+    slices: statusBytes(sliceList),
+    rest,
+  };
 }

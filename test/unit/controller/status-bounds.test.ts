@@ -19,7 +19,14 @@ import {
   describeSlices,
   detailedRound,
 } from "../../../operator/controller/status-bounds.ts";
-import { longSliceId, statusBytes, WORST_NOW, worstCase, worstStatus } from "../../support/worst-status.ts";
+import {
+  longSliceId,
+  statusBytes,
+  statusUpperBound,
+  WORST_NOW,
+  worstCase,
+  worstStatus,
+} from "../../support/worst-status.ts";
 
 const KiB = 1024;
 const jsonBytes = (s: string) => Buffer.byteLength(JSON.stringify(s)) - 2;
@@ -67,19 +74,20 @@ test("rounds beyond the detail budget are compact; the newest is always in full 
     reason: "GatesFailed",
     message: "m".repeat(5000),
     metrics: { "retrieval.id.meanRecallAt1": 0.5 },
-    promotedVersion: index,
   });
   const rounds = boundRounds(Array.from({ length: 100 }, (_, i) => big(i)));
   assert.equal(rounds.length, 100);
   const newest = rounds[99]!;
   assert.equal(newest.message?.length, STATUS_LIMITS.message);
-  assert.deepEqual(rounds[0], {
-    index: 0,
-    phase: "Rejected",
-    sliceCount: 3000,
-    reason: "GatesFailed",
-    promotedVersion: 0,
-  });
+  assert.deepEqual(rounds[0], { index: 0, phase: "Rejected", sliceCount: 3000, reason: "GatesFailed" });
+  const promoted: RoundStatus = {
+    index: 1,
+    slices: ["2016"],
+    phase: "Promoted",
+    reason: "GatesPassed",
+    promotedVersion: 3,
+  };
+  assert.deepEqual(compactRound(promoted), { index: 1, phase: "Promoted", sliceCount: 1, promotedVersion: 3 });
   assert.deepEqual(compactRound(rounds[0]!), rounds[0]);
   const detailed = rounds.filter((r) => r.slices);
   assert.ok(detailed.length >= 1 && detailed.length < 100);
@@ -114,6 +122,12 @@ test("the worst case (historyLimit 1000, Latest rounds over 3000 slices) is unde
   continualClipRunStatus.parse(status);
   const progressing = status.conditions?.find((c) => c.type === "Progressing");
   assert.equal(progressing?.message, `round 999 on 3000 slices, ${longSliceId("t", 0)} to ${longSliceId("t", 2999)}`);
+});
+
+test("with every bounded field at its limit at once, even 16-digit numbers, status stays under 200 KiB", () => {
+  const bound = statusUpperBound();
+  assert.ok(bound.total < 200 * KiB, `upper bound ${bound.total} bytes`);
+  assert.ok(statusBytes(worstStatus({ rounds: 200, slicesPerRound: 20 })) < bound.total);
 });
 
 test("decisions use every slice of a round, not the status's bounded list", () => {

@@ -421,7 +421,14 @@ export const continualClipRunSpec = withRules(
       .describe(
         "Where rounds write plans, checkpoints, ONNX encoders and eval results (same endpoint and credentials as source).",
       ),
-    historyLimit: z.int().min(1).max(1000).default(50).describe("Rounds kept in status.rounds."),
+    historyLimit: z
+      .int()
+      .min(1)
+      .max(1000)
+      .default(50)
+      .describe(
+        "Rounds kept in status.rounds: the newest in full detail, older ones compact (index, phase, sliceCount).",
+      ),
   }),
   {
     rule: `self.strategy.samplesPerRound >= ${WORLD}`,

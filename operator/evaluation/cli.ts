@@ -13,8 +13,9 @@
 import { parseArgs } from "node:util";
 import { createS3Client } from "../s3/client.ts";
 import { S3ObjectStore, type ObjectStore } from "../s3/object-store.ts";
-import { scoreRound, writeEvalResult } from "./evaluate.ts";
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from "./onnx.ts";
+import { writeEvalResult } from "./evaluate.ts";
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from "./runtime.ts";
+import { scoreRound } from "./score.ts";
 import { buildEvaluateRequest } from "./request.ts";
 
 export const EXIT_OK = 0;

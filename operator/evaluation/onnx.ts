@@ -7,6 +7,7 @@ import { readFileSync, rmSync, mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
+import { defaultIntraOpThreads, ExecutionProviderUnavailable, type ExecutionProvider } from "./runtime.ts";
 import { formatIssues } from "../api/slice-manifest.ts";
 import { exportedModel, IMAGE_ENCODER, MODEL_JSON, TEXT_ENCODER, type ExportedModel } from "../api/exported-model.ts";
 import type { PreprocessingSpec } from "../api/eval-pack.ts";
@@ -14,19 +15,8 @@ import type { ObjectStore } from "../s3/object-store.ts";
 import { EvalInputError } from "./pack.ts";
 import type { Embeddings } from "./metrics.ts";
 
-export const EXECUTION_PROVIDERS = ["cpu", "cuda"] as const;
-export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
-
 /** Embeddings whose L2 norm is further than this from 1 mean the export is not the contract's. */
 export const NORM_TOLERANCE = 1e-2;
-
-/** The requested execution provider cannot be used (e.g. CUDA libraries absent): retry elsewhere. */
-export class ExecutionProviderUnavailable extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ExecutionProviderUnavailable";
-  }
-}
 
 export type Encoder = {
   file: string;
@@ -58,36 +48,6 @@ export type SessionOptions = {
   /** Only read the cache: writing hundreds of MB through an in-process caller's thread would stall it. */
   optimizedCacheReadOnly?: boolean;
 };
-
-/**
- * Threads for a pod: its CPU limit (cgroup v2 `cpu.max` "quota period", or v1 quota and period)
- * rounded up, capped by the CPUs this process may run on. Without a limit, every available CPU.
- */
-export function threadsFor(quota: number | undefined, period: number | undefined, available: number): number {
-  if (!quota || !period || quota <= 0 || period <= 0) return Math.max(1, available);
-  return Math.max(1, Math.min(available, Math.ceil(quota / period)));
-}
-
-function readCpuLimit(): [number | undefined, number | undefined] {
-  const read = (f: string) => {
-    try {
-      return readFileSync(f, "utf8").trim();
-    } catch {
-      return undefined;
-    }
-  };
-  const v2 = read("/sys/fs/cgroup/cpu.max")?.split(/\s+/);
-  if (v2) return [v2[0] === "max" ? undefined : Number(v2[0]), Number(v2[1])];
-  const q = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us");
-  const p = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
-  return [q === undefined || q === "-1" ? undefined : Number(q), p === undefined ? undefined : Number(p)];
-}
-
-/** Intra-op threads when none are requested: the pod's CPU limit or os.availableParallelism(). */
-export function defaultIntraOpThreads(): number {
-  const [quota, period] = readCpuLimit();
-  return threadsFor(quota, period, os.availableParallelism());
-}
 
 /** The options every session of an evaluation shares (encoders and the similarity kernel). */
 export function sessionOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {

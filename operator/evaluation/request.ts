@@ -5,7 +5,7 @@ import { roundUri } from "../api/round-layout.ts";
 import { formatIssues, MANIFEST_NAME, sliceManifest } from "../api/slice-manifest.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import type { EvaluateRequest } from "./evaluate.ts";
-import type { ExecutionProvider } from "./onnx.ts";
+import type { ExecutionProvider } from "./runtime.ts";
 import { slicesToScore } from "./tic.ts";
 
 export type RoundToEvaluate = {

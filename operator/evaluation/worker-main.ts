@@ -2,7 +2,8 @@
 // own: its top-level await must not sit in a module that evaluate.ts imports (an import cycle
 // through a module still awaiting never finishes loading).
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
-import { scoreRound, type EvaluateRequest } from "./evaluate.ts";
+import type { EvaluateRequest } from "./evaluate.ts";
+import { scoreRound } from "./score.ts";
 import { ForwardedStoreError, ForwardingStore, type Outcome } from "./worker.ts";
 
 const { req, port } = workerData as { req: EvaluateRequest; port: MessagePort };

@@ -3,7 +3,7 @@
 // in-memory test stores stay where they are, and only request data and object bytes cross over.
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { ObjectStore, StoredObject } from "../s3/object-store.ts";
-import { ExecutionProviderUnavailable } from "./onnx.ts";
+import { ExecutionProviderUnavailable } from "./runtime.ts";
 
 type StoreCall = { id: number; op: "get" | "put" | "copy" | "list"; args: unknown[] };
 type StoreReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string };

@@ -1,13 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { gemmModel } from "../../../operator/evaluation/kernel.ts";
-import {
-  encoderBatch,
-  ExecutionProviderUnavailable,
-  loadModel,
-  optimizedCacheName,
-  threadsFor,
-} from "../../../operator/evaluation/onnx.ts";
+import { encoderBatch, loadModel, optimizedCacheName } from "../../../operator/evaluation/onnx.ts";
+import { ExecutionProviderUnavailable, threadsFor } from "../../../operator/evaluation/runtime.ts";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
 
 describe("threadsFor", () => {

@@ -2,7 +2,7 @@
 // around it (operator, local executor), for integration tests of whole rounds.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { REPO_ROOT, getRun, kubectlOk, requireEnv, waitFor } from "./cluster.ts";
@@ -185,10 +185,29 @@ export function startExecutor(
   ]);
 }
 
+/**
+ * The node flags and environment the operator image runs with (operator/Dockerfile's last
+ * ENTRYPOINT and its ENV lines), so tests and benchmarks measure the operator as it ships.
+ */
+export function imageRuntime(): { nodeArgs: string[]; env: Record<string, string> } {
+  const dockerfile = readFileSync(path.join(REPO_ROOT, "operator/Dockerfile"), "utf8");
+  const entrypoints = [...dockerfile.matchAll(/^ENTRYPOINT (\[.*\])$/gm)].map((m) => JSON.parse(m[1]!) as string[]);
+  const entrypoint = entrypoints.at(-1);
+  if (entrypoint?.[0] !== "node" || entrypoint.at(-1) !== "operator/main.ts") {
+    throw new Error(
+      `operator/Dockerfile: expected ENTRYPOINT ["node", ...flags, "operator/main.ts"], got ${entrypoint}`,
+    );
+  }
+  const env = Object.fromEntries([...dockerfile.matchAll(/^ENV (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+  return { nodeArgs: entrypoint.slice(1, -1), env };
+}
+
 export function startOperator(namespaces: string[], extra: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+  const runtime = imageRuntime();
   return startProc(
     "operator",
     [
+      ...runtime.nodeArgs,
       path.join(REPO_ROOT, "operator/main.ts"),
       "--kubeconfig",
       requireEnv("KUBECONFIG"),
@@ -198,7 +217,7 @@ export function startOperator(namespaces: string[], extra: string[] = [], env: N
       namespaces[0]!,
       ...extra,
     ],
-    env,
+    { ...runtime.env, ...env },
   );
 }
 

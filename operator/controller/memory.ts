@@ -4,8 +4,10 @@ import { createHash } from "node:crypto";
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { parseDuration } from "../api/common.ts";
 import { SliceDiscovery, type DiscoveryResult } from "../data/discovery.ts";
-import type { VersionCache } from "../promotion/versions.ts";
+import type { VersionManifest } from "../api/promotion.ts";
+import type { AliasRead, VersionCache } from "../promotion/versions.ts";
 import type { S3Connection } from "../s3/client.ts";
+import type { RoundListing } from "../s3/round-store.ts";
 import type { Storage, StorageFactory } from "./ports.ts";
 
 export type RunMemory = {
@@ -21,6 +23,18 @@ export type RunMemory = {
    * changed artifacts prefix, a deleted round folder or a rewritten file is read again.
    */
   documents: Map<string, { etag: string; value: unknown }>;
+  /**
+   * The last listing of the artifacts prefix, and what it was read under (see observe.ts's
+   * listingKey). Reused until a poll is due, the key changes or this process writes to S3 (act
+   * drops it), so a steady-state reconcile reads nothing from S3.
+   */
+  listing?: { key: string; rounds: RoundListing } | undefined;
+  /**
+   * The promotion prefix's complete versions and alias pointer. Only this process writes there, so
+   * they are reused under the same key until act writes, for at most PROMOTION_TTL_MS (someone
+   * else moving the alias is seen within that time).
+   */
+  promotion?: { key: string; readAt: number; complete: VersionManifest[]; alias: AliasRead } | undefined;
   /** Complete promoted versions (immutable), read once. */
   versions: VersionCache;
   /** Bumped by every notification, so a poll in progress does not swallow one. */

@@ -10,6 +10,7 @@ import type { Logger } from "../observability/log.ts";
 import { observeSlicePoll } from "../observability/metrics.ts";
 import { parseDuration } from "../api/common.ts";
 import { listVersions, promotionTarget, readAlias } from "../promotion/versions.ts";
+import { inPool } from "../s3/client.ts";
 import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
@@ -27,15 +28,15 @@ export function summarizePlan(plan: RoundPlan): PlanSummary {
   };
 }
 
-/** Runs a discovery pass when one is due, and keeps its result between polls. */
+/** Runs a discovery pass when one is due, and keeps its result between polls. Returns whether it ran. */
 export async function pollSlices(
   run: RawObject,
   spec: ContinualClipRunSpec,
   mem: RunMemory,
   log: Logger,
-): Promise<void> {
+): Promise<boolean> {
   const now = Date.now();
-  if (now < mem.nextPollAt) return;
+  if (now < mem.nextPollAt) return false;
   const notifications = mem.notifications;
   const result = await mem.discovery.poll();
   mem.lastDiscovery = result;
@@ -46,20 +47,52 @@ export async function pollSlices(
   if (result.errors.length === 0) {
     observeSlicePoll(run.metadata.namespace, run.metadata.name, new Date(), parseDuration(spec.source.pollInterval));
   }
+  return true;
 }
 
+type RoundJobs = Awaited<ReturnType<ChildAccess["roundJobs"]>>;
+
+/** Whether status shows a round in progress (its folder changes without the run or a Job changing). */
+export function roundInProgress(run: RawObject): boolean {
+  return (run.status as { currentRound?: unknown } | undefined)?.currentRound !== undefined;
+}
+
+/** Round folders whose documents are read at once. */
+const ROUND_READS = 8;
+
+/** Promotion state read at most this long ago is reused (memory.ts). */
+export const PROMOTION_TTL_MS = 5 * 60_000;
+
+/**
+ * What a reused listing was read under: the run's generation and what its Jobs show. A changed spec
+ * or any Job change (a trainer or evaluator finishing writes to S3 first) makes the next reconcile
+ * list again.
+ */
+export function listingKey(run: RawObject, jobs: RoundJobs): string {
+  return JSON.stringify([run.metadata.generation, [...jobs.trainer], [...jobs.evaluator]]);
+}
+
+/**
+ * The rounds under spec.artifacts with their documents, Jobs and promotion state. The listing is
+ * read again when `relist` (a poll ran, or a round is active) or when listingKey changed; otherwise
+ * the previous one is reused, and documents come from memory by ETag, so nothing is read from S3.
+ */
 export async function observeRounds(
   run: RawObject,
   spec: ContinualClipRunSpec,
   mem: RunMemory,
-  jobs: Awaited<ReturnType<ChildAccess["roundJobs"]>>,
+  jobs: RoundJobs,
   log: Logger,
+  relist = true,
 ): Promise<Observed> {
   const store = new RoundStore(mem.storage.objects, spec.artifacts.s3);
+  const key = listingKey(run, jobs);
   let listing: Awaited<ReturnType<RoundStore["listRounds"]>>;
   try {
-    listing = await store.listRounds();
+    listing = !relist && mem.listing?.key === key ? mem.listing.rounds : await store.listRounds();
+    mem.listing = { key, rounds: listing };
   } catch (err) {
+    mem.listing = undefined;
     const p = classifyS3Error(err);
     const where = `spec.artifacts.s3 (s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix})`;
     return {
@@ -68,7 +101,6 @@ export async function observeRounds(
       rounds: [],
     };
   }
-  const rounds: RoundObservation[] = [];
   const documents = new Map<string, { etag: string; value: unknown }>();
   // Trusted only while the listing shows the same object: keyed by URI, checked by ETag.
   const read = async <T>(
@@ -87,9 +119,13 @@ export async function observeRounds(
     if (value !== undefined && etag !== undefined) documents.set(uri, { etag, value });
     return value;
   };
-  for (const [index, fileTags] of listing) {
+  // Round folders are read ROUND_READS at a time: after a restart every document of every round
+  // is read once, and one at a time that was most of the catch-up (docs/scale.md).
+  const observeRound = async ([index, fileTags]: [number, Map<string, string | undefined>]): Promise<
+    RoundObservation | undefined
+  > => {
     const files = new Set(fileTags.keys());
-    if (!files.has(ROUND_FILES.plan)) continue;
+    if (!files.has(ROUND_FILES.plan)) return undefined;
     let planProblem: string | undefined;
     const plan = await read(index, ROUND_FILES.plan, (raw) => {
       const parsed = roundPlan.safeParse(raw);
@@ -102,8 +138,7 @@ export async function observeRounds(
     });
     if (!plan) {
       log.warn("unreadable plan", { round: index, problem: planProblem });
-      rounds.push({ index, files, planProblem: planProblem ?? "unreadable" });
-      continue;
+      return { index, files, planProblem: planProblem ?? "unreadable" };
     }
     const failure = files.has(ROUND_FILES.failure)
       ? await read(index, ROUND_FILES.failure, (raw) => (raw as FailureRecord | undefined) ?? undefined)
@@ -127,7 +162,7 @@ export async function observeRounds(
           return typeof v?.evaluatedAt === "string" && typeof v.verdict?.passed === "boolean" ? v : undefined;
         })
       : undefined;
-    rounds.push({
+    return {
       index,
       files,
       plan,
@@ -137,8 +172,11 @@ export async function observeRounds(
       job: jobs.trainer.get(index),
       evaluation,
       evalJob: jobs.evaluator.get(index),
-    });
-  }
+    };
+  };
+  const rounds: RoundObservation[] = (await inPool([...listing], ROUND_READS, observeRound)).filter(
+    (r): r is RoundObservation => r !== undefined,
+  );
   mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.
   let alias: Observed["alias"];
@@ -146,10 +184,18 @@ export async function observeRounds(
     const objects = mem.storage.objects;
     const target = promotionTarget(spec.promotion);
     let complete: Awaited<ReturnType<typeof listVersions>>["complete"];
+    const cached = mem.promotion;
     try {
-      ({ complete } = await listVersions(objects, target, mem.versions));
-      alias = await readAlias(objects, target);
+      if (cached && cached.key === key && !roundInProgress(run) && Date.now() - cached.readAt < PROMOTION_TTL_MS) {
+        ({ complete, alias } = cached);
+      } else {
+        const readAt = Date.now();
+        ({ complete } = await listVersions(objects, target, mem.versions));
+        alias = await readAlias(objects, target);
+        mem.promotion = { key, readAt, complete, alias };
+      }
     } catch (err) {
+      mem.promotion = undefined;
       const p = classifyS3Error(err);
       const where = `spec.promotion.s3 (s3://${target.bucket}/${target.prefix})`;
       return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds };

@@ -18,7 +18,7 @@ import { S3SliceStore } from "../s3/slice-store.ts";
 import { act } from "./act.ts";
 import { decide } from "./decide.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
-import { observeRounds, pollSlices } from "./observe.ts";
+import { observeRounds, pollSlices, roundInProgress } from "./observe.ts";
 import type { ChildAccess, Evaluate, EventSink, RunAccess, StorageFactory } from "./ports.ts";
 import type { Outcome } from "./queue.ts";
 import type { Observed } from "./types.ts";
@@ -179,6 +179,9 @@ export class Reconciler {
           evaluate: this.#deps.evaluate ?? evaluateRound,
           signal,
         };
+        // What act writes (plans, eval.json, verdicts, versions) must be read back, not remembered.
+        mem.listing = undefined;
+        mem.promotion = undefined;
         const result = await act(ctx, decision.actions);
         if (result.problem) {
           // Show what was refused in status, then back off: the same object would be refused again.
@@ -230,8 +233,9 @@ export class Reconciler {
 
     const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage());
     this.#memory.set(key, mem);
-    await pollSlices(run, spec, mem, log);
-    const observed = await observeRounds(run, spec, mem, jobs, log);
+    const polled = await pollSlices(run, spec, mem, log);
+    // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).
+    const observed = await observeRounds(run, spec, mem, jobs, log, polled || roundInProgress(run));
     const configMapName = spec.promotion?.configMapName;
     if (configMapName && !observed.problem) observed.configMap = await children.readConfigMap(namespace, configMapName);
     return {

@@ -8,6 +8,7 @@
 // slices and manifest changes are seen; recheck() does the same without a notification.
 import { compareSliceIds, MANIFEST_NAME, SUCCESS_MARKER } from "../api/slice-manifest.ts";
 import { classifyS3Error, type S3Problem } from "../s3/errors.ts";
+import { inPool } from "../s3/client.ts";
 import type { ObjectInfo, SliceStore } from "../s3/slice-store.ts";
 import { validateSlice, type FolderContents, type InvalidSlice, type Slice } from "./validate.ts";
 
@@ -83,19 +84,6 @@ function byteCompare(a: string, b: string): number {
 /** The StartAfter key that skips folder `<prefix><name>/` and everything in it: '0' follows '/'. */
 function pastFolder(folder: string): string {
   return folder.slice(0, -1) + "0";
-}
-
-async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 export class SliceDiscovery {
@@ -239,7 +227,7 @@ export class SliceDiscovery {
     }
 
     const ids = [...new Set([...this.#unsettled.keys(), ...rechecks])].sort(compareSliceIds);
-    const fetched = await pool(ids, this.#concurrency, (id) => this.#fetch(id, rechecks.has(id), contents.get(id)));
+    const fetched = await inPool(ids, this.#concurrency, (id) => this.#fetch(id, rechecks.has(id), contents.get(id)));
 
     const newSlices: string[] = [];
     const newInvalid: InvalidSlice[] = [];

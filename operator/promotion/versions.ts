@@ -45,9 +45,13 @@ const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 export type VersionListing = { complete: VersionManifest[]; incomplete: number[] };
 
-/** Versions under the prefix: complete ones (with a valid version.json) and folders without one. */
 /** version.json documents by URI and ETag: a complete version never changes, so one read suffices. */
 export type VersionCache = Map<string, { etag: string; manifest: VersionManifest }>;
+
+/** The alias pointer as read: absent, valid, or why it is not. */
+export type AliasRead = AliasPointer | undefined | { invalid: string };
+
+/** Versions under the prefix: complete ones (with a valid version.json) and folders without one. */
 
 export async function listVersions(
   store: ObjectStore,
@@ -93,10 +97,7 @@ export async function readVersion(
 }
 
 /** The alias pointer, or undefined when none exists; a malformed one is reported, not guessed at. */
-export async function readAlias(
-  store: ObjectStore,
-  t: PromotionTarget,
-): Promise<AliasPointer | undefined | { invalid: string }> {
+export async function readAlias(store: ObjectStore, t: PromotionTarget): Promise<AliasRead> {
   const raw = await store.get(aliasUri(t));
   if (!raw) return undefined;
   try {

@@ -116,3 +116,17 @@ export async function bounded<T>(
     clearTimeout(timer);
   }
 }
+
+/** fn over items with at most `limit` calls in flight (the S3 reads of one pass); results in item order. */
+export async function inPool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

@@ -477,3 +477,43 @@ test("an architecture the trainer image does not ship stalls the run naming spec
   assert.equal(w.children.objects.size, 0);
   assert.equal(w.s3.objects.objects.size, 0);
 });
+
+// Issue 12: a quiet steady state reads S3 only when a poll is due or something changed.
+test("an idle run between polls lists nothing in S3; a Job change, a spec change or a due poll lists again", async () => {
+  const w = setup();
+  let lists = 0;
+  const list = w.s3.objects.list.bind(w.s3.objects);
+  w.s3.objects.list = (prefix) => {
+    lists++;
+    return list(prefix);
+  };
+  putSlice(w.s3.slices, "slices/", "2016");
+  await w.reconcile();
+  seed(w, "runs", "demo/", 0, { recall: 0.5 });
+  w.children.trainer.set(0, { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true });
+  await w.reconcile();
+  assert.equal((w.runs.runs.get("ns/demo")!.status as { phase: string }).phase, "Waiting");
+  await w.reconcile(); // reads back what the last one wrote (verdict.json)
+  const settled = lists;
+  await w.reconcile();
+  await w.reconcile();
+  assert.equal(lists, settled, "no poll due and nothing changed: the previous listing is reused");
+  w.children.trainer.set(0, {
+    name: "demo-r0000-train",
+    active: 0,
+    succeeded: 1,
+    failed: 0,
+    complete: true,
+    startTime: "t",
+  });
+  await w.reconcile();
+  assert.equal(lists, settled + 1, "a Job change lists again");
+  editSpec(w, { trainer: { image: "trainer:2", gpusPerNode: 0 } });
+  await w.reconcile();
+  assert.equal(lists, settled + 2, "a spec change lists again");
+  assert.deepEqual(w.reconciler.notify("data", "slices/2017/_SUCCESS"), ["ns/demo"]);
+  await w.reconcile();
+  assert.equal(lists, settled + 3, "a due poll lists again");
+  await w.reconcile();
+  assert.equal(lists, settled + 3);
+});

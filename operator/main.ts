@@ -1,9 +1,9 @@
 // The operator's entry point: wiring only (config, clients, leader election, watches, queue, signals).
 import { fileURLToPath } from "node:url";
 import { loadConfig, type OperatorConfig } from "./config.ts";
-import { ChildClient, roundJob, type RoundJob } from "./kube/children.ts";
-import { ROUND_JOB_SELECTOR } from "./kube/objects.ts";
-import { EventRecorder, RunClient, cachedRun, loadKubeConfig, type RawObject } from "./kube/client.ts";
+import { ChildClient, modelConfigMap, roundJob, type ModelConfigMap, type RoundJob } from "./kube/children.ts";
+import { MODEL_CONFIGMAP_SELECTOR, ROUND_JOB_SELECTOR } from "./kube/objects.ts";
+import { EventRecorder, RunClient, cachedRun, loadKubeConfig, type ListResult, type RawObject } from "./kube/client.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { ResilientWatch, WatchCache } from "./kube/watch.ts";
 import { WorkQueue } from "./controller/queue.ts";
@@ -34,7 +34,8 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   const runCache = new WatchCache<RawObject>({ scopes, project: cachedRun });
   const jobCache = new WatchCache<RoundJob>({ scopes, project: roundJob, indexBy: (j) => j.ownerUid });
   const runs = new RunClient(kc, runCache);
-  const children = new ChildClient(kc, jobCache);
+  const configMapCache = new WatchCache<ModelConfigMap>({ scopes, project: modelConfigMap });
+  const children = new ChildClient(kc, jobCache, configMapCache);
   const events = new EventRecorder(kc, config.identity);
   const reconciler = new Reconciler({
     runs,
@@ -108,23 +109,46 @@ export function startOperator(config: OperatorConfig): RunningOperator {
           },
         }),
     );
-    const jobWatches = scopes.map(
-      (namespace) =>
-        new ResilientWatch(kc, {
-          name: `jobs/${namespace ?? "*"}`,
-          path: `${namespace ? `/apis/batch/v1/namespaces/${namespace}/jobs` : "/apis/batch/v1/jobs"}?labelSelector=${encodeURIComponent(ROUND_JOB_SELECTOR)}`,
-          list: () => children.listRoundJobs(namespace),
-          timeoutSeconds: config.watchTimeoutSeconds,
-          log,
-          onList: (items) => jobCache.replace(namespace, items),
-          onEvent: (event) => {
-            jobCache.apply(event);
-            const key = ownerKey(event.object);
-            if (key) queue.add(key);
-          },
-        }),
+    // Children of runs, selected by label: a change to one wakes the run that owns it (a model
+    // ConfigMap edited or deleted by someone is put back).
+    const childWatches = <T>(
+      resource: string,
+      base: string,
+      selector: string,
+      list: (namespace?: string) => Promise<ListResult>,
+      cache: WatchCache<T>,
+    ) =>
+      scopes.map(
+        (namespace) =>
+          new ResilientWatch(kc, {
+            name: `${resource}/${namespace ?? "*"}`,
+            path: `${base}${namespace ? `/namespaces/${namespace}` : ""}/${resource}?labelSelector=${encodeURIComponent(selector)}`,
+            list: () => list(namespace),
+            timeoutSeconds: config.watchTimeoutSeconds,
+            log,
+            onList: (items) => cache.replace(namespace, items),
+            onEvent: (event) => {
+              cache.apply(event);
+              const key = ownerKey(event.object);
+              if (key) queue.add(key);
+            },
+          }),
+      );
+    const jobWatches = childWatches(
+      "jobs",
+      "/apis/batch/v1",
+      ROUND_JOB_SELECTOR,
+      (ns) => children.listRoundJobs(ns),
+      jobCache,
     );
-    return { queue, watches: [...runWatches, ...jobWatches] };
+    const configMapWatches = childWatches(
+      "configmaps",
+      "/api/v1",
+      MODEL_CONFIGMAP_SELECTOR,
+      (ns) => children.listModelConfigMaps(ns),
+      configMapCache,
+    );
+    return { queue, watches: [...runWatches, ...jobWatches, ...configMapWatches] };
   };
   let controllers: ReturnType<typeof buildControllers> | undefined;
 
@@ -182,6 +206,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     // The next term lists again; until then reads go to the API server.
     runCache.reset();
     jobCache.reset();
+    configMapCache.reset();
     c.queue.stop();
     reconciler.abortInFlight();
     await c.queue.idle();

@@ -3,7 +3,14 @@
 import * as k8s from "@kubernetes/client-node";
 import { isConflict, isNotFound, rejection, statusCode } from "./errors.ts";
 import { FIELD_MANAGER, type ObjectCache, type RawObject } from "./client.ts";
-import { CONTAINERS, LABELS, ROUND_JOB_SELECTOR, runLabelValue, type ConfigMap } from "./objects.ts";
+import {
+  CONTAINERS,
+  LABELS,
+  MODEL_CONFIGMAP_SELECTOR,
+  ROUND_JOB_SELECTOR,
+  runLabelValue,
+  type ConfigMap,
+} from "./objects.ts";
 
 export type JobObservation = {
   name: string;
@@ -39,7 +46,11 @@ const sameData = (a: Record<string, string> | undefined, b: Record<string, strin
  * Create-if-absent, else replace when the data differ. A ConfigMap the run does not own is left
  * alone ("notOwned"). A 409 (raced create or stale read) is retried once.
  */
-export async function applyConfigMap(api: ConfigMapApi, cm: ConfigMap): Promise<ApplyResult> {
+export async function applyConfigMap(
+  api: ConfigMapApi,
+  cm: ConfigMap,
+  onWritten?: (written: unknown) => void,
+): Promise<ApplyResult> {
   const { name, namespace } = cm.metadata;
   for (let attempt = 0; ; attempt++) {
     let current: Awaited<ReturnType<ConfigMapApi["readNamespacedConfigMap"]>> | undefined;
@@ -50,7 +61,9 @@ export async function applyConfigMap(api: ConfigMapApi, cm: ConfigMap): Promise<
     }
     try {
       if (!current) {
-        await api.createNamespacedConfigMap({ namespace, body: cm });
+        // Not onWritten?.(await ...): an absent callback would skip the call itself.
+        const created = await api.createNamespacedConfigMap({ namespace, body: cm });
+        onWritten?.(created);
         return "created";
       }
       const owned = current.metadata?.ownerReferences?.some((o) => o.uid === cm.metadata.ownerReferences[0]?.uid);
@@ -58,7 +71,8 @@ export async function applyConfigMap(api: ConfigMapApi, cm: ConfigMap): Promise<
       if (sameData(current.data, cm.data)) return "unchanged";
       const rv = current.metadata?.resourceVersion;
       const body = { ...cm, metadata: { ...cm.metadata, ...(rv ? { resourceVersion: rv } : {}) } };
-      await api.replaceNamespacedConfigMap({ name, namespace, body });
+      const replaced = await api.replaceNamespacedConfigMap({ name, namespace, body });
+      onWritten?.(replaced);
       return "updated";
     } catch (err) {
       if (isConflict(err) && attempt === 0) continue;
@@ -136,8 +150,21 @@ export function roundJob(raw: RawObject): RoundJob | undefined {
   };
 }
 
-/** Remembered pod-failure details and Secrets, at most. */
+/** What readConfigMap reports of a model ConfigMap (and the ConfigMap watch's cache keeps). */
+export type ModelConfigMap = { ownerUids: string[]; data: Record<string, string> };
+
+export function modelConfigMap(raw: RawObject): ModelConfigMap {
+  const cm = raw as unknown as { metadata: { ownerReferences?: { uid: string }[] }; data?: Record<string, string> };
+  return { ownerUids: (cm.metadata.ownerReferences ?? []).map((o) => o.uid), data: cm.data ?? {} };
+}
+
+/** Remembered pod-failure details, Secrets and absent ConfigMaps, at most (each). */
 const MAX_REMEMBERED = 10_000;
+
+function remember(set: Set<string>, key: string): void {
+  set.add(key);
+  if (set.size > MAX_REMEMBERED) set.delete(set.values().next().value!);
+}
 /**
  * How long a Secret read is reused. Secrets are read, never watched: watching them would need
  * list/watch on every Secret of the namespace. Between reads a deleted or rotated Secret takes
@@ -150,13 +177,29 @@ export class ChildClient {
   readonly #batch: k8s.BatchV1Api;
   readonly #core: k8s.CoreV1Api;
   readonly #jobs: ObjectCache<RoundJob> | undefined;
+  readonly #configMaps: ObjectCache<ModelConfigMap> | undefined;
   readonly #podFailures = new Map<string, string | undefined>();
   readonly #secrets = new Map<string, { readAt: number; data: Record<string, string> }>();
-  /** jobs: the Job watch's cache; without one every roundJobs is a list call. */
-  constructor(kc: k8s.KubeConfig, jobs?: ObjectCache<RoundJob>) {
+  /** Model ConfigMaps read as absent while the watch was synced (see readConfigMap). */
+  readonly #absentConfigMaps = new Set<string>();
+  /**
+   * jobs: the Job watch's cache; without one every roundJobs is a list call. configMaps: the model
+   * ConfigMap watch's cache; without one every readConfigMap is a read.
+   */
+  constructor(kc: k8s.KubeConfig, jobs?: ObjectCache<RoundJob>, configMaps?: ObjectCache<ModelConfigMap>) {
     this.#batch = kc.makeApiClient(k8s.BatchV1Api);
     this.#core = kc.makeApiClient(k8s.CoreV1Api);
     this.#jobs = jobs;
+    this.#configMaps = configMaps;
+  }
+
+  /** Model ConfigMaps the operator wrote, in one namespace or all (for the ConfigMap watch's list). */
+  async listModelConfigMaps(namespace?: string): Promise<{ items: RawObject[]; resourceVersion: string }> {
+    const labelSelector = MODEL_CONFIGMAP_SELECTOR;
+    const res = namespace
+      ? await this.#core.listNamespacedConfigMap({ namespace, labelSelector })
+      : await this.#core.listConfigMapForAllNamespaces({ labelSelector });
+    return { items: res.items as unknown as RawObject[], resourceVersion: res.metadata?.resourceVersion ?? "" };
   }
 
   /** Trainer and evaluator Jobs of all runs (for the Job watch's list). */
@@ -261,22 +304,32 @@ export class ChildClient {
   }
 
   /** A ConfigMap's owners and data; undefined when it does not exist. */
-  async readConfigMap(
-    namespace: string,
-    name: string,
-  ): Promise<{ ownerUids: string[]; data: Record<string, string> } | undefined> {
+  async readConfigMap(namespace: string, name: string): Promise<ModelConfigMap | undefined> {
+    // The watch shows only ConfigMaps with our labels. One it does not show is read once: someone
+    // else's is reported (ConfigMapNotOwned), an absent one is remembered as absent. One created by
+    // someone else after that is found by applyConfigMap, which reads before writing.
+    const key = `${namespace}/${name}`;
+    const synced = this.#configMaps?.synced === true;
+    if (synced) {
+      const cached = this.#configMaps!.get(namespace, name);
+      if (cached || this.#absentConfigMaps.has(key)) return cached;
+    }
     try {
-      const cm = await this.#core.readNamespacedConfigMap({ namespace, name });
-      return { ownerUids: (cm.metadata?.ownerReferences ?? []).map((o) => o.uid), data: cm.data ?? {} };
+      return modelConfigMap((await this.#core.readNamespacedConfigMap({ namespace, name })) as unknown as RawObject);
     } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
+      if (!isNotFound(err)) throw err;
+      if (synced) remember(this.#absentConfigMaps, key);
+      return undefined;
     }
   }
 
   /** Creates or updates the model ConfigMap (owned by the run). */
   applyConfigMap(cm: ConfigMap): Promise<ApplyResult> {
-    return applyConfigMap(this.#core as unknown as ConfigMapApi, cm);
+    // Seen by the next reconcile even before the watch delivers it.
+    return applyConfigMap(this.#core as unknown as ConfigMapApi, cm, (written) => {
+      this.#absentConfigMaps.delete(`${cm.metadata.namespace}/${cm.metadata.name}`);
+      this.#configMaps?.put(written as RawObject);
+    });
   }
 
   /**

@@ -23,6 +23,8 @@ export const CONTAINERS: Record<Component, string> = { trainer: "trainer", evalu
 
 /** Trainer and evaluator Jobs of every run (the Job watch's selector). */
 export const ROUND_JOB_SELECTOR = `${LABELS.component} in (trainer,evaluator)`;
+/** Model ConfigMaps (spec.promotion.configMapName) the operator wrote: what its ConfigMap watch lists. */
+export const MODEL_CONFIGMAP_SELECTOR = `${LABELS.alias},${LABELS.managedBy}=${MANAGER}`;
 
 /** Exit code of a trainer or evaluator that was given bad input: retrying cannot help. */
 export const INVALID_INPUT_EXIT_CODE = 2;

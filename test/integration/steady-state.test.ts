@@ -23,6 +23,7 @@ test("reconciles where nothing changed make no API read beyond the watches and n
   createS3Secret(ns);
   const data = await createBucket("steady-data");
   const runsBucket = await createBucket("steady-runs");
+  const models = await createBucket("steady-models");
   const names = Array.from({ length: RUNS }, (_, i) => `quiet-${i}`);
   for (const name of names) {
     const m = localRunManifest({
@@ -30,7 +31,11 @@ test("reconciles where nothing changed make no API read beyond the watches and n
       name,
       dataBucket: data,
       runsBucket,
-      spec: { source: { pollInterval: "3s" } },
+      // Promotion with a model ConfigMap not written yet: its absence is read once, not per reconcile.
+      spec: {
+        source: { pollInterval: "3s" },
+        promotion: { mode: "Auto", s3: { bucket: models, prefix: `${name}/` }, configMapName: `${name}-model` },
+      },
     });
     kubectlOk(["create", "-f", "-"], JSON.stringify(m));
   }

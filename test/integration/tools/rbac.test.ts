@@ -39,7 +39,7 @@ const EXPECTED: Record<string, string[]> = {
   "jobs.batch": ["create", "list", "watch"],
   pods: ["list"],
   services: ["create"],
-  configmaps: ["create", "get", "update"],
+  configmaps: ["create", "get", "list", "update", "watch"],
   secrets: ["get"],
   events: ["create", "get", "patch"],
 };

@@ -64,15 +64,18 @@ export function afterTraining(
   }
   // Judged once: tightening a gate later does not reject the serving round, loosening one does not
   // promote old rejected rounds one after another. A new eval.json (re-evaluation) is judged anew.
-  const recorded = r.verdict?.evaluatedAt === r.evaluation.evaluatedAt ? r.verdict.verdict : undefined;
-  const verdict = recorded ?? judgeRound(r.evaluation, spec.evaluation.gates, input.promoted);
+  const ev = r.evaluation;
+  const recorded = r.verdict?.evaluatedAt === ev.evaluatedAt ? r.verdict.verdict : undefined;
+  // observe.ts keeps eval.json whole until a verdict for it is recorded, so one of the two is here.
+  const verdict = recorded ?? ("judged" in ev ? undefined : judgeRound(ev, spec.evaluation.gates, input.promoted));
+  if (!verdict) throw new Error(`round ${r.index}: eval.json was judged but verdict.json is not its verdict`);
   const record: RoundAction | undefined = recorded
     ? undefined
     : {
         kind: "RecordVerdict",
         round: r.index,
         record: {
-          evaluatedAt: r.evaluation.evaluatedAt,
+          evaluatedAt: ev.evaluatedAt,
           judgedAt: input.now.toISOString(),
           gates: spec.evaluation.gates,
           verdict,

@@ -15,7 +15,15 @@ import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
-import type { ComputeRecord, FailureRecord, Observed, PlanSummary, RoundObservation, VerdictRecord } from "./types.ts";
+import type {
+  ComputeRecord,
+  FailureRecord,
+  Observed,
+  ObservedEvaluation,
+  PlanSummary,
+  RoundObservation,
+  VerdictRecord,
+} from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
 export function summarizePlan(plan: RoundPlan): PlanSummary {
@@ -107,9 +115,11 @@ export async function observeRounds(
     index: number,
     file: string,
     parse: (raw: unknown) => T | undefined,
+    dependsOn?: string,
   ): Promise<T | undefined> => {
     const uri = store.uri(index, file);
-    const etag = listing.get(index)?.get(file);
+    const tag = listing.get(index)?.get(file);
+    const etag = tag === undefined || dependsOn === undefined ? tag : `${tag} ${dependsOn}`;
     const hit = mem.documents.get(uri);
     if (hit && etag !== undefined && hit.etag === etag) {
       documents.set(uri, hit);
@@ -143,23 +153,32 @@ export async function observeRounds(
     const failure = files.has(ROUND_FILES.failure)
       ? await read(index, ROUND_FILES.failure, (raw) => (raw as FailureRecord | undefined) ?? undefined)
       : undefined;
-    const evaluation = files.has(EVAL_JSON)
-      ? await read(index, EVAL_JSON, (raw) => {
-          const parsed = evalResult.safeParse(raw);
-          if (!parsed.success) log.warn("unreadable eval.json; round will be re-evaluated", { round: index });
-          return parsed.success ? parsed.data : undefined;
+    const verdict = files.has(ROUND_FILES.verdict)
+      ? await read(index, ROUND_FILES.verdict, (raw) => {
+          const v = raw as VerdictRecord | undefined;
+          return typeof v?.evaluatedAt === "string" && typeof v.verdict?.passed === "boolean" ? v : undefined;
         })
+      : undefined;
+    // A judged evaluation is remembered by its time only: verdict.json holds what status shows, and
+    // eval.json's TiC matrix grows as rounds squared. Its cache entry depends on verdict.json too.
+    const evaluation = files.has(EVAL_JSON)
+      ? await read(
+          index,
+          EVAL_JSON,
+          (raw): ObservedEvaluation | undefined => {
+            const parsed = evalResult.safeParse(raw);
+            if (!parsed.success) log.warn("unreadable eval.json; round will be re-evaluated", { round: index });
+            if (!parsed.success) return undefined;
+            const ev = parsed.data;
+            return verdict?.evaluatedAt === ev.evaluatedAt ? { judged: true, evaluatedAt: ev.evaluatedAt } : ev;
+          },
+          fileTags.get(ROUND_FILES.verdict) ?? "",
+        )
       : undefined;
     const compute = files.has(ROUND_FILES.compute)
       ? await read(index, ROUND_FILES.compute, (raw) => {
           const c = raw as ComputeRecord | undefined;
           return typeof c?.gpuSeconds === "number" && c.gpuSeconds >= 0 ? c : undefined;
-        })
-      : undefined;
-    const verdict = files.has(ROUND_FILES.verdict)
-      ? await read(index, ROUND_FILES.verdict, (raw) => {
-          const v = raw as VerdictRecord | undefined;
-          return typeof v?.evaluatedAt === "string" && typeof v.verdict?.passed === "boolean" ? v : undefined;
         })
       : undefined;
     return {

@@ -58,8 +58,8 @@ export type RoundObservation = {
   planProblem?: string | undefined;
   failure?: FailureRecord | undefined;
   job?: JobObservation | undefined;
-  /** eval.json, once the evaluator wrote it. */
-  evaluation?: EvalResult | undefined;
+  /** eval.json, once the evaluator wrote it (only its time once verdict.json judged it). */
+  evaluation?: ObservedEvaluation | undefined;
   evalJob?: JobObservation | undefined;
   /** The immutable promoted version made from this round, if any. */
   promotedVersion?: number | undefined;
@@ -67,6 +67,9 @@ export type RoundObservation = {
   compute?: ComputeRecord | undefined;
   verdict?: VerdictRecord | undefined;
 };
+
+/** eval.json as decisions see it: whole until judged, then only when it was evaluated. */
+export type ObservedEvaluation = EvalResult | { judged: true; evaluatedAt: string };
 
 /** verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names. */
 export type VerdictRecord = { evaluatedAt: string; judgedAt: string; gates: Gate[]; verdict: RoundVerdict };

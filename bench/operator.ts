@@ -41,13 +41,18 @@ async function postEvent(port: number, bucket: string, key: string): Promise<voi
   if (res.status !== 200) throw new Error(`notification answered ${res.status}`);
 }
 
-async function latency(mode: "notifications" | "polling"): Promise<number[]> {
-  const ns = createNamespace(`bench-${mode.slice(0, 5)}`);
-  createS3Secret(ns);
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const op = startOperator([ns], mode === "notifications" ? ["--notifications-address", `127.0.0.1:${port}`] : [], {
-    TICCLIP_NOTIFICATION_TOKEN: TOKEN,
-  });
+/** Where latency samples run: a namespace, the operator serving it, and its notification port. */
+type LatencyTarget = { ns: string; port: number };
+
+async function latency(mode: "notifications" | "polling", target?: LatencyTarget): Promise<number[]> {
+  const ns = target?.ns ?? createNamespace(`bench-${mode.slice(0, 5)}`);
+  if (!target) createS3Secret(ns);
+  const port = target?.port ?? 20000 + Math.floor(Math.random() * 20000);
+  const op = target
+    ? undefined
+    : startOperator([ns], mode === "notifications" ? ["--notifications-address", `127.0.0.1:${port}`] : [], {
+        TICCLIP_NOTIFICATION_TOKEN: TOKEN,
+      });
   const pollInterval = mode === "notifications" ? "10m" : "10s";
   const out: number[] = [];
   try {
@@ -81,9 +86,16 @@ async function latency(mode: "notifications" | "polling"): Promise<number[]> {
       out.push(performance.now() - t0);
     }
   } finally {
-    await op.stop();
+    await op?.stop();
   }
   return out;
+}
+
+function printLatency(mode: "notifications" | "polling", xs: number[], load: string): void {
+  const how = mode === "polling" ? "pollInterval 10s" : "event posted in MinIO's format";
+  console.log(
+    `_SUCCESS -> Job created, ${mode} (${how}, ${load}, n=${xs.length}): p50 ${quantile(xs, 0.5).toFixed(0)} ms, p95 ${quantile(xs, 0.95).toFixed(0)} ms`,
+  );
 }
 
 /** Non-watch API requests for the resources the operator touches, by "verb resource". */
@@ -113,9 +125,23 @@ function histogramQuantile(before: Scrape, after: Scrape, q: number): string {
   return hit.le === "+Inf" ? "> 10 s" : `<= ${Number(hit.le) * 1000} ms`;
 }
 
+/** RSS (from /proc) and JS heap used of a running operator, in MiB. */
+async function memoryOf(op: Proc, port: number): Promise<{ rss: number; peak: number; heap: number }> {
+  const status = readFileSync(`/proc/${op.child.pid}/status`, "utf8");
+  const mib = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)![1]) / 1024;
+  const heap = (await scrape(port)).get("ticclip_operator_nodejs_heap_size_used_bytes")! / 2 ** 20;
+  return { rss: mib("VmRSS"), peak: mib("VmHWM"), heap };
+}
+
 async function steadyState(): Promise<void> {
   const ns = createNamespace("bench-steady");
   createS3Secret(ns);
+  // What the operator costs with no runs at all, so the per-run figures below are increments.
+  const idlePort = 20000 + Math.floor(Math.random() * 20000);
+  const idle = startOperator([ns], ["--metrics-address", `127.0.0.1:${idlePort}`]);
+  await sleep(20_000);
+  const base = await memoryOf(idle, idlePort);
+  await idle.stop();
   const data = await createBucket(s3, "bench-st");
   const runsBucket = await createBucket(s3, "bench-st-runs");
   const ids = Array.from({ length: ROUNDS }, (_, i) => String(2000 + i));
@@ -208,7 +234,13 @@ async function steadyState(): Promise<void> {
   });
   kubectlOk(["create", "-f", "-"], `{"apiVersion":"v1","kind":"List","items":[${docs.join(",")}]}`);
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const start = () => startOperator([ns], ["--metrics-address", `127.0.0.1:${port}`]);
+  const notifyPort = port + 1;
+  const start = () =>
+    startOperator(
+      [ns],
+      ["--metrics-address", `127.0.0.1:${port}`, "--notifications-address", `127.0.0.1:${notifyPort}`],
+      { TICCLIP_NOTIFICATION_TOKEN: TOKEN },
+    );
   let op: Proc = start();
   try {
     t = performance.now();
@@ -247,7 +279,23 @@ async function steadyState(): Promise<void> {
     console.log(
       `operator start to all ${RUNS} runs reconstructed from S3 (${RUNS * ROUNDS} rounds): ${((performance.now() - t) / 1000).toFixed(1)} s`,
     );
-    await sleep(10_000);
+    // Settled: each run has read back what its first reconciles wrote (verdicts, the document cache),
+    // which happens at its next poll, up to a poll interval after its status showed its rounds.
+    t = performance.now();
+    await waitFor(
+      "no S3 reads or writes for 15 s",
+      async () => {
+        const quiet = (m: Scrape) =>
+          [...m].filter(([k]) => /ticclip_s3_requests_total\{operation="(GetObject|PutObject)"/.test(k));
+        const before = quiet(await scrape(port));
+        await sleep(15_000);
+        const after = new Map(quiet(await scrape(port)));
+        return before.every(([k, v]) => after.get(k) === v) && after.size === before.length ? true : undefined;
+      },
+      600_000,
+      0,
+    );
+    console.log(`settled (no S3 reads or writes for 15 s) after ${((performance.now() - t) / 1000).toFixed(0)} s more`);
     const api0 = apiserverRequests();
     const m0 = await scrape(port);
     const t0 = performance.now();
@@ -255,14 +303,12 @@ async function steadyState(): Promise<void> {
     const minutes = (performance.now() - t0) / 60_000;
     const api = operatorRequests(requestDelta(api0, apiserverRequests()));
     const m1 = await scrape(port);
-    const status = readFileSync(`/proc/${op.child.pid}/status`, "utf8");
-    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)![1]) / 1024;
+    const mem = await memoryOf(op, port);
     const perMin = (n: number) => (n / minutes).toFixed(1);
     const total = [...api.values()].reduce((a, b) => a + b, 0);
     const leases = [...api].filter(([k]) => k.endsWith(" leases")).reduce((n, [, v]) => n + v, 0);
     const s3 = sum(m1, "ticclip_s3_requests_total") - sum(m0, "ticclip_s3_requests_total");
     const reconciles = sum(m1, "ticclip_reconcile_total") - sum(m0, "ticclip_reconcile_total");
-    const heap = m1.get("ticclip_operator_nodejs_heap_size_used_bytes")! / 2 ** 20;
     console.log(`steady state (${RUNS} runs x ${ROUNDS} rounds, pollInterval 60s, resync 300s, ${WINDOW_S} s window):`);
     console.log(
       `  API requests/min (non-watch, operator's resources): ${perMin(total)} (leases ${perMin(leases)}, other ${perMin(total - leases)})`,
@@ -279,26 +325,34 @@ async function steadyState(): Promise<void> {
       `  reconciles/min ${perMin(reconciles)}, latency p50 ${histogramQuantile(m0, m1, 0.5)}, p99 ${histogramQuantile(m0, m1, 0.99)}`,
     );
     console.log(
-      `  operator memory: RSS ${kb("VmRSS").toFixed(0)} MiB, peak ${kb("VmHWM").toFixed(0)} MiB, heap used ${heap.toFixed(0)} MiB`,
+      `  operator memory: RSS ${mem.rss.toFixed(0)} MiB, peak ${mem.peak.toFixed(0)} MiB, heap used ${mem.heap.toFixed(0)} MiB` +
+        ` (with no runs: RSS ${base.rss.toFixed(0)} MiB, heap used ${base.heap.toFixed(0)} MiB)`,
     );
+    const perRun = (now: number, idle: number) => ((now - idle) * 1024) / RUNS;
     console.log(
-      `    per run: ${((kb("VmRSS") * 1024) / RUNS).toFixed(0)} KiB RSS, ${((heap * 1024) / RUNS).toFixed(0)} KiB heap (${((heap * 2 ** 20) / RUNS / ROUNDS).toFixed(0)} B heap per round)`,
+      `    each run adds: ${perRun(mem.rss, base.rss).toFixed(0)} KiB RSS, ${perRun(mem.heap, base.heap).toFixed(0)} KiB heap` +
+        ` (${((perRun(mem.heap, base.heap) * 1024) / ROUNDS).toFixed(0)} B heap per round)`,
     );
+    // Under that load: new slices for runs of the same operator, announced by notifications.
+    if (!process.env.BENCH_SKIP_LATENCY) {
+      printLatency("notifications", await latency("notifications", { ns, port: notifyPort }), `${RUNS} runs managed`);
+    }
     // Catch-up after a restart: every run reconciled once more from S3, with nothing cached.
     await op.stop();
     t = performance.now();
     op = start();
+    const allRuns = RUNS + (process.env.BENCH_SKIP_LATENCY ? 0 : LATENCY_SAMPLES);
     await waitFor(
       "every run reconciled after the restart",
       async () => {
         const m = await scrape(port).catch(() => undefined);
-        return m && sum(m, "ticclip_reconcile_total") >= RUNS ? true : undefined;
+        return m && sum(m, "ticclip_reconcile_total") >= allRuns ? true : undefined;
       },
       900_000,
       500,
     );
     console.log(
-      `  catch-up after a restart (start to ${RUNS} runs reconciled): ${((performance.now() - t) / 1000).toFixed(1)} s`,
+      `  catch-up after a restart (start to ${allRuns} runs reconciled): ${((performance.now() - t) / 1000).toFixed(1)} s`,
     );
   } finally {
     await op.stop();
@@ -306,10 +360,8 @@ async function steadyState(): Promise<void> {
 }
 
 applyCrds();
+// Without load: each mode with an operator of its own and only the sample runs.
 for (const mode of process.env.BENCH_SKIP_LATENCY ? [] : (["notifications", "polling"] as const)) {
-  const xs = await latency(mode);
-  console.log(
-    `_SUCCESS -> Job created, ${mode} (${mode === "polling" ? "pollInterval 10s" : "event posted in MinIO's format"}, n=${xs.length}): p50 ${quantile(xs, 0.5).toFixed(0)} ms, p95 ${quantile(xs, 0.95).toFixed(0)} ms`,
-  );
+  printLatency(mode, await latency(mode), "no other runs");
 }
 await steadyState();

@@ -31,6 +31,8 @@ export const roundsPrefix = (artifactsPrefix: string) => `${artifactsPrefix}${RO
 export const roundPrefix = (artifactsPrefix: string, round: number) => `${roundsPrefix(artifactsPrefix)}${pad(round)}/`;
 
 export const roundsUri = (a: ArtifactsLocation) => `s3://${a.bucket}/${roundsPrefix(a.prefix)}`;
+/** The operator's cache of round documents, beside rounds/ (controller/document-cache.ts). */
+export const documentCacheUri = (a: ArtifactsLocation) => `s3://${a.bucket}/${a.prefix}operator-cache.json`;
 
 /** `s3://<bucket>/<prefix>rounds/0003/` */
 export const roundUri = (a: ArtifactsLocation, round: number) => `s3://${a.bucket}/${roundPrefix(a.prefix, round)}`;

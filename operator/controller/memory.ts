@@ -35,6 +35,11 @@ export type RunMemory = {
    * else moving the alias is seen within that time).
    */
   promotion?: { key: string; readAt: number; complete: VersionManifest[]; alias: AliasRead } | undefined;
+  /**
+   * What of `documents` the persisted document cache holds (document-cache.ts): undefined until it
+   * was read, then the fingerprint of the entries last loaded or written.
+   */
+  documentCache?: string | undefined;
   /** Complete promoted versions (immutable), read once. */
   versions: VersionCache;
   /** Bumped by every notification, so a poll in progress does not swallow one. */
@@ -71,6 +76,7 @@ export function memoryFor(
     }),
     nextPollAt: 0,
     documents: previous?.documents ?? new Map(),
+    documentCache: previous?.documentCache,
     plannedSlices: new Map(),
     versions: previous?.versions ?? new Map(),
     notifications: 0,

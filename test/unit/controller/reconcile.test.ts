@@ -68,10 +68,12 @@ test("reconciling again without change writes nothing and creates nothing", asyn
   putSlice(w.s3.slices, "slices/", "2016");
   await w.reconcile();
   const patches = w.runs.patches;
-  const objects = w.s3.objects.objects.size;
+  // The document cache is memory, written once the plan was read back; everything else is the world.
+  const world = () => [...w.s3.objects.objects.keys()].filter((k) => !k.endsWith("/operator-cache.json"));
+  const objects = world();
   await w.reconcile();
   assert.equal(w.runs.patches, patches);
-  assert.equal(w.s3.objects.objects.size, objects);
+  assert.deepEqual(world(), objects);
   assert.equal(w.children.objects.size, 1);
 });
 
@@ -516,4 +518,47 @@ test("an idle run between polls lists nothing in S3; a Job change, a spec change
   assert.equal(lists, settled + 3, "a due poll lists again");
   await w.reconcile();
   assert.equal(lists, settled + 3);
+});
+
+// Issue 12: catch-up after a restart reads round documents from the persisted cache by ETag.
+test("a restarted reconciler reads only the document cache for unchanged rounds, and a changed document again", async () => {
+  const w = setup();
+  putSlice(w.s3.slices, "slices/", "2016");
+  await w.reconcile();
+  seed(w, "runs", "demo/", 0, { recall: 0.5 });
+  w.children.trainer.set(0, { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true });
+  for (let i = 0; i < 3; i++) await w.reconcile(); // judged, verdict read back, cache written
+  assert.equal(rounds(w)[0]!.phase, "Passed");
+  const reads: string[] = [];
+  const get = w.s3.objects.get.bind(w.s3.objects);
+  w.s3.objects.get = (uri) => {
+    reads.push(uri.slice("s3://runs/demo/".length));
+    return get(uri);
+  };
+  // Another operator process: the same world, an empty memory.
+  const restart = () =>
+    new Reconciler({
+      runs: w.runs,
+      children: w.children,
+      events: w.events,
+      log: quietLog,
+      now: () => NOW,
+      storage: () => w.s3.storage,
+    });
+  const restarted = restart();
+  w.runs.runs.get("ns/demo")!.status = undefined; // nothing to lean on but S3
+  await restarted.reconcile("ns/demo");
+  assert.deepEqual(reads, ["operator-cache.json"]);
+  assert.equal(rounds(w)[0]!.phase, "Passed");
+
+  const again = restart();
+  await w.s3.objects.put(
+    "s3://runs/demo/rounds/0000/verdict.json",
+    JSON.stringify({ evaluatedAt: "other", judgedAt: "t", gates: [], verdict: { passed: true, message: "m" } }),
+  );
+  reads.length = 0;
+  await again.reconcile("ns/demo");
+  assert.ok(reads.includes("rounds/0000/verdict.json"), "a verdict.json with a new ETag is read");
+  assert.ok(reads.includes("rounds/0000/eval.json"), "and the eval.json whose entry depends on it");
+  assert.ok(!reads.includes("rounds/0000/plan.json"), "the unchanged plan.json is not");
 });

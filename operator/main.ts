@@ -31,7 +31,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
   const kc = loadKubeConfig(config.kubeconfig);
   const scopes = config.namespaces.length > 0 ? config.namespaces : [undefined];
   // Reconciles read runs and their Jobs from what the watches below deliver (docs/scale.md).
-  const runCache = new WatchCache<RawObject>({ scopes, project: cachedRun });
+  const runCache = new WatchCache<string>({ scopes, project: cachedRun });
   const jobCache = new WatchCache<RoundJob>({ scopes, project: roundJob, indexBy: (j) => j.ownerUid });
   const runs = new RunClient(kc, runCache);
   const configMapCache = new WatchCache<ModelConfigMap>({ scopes, project: modelConfigMap });

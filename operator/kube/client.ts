@@ -69,17 +69,21 @@ export type ObjectCache<T> = {
   put(object: RawObject): void;
 };
 
-/** A run as the watch cache keeps it: managedFields (often larger than the spec) dropped. */
-export function cachedRun(o: RawObject): RawObject {
+/**
+ * A run as the watch cache keeps it: its JSON text, managedFields (often larger than the spec)
+ * dropped. Text is a few times smaller than the object graph it parses into, and a run is read once
+ * per reconcile, so each reconcile gets a fresh copy for the price of one JSON.parse.
+ */
+export function cachedRun(o: RawObject): string {
   const { managedFields: _, ...metadata } = o.metadata;
-  return { ...o, metadata: metadata as RawObject["metadata"] };
+  return JSON.stringify({ ...o, metadata });
 }
 
 export class RunClient {
   readonly #custom: k8s.CustomObjectsApi;
-  readonly #cache: ObjectCache<RawObject> | undefined;
-  /** cache: the run watch's cache; without one every get is an API read. */
-  constructor(kc: k8s.KubeConfig, cache?: ObjectCache<RawObject>) {
+  readonly #cache: ObjectCache<string> | undefined;
+  /** cache: the run watch's cache (of cachedRun texts); without one every get is an API read. */
+  constructor(kc: k8s.KubeConfig, cache?: ObjectCache<string>) {
     this.#custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.#cache = cache;
   }
@@ -100,7 +104,10 @@ export class RunClient {
 
   /** Reads a run (from the watch cache once synced); undefined when it does not exist. */
   async get(namespace: string, name: string): Promise<RawObject | undefined> {
-    if (this.#cache?.synced) return this.#cache.get(namespace, name);
+    if (this.#cache?.synced) {
+      const text = this.#cache.get(namespace, name);
+      return text === undefined ? undefined : (JSON.parse(text) as RawObject);
+    }
     try {
       return (await this.#custom.getNamespacedCustomObject({
         group: GROUP,

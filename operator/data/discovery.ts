@@ -166,7 +166,8 @@ export class SliceDiscovery {
   /**
    * Records that rounds trained on these slices. A later manifest change of a consumed slice is a
    * warning and leaves the consumed version in place; a slice completing after a later one was
-   * consumed is invalid (OutOfOrder). Call it on start-up with the slices of status.rounds.
+   * consumed is invalid (OutOfOrder). observe.ts calls it with the new slices of every round plan
+   * it sees (failed rounds excepted).
    */
   markConsumed(ids: Iterable<string>): void {
     for (const id of ids) {

@@ -13,6 +13,7 @@ import { listVersions, promotionTarget, readAlias } from "../promotion/versions.
 import { inPool } from "../s3/client.ts";
 import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore } from "../s3/round-store.ts";
+import { loadDocumentCache } from "./document-cache.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
 import type {
@@ -99,6 +100,8 @@ export async function observeRounds(
   try {
     listing = !relist && mem.listing?.key === key ? mem.listing.rounds : await store.listRounds();
     mem.listing = { key, rounds: listing };
+    // Once S3 answered: a new process seeds its memory from the persisted cache (one GET).
+    await loadDocumentCache(mem, spec.artifacts.s3);
   } catch (err) {
     mem.listing = undefined;
     const p = classifyS3Error(err);

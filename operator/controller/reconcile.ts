@@ -17,7 +17,7 @@ import { S3ObjectStore } from "../s3/object-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
 import { act } from "./act.ts";
 import { decide } from "./decide.ts";
-import { loadDocumentCache, saveDocumentCache } from "./document-cache.ts";
+import { saveDocumentCache } from "./document-cache.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
 import { observeRounds, pollSlices, roundInProgress } from "./observe.ts";
 import type { ChildAccess, Evaluate, EventSink, RunAccess, StorageFactory } from "./ports.ts";
@@ -241,7 +241,6 @@ export class Reconciler {
     const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage());
     this.#memory.set(key, mem);
     const polled = await pollSlices(run, spec, mem, log);
-    await loadDocumentCache(mem, spec.artifacts.s3);
     // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).
     const observed = await observeRounds(run, spec, mem, jobs, log, polled || roundInProgress(run));
     const configMapName = spec.promotion?.configMapName;

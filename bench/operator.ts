@@ -4,6 +4,7 @@ import {
   apiserverRequests,
   applyCrds,
   createNamespace,
+  kubectl,
   kubectlOk,
   requestDelta,
   requireEnv,
@@ -39,6 +40,20 @@ async function postEvent(port: number, bucket: string, key: string): Promise<voi
     headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
   });
   if (res.status !== 200) throw new Error(`notification answered ${res.status}`);
+}
+
+/**
+ * Deletes a bench namespace. Its trainer pods never ran (the bench starts no executor) and keep
+ * their Job-tracking finalizer, so without this the namespace controller retries their deletion for
+ * as long as the cluster lives, and its pod requests show up in later measurements.
+ */
+function removeNamespace(ns: string): void {
+  kubectlOk(["delete", "jobs", "--all", "-n", ns, "--cascade=orphan", "--wait=false"]);
+  for (const pod of kubectlOk(["get", "pods", "-n", ns, "-o", "name"]).split("\n").filter(Boolean)) {
+    kubectl(["patch", "-n", ns, pod, "--type=merge", "-p", '{"metadata":{"finalizers":null}}']); // may be gone
+  }
+  kubectl(["delete", "pods", "--all", "-n", ns, "--grace-period=0", "--force"]);
+  kubectlOk(["delete", "namespace", ns, "--wait=false"]);
 }
 
 /** Where latency samples run: a namespace, the operator serving it, and its notification port. */
@@ -87,6 +102,7 @@ async function latency(mode: "notifications" | "polling", target?: LatencyTarget
     }
   } finally {
     await op?.stop();
+    if (!target) removeNamespace(ns);
   }
   return out;
 }
@@ -356,6 +372,7 @@ async function steadyState(): Promise<void> {
     );
   } finally {
     await op.stop();
+    removeNamespace(ns);
   }
 }
 

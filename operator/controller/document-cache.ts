@@ -7,9 +7,38 @@
 // compute records, judged evaluations), never a whole eval.json.
 import { z } from "zod";
 import { EVAL_JSON } from "../api/eval-result.ts";
-import { documentCacheUri, type ArtifactsLocation } from "../api/round-layout.ts";
+import { documentCacheUri, ROUND_FILES, type ArtifactsLocation } from "../api/round-layout.ts";
+import { roundPlan } from "../api/round-plan.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import type { RunMemory } from "./memory.ts";
+import type { ComputeRecord, VerdictRecord } from "./types.ts";
+
+/** What observe.ts accepts as verdict.json (and the cache as its entry). */
+export const isVerdictRecord = (v: unknown): v is VerdictRecord =>
+  typeof (v as VerdictRecord | undefined)?.evaluatedAt === "string" &&
+  typeof (v as VerdictRecord).verdict?.passed === "boolean";
+
+/** What observe.ts accepts as compute.json (and the cache as its entry). */
+export const isComputeRecord = (c: unknown): c is ComputeRecord =>
+  typeof (c as ComputeRecord | undefined)?.gpuSeconds === "number" && (c as ComputeRecord).gpuSeconds >= 0;
+
+const planSummary = roundPlan.pick({ round: true, newSlices: true, replay: true }).extend({
+  model: roundPlan.shape.model.pick({ initCheckpoint: true }),
+  data: roundPlan.shape.data.pick({ samples: true }),
+});
+const judged = z.object({ judged: z.literal(true), evaluatedAt: z.string() }).strict();
+
+/**
+ * Whether a cached value has the shape memory keeps for its file: a cache entry whose ETag matches
+ * is used without reading the document, so a corrupted value must not get that far.
+ */
+const VALID: Record<string, (value: unknown) => boolean> = {
+  [ROUND_FILES.plan]: (v) => planSummary.safeParse(v).success,
+  [ROUND_FILES.verdict]: isVerdictRecord,
+  [ROUND_FILES.compute]: isComputeRecord,
+  [ROUND_FILES.failure]: (v) => v !== null && typeof v === "object" && !Array.isArray(v),
+  [EVAL_JSON]: (v) => judged.safeParse(v).success,
+};
 
 export const DOCUMENT_CACHE_SCHEMA_VERSION = 1;
 
@@ -51,7 +80,8 @@ export async function loadDocumentCache(mem: RunMemory, artifacts: ArtifactsLoca
   }
   const inside = `s3://${artifacts.bucket}/${artifacts.prefix}`;
   for (const [uri, etag, value] of parsed?.documents ?? []) {
-    if (uri.startsWith(inside) && value !== null && typeof value === "object") mem.documents.set(uri, { etag, value });
+    const valid = VALID[uri.slice(uri.lastIndexOf("/") + 1)];
+    if (uri.startsWith(inside) && valid?.(value)) mem.documents.set(uri, { etag, value });
   }
   mem.documentCache = fingerprint(persistable(mem));
 }

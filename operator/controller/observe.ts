@@ -13,7 +13,7 @@ import { listVersions, promotionTarget, readAlias } from "../promotion/versions.
 import { inPool } from "../s3/client.ts";
 import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore } from "../s3/round-store.ts";
-import { loadDocumentCache } from "./document-cache.ts";
+import { isComputeRecord, isVerdictRecord, loadDocumentCache } from "./document-cache.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
 import type {
@@ -157,10 +157,7 @@ export async function observeRounds(
       ? await read(index, ROUND_FILES.failure, (raw) => (raw as FailureRecord | undefined) ?? undefined)
       : undefined;
     const verdict = files.has(ROUND_FILES.verdict)
-      ? await read(index, ROUND_FILES.verdict, (raw) => {
-          const v = raw as VerdictRecord | undefined;
-          return typeof v?.evaluatedAt === "string" && typeof v.verdict?.passed === "boolean" ? v : undefined;
-        })
+      ? await read(index, ROUND_FILES.verdict, (raw) => (isVerdictRecord(raw) ? raw : undefined))
       : undefined;
     // A judged evaluation is remembered by its time only: verdict.json holds what status shows, and
     // eval.json's TiC matrix grows as rounds squared. Its cache entry depends on verdict.json too.
@@ -179,10 +176,7 @@ export async function observeRounds(
         )
       : undefined;
     const compute = files.has(ROUND_FILES.compute)
-      ? await read(index, ROUND_FILES.compute, (raw) => {
-          const c = raw as ComputeRecord | undefined;
-          return typeof c?.gpuSeconds === "number" && c.gpuSeconds >= 0 ? c : undefined;
-        })
+      ? await read(index, ROUND_FILES.compute, (raw) => (isComputeRecord(raw) ? raw : undefined))
       : undefined;
     return {
       index,

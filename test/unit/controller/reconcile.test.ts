@@ -562,3 +562,43 @@ test("a restarted reconciler reads only the document cache for unchanged rounds,
   assert.ok(reads.includes("rounds/0000/eval.json"), "and the eval.json whose entry depends on it");
   assert.ok(!reads.includes("rounds/0000/plan.json"), "the unchanged plan.json is not");
 });
+
+test("a document cache that is not JSON, or holds a value of the wrong shape under a current ETag, is not used", async () => {
+  const w = setup();
+  putSlice(w.s3.slices, "slices/", "2016");
+  await w.reconcile();
+  seed(w, "runs", "demo/", 0, { recall: 0.5 });
+  w.children.trainer.set(0, { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true });
+  for (let i = 0; i < 3; i++) await w.reconcile();
+  const cacheUri = "s3://runs/demo/operator-cache.json";
+  const cache = json(w.s3, cacheUri) as { schemaVersion: number; documents: [string, string, unknown][] };
+  const plan = "s3://runs/demo/rounds/0000/plan.json";
+  assert.ok(cache.documents.some(([uri]) => uri === plan));
+  const reads: string[] = [];
+  const get = w.s3.objects.get.bind(w.s3.objects);
+  w.s3.objects.get = (uri) => {
+    reads.push(uri.slice("s3://runs/demo/".length));
+    return get(uri);
+  };
+  const corrupted = {
+    ...cache,
+    // The right ETag, a value that is no plan summary: it must be read from plan.json instead.
+    documents: cache.documents.map(([uri, etag, value]) => [uri, etag, uri === plan ? { round: "zero" } : value]),
+  };
+  for (const body of ["{not json", JSON.stringify(corrupted)]) {
+    await w.s3.objects.put(cacheUri, body);
+    reads.length = 0;
+    w.runs.runs.get("ns/demo")!.status = undefined;
+    const restarted = new Reconciler({
+      runs: w.runs,
+      children: w.children,
+      events: w.events,
+      log: quietLog,
+      now: () => NOW,
+      storage: () => w.s3.storage,
+    });
+    assert.equal((await restarted.reconcile("ns/demo")).kind, "requeueAfter");
+    assert.ok(reads.includes("rounds/0000/plan.json"), `plan.json read again (cache: ${body.slice(0, 10)})`);
+    assert.equal(rounds(w)[0]!.phase, "Passed");
+  }
+});

@@ -1,7 +1,7 @@
 // The Reconciler against fakes of its ports: observe -> decide -> act without a cluster or S3.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Reconciler } from "../../../operator/controller/reconcile.ts";
+import { Reconciler, type ReconcilerDeps } from "../../../operator/controller/reconcile.ts";
 import type { RawObject } from "../../../operator/kube/client.ts";
 import type { EvalResult } from "../../../operator/api/eval-result.ts";
 import type { Evaluate } from "../../../operator/controller/ports.ts";
@@ -29,16 +29,20 @@ function setup(spec: Record<string, unknown> = {}, evaluate?: Evaluate) {
     },
   };
   runs.add(run);
-  const reconciler = new Reconciler({
-    runs,
-    children,
-    events,
-    log: quietLog,
-    now: () => NOW,
-    storage: () => s3.storage,
-    ...(evaluate ? { evaluate } : {}),
-  });
-  return { runs, children, events, s3, reconciler, reconcile: () => reconciler.reconcile("ns/demo") };
+  // Another Reconciler over the same world (a restarted operator, or other options): empty memory.
+  const another = (extra: Partial<ReconcilerDeps> = {}) =>
+    new Reconciler({
+      runs,
+      children,
+      events,
+      log: quietLog,
+      now: () => NOW,
+      storage: () => s3.storage,
+      ...(evaluate ? { evaluate } : {}),
+      ...extra,
+    });
+  const reconciler = another();
+  return { runs, children, events, s3, reconciler, another, reconcile: () => reconciler.reconcile("ns/demo") };
 }
 
 const json = (s: ReturnType<typeof memoryStorage>, uri: string) => {
@@ -192,15 +196,7 @@ test("a reconcile that hangs past its deadline is retried later, not run twice, 
     await hung;
     return list(prefix);
   };
-  const reconciler = new Reconciler({
-    runs: w.runs,
-    children: w.children,
-    events: w.events,
-    log: quietLog,
-    now: () => NOW,
-    storage: () => w.s3.storage,
-    reconcileDeadlineMs: 50,
-  });
+  const reconciler = w.another({ reconcileDeadlineMs: 50 });
   const first = await reconciler.reconcile("ns/demo");
   assert.equal(first.kind, "retry");
   assert.deepEqual(reconciler.stuck(), ["ns/demo"]);
@@ -459,15 +455,7 @@ test("an S3 notification that arrives during a discovery pass makes the next pas
 
 test("an architecture the trainer image does not ship stalls the run naming spec.model.architecture; no Job", async () => {
   const w = setup({ model: { architecture: "ViT-Nope-99" } });
-  const reconciler = new Reconciler({
-    runs: w.runs,
-    children: w.children,
-    events: w.events,
-    log: quietLog,
-    now: () => NOW,
-    storage: () => w.s3.storage,
-    trainerArchitectures: ["ticclip-tiny", "ViT-B-32"],
-  });
+  const reconciler = w.another({ trainerArchitectures: ["ticclip-tiny", "ViT-B-32"] });
   putSlice(w.s3.slices, "slices/", "2016");
   await reconciler.reconcile("ns/demo");
   const status = w.runs.runs.get("ns/demo")!.status as {
@@ -535,16 +523,7 @@ test("a restarted reconciler reads only the document cache for unchanged rounds,
     reads.push(uri.slice("s3://runs/demo/".length));
     return get(uri);
   };
-  // Another operator process: the same world, an empty memory.
-  const restart = () =>
-    new Reconciler({
-      runs: w.runs,
-      children: w.children,
-      events: w.events,
-      log: quietLog,
-      now: () => NOW,
-      storage: () => w.s3.storage,
-    });
+  const restart = () => w.another(); // another operator process
   const restarted = restart();
   w.runs.runs.get("ns/demo")!.status = undefined; // nothing to lean on but S3
   await restarted.reconcile("ns/demo");
@@ -589,14 +568,7 @@ test("a document cache that is not JSON, or holds a value of the wrong shape und
     await w.s3.objects.put(cacheUri, body);
     reads.length = 0;
     w.runs.runs.get("ns/demo")!.status = undefined;
-    const restarted = new Reconciler({
-      runs: w.runs,
-      children: w.children,
-      events: w.events,
-      log: quietLog,
-      now: () => NOW,
-      storage: () => w.s3.storage,
-    });
+    const restarted = w.another();
     assert.equal((await restarted.reconcile("ns/demo")).kind, "requeueAfter");
     assert.ok(reads.includes("rounds/0000/plan.json"), `plan.json read again (cache: ${body.slice(0, 10)})`);
     assert.equal(rounds(w)[0]!.phase, "Passed");

@@ -56,15 +56,13 @@ function persistable(mem: RunMemory): Entry[] {
     .map(([uri, d]) => [uri, d.etag, d.value]);
 }
 
-const fingerprint = (entries: Entry[]) => entries.map(([uri, etag]) => `${uri} ${etag}`).join("\n");
-
 /**
  * Seeds an empty memory from the persisted cache (one GET), once per memory. Entries outside this
  * run's artifacts are dropped: a cache copied from elsewhere cannot speak for these documents.
  */
 export async function loadDocumentCache(mem: RunMemory, artifacts: ArtifactsLocation): Promise<void> {
-  if (mem.documentCache !== undefined) return;
-  mem.documentCache = "";
+  if (mem.documentCacheRead) return;
+  mem.documentCacheRead = true;
   let raw: Uint8Array | undefined;
   try {
     raw = await mem.storage.objects.get(documentCacheUri(artifacts));
@@ -83,23 +81,21 @@ export async function loadDocumentCache(mem: RunMemory, artifacts: ArtifactsLoca
     const valid = VALID[uri.slice(uri.lastIndexOf("/") + 1)];
     if (uri.startsWith(inside) && valid?.(value)) mem.documents.set(uri, { etag, value });
   }
-  mem.documentCache = fingerprint(persistable(mem));
+  mem.documentsChanged = false;
 }
 
 /**
- * Writes the cache when the documents memory holds differ from what was last written or loaded, so
- * a steady state writes nothing. A failed write is left for the next reconcile.
+ * Writes the cache when the documents memory holds changed since it was last read or written, so a
+ * steady state writes nothing. A failed write is left for the next reconcile.
  */
 export async function saveDocumentCache(
   mem: RunMemory,
   artifacts: ArtifactsLocation,
   store: ObjectStore,
 ): Promise<boolean> {
-  const entries = persistable(mem);
-  const print = fingerprint(entries);
-  if (print === mem.documentCache) return false;
-  const body = JSON.stringify({ schemaVersion: DOCUMENT_CACHE_SCHEMA_VERSION, documents: entries });
+  if (!mem.documentsChanged) return false;
+  const body = JSON.stringify({ schemaVersion: DOCUMENT_CACHE_SCHEMA_VERSION, documents: persistable(mem) });
   await store.put(documentCacheUri(artifacts), body, "application/json");
-  mem.documentCache = print;
+  mem.documentsChanged = false;
   return true;
 }

@@ -35,11 +35,10 @@ export type RunMemory = {
    * else moving the alias is seen within that time).
    */
   promotion?: { key: string; readAt: number; complete: VersionManifest[]; alias: AliasRead } | undefined;
-  /**
-   * What of `documents` the persisted document cache holds (document-cache.ts): undefined until it
-   * was read, then the fingerprint of the entries last loaded or written.
-   */
-  documentCache?: string | undefined;
+  /** Whether the persisted document cache was read into `documents` (document-cache.ts). */
+  documentCacheRead?: boolean | undefined;
+  /** Whether `documents` gained or lost an entry since the document cache was last read or written. */
+  documentsChanged?: boolean | undefined;
   /** Complete promoted versions (immutable), read once. */
   versions: VersionCache;
   /** Bumped by every notification, so a poll in progress does not swallow one. */
@@ -76,7 +75,8 @@ export function memoryFor(
     }),
     nextPollAt: 0,
     documents: previous?.documents ?? new Map(),
-    documentCache: previous?.documentCache,
+    documentCacheRead: previous?.documentCacheRead,
+    documentsChanged: previous?.documentsChanged,
     plannedSlices: new Map(),
     versions: previous?.versions ?? new Map(),
     notifications: 0,

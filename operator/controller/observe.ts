@@ -129,7 +129,10 @@ export async function observeRounds(
       return hit.value as T;
     }
     const value = parse(await store.getJson(index, file));
-    if (value !== undefined && etag !== undefined) documents.set(uri, { etag, value });
+    if (value !== undefined && etag !== undefined) {
+      documents.set(uri, { etag, value });
+      mem.documentsChanged = true;
+    }
     return value;
   };
   // Round folders are read ROUND_READS at a time: after a restart every document of every round
@@ -193,6 +196,8 @@ export async function observeRounds(
   const rounds: RoundObservation[] = (await inPool([...listing], ROUND_READS, observeRound)).filter(
     (r): r is RoundObservation => r !== undefined,
   );
+  // Entries are kept hits or fresh reads: the same count with no fresh read is the same set.
+  if (documents.size !== mem.documents.size) mem.documentsChanged = true;
   mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.
   let alias: Observed["alias"];

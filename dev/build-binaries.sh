@@ -10,6 +10,10 @@ SRC="$CACHE/src"
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
 mkdir -p "$SRC" "$CACHE/bin"
+# Clones on one machine share this cache: one build at a time, so two never write the same
+# <name>.tmp folder (a second one waits, then finds the binaries built).
+exec 9>"$CACHE/build.lock"
+flock 9
 
 log() { echo "[build] $*" >&2; }
 

@@ -28,13 +28,23 @@ log() { echo "[cluster] $*" >&2; }
 pid_alive() { [[ -f "$STATE/$1.pid" ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
 # start NAME CMD...: runs CMD detached (own session, so `down` and a parent exit don't race),
-# logs to $STATE/logs/NAME.log, and records its pid. Reuses a running one.
+# logs to $STATE/logs/NAME.log, and records its pid and command line. Reuses a running one that was
+# started with the same command line; one started with another (an older checkout's flags) is
+# restarted, so a changed flag here always takes effect.
 start() {
   local name=$1; shift
-  if pid_alive "$name"; then log "$name already running (pid $(cat "$STATE/$name.pid"))"; return 0; fi
+  local args; args="$(printf '%q ' "$@")"
+  if pid_alive "$name"; then
+    if [[ "$(cat "$STATE/$name.args" 2>/dev/null)" == "$args" ]]; then
+      log "$name already running (pid $(cat "$STATE/$name.pid"))"; return 0
+    fi
+    log "$name runs with other flags: restarting it"
+    stop_one "$name"
+  fi
   mkdir -p "$STATE/logs"
   setsid "$@" >>"$STATE/logs/$name.log" 2>&1 < /dev/null &
   echo $! >"$STATE/$name.pid"
+  printf '%s' "$args" >"$STATE/$name.args"
   log "started $name (pid $!)"
 }
 
@@ -131,9 +141,12 @@ up() {
     "https://127.0.0.1:$APISERVER_PORT/readyz"
 
   # Each controller acts with its own service account and bootstrap RBAC role, as in a real
-  # cluster (--use-service-account-credentials). Only the controllers whose behaviour the operator relies on: Jobs, ownerReference garbage
-  # collection, namespaces, service accounts and finished-Job TTL. No scheduler or kubelet: pods
-  # of Jobs are run by the local executor (test tooling), not here.
+  # cluster (--use-service-account-credentials). Only the controllers whose behaviour the operator
+  # relies on: Jobs, ownerReference garbage collection, namespaces, service accounts, finished-Job
+  # TTL, and pod garbage collection. No scheduler or kubelet: pods of Jobs are run by the local
+  # executor (test tooling), which never binds them to a node, so a deleted pod is finished by the
+  # pod garbage collector (it force-deletes unscheduled terminating pods), as no kubelet would;
+  # without it a deleted namespace with such pods stays Terminating for the life of the cluster.
   start kube-controller-manager "$K8S_DIR/kube-controller-manager" \
     --kubeconfig "$STATE/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
@@ -141,7 +154,7 @@ up() {
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --cert-dir "$STATE/kcm-certs" \
     --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" \
-    --controllers job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,ttl-after-finished-controller \
+    --controllers job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,ttl-after-finished-controller,pod-garbage-collector-controller \
     --concurrent-job-syncs 5 --v 1
   wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
   wait_for minio 60 curl -sf "http://127.0.0.1:$S3_PORT/minio/health/ready"

@@ -13,6 +13,11 @@ hash="$(sha256sum "$req" | cut -c1-12)"
 venv="$cache/venv-$hash"
 stamp="$venv/.ticclip-installed"
 
+# Clones on one machine share the venv: one creator at a time, or a second would delete the venv
+# the first is installing into.
+mkdir -p "$cache"
+exec 9>"$cache/venv.lock"
+flock 9
 if [[ ! -f "$stamp" ]]; then
   echo "python-venv: creating $venv" >&2
   mkdir -p "$cache"

@@ -24,6 +24,9 @@ run typecheck npm run -s typecheck
 run unit npm run -s test:unit
 run integration npm run -s test:integration
 run trainer npm run -s test:trainer
+# Every namespace a test created is deleted when its test file exits; none may outlive the suite or
+# hang in Terminating (a namespace controller busy with leftovers is load every later test shares).
+run namespaces bash dev/test-namespaces.sh
 
 if ((${#failed[@]})); then
   echo "FAILED suites: ${failed[*]}" >&2

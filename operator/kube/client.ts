@@ -3,6 +3,8 @@ import { createHash } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import { isConflict, isNotFound } from "./errors.ts";
+import { classifyRequest } from "./request-kind.ts";
+import { kubeRequestsTotal } from "../observability/metrics.ts";
 
 export const FIELD_MANAGER = "continual-clip-operator";
 
@@ -13,7 +15,9 @@ export function loadKubeConfig(path?: string): k8s.KubeConfig {
   return shareDispatcher(kc);
 }
 
-type Dispatcher = { close(): Promise<void> };
+type DispatchOptions = { method: string; path: string };
+type Dispatch = (opts: DispatchOptions, handler: unknown) => boolean;
+type Dispatcher = { close(): Promise<void>; compose(interceptor: (dispatch: Dispatch) => Dispatch): Dispatcher };
 type DispatcherFactory = (cluster: k8s.Cluster | null, agentOptions: object) => Dispatcher | undefined;
 
 /**
@@ -23,7 +27,9 @@ type DispatcherFactory = (cluster: k8s.Cluster | null, agentOptions: object) => 
  * Agent per distinct set of TLS options (server CA, client certificate, server name), which is one
  * per API server in practice. When the options change (a rotated client certificate from an exec
  * plugin) a new Agent replaces the old one, which closes once its in-flight requests end.
- * Returns kc itself.
+ * Every request through it, watches included, is counted in ticclip_kube_requests_total by verb and
+ * resource as kube-apiserver names them (a kubeconfig with no TLS options at all gets no Agent from
+ * client-node, so its requests go uncounted). Returns kc itself.
  */
 export function shareDispatcher(kc: k8s.KubeConfig): k8s.KubeConfig {
   const target = kc as unknown as { createDispatcher: DispatcherFactory };
@@ -36,12 +42,19 @@ export function shareDispatcher(kc: k8s.KubeConfig): k8s.KubeConfig {
       .digest("hex");
     if (current?.key === key) return current.dispatcher;
     const previous = current?.dispatcher;
-    current = { key, dispatcher: build(cluster, agentOptions) };
+    current = { key, dispatcher: build(cluster, agentOptions)?.compose(countRequests) };
     void previous?.close().catch(() => undefined);
     return current.dispatcher;
   };
   return kc;
 }
+
+const countRequests =
+  (dispatch: Dispatch): Dispatch =>
+  (opts, handler) => {
+    kubeRequestsTotal.inc(classifyRequest(opts.method, opts.path));
+    return dispatch(opts, handler);
+  };
 
 /** A run as it comes off the wire: not yet validated. */
 export type RawObject = {

@@ -23,6 +23,12 @@ export const s3RequestsTotal = new Counter({
   labelNames: ["operation"] as const,
   registers: [registry],
 });
+export const kubeRequestsTotal = new Counter({
+  name: "ticclip_kube_requests_total",
+  help: "Requests sent to the Kubernetes API by verb, resource and subresource (as kube-apiserver names them), watches included.",
+  labelNames: ["verb", "resource", "subresource"] as const,
+  registers: [registry],
+});
 export const roundsByPhase = new Gauge({
   name: "ticclip_rounds",
   help: "Rounds of each run by phase (from status.rounds).",

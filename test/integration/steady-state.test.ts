@@ -1,8 +1,17 @@
 // A quiet steady state: once runs are reconciled and nothing changes, reconciles read runs and
-// Jobs from the watch caches and write nothing, on the local cluster's real kube-apiserver.
+// Jobs from the watch caches and write nothing, on the local cluster's real kube-apiserver. The
+// requests counted are the operator's own (its ticclip_kube_requests_total), not the API server's
+// total, which also holds every other client's traffic (the namespace controller, other tests).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { applyCrds, apiserverRequests, createNamespace, kubectlOk, requestDelta, waitFor } from "../support/cluster.ts";
+import {
+  applyCrds,
+  createNamespace,
+  kubectlOk,
+  operatorKubeRequests,
+  requestDelta,
+  waitFor,
+} from "../support/cluster.ts";
 import { createBucket, createS3Secret, localRunManifest, startOperator } from "../support/local-run.ts";
 
 const RUNS = 5;
@@ -52,10 +61,17 @@ test("reconciles where nothing changed make no API read beyond the watches and n
       500,
     );
     await sleep(2000);
-    const before = apiserverRequests();
+    const before = await operatorKubeRequests(port);
+    // The counter sees the operator's traffic: the watches it started with, runs and Jobs included.
+    for (const key of ["LIST continualclipruns", "WATCH continualclipruns", "WATCH jobs", "PATCH continualclipruns"]) {
+      assert.ok(
+        (before.get(key) ?? 0) > 0,
+        `the operator counted no ${key} before the window: ${JSON.stringify([...before])}`,
+      );
+    }
     const reconciled = await reconciles(port);
     await sleep(WINDOW_MS);
-    const delta = requestDelta(before, apiserverRequests());
+    const delta = requestDelta(before, await operatorKubeRequests(port));
     const passes = (await reconciles(port)) - reconciled;
     // Each run polls every 3 s: the window holds several reconciles of every run.
     assert.ok(passes >= RUNS * 3, `only ${passes} reconciles in the window`);

@@ -13,6 +13,7 @@ export const LAYERS: Record<string, number> = {
   observability: 0,
   s3: 1,
   kube: 1,
+  git: 1,
   data: 2,
   training: 2,
   evaluation: 3,

@@ -17,6 +17,7 @@ import {
   quantity,
   s3Uri,
 } from "./common.ts";
+import { gitTargetSpec } from "./git-target.ts";
 import { SLICE_ID_PATTERN } from "./slice-manifest.ts";
 
 export const GROUP = "ticclip.dev";
@@ -398,6 +399,7 @@ export const promotionSpec = z
     alias: dnsLabel.default("production").describe("Alias pointer name: <prefix><alias>.json."),
     configMapName: dnsSubdomain.optional().describe("ConfigMap (owned by the run) describing the promoted model."),
     pinVersion: z.int().min(1).nullable().optional().describe("Rollback: point the alias at this earlier version."),
+    git: gitTargetSpec.optional(),
   })
   .describe("What happens to a model that passes its gates.");
 

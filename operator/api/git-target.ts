@@ -121,7 +121,7 @@ export const gitTargetSpec = withRules(
       .regex(new RegExp(TEMPLATE_PATTERN), `a template whose {{variables}} are ${COMMIT_MESSAGE_VARIABLES.join(", ")}`)
       .default(DEFAULT_COMMIT_MESSAGE)
       .describe(
-        `Commit message template. Variables: ${COMMIT_MESSAGE_VARIABLES.map((v) => `{{${v}}}`).join(", ")} ({{action}} is promote or roll back; {{gates}} and {{metrics}} are one line each).`,
+        `Commit message template. Variables: ${COMMIT_MESSAGE_VARIABLES.map((v) => `{{${v}}}`).join(", ")} ({{action}} is promote or roll back; {{gates}} and {{metrics}} have a line per gate or metric).`,
       ),
   }),
   {

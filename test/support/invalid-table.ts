@@ -53,7 +53,7 @@ export function applyCase(base: Json, c: InvalidCase): Json {
 const at = (obj: unknown, keys: Key[]): unknown => keys.reduce((o: any, k) => (o == null ? undefined : o[k]), obj);
 
 // Strings tried, in order, for a value that breaks a pattern but keeps within the length bounds.
-const PATTERN_BREAKERS = ["Not Valid!", "-", "UPPER_case", "/leading", "a..b", "x y/", ".", "é"];
+const PATTERN_BREAKERS = ["Not Valid!", "-", "UPPER_case", "/leading", "a..b", "x y/", ".", "é", "{{unknown}}"];
 
 /** Cases generated from one schema node at `keys` (its value in the base is `value`). */
 function fieldCases(schema: Json, keys: Key[], field: string, value: unknown, out: InvalidCase[]): void {
@@ -394,6 +394,47 @@ function celCases(): InvalidCase[] {
     "spec.promotion.s3.prefix",
     "overlap",
     set([S("promotion", "s3"), { bucket: "tic-runs", prefix: "models/" }], [S("artifacts", "s3", "prefix"), ""]),
+  );
+  const git = (...keys: Key[]) => S("promotion", "git", ...keys);
+  for (const branch of ["branch", "pushBranch"]) {
+    cel(
+      `git ${branch} with '..'`,
+      `spec.promotion.git.${branch}`,
+      "valid branch name",
+      set([git(branch), "release..1"]),
+    );
+  }
+  cel("git path with a '..' segment", "spec.promotion.git.path", "'..' segments", set([git("path"), "a/../b.yaml"]));
+  cel(
+    "git marker file inside .git",
+    "spec.promotion.git.markerFiles[0]",
+    "'..' segments or point into .git",
+    set([git("markerFiles", 0), ".git/config.yaml"]),
+  );
+  cel(
+    "git URL with credentials",
+    "spec.promotion.git.url",
+    "must not carry credentials",
+    set([git("url"), "https://user:token@git.example.com/serving.git"]),
+  );
+  cel(
+    "git with neither path nor marker files",
+    "spec.promotion.git",
+    "set path",
+    set([git("markerFiles"), []]),
+    [git("path")],
+  );
+  cel(
+    "git path also a marker file",
+    "spec.promotion.git.markerFiles",
+    "cannot also be a marker file",
+    set([git("markerFiles", 0), "serving/clip/model.yaml"]),
+  );
+  cel(
+    "git marker file listed twice",
+    "spec.promotion.git.markerFiles",
+    "must be unique",
+    set([git("markerFiles"), ["a.yaml", "a.yaml"]]),
   );
   return cases;
 }

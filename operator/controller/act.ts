@@ -11,7 +11,8 @@ import { sliceToJobSeconds } from "../observability/metrics.ts";
 import { pinAlias, promoteRound, promotionTarget, unpinAlias } from "../promotion/versions.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
-import type { ChildAccess, Evaluate, EventSink } from "./ports.ts";
+import { syncGit } from "./git-sync.ts";
+import type { ChildAccess, Evaluate, EventSink, GitAccess } from "./ports.ts";
 import type { Action, Problem } from "./types.ts";
 import { ObjectRejected } from "../kube/errors.ts";
 
@@ -22,6 +23,8 @@ export type ActContext = {
   children: ChildAccess;
   events: EventSink;
   evaluate: Evaluate;
+  /** spec.promotion.git's repositories (SyncGit). */
+  git?: GitAccess | undefined;
   log: Logger;
   now: () => Date;
   /** Aborted when leadership is lost: no further writes. */
@@ -163,6 +166,12 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
           });
         }
         break;
+      }
+      case "SyncGit": {
+        const target = spec.promotion?.git;
+        if (!target || !ctx.git) break;
+        await syncGit({ ...ctx, target, git: ctx.git }, action);
+        return { complete: false }; // re-observe: status shows the outcome (GitSynced)
       }
     }
   }

@@ -2,7 +2,8 @@
 import { STATUS_LIMITS, type Condition } from "../api/continual-clip-run.ts";
 import { boundText } from "./status-bounds.ts";
 
-export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "Stalled"] as const;
+// GitSynced: spec.promotion.git follows the alias (controller/git.ts); only on runs that set it.
+export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "Stalled", "GitSynced"] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
 export type ConditionUpdate = {

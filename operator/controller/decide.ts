@@ -5,6 +5,7 @@ import { sliceStatus } from "../data/discovery.ts";
 import type { RawObject } from "../kube/client.ts";
 import { promotedStatus } from "../promotion/versions.ts";
 import { decideAlias } from "./alias.ts";
+import { decideGit, GIT_CONDITION } from "./git.ts";
 import { findCondition, setCondition, type ConditionUpdate } from "./conditions.ts";
 import { decideRounds } from "./rounds.ts";
 import { boundStatus, boundText, describeSlices } from "./status-bounds.ts";
@@ -103,9 +104,22 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   const alias = observed.problem
     ? { actions: [] }
     : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
+  // Git follows the alias as read, once the alias and ConfigMap step has nothing left to do.
+  const git = observed.problem
+    ? { actions: [] }
+    : decideGit({
+        run: runRef(run),
+        spec,
+        alias: observed.alias,
+        state: observed.git,
+        rounds: rounds.rounds,
+        aliasPending: alias.actions.some((a) => a.kind !== "ApplyConfigMap"),
+        now,
+      });
   const blocked: Problem | undefined =
     s3Problem ??
     alias.problem ??
+    git.problem ??
     (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 
   const active = rounds.current;
@@ -168,7 +182,9 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
         : blocked
           ? "Degraded"
           : "Waiting",
-    conditions: conditions([ready, progressing, degraded, stalled]),
+    conditions: conditions([ready, progressing, degraded, stalled, ...(git.condition ? [git.condition] : [])]).filter(
+      (c) => c.type !== GIT_CONDITION || spec.promotion?.git,
+    ),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
     // When S3 or its Secret could not be read, nothing was observed: keep the last known rounds and
     // compute instead of reporting an empty history.
@@ -188,7 +204,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });
   }
   // S3 (a bucket, its credentials) could not be used: touch nothing until it can.
-  const actions: Action[] = observed.problem ? [] : [...rounds.actions, ...alias.actions];
+  const actions: Action[] = observed.problem ? [] : [...rounds.actions, ...alias.actions, ...git.actions];
   return { status: changed(current, boundStatus(next)), actions, events, outcome: "done", spec };
 }
 

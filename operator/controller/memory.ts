@@ -9,6 +9,7 @@ import type { AliasRead, VersionCache } from "../promotion/versions.ts";
 import type { S3Connection } from "../s3/client.ts";
 import type { RoundListing } from "../s3/round-store.ts";
 import type { Storage, StorageFactory } from "./ports.ts";
+import type { GitState } from "./types.ts";
 
 export type RunMemory = {
   connectionKey: string;
@@ -47,6 +48,8 @@ export type RunMemory = {
   plannedSlices: Map<number, string[]>;
   /** When discovery first saw each slice valid (ms), for the slice-to-Job latency metric. */
   sliceSeenAt: Map<string, number>;
+  /** The last sync of spec.promotion.git (controller/git-sync.ts). */
+  git?: GitState | undefined;
 };
 
 const hash = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex");
@@ -81,5 +84,6 @@ export function memoryFor(
     versions: previous?.versions ?? new Map(),
     notifications: 0,
     sliceSeenAt: new Map(),
+    git: previous?.git,
   };
 }

@@ -3,6 +3,7 @@
 import type { ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import type { EvalResult } from "../api/eval-result.ts";
 import type { EvaluateRequest } from "../evaluation/evaluate.ts";
+export type { GitAccess } from "../git/repository.ts";
 import type { ChildClient } from "../kube/children.ts";
 import type { EventType, RawObject } from "../kube/client.ts";
 import type { S3Connection } from "../s3/client.ts";

@@ -20,7 +20,9 @@ import { decide } from "./decide.ts";
 import { saveDocumentCache } from "./document-cache.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
 import { observeRounds, pollSlices, roundInProgress } from "./observe.ts";
-import type { ChildAccess, Evaluate, EventSink, RunAccess, StorageFactory } from "./ports.ts";
+import { GitRepositories } from "../git/repository.ts";
+import { gitRequestsTotal } from "../observability/metrics.ts";
+import type { ChildAccess, Evaluate, EventSink, GitAccess, RunAccess, StorageFactory } from "./ports.ts";
 import type { Outcome } from "./queue.ts";
 import type { Observed } from "./types.ts";
 
@@ -45,6 +47,8 @@ export type ReconcilerDeps = {
   reconcileDeadlineMs?: number;
   /** Architectures the trainer image ships; a run naming another is Stalled before any Job. */
   trainerArchitectures?: readonly string[] | undefined;
+  /** spec.promotion.git's repositories; real Git over HTTPS unless a test passes another. */
+  git?: GitAccess;
 };
 
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
@@ -90,9 +94,12 @@ export class Reconciler {
   /** Reconciles past their deadline that have not ended yet, by key, with when they started. */
   readonly #stuck = new Map<string, number>();
 
+  readonly #git: GitAccess;
+
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? (() => new Date());
+    this.#git = deps.git ?? new GitRepositories({ onRequest: (operation) => gitRequestsTotal.inc({ operation }) });
   }
 
   forget(key: string): void {
@@ -178,6 +185,7 @@ export class Reconciler {
           log,
           now: this.#now,
           evaluate: this.#deps.evaluate ?? evaluateRound,
+          git: this.#git,
           signal,
         };
         // What act writes (plans, eval.json, verdicts, versions) must be read back, not remembered.
@@ -249,6 +257,7 @@ export class Reconciler {
       ...observed,
       evaluatorImage: this.#deps.evaluatorImage,
       trainerArchitectures: this.#deps.trainerArchitectures,
+      git: mem.git,
     };
   }
 }

@@ -18,6 +18,7 @@ import type { RoundVerdict } from "../evaluation/verdict.ts";
 import type { JobObservation } from "../kube/children.ts";
 import type { EventType } from "../kube/client.ts";
 import type { ConfigMap, RunRef } from "../kube/objects.ts";
+import type { GitModel } from "../promotion/git-target.ts";
 
 export type { JobObservation, RunRef };
 
@@ -92,6 +93,8 @@ export type Observed = {
   /** spec.promotion.configMapName as it is now. */
   configMap?: ObservedConfigMap | undefined;
   evaluatorImage?: string | undefined;
+  /** What this process last learned of spec.promotion.git (memory; undefined after a restart). */
+  git?: GitState | undefined;
   /** Architectures the trainer image ships (operator configuration); undefined: not checked. */
   trainerArchitectures?: readonly string[] | undefined;
 };
@@ -124,7 +127,19 @@ export type AliasAction =
   | { kind: "UnpinAlias" }
   | { kind: "ApplyConfigMap"; configMap: ConfigMap };
 
-export type Action = RoundAction | AliasAction;
+/** Git follows the alias: make the files of spec.promotion.git say model (git.ts, git-sync.ts). */
+export type GitAction = { kind: "SyncGit"; key: string; model: GitModel; message: string };
+
+/**
+ * The last sync of spec.promotion.git by this process. key: what it synced (the target and the
+ * alias pointer); failures: consecutive failed syncs of that key (the retry backoff).
+ */
+export type GitState = { key: string; at: number } & (
+  | { ok: true; commit?: string | undefined; head: string; branch: string }
+  | { ok: false; reason: string; field: string; message: string; failures: number }
+);
+
+export type Action = RoundAction | AliasAction | GitAction;
 
 export type Decision = {
   /** The status to write, or undefined when the current one is already right. */

@@ -29,6 +29,12 @@ export const kubeRequestsTotal = new Counter({
   labelNames: ["verb", "resource", "subresource"] as const,
   registers: [registry],
 });
+export const gitRequestsTotal = new Counter({
+  name: "ticclip_git_requests_total",
+  help: "HTTP requests sent to Git servers (spec.promotion.git) by operation (fetch, push).",
+  labelNames: ["operation"] as const,
+  registers: [registry],
+});
 export const roundsByPhase = new Gauge({
   name: "ticclip_rounds",
   help: "Rounds of each run by phase (from status.rounds).",

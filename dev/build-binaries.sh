@@ -115,6 +115,32 @@ build_promtool() {
     github.com/prometheus/prometheus/cmd/promtool "-s -w" "$(k8s_pins api apimachinery client-go)"
 }
 
+build_kustomize() {
+  # Its package path ends in v5, so it is built by hand under its own name.
+  local out="$CACHE/bin/kustomize-$KUSTOMIZE_VERSION"
+  [[ -x $out/kustomize ]] && return 0
+  log "kustomize $KUSTOMIZE_VERSION"
+  local dir="$SRC/kustomize-$KUSTOMIZE_VERSION"
+  tools_module "$dir" sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=$KUSTOMIZE_VERSION" \
+    -o "$out.tmp/kustomize" sigs.k8s.io/kustomize/kustomize/v5)
+  mv "$out.tmp" "$out"
+}
+
+# KServe's InferenceService CRD, copied from its Go module (config/crd/full): not a binary, but
+# fetched, pinned and cached the same way.
+build_kserve_crd() {
+  local out="$CACHE/crds/kserve-$KSERVE_VERSION"
+  [[ -f $out/serving.kserve.io_inferenceservices.yaml ]] && return 0
+  log "KServe CRDs (github.com/kserve/kserve $KSERVE_VERSION)"
+  local dir
+  dir=$(cd "$SRC" && go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  mkdir -p "$out.tmp"
+  cp "$dir/config/crd/full/serving.kserve.io_inferenceservices.yaml" "$out.tmp/"
+  rm -rf "$out"
+  mv "$out.tmp" "$out"
+}
+
 # Our own Go test tools (dev/tools/<name>, each its own module): the version is a hash of the
 # sources, so an edit rebuilds and an unchanged tree never does.
 tool_version() {
@@ -135,6 +161,8 @@ binary_path() {
     helm) local minor=${KUBERNETES_VERSION#v1.}; echo "$CACHE/bin/helm-$HELM_VERSION-k8s${minor%%.*}/helm" ;;
     promtool) echo "$CACHE/bin/promtool-$PROMETHEUS_VERSION/promtool" ;;
     gitops_health) echo "$CACHE/bin/gitops-health-$(tool_version gitops-health)/gitops-health" ;;
+    kustomize) echo "$CACHE/bin/kustomize-$KUSTOMIZE_VERSION/kustomize" ;;
+    kserve_crd) echo "$CACHE/crds/kserve-$KSERVE_VERSION/serving.kserve.io_inferenceservices.yaml" ;;
     *) echo "unknown binary $1" >&2; return 2 ;;
   esac
 }
@@ -147,5 +175,5 @@ if [[ ${1:-} == --path ]]; then
 fi
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(etcd kubernetes minio helm promtool gitops_health)
+[[ ${#targets[@]} -gt 0 ]] || targets=(etcd kubernetes minio helm promtool gitops_health kustomize kserve_crd)
 for t in "${targets[@]}"; do "build_$t"; done

@@ -78,7 +78,10 @@ export function renderModelFile(m: GitModel): string {
     `# "${m.pointer.alias}" serves. The operator rewrites this file whenever the alias moves (promotion,\n` +
     "# spec.promotion.pinVersion): change the run, not this file. Kustomize reads it as a replacements\n" +
     "# source and does not apply it (local-config); Helm reads it as a values file (.Values.data.uri).\n";
-  return header + YAML.stringify(modelDocument(m), { lineWidth: 0 });
+  // Every value double-quoted: YAML 1.1 readers (Helm, go-yaml) would read a bare time or "true"
+  // as something other than the string the ConfigMap holds.
+  const body = YAML.stringify(modelDocument(m), { lineWidth: 0, defaultStringType: "QUOTE_DOUBLE", defaultKeyType: "PLAIN" });
+  return header + body;
 }
 
 /** The owned file (spec.promotion.git.path): created, left alone when it says the same, or rewritten. */

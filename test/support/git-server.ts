@@ -97,7 +97,7 @@ export class GitServer {
   readonly requests: GitRequest[] = [];
   #server: https.Server;
   #port = 0;
-  #beforeReceivePack: (() => Promise<void> | void) | undefined;
+  #beforeReceivePack: (() => Promise<"drop" | undefined> | "drop" | undefined | void) | undefined;
 
   private constructor(root: string, tls: { key: string; cert: string }, o: GitServerOptions) {
     this.root = root;
@@ -128,8 +128,11 @@ export class GitServer {
     rmSync(path.dirname(this.root), { recursive: true, force: true });
   }
 
-  /** Runs `fn` once, just before the next push is handed to git (another writer pushes first). */
-  beforeNextPush(fn: () => Promise<void> | void): void {
+  /**
+   * Runs `fn` once, just before the next push is handed to git (another writer pushes first). When
+   * it returns "drop", the push is never applied and its connection is cut (the pusher crashed).
+   */
+  beforeNextPush(fn: () => Promise<"drop" | undefined> | "drop" | undefined | void): void {
     this.#beforeReceivePack = fn;
   }
 
@@ -228,7 +231,11 @@ export class GitServer {
     if (req.method === "POST" && service === "git-receive-pack" && this.#beforeReceivePack) {
       const fn = this.#beforeReceivePack;
       this.#beforeReceivePack = undefined;
-      await fn();
+      if ((await fn()) === "drop") {
+        record(0, user);
+        req.socket.destroy();
+        return;
+      }
     }
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH ?? "/usr/bin:/bin",

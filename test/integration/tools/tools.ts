@@ -10,7 +10,7 @@ import { REPO_ROOT, requireEnv } from "../../support/cluster.ts";
 export const CHART = path.join(REPO_ROOT, "charts/continual-clip-operator");
 const paths = new Map<string, string>();
 
-export function toolPath(name: "helm" | "promtool" | "gitops_health"): string {
+export function toolPath(name: "helm" | "promtool" | "gitops_health" | "kustomize" | "kserve_crd"): string {
   let p = paths.get(name);
   if (!p) {
     const script = path.join(REPO_ROOT, "dev/build-binaries.sh");

@@ -144,11 +144,9 @@ test("a promotion is exactly one commit with the file and the message; reconcili
   );
   // Git follows S3: the alias was written first.
   assert.equal((await getJson(models, "clip/production.json")).version, 1);
-  const verdict = await getJson(runs, "one/rounds/0000/verdict.json");
   const pushed = server.requests.filter((r) => r.path === "/one.git/git-receive-pack" && r.status === 200);
-  assert.equal(pushed.length, 1);
-  const ms = pushed[0]!.at - Date.parse(verdict.judgedAt);
-  console.log(`# verdict -> commit on the Git server: ${ms} ms`);
+  assert.equal(pushed.length, 1, "one push");
+  assert.ok(await getJson(runs, "one/rounds/0000/verdict.json"), "judged");
 
   // A new generation is reconciled; the pointer was synced: nothing is fetched or pushed.
   const before = server.count("one");

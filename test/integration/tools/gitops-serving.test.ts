@@ -10,7 +10,7 @@ import path from "node:path";
 import YAML from "yaml";
 import type { AliasPointer } from "../../../operator/api/promotion.ts";
 import { renderModelFile, updateMarkers, type GitModel } from "../../../operator/promotion/git-target.ts";
-import { kubectl, kubectlOk, REPO_ROOT } from "../../support/cluster.ts";
+import { kubectl, kubectlOk, REPO_ROOT, waitFor } from "../../support/cluster.ts";
 import { ok, toolPath } from "./tools.ts";
 
 const SERVING = path.join(REPO_ROOT, "docs/gitops/serving");
@@ -80,9 +80,17 @@ test("a promotion's commit changes what kustomize builds: both servers get the n
   assert.ok(docs.every((d) => d.metadata.namespace === "serving"));
 });
 
-test("the built InferenceService and Deployment pass the API server with KServe's CRD (dry run)", () => {
+test("the built InferenceService and Deployment pass the API server with KServe's CRD (dry run)", async () => {
   kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", toolPath("kserve_crd")]);
-  kubectlOk(["wait", "--for", "condition=Established", "--timeout=60s", "crd/inferenceservices.serving.kserve.io"]);
+  // kubectl wait fails outright while the new CRD has no conditions yet.
+  const established = [
+    "wait",
+    "--for",
+    "condition=Established",
+    "--timeout=10s",
+    "crd/inferenceservices.serving.kserve.io",
+  ];
+  await waitFor("KServe's CRD established", () => (kubectl(established).code === 0 ? true : undefined), 60_000, 500);
   if (kubectl(["get", "namespace", "serving"]).code !== 0) kubectlOk(["create", "namespace", "serving"]);
   const out = kubectlOk(["apply", "--dry-run=server", "-f", "-"], build(servingAt(4)));
   assert.match(out, /deployment.apps\/clip-server (created|configured|unchanged) \(server dry run\)/);

@@ -14,7 +14,6 @@ import {
   apiserverRequests,
   applyCrds,
   createNamespace,
-  getRun,
   kubectl,
   kubectlOk,
   requestDelta,
@@ -68,41 +67,6 @@ async function main(): Promise<void> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const op = startOperator([ns], ["--metrics-address", `127.0.0.1:${port}`]);
   try {
-    const data = await createBucket("bench-gitops-data");
-    const runs = await createBucket("bench-gitops-runs");
-    const models = await createBucket("bench-gitops-models");
-    const seed = async (i: number) => {
-      for (const [key, body] of roundFiles(runs, "bench/", i, { recall: 0.5 + i / 100, model: true }))
-        await putObject(s3Client(), runs, key, body);
-    };
-    await seed(0);
-    const m = localRunManifest({ namespace: ns, name: "bench", dataBucket: data, runsBucket: runs });
-    m.spec.source.pollInterval = "1h";
-    Object.assign(m.spec, {
-      promotion: {
-        mode: "Auto",
-        s3: { bucket: models, prefix: "clip/" },
-        git: {
-          url: server.url("serving"),
-          path: "clip/model.yaml",
-          markerFiles: ["clip/isvc.yaml"],
-          secretRef: { name: "git" },
-        },
-      },
-    });
-    kubectlOk(["create", "-f", "-"], JSON.stringify(m));
-    const synced = (v: number) =>
-      waitFor(
-        `GitSynced v${v}`,
-        () => {
-          const c = (
-            getRun(ns, "bench")?.status as { conditions?: { type: string; status: string; message: string }[] }
-          )?.conditions?.find((x) => x.type === "GitSynced");
-          return c?.status === "True" && c.message.startsWith(`v${v} `) ? true : undefined;
-        },
-        120_000,
-        100,
-      );
     const quiet = async () => {
       for (;;) {
         const a = await scrape(port);
@@ -111,52 +75,97 @@ async function main(): Promise<void> {
         if (byLabel(a, b, "ticclip_s3_requests_total").length === 0) return;
       }
     };
-    await synced(1);
-    await quiet();
-    const rows: { ms: number; api: number; apiBy: string; s3: number; s3By: string; git: string }[] = [];
-    for (let i = 1; i <= PROMOTIONS; i++) {
-      await seed(i);
-      const api0 = apiserverRequests();
-      const m0 = await scrape(port);
-      const git0 = server.count("serving");
-      kubectlOk(["patch", "ccr", "bench", "-n", ns, "--type", "merge", "-p", `{"spec":{"historyLimit":${50 + i}}}`]);
-      await synced(i + 1);
-      await quiet();
-      const api = requestDelta(api0, apiserverRequests());
-      const mine = [...api].filter(
-        ([k]) => /^(\w+) (continualclipruns|jobs|secrets|events|configmaps)$/.test(k) && !k.startsWith("WATCH "),
-      );
-      // The bench's own requests: its PATCH and the GETs of getRun while waiting are not the operator's.
-      const own = new Set(["PATCH continualclipruns", "GET continualclipruns"]);
-      const operatorApi = mine.filter(([k]) => !own.has(k));
-      const m1 = await scrape(port);
-      const s3 = byLabel(m0, m1, "ticclip_s3_requests_total");
-      const git1 = server.count("serving");
-      const verdict = JSON.parse(
-        await (
-          await s3Client().send(
-            new GetObjectCommand({ Bucket: runs, Key: `bench/rounds/${String(i).padStart(4, "0")}/verdict.json` }),
-          )
-        ).Body!.transformToString(),
-      );
-      const pushed = server.requests
-        .filter((r) => r.path === "/serving.git/git-receive-pack" && r.status === 200)
-        .at(-1)!;
-      rows.push({
-        ms: pushed.at - Date.parse(verdict.judgedAt),
-        api: operatorApi.reduce((n, [, v]) => n + v, 0),
-        apiBy: operatorApi.map(([k, v]) => `${k} ${v}`).join(", "),
-        s3: s3.reduce((n, [, v]) => n + v, 0),
-        s3By: s3.map(([k, v]) => `${k} ${v}`).join(", "),
-        git: `${git1.fetch - git0.fetch} fetch + ${git1.push - git0.push} push (${git1.total - git0.total} requests)`,
+    // The same promotions with and without spec.promotion.git, side by side.
+    for (const withGit of [true, false]) {
+      const name = withGit ? "bench" : "bench-nogit";
+      const data = await createBucket("bench-gitops-data");
+      const runs = await createBucket("bench-gitops-runs");
+      const models = await createBucket("bench-gitops-models");
+      const seed = async (i: number) => {
+        for (const [key, body] of roundFiles(runs, `${name}/`, i, { recall: 0.5 + i / 100, model: true }))
+          await putObject(s3Client(), runs, key, body);
+      };
+      const alias = async () => {
+        try {
+          const res = await s3Client().send(new GetObjectCommand({ Bucket: models, Key: "clip/production.json" }));
+          return JSON.parse(await res.Body!.transformToString()).version as number;
+        } catch {
+          return 0;
+        }
+      };
+      await seed(0);
+      const m = localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs });
+      m.spec.source.pollInterval = "1h";
+      const git = {
+        url: server.url("serving"),
+        path: "clip/model.yaml",
+        markerFiles: ["clip/isvc.yaml"],
+        secretRef: { name: "git" },
+      };
+      Object.assign(m.spec, {
+        promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" }, ...(withGit ? { git } : {}) },
       });
-    }
-    console.log(`promotions with spec.promotion.git (n=${PROMOTIONS}, local loopback Git server over HTTPS):`);
-    console.log(
-      `  verdict -> commit on the Git server: median ${median(rows.map((r) => r.ms))} ms (${rows.map((r) => r.ms).join(", ")})`,
-    );
-    for (const [i, r] of rows.entries()) {
-      console.log(`  promotion ${i + 1}: API ${r.api} (${r.apiBy}); S3 ${r.s3} (${r.s3By}); Git ${r.git}`);
+      kubectlOk(["create", "-f", "-"], JSON.stringify(m));
+      // Done: the commit is on the Git server, or (without Git) the alias moved. Neither asks the
+      // API server anything, so the bench's only request in the window is its PATCH.
+      const done = async (v: number, pushes: number) =>
+        withGit ? server.count("serving").push > pushes && (await alias()) === v : (await alias()) === v;
+      await waitFor("v1", async () => ((await done(1, 0)) ? true : undefined), 120_000, 100);
+      await quiet();
+      const rows: { ms: number; api: number; apiBy: string; s3: number; s3By: string; git: string }[] = [];
+      for (let i = 1; i <= PROMOTIONS; i++) {
+        await seed(i);
+        const api0 = apiserverRequests();
+        const m0 = await scrape(port);
+        const git0 = server.count("serving");
+        kubectlOk(["patch", "ccr", name, "-n", ns, "--type", "merge", "-p", `{"spec":{"historyLimit":${50 + i}}}`]);
+        await waitFor("the promotion", async () => ((await done(i + 1, git0.push)) ? true : undefined), 120_000, 50);
+        await quiet();
+        const api = requestDelta(api0, apiserverRequests());
+        const operatorApi = [...api]
+          .filter(
+            ([k]) => /^(\w+) (continualclipruns|jobs|secrets|events|configmaps)$/.test(k) && !k.startsWith("WATCH "),
+          )
+          .map(([k, v]) => [k, k === "PATCH continualclipruns" ? v - 1 : v] as const)
+          .filter(([, v]) => v > 0);
+        const m1 = await scrape(port);
+        const s3 = byLabel(m0, m1, "ticclip_s3_requests_total");
+        const git1 = server.count("serving");
+        const verdict = JSON.parse(
+          await (
+            await s3Client().send(
+              new GetObjectCommand({ Bucket: runs, Key: `${name}/rounds/${String(i).padStart(4, "0")}/verdict.json` }),
+            )
+          ).Body!.transformToString(),
+        );
+        const pushed = server.requests
+          .filter((r) => r.path === "/serving.git/git-receive-pack" && r.status === 200)
+          .at(-1)!;
+        rows.push({
+          ms: withGit ? pushed.at - Date.parse(verdict.judgedAt) : 0,
+          api: operatorApi.reduce((n, [, v]) => n + v, 0),
+          apiBy: operatorApi.map(([k, v]) => `${k} ${v}`).join(", "),
+          s3: s3.reduce((n, [, v]) => n + v, 0),
+          s3By: s3.map(([k, v]) => `${k} ${v}`).join(", "),
+          git: `${git1.fetch - git0.fetch} fetch + ${git1.push - git0.push} push (${git1.total - git0.total} requests)`,
+        });
+      }
+      console.log(
+        withGit
+          ? `promotions with spec.promotion.git (n=${PROMOTIONS}, loopback Git server over HTTPS):`
+          : `the same promotions without spec.promotion.git (n=${PROMOTIONS}):`,
+      );
+      if (withGit) {
+        console.log(
+          `  verdict -> commit on the Git server: median ${median(rows.map((r) => r.ms))} ms (${rows.map((r) => r.ms).join(", ")})`,
+        );
+      }
+      console.log(
+        `  per promotion, median: API ${median(rows.map((r) => r.api))}, S3 ${median(rows.map((r) => r.s3))}`,
+      );
+      for (const [i, r] of rows.entries()) {
+        console.log(`  promotion ${i + 1}: API ${r.api} (${r.apiBy}); S3 ${r.s3} (${r.s3By}); Git ${r.git}`);
+      }
     }
     // A reconcile of a synced pointer costs Git nothing.
     const g0 = server.count("serving");

@@ -80,7 +80,11 @@ export function renderModelFile(m: GitModel): string {
     "# source and does not apply it (local-config); Helm reads it as a values file (.Values.data.uri).\n";
   // Every value double-quoted: YAML 1.1 readers (Helm, go-yaml) would read a bare time or "true"
   // as something other than the string the ConfigMap holds.
-  const body = YAML.stringify(modelDocument(m), { lineWidth: 0, defaultStringType: "QUOTE_DOUBLE", defaultKeyType: "PLAIN" });
+  const body = YAML.stringify(modelDocument(m), {
+    lineWidth: 0,
+    defaultStringType: "QUOTE_DOUBLE",
+    defaultKeyType: "PLAIN",
+  });
   return header + body;
 }
 

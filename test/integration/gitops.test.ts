@@ -241,7 +241,7 @@ test("kill -9 between the alias write and the push: the next process commits, on
   server.beforeNextPush(async () => {
     aliasAtKill = (await getJson(models, "clip/production.json")).version;
     await operator.stop("SIGKILL");
-    return "drop" as const;
+    return "drop";
   });
   ({ models } = await createRun("crash", "crash"));
   await waitFor(

@@ -97,7 +97,7 @@ export class GitServer {
   readonly requests: GitRequest[] = [];
   #server: https.Server;
   #port = 0;
-  #beforeReceivePack: (() => Promise<"drop" | undefined> | "drop" | undefined | void) | undefined;
+  #beforeReceivePack: (() => unknown) | undefined;
 
   private constructor(root: string, tls: { key: string; cert: string }, o: GitServerOptions) {
     this.root = root;
@@ -132,7 +132,7 @@ export class GitServer {
    * Runs `fn` once, just before the next push is handed to git (another writer pushes first). When
    * it returns "drop", the push is never applied and its connection is cut (the pusher crashed).
    */
-  beforeNextPush(fn: () => Promise<"drop" | undefined> | "drop" | undefined | void): void {
+  beforeNextPush(fn: () => unknown): void {
     this.#beforeReceivePack = fn;
   }
 

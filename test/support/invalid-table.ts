@@ -417,13 +417,9 @@ function celCases(): InvalidCase[] {
     "must not carry credentials",
     set([git("url"), "https://user:token@git.example.com/serving.git"]),
   );
-  cel(
-    "git with neither path nor marker files",
-    "spec.promotion.git",
-    "set path",
-    set([git("markerFiles"), []]),
-    [git("path")],
-  );
+  cel("git with neither path nor marker files", "spec.promotion.git", "set path", set([git("markerFiles"), []]), [
+    git("path"),
+  ]);
   cel(
     "git path also a marker file",
     "spec.promotion.git.markerFiles",

@@ -10,7 +10,7 @@ import path from "node:path";
 import YAML from "yaml";
 import type { AliasPointer } from "../../../operator/api/promotion.ts";
 import { renderModelFile, updateMarkers, type GitModel } from "../../../operator/promotion/git-target.ts";
-import { kubectl, kubectlOk, REPO_ROOT, waitFor } from "../../support/cluster.ts";
+import { createNamespace, kubectl, kubectlOk, REPO_ROOT, waitFor } from "../../support/cluster.ts";
 import { ok, toolPath } from "./tools.ts";
 
 const SERVING = path.join(REPO_ROOT, "docs/gitops/serving");
@@ -91,12 +91,14 @@ test("the built InferenceService and Deployment pass the API server with KServe'
     "crd/inferenceservices.serving.kserve.io",
   ];
   await waitFor("KServe's CRD established", () => (kubectl(established).code === 0 ? true : undefined), 60_000, 500);
-  if (kubectl(["get", "namespace", "serving"]).code !== 0) kubectlOk(["create", "namespace", "serving"]);
-  const out = kubectlOk(["apply", "--dry-run=server", "-f", "-"], build(servingAt(4)));
+  // The folder deploys to namespace serving; here, to a namespace of this test.
+  const ns = createNamespace("serving");
+  const built = build(servingAt(4)).replaceAll("namespace: serving\n", `namespace: ${ns}\n`);
+  const out = kubectlOk(["apply", "--dry-run=server", "-f", "-"], built);
   assert.match(out, /deployment.apps\/clip-server (created|configured|unchanged) \(server dry run\)/);
   assert.match(out, /inferenceservice.serving.kserve.io\/clip (created|configured|unchanged) \(server dry run\)/);
   // The CRD's schema is really applied: a field KServe does not know is refused.
-  const bad = build(servingAt(4)).replace("minReplicas: 1", "minReplicas: 1\n    replicaz: 3");
+  const bad = built.replace("minReplicas: 1", "minReplicas: 1\n    replicaz: 3");
   const refused = kubectl(["apply", "--dry-run=server", "--validate=strict", "-f", "-"], bad);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /replicaz/);

@@ -41,7 +41,24 @@ export function kubectlOk(args: string[], input?: string): string {
 
 export function applyCrds(): void {
   kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", path.join(REPO_ROOT, "crds")]);
-  kubectlOk(["wait", "--for", "condition=Established", "--timeout=60s", "crd/continualclipruns.ticclip.dev"]);
+  waitEstablished("continualclipruns.ticclip.dev");
+}
+
+/**
+ * Waits (up to 60 s) until the CRD NAME is Established. Not `kubectl wait`: on a fresh cluster it
+ * fails outright while the just-created CRD has no conditions yet (".status.conditions accessor
+ * error: <nil>"), which failed the first integration test of a cold CI run.
+ */
+export function waitEstablished(name: string): void {
+  const deadline = Date.now() + 60_000;
+  const jsonpath = `jsonpath={.status.conditions[?(@.type=="Established")].status}`;
+  let last: CommandResult | undefined;
+  while (Date.now() < deadline) {
+    last = kubectl(["get", "crd", name, "-o", jsonpath]);
+    if (last.code === 0 && last.stdout.trim() === "True") return;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+  }
+  throw new Error(`CRD ${name} not Established after 60 s: ${last?.stdout ?? ""}${last?.stderr ?? ""}`);
 }
 
 /** The label of every namespace a test or benchmark creates; `npm test` checks none outlives the suite. */

@@ -10,7 +10,7 @@ import path from "node:path";
 import YAML from "yaml";
 import type { AliasPointer } from "../../../operator/api/promotion.ts";
 import { renderModelFile, updateMarkers, type GitModel } from "../../../operator/promotion/git-target.ts";
-import { createNamespace, kubectl, kubectlOk, REPO_ROOT, waitFor } from "../../support/cluster.ts";
+import { createNamespace, kubectl, kubectlOk, REPO_ROOT, waitEstablished } from "../../support/cluster.ts";
 import { ok, toolPath } from "./tools.ts";
 
 const SERVING = path.join(REPO_ROOT, "docs/gitops/serving");
@@ -82,15 +82,7 @@ test("a promotion's commit changes what kustomize builds: both servers get the n
 
 test("the built InferenceService and Deployment pass the API server with KServe's CRD (dry run)", async () => {
   kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", toolPath("kserve_crd")]);
-  // kubectl wait fails outright while the new CRD has no conditions yet.
-  const established = [
-    "wait",
-    "--for",
-    "condition=Established",
-    "--timeout=10s",
-    "crd/inferenceservices.serving.kserve.io",
-  ];
-  await waitFor("KServe's CRD established", () => (kubectl(established).code === 0 ? true : undefined), 60_000, 500);
+  waitEstablished("inferenceservices.serving.kserve.io");
   // The folder deploys to namespace serving; here, to a namespace of this test.
   const ns = createNamespace("serving");
   const built = build(servingAt(4)).replaceAll("namespace: serving\n", `namespace: ${ns}\n`);

@@ -83,7 +83,10 @@ test("a thrown error is a retry, requeueAfter fires later, stalled does not requ
   q.add("ns/stalled");
   const count = (k: string) => seen.filter((x) => x === k).length;
   // Waits for the retries, not a fixed time: a loaded CI machine runs timers late.
-  for (const deadline = Date.now() + 30_000; (count("ns/throw") < 2 || count("ns/later") < 2) && Date.now() < deadline; )
+  for (
+    const deadline = Date.now() + 30_000;
+    (count("ns/throw") < 2 || count("ns/later") < 2) && Date.now() < deadline;
+  )
     await sleep(5);
   await sleep(50);
   assert.equal(seen.filter((k) => k === "ns/throw").length, 2);

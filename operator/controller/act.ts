@@ -8,7 +8,7 @@ import type { RawObject } from "../kube/client.ts";
 import { LABELS } from "../kube/objects.ts";
 import type { Logger } from "../observability/log.ts";
 import { sliceToJobSeconds } from "../observability/metrics.ts";
-import { pinAlias, promoteRound, promotionTarget, unpinAlias } from "../promotion/versions.ts";
+import { pointAliasAt, promoteRound, promotionTarget } from "../promotion/versions.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import { syncGit } from "./git-sync.ts";
@@ -144,16 +144,16 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         }
         break;
       }
-      case "PinAlias": {
-        const out = await pinAlias(objects, promotionTarget(spec.promotion!), action.version, ctx.now().toISOString());
-        if (!out.ok) throw new Error(`${out.reason}: ${out.message}`);
-        await record(action.event);
+      case "PointAlias": {
+        const target = promotionTarget(spec.promotion!);
+        const out = await pointAliasAt(objects, target, action.version, action.pinned, ctx.now().toISOString());
+        if (!out.ok) {
+          const message = `spec.promotion: alias ${target.alias}: ${out.message}`;
+          await record({ type: "Warning", reason: out.reason, message });
+          return { complete: false, problem: { reason: out.reason, message } };
+        }
+        if (out.aliasWritten) await record(action.event);
         return { complete: false }; // re-observe: the ConfigMap follows the pointer as written
-      }
-      case "UnpinAlias": {
-        const out = await unpinAlias(objects, promotionTarget(spec.promotion!), ctx.now().toISOString());
-        if (out?.ok && out.aliasWritten) return { complete: false };
-        break;
       }
       case "ApplyConfigMap": {
         const result = await children.applyConfigMap(action.configMap);

@@ -103,19 +103,27 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   // all this time (the alias was not read), not for trouble with one slice of the source.
   const alias = observed.problem
     ? { actions: [] }
-    : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
-  // Git follows the alias as read, once the alias and ConfigMap step has nothing left to do.
-  const git = observed.problem
-    ? { actions: [] }
-    : decideGit({
+    : decideAlias({
         run: runRef(run),
         spec,
         alias: observed.alias,
-        state: observed.git,
-        rounds: rounds.rounds,
-        aliasPending: alias.actions.some((a) => a.kind !== "ApplyConfigMap"),
-        now,
+        versions: observed.versions,
+        configMap: observed.configMap,
       });
+  // Git follows the alias as read, once the alias and ConfigMap step has nothing left to do; never
+  // an alias this run does not own.
+  const git =
+    observed.problem || alias.promotionRefused
+      ? { actions: [] }
+      : decideGit({
+          run: runRef(run),
+          spec,
+          alias: observed.alias,
+          state: observed.git,
+          rounds: rounds.rounds,
+          aliasPending: alias.actions.some((a) => a.kind !== "ApplyConfigMap"),
+          now,
+        });
   const blocked: Problem | undefined =
     s3Problem ??
     alias.problem ??
@@ -204,7 +212,9 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });
   }
   // S3 (a bucket, its credentials) could not be used: touch nothing until it can.
-  const actions: Action[] = observed.problem ? [] : [...rounds.actions, ...alias.actions, ...git.actions];
+  // A promotion prefix that belongs to another run is written to by nothing of this run.
+  const roundActions = alias.promotionRefused ? rounds.actions.filter((a) => a.kind !== "Promote") : rounds.actions;
+  const actions: Action[] = observed.problem ? [] : [...roundActions, ...alias.actions, ...git.actions];
   return { status: changed(current, boundStatus(next)), actions, events, outcome: "done", spec };
 }
 

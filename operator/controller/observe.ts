@@ -17,13 +17,11 @@ import { isComputeRecord, isVerdictRecord, loadDocumentCache } from "./document-
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
 import type {
-  ComputeRecord,
   FailureRecord,
   Observed,
   ObservedEvaluation,
   PlanSummary,
   RoundObservation,
-  VerdictRecord,
 } from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
@@ -201,6 +199,7 @@ export async function observeRounds(
   mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.
   let alias: Observed["alias"];
+  let versions: Observed["versions"];
   if (spec.promotion) {
     const objects = mem.storage.objects;
     const target = promotionTarget(spec.promotion);
@@ -221,6 +220,7 @@ export async function observeRounds(
       const where = `spec.promotion.s3 (s3://${target.bucket}/${target.prefix})`;
       return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds };
     }
+    versions = complete;
     // A version belongs to a round by where it was copied from, not by its number: a round 0 under
     // another artifacts prefix, or a round folder redone, is not the promoted one.
     for (const v of complete) {
@@ -233,5 +233,5 @@ export async function observeRounds(
   mem.discovery.markConsumed(
     rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []),
   );
-  return { discovery: mem.lastDiscovery, rounds, alias };
+  return { discovery: mem.lastDiscovery, rounds, alias, ...(versions ? { versions } : {}) };
 }

@@ -7,7 +7,7 @@ import type {
   RoundStatus,
 } from "../api/continual-clip-run.ts";
 import type { EvalResult } from "../api/eval-result.ts";
-import type { AliasPointer } from "../api/promotion.ts";
+import type { AliasPointer, VersionManifest } from "../api/promotion.ts";
 import type { RoundPlan } from "../api/round-plan.ts";
 import type { ComputeStatus } from "../data/compute.ts";
 import type { DiscoveryResult } from "../data/discovery.ts";
@@ -90,6 +90,8 @@ export type Observed = {
   rounds: RoundObservation[];
   /** The alias pointer in S3 (spec.promotion), or why it cannot be read. */
   alias?: AliasPointer | { invalid: string } | undefined;
+  /** Complete versions under spec.promotion (version.json written), oldest first; undefined: not read. */
+  versions?: VersionManifest[] | undefined;
   /** spec.promotion.configMapName as it is now. */
   configMap?: ObservedConfigMap | undefined;
   evaluatorImage?: string | undefined;
@@ -123,8 +125,8 @@ export type RoundAction =
   | { kind: "Promote"; round: number; metrics: Record<string, number> };
 
 export type AliasAction =
-  | { kind: "PinAlias"; version: number; event: PlannedEvent }
-  | { kind: "UnpinAlias" }
+  /** Points the alias at a complete version (pinned: spec.promotion.pinVersion holds it there). */
+  | { kind: "PointAlias"; version: number; pinned: boolean; event: PlannedEvent }
   | { kind: "ApplyConfigMap"; configMap: ConfigMap };
 
 /** Git follows the alias: make the files of spec.promotion.git say model (git.ts, git-sync.ts). */

@@ -27,6 +27,15 @@ export function promotionTarget(p: { s3: { bucket: string; prefix: string }; ali
 }
 export type RunRef = { namespace: string; name: string; uid: string };
 
+/**
+ * Whether two run references name the same run, or a run and its predecessor: a run recreated
+ * under the same namespace and name (GitOps replacing it) carries on with what the old one promoted.
+ * Another namespace or name is another run, whose versions and alias are never overwritten.
+ */
+export function isSameRun(a: RunRef, b: RunRef): boolean {
+  return a.uid === b.uid || (a.namespace === b.namespace && a.name === b.name);
+}
+
 export type PromotionOutcome =
   | {
       ok: true;
@@ -36,7 +45,11 @@ export type PromotionOutcome =
       copied: boolean;
       aliasWritten: boolean;
     }
-  | { ok: false; reason: "RoundArtifactsMissing" | "VersionNotFound" | "InvalidPromotionState"; message: string };
+  | {
+      ok: false;
+      reason: "RoundArtifactsMissing" | "VersionNotFound" | "InvalidPromotionState" | "AliasOwnedByAnotherRun";
+      message: string;
+    };
 
 const base = (t: PromotionTarget) => `s3://${t.bucket}/${t.prefix}`;
 export const versionUri = (t: PromotionTarget, n: number) => `${base(t)}v${n}/`;
@@ -127,15 +140,22 @@ function pointerFor(t: PromotionTarget, v: VersionManifest, promotedAt: string, 
   };
 }
 
-/** Points the alias at a version unless it already points there with the same pinned flag. */
+/**
+ * Points the alias at a version unless it already points there with the same pinned flag. A pointer
+ * written by another run is refused, never replaced.
+ */
 async function pointAlias(
   store: ObjectStore,
   t: PromotionTarget,
   v: VersionManifest,
   now: string,
   pinned: boolean,
-): Promise<{ pointer: AliasPointer; written: boolean }> {
+): Promise<{ pointer: AliasPointer; written: boolean } | { refused: string }> {
   const current = await readAlias(store, t);
+  if (current && !("invalid" in current) && !isSameRun(current.run, v.run)) {
+    const r = current.run;
+    return { refused: `${aliasUri(t)} was written by run ${r.namespace}/${r.name} (uid ${r.uid})` };
+  }
   if (
     current &&
     !("invalid" in current) &&
@@ -212,18 +232,27 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       };
     return { ok: true, pointer: current, pointerUri: aliasUri(t), version, copied, aliasWritten: false };
   }
-  const { pointer, written } = await pointAlias(store, t, version, req.now, false);
-  return { ok: true, pointer, pointerUri: aliasUri(t), version, copied, aliasWritten: written };
+  const pointed = await pointAlias(store, t, version, req.now, false);
+  if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
+  return {
+    ok: true,
+    pointer: pointed.pointer,
+    pointerUri: aliasUri(t),
+    version,
+    copied,
+    aliasWritten: pointed.written,
+  };
 }
 
 /**
- * Rollback (spec.promotion.pinVersion = N): points the alias at complete version N, pinned.
- * With pinVersion cleared, unpinAlias returns the alias to the newest complete version.
+ * Points the alias at complete version N: pinned for a rollback (spec.promotion.pinVersion = N), or
+ * not, where the alias converges on the newest version (controller/alias.ts decides which).
  */
-export async function pinAlias(
+export async function pointAliasAt(
   store: ObjectStore,
   t: PromotionTarget,
   versionNumber: number,
+  pinned: boolean,
   now: string,
 ): Promise<PromotionOutcome> {
   const version = await readVersion(store, t, versionNumber);
@@ -232,13 +261,32 @@ export async function pinAlias(
     return {
       ok: false,
       reason: "VersionNotFound",
-      message: `pinVersion ${versionNumber}: ${versionUri(t, versionNumber)}${VERSION_JSON} does not exist (versions: ${complete.map((v) => v.version).join(", ") || "none"})`,
+      message: `v${versionNumber}: ${versionUri(t, versionNumber)}${VERSION_JSON} does not exist (versions: ${complete.map((v) => v.version).join(", ") || "none"})`,
     };
   }
-  const { pointer, written } = await pointAlias(store, t, version, now, true);
-  return { ok: true, pointer, pointerUri: aliasUri(t), version, copied: false, aliasWritten: written };
+  const pointed = await pointAlias(store, t, version, now, pinned);
+  if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
+  return {
+    ok: true,
+    pointer: pointed.pointer,
+    pointerUri: aliasUri(t),
+    version,
+    copied: false,
+    aliasWritten: pointed.written,
+  };
 }
 
+/** Rollback (spec.promotion.pinVersion = N): points the alias at complete version N, pinned. */
+export function pinAlias(
+  store: ObjectStore,
+  t: PromotionTarget,
+  versionNumber: number,
+  now: string,
+): Promise<PromotionOutcome> {
+  return pointAliasAt(store, t, versionNumber, true, now);
+}
+
+/** With pinVersion cleared: the alias back on the newest complete version. */
 export async function unpinAlias(
   store: ObjectStore,
   t: PromotionTarget,
@@ -247,8 +295,7 @@ export async function unpinAlias(
   const { complete } = await listVersions(store, t);
   const newest = complete.at(-1);
   if (!newest) return undefined;
-  const { pointer, written } = await pointAlias(store, t, newest, now, false);
-  return { ok: true, pointer, pointerUri: aliasUri(t), version: newest, copied: false, aliasWritten: written };
+  return pointAliasAt(store, t, newest.version, false, now);
 }
 
 /** status.promoted from a pointer (status is an observation: rebuilt from S3 after a restart). */

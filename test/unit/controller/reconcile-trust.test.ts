@@ -1,0 +1,140 @@
+// Issue 21 ("Operator trust, round two"): the Reconciler against the fakes of its ports, one test
+// per defect, each failing before its fix.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Reconciler, type ReconcilerDeps } from "../../../operator/controller/reconcile.ts";
+import type { RawObject } from "../../../operator/kube/client.ts";
+import { roundFiles } from "../../support/rounds.ts";
+import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
+
+const NOW = new Date("2026-05-01T00:00:00Z");
+
+type Condition = { type: string; status: string; reason: string; message: string };
+type Status = {
+  phase?: string;
+  conditions?: Condition[];
+  promoted?: { version: number; round: number };
+  rounds?: { index: number; phase: string; reason?: string; message?: string; slices: string[] }[];
+  currentRound?: { index: number };
+  observedGeneration?: number;
+};
+
+function setup(spec: Record<string, unknown> = {}, deps: Partial<ReconcilerDeps> = {}, uid = "uid-1") {
+  const runs = new FakeRuns();
+  const children = new FakeChildren();
+  const events = new FakeEvents();
+  const s3 = memoryStorage();
+  const run: RawObject = {
+    metadata: { name: "demo", namespace: "ns", uid, generation: 1 },
+    spec: {
+      source: { s3: { bucket: "data", prefix: "slices/" } },
+      model: { architecture: "ticclip-tiny" },
+      strategy: { samplesPerRound: 20 },
+      trainer: { image: "trainer:1", gpusPerNode: 0 },
+      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
+      ...spec,
+    },
+  };
+  runs.add(run);
+  let now = NOW;
+  const another = (extra: Partial<ReconcilerDeps> = {}) =>
+    new Reconciler({
+      runs,
+      children,
+      events,
+      log: quietLog,
+      now: () => now,
+      storage: () => s3.storage,
+      ...deps,
+      ...extra,
+    });
+  const reconciler = another();
+  const w = {
+    runs,
+    children,
+    events,
+    s3,
+    reconciler,
+    another,
+    reconcile: () => reconciler.reconcile("ns/demo"),
+    status: () => (runs.runs.get("ns/demo")!.status ?? {}) as Status,
+    condition: (type: string) =>
+      ((runs.runs.get("ns/demo")!.status ?? {}) as Status).conditions?.find((c) => c.type === type),
+    json: (uri: string) => {
+      const raw = s3.objects.objects.get(uri);
+      return raw && JSON.parse(new TextDecoder().decode(raw));
+    },
+    seed: (index: number, o: Parameters<typeof roundFiles>[3] = {}, bucket = "runs", prefix = "demo/") => {
+      for (const [key, body] of roundFiles(bucket, prefix, index, o))
+        void s3.objects.put(`s3://${bucket}/${key}`, body);
+    },
+    /** An S3 event for the source: the next reconcile polls and lists the artifacts again. */
+    poke: () => reconciler.notify("data", "slices/any/_SUCCESS"),
+    setNow: (d: Date) => {
+      now = d;
+    },
+  };
+  return w;
+}
+
+const promotion = { mode: "Auto", s3: { bucket: "models", prefix: "clip/" }, configMapName: "model" };
+const ALIAS = "s3://models/clip/production.json";
+
+// ---- High 1: every pass converges the alias, then the ConfigMap, then status.promoted ---------------
+
+test("High 1: a promotion whose alias write failed is completed by a later pass; ConfigMap and status follow", async () => {
+  const w = setup({ promotion });
+  w.seed(0, { recall: 0.9, model: true });
+  let failing = true;
+  w.s3.objects.failOn = (op, uri) => failing && op === "put" && uri === ALIAS;
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.ok(w.s3.objects.objects.has("s3://models/clip/v1/version.json"), "v1 was made");
+  assert.equal(w.s3.objects.objects.has(ALIAS), false, "the alias write failed");
+  failing = false;
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.equal(w.json(ALIAS)?.version, 1, "the alias points at v1");
+  assert.equal(w.children.configMaps.get("model")?.data.version, "1", "the ConfigMap follows the alias");
+  assert.equal(w.status().promoted?.version, 1, "status.promoted follows the alias");
+  assert.equal(w.status().rounds?.[0]?.phase, "Promoted");
+});
+
+test("High 1: when the alias write of a later round fails, the alias still moves from the old version to the new", async () => {
+  const w = setup({ promotion });
+  w.seed(0, { recall: 0.5, model: true });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.equal(w.json(ALIAS)?.version, 1);
+  w.seed(1, { recall: 0.6, model: true });
+  w.poke();
+  let failing = true;
+  w.s3.objects.failOn = (op, uri) => failing && op === "put" && uri === ALIAS;
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.ok(w.s3.objects.objects.has("s3://models/clip/v2/version.json"));
+  assert.equal(w.json(ALIAS)?.version, 1);
+  failing = false;
+  // A restarted operator (no memory) converges too.
+  const restarted = w.another();
+  for (let i = 0; i < 4; i++) await restarted.reconcile("ns/demo");
+  assert.equal(w.json(ALIAS)?.version, 2);
+  assert.equal(w.children.configMaps.get("model")?.data.version, "2");
+  assert.equal(w.status().promoted?.version, 2);
+});
+
+test("High 1: a pinned alias is put back on the pinned version when something moved it", async () => {
+  const w = setup({ promotion: { ...promotion, pinVersion: 1 } });
+  w.seed(0, { recall: 0.5, model: true });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  w.seed(1, { recall: 0.6, model: true });
+  w.poke();
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.ok(w.s3.objects.objects.has("s3://models/clip/v2/version.json"), "v2 is made while pinned");
+  assert.deepEqual([w.json(ALIAS)?.version, w.json(ALIAS)?.pinned], [1, true]);
+  assert.equal(w.children.configMaps.get("model")?.data.version, "1");
+  // Someone (an old operator, a script) moves the alias to v2: the next look at the promotion prefix
+  // (at most PROMOTION_TTL_MS later; here a restarted operator) puts it back.
+  const moved = { ...w.json(ALIAS), version: 2, pinned: false, uri: "s3://models/clip/v2/" };
+  await w.s3.objects.put(ALIAS, JSON.stringify(moved));
+  const restarted = w.another();
+  for (let i = 0; i < 3; i++) await restarted.reconcile("ns/demo");
+  assert.deepEqual([w.json(ALIAS)?.version, w.json(ALIAS)?.pinned], [1, true]);
+  assert.equal(w.status().promoted?.version, 1);
+});

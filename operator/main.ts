@@ -46,6 +46,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     storage: s3Storage({ timeoutMs: config.s3TimeoutSeconds * 1000 }),
     reconcileDeadlineMs: config.reconcileDeadlineSeconds * 1000,
     trainerArchitectures: config.trainerArchitectures,
+    sliceUnreadableAfterMs: config.sliceUnreadableAfterMs,
   });
   if (!config.evaluatorImage) {
     // Not silent: every round of a run with runner.mode Job is then scored in this process.

@@ -16,13 +16,7 @@ import { RoundStore } from "../s3/round-store.ts";
 import { isComputeRecord, isVerdictRecord, loadDocumentCache } from "./document-cache.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
-import type {
-  FailureRecord,
-  Observed,
-  ObservedEvaluation,
-  PlanSummary,
-  RoundObservation,
-} from "./types.ts";
+import type { FailureRecord, Observed, ObservedEvaluation, PlanSummary, RoundObservation } from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
 export function summarizePlan(plan: RoundPlan): PlanSummary {

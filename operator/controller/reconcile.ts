@@ -49,6 +49,11 @@ export type ReconcilerDeps = {
   trainerArchitectures?: readonly string[] | undefined;
   /** spec.promotion.git's repositories; real Git over HTTPS unless a test passes another. */
   git?: GitAccess;
+  /**
+   * How long a slice folder may fail with transient S3 errors before it is an invalid slice
+   * (--slice-unreadable-after; default 6 h). Until then it stays pending and later slices wait.
+   */
+  sliceUnreadableAfterMs?: number | undefined;
 };
 
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
@@ -246,7 +251,10 @@ export class Reconciler {
     const jobs = await children.roundJobs(namespace, { name: run.metadata.name, uid: run.metadata.uid });
     if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
 
-    const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage());
+    const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage(), {
+      unreadableAfterMs: this.#deps.sliceUnreadableAfterMs,
+      now: () => this.#now().getTime(),
+    });
     this.#memory.set(key, mem);
     const polled = await pollSlices(run, spec, mem, log);
     // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).

@@ -16,6 +16,7 @@ import {
 import { roundFiles, type SeedOptions } from "../support/rounds.ts";
 import { faultProxy, type FaultProxy } from "../support/s3-proxy.ts";
 import { putObject, s3Client } from "../support/s3.ts";
+import { putSlice } from "./data/slices.ts";
 
 let ns = "";
 let operator: Proc;
@@ -108,4 +109,39 @@ test("High 1: an alias write that fails is completed once S3 heals; the ConfigMa
   await waitFor("status.promoted v1", () => (status("alias").promoted?.version === 1 ? true : undefined), 60_000, 500);
   assert.equal(runRounds(ns, "alias")[0]?.phase, "Promoted");
   assert.equal(condition("alias", "Ready")?.status, "True");
+});
+
+test("High 2: a slice folder answering 503 for many polls is not skipped; the slice after it waits, and trains after it", async () => {
+  const data = await createBucket("trust2-data");
+  const runs = await createBucket("trust2-runs");
+  for (const id of ["2016", "2017", "2018"]) await putSlice(s3Client(), data, "slices/", { id, shards: [16] });
+  await seed(runs, "blip", 0, { slices: ["2016"], recall: 0.5 });
+  const heal = proxy.add({ match: new RegExp(`^GET /${data}/slices/2017/manifest\\.json$`), fault: "SlowDown" });
+  const m = localRunManifest({ namespace: ns, name: "blip", dataBucket: data, runsBucket: runs });
+  m.spec.source.s3.endpoint = proxy.endpoint;
+  m.spec.artifacts.s3.prefix = "blip/";
+  const before = proxy.injected.get("SlowDown") ?? 0;
+  create(m);
+  await waitFor("round 0 Passed", () => runRounds(ns, "blip")[0]?.phase === "Passed" || undefined, 60_000, 500);
+  // pollInterval 2s: wait for well over the 5 polls after which 2017 used to be given up.
+  await waitFor(
+    "2017 refused over many polls",
+    () => ((proxy.injected.get("SlowDown") ?? 0) - before >= 30 ? true : undefined),
+    120_000,
+    500,
+  );
+  assert.deepEqual(
+    runRounds(ns, "blip").map((r) => r.index),
+    [0],
+    "no round on 2018 while 2017 cannot be read",
+  );
+  const slices = (getRun(ns, "blip")!.status as { slices?: { invalid?: unknown[] } }).slices;
+  assert.equal(slices?.invalid, undefined, "2017 is not an invalid slice");
+  const degraded = condition("blip", "Degraded")!;
+  assert.equal(degraded.status, "True");
+  assert.match(degraded.message, new RegExp(`slice 2017 .*s3://${data}/slices/2017/manifest\\.json`));
+  heal();
+  const round = await waitFor("a round on 2017", () => runRounds(ns, "blip").find((r) => r.index === 1), 60_000, 500);
+  assert.deepEqual(round.slices, ["2017"], "2017 trains next, in order");
+  assert.equal(await exists(runs, "blip/rounds/0002/plan.json"), false);
 });

@@ -148,6 +148,7 @@ export function worstCase(o: WorstCaseOptions = {}): {
     pending: [],
     warnings: [],
     errors: [],
+    unreadable: [],
     // A source that keeps failing: Ready, Degraded and Stalled all carry the longest message.
     health: {
       ok: false,

@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import { Reconciler, type ReconcilerDeps } from "../../../operator/controller/reconcile.ts";
 import type { RawObject } from "../../../operator/kube/client.ts";
 import { roundFiles } from "../../support/rounds.ts";
+import { classifyS3Error, S3Failure } from "../../../operator/s3/errors.ts";
+import { putSlice } from "../data/memory-store.ts";
 import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
 
 const NOW = new Date("2026-05-01T00:00:00Z");
@@ -137,4 +139,75 @@ test("High 1: a pinned alias is put back on the pinned version when something mo
   for (let i = 0; i < 3; i++) await restarted.reconcile("ns/demo");
   assert.deepEqual([w.json(ALIAS)?.version, w.json(ALIAS)?.pinned], [1, true]);
   assert.equal(w.status().promoted?.version, 1);
+});
+
+// ---- High 2: a short S3 blip never skips a slice ----------------------------------------------------
+
+test("High 2: a slice folder answering 503 for many polls holds back the slices after it, named in a condition, and trains in order once readable", async () => {
+  const w = setup();
+  for (const id of ["2016", "2017", "2018"]) putSlice(w.s3.slices, "slices/", id);
+  let failing = true;
+  const read = w.s3.slices.getText.bind(w.s3.slices);
+  w.s3.slices.getText = async (key) => {
+    if (failing && key === "slices/2017/manifest.json") {
+      const err = Object.assign(new Error("Please reduce your request rate."), {
+        name: "SlowDown",
+        $metadata: { httpStatusCode: 503 },
+      });
+      throw new S3Failure(classifyS3Error(err, `get s3://data/${key}`), { cause: err });
+    }
+    return read(key);
+  };
+  await w.reconcile();
+  assert.deepEqual(
+    w.status().rounds?.map((r) => r.slices),
+    [["2016"]],
+    "the slice before it trains",
+  );
+  // Round 0 trains and passes; ten more polls go by with 2017 refused.
+  w.seed(0, { recall: 0.5 });
+  w.children.trainer.set(0, { name: "demo-r0000-train", active: 0, succeeded: 1, failed: 0, complete: true });
+  for (let i = 0; i < 10; i++) {
+    w.setNow(new Date(NOW.getTime() + (i + 1) * 60_000));
+    w.poke();
+    await w.reconcile();
+  }
+  assert.deepEqual(
+    w.status().rounds?.map((r) => [r.index, r.slices]),
+    [[0, ["2016"]]],
+    "no round on 2018 while 2017 cannot be read",
+  );
+  assert.equal((w.status() as { slices?: { invalid?: unknown[] } }).slices?.invalid, undefined, "2017 is not invalid");
+  const degraded = w.condition("Degraded")!;
+  assert.deepEqual([degraded.status, degraded.reason], ["True", "S3Throttled"]);
+  assert.match(degraded.message, /slice 2017 .*s3:\/\/data\/slices\/2017\/manifest\.json.*later slices wait/);
+  failing = false;
+  w.poke();
+  await w.reconcile();
+  assert.deepEqual(
+    w.status().rounds?.map((r) => [r.index, r.slices]),
+    [
+      [0, ["2016"]],
+      [1, ["2017"]],
+    ],
+    "2017 trains next, in order",
+  );
+  assert.equal(w.condition("Ready")?.status, "True");
+});
+
+test("High 2: --slice-unreadable-after bounds how long transient failures hold a slice", async () => {
+  const w = setup({}, { sliceUnreadableAfterMs: 3600_000 });
+  for (const id of ["2016", "2017"]) putSlice(w.s3.slices, "slices/", id);
+  w.s3.slices.fail("getText", { name: "InternalError", status: 500 }, 1000);
+  for (let i = 0; i <= 7; i++) {
+    w.setNow(new Date(NOW.getTime() + i * 600_000));
+    w.poke();
+    await w.reconcile();
+  }
+  const invalid = (w.status() as { slices?: { invalid?: { id: string; reason: string }[] } }).slices?.invalid ?? [];
+  assert.deepEqual(
+    invalid.map((i) => i.id),
+    ["2016", "2017"],
+  );
+  assert.match(invalid[0]!.reason, /^Unreadable: failing for 60m \(7 polls\): S3ServerError/);
 });

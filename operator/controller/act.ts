@@ -8,7 +8,8 @@ import type { RawObject } from "../kube/client.ts";
 import { LABELS } from "../kube/objects.ts";
 import type { Logger } from "../observability/log.ts";
 import { sliceToJobSeconds } from "../observability/metrics.ts";
-import { pointAliasAt, promoteRound, promotionTarget } from "../promotion/versions.ts";
+import { evalResult } from "../api/eval-result.ts";
+import { EVALUATED_FILES, pointAliasAt, promoteRound, promotionTarget } from "../promotion/versions.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import { syncGit } from "./git-sync.ts";
@@ -36,6 +37,8 @@ export type ActContext = {
  * (an object the API server will not create); the run shows it until it is fixed.
  */
 export type ActResult = { complete: boolean; problem?: Problem | undefined };
+
+const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult> {
   const { run, spec, mem, children, events, log } = ctx;
@@ -83,6 +86,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         break;
       }
       case "EvaluateInProcess": {
+        if (action.event) await record(action.event);
         const options = {
           executionProvider: spec.evaluation.runner.executionProvider,
           batchSize: spec.evaluation.runner.batchSize,
@@ -100,22 +104,44 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         return { complete: false }; // re-observe: eval.json now decides the round
       }
       case "Promote": {
+        const target = promotionTarget(spec.promotion!);
+        const uri = roundUri(spec.artifacts.s3, action.round);
+        // The eval.json judged must still be the one in the folder, naming this round: its digests
+        // are what the copies are checked against.
+        const judged = evalResult.safeParse(await store.getJson(action.round, ROUND_FILES.eval).catch(() => undefined));
+        const ev = judged.success ? judged.data : undefined;
+        if (
+          !ev ||
+          ev.status !== "Succeeded" ||
+          ev.evaluatedAt !== action.evaluatedAt ||
+          ev.round !== action.round ||
+          withSlash(ev.roundUri) !== uri
+        ) {
+          const message = `round ${action.round}: ${uri}${ROUND_FILES.eval} is no longer the evaluation that was judged; not promoted`;
+          log.warn("promotion refused", { round: action.round, error: message });
+          await record({ type: "Warning", reason: "EvaluationMismatch", message });
+          return { complete: false };
+        }
         const outcome = await promoteRound(objects, {
-          target: promotionTarget(spec.promotion!),
+          target,
           run: { namespace: run.metadata.namespace, name: run.metadata.name, uid: run.metadata.uid },
           round: action.round,
-          roundUri: roundUri(spec.artifacts.s3, action.round),
+          roundUri: uri,
           metrics: action.metrics,
           now: ctx.now().toISOString(),
           moveAlias: spec.promotion?.pinVersion == null,
+          expectSha256: {
+            [EVALUATED_FILES.image]: ev.candidate.sha256.image,
+            [EVALUATED_FILES.text]: ev.candidate.sha256.text,
+          },
+          signal: ctx.signal,
         });
         if (!outcome.ok) {
-          await record({
-            type: "Warning",
-            reason: outcome.reason,
-            message: `round ${action.round}: ${outcome.message}`,
-          });
-          throw new Error(`promotion of round ${action.round}: ${outcome.reason}: ${outcome.message}`);
+          const message = `round ${action.round}: ${outcome.message}`;
+          await record({ type: "Warning", reason: outcome.reason, message });
+          // The bytes evaluated are gone: the next observe reads the new digests and evaluates again.
+          if (outcome.reason === "EvaluatedBytesChanged") return { complete: false };
+          return { complete: false, problem: { reason: outcome.reason, message } };
         }
         if (outcome.copied || outcome.aliasWritten) {
           const message = `round ${action.round} promoted as v${outcome.version.version} (${outcome.pointerUri})`;
@@ -146,7 +172,8 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
       }
       case "PointAlias": {
         const target = promotionTarget(spec.promotion!);
-        const out = await pointAliasAt(objects, target, action.version, action.pinned, ctx.now().toISOString());
+        const now = ctx.now().toISOString();
+        const out = await pointAliasAt(objects, target, action.version, action.pinned, now, ctx.signal);
         if (!out.ok) {
           const message = `spec.promotion: alias ${target.alias}: ${out.message}`;
           await record({ type: "Warning", reason: out.reason, message });

@@ -67,13 +67,31 @@ export type RoundObservation = {
   /** compute.json: what the trainer Job spent, recorded once it finished (Jobs go after their TTL). */
   compute?: ComputeRecord | undefined;
   verdict?: VerdictRecord | undefined;
+  /**
+   * sha256 of the round's encoders as they are now (undefined: the file is absent), read for rounds
+   * whose eval.json is to be judged or whose verdict is to be promoted: an evaluation counts only
+   * for the bytes it scored (candidate.sha256).
+   */
+  digests?: { image?: string | undefined; text?: string | undefined } | undefined;
 };
 
 /** eval.json as decisions see it: whole until judged, then only when it was evaluated. */
 export type ObservedEvaluation = EvalResult | { judged: true; evaluatedAt: string };
 
-/** verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names. */
-export type VerdictRecord = { evaluatedAt: string; judgedAt: string; gates: Gate[]; verdict: RoundVerdict };
+/**
+ * verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names:
+ * that round (round, roundUri) and those encoders (sha256, eval.json's candidate.sha256). Verdicts
+ * written before issue 21 lack the three; they are bound by evaluatedAt alone.
+ */
+export type VerdictRecord = {
+  evaluatedAt: string;
+  judgedAt: string;
+  gates: Gate[];
+  verdict: RoundVerdict;
+  round?: number | undefined;
+  roundUri?: string | undefined;
+  sha256?: { image: string; text: string } | undefined;
+};
 
 export type ComputeRecord = { gpuSeconds: number; startedAt?: string | undefined; finishedAt?: string | undefined };
 
@@ -121,8 +139,9 @@ export type RoundAction =
       sliceFailed?: PlannedEvent | undefined;
     }
   /** The same request an evaluation Job would get, scored in the operator process. */
-  | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate }
-  | { kind: "Promote"; round: number; metrics: Record<string, number> };
+  | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate; event?: PlannedEvent | undefined }
+  /** evaluatedAt: the eval.json judged; act checks it is still the one in the folder before copying. */
+  | { kind: "Promote"; round: number; metrics: Record<string, number>; evaluatedAt: string };
 
 export type AliasAction =
   /** Points the alias at a complete version (pinned: spec.promotion.pinVersion holds it there). */

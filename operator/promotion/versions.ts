@@ -17,6 +17,7 @@ import {
   type AliasPointer,
   type VersionManifest,
 } from "../api/promotion.ts";
+import { createHash } from "node:crypto";
 import type { ObjectStore } from "../s3/object-store.ts";
 
 export type PromotionTarget = { bucket: string; prefix: string; alias: string };
@@ -47,7 +48,12 @@ export type PromotionOutcome =
     }
   | {
       ok: false;
-      reason: "RoundArtifactsMissing" | "VersionNotFound" | "InvalidPromotionState" | "AliasOwnedByAnotherRun";
+      reason:
+        | "RoundArtifactsMissing"
+        | "VersionNotFound"
+        | "InvalidPromotionState"
+        | "AliasOwnedByAnotherRun"
+        | "EvaluatedBytesChanged";
       message: string;
     };
 
@@ -55,6 +61,20 @@ const base = (t: PromotionTarget) => `s3://${t.bucket}/${t.prefix}`;
 export const versionUri = (t: PromotionTarget, n: number) => `${base(t)}v${n}/`;
 export const aliasUri = (t: PromotionTarget) => `${base(t)}${t.alias}.json`;
 const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
+
+/** The encoder files eval.json's candidate.sha256 names, by its keys. */
+export const EVALUATED_FILES = { image: "image_encoder.onnx", text: "text_encoder.onnx" } as const;
+
+/**
+ * sha256 (hex) of an object, or undefined when it does not exist: streamed by stores that can
+ * (S3ObjectStore.sha256), else hashed from its bytes.
+ */
+export async function digestOf(store: ObjectStore, uri: string): Promise<string | undefined> {
+  const streaming = store as ObjectStore & { sha256?: (uri: string) => Promise<string | undefined> };
+  if (streaming.sha256) return streaming.sha256(uri);
+  const bytes = await store.get(uri);
+  return bytes && createHash("sha256").update(bytes).digest("hex");
+}
 
 export type VersionListing = { complete: VersionManifest[]; incomplete: number[] };
 
@@ -150,6 +170,7 @@ async function pointAlias(
   v: VersionManifest,
   now: string,
   pinned: boolean,
+  signal?: AbortSignal,
 ): Promise<{ pointer: AliasPointer; written: boolean } | { refused: string }> {
   const current = await readAlias(store, t);
   if (current && !("invalid" in current) && !isSameRun(current.run, v.run)) {
@@ -166,6 +187,8 @@ async function pointAlias(
     return { pointer: current, written: false };
   }
   const pointer = pointerFor(t, v, now, pinned);
+  // A deposed leader writes nothing more: the new one may already have moved the alias.
+  signal?.throwIfAborted();
   await store.put(aliasUri(t), JSON.stringify(pointer, null, 2) + "\n", "application/json");
   return { pointer, written: true };
 }
@@ -180,6 +203,14 @@ export type PromoteRequest = {
   now: string;
   /** false while spec.promotion.pinVersion holds the alias elsewhere: the version is still made. */
   moveAlias?: boolean;
+  /**
+   * sha256 of files as they were evaluated (eval.json's candidate.sha256), by file name: the copies
+   * are checked against them before version.json makes the version exist, so a version holds
+   * exactly the bytes that were evaluated.
+   */
+  expectSha256?: Record<string, string> | undefined;
+  /** Aborted when leadership is lost: checked before every write. */
+  signal?: AbortSignal | undefined;
 };
 
 /**
@@ -203,9 +234,22 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
     for (const f of PROMOTED_FILES) {
       const size = sizes.get(f.name);
       if (size === undefined) continue;
+      req.signal?.throwIfAborted();
       await store.copy(roundUri + f.name, dest + f.name);
       files.push({ name: f.name, size });
     }
+    // What was copied is what was evaluated, or the version is never made (no version.json).
+    for (const [name, want] of Object.entries(req.expectSha256 ?? {})) {
+      const got = await digestOf(store, dest + name);
+      if (got !== want) {
+        return {
+          ok: false,
+          reason: "EvaluatedBytesChanged",
+          message: `${roundUri}${name} has sha256 ${got ?? "(missing)"}, eval.json evaluated ${want}; it is evaluated again, not promoted`,
+        };
+      }
+    }
+    req.signal?.throwIfAborted();
     version = {
       schemaVersion: PROMOTION_SCHEMA_VERSION,
       version: n,
@@ -232,7 +276,7 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       };
     return { ok: true, pointer: current, pointerUri: aliasUri(t), version, copied, aliasWritten: false };
   }
-  const pointed = await pointAlias(store, t, version, req.now, false);
+  const pointed = await pointAlias(store, t, version, req.now, false, req.signal);
   if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
   return {
     ok: true,
@@ -254,6 +298,7 @@ export async function pointAliasAt(
   versionNumber: number,
   pinned: boolean,
   now: string,
+  signal?: AbortSignal,
 ): Promise<PromotionOutcome> {
   const version = await readVersion(store, t, versionNumber);
   if (!version) {
@@ -264,7 +309,7 @@ export async function pointAliasAt(
       message: `v${versionNumber}: ${versionUri(t, versionNumber)}${VERSION_JSON} does not exist (versions: ${complete.map((v) => v.version).join(", ") || "none"})`,
     };
   }
-  const pointed = await pointAlias(store, t, version, now, pinned);
+  const pointed = await pointAlias(store, t, version, now, pinned, signal);
   if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
   return {
     ok: true,

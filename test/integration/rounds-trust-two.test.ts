@@ -145,3 +145,78 @@ test("High 2: a slice folder answering 503 for many polls is not skipped; the sl
   assert.deepEqual(round.slices, ["2017"], "2017 trains next, in order");
   assert.equal(await exists(runs, "blip/rounds/0002/plan.json"), false);
 });
+
+const events = (name: string) =>
+  JSON.parse(kubectlOk(["get", "events", "-n", ns, "--field-selector", `involvedObject.name=${name}`, "-o", "json"]))
+    .items as { type: string; reason: string; message: string }[];
+
+test("High 3: round 0's eval.json and verdict.json copied into round 1, and encoders swapped after evaluation, are refused: Warning, evaluated again, never promoted", async () => {
+  const data = await createBucket("trust2-data");
+  const runs = await createBucket("trust2-runs");
+  const models = await createBucket("trust2-models");
+  await seed(runs, "bound", 0, { recall: 0.9, model: true });
+  await seed(runs, "bound", 1, { model: true });
+  for (const file of ["eval.json"]) {
+    const body = await s3Client().send(new GetObjectCommand({ Bucket: runs, Key: `bound/rounds/0000/${file}` }));
+    await putObject(s3Client(), runs, `bound/rounds/0001/${file}`, await body.Body!.transformToByteArray());
+  }
+  // verdict.json of round 0 as the operator would write it, copied beside the copied eval.json.
+  const verdict = {
+    evaluatedAt: "2026-01-01T00:00:00Z",
+    judgedAt: "2026-01-01T00:00:00Z",
+    gates: [],
+    verdict: { passed: true, metrics: { "retrieval.id.meanRecallAt1": 0.9 }, message: "no gates" },
+  };
+  await putObject(s3Client(), runs, "bound/rounds/0001/verdict.json", JSON.stringify(verdict));
+  const m = localRunManifest({
+    namespace: ns,
+    name: "bound",
+    dataBucket: data,
+    runsBucket: runs,
+    spec: { promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" } } },
+  });
+  m.spec.artifacts.s3.prefix = "bound/";
+  create(m);
+  await waitFor("round 0 Promoted", () => runRounds(ns, "bound")[0]?.phase === "Promoted" || undefined, 60_000, 500);
+  // Round 1 is evaluated again (in-process here: the seeded encoders are no ONNX, so that fails).
+  const fresh = await waitFor(
+    "round 1 evaluated again",
+    async () => {
+      const ev = await readJson(runs, "bound/rounds/0001/eval.json");
+      return ev?.round === 1 ? ev : undefined;
+    },
+    90_000,
+    500,
+  );
+  assert.equal(fresh.roundUri, `s3://${runs}/bound/rounds/0001/`);
+  await waitFor("round 1 judged", () => runRounds(ns, "bound")[1]?.phase === "Rejected" || undefined, 60_000, 500);
+  assert.equal(await exists(models, "clip/v2/version.json"), false, "round 1 was never promoted");
+  assert.equal((await readJson(models, "clip/production.json"))?.version, 1);
+  assert.ok(
+    events("bound").some((e) => e.type === "Warning" && e.reason === "EvaluationMismatch" && /round 1/.test(e.message)),
+  );
+});
+
+test("High 3: encoders that are not the bytes eval.json scored are evaluated again, never promoted", async () => {
+  const data = await createBucket("trust2-data");
+  const runs = await createBucket("trust2-runs");
+  const models = await createBucket("trust2-models");
+  await seed(runs, "swapped", 0, {
+    recall: 0.9,
+    model: true,
+    scored: { image: "evaluated image", text: "evaluated text" },
+  });
+  const m = localRunManifest({
+    namespace: ns,
+    name: "swapped",
+    dataBucket: data,
+    runsBucket: runs,
+    spec: { promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" } } },
+  });
+  m.spec.artifacts.s3.prefix = "swapped/";
+  create(m);
+  await waitFor("round 0 judged", () => runRounds(ns, "swapped")[0]?.phase === "Rejected" || undefined, 90_000, 500);
+  assert.equal(await exists(models, "clip/v1/version.json"), false);
+  assert.ok(events("swapped").some((e) => e.type === "Warning" && e.reason === "EvaluationMismatch"));
+  assert.equal((await readJson(runs, "swapped/rounds/0000/eval.json"))?.status, "Failed", "evaluated again");
+});

@@ -211,3 +211,70 @@ test("High 2: --slice-unreadable-after bounds how long transient failures hold a
   );
   assert.match(invalid[0]!.reason, /^Unreadable: failing for 60m \(7 polls\): S3ServerError/);
 });
+
+// ---- High 3: an evaluation counts only for its round and the bytes it scored ------------------------
+
+const EVAL_IMAGE = "op:1";
+const copyInto = async (w: ReturnType<typeof setup>, from: number, to: number, file: string) => {
+  const pad = (n: number) => String(n).padStart(4, "0");
+  const body = w.s3.objects.objects.get(`s3://runs/demo/rounds/${pad(from)}/${file}`)!;
+  await w.s3.objects.put(`s3://runs/demo/rounds/${pad(to)}/${file}`, body);
+};
+
+test("High 3: an eval.json and verdict.json of round 0 placed in round 1's folder are refused: Warning, a fresh evaluation, no promotion", async () => {
+  const w = setup({ promotion }, { evaluatorImage: EVAL_IMAGE });
+  w.seed(0, { recall: 0.9, model: true });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.equal(w.json(ALIAS)?.version, 1);
+  w.seed(1, { model: true }); // trained, not evaluated
+  await copyInto(w, 0, 1, "eval.json");
+  await copyInto(w, 0, 1, "verdict.json");
+  w.poke();
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.equal(w.s3.objects.objects.has("s3://models/clip/v2/version.json"), false, "round 1 is not promoted");
+  assert.equal(w.json(ALIAS)?.version, 1);
+  const round1 = w.status().rounds?.find((r) => r.index === 1);
+  assert.deepEqual([round1?.phase, round1?.reason], ["Evaluating", "EvaluationMismatch"]);
+  assert.match(round1?.message ?? "", /eval\.json names round 0, not 1/);
+  assert.equal(
+    w.events.list.filter((e) => e.type === "Warning" && e.reason === "EvaluationMismatch").length,
+    1,
+    "one Warning, not one per pass",
+  );
+  const evalJobs = [...w.children.objects.keys()].filter((k) => /^Job\/demo-r0001-eval/.test(k));
+  assert.equal(evalJobs.length, 1, "a fresh evaluation Job for round 1");
+  assert.match(evalJobs[0]!, /^Job\/demo-r0001-eval-[0-9a-f]{6}$/);
+});
+
+test("High 3: encoders that are not the bytes eval.json scored are never promoted; the round is evaluated again", async () => {
+  const w = setup({ promotion }, { evaluatorImage: EVAL_IMAGE });
+  // eval.json scored other encoders than the ones in the folder now (swapped after evaluation).
+  w.seed(0, { recall: 0.9, model: true, scored: { image: "the evaluated image encoder", text: "the text encoder" } });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.equal(w.s3.objects.objects.has("s3://models/clip/v1/version.json"), false);
+  assert.equal(w.s3.objects.objects.has(ALIAS), false);
+  assert.equal(w.status().rounds?.[0]?.reason, "EvaluationMismatch");
+  assert.match(w.status().rounds?.[0]?.message ?? "", /image_encoder\.onnx has sha256 [0-9a-f]{64}, eval\.json scored/);
+  assert.ok([...w.children.objects.keys()].some((k) => /^Job\/demo-r0000-eval-[0-9a-f]{6}$/.test(k)));
+});
+
+test("High 3: encoders swapped after the verdict, while the copy runs, leave no version; the next pass evaluates again", async () => {
+  const w = setup({ promotion }, { evaluatorImage: EVAL_IMAGE });
+  w.seed(0, { recall: 0.9, model: true });
+  const objects = w.s3.objects;
+  const copy = objects.copy.bind(objects);
+  let swapped = false;
+  objects.copy = async (from: string, to: string) => {
+    if (!swapped && from.endsWith("rounds/0000/image_encoder.onnx")) {
+      swapped = true;
+      await objects.put(from, "another image encoder");
+    }
+    return copy(from, to);
+  };
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.ok(swapped);
+  assert.equal(objects.objects.has("s3://models/clip/v1/version.json"), false, "no version of unevaluated bytes");
+  assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "EvaluatedBytesChanged"));
+  assert.equal(w.status().rounds?.[0]?.reason, "EvaluationMismatch");
+  assert.ok([...w.children.objects.keys()].some((k) => /^Job\/demo-r0000-eval-[0-9a-f]{6}$/.test(k)));
+});

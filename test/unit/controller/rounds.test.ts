@@ -89,6 +89,8 @@ const trained = (index: number, slices: string[], init: string | null = null, re
   index,
   files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt", "eval.json", "compute.json"]),
   evaluation: evaluated(index, slices, recall),
+  // The encoders in the folder are the ones eval.json scored.
+  digests: { image: "a", text: "b" },
   plan: planFor(index, slices, init),
   job: {
     name: `demo-r000${index}-train`,

@@ -1,4 +1,5 @@
 import { describe, test } from "node:test";
+import { createHash } from "node:crypto";
 import assert from "node:assert/strict";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
 import {
@@ -217,5 +218,62 @@ describe("listVersions with a cache", () => {
       [1, 3],
       "a changed (now invalid) one is read again",
     );
+  });
+});
+
+// Issue 21, High 3: a version holds exactly the bytes that were evaluated.
+describe("promoteRound with the evaluated digests", () => {
+  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+  test("makes the version when the copies have the evaluated sha256", async () => {
+    const s = storeWithRounds(1);
+    const out = await promoteRound(s, {
+      target,
+      run,
+      round: 0,
+      roundUri: roundUri(0),
+      metrics: {},
+      now: "t",
+      expectSha256: { "image_encoder.onnx": sha("round 0 image_encoder.onnx") },
+    });
+    assert.ok(out.ok && out.version.version === 1);
+  });
+  test("writes no version.json and no alias when a copy is not what was evaluated", async () => {
+    const s = storeWithRounds(1);
+    const out = await promoteRound(s, {
+      target,
+      run,
+      round: 0,
+      roundUri: roundUri(0),
+      metrics: {},
+      now: "t",
+      expectSha256: { "image_encoder.onnx": sha("the encoder that was evaluated") },
+    });
+    assert.ok(!out.ok && out.reason === "EvaluatedBytesChanged" && /image_encoder\.onnx has sha256/.test(out.message));
+    assert.equal(s.objects.has("s3://models/clip/b16/v1/version.json"), false);
+    assert.equal(s.objects.has(aliasUri(target)), false);
+    assert.deepEqual((await listVersions(s, target)).complete, []);
+  });
+  test("a deposed leader writes nothing more: each write checks the signal", async () => {
+    const s = storeWithRounds(1);
+    const leadership = new AbortController();
+    const copy = s.copy.bind(s);
+    s.copy = async (from, to) => {
+      await copy(from, to);
+      leadership.abort(new Error("leadership lost"));
+    };
+    await assert.rejects(
+      promoteRound(s, {
+        target,
+        run,
+        round: 0,
+        roundUri: roundUri(0),
+        metrics: {},
+        now: "t",
+        signal: leadership.signal,
+      }),
+      /leadership lost/,
+    );
+    assert.equal(s.objects.has("s3://models/clip/b16/v1/version.json"), false);
+    assert.equal(s.objects.has(aliasUri(target)), false);
   });
 });

@@ -43,6 +43,11 @@ export const operatorConfig = z
       .min(1)
       .max(86_400)
       .describe("A reconcile still running after this frees its worker and, until it ends, fails /healthz."),
+    allowDefaultCredentials: z
+      .boolean()
+      .describe(
+        "Let runs without spec.source.s3.credentialsSecretRef use the operator's own cloud identity (IRSA, Pod Identity, instance role). Off: such runs are Stalled.",
+      ),
     sliceUnreadableAfterMs: z
       .number()
       .int()
@@ -76,7 +81,13 @@ const FLAGS = {
   "trainer-architectures": { type: "string" },
   "reconcile-deadline-seconds": { type: "string" },
   "slice-unreadable-after": { type: "string" },
+  "allow-default-credentials": { type: "string" },
 } as const;
+
+/** A boolean flag: "true" or "false"; anything else is refused by the schema, naming the setting. */
+function bool(v: string): boolean {
+  return v === "true" ? true : v === "false" ? false : (v as unknown as boolean);
+}
 
 /** A duration flag ("6h", "90m") in ms; NaN (refused by the schema, naming the setting) when malformed. */
 function duration(v: string): number {
@@ -120,6 +131,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
       .filter(Boolean),
     s3TimeoutSeconds: num(pick("s3-timeout-seconds", "TICCLIP_S3_TIMEOUT_SECONDS"), 30),
     reconcileDeadlineSeconds: num(pick("reconcile-deadline-seconds", "TICCLIP_RECONCILE_DEADLINE_SECONDS"), 900),
+    allowDefaultCredentials: bool(pick("allow-default-credentials", "TICCLIP_ALLOW_DEFAULT_CREDENTIALS") ?? "false"),
     sliceUnreadableAfterMs: duration(pick("slice-unreadable-after", "TICCLIP_SLICE_UNREADABLE_AFTER") ?? "6h"),
   });
   if (!result.success) {

@@ -33,6 +33,11 @@ export const chartValues = z.strictObject({
   logLevel: z.enum(["error", "warn", "info", "debug"]),
   resyncSeconds: z.int().min(10),
   concurrency: z.int().min(1).max(64),
+  allowDefaultCredentials: z
+    .boolean()
+    .describe(
+      "--allow-default-credentials: runs without spec.source.s3.credentialsSecretRef act with the operator's own cloud identity (IRSA, Pod Identity, instance role). Off: they are Stalled.",
+    ),
   sliceUnreadableAfter: z
     .string()
     .regex(/^([0-9]+(ms|s|m|h))+$/)

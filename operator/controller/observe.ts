@@ -9,7 +9,14 @@ import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { observeSlicePoll } from "../observability/metrics.ts";
 import { parseDuration } from "../api/common.ts";
-import { digestOf, EVALUATED_FILES, listVersions, promotionTarget, readAlias } from "../promotion/versions.ts";
+import {
+  digestOf,
+  EVALUATED_FILES,
+  isSameRun,
+  listVersions,
+  promotionTarget,
+  readAlias,
+} from "../promotion/versions.ts";
 import { inPool } from "../s3/client.ts";
 import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore, type RoundListing } from "../s3/round-store.ts";
@@ -274,7 +281,7 @@ export async function observeRounds(
     // A version belongs to a round by where it was copied from, not by its number: a round 0 under
     // another artifacts prefix, or a round folder redone, is not the promoted one.
     for (const v of complete) {
-      if (v.run.uid !== run.metadata.uid) continue;
+      if (!isSameRun(v.run, run.metadata)) continue;
       const r = rounds.find((x) => roundUri(spec.artifacts.s3, x.index) === v.sourceUri);
       if (r) r.promotedVersion = v.version;
     }

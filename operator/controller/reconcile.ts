@@ -54,7 +54,21 @@ export type ReconcilerDeps = {
    * (--slice-unreadable-after; default 6 h). Until then it stays pending and later slices wait.
    */
   sliceUnreadableAfterMs?: number | undefined;
+  /**
+   * Whether a run without spec.source.s3.credentialsSecretRef may act with the operator's own cloud
+   * identity (the default AWS chain: IRSA, Pod Identity, instance role): --allow-default-credentials,
+   * off by default. Off, such a run is Stalled before any S3 call: with several teams on one
+   * operator, that identity could reach other teams' buckets.
+   */
+  allowDefaultCredentials?: boolean | undefined;
 };
+
+/** A run that would need the operator's own identity while --allow-default-credentials is off. */
+export const DEFAULT_CREDENTIALS_REFUSED = {
+  reason: "CredentialsSecretRequired",
+  message:
+    "spec.source.s3.credentialsSecretRef: required by this operator: it does not lend its own cloud identity to runs (--allow-default-credentials is off); name a Secret of the run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+} as const;
 
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
 export function s3Storage(options: { timeoutMs?: number } = {}): StorageFactory {
@@ -243,6 +257,9 @@ export class Reconciler {
     const { namespace } = run.metadata;
     const { children } = this.#deps;
     const src = spec.source.s3;
+    if (!src.credentialsSecretRef && !this.#deps.allowDefaultCredentials) {
+      return { problem: { ...DEFAULT_CREDENTIALS_REFUSED }, rounds: [] };
+    }
     const secret = src.credentialsSecretRef
       ? await children.secretData(namespace, src.credentialsSecretRef.name)
       : undefined;

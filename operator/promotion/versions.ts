@@ -221,7 +221,7 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
   const { target: t } = req;
   const roundUri = withSlash(req.roundUri);
   const listing = await listVersions(store, t);
-  let version = listing.complete.find((v) => v.sourceUri === roundUri && v.run.uid === req.run.uid);
+  let version = listing.complete.find((v) => v.sourceUri === roundUri && isSameRun(v.run, req.run));
   let copied = false;
   if (!version) {
     const sizes = new Map((await store.list(roundUri)).map((o) => [o.uri.slice(roundUri.length), o.size]));

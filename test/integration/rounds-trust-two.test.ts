@@ -220,3 +220,65 @@ test("High 3: encoders that are not the bytes eval.json scored are evaluated aga
   assert.ok(events("swapped").some((e) => e.type === "Warning" && e.reason === "EvaluationMismatch"));
   assert.equal((await readJson(runs, "swapped/rounds/0000/eval.json"))?.status, "Failed", "evaluated again");
 });
+
+const trainerJobs = (name: string) =>
+  JSON.parse(kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${name}`, "-o", "json"])).items as unknown[];
+
+test("High 4: a run without credentialsSecretRef is Stalled naming the field (the operator's identity is opt-in); nothing is read or written", async () => {
+  const data = await createBucket("trust2-data");
+  const runs = await createBucket("trust2-runs");
+  await putSlice(s3Client(), data, "slices/", { id: "2016", shards: [16] });
+  const m = localRunManifest({ namespace: ns, name: "nocreds", dataBucket: data, runsBucket: runs });
+  delete (m.spec.source.s3 as { credentialsSecretRef?: unknown }).credentialsSecretRef;
+  create(m);
+  const c = await waitFor(
+    "CredentialsSecretRequired",
+    () =>
+      condition("nocreds", "Stalled")?.reason === "CredentialsSecretRequired"
+        ? condition("nocreds", "Stalled")
+        : undefined,
+    60_000,
+    500,
+  );
+  assert.equal(c.status, "True");
+  assert.match(c.message, /^spec\.source\.s3\.credentialsSecretRef: /);
+  await new Promise((r) => setTimeout(r, 3_000));
+  assert.deepEqual(trainerJobs("nocreds"), []);
+  assert.equal(await exists(runs, "nocreds/rounds/0000/plan.json"), false);
+});
+
+test("High 4: a second run on the same promotion prefix is refused (PromotionPrefixShared) and never moves the first run's alias", async () => {
+  const data = await createBucket("trust2-data");
+  const runs = await createBucket("trust2-runs");
+  const models = await createBucket("trust2-models");
+  await seed(runs, "owner", 0, { recall: 0.5, model: true });
+  await seed(runs, "intruder", 0, { recall: 0.9, model: true });
+  const manifest = (name: string) => {
+    const m = localRunManifest({
+      namespace: ns,
+      name,
+      dataBucket: data,
+      runsBucket: runs,
+      spec: { promotion: { mode: "Auto", s3: { bucket: models, prefix: "shared/" } } },
+    });
+    m.spec.artifacts.s3.prefix = `${name}/`;
+    return m;
+  };
+  create(manifest("owner"));
+  await waitFor("owner promoted", () => runRounds(ns, "owner")[0]?.phase === "Promoted" || undefined, 60_000, 500);
+  const before = await readJson(models, "shared/production.json");
+  create(manifest("intruder"));
+  const c = await waitFor(
+    "PromotionPrefixShared",
+    () =>
+      condition("intruder", "Stalled")?.reason === "PromotionPrefixShared"
+        ? condition("intruder", "Stalled")
+        : undefined,
+    60_000,
+    500,
+  );
+  assert.match(c.message, new RegExp(`^spec\\.promotion\\.s3: s3://${models}/shared/v1/ was made by run ${ns}/owner`));
+  await new Promise((r) => setTimeout(r, 3_000));
+  assert.deepEqual(await readJson(models, "shared/production.json"), before, "the owner's alias is untouched");
+  assert.equal(await exists(models, "shared/v2/version.json"), false);
+});

@@ -33,3 +33,10 @@ test("--slice-unreadable-after is a duration, 6h by default, refused below a min
   assert.throws(() => loadConfig(["--slice-unreadable-after", "10s"], {}), /sliceUnreadableAfterMs: at least 1m/);
   assert.throws(() => loadConfig(["--slice-unreadable-after", "six hours"], {}), /sliceUnreadableAfterMs/);
 });
+
+test("--allow-default-credentials is off unless set to true", () => {
+  assert.equal(loadConfig([], {}).allowDefaultCredentials, false);
+  assert.equal(loadConfig(["--allow-default-credentials", "true"], {}).allowDefaultCredentials, true);
+  assert.equal(loadConfig([], { TICCLIP_ALLOW_DEFAULT_CREDENTIALS: "true" }).allowDefaultCredentials, true);
+  assert.throws(() => loadConfig(["--allow-default-credentials", "yes"], {}), /allowDefaultCredentials/);
+});

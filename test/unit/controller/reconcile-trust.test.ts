@@ -47,6 +47,8 @@ function setup(spec: Record<string, unknown> = {}, deps: Partial<ReconcilerDeps>
       log: quietLog,
       now: () => now,
       storage: () => s3.storage,
+      // Runs here name no Secret: the operator's own identity (here: in-memory S3) is allowed.
+      allowDefaultCredentials: true,
       ...deps,
       ...extra,
     });
@@ -277,4 +279,113 @@ test("High 3: encoders swapped after the verdict, while the copy runs, leave no 
   assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "EvaluatedBytesChanged"));
   assert.equal(w.status().rounds?.[0]?.reason, "EvaluationMismatch");
   assert.ok([...w.children.objects.keys()].some((k) => /^Job\/demo-r0000-eval-[0-9a-f]{6}$/.test(k)));
+});
+
+// ---- High 4: a run acts with its own credentials, and never over another run's promotion -----------
+
+test("High 4: a run without credentialsSecretRef is Stalled naming the field while --allow-default-credentials is off; no S3 call, no Job", async () => {
+  const w = setup({}, { allowDefaultCredentials: false });
+  putSlice(w.s3.slices, "slices/", "2016");
+  let calls = 0;
+  for (const store of [w.s3.objects, w.s3.slices] as unknown as Record<string, unknown>[]) {
+    for (const op of ["get", "put", "list", "copy", "putIfAbsent", "listFolders", "listObjects", "getText", "exists"]) {
+      const f = store[op];
+      if (typeof f === "function")
+        store[op] = (...args: unknown[]) => {
+          calls++;
+          return (f as (...a: unknown[]) => unknown).apply(store, args);
+        };
+    }
+  }
+  const outcome = await w.reconcile();
+  assert.equal(outcome.kind, "requeueAfter");
+  const stalled = w.condition("Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "CredentialsSecretRequired"]);
+  assert.match(stalled.message, /^spec\.source\.s3\.credentialsSecretRef: .*--allow-default-credentials/);
+  assert.equal(calls, 0, "the operator's own identity was never used");
+  assert.equal(w.children.objects.size, 0);
+  // With a Secret named, the same run goes on.
+  const run = w.runs.runs.get("ns/demo")!;
+  run.spec = {
+    ...(run.spec as object),
+    source: { s3: { bucket: "data", prefix: "slices/", credentialsSecretRef: { name: "creds" } } },
+  };
+  run.metadata.generation = 2;
+  w.children.secrets.set("creds", {
+    AWS_ACCESS_KEY_ID: Buffer.from("a").toString("base64"),
+    AWS_SECRET_ACCESS_KEY: Buffer.from("b").toString("base64"),
+  });
+  await w.reconcile();
+  assert.equal(w.condition("Stalled")?.status, "False");
+  assert.ok(w.children.objects.has("Job/demo-r0000-train"));
+});
+
+const theirAlias = (version: number) => ({
+  schemaVersion: 1,
+  alias: "production",
+  version,
+  round: 0,
+  run: { namespace: "team-b", name: "theirs", uid: "uid-b" },
+  uri: `s3://models/clip/v${version}/`,
+  uris: {},
+  metrics: {},
+  promotedAt: "2026-01-01T00:00:00Z",
+  pinned: false,
+});
+
+test("High 4: an alias written by another run is never replaced: the run is Stalled with AliasOwnedByAnotherRun", async () => {
+  const w = setup({ promotion });
+  await w.s3.objects.put(ALIAS, JSON.stringify(theirAlias(7)));
+  const before = w.s3.objects.objects.get(ALIAS);
+  w.seed(0, { recall: 0.9, model: true });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.deepEqual(w.s3.objects.objects.get(ALIAS), before, "their alias is untouched");
+  assert.equal(w.s3.objects.objects.has("s3://models/clip/v1/version.json"), false, "nothing written there");
+  const stalled = w.condition("Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "AliasOwnedByAnotherRun"]);
+  assert.match(stalled.message, /^spec\.promotion\.alias: .*team-b\/theirs/);
+  assert.equal(w.children.configMaps.has("model"), false, "no ConfigMap from their pointer");
+});
+
+test("High 4 / check: versions made by another run in the promotion prefix refuse this run's promotions (PromotionPrefixShared)", async () => {
+  const w = setup({ promotion });
+  const theirs = {
+    schemaVersion: 1,
+    version: 1,
+    round: 0,
+    run: { namespace: "team-b", name: "theirs", uid: "uid-b" },
+    sourceUri: "s3://their-runs/rounds/0000/",
+    files: [],
+    metrics: {},
+    createdAt: "2026-01-01T00:00:00Z",
+  };
+  await w.s3.objects.put("s3://models/clip/v1/version.json", JSON.stringify(theirs));
+  w.seed(0, { recall: 0.9, model: true });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.deepEqual(
+    [...w.s3.objects.objects.keys()].filter((k) => k.startsWith("s3://models/")),
+    ["s3://models/clip/v1/version.json"],
+    "no v2, no alias",
+  );
+  const stalled = w.condition("Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "PromotionPrefixShared"]);
+  assert.match(stalled.message, /^spec\.promotion\.s3: s3:\/\/models\/clip\/v1\/ was made by run team-b\/theirs/);
+});
+
+test("High 4: a run recreated under the same name (new uid) carries on with its predecessor's versions and alias", async () => {
+  const w = setup({ promotion });
+  w.seed(0, { recall: 0.5, model: true, run: { namespace: "ns", name: "demo", uid: "uid-1" } });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.equal(w.json(ALIAS)?.version, 1);
+  // Deleted and created again from Git: a new uid, the same artifacts and promotion prefixes.
+  const run = w.runs.runs.get("ns/demo")!;
+  run.metadata.uid = "uid-2";
+  run.status = undefined;
+  w.children.configMaps.delete("model"); // garbage-collected with the old run (its owner)
+  w.seed(1, { recall: 0.6, model: true, run: { namespace: "ns", name: "demo", uid: "uid-2" } });
+  const recreated = w.another();
+  for (let i = 0; i < 5; i++) await recreated.reconcile("ns/demo");
+  assert.equal(w.condition("Stalled")?.status, "False", JSON.stringify(w.condition("Stalled")));
+  assert.deepEqual([w.json(ALIAS)?.version, w.json(ALIAS)?.run.uid], [2, "uid-2"]);
+  assert.equal(w.status().promoted?.version, 2);
 });

@@ -111,8 +111,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         const judged = evalResult.safeParse(await store.getJson(action.round, ROUND_FILES.eval).catch(() => undefined));
         const ev = judged.success ? judged.data : undefined;
         if (
-          !ev ||
-          ev.status !== "Succeeded" ||
+          ev?.status !== "Succeeded" ||
           ev.evaluatedAt !== action.evaluatedAt ||
           ev.round !== action.round ||
           withSlash(ev.roundUri) !== uri

@@ -16,6 +16,8 @@ import { syncGit } from "./git-sync.ts";
 import type { ChildAccess, Evaluate, EventSink, GitAccess } from "./ports.ts";
 import type { Action, Problem } from "./types.ts";
 import { ObjectRejected } from "../kube/errors.ts";
+import { errorMessage } from "../observability/log.ts";
+import { S3Failure } from "../s3/errors.ts";
 
 export type ActContext = {
   run: RawObject;
@@ -46,8 +48,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
   const store = new RoundStore(objects, spec.artifacts.s3);
   const record = (e: { type: "Normal" | "Warning"; reason: string; message: string }) =>
     events.record(run, e.type, e.reason, e.message);
-  for (const action of actions) {
-    ctx.signal?.throwIfAborted();
+  const carryOut = async (action: Action): Promise<ActResult | undefined> => {
     switch (action.kind) {
       case "WritePlan": {
         const written = await store.putJsonIfAbsent(action.round, ROUND_FILES.plan, action.plan);
@@ -200,6 +201,43 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         return { complete: false }; // re-observe: status shows the outcome (GitSynced)
       }
     }
+    return undefined;
+  };
+  for (const action of actions) {
+    ctx.signal?.throwIfAborted();
+    let result: ActResult | undefined;
+    try {
+      result = await carryOut(action);
+    } catch (err) {
+      // Leadership lost: write nothing more, not even status (the new leader redoes what is left).
+      if (ctx.signal?.aborted) throw err;
+      // Every failure ends in status (a condition naming the field, an Event on the change), the way
+      // Flux's summarize-and-patch does, and is retried with backoff: never a silent retry loop.
+      const problem = actionProblem(action, err);
+      log.warn("action failed", { action: action.kind, error: problem.message });
+      return { complete: false, problem };
+    }
+    if (result) return result;
   }
   return { complete: true };
+}
+
+/** An action that failed, as the condition shows it: which field's storage or object, and why. */
+export function actionProblem(action: Action, err: unknown): Problem {
+  const s3 = err instanceof S3Failure ? err.problem : undefined;
+  const why = s3 ? `${s3.reason}: ${s3.message}` : errorMessage(err);
+  const round = "round" in action ? `round ${action.round}: ` : "";
+  const what: Record<Action["kind"], [reason: string, field: string, doing: string]> = {
+    WritePlan: ["PlanNotWritten", "spec.artifacts.s3", "writing plan.json"],
+    CreateJob: ["JobCreateFailed", "spec.trainer", "creating its Job"],
+    RecordCompute: ["RecordNotWritten", "spec.artifacts.s3", "writing compute.json"],
+    RecordVerdict: ["RecordNotWritten", "spec.artifacts.s3", "writing verdict.json"],
+    RecordFailure: ["RecordNotWritten", "spec.artifacts.s3", "writing failed.json"],
+    EvaluateInProcess: ["EvaluationFailed", "spec.evaluation", "evaluating in-process"],
+    Promote: ["PromotionFailed", "spec.promotion.s3", "promoting"],
+    PointAlias: ["AliasNotWritten", "spec.promotion.s3", "writing the alias"],
+    ApplyConfigMap: ["ConfigMapNotApplied", "spec.promotion.configMapName", "applying the model ConfigMap"],
+  };
+  const [reason, field, doing] = what[action.kind];
+  return { reason, message: `${field}: ${round}${doing} failed: ${why}` };
 }

@@ -5,6 +5,7 @@
 // backwards.
 import { createHash } from "node:crypto";
 import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
+import { PROMOTED_FILES } from "../api/promotion.ts";
 import { roundUri } from "../api/round-layout.ts";
 import { buildEvalJob } from "../evaluation/job.ts";
 import type { RoundToEvaluate } from "../evaluation/request.ts";
@@ -220,6 +221,19 @@ export function afterTraining(
       phase: "Passed",
       reason: "Superseded",
       message: `gates passed, but a later round is already promoted or passed`,
+      fields,
+      actions: none,
+      record,
+    };
+  }
+  // A round that cannot be promoted (the trainer left no checkpoint.pt, say) is not promoted, and
+  // does not hold back the rounds after it: it is Passed, with the reason.
+  const missing = PROMOTED_FILES.filter((f) => f.required && !r.files.has(f.name)).map((f) => f.name);
+  if (missing.length) {
+    return {
+      phase: "Passed",
+      reason: "NotPromotable",
+      message: `gates passed, but ${roundUri(spec.artifacts.s3, r.index)} lacks ${missing.join(", ")}: not promoted`,
       fields,
       actions: none,
       record,

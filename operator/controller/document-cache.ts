@@ -26,7 +26,7 @@ export const isComputeRecord = (c: unknown): c is ComputeRecord =>
 export const DIGEST_SUFFIX = "#sha256";
 const isDigest = (v: unknown) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
 
-const planSummary = roundPlan.pick({ round: true, newSlices: true, replay: true }).extend({
+const planSummary = roundPlan.pick({ run: true, round: true, newSlices: true, replay: true }).extend({
   model: roundPlan.shape.model.pick({ initCheckpoint: true }),
   data: roundPlan.shape.data.pick({ samples: true }),
 });

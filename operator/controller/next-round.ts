@@ -67,7 +67,9 @@ function selectSlices(
       lastObserved?.failure && !lastObserved.failure.slicesKnown
         ? fresh.length > 0
         : slices.some((s) => !known.has(s.id));
-    if (!arrived && run.generation <= failedGeneration) {
+    // A predecessor's round left unfinished failed nothing of this run's: its slices train at once.
+    const waits = last.reason !== "PredecessorRound";
+    if (waits && !arrived && run.generation <= failedGeneration) {
       const message = `round ${last.index} failed (${last.reason}); waiting for a new slice or a spec change to retry`;
       return { waiting: { reason: "RoundFailed", message } };
     }

@@ -28,6 +28,7 @@ import type { FailureRecord, Observed, ObservedEvaluation, PlanSummary, RoundObs
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
 export function summarizePlan(plan: RoundPlan): PlanSummary {
   return {
+    run: { ...plan.run },
     round: plan.round,
     newSlices: [...plan.newSlices],
     replay: plan.replay,

@@ -16,6 +16,7 @@ import { connectionFromSecret } from "../s3/credentials.ts";
 import { S3ObjectStore } from "../s3/object-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
 import { act } from "./act.ts";
+import { findCondition, setCondition } from "./conditions.ts";
 import { decide } from "./decide.ts";
 import { saveDocumentCache } from "./document-cache.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
@@ -182,8 +183,10 @@ export class Reconciler {
     const signal = this.#abort.signal;
     const { namespace, name } = splitKey(key);
     const log = this.#deps.log.child({ namespace, name });
+    let seen: RawObject | undefined;
     try {
       const run = await this.#deps.runs.get(namespace, name);
+      seen = run;
       if (!run || run.metadata.deletionTimestamp) {
         this.forget(key); // owned Jobs go by garbage collection; S3 artifacts stay
         return { kind: "done" };
@@ -249,9 +252,29 @@ export class Reconciler {
       return { kind: "requeueAfter", ms: wait };
     } catch (error) {
       log.warn("reconcile failed", { error: errorMessage(error) });
+      // Whatever failed, the run says so (Ready=False with the reason) before the retry, unless
+      // leadership was lost: a deposed leader writes nothing more.
+      if (seen && !signal.aborted) await this.#patchFailure(seen, error).catch(() => undefined);
       return { kind: "retry", error };
     }
   };
+
+  async #patchFailure(run: RawObject, error: unknown): Promise<void> {
+    const current = (run.status ?? {}) as ContinualClipRunStatus;
+    const generation = run.metadata.generation ?? 0;
+    const message = errorMessage(error);
+    const now = this.#now();
+    const ready = findCondition(current.conditions, "Ready");
+    if (ready?.status === "False" && ready.reason === "ReconcileFailed" && ready.message === message) return;
+    const conditions = [
+      { type: "Ready" as const, status: "False" as const, reason: "ReconcileFailed", message },
+      { type: "Degraded" as const, status: "True" as const, reason: "ReconcileFailed", message },
+    ].reduce((list, u) => setCondition(list, u, generation, now), current.conditions ?? []);
+    const next = { ...current, conditions };
+    const patch = mergePatchFor(run.status, next) as ContinualClipRunStatus;
+    await this.#deps.runs.patchStatus(run.metadata.namespace, run.metadata.name, patch);
+    await this.#deps.events.record(run, "Warning", "ReconcileFailed", message);
+  }
 
   async #observe(key: string, run: RawObject, spec: ContinualClipRunSpec, log: Logger): Promise<Observed> {
     const { namespace } = run.metadata;

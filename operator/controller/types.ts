@@ -46,7 +46,7 @@ export type FailureRecord = {
  * What decisions need of a round's plan.json. Memory keeps this, not the plan: a plan lists every
  * shard of every replayed slice, which grows as rounds squared under CumulativeAll.
  */
-export type PlanSummary = Pick<RoundPlan, "round" | "newSlices" | "replay"> & {
+export type PlanSummary = Pick<RoundPlan, "round" | "newSlices" | "replay" | "run"> & {
   model: Pick<RoundPlan["model"], "initCheckpoint">;
   data: Pick<RoundPlan["data"], "samples">;
 };

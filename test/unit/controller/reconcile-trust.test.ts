@@ -389,3 +389,141 @@ test("High 4: a run recreated under the same name (new uid) carries on with its 
   assert.deepEqual([w.json(ALIAS)?.version, w.json(ALIAS)?.run.uid], [2, "uid-2"]);
   assert.equal(w.status().promoted?.version, 2);
 });
+
+// ---- Medium 6: a round folder belongs to the run named in its plan -----------------------------------
+
+const folder = (w: ReturnType<typeof setup>, index: number) =>
+  [...w.s3.objects.objects.keys()]
+    .filter((k) => k.startsWith(`s3://runs/demo/rounds/${String(index).padStart(4, "0")}/`))
+    .sort();
+
+test("Medium 6: another run's round folder under this run's artifacts prefix stalls it with the folder named; no Job, no write", async () => {
+  const w = setup();
+  putSlice(w.s3.slices, "slices/", "2016");
+  // A manifest copied to another namespace: that run's round 0 is training under the same prefix.
+  w.seed(0, { trained: false, slices: ["2016"], run: { namespace: "team-b", name: "copy", uid: "uid-b" } });
+  const before = folder(w, 0);
+  await w.reconcile();
+  await w.reconcile();
+  const stalled = w.condition("Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "RoundFolderOwnedByAnotherRun"]);
+  assert.match(
+    stalled.message,
+    /^spec\.artifacts\.s3: s3:\/\/runs\/demo\/rounds\/0000\/plan\.json belongs to run team-b\/copy/,
+  );
+  assert.equal(w.children.objects.size, 0, "no second trainer Job for their round");
+  assert.deepEqual(folder(w, 0), before, "nothing written into their folder");
+  assert.deepEqual(folder(w, 1), [], "no round of ours planned beside theirs");
+});
+
+test("Medium 6: a recreated run (same name, new uid) keeps its predecessor's finished rounds and leaves an unfinished one alone", async () => {
+  const w = setup({}, {}, "uid-2");
+  for (const id of ["2016", "2017"]) putSlice(w.s3.slices, "slices/", id);
+  const old = { namespace: "ns", name: "demo", uid: "uid-1" };
+  w.seed(0, { recall: 0.5, slices: ["2016"], run: old }); // trained and evaluated by the predecessor
+  w.seed(1, { trained: false, slices: ["2017"], run: old }); // its Job was running when the run was deleted
+  const before = folder(w, 1);
+  for (let i = 0; i < 3; i++) await w.reconcile();
+  assert.equal(w.children.objects.has("Job/demo-r0001-train"), false, "no Job writes into the predecessor's folder");
+  assert.deepEqual(folder(w, 1), before, "nothing written there (no failed.json either)");
+  const rounds = w.status().rounds ?? [];
+  assert.deepEqual(
+    rounds.map((r) => [r.index, r.phase]),
+    [
+      [0, "Passed"],
+      [1, "Failed"],
+      [2, "Pending"],
+    ],
+    JSON.stringify(rounds),
+  );
+  assert.equal(rounds[1]!.reason, "PredecessorRound");
+  assert.match(
+    rounds[1]!.message ?? "",
+    /earlier run ns\/demo \(uid uid-1\); round 2 of this run trains its slices again/,
+  );
+  const plan = w.json("s3://runs/demo/rounds/0002/plan.json");
+  assert.deepEqual([plan.newSlices, plan.run.uid], [["2017"], "uid-2"], "its slice trains in a new round of this run");
+  assert.equal(plan.model.initCheckpoint, null, "from the checkpoint the left round started from");
+  assert.ok(w.children.objects.has("Job/demo-r0002-train"));
+  assert.ok(
+    w.events.list.some(
+      (e) =>
+        e.type === "Warning" &&
+        e.reason === "PredecessorRound" &&
+        /did not finish; this run leaves its folder alone/.test(e.message),
+    ),
+  );
+});
+
+// ---- Medium 9: every error path of act ends in a status patch; nothing blocks the rounds after it -----
+
+test("Medium 9: a passing round without checkpoint.pt is not promoted, says why, and does not hold back the next round", async () => {
+  const w = setup({ promotion });
+  for (const id of ["2016", "2017"]) putSlice(w.s3.slices, "slices/", id);
+  w.seed(0, { recall: 0.9, model: true, slices: ["2016"] });
+  w.s3.objects.objects.delete("s3://runs/demo/rounds/0000/checkpoint.pt");
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  const rounds = w.status().rounds ?? [];
+  assert.deepEqual([rounds[0]?.phase, rounds[0]?.reason], ["Passed", "NotPromotable"]);
+  assert.match(rounds[0]?.message ?? "", /lacks checkpoint\.pt/);
+  assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "NotPromotable"));
+  assert.deepEqual(rounds[1]?.slices, ["2017"], "the next round started");
+  assert.ok(w.children.objects.has("Job/demo-r0001-train"));
+  assert.equal(w.s3.objects.objects.has("s3://models/clip/v1/version.json"), false);
+});
+
+test("Medium 9: a pinVersion naming no version is Stalled naming the field, with the new observedGeneration and an Event", async () => {
+  const w = setup({ promotion });
+  w.seed(0, { recall: 0.9, model: true });
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  const run = w.runs.runs.get("ns/demo")!;
+  run.spec = { ...(run.spec as object), promotion: { ...promotion, pinVersion: 7 } };
+  run.metadata.generation = 2;
+  await w.reconcile();
+  assert.equal(w.status().observedGeneration, 2);
+  const stalled = w.condition("Stalled")!;
+  assert.deepEqual([stalled.status, stalled.reason], ["True", "PinnedVersionNotFound"]);
+  assert.match(
+    stalled.message,
+    /^spec\.promotion\.pinVersion: s3:\/\/models\/clip\/v7\/ is not a complete version \(versions: 1\)/,
+  );
+  assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "PinnedVersionNotFound"));
+  assert.equal(w.json(ALIAS)?.version, 1, "the alias stays where it was");
+});
+
+test("Medium 9: an S3 failure while promoting ends in status (reason, field, observedGeneration) and is retried", async () => {
+  const w = setup({ promotion });
+  w.seed(0, { recall: 0.9, model: true });
+  const run = w.runs.runs.get("ns/demo")!;
+  run.metadata.generation = 3;
+  let failing = true;
+  w.s3.objects.failOn = (op, uri) => failing && op === "copy" && uri.startsWith("s3://models/");
+  const outcomes = [];
+  for (let i = 0; i < 3; i++) outcomes.push((await w.reconcile()).kind);
+  assert.equal(outcomes.at(-1), "retry");
+  assert.equal(w.status().observedGeneration, 3);
+  const ready = w.condition("Ready")!;
+  assert.deepEqual([ready.status, ready.reason], ["False", "PromotionFailed"]);
+  assert.match(
+    ready.message,
+    /^spec\.promotion\.s3: round 0: promoting failed: .*injected failure: copy to s3:\/\/models\/clip\/v1\//,
+  );
+  assert.ok(w.events.list.some((e) => e.type === "Warning" && e.reason === "PromotionFailed"));
+  failing = false;
+  for (let i = 0; i < 4; i++) await w.reconcile();
+  assert.equal(w.json(ALIAS)?.version, 1);
+  assert.equal(w.condition("Ready")?.status, "True");
+});
+
+test("Medium 9: a failure outside act (the API server refusing a Job list) still ends in status and one Event", async () => {
+  const w = setup();
+  putSlice(w.s3.slices, "slices/", "2016");
+  w.children.roundJobs = async () => {
+    throw new Error("jobs.batch is forbidden: User cannot list resource");
+  };
+  for (let i = 0; i < 3; i++) assert.equal((await w.reconcile()).kind, "retry");
+  const ready = w.condition("Ready")!;
+  assert.deepEqual([ready.status, ready.reason], ["False", "ReconcileFailed"]);
+  assert.match(ready.message, /jobs\.batch is forbidden/);
+  assert.equal(w.events.list.filter((e) => e.reason === "ReconcileFailed").length, 1);
+});

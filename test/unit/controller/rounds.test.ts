@@ -87,7 +87,16 @@ function evaluated(index: number, slices: string[], recall: number): EvalResult 
 /** Trained and evaluated (recall 0.5), not promoted. */
 const trained = (index: number, slices: string[], init: string | null = null, recall = 0.5): RoundObservation => ({
   index,
-  files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt", "eval.json", "compute.json"]),
+  files: new Set([
+    "plan.json",
+    "_SUCCESS",
+    "checkpoint.pt",
+    "image_encoder.onnx",
+    "text_encoder.onnx",
+    "model.json",
+    "eval.json",
+    "compute.json",
+  ]),
   evaluation: evaluated(index, slices, recall),
   // The encoders in the folder are the ones eval.json scored.
   digests: { image: "a", text: "b" },

@@ -159,6 +159,12 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         else await store.putJsonIfAbsent(action.round, ROUND_FILES.verdict, action.record);
         break;
       }
+      case "RecordEvaluationFailure": {
+        const body = JSON.stringify(action.result, null, 2);
+        if (action.replace) await objects.put(store.uri(action.round, ROUND_FILES.eval), body, "application/json");
+        else await store.putJsonIfAbsent(action.round, ROUND_FILES.eval, action.result);
+        return { complete: false }; // re-observe: eval.json now decides the round
+      }
       case "RecordCompute": {
         await store.putJsonIfAbsent(action.round, ROUND_FILES.compute, action.record);
         break;
@@ -233,6 +239,7 @@ export function actionProblem(action: Action, err: unknown): Problem {
     RecordCompute: ["RecordNotWritten", "spec.artifacts.s3", "writing compute.json"],
     RecordVerdict: ["RecordNotWritten", "spec.artifacts.s3", "writing verdict.json"],
     RecordFailure: ["RecordNotWritten", "spec.artifacts.s3", "writing failed.json"],
+    RecordEvaluationFailure: ["RecordNotWritten", "spec.artifacts.s3", "writing eval.json"],
     EvaluateInProcess: ["EvaluationFailed", "spec.evaluation", "evaluating in-process"],
     Promote: ["PromotionFailed", "spec.promotion.s3", "promoting"],
     PointAlias: ["AliasNotWritten", "spec.promotion.s3", "writing the alias"],

@@ -5,6 +5,7 @@
 // backwards.
 import { createHash } from "node:crypto";
 import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
+import { EVAL_SCHEMA_VERSION, type EvalResult } from "../api/eval-result.ts";
 import { PROMOTED_FILES } from "../api/promotion.ts";
 import { roundUri } from "../api/round-layout.ts";
 import { buildEvalJob } from "../evaluation/job.ts";
@@ -35,10 +36,6 @@ export function evaluationRequest(input: RoundsInput, r: RoundObservation): Roun
   };
 }
 
-/**
- * latestPromoted: the newest round made a version; newestPassed: the newest round whose recorded
- * verdict passed. Only the newest passing round may be promoted.
- */
 const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /**
@@ -107,6 +104,28 @@ function evaluate(
 }
 
 /**
+ * An evaluation Job that failed without a usable eval.json: the round is Rejected, and an eval.json
+ * saying so is written (the Job goes after its TTL; without a record the round would be evaluated
+ * again then).
+ */
+function evaluationJobFailed(input: RoundsInput, r: RoundObservation, replace: boolean): AfterTraining {
+  const failure = r.evalJob!.failure!;
+  const message = `${failure.reason}: ${failure.message}`;
+  const result: EvalResult = {
+    schemaVersion: EVAL_SCHEMA_VERSION,
+    status: "Failed",
+    round: r.index,
+    roundUri: roundUri(input.spec.artifacts.s3, r.index),
+    roundSlices: r.plan!.newSlices,
+    evaluatedAt: input.now.toISOString(),
+    reason: "EvaluationFailed",
+    message: `Job ${r.evalJob!.name}: ${message}`,
+  };
+  const record: RoundAction = { kind: "RecordEvaluationFailure", round: r.index, result, replace };
+  return { phase: "Rejected", reason: "EvaluationFailed", message, fields: {}, actions: [record] };
+}
+
+/**
  * latestPromoted: the newest round made a version; newestPassed: the newest round whose recorded
  * verdict passed. Only the newest passing round may be promoted.
  */
@@ -118,10 +137,7 @@ export function afterTraining(
 ): AfterTraining {
   const { spec } = input;
   if (!r.evaluation) {
-    if (r.evalJob?.failure) {
-      const message = `${r.evalJob.failure.reason}: ${r.evalJob.failure.message}`;
-      return { phase: "Rejected", reason: "EvaluationFailed", message, fields: {}, actions: [] };
-    }
+    if (r.evalJob?.failure) return evaluationJobFailed(input, r, false);
     if (r.evalJob && spec.evaluation.runner.mode !== "InProcess" && input.evaluatorImage)
       return { phase: "Evaluating", fields: {}, actions: [] };
     return evaluate(input, r) ?? { phase: "Evaluating", fields: {}, actions: [] };
@@ -135,14 +151,7 @@ export function afterTraining(
     const again = evaluate(input, r, { attempt, why: mismatch });
     const rerun =
       again?.actions.some((a) => a.kind === "CreateJob") || again?.actions.some((a) => a.kind === "EvaluateInProcess");
-    if (!rerun && r.evalJob?.failure)
-      return {
-        phase: "Rejected",
-        reason: "EvaluationFailed",
-        message: `${r.evalJob.failure.reason}: ${r.evalJob.failure.message}`,
-        fields: {},
-        actions: [],
-      };
+    if (!rerun && r.evalJob?.failure) return evaluationJobFailed(input, r, true);
     if (!rerun && r.evalJob?.complete)
       return {
         phase: "Rejected",

@@ -138,6 +138,12 @@ export type RoundAction =
       event: PlannedEvent;
       sliceFailed?: PlannedEvent | undefined;
     }
+  /**
+   * eval.json written by the operator for an evaluation Job that failed without writing one, so the
+   * round stays Rejected after the Job's TTL instead of being evaluated again. replace: the eval.json
+   * there is a refused one (another round's).
+   */
+  | { kind: "RecordEvaluationFailure"; round: number; result: EvalResult; replace: boolean }
   /** The same request an evaluation Job would get, scored in the operator process. */
   | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate; event?: PlannedEvent | undefined }
   /** evaluatedAt: the eval.json judged; act checks it is still the one in the folder before copying. */

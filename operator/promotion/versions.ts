@@ -18,7 +18,7 @@ import {
   type VersionManifest,
 } from "../api/promotion.ts";
 import { createHash } from "node:crypto";
-import type { ObjectStore } from "../s3/object-store.ts";
+import type { ConditionalObjectStore, ObjectStore } from "../s3/object-store.ts";
 
 export type PromotionTarget = { bucket: string; prefix: string; alias: string };
 
@@ -53,6 +53,7 @@ export type PromotionOutcome =
         | "VersionNotFound"
         | "InvalidPromotionState"
         | "AliasOwnedByAnotherRun"
+        | "PromotionPrefixShared"
         | "EvaluatedBytesChanged";
       message: string;
     };
@@ -217,7 +218,42 @@ export type PromoteRequest = {
  * Copies a round into the next immutable version (or finds the version an earlier attempt made)
  * and points the alias at it. Safe to repeat after a crash at any step.
  */
-export async function promoteRound(store: ObjectStore, req: PromoteRequest): Promise<PromotionOutcome> {
+/** claim.json: who is filling a version folder; written (If-None-Match) before the first copy. */
+export const CLAIM_JSON = "claim.json";
+type Claim = { run: RunRef; round: number; sourceUri: string; claimedAt: string };
+
+/**
+ * Claims version folder N for this round: two writers (runs sharing a prefix, or a deposed leader
+ * and its successor) can never fill the same vN. Returns why not when another run holds it. An
+ * incomplete folder this run claimed for another round (a crash mid-copy) is taken over.
+ */
+async function claimVersion(
+  store: ConditionalObjectStore,
+  dest: string,
+  req: PromoteRequest,
+  roundUri: string,
+): Promise<string | undefined> {
+  const claim: Claim = { run: req.run, round: req.round, sourceUri: roundUri, claimedAt: req.now };
+  const body = JSON.stringify(claim, null, 2) + "\n";
+  req.signal?.throwIfAborted();
+  if (await store.putIfAbsent(dest + CLAIM_JSON, body, "application/json")) return undefined;
+  let held: Partial<Claim> | undefined;
+  try {
+    held = JSON.parse(new TextDecoder().decode((await store.get(dest + CLAIM_JSON)) ?? new Uint8Array()));
+  } catch {
+    held = undefined;
+  }
+  const r = held?.run;
+  if (r && typeof r.uid === "string" && !isSameRun(r as RunRef, req.run))
+    return `${dest} is being filled by run ${r.namespace}/${r.name} (uid ${r.uid}); runs must not share a promotion prefix`;
+  if (held?.sourceUri !== roundUri) {
+    req.signal?.throwIfAborted();
+    await store.put(dest + CLAIM_JSON, body, "application/json");
+  }
+  return undefined;
+}
+
+export async function promoteRound(store: ConditionalObjectStore, req: PromoteRequest): Promise<PromotionOutcome> {
   const { target: t } = req;
   const roundUri = withSlash(req.roundUri);
   const listing = await listVersions(store, t);
@@ -230,6 +266,8 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       return { ok: false, reason: "RoundArtifactsMissing", message: `${roundUri} lacks ${missing.join(", ")}` };
     const n = Math.max(0, ...listing.complete.map((v) => v.version)) + 1;
     const dest = versionUri(t, n);
+    const refused = await claimVersion(store, dest, req, roundUri);
+    if (refused) return { ok: false, reason: "PromotionPrefixShared", message: refused };
     const files: VersionManifest["files"] = [];
     for (const f of PROMOTED_FILES) {
       const size = sizes.get(f.name);
@@ -260,8 +298,19 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       metrics: req.metrics,
       createdAt: req.now,
     };
-    // version.json last: only now does v<N> exist for readers and for the next listVersions.
-    await store.put(dest + VERSION_JSON, JSON.stringify(version, null, 2) + "\n", "application/json");
+    // version.json last: only now does v<N> exist for readers and for the next listVersions. Written
+    // only where none is (If-None-Match): a version, once complete, is never replaced.
+    const manifest = JSON.stringify(version, null, 2) + "\n";
+    if (!(await store.putIfAbsent(dest + VERSION_JSON, manifest, "application/json"))) {
+      const there = await readVersion(store, t, n);
+      if (!there || there.sourceUri !== roundUri || !isSameRun(there.run, req.run))
+        return {
+          ok: false,
+          reason: "PromotionPrefixShared",
+          message: `${dest}${VERSION_JSON} was written meanwhile by another writer; runs must not share a promotion prefix`,
+        };
+      version = there;
+    }
     copied = true;
   }
   if (req.moveAlias === false) {

@@ -527,3 +527,31 @@ test("Medium 9: a failure outside act (the API server refusing a Job list) still
   assert.match(ready.message, /jobs\.batch is forbidden/);
   assert.equal(w.events.list.filter((e) => e.reason === "ReconcileFailed").length, 1);
 });
+
+// ---- Check these: an evaluation that fails without eval.json is not run again after the Job's TTL ----
+
+test("check: an evaluation Job that failed without eval.json is recorded, so the round is not evaluated again after the Job's TTL", async () => {
+  const w = setup({}, { evaluatorImage: EVAL_IMAGE });
+  w.seed(0, { model: true });
+  w.children.evaluator.set(0, {
+    name: "demo-r0000-eval",
+    active: 0,
+    succeeded: 0,
+    failed: 1,
+    complete: false,
+    failure: { reason: "BackoffLimitExceeded", message: "evaluator exited 1" },
+  });
+  w.children.objects.set("Job/demo-r0000-eval", {});
+  for (let i = 0; i < 3; i++) await w.reconcile();
+  const ev = w.json("s3://runs/demo/rounds/0000/eval.json");
+  assert.deepEqual([ev?.status, ev?.round, ev?.reason], ["Failed", 0, "EvaluationFailed"]);
+  assert.match(ev?.message ?? "", /demo-r0000-eval: BackoffLimitExceeded: evaluator exited 1/);
+  assert.equal(w.status().rounds?.[0]?.phase, "Rejected");
+  // Seven days later the Job is gone (ttlSecondsAfterFinished).
+  w.children.evaluator.delete(0);
+  w.children.objects.delete("Job/demo-r0000-eval");
+  w.poke();
+  for (let i = 0; i < 3; i++) await w.reconcile();
+  assert.equal(w.children.objects.size, 0, "no evaluation Job created again");
+  assert.equal(w.status().rounds?.[0]?.phase, "Rejected");
+});

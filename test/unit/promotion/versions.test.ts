@@ -277,3 +277,36 @@ describe("promoteRound with the evaluated digests", () => {
     assert.equal(s.objects.has(aliasUri(target)), false);
   });
 });
+
+// Issue 21, check: two runs sharing a promotion prefix can never fill the same vN.
+describe("promoteRound by two runs on one prefix at once", () => {
+  test("the second is refused before it copies anything; the first's v1 holds only its bytes", async () => {
+    const s = storeWithRounds(1);
+    const theirRound = "s3://runs/other/rounds/0000/";
+    for (const f of ["image_encoder.onnx", "text_encoder.onnx", "model.json", "checkpoint.pt"])
+      await s.put(theirRound + f, `their ${f}`);
+    let release!: () => void;
+    const paused = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const copying = new Promise<void>((r) => (started = r));
+    const copy = s.copy.bind(s);
+    s.copy = async (from, to) => {
+      if (from.startsWith(roundUri(0))) {
+        started();
+        await paused;
+      }
+      return copy(from, to);
+    };
+    const first = promote(s, 0);
+    await copying;
+    const other = { namespace: "team-b", name: "other", uid: "uid-b" };
+    const second = await promoteRound(s, { target, run: other, round: 0, roundUri: theirRound, metrics: {}, now: "t" });
+    assert.ok(!second.ok && second.reason === "PromotionPrefixShared", JSON.stringify(second));
+    assert.match(second.message, /being filled by run ml\/b16/);
+    release();
+    const out = await first;
+    assert.ok(out.ok && out.version.version === 1);
+    assert.equal(text(s, "s3://models/clip/b16/v1/checkpoint.pt"), "round 0 checkpoint.pt");
+    assert.equal(text(s, "s3://models/clip/b16/v1/model.json"), "round 0 model.json");
+  });
+});

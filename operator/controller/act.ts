@@ -244,6 +244,7 @@ export function actionProblem(action: Action, err: unknown): Problem {
     Promote: ["PromotionFailed", "spec.promotion.s3", "promoting"],
     PointAlias: ["AliasNotWritten", "spec.promotion.s3", "writing the alias"],
     ApplyConfigMap: ["ConfigMapNotApplied", "spec.promotion.configMapName", "applying the model ConfigMap"],
+    SyncGit: ["GitSyncFailed", "spec.promotion.git", "syncing Git"],
   };
   const [reason, field, doing] = what[action.kind];
   return { reason, message: `${field}: ${round}${doing} failed: ${why}` };

@@ -241,7 +241,7 @@ test(`a run survives random faults through ${ROUNDS} rounds: nothing lost, reord
     `slices in order, none twice (seed ${SEED})`,
   );
   assert.ok(trained.length >= ROUNDS, `${trained.length} rounds trained (seed ${SEED})`);
-  const invalid = (getRun(ns, "chaos")?.status as { slices?: { invalid?: unknown[] } }).slices?.invalid;
+  const invalid = (getRun(ns, "chaos")?.status as { slices?: { invalid?: unknown[] } } | undefined)?.slices?.invalid;
   assert.equal(invalid, undefined, `no slice invalid (seed ${SEED}): ${JSON.stringify(invalid)}`);
   // No twin Jobs: one trainer Job per round folder.
   const jobs = JSON.parse(
@@ -287,7 +287,7 @@ test(`a run survives random faults through ${ROUNDS} rounds: nothing lost, reord
     async () => {
       const alias = await getJson(models, "clip/production.json");
       const cm = kubectl(["get", "configmap", "chaos-model", "-n", ns, "-o", "json"]);
-      const promoted = (getRun(ns, "chaos")?.status as { promoted?: { version: number } }).promoted;
+      const promoted = (getRun(ns, "chaos")?.status as { promoted?: { version: number } } | undefined)?.promoted;
       return alias.version === version.version &&
         cm.code === 0 &&
         JSON.parse(cm.stdout).data.version === String(version.version) &&

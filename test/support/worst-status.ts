@@ -166,7 +166,8 @@ export function worstCase(o: WorstCaseOptions = {}): {
     const ids = kind === "failed" ? failedIds : trainedIds;
     const init = index === 0 ? spec.model.initialCheckpoint! : `${roundUri(spec.artifacts.s3, index - 1)}checkpoint.pt`;
     const plan = {
-      run: { namespace: o.namespace ?? "default", name, uid: "00000000-0000-0000-0000-000000000000" },
+      // No uid: the plan belongs to the run of this namespace and name, whatever uid it gets.
+      run: { namespace: o.namespace ?? "default", name },
       round: index,
       newSlices: ids,
       replay: spec.strategy.replay,

@@ -10,21 +10,12 @@
 //   TICCLIP_FAULT_ROUNDS=<n>   rounds to train (8 by default: a few minutes; more on demand)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
-import {
-  REPO_ROOT,
-  applyCrds,
-  clusterScript,
-  createNamespace,
-  getRun,
-  kubectl,
-  kubectlOk,
-  waitFor,
-} from "../support/cluster.ts";
+import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   OPERATOR_IMAGE,
   createBucket,
@@ -39,7 +30,7 @@ import {
 import { faultProxy, type Fault, type FaultProxy } from "../support/s3-proxy.ts";
 import { s3Client } from "../support/s3.ts";
 
-const SEED = Number(process.env.TICCLIP_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = Number(process.env.TICCLIP_FAULT_SEED || Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Math.max(8, Number(process.env.TICCLIP_FAULT_ROUNDS ?? 8));
 const STATE = process.env.TICCLIP_STATE_DIR ?? path.join(REPO_ROOT, ".local", "cluster");
 
@@ -79,15 +70,25 @@ after(async () => {
 });
 
 /** Kills one of this test's local cluster processes by the pid its script recorded, and starts it again. */
-function restartClusterPart(name: "minio" | "kube-apiserver"): void {
-  const pid = Number(readFileSync(path.join(STATE, `${name}.pid`), "utf8").trim());
+async function restartClusterPart(name: "minio" | "kube-apiserver"): Promise<void> {
+  const pidFile = path.join(STATE, `${name}.pid`);
+  const pid = Number(readFileSync(pidFile, "utf8").trim());
   try {
     process.kill(pid, "SIGKILL");
   } catch {
     // already gone
   }
-  // Starts what is not running (only the part just killed) and waits until it is healthy.
-  clusterScript("up");
+  // A killed process can linger as a zombie where nothing reaps it, and dev/cluster.sh would take it
+  // for running: drop its pid file, then start what is not running and wait until it is healthy.
+  rmSync(pidFile, { force: true });
+  // Asynchronously: the S3 proxy lives in this process and must keep serving meanwhile.
+  const up = spawn("bash", [path.join(REPO_ROOT, "dev/cluster.sh"), "up"], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  up.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => up.once("exit", resolve));
+  if (code !== 0) throw new Error(`dev/cluster.sh up failed: ${stderr.slice(-2000)}`);
 }
 
 /** The pid of a trainer process of this run's round, if one runs now (the executor's child). */
@@ -183,12 +184,12 @@ test(`a run survives random faults through ${ROUNDS} rounds: nothing lost, reord
         break;
       }
       case "minio": {
-        restartClusterPart("minio");
+        await restartClusterPart("minio");
         count("MinIO kill -9 and restart");
         break;
       }
       case "apiserver": {
-        restartClusterPart("kube-apiserver");
+        await restartClusterPart("kube-apiserver");
         count("kube-apiserver kill -9 and restart");
         break;
       }

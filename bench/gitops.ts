@@ -82,7 +82,8 @@ async function main(): Promise<void> {
       const runs = await createBucket("bench-gitops-runs");
       const models = await createBucket("bench-gitops-models");
       const seed = async (i: number) => {
-        for (const [key, body] of roundFiles(runs, `${name}/`, i, { recall: 0.5 + i / 100, model: true }))
+        const run = { namespace: ns, name }; // a round folder belongs to the run named in its plan
+        for (const [key, body] of roundFiles(runs, `${name}/`, i, { recall: 0.5 + i / 100, model: true, run }))
           await putObject(s3Client(), runs, key, body);
       };
       const alias = async () => {

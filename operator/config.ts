@@ -1,6 +1,7 @@
 // Operator configuration from flags and environment, validated once at start-up.
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { parseDuration } from "./api/common.ts";
 
 export const operatorConfig = z
   .object({
@@ -42,6 +43,19 @@ export const operatorConfig = z
       .min(1)
       .max(86_400)
       .describe("A reconcile still running after this frees its worker and, until it ends, fails /healthz."),
+    allowDefaultCredentials: z
+      .boolean()
+      .describe(
+        "Let runs without spec.source.s3.credentialsSecretRef use the operator's own cloud identity (IRSA, Pod Identity, instance role). Off: such runs are Stalled.",
+      ),
+    sliceUnreadableAfterMs: z
+      .number()
+      .int()
+      .min(60_000, "at least 1m")
+      .max(30 * 86_400_000, "at most 720h")
+      .describe(
+        "How long a slice folder may fail with transient S3 errors (5xx, throttling, timeouts) before it is an invalid slice; until then it stays pending and later slices wait.",
+      ),
   })
   .refine((c) => !c.notificationsAddress || c.notificationToken, {
     message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
@@ -66,7 +80,23 @@ const FLAGS = {
   "s3-timeout-seconds": { type: "string" },
   "trainer-architectures": { type: "string" },
   "reconcile-deadline-seconds": { type: "string" },
+  "slice-unreadable-after": { type: "string" },
+  "allow-default-credentials": { type: "string" },
 } as const;
+
+/** A boolean flag: "true" or "false"; anything else is refused by the schema, naming the setting. */
+function bool(v: string): boolean {
+  return v === "true" ? true : v === "false" ? false : (v as unknown as boolean);
+}
+
+/** A duration flag ("6h", "90m") in ms; NaN (refused by the schema, naming the setting) when malformed. */
+function duration(v: string): number {
+  try {
+    return parseDuration(v);
+  } catch {
+    return Number.NaN;
+  }
+}
 
 /** Flags win over environment variables (TICCLIP_NAMESPACES, TICCLIP_LOG_LEVEL, ...). */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
@@ -101,6 +131,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
       .filter(Boolean),
     s3TimeoutSeconds: num(pick("s3-timeout-seconds", "TICCLIP_S3_TIMEOUT_SECONDS"), 30),
     reconcileDeadlineSeconds: num(pick("reconcile-deadline-seconds", "TICCLIP_RECONCILE_DEADLINE_SECONDS"), 900),
+    allowDefaultCredentials: bool(pick("allow-default-credentials", "TICCLIP_ALLOW_DEFAULT_CREDENTIALS") ?? "false"),
+    sliceUnreadableAfterMs: duration(pick("slice-unreadable-after", "TICCLIP_SLICE_UNREADABLE_AFTER") ?? "6h"),
   });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);

@@ -46,7 +46,15 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     storage: s3Storage({ timeoutMs: config.s3TimeoutSeconds * 1000 }),
     reconcileDeadlineMs: config.reconcileDeadlineSeconds * 1000,
     trainerArchitectures: config.trainerArchitectures,
+    sliceUnreadableAfterMs: config.sliceUnreadableAfterMs,
+    allowDefaultCredentials: config.allowDefaultCredentials,
   });
+  if (config.allowDefaultCredentials) {
+    // Not silent either: any run's author can then act with this operator's cloud identity.
+    log.warn(
+      "--allow-default-credentials: runs without spec.source.s3.credentialsSecretRef use this operator's own cloud identity",
+    );
+  }
   if (!config.evaluatorImage) {
     // Not silent: every round of a run with runner.mode Job is then scored in this process.
     log.warn(

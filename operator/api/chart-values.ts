@@ -33,6 +33,17 @@ export const chartValues = z.strictObject({
   logLevel: z.enum(["error", "warn", "info", "debug"]),
   resyncSeconds: z.int().min(10),
   concurrency: z.int().min(1).max(64),
+  allowDefaultCredentials: z
+    .boolean()
+    .describe(
+      "--allow-default-credentials: runs without spec.source.s3.credentialsSecretRef act with the operator's own cloud identity (IRSA, Pod Identity, instance role). Off: they are Stalled.",
+    ),
+  sliceUnreadableAfter: z
+    .string()
+    .regex(/^([0-9]+(ms|s|m|h))+$/)
+    .describe(
+      "--slice-unreadable-after: how long a slice folder may fail with transient S3 errors before it is an invalid slice (at least 1m).",
+    ),
   metrics: z.strictObject({
     port,
     serviceMonitor: z.strictObject({ enabled: z.boolean(), interval: duration }),

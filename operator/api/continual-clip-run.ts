@@ -56,7 +56,7 @@ const s3Connection = {
   credentialsSecretRef: secretRef
     .optional()
     .describe(
-      "Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Omit to use the default AWS chain (IRSA).",
+      "Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Required unless the operator runs with --allow-default-credentials (off by default), which lets runs use its own identity (IRSA).",
     ),
 };
 

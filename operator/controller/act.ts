@@ -8,13 +8,16 @@ import type { RawObject } from "../kube/client.ts";
 import { LABELS } from "../kube/objects.ts";
 import type { Logger } from "../observability/log.ts";
 import { sliceToJobSeconds } from "../observability/metrics.ts";
-import { pinAlias, promoteRound, promotionTarget, unpinAlias } from "../promotion/versions.ts";
+import { evalResult } from "../api/eval-result.ts";
+import { EVALUATED_FILES, pointAliasAt, promoteRound, promotionTarget } from "../promotion/versions.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
 import { syncGit } from "./git-sync.ts";
 import type { ChildAccess, Evaluate, EventSink, GitAccess } from "./ports.ts";
 import type { Action, Problem } from "./types.ts";
 import { ObjectRejected } from "../kube/errors.ts";
+import { errorMessage } from "../observability/log.ts";
+import { S3Failure } from "../s3/errors.ts";
 
 export type ActContext = {
   run: RawObject;
@@ -37,14 +40,15 @@ export type ActContext = {
  */
 export type ActResult = { complete: boolean; problem?: Problem | undefined };
 
+const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
+
 export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult> {
   const { run, spec, mem, children, events, log } = ctx;
   const objects = mem.storage.objects;
   const store = new RoundStore(objects, spec.artifacts.s3);
   const record = (e: { type: "Normal" | "Warning"; reason: string; message: string }) =>
     events.record(run, e.type, e.reason, e.message);
-  for (const action of actions) {
-    ctx.signal?.throwIfAborted();
+  const carryOut = async (action: Action): Promise<ActResult | undefined> => {
     switch (action.kind) {
       case "WritePlan": {
         const written = await store.putJsonIfAbsent(action.round, ROUND_FILES.plan, action.plan);
@@ -83,6 +87,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         break;
       }
       case "EvaluateInProcess": {
+        if (action.event) await record(action.event);
         const options = {
           executionProvider: spec.evaluation.runner.executionProvider,
           batchSize: spec.evaluation.runner.batchSize,
@@ -100,22 +105,43 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         return { complete: false }; // re-observe: eval.json now decides the round
       }
       case "Promote": {
+        const target = promotionTarget(spec.promotion!);
+        const uri = roundUri(spec.artifacts.s3, action.round);
+        // The eval.json judged must still be the one in the folder, naming this round: its digests
+        // are what the copies are checked against.
+        const judged = evalResult.safeParse(await store.getJson(action.round, ROUND_FILES.eval).catch(() => undefined));
+        const ev = judged.success ? judged.data : undefined;
+        if (
+          ev?.status !== "Succeeded" ||
+          ev.evaluatedAt !== action.evaluatedAt ||
+          ev.round !== action.round ||
+          withSlash(ev.roundUri) !== uri
+        ) {
+          const message = `round ${action.round}: ${uri}${ROUND_FILES.eval} is no longer the evaluation that was judged; not promoted`;
+          log.warn("promotion refused", { round: action.round, error: message });
+          await record({ type: "Warning", reason: "EvaluationMismatch", message });
+          return { complete: false };
+        }
         const outcome = await promoteRound(objects, {
-          target: promotionTarget(spec.promotion!),
+          target,
           run: { namespace: run.metadata.namespace, name: run.metadata.name, uid: run.metadata.uid },
           round: action.round,
-          roundUri: roundUri(spec.artifacts.s3, action.round),
+          roundUri: uri,
           metrics: action.metrics,
           now: ctx.now().toISOString(),
           moveAlias: spec.promotion?.pinVersion == null,
+          expectSha256: {
+            [EVALUATED_FILES.image]: ev.candidate.sha256.image,
+            [EVALUATED_FILES.text]: ev.candidate.sha256.text,
+          },
+          signal: ctx.signal,
         });
         if (!outcome.ok) {
-          await record({
-            type: "Warning",
-            reason: outcome.reason,
-            message: `round ${action.round}: ${outcome.message}`,
-          });
-          throw new Error(`promotion of round ${action.round}: ${outcome.reason}: ${outcome.message}`);
+          const message = `round ${action.round}: ${outcome.message}`;
+          await record({ type: "Warning", reason: outcome.reason, message });
+          // The bytes evaluated are gone: the next observe reads the new digests and evaluates again.
+          if (outcome.reason === "EvaluatedBytesChanged") return { complete: false };
+          return { complete: false, problem: { reason: outcome.reason, message } };
         }
         if (outcome.copied || outcome.aliasWritten) {
           const message = `round ${action.round} promoted as v${outcome.version.version} (${outcome.pointerUri})`;
@@ -133,6 +159,12 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         else await store.putJsonIfAbsent(action.round, ROUND_FILES.verdict, action.record);
         break;
       }
+      case "RecordEvaluationFailure": {
+        const body = JSON.stringify(action.result, null, 2);
+        if (action.replace) await objects.put(store.uri(action.round, ROUND_FILES.eval), body, "application/json");
+        else await store.putJsonIfAbsent(action.round, ROUND_FILES.eval, action.result);
+        return { complete: false }; // re-observe: eval.json now decides the round
+      }
       case "RecordCompute": {
         await store.putJsonIfAbsent(action.round, ROUND_FILES.compute, action.record);
         break;
@@ -144,16 +176,17 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         }
         break;
       }
-      case "PinAlias": {
-        const out = await pinAlias(objects, promotionTarget(spec.promotion!), action.version, ctx.now().toISOString());
-        if (!out.ok) throw new Error(`${out.reason}: ${out.message}`);
-        await record(action.event);
+      case "PointAlias": {
+        const target = promotionTarget(spec.promotion!);
+        const now = ctx.now().toISOString();
+        const out = await pointAliasAt(objects, target, action.version, action.pinned, now, ctx.signal);
+        if (!out.ok) {
+          const message = `spec.promotion: alias ${target.alias}: ${out.message}`;
+          await record({ type: "Warning", reason: out.reason, message });
+          return { complete: false, problem: { reason: out.reason, message } };
+        }
+        if (out.aliasWritten) await record(action.event);
         return { complete: false }; // re-observe: the ConfigMap follows the pointer as written
-      }
-      case "UnpinAlias": {
-        const out = await unpinAlias(objects, promotionTarget(spec.promotion!), ctx.now().toISOString());
-        if (out?.ok && out.aliasWritten) return { complete: false };
-        break;
       }
       case "ApplyConfigMap": {
         const result = await children.applyConfigMap(action.configMap);
@@ -174,6 +207,45 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         return { complete: false }; // re-observe: status shows the outcome (GitSynced)
       }
     }
+    return undefined;
+  };
+  for (const action of actions) {
+    ctx.signal?.throwIfAborted();
+    let result: ActResult | undefined;
+    try {
+      result = await carryOut(action);
+    } catch (err) {
+      // Leadership lost: write nothing more, not even status (the new leader redoes what is left).
+      if (ctx.signal?.aborted) throw err;
+      // Every failure ends in status (a condition naming the field, an Event on the change), the way
+      // Flux's summarize-and-patch does, and is retried with backoff: never a silent retry loop.
+      const problem = actionProblem(action, err);
+      log.warn("action failed", { action: action.kind, error: problem.message });
+      return { complete: false, problem };
+    }
+    if (result) return result;
   }
   return { complete: true };
+}
+
+/** An action that failed, as the condition shows it: which field's storage or object, and why. */
+export function actionProblem(action: Action, err: unknown): Problem {
+  const s3 = err instanceof S3Failure ? err.problem : undefined;
+  const why = s3 ? `${s3.reason}: ${s3.message}` : errorMessage(err);
+  const round = "round" in action ? `round ${action.round}: ` : "";
+  const what: Record<Action["kind"], [reason: string, field: string, doing: string]> = {
+    WritePlan: ["PlanNotWritten", "spec.artifacts.s3", "writing plan.json"],
+    CreateJob: ["JobCreateFailed", "spec.trainer", "creating its Job"],
+    RecordCompute: ["RecordNotWritten", "spec.artifacts.s3", "writing compute.json"],
+    RecordVerdict: ["RecordNotWritten", "spec.artifacts.s3", "writing verdict.json"],
+    RecordFailure: ["RecordNotWritten", "spec.artifacts.s3", "writing failed.json"],
+    RecordEvaluationFailure: ["RecordNotWritten", "spec.artifacts.s3", "writing eval.json"],
+    EvaluateInProcess: ["EvaluationFailed", "spec.evaluation", "evaluating in-process"],
+    Promote: ["PromotionFailed", "spec.promotion.s3", "promoting"],
+    PointAlias: ["AliasNotWritten", "spec.promotion.s3", "writing the alias"],
+    ApplyConfigMap: ["ConfigMapNotApplied", "spec.promotion.configMapName", "applying the model ConfigMap"],
+    SyncGit: ["GitSyncFailed", "spec.promotion.git", "syncing Git"],
+  };
+  const [reason, field, doing] = what[action.kind];
+  return { reason, message: `${field}: ${round}${doing} failed: ${why}` };
 }

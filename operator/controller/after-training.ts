@@ -3,12 +3,17 @@
 //   Gating until promoted (Auto, or Manual once approved) -> Promoted.
 // A passing round older than the newest promoted one is Passed: promoting it would move the alias
 // backwards.
+import { createHash } from "node:crypto";
 import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
+import { EVAL_SCHEMA_VERSION, type EvalResult } from "../api/eval-result.ts";
+import { PROMOTED_FILES } from "../api/promotion.ts";
+import { roundUri } from "../api/round-layout.ts";
 import { buildEvalJob } from "../evaluation/job.ts";
 import type { RoundToEvaluate } from "../evaluation/request.ts";
 import { judgeRound } from "../evaluation/verdict.ts";
 import { isRoundApproved } from "../promotion/approval.ts";
-import type { RoundAction, RoundObservation, RoundsInput } from "./types.ts";
+import { EVALUATED_FILES } from "../promotion/versions.ts";
+import type { PlannedEvent, RoundAction, RoundObservation, RoundsInput } from "./types.ts";
 
 export type AfterTraining = {
   phase: RoundPhase;
@@ -31,6 +36,95 @@ export function evaluationRequest(input: RoundsInput, r: RoundObservation): Roun
   };
 }
 
+const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
+
+/**
+ * Why the round's eval.json is not the evaluation of this round as it is now, or undefined when it
+ * is: it must name this round and its folder, and have scored the encoders the folder holds
+ * (candidate.sha256 against what observe read). "unknown": the encoders' digests were not read.
+ */
+export function evaluationMismatch(input: RoundsInput, r: RoundObservation): string | "unknown" | undefined {
+  const ev = r.evaluation;
+  if (!ev) return undefined;
+  const uri = roundUri(input.spec.artifacts.s3, r.index);
+  const compare = (scored: { image: string; text: string }): string | "unknown" | undefined => {
+    const d = r.digests;
+    if (!d) return "unknown";
+    for (const key of ["image", "text"] as const) {
+      if (d[key] !== scored[key])
+        return `${EVALUATED_FILES[key]} has sha256 ${d[key] ?? "(missing)"}, eval.json scored ${scored[key]}`;
+    }
+    return undefined;
+  };
+  // Judged: observe keeps an eval.json judged only when it names this round; its verdict recorded
+  // the encoders it scored, which must still be the ones to promote.
+  if ("judged" in ev) {
+    const scored = r.verdict?.sha256;
+    const promotionDue = r.verdict?.verdict.passed && r.promotedVersion === undefined && input.spec.promotion;
+    return scored && promotionDue && r.digests ? compare(scored) : undefined;
+  }
+  if (ev.round !== r.index) return `eval.json names round ${ev.round}, not ${r.index}`;
+  if (withSlash(ev.roundUri) !== uri) return `eval.json names ${ev.roundUri}, not ${uri}`;
+  if (ev.status === "Failed") return undefined;
+  if (withSlash(ev.candidate.uri) !== uri) return `eval.json scored ${ev.candidate.uri}, not ${uri}`;
+  return compare(ev.candidate.sha256);
+}
+
+/**
+ * An evaluation of a round. again: a fresh one after a refused eval.json, with its own Job name and
+ * a Warning (recorded with the action: the pass ends when it is carried out).
+ */
+function evaluate(
+  input: RoundsInput,
+  r: RoundObservation,
+  again?: { attempt: string; why: string },
+): AfterTraining | undefined {
+  const { spec } = input;
+  // Evaluation waits for a complete discovery pass: it scores the slices known so far.
+  if (input.slices === undefined) return undefined;
+  const request = evaluationRequest(input, r);
+  const warning = (what: string): PlannedEvent => ({
+    type: "Warning",
+    reason: "EvaluationMismatch",
+    message: `round ${r.index}: ${again!.why}; ${what}`,
+  });
+  if (spec.evaluation.runner.mode === "InProcess" || !input.evaluatorImage) {
+    const action: RoundAction = { kind: "EvaluateInProcess", round: r.index, request };
+    if (again) action.event = warning("evaluating it again in-process");
+    return { phase: "Evaluating", fields: {}, actions: [action] };
+  }
+  const job = buildEvalJob({ run: input.run, spec, image: input.evaluatorImage, request });
+  // A re-evaluation gets a Job of its own: the first one is complete and its name taken until its TTL.
+  if (again) job.metadata.name = `${job.metadata.name.slice(0, 63 - again.attempt.length - 1)}-${again.attempt}`;
+  if (r.evalJob?.name === job.metadata.name) return { phase: "Evaluating", fields: {}, actions: [] };
+  const event: PlannedEvent = again
+    ? warning(`evaluating it again: created Job ${job.metadata.name}`)
+    : { type: "Normal", reason: "EvaluationStarted", message: `round ${r.index}: created Job ${job.metadata.name}` };
+  return { phase: "Evaluating", fields: {}, actions: [{ kind: "CreateJob", round: r.index, job, event }] };
+}
+
+/**
+ * An evaluation Job that failed without a usable eval.json: the round is Rejected, and an eval.json
+ * saying so is written (the Job goes after its TTL; without a record the round would be evaluated
+ * again then).
+ */
+function evaluationJobFailed(input: RoundsInput, r: RoundObservation, replace: boolean): AfterTraining {
+  const failure = r.evalJob!.failure!;
+  const message = `${failure.reason}: ${failure.message}`;
+  const result: EvalResult = {
+    schemaVersion: EVAL_SCHEMA_VERSION,
+    status: "Failed",
+    round: r.index,
+    roundUri: roundUri(input.spec.artifacts.s3, r.index),
+    roundSlices: r.plan!.newSlices,
+    evaluatedAt: input.now.toISOString(),
+    reason: "EvaluationFailed",
+    message: `Job ${r.evalJob!.name}: ${message}`,
+  };
+  const record: RoundAction = { kind: "RecordEvaluationFailure", round: r.index, result, replace };
+  return { phase: "Rejected", reason: "EvaluationFailed", message, fields: {}, actions: [record] };
+}
+
 /**
  * latestPromoted: the newest round made a version; newestPassed: the newest round whose recorded
  * verdict passed. Only the newest passing round may be promoted.
@@ -43,24 +137,30 @@ export function afterTraining(
 ): AfterTraining {
   const { spec } = input;
   if (!r.evaluation) {
-    if (r.evalJob?.failure) {
-      const message = `${r.evalJob.failure.reason}: ${r.evalJob.failure.message}`;
-      return { phase: "Rejected", reason: "EvaluationFailed", message, fields: {}, actions: [] };
-    }
-    // Evaluation waits for a complete discovery pass: it scores the slices known so far.
-    if (input.slices === undefined) return { phase: "Evaluating", fields: {}, actions: [] };
-    const request = evaluationRequest(input, r);
-    if (spec.evaluation.runner.mode === "InProcess" || !input.evaluatorImage) {
-      return { phase: "Evaluating", fields: {}, actions: [{ kind: "EvaluateInProcess", round: r.index, request }] };
-    }
-    if (r.evalJob) return { phase: "Evaluating", fields: {}, actions: [] };
-    const job = buildEvalJob({ run: input.run, spec, image: input.evaluatorImage, request });
-    const event = {
-      type: "Normal" as const,
-      reason: "EvaluationStarted",
-      message: `round ${r.index}: created Job ${job.metadata.name}`,
-    };
-    return { phase: "Evaluating", fields: {}, actions: [{ kind: "CreateJob", round: r.index, job, event }] };
+    if (r.evalJob?.failure) return evaluationJobFailed(input, r, false);
+    if (r.evalJob && spec.evaluation.runner.mode !== "InProcess" && input.evaluatorImage)
+      return { phase: "Evaluating", fields: {}, actions: [] };
+    return evaluate(input, r) ?? { phase: "Evaluating", fields: {}, actions: [] };
+  }
+  const mismatch = evaluationMismatch(input, r);
+  if (mismatch === "unknown") return { phase: "Evaluating", fields: {}, actions: [] };
+  if (mismatch !== undefined) {
+    // Never a verdict, never a promotion: the round is evaluated again, in a Job of its own.
+    const attempt = createHash("sha256").update(`${r.evaluation.evaluatedAt}\n${mismatch}`).digest("hex").slice(0, 6);
+    const message = `${mismatch}; evaluating the round again`;
+    const again = evaluate(input, r, { attempt, why: mismatch });
+    const rerun =
+      again?.actions.some((a) => a.kind === "CreateJob") || again?.actions.some((a) => a.kind === "EvaluateInProcess");
+    if (!rerun && r.evalJob?.failure) return evaluationJobFailed(input, r, true);
+    if (!rerun && r.evalJob?.complete)
+      return {
+        phase: "Rejected",
+        reason: "EvaluationMismatch",
+        message: `${mismatch}; the re-evaluation did not write a matching eval.json`,
+        fields: {},
+        actions: [],
+      };
+    return { phase: "Evaluating", reason: "EvaluationMismatch", message, fields: {}, actions: again?.actions ?? [] };
   }
   // Judged once: tightening a gate later does not reject the serving round, loosening one does not
   // promote old rejected rounds one after another. A new eval.json (re-evaluation) is judged anew.
@@ -79,6 +179,13 @@ export function afterTraining(
           judgedAt: input.now.toISOString(),
           gates: spec.evaluation.gates,
           verdict,
+          ...("judged" in ev
+            ? {}
+            : {
+                round: ev.round,
+                roundUri: ev.roundUri,
+                ...(ev.status === "Succeeded" ? { sha256: ev.candidate.sha256 } : {}),
+              }),
         },
         replace: r.verdict !== undefined,
       };
@@ -128,10 +235,28 @@ export function afterTraining(
       record,
     };
   }
+  // A round that cannot be promoted (the trainer left no checkpoint.pt, say) is not promoted, and
+  // does not hold back the rounds after it: it is Passed, with the reason.
+  const missing = PROMOTED_FILES.filter((f) => f.required && !r.files.has(f.name)).map((f) => f.name);
+  if (missing.length) {
+    return {
+      phase: "Passed",
+      reason: "NotPromotable",
+      message: `gates passed, but ${roundUri(spec.artifacts.s3, r.index)} lacks ${missing.join(", ")}: not promoted`,
+      fields,
+      actions: none,
+      record,
+    };
+  }
   if (spec.promotion.mode === "Manual" && !isRoundApproved(input.annotations, r.index)) {
     const message = `gates passed; approve with: kubectl annotate ccr ${input.run.name} ticclip.dev/approve-round=${r.index}`;
     return { phase: "Gating", reason: "AwaitingApproval", message, fields, actions: none, record };
   }
-  const promote: RoundAction = { kind: "Promote", round: r.index, metrics: verdict.metrics };
+  const promote: RoundAction = {
+    kind: "Promote",
+    round: r.index,
+    metrics: verdict.metrics,
+    evaluatedAt: ev.evaluatedAt,
+  };
   return { phase: "Gating", reason: "Promoting", message: verdict.message, fields, actions: [promote], record };
 }

@@ -1,7 +1,9 @@
 // Pure decisions: observed state in, desired status, actions and events out. No I/O, no clock.
 import { isDeepStrictEqual } from "node:util";
 import { continualClipRunSpec, STATUS_LIMITS, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
+import { compareSliceIds } from "../api/slice-manifest.ts";
 import { sliceStatus } from "../data/discovery.ts";
+import type { Slice } from "../data/validate.ts";
 import type { RawObject } from "../kube/client.ts";
 import { promotedStatus } from "../promotion/versions.ts";
 import { decideAlias } from "./alias.ts";
@@ -72,11 +74,10 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   const pointer = observed.alias && !("invalid" in observed.alias) ? observed.alias : undefined;
   const unobserved = observed.problem !== undefined && observed.rounds.length === 0;
   const promoted = pointer ? promotedStatus(pointer) : undefined;
-  const healthyDiscovery = discovery && discovery.errors.length === 0 ? discovery : undefined;
   const rounds = decideRounds({
     run: runRef(run),
     spec,
-    slices: observed.problem ? undefined : healthyDiscovery?.slices,
+    slices: observed.problem ? undefined : usableSlices(discovery),
     rounds: observed.rounds,
     previous: current.rounds,
     promoted,
@@ -96,6 +97,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   // Health: what keeps the run from making progress, most fundamental first.
   const s3Problem: Problem | undefined =
     observed.problem ??
+    unreadableSlice(discovery) ??
     (discovery && !discovery.health.ok
       ? { reason: discovery.health.reason, message: `spec.source.s3: ${discovery.health.message}` }
       : undefined);
@@ -103,19 +105,27 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   // all this time (the alias was not read), not for trouble with one slice of the source.
   const alias = observed.problem
     ? { actions: [] }
-    : decideAlias({ run: runRef(run), spec, alias: observed.alias, configMap: observed.configMap });
-  // Git follows the alias as read, once the alias and ConfigMap step has nothing left to do.
-  const git = observed.problem
-    ? { actions: [] }
-    : decideGit({
+    : decideAlias({
         run: runRef(run),
         spec,
         alias: observed.alias,
-        state: observed.git,
-        rounds: rounds.rounds,
-        aliasPending: alias.actions.some((a) => a.kind !== "ApplyConfigMap"),
-        now,
+        versions: observed.versions,
+        configMap: observed.configMap,
       });
+  // Git follows the alias as read, once the alias and ConfigMap step has nothing left to do; never
+  // an alias this run does not own.
+  const git =
+    observed.problem || alias.promotionRefused
+      ? { actions: [] }
+      : decideGit({
+          run: runRef(run),
+          spec,
+          alias: observed.alias,
+          state: observed.git,
+          rounds: rounds.rounds,
+          aliasPending: alias.actions.some((a) => a.kind !== "ApplyConfigMap"),
+          now,
+        });
   const blocked: Problem | undefined =
     s3Problem ??
     alias.problem ??
@@ -204,8 +214,41 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     events.push({ type: ready.status === "True" ? "Normal" : "Warning", reason: ready.reason, message: ready.message });
   }
   // S3 (a bucket, its credentials) could not be used: touch nothing until it can.
-  const actions: Action[] = observed.problem ? [] : [...rounds.actions, ...alias.actions, ...git.actions];
+  // A promotion prefix that belongs to another run is written to by nothing of this run.
+  const roundActions = alias.promotionRefused ? rounds.actions.filter((a) => a.kind !== "Promote") : rounds.actions;
+  const actions: Action[] = observed.problem ? [] : [...roundActions, ...alias.actions, ...git.actions];
   return { status: changed(current, boundStatus(next)), actions, events, outcome: "done", spec };
+}
+
+/**
+ * The slices decisions may use: all valid ones after a pass without errors; after a pass whose only
+ * errors were slice folders it could not read, the valid ones before the oldest such folder (rounds
+ * follow slice order, so nothing after it may train); none when the source could not be listed.
+ */
+function usableSlices(discovery: Observed["discovery"]): Slice[] | undefined {
+  if (!discovery) return undefined;
+  if (discovery.errors.length === 0) return discovery.slices;
+  const first = discovery.unreadable?.[0];
+  if (!first || discovery.errors.length !== discovery.unreadable.length) return undefined;
+  return discovery.slices.filter((s) => compareSliceIds(s.id, first.id) < 0);
+}
+
+/**
+ * The oldest slice folder S3 would not let discovery read, named with its key: it stays pending
+ * and holds back the slices after it (rounds follow slice order) until it can be read, or until a
+ * permanent answer or the --slice-unreadable-after bound makes it an invalid slice.
+ */
+function unreadableSlice(discovery: Observed["discovery"]): Problem | undefined {
+  const t = discovery?.unreadable?.[0];
+  if (!t) return undefined;
+  const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const until = t.permanent
+    ? "it becomes an invalid slice if S3 keeps refusing it"
+    : `it becomes an invalid slice only if this goes on until ${t.invalidAfter ? iso(t.invalidAfter) : "the bound"}`;
+  return {
+    reason: t.problem.reason,
+    message: `spec.source.s3: slice ${t.id} cannot be read since ${iso(t.since)} (${t.polls} polls): ${t.problem.message}; it stays pending and later slices wait; ${until}`,
+  };
 }
 
 function changed(current: ContinualClipRunStatus, next: ContinualClipRunStatus): ContinualClipRunStatus | undefined {

@@ -22,7 +22,11 @@ export const isVerdictRecord = (v: unknown): v is VerdictRecord =>
 export const isComputeRecord = (c: unknown): c is ComputeRecord =>
   typeof (c as ComputeRecord | undefined)?.gpuSeconds === "number" && (c as ComputeRecord).gpuSeconds >= 0;
 
-const planSummary = roundPlan.pick({ round: true, newSlices: true, replay: true }).extend({
+/** Memory keys of encoder digests: `<round>/image_encoder.onnx#sha256`, valued by the file's ETag. */
+export const DIGEST_SUFFIX = "#sha256";
+const isDigest = (v: unknown) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
+
+const planSummary = roundPlan.pick({ run: true, round: true, newSlices: true, replay: true }).extend({
   model: roundPlan.shape.model.pick({ initCheckpoint: true }),
   data: roundPlan.shape.data.pick({ samples: true }),
 });
@@ -38,6 +42,8 @@ const VALID: Record<string, (value: unknown) => boolean> = {
   [ROUND_FILES.compute]: isComputeRecord,
   [ROUND_FILES.failure]: (v) => v !== null && typeof v === "object" && !Array.isArray(v),
   [EVAL_JSON]: (v) => judged.safeParse(v).success,
+  [`image_encoder.onnx${DIGEST_SUFFIX}`]: isDigest,
+  [`text_encoder.onnx${DIGEST_SUFFIX}`]: isDigest,
 };
 
 export const DOCUMENT_CACHE_SCHEMA_VERSION = 1;

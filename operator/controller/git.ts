@@ -23,7 +23,7 @@ export type GitInput = {
   state: GitState | undefined;
   /** Rounds as decided this pass: the promoted round's gate results go in the commit message. */
   rounds: readonly RoundRecord[];
-  /** The alias is about to move (PinAlias, UnpinAlias): follow it on the next pass. */
+  /** The alias is about to move (PointAlias): follow it on the next pass. */
   aliasPending: boolean;
   now: Date;
 };

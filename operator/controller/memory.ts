@@ -54,12 +54,16 @@ export type RunMemory = {
 
 const hash = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex");
 
+/** Operator-wide settings of slice discovery (flags). */
+export type DiscoverySettings = { unreadableAfterMs?: number | undefined; now?: (() => number) | undefined };
+
 /** The run's memory, rebuilt when its source or S3 connection changed. */
 export function memoryFor(
   previous: RunMemory | undefined,
   spec: ContinualClipRunSpec,
   connection: S3Connection,
   storageFor: StorageFactory,
+  settings: DiscoverySettings = {},
 ): RunMemory {
   const src = spec.source;
   const sourceKey = `${src.s3.bucket}\n${src.s3.prefix}\n${src.startAfter ?? ""}\n${src.pollInterval}`;
@@ -75,6 +79,8 @@ export function memoryFor(
       prefix: src.s3.prefix,
       startAfter: src.startAfter,
       pollIntervalMs: parseDuration(src.pollInterval),
+      unreadableAfterMs: settings.unreadableAfterMs,
+      ...(settings.now ? { now: settings.now } : {}),
     }),
     nextPollAt: 0,
     documents: previous?.documents ?? new Map(),

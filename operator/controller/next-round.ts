@@ -4,6 +4,8 @@
 // Failure policy: a failed round consumes nothing. Its slices are retried by the next round, which
 // starts when a new valid slice arrives or the spec changes (a new generation), warm-starting from
 // the same checkpoint the failed round used. Retrying on nothing new would fail the same way.
+// Under roundPolicy Latest, slices that failed a round train one at a time until they are trained
+// or given up, so a bad slice cannot spend the attempts of the good ones batched with it.
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../api/round-plan.ts";
@@ -49,8 +51,12 @@ function selectSlices(
   exhausted: ReadonlySet<string>,
   last: RoundRecord | undefined,
   lastObserved: RoundObservation | undefined,
+  suspects: ReadonlySet<string>,
 ): Selection | undefined {
   const { spec, run } = input;
+  // Latest coalesces waiting slices, except while one of them has failed a round: then one slice
+  // at a time, oldest first, so good slices never spend their attempts with a bad one.
+  const latest = (ids: string[]) => (ids.some((id) => suspects.has(id)) ? ids.slice(0, 1) : ids);
   if (last?.phase === "Failed") {
     const retry = last.slices.filter((id) => slices.some((s) => s.id === id) && !exhausted.has(id));
     const fresh = pending.filter((id) => !retry.includes(id));
@@ -58,7 +64,7 @@ function selectSlices(
     if (retry.length === 0) {
       // Every slice of the failed round was given up on (or is gone): move on to the next one.
       if (fresh.length === 0) return undefined;
-      return { newSlices: spec.strategy.roundPolicy === "Latest" ? fresh : [fresh[0]!], initOverride };
+      return { newSlices: spec.strategy.roundPolicy === "Latest" ? latest(fresh) : [fresh[0]!], initOverride };
     }
     const failedGeneration = lastObserved?.failure?.generation ?? run.generation;
     // Not yet recorded (failed.json is written in this pass): what exists now is what it will record.
@@ -67,16 +73,18 @@ function selectSlices(
       lastObserved?.failure && !lastObserved.failure.slicesKnown
         ? fresh.length > 0
         : slices.some((s) => !known.has(s.id));
-    if (!arrived && run.generation <= failedGeneration) {
+    // A predecessor's round left unfinished failed nothing of this run's: its slices train at once.
+    const waits = last.reason !== "PredecessorRound";
+    if (waits && !arrived && run.generation <= failedGeneration) {
       const message = `round ${last.index} failed (${last.reason}); waiting for a new slice or a spec change to retry`;
       return { waiting: { reason: "RoundFailed", message } };
     }
     const newSlices =
-      spec.strategy.roundPolicy === "Latest" ? [...new Set([...retry, ...fresh])].sort(compareSliceIds) : retry;
+      spec.strategy.roundPolicy === "Latest" ? latest([...new Set([...retry, ...fresh])].sort(compareSliceIds)) : retry;
     return { newSlices, initOverride };
   }
   if (pending.length === 0) return undefined;
-  return { newSlices: spec.strategy.roundPolicy === "Latest" ? pending : [pending[0]!] };
+  return { newSlices: spec.strategy.roundPolicy === "Latest" ? latest(pending) : [pending[0]!] };
 }
 
 /** The checkpoint a warm-started round starts from. */
@@ -102,7 +110,11 @@ export function nextRound(
 ): NextRound {
   const { spec, run } = input;
   const last = statuses[statuses.length - 1];
-  const selection = selectSlices(input, slices, pending, exhausted, last, lastObserved);
+  // Slices that failed a round of this run (a predecessor's unfinished round failed nothing).
+  const suspects = new Set(
+    statuses.filter((r) => r.phase === "Failed" && r.reason !== "PredecessorRound").flatMap((r) => r.slices),
+  );
+  const selection = selectSlices(input, slices, pending, exhausted, last, lastObserved, suspects);
   if (!selection) return { kind: "none" };
   if ("waiting" in selection) return { kind: "none", waiting: selection.waiting };
   const { newSlices, initOverride } = selection;

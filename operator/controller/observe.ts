@@ -9,32 +9,79 @@ import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { observeSlicePoll } from "../observability/metrics.ts";
 import { parseDuration } from "../api/common.ts";
-import { listVersions, promotionTarget, readAlias } from "../promotion/versions.ts";
+import {
+  digestOf,
+  EVALUATED_FILES,
+  isSameRun,
+  listVersions,
+  promotionTarget,
+  readAlias,
+} from "../promotion/versions.ts";
 import { inPool } from "../s3/client.ts";
 import { classifyS3Error } from "../s3/errors.ts";
-import { RoundStore } from "../s3/round-store.ts";
-import { isComputeRecord, isVerdictRecord, loadDocumentCache } from "./document-cache.ts";
+import { RoundStore, type RoundListing } from "../s3/round-store.ts";
+import { DIGEST_SUFFIX, isComputeRecord, isVerdictRecord, loadDocumentCache } from "./document-cache.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
-import type {
-  ComputeRecord,
-  FailureRecord,
-  Observed,
-  ObservedEvaluation,
-  PlanSummary,
-  RoundObservation,
-  VerdictRecord,
-} from "./types.ts";
+import type { FailureRecord, Observed, ObservedEvaluation, PlanSummary, RoundObservation } from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
 export function summarizePlan(plan: RoundPlan): PlanSummary {
   return {
+    run: { ...plan.run },
     round: plan.round,
     newSlices: [...plan.newSlices],
     replay: plan.replay,
     model: { initCheckpoint: plan.model.initCheckpoint },
     data: { samples: plan.data.samples },
   };
+}
+
+/**
+ * sha256 of the encoders of the rounds whose evaluation is to be judged (eval.json not yet judged)
+ * or whose verdict is to be promoted (the newest passing round not yet promoted): an evaluation
+ * counts only for the bytes it scored. Each file is hashed once per ETag (streamed), remembered
+ * with the round documents, and so persisted in the document cache.
+ */
+async function readDigests(
+  rounds: RoundObservation[],
+  spec: ContinualClipRunSpec,
+  store: RoundStore,
+  listing: RoundListing,
+  mem: RunMemory,
+  documents: Map<string, { etag: string; value: unknown }>,
+): Promise<void> {
+  const newestPassed = Math.max(-1, ...rounds.filter((r) => r.verdict?.verdict.passed).map((r) => r.index));
+  const wanted = rounds.filter(
+    (r) =>
+      r.files.has(ROUND_FILES.success) &&
+      r.evaluation !== undefined &&
+      (!("judged" in r.evaluation)
+        ? r.evaluation.status === "Succeeded"
+        : spec.promotion !== undefined && r.index === newestPassed && r.promotedVersion === undefined),
+  );
+  const digest = async (index: number, file: string): Promise<string | undefined> => {
+    const etag = listing.get(index)?.get(file);
+    if (etag === undefined) return undefined;
+    const key = store.uri(index, file) + DIGEST_SUFFIX;
+    const hit = mem.documents.get(key) ?? documents.get(key);
+    if (hit && hit.etag === etag && typeof hit.value === "string") {
+      documents.set(key, hit);
+      return hit.value;
+    }
+    const value = await digestOf(mem.storage.objects, store.uri(index, file));
+    if (value !== undefined) {
+      documents.set(key, { etag, value });
+      mem.documentsChanged = true;
+    }
+    return value;
+  };
+  await inPool(wanted, ROUND_READS, async (r) => {
+    r.digests = {
+      image: await digest(r.index, EVALUATED_FILES.image),
+      text: await digest(r.index, EVALUATED_FILES.text),
+    };
+  });
 }
 
 /** Runs a discovery pass when one is due, and keeps its result between polls. Returns whether it ran. */
@@ -65,6 +112,8 @@ type RoundJobs = Awaited<ReturnType<ChildAccess["roundJobs"]>>;
 export function roundInProgress(run: RawObject): boolean {
   return (run.status as { currentRound?: unknown } | undefined)?.currentRound !== undefined;
 }
+
+const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /** Round folders whose documents are read at once. */
 const ROUND_READS = 8;
@@ -159,8 +208,13 @@ export async function observeRounds(
     const failure = files.has(ROUND_FILES.failure)
       ? await read(index, ROUND_FILES.failure, (raw) => (raw as FailureRecord | undefined) ?? undefined)
       : undefined;
+    const here = store.uri(index, "");
+    const names = (doc: { round?: unknown; roundUri?: unknown }) =>
+      (doc.round === undefined || doc.round === index) &&
+      (doc.roundUri === undefined || withSlash(String(doc.roundUri)) === here);
+    // A verdict.json that names another round (copied here) is no verdict of this one.
     const verdict = files.has(ROUND_FILES.verdict)
-      ? await read(index, ROUND_FILES.verdict, (raw) => (isVerdictRecord(raw) ? raw : undefined))
+      ? await read(index, ROUND_FILES.verdict, (raw) => (isVerdictRecord(raw) && names(raw) ? raw : undefined))
       : undefined;
     // A judged evaluation is remembered by its time only: verdict.json holds what status shows, and
     // eval.json's TiC matrix grows as rounds squared. Its cache entry depends on verdict.json too.
@@ -173,7 +227,12 @@ export async function observeRounds(
             if (!parsed.success) log.warn("unreadable eval.json; round will be re-evaluated", { round: index });
             if (!parsed.success) return undefined;
             const ev = parsed.data;
-            return verdict?.evaluatedAt === ev.evaluatedAt ? { judged: true, evaluatedAt: ev.evaluatedAt } : ev;
+            // Only an eval.json naming this round may be remembered as judged; any other is kept
+            // whole, for decide to refuse (after-training.ts, evaluationMismatch).
+            const bound = ev.round === index && withSlash(ev.roundUri) === here;
+            return bound && verdict?.evaluatedAt === ev.evaluatedAt
+              ? { judged: true, evaluatedAt: ev.evaluatedAt }
+              : ev;
           },
           fileTags.get(ROUND_FILES.verdict) ?? "",
         )
@@ -196,11 +255,9 @@ export async function observeRounds(
   const rounds: RoundObservation[] = (await inPool([...listing], ROUND_READS, observeRound)).filter(
     (r): r is RoundObservation => r !== undefined,
   );
-  // Entries are kept hits or fresh reads: the same count with no fresh read is the same set.
-  if (documents.size !== mem.documents.size) mem.documentsChanged = true;
-  mem.documents = documents;
   // Promotion state: which rounds became versions, and where the alias points.
   let alias: Observed["alias"];
+  let versions: Observed["versions"];
   if (spec.promotion) {
     const objects = mem.storage.objects;
     const target = promotionTarget(spec.promotion);
@@ -221,17 +278,21 @@ export async function observeRounds(
       const where = `spec.promotion.s3 (s3://${target.bucket}/${target.prefix})`;
       return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds };
     }
+    versions = complete;
     // A version belongs to a round by where it was copied from, not by its number: a round 0 under
     // another artifacts prefix, or a round folder redone, is not the promoted one.
     for (const v of complete) {
-      if (v.run.uid !== run.metadata.uid) continue;
+      if (!isSameRun(v.run, run.metadata)) continue;
       const r = rounds.find((x) => roundUri(spec.artifacts.s3, x.index) === v.sourceUri);
       if (r) r.promotedVersion = v.version;
     }
   }
+  await readDigests(rounds, spec, store, listing, mem, documents);
+  if (documents.size !== mem.documents.size) mem.documentsChanged = true;
+  mem.documents = documents;
   // Discovery warns about manifests that change after a round consumed them.
   mem.discovery.markConsumed(
     rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []),
   );
-  return { discovery: mem.lastDiscovery, rounds, alias };
+  return { discovery: mem.lastDiscovery, rounds, alias, ...(versions ? { versions } : {}) };
 }

@@ -16,6 +16,7 @@ import { connectionFromSecret } from "../s3/credentials.ts";
 import { S3ObjectStore } from "../s3/object-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
 import { act } from "./act.ts";
+import { findCondition, setCondition } from "./conditions.ts";
 import { decide } from "./decide.ts";
 import { saveDocumentCache } from "./document-cache.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
@@ -49,7 +50,26 @@ export type ReconcilerDeps = {
   trainerArchitectures?: readonly string[] | undefined;
   /** spec.promotion.git's repositories; real Git over HTTPS unless a test passes another. */
   git?: GitAccess;
+  /**
+   * How long a slice folder may fail with transient S3 errors before it is an invalid slice
+   * (--slice-unreadable-after; default 6 h). Until then it stays pending and later slices wait.
+   */
+  sliceUnreadableAfterMs?: number | undefined;
+  /**
+   * Whether a run without spec.source.s3.credentialsSecretRef may act with the operator's own cloud
+   * identity (the default AWS chain: IRSA, Pod Identity, instance role): --allow-default-credentials,
+   * off by default. Off, such a run is Stalled before any S3 call: with several teams on one
+   * operator, that identity could reach other teams' buckets.
+   */
+  allowDefaultCredentials?: boolean | undefined;
 };
+
+/** A run that would need the operator's own identity while --allow-default-credentials is off. */
+export const DEFAULT_CREDENTIALS_REFUSED = {
+  reason: "CredentialsSecretRequired",
+  message:
+    "spec.source.s3.credentialsSecretRef: required by this operator: it does not lend its own cloud identity to runs (--allow-default-credentials is off); name a Secret of the run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+} as const;
 
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
 export function s3Storage(options: { timeoutMs?: number } = {}): StorageFactory {
@@ -163,8 +183,10 @@ export class Reconciler {
     const signal = this.#abort.signal;
     const { namespace, name } = splitKey(key);
     const log = this.#deps.log.child({ namespace, name });
+    let seen: RawObject | undefined;
     try {
       const run = await this.#deps.runs.get(namespace, name);
+      seen = run;
       if (!run || run.metadata.deletionTimestamp) {
         this.forget(key); // owned Jobs go by garbage collection; S3 artifacts stay
         return { kind: "done" };
@@ -230,14 +252,37 @@ export class Reconciler {
       return { kind: "requeueAfter", ms: wait };
     } catch (error) {
       log.warn("reconcile failed", { error: errorMessage(error) });
+      // Whatever failed, the run says so (Ready=False with the reason) before the retry, unless
+      // leadership was lost: a deposed leader writes nothing more.
+      if (seen && !signal.aborted) await this.#patchFailure(seen, error).catch(() => undefined);
       return { kind: "retry", error };
     }
   };
+
+  async #patchFailure(run: RawObject, error: unknown): Promise<void> {
+    const current = (run.status ?? {}) as ContinualClipRunStatus;
+    const generation = run.metadata.generation ?? 0;
+    const message = errorMessage(error);
+    const now = this.#now();
+    const ready = findCondition(current.conditions, "Ready");
+    if (ready?.status === "False" && ready.reason === "ReconcileFailed" && ready.message === message) return;
+    const conditions = [
+      { type: "Ready" as const, status: "False" as const, reason: "ReconcileFailed", message },
+      { type: "Degraded" as const, status: "True" as const, reason: "ReconcileFailed", message },
+    ].reduce((list, u) => setCondition(list, u, generation, now), current.conditions ?? []);
+    const next = { ...current, conditions };
+    const patch = mergePatchFor(run.status, next) as ContinualClipRunStatus;
+    await this.#deps.runs.patchStatus(run.metadata.namespace, run.metadata.name, patch);
+    await this.#deps.events.record(run, "Warning", "ReconcileFailed", message);
+  }
 
   async #observe(key: string, run: RawObject, spec: ContinualClipRunSpec, log: Logger): Promise<Observed> {
     const { namespace } = run.metadata;
     const { children } = this.#deps;
     const src = spec.source.s3;
+    if (!src.credentialsSecretRef && !this.#deps.allowDefaultCredentials) {
+      return { problem: { ...DEFAULT_CREDENTIALS_REFUSED }, rounds: [] };
+    }
     const secret = src.credentialsSecretRef
       ? await children.secretData(namespace, src.credentialsSecretRef.name)
       : undefined;
@@ -246,7 +291,10 @@ export class Reconciler {
     const jobs = await children.roundJobs(namespace, { name: run.metadata.name, uid: run.metadata.uid });
     if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
 
-    const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage());
+    const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage(), {
+      unreadableAfterMs: this.#deps.sliceUnreadableAfterMs,
+      now: () => this.#now().getTime(),
+    });
     this.#memory.set(key, mem);
     const polled = await pollSlices(run, spec, mem, log);
     // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).

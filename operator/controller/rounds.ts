@@ -17,7 +17,15 @@ import { afterTraining } from "./after-training.ts";
 import { createJobAction, nextRound } from "./next-round.ts";
 import { jobCompute, phaseOf, roundStatus, TRAINED, type PhaseOf } from "./round-status.ts";
 import { describeSlices } from "./status-bounds.ts";
-import type { FailureRecord, PlannedEvent, RoundAction, RoundRecord, RoundsDecision, RoundsInput } from "./types.ts";
+import type {
+  FailureRecord,
+  PlannedEvent,
+  RoundAction,
+  RoundObservation,
+  RoundRecord,
+  RoundsDecision,
+  RoundsInput,
+} from "./types.ts";
 
 export type { RoundObservation, RoundsDecision, RoundsInput } from "./types.ts";
 
@@ -28,7 +36,65 @@ const ACTIVE: ReadonlySet<RoundPhase> = new Set(["Pending", "Training", "Trained
 const givenUpText = (ids: string[]) => (ids.length > 3 ? "" : "slice ") + describeSlices({ slices: ids });
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
+/**
+ * Whose round folder this is, by its plan (a round folder belongs to the run named in its plan):
+ * this run's; its predecessor's (a run deleted and created again under the same namespace and name,
+ * so a new uid); or another run's. Plans without a uid (written before uids were recorded) belong to
+ * the run of that namespace and name.
+ */
+export function roundOwner(
+  run: { namespace: string; name: string; uid: string },
+  plan: { run: { namespace: string; name: string; uid?: string | undefined } },
+): "own" | "predecessor" | "foreign" {
+  const p = plan.run;
+  if (p.namespace !== run.namespace || p.name !== run.name) return "foreign";
+  return p.uid === undefined || p.uid === run.uid ? "own" : "predecessor";
+}
+
+/**
+ * The round state machine. A round folder of another run (two runs on one artifacts prefix) stops
+ * this run: nothing is planned, created or written, and it is Stalled naming the folder.
+ */
+/**
+ * Why this run leaves a round of its predecessor alone, or undefined when it adopts it: a finished
+ * round (trained, or recorded failed) is history this run builds on; one that did not finish, or
+ * whose slices a later round of this run trains again, is left as it is and its slices are trained
+ * in a new round of this run.
+ */
+function predecessorLeft(
+  run: RoundsInput["run"],
+  r: RoundObservation,
+  observed: RoundObservation[],
+): string | undefined {
+  if (roundOwner(run, r.plan!) !== "predecessor") return undefined;
+  const uid = r.plan!.run.uid;
+  const retrain = observed.find(
+    (o) =>
+      o.index > r.index &&
+      roundOwner(run, o.plan!) === "own" &&
+      o.plan!.newSlices.some((id) => r.plan!.newSlices.includes(id)),
+  );
+  const started = `was started by an earlier run ${run.namespace}/${run.name} (uid ${uid})`;
+  if (retrain) return `${started}; round ${retrain.index} of this run trains its slices again`;
+  if (r.files.has(ROUND_FILES.success) || r.failure) return undefined;
+  return `${started} and did not finish; this run leaves its folder alone (its Job may still be running) and trains its slices in a new round`;
+}
+
 export function decideRounds(input: RoundsInput): RoundsDecision {
+  const foreign = input.rounds.find((r) => r.plan && roundOwner(input.run, r.plan) === "foreign");
+  if (!foreign) return decideOwnRounds(input);
+  const own = decideOwnRounds({
+    ...input,
+    rounds: input.rounds.filter((r) => !r.plan || roundOwner(input.run, r.plan) !== "foreign"),
+    slices: undefined,
+  });
+  const other = foreign.plan!.run;
+  const uri = `${roundUri(input.spec.artifacts.s3, foreign.index)}${ROUND_FILES.plan}`;
+  const message = `spec.artifacts.s3: ${uri} belongs to run ${other.namespace}/${other.name}${other.uid ? ` (uid ${other.uid})` : ""}; runs must not share an artifacts prefix, and this run writes nothing there`;
+  return { ...own, actions: [], waiting: { reason: "RoundFolderOwnedByAnotherRun", message } };
+}
+
+function decideOwnRounds(input: RoundsInput): RoundsDecision {
   const { spec, run } = input;
   const actions: RoundAction[] = [];
   // Records of facts already decided (verdict.json): written after the round actions of this pass.
@@ -47,6 +113,15 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   for (const r of observed) {
     const prev = prevByIndex.get(r.index);
     let p: PhaseOf & { fields?: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> } = phaseOf(r);
+    const left = predecessorLeft(run, r, observed);
+    if (left) {
+      // Not this run's to finish: no Job, no write into its folder (its Job may still be running).
+      p = { phase: "Failed", reason: "PredecessorRound", message: left };
+      if (prev?.reason !== "PredecessorRound")
+        events.push({ type: "Warning", reason: "PredecessorRound", message: `round ${r.index}: ${left}` });
+      statuses.push(roundStatus(spec, run, r, p, prev));
+      continue;
+    }
     // GPU-seconds outlive the Job (TTL): recorded beside the round once, so totals only grow.
     const spent = jobCompute(spec, r.job);
     if (spent && !r.files.has(ROUND_FILES.compute))
@@ -59,6 +134,9 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
       // Once per rejection: a round missing from previous status because it is older than
       // historyLimit was reported when it was still listed.
       const beyondHistory = !prev && r.index < oldestPrevious;
+      if (p.reason === "NotPromotable" && prev?.reason !== "NotPromotable" && !beyondHistory) {
+        events.push({ type: "Warning", reason: "NotPromotable", message: `round ${r.index}: ${p.message}` });
+      }
       if (p.phase === "Rejected" && prev?.phase !== "Rejected" && !beyondHistory) {
         events.push({
           type: "Warning",

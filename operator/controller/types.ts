@@ -7,7 +7,7 @@ import type {
   RoundStatus,
 } from "../api/continual-clip-run.ts";
 import type { EvalResult } from "../api/eval-result.ts";
-import type { AliasPointer } from "../api/promotion.ts";
+import type { AliasPointer, VersionManifest } from "../api/promotion.ts";
 import type { RoundPlan } from "../api/round-plan.ts";
 import type { ComputeStatus } from "../data/compute.ts";
 import type { DiscoveryResult } from "../data/discovery.ts";
@@ -46,7 +46,7 @@ export type FailureRecord = {
  * What decisions need of a round's plan.json. Memory keeps this, not the plan: a plan lists every
  * shard of every replayed slice, which grows as rounds squared under CumulativeAll.
  */
-export type PlanSummary = Pick<RoundPlan, "round" | "newSlices" | "replay"> & {
+export type PlanSummary = Pick<RoundPlan, "round" | "newSlices" | "replay" | "run"> & {
   model: Pick<RoundPlan["model"], "initCheckpoint">;
   data: Pick<RoundPlan["data"], "samples">;
 };
@@ -67,13 +67,31 @@ export type RoundObservation = {
   /** compute.json: what the trainer Job spent, recorded once it finished (Jobs go after their TTL). */
   compute?: ComputeRecord | undefined;
   verdict?: VerdictRecord | undefined;
+  /**
+   * sha256 of the round's encoders as they are now (undefined: the file is absent), read for rounds
+   * whose eval.json is to be judged or whose verdict is to be promoted: an evaluation counts only
+   * for the bytes it scored (candidate.sha256).
+   */
+  digests?: { image?: string | undefined; text?: string | undefined } | undefined;
 };
 
 /** eval.json as decisions see it: whole until judged, then only when it was evaluated. */
 export type ObservedEvaluation = EvalResult | { judged: true; evaluatedAt: string };
 
-/** verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names. */
-export type VerdictRecord = { evaluatedAt: string; judgedAt: string; gates: Gate[]; verdict: RoundVerdict };
+/**
+ * verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names:
+ * that round (round, roundUri) and those encoders (sha256, eval.json's candidate.sha256). Verdicts
+ * written before issue 21 lack the three; they are bound by evaluatedAt alone.
+ */
+export type VerdictRecord = {
+  evaluatedAt: string;
+  judgedAt: string;
+  gates: Gate[];
+  verdict: RoundVerdict;
+  round?: number | undefined;
+  roundUri?: string | undefined;
+  sha256?: { image: string; text: string } | undefined;
+};
 
 export type ComputeRecord = { gpuSeconds: number; startedAt?: string | undefined; finishedAt?: string | undefined };
 
@@ -90,6 +108,8 @@ export type Observed = {
   rounds: RoundObservation[];
   /** The alias pointer in S3 (spec.promotion), or why it cannot be read. */
   alias?: AliasPointer | { invalid: string } | undefined;
+  /** Complete versions under spec.promotion (version.json written), oldest first; undefined: not read. */
+  versions?: VersionManifest[] | undefined;
   /** spec.promotion.configMapName as it is now. */
   configMap?: ObservedConfigMap | undefined;
   evaluatorImage?: string | undefined;
@@ -118,13 +138,20 @@ export type RoundAction =
       event: PlannedEvent;
       sliceFailed?: PlannedEvent | undefined;
     }
+  /**
+   * eval.json written by the operator for an evaluation Job that failed without writing one, so the
+   * round stays Rejected after the Job's TTL instead of being evaluated again. replace: the eval.json
+   * there is a refused one (another round's).
+   */
+  | { kind: "RecordEvaluationFailure"; round: number; result: EvalResult; replace: boolean }
   /** The same request an evaluation Job would get, scored in the operator process. */
-  | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate }
-  | { kind: "Promote"; round: number; metrics: Record<string, number> };
+  | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate; event?: PlannedEvent | undefined }
+  /** evaluatedAt: the eval.json judged; act checks it is still the one in the folder before copying. */
+  | { kind: "Promote"; round: number; metrics: Record<string, number>; evaluatedAt: string };
 
 export type AliasAction =
-  | { kind: "PinAlias"; version: number; event: PlannedEvent }
-  | { kind: "UnpinAlias" }
+  /** Points the alias at a complete version (pinned: spec.promotion.pinVersion holds it there). */
+  | { kind: "PointAlias"; version: number; pinned: boolean; event: PlannedEvent }
   | { kind: "ApplyConfigMap"; configMap: ConfigMap };
 
 /** Git follows the alias: make the files of spec.promotion.git say model (git.ts, git-sync.ts). */

@@ -35,6 +35,8 @@ export type DiscoveryResult = {
   warnings: DiscoveryWarning[];
   /** S3 failures of this poll; nothing is lost, the affected folders are retried next poll. */
   errors: S3Problem[];
+  /** Folders that could not be read in this poll (kept pending), in slice order. */
+  unreadable: FolderTrouble[];
   /** Degraded when errors is not empty. */
   health: DiscoveryHealth;
   /** When to poll next: the poll interval with jitter, or a backoff with jitter after errors. */
@@ -53,11 +55,42 @@ export type DiscoveryOptions = {
   backoff?: { baseMs: number; capMs: number };
   random?: () => number;
   /**
-   * Polls in a row a folder may fail to be read (403 on its manifest, ...) before it is an invalid
-   * slice (Unreadable): until then the pass is incomplete and no round is planned past it; after,
-   * one unreadable folder no longer holds up the run.
+   * Polls in a row a folder may get a permanent answer (403 on its manifest, a 4xx) before it is an
+   * invalid slice (Unreadable): until then the pass is incomplete and no round is planned past it;
+   * after, one unreadable folder no longer holds up the run.
    */
   maxFolderFailures?: number;
+  /**
+   * How long a folder may fail with transient errors only (503, throttling, timeouts, resets, 5xx)
+   * before it is an invalid slice (the operator's --slice-unreadable-after, hours by default). Until
+   * then it stays pending: retried with backoff, the pass incomplete, later slices held back.
+   */
+  unreadableAfterMs?: number;
+  /** The clock (ms), for the unreadable-after bound; tests pass their own. */
+  now?: () => number;
+};
+
+/** The default of --slice-unreadable-after: a blip of seconds or an outage of an hour is waited out. */
+export const DEFAULT_UNREADABLE_AFTER_MS = 6 * 3600_000;
+
+/**
+ * Whether S3 gave a permanent answer about one key: access denied on it, or another 4xx the same
+ * request will get again. Throttling, timeouts, resets and 5xx are transient; so are bad credentials
+ * and a missing bucket, which concern the whole source (its health, not this slice).
+ */
+export function isPermanentFolderProblem(p: S3Problem): boolean {
+  return p.errorClass === "AccessDenied" || p.errorClass === "ClientError";
+}
+
+/** A folder whose reads keep failing: since when, how many polls, and the last problem. */
+export type FolderTrouble = {
+  id: string;
+  since: number;
+  polls: number;
+  problem: S3Problem;
+  permanent: boolean;
+  /** When transient failures make it invalid (ms), if they go on. */
+  invalidAfter?: number | undefined;
 };
 
 type Unsettled = "new" | "pending";
@@ -95,8 +128,10 @@ export class SliceDiscovery {
   readonly #backoff: { baseMs: number; capMs: number };
   readonly #random: () => number;
   readonly #maxFolderFailures: number;
-  /** Consecutive failed reads per folder. */
-  readonly #folderFailures = new Map<string, number>();
+  readonly #unreadableAfterMs: number;
+  readonly #now: () => number;
+  /** Folders whose reads failed at the last polls: since when, how many polls in a row. */
+  readonly #folderFailures = new Map<string, FolderTrouble>();
 
   readonly #valid = new Map<string, Slice>();
   readonly #invalid = new Map<string, InvalidSlice>();
@@ -121,6 +156,8 @@ export class SliceDiscovery {
     this.#backoff = o.backoff ?? { baseMs: 1000, capMs: Math.max(1000, o.pollIntervalMs) };
     this.#random = o.random ?? Math.random;
     this.#maxFolderFailures = o.maxFolderFailures ?? 5;
+    this.#unreadableAfterMs = o.unreadableAfterMs ?? DEFAULT_UNREADABLE_AFTER_MS;
+    this.#now = o.now ?? Date.now;
     this.#cursor = this.#startAfter ? pastFolder(`${o.prefix}${this.#startAfter}/`) : undefined;
   }
 
@@ -233,15 +270,34 @@ export class SliceDiscovery {
     const newSlices: string[] = [];
     const newInvalid: InvalidSlice[] = [];
     const warnings: DiscoveryWarning[] = [];
+    const unreadable: FolderTrouble[] = [];
+    const now = this.#now();
     for (const f of fetched) {
       if (f.kind === "error") {
-        const failures = (this.#folderFailures.get(f.id) ?? 0) + 1;
-        this.#folderFailures.set(f.id, failures);
-        if (failures >= this.#maxFolderFailures && !this.#valid.has(f.id)) {
+        const before = this.#folderFailures.get(f.id);
+        const permanent = isPermanentFolderProblem(f.problem);
+        const trouble: FolderTrouble = {
+          id: f.id,
+          since: before?.since ?? now,
+          polls: (before?.polls ?? 0) + 1,
+          problem: f.problem,
+          permanent,
+          ...(permanent ? {} : { invalidAfter: (before?.since ?? now) + this.#unreadableAfterMs }),
+        };
+        this.#folderFailures.set(f.id, trouble);
+        // Only a permanent answer repeated over several polls, or transient failures lasting past the
+        // long bound, make a slice invalid: a blip must never skip a slice (slices are trained in order).
+        const givenUp =
+          trouble.polls >= this.#maxFolderFailures &&
+          (permanent || now - trouble.since >= this.#unreadableAfterMs) &&
+          !this.#valid.has(f.id);
+        if (givenUp) {
           const invalid: InvalidSlice = {
             id: f.id,
             reason: "Unreadable",
-            message: `${failures} polls in a row: ${f.problem.reason}: ${f.problem.message}`,
+            message: permanent
+              ? `${trouble.polls} polls in a row: ${f.problem.reason}: ${f.problem.message}`
+              : `failing for ${formatSpan(now - trouble.since)} (${trouble.polls} polls): ${f.problem.reason}: ${f.problem.message}`,
           };
           this.#invalid.set(f.id, invalid);
           this.#unsettled.delete(f.id);
@@ -250,6 +306,8 @@ export class SliceDiscovery {
           continue;
         }
         errors.push(f.problem);
+        // A folder not yet valid holds back the slices after it; a failed re-read of a valid one does not.
+        if (!this.#valid.has(f.id)) unreadable.push(trouble);
         if (rechecks.has(f.id)) this.#recheck.add(f.id);
         continue; // stays unsettled / queued for recheck: retried next poll
       }
@@ -275,6 +333,7 @@ export class SliceDiscovery {
         .sort(compareSliceIds),
       warnings,
       errors,
+      unreadable,
       health: first
         ? { ok: false, reason: first.reason, message: first.message, consecutiveFailures: this.#failures }
         : { ok: true },
@@ -398,6 +457,15 @@ export class SliceDiscovery {
     this.#valid.delete(id);
     this.#sorted = undefined;
   }
+}
+
+/** "45s", "12m", "6h 5m": how long a folder has been failing, for its invalid reason. */
+function formatSpan(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s}s`;
+  const m = Math.round(s / 60);
+  if (m < 120) return `${m}m`;
+  return `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
 function problemOf(err: unknown): S3Problem {

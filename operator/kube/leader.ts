@@ -14,7 +14,11 @@ export type LeaderElectionOptions = {
   renewDeadlineMs?: number; // 10 s
   retryPeriodMs?: number; // 2 s
   onStartedLeading: () => void;
-  /** Called when leadership is lost; the process should stop reconciling (main.ts exits). */
+  /**
+   * Called when leadership is lost. main.ts does not exit: it stops its controllers (queue, watches,
+   * resync), aborts the reconciles in flight so none writes again (no status, plan, eval.json, version
+   * or alias write after its next check), and keeps campaigning; winning again rebuilds them.
+   */
   onStoppedLeading: () => void;
   log: Logger;
 };

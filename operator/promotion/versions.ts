@@ -17,7 +17,8 @@ import {
   type AliasPointer,
   type VersionManifest,
 } from "../api/promotion.ts";
-import type { ObjectStore } from "../s3/object-store.ts";
+import { createHash } from "node:crypto";
+import type { ConditionalObjectStore, ObjectStore } from "../s3/object-store.ts";
 
 export type PromotionTarget = { bucket: string; prefix: string; alias: string };
 
@@ -26,6 +27,15 @@ export function promotionTarget(p: { s3: { bucket: string; prefix: string }; ali
   return { bucket: p.s3.bucket, prefix: p.s3.prefix, alias: p.alias };
 }
 export type RunRef = { namespace: string; name: string; uid: string };
+
+/**
+ * Whether two run references name the same run, or a run and its predecessor: a run recreated
+ * under the same namespace and name (GitOps replacing it) carries on with what the old one promoted.
+ * Another namespace or name is another run, whose versions and alias are never overwritten.
+ */
+export function isSameRun(a: RunRef, b: RunRef): boolean {
+  return a.uid === b.uid || (a.namespace === b.namespace && a.name === b.name);
+}
 
 export type PromotionOutcome =
   | {
@@ -36,12 +46,36 @@ export type PromotionOutcome =
       copied: boolean;
       aliasWritten: boolean;
     }
-  | { ok: false; reason: "RoundArtifactsMissing" | "VersionNotFound" | "InvalidPromotionState"; message: string };
+  | {
+      ok: false;
+      reason:
+        | "RoundArtifactsMissing"
+        | "VersionNotFound"
+        | "InvalidPromotionState"
+        | "AliasOwnedByAnotherRun"
+        | "PromotionPrefixShared"
+        | "EvaluatedBytesChanged";
+      message: string;
+    };
 
 const base = (t: PromotionTarget) => `s3://${t.bucket}/${t.prefix}`;
 export const versionUri = (t: PromotionTarget, n: number) => `${base(t)}v${n}/`;
 export const aliasUri = (t: PromotionTarget) => `${base(t)}${t.alias}.json`;
 const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
+
+/** The encoder files eval.json's candidate.sha256 names, by its keys. */
+export const EVALUATED_FILES = { image: "image_encoder.onnx", text: "text_encoder.onnx" } as const;
+
+/**
+ * sha256 (hex) of an object, or undefined when it does not exist: streamed by stores that can
+ * (S3ObjectStore.sha256), else hashed from its bytes.
+ */
+export async function digestOf(store: ObjectStore, uri: string): Promise<string | undefined> {
+  const streaming = store as ObjectStore & { sha256?: (uri: string) => Promise<string | undefined> };
+  if (streaming.sha256) return streaming.sha256(uri);
+  const bytes = await store.get(uri);
+  return bytes && createHash("sha256").update(bytes).digest("hex");
+}
 
 export type VersionListing = { complete: VersionManifest[]; incomplete: number[] };
 
@@ -127,15 +161,23 @@ function pointerFor(t: PromotionTarget, v: VersionManifest, promotedAt: string, 
   };
 }
 
-/** Points the alias at a version unless it already points there with the same pinned flag. */
+/**
+ * Points the alias at a version unless it already points there with the same pinned flag. A pointer
+ * written by another run is refused, never replaced.
+ */
 async function pointAlias(
   store: ObjectStore,
   t: PromotionTarget,
   v: VersionManifest,
   now: string,
   pinned: boolean,
-): Promise<{ pointer: AliasPointer; written: boolean }> {
+  signal?: AbortSignal,
+): Promise<{ pointer: AliasPointer; written: boolean } | { refused: string }> {
   const current = await readAlias(store, t);
+  if (current && !("invalid" in current) && !isSameRun(current.run, v.run)) {
+    const r = current.run;
+    return { refused: `${aliasUri(t)} was written by run ${r.namespace}/${r.name} (uid ${r.uid})` };
+  }
   if (
     current &&
     !("invalid" in current) &&
@@ -146,6 +188,8 @@ async function pointAlias(
     return { pointer: current, written: false };
   }
   const pointer = pointerFor(t, v, now, pinned);
+  // A deposed leader writes nothing more: the new one may already have moved the alias.
+  signal?.throwIfAborted();
   await store.put(aliasUri(t), JSON.stringify(pointer, null, 2) + "\n", "application/json");
   return { pointer, written: true };
 }
@@ -160,17 +204,60 @@ export type PromoteRequest = {
   now: string;
   /** false while spec.promotion.pinVersion holds the alias elsewhere: the version is still made. */
   moveAlias?: boolean;
+  /**
+   * sha256 of files as they were evaluated (eval.json's candidate.sha256), by file name: the copies
+   * are checked against them before version.json makes the version exist, so a version holds
+   * exactly the bytes that were evaluated.
+   */
+  expectSha256?: Record<string, string> | undefined;
+  /** Aborted when leadership is lost: checked before every write. */
+  signal?: AbortSignal | undefined;
 };
 
 /**
  * Copies a round into the next immutable version (or finds the version an earlier attempt made)
  * and points the alias at it. Safe to repeat after a crash at any step.
  */
-export async function promoteRound(store: ObjectStore, req: PromoteRequest): Promise<PromotionOutcome> {
+/** claim.json: who is filling a version folder; written (If-None-Match) before the first copy. */
+export const CLAIM_JSON = "claim.json";
+type Claim = { run: RunRef; round: number; sourceUri: string; claimedAt: string };
+
+/**
+ * Claims version folder N for this round: two writers (runs sharing a prefix, or a deposed leader
+ * and its successor) can never fill the same vN. Returns why not when another run holds it. An
+ * incomplete folder this run claimed for another round (a crash mid-copy) is taken over.
+ */
+async function claimVersion(
+  store: ConditionalObjectStore,
+  dest: string,
+  req: PromoteRequest,
+  roundUri: string,
+): Promise<string | undefined> {
+  const claim: Claim = { run: req.run, round: req.round, sourceUri: roundUri, claimedAt: req.now };
+  const body = JSON.stringify(claim, null, 2) + "\n";
+  req.signal?.throwIfAborted();
+  if (await store.putIfAbsent(dest + CLAIM_JSON, body, "application/json")) return undefined;
+  let held: Partial<Claim> | undefined;
+  try {
+    held = JSON.parse(new TextDecoder().decode((await store.get(dest + CLAIM_JSON)) ?? new Uint8Array()));
+  } catch {
+    held = undefined;
+  }
+  const r = held?.run;
+  if (r && typeof r.uid === "string" && !isSameRun(r as RunRef, req.run))
+    return `${dest} is being filled by run ${r.namespace}/${r.name} (uid ${r.uid}); runs must not share a promotion prefix`;
+  if (held?.sourceUri !== roundUri) {
+    req.signal?.throwIfAborted();
+    await store.put(dest + CLAIM_JSON, body, "application/json");
+  }
+  return undefined;
+}
+
+export async function promoteRound(store: ConditionalObjectStore, req: PromoteRequest): Promise<PromotionOutcome> {
   const { target: t } = req;
   const roundUri = withSlash(req.roundUri);
   const listing = await listVersions(store, t);
-  let version = listing.complete.find((v) => v.sourceUri === roundUri && v.run.uid === req.run.uid);
+  let version = listing.complete.find((v) => v.sourceUri === roundUri && isSameRun(v.run, req.run));
   let copied = false;
   if (!version) {
     const sizes = new Map((await store.list(roundUri)).map((o) => [o.uri.slice(roundUri.length), o.size]));
@@ -179,13 +266,28 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       return { ok: false, reason: "RoundArtifactsMissing", message: `${roundUri} lacks ${missing.join(", ")}` };
     const n = Math.max(0, ...listing.complete.map((v) => v.version)) + 1;
     const dest = versionUri(t, n);
+    const refused = await claimVersion(store, dest, req, roundUri);
+    if (refused) return { ok: false, reason: "PromotionPrefixShared", message: refused };
     const files: VersionManifest["files"] = [];
     for (const f of PROMOTED_FILES) {
       const size = sizes.get(f.name);
       if (size === undefined) continue;
+      req.signal?.throwIfAborted();
       await store.copy(roundUri + f.name, dest + f.name);
       files.push({ name: f.name, size });
     }
+    // What was copied is what was evaluated, or the version is never made (no version.json).
+    for (const [name, want] of Object.entries(req.expectSha256 ?? {})) {
+      const got = await digestOf(store, dest + name);
+      if (got !== want) {
+        return {
+          ok: false,
+          reason: "EvaluatedBytesChanged",
+          message: `${roundUri}${name} has sha256 ${got ?? "(missing)"}, eval.json evaluated ${want}; it is evaluated again, not promoted`,
+        };
+      }
+    }
+    req.signal?.throwIfAborted();
     version = {
       schemaVersion: PROMOTION_SCHEMA_VERSION,
       version: n,
@@ -196,8 +298,19 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       metrics: req.metrics,
       createdAt: req.now,
     };
-    // version.json last: only now does v<N> exist for readers and for the next listVersions.
-    await store.put(dest + VERSION_JSON, JSON.stringify(version, null, 2) + "\n", "application/json");
+    // version.json last: only now does v<N> exist for readers and for the next listVersions. Written
+    // only where none is (If-None-Match): a version, once complete, is never replaced.
+    const manifest = JSON.stringify(version, null, 2) + "\n";
+    if (!(await store.putIfAbsent(dest + VERSION_JSON, manifest, "application/json"))) {
+      const there = await readVersion(store, t, n);
+      if (!there || there.sourceUri !== roundUri || !isSameRun(there.run, req.run))
+        return {
+          ok: false,
+          reason: "PromotionPrefixShared",
+          message: `${dest}${VERSION_JSON} was written meanwhile by another writer; runs must not share a promotion prefix`,
+        };
+      version = there;
+    }
     copied = true;
   }
   if (req.moveAlias === false) {
@@ -212,19 +325,29 @@ export async function promoteRound(store: ObjectStore, req: PromoteRequest): Pro
       };
     return { ok: true, pointer: current, pointerUri: aliasUri(t), version, copied, aliasWritten: false };
   }
-  const { pointer, written } = await pointAlias(store, t, version, req.now, false);
-  return { ok: true, pointer, pointerUri: aliasUri(t), version, copied, aliasWritten: written };
+  const pointed = await pointAlias(store, t, version, req.now, false, req.signal);
+  if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
+  return {
+    ok: true,
+    pointer: pointed.pointer,
+    pointerUri: aliasUri(t),
+    version,
+    copied,
+    aliasWritten: pointed.written,
+  };
 }
 
 /**
- * Rollback (spec.promotion.pinVersion = N): points the alias at complete version N, pinned.
- * With pinVersion cleared, unpinAlias returns the alias to the newest complete version.
+ * Points the alias at complete version N: pinned for a rollback (spec.promotion.pinVersion = N), or
+ * not, where the alias converges on the newest version (controller/alias.ts decides which).
  */
-export async function pinAlias(
+export async function pointAliasAt(
   store: ObjectStore,
   t: PromotionTarget,
   versionNumber: number,
+  pinned: boolean,
   now: string,
+  signal?: AbortSignal,
 ): Promise<PromotionOutcome> {
   const version = await readVersion(store, t, versionNumber);
   if (!version) {
@@ -232,13 +355,32 @@ export async function pinAlias(
     return {
       ok: false,
       reason: "VersionNotFound",
-      message: `pinVersion ${versionNumber}: ${versionUri(t, versionNumber)}${VERSION_JSON} does not exist (versions: ${complete.map((v) => v.version).join(", ") || "none"})`,
+      message: `v${versionNumber}: ${versionUri(t, versionNumber)}${VERSION_JSON} does not exist (versions: ${complete.map((v) => v.version).join(", ") || "none"})`,
     };
   }
-  const { pointer, written } = await pointAlias(store, t, version, now, true);
-  return { ok: true, pointer, pointerUri: aliasUri(t), version, copied: false, aliasWritten: written };
+  const pointed = await pointAlias(store, t, version, now, pinned, signal);
+  if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
+  return {
+    ok: true,
+    pointer: pointed.pointer,
+    pointerUri: aliasUri(t),
+    version,
+    copied: false,
+    aliasWritten: pointed.written,
+  };
 }
 
+/** Rollback (spec.promotion.pinVersion = N): points the alias at complete version N, pinned. */
+export function pinAlias(
+  store: ObjectStore,
+  t: PromotionTarget,
+  versionNumber: number,
+  now: string,
+): Promise<PromotionOutcome> {
+  return pointAliasAt(store, t, versionNumber, true, now);
+}
+
+/** With pinVersion cleared: the alias back on the newest complete version. */
 export async function unpinAlias(
   store: ObjectStore,
   t: PromotionTarget,
@@ -247,8 +389,7 @@ export async function unpinAlias(
   const { complete } = await listVersions(store, t);
   const newest = complete.at(-1);
   if (!newest) return undefined;
-  const { pointer, written } = await pointAlias(store, t, newest, now, false);
-  return { ok: true, pointer, pointerUri: aliasUri(t), version: newest, copied: false, aliasWritten: written };
+  return pointAliasAt(store, t, newest.version, false, now);
 }
 
 /** status.promoted from a pointer (status is an observation: rebuilt from S3 after a restart). */

@@ -97,6 +97,30 @@ export class S3ObjectStore implements ConditionalObjectStore {
     );
   }
 
+  /**
+   * sha256 (hex) of an object's bytes, streamed (an encoder can be larger than the operator's memory
+   * limit), or undefined when it does not exist. Promotion uses it to check that a version holds the
+   * bytes that were evaluated. Bounded like a copy: the whole body counts.
+   */
+  async sha256(uri: string): Promise<string | undefined> {
+    const { bucket, key } = parseS3Uri(uri);
+    try {
+      return await bounded(
+        `sha256 ${uri}`,
+        async (abortSignal) => {
+          const out = await this.#client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal });
+          const hash = createHash("sha256");
+          for await (const chunk of (out.Body ?? []) as AsyncIterable<Uint8Array>) hash.update(chunk);
+          return hash.digest("hex");
+        },
+        this.#timeoutMs * 20,
+      );
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   async list(prefix: string): Promise<StoredObject[]> {
     const { bucket, key } = parseS3Uri(prefix);
     const out: StoredObject[] = [];

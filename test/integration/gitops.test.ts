@@ -75,7 +75,9 @@ const patchPromotion = (name: string, promotion: unknown) =>
   kubectlOk(["patch", "ccr", name, "-n", ns, "--type", "merge", "-p", JSON.stringify({ spec: { promotion } })]);
 
 async function seed(bucket: string, prefix: string, index: number, recall: number): Promise<void> {
-  for (const [key, body] of roundFiles(bucket, prefix, index, { recall, model: true }))
+  // A round folder belongs to the run named in its plan: the run named like the prefix.
+  const run = { namespace: ns, name: prefix.slice(0, -1) };
+  for (const [key, body] of roundFiles(bucket, prefix, index, { recall, model: true, run }))
     await putObject(s3Client(), bucket, key, body);
 }
 

@@ -78,8 +78,11 @@ after(async () => {
   if (quotaNs) kubectl(["delete", "namespace", quotaNs, "--wait=false"]);
 });
 
+/** A round already trained, by the run named like the prefix (a round folder belongs to the run in its plan). */
 async function seed(bucket: string, prefix: string, index: number, o: SeedOptions): Promise<void> {
-  for (const [key, body] of roundFiles(bucket, prefix, index, o)) await putObject(s3Client(), bucket, key, body);
+  const run = { namespace: ns, name: prefix.slice(0, -1) };
+  for (const [key, body] of roundFiles(bucket, prefix, index, { run, ...o }))
+    await putObject(s3Client(), bucket, key, body);
 }
 
 async function exists(bucket: string, key: string): Promise<boolean> {
@@ -115,12 +118,12 @@ test("item 1: round 0 of a new artifacts prefix is evaluated, not promoted on th
   const data = await createBucket("trust-data");
   const runs = await createBucket("trust-runs");
   const models = await createBucket("trust-models");
-  await seed(runs, "exp1/", 0, { recall: 0.9, model: true });
+  await seed(runs, "exp1/", 0, { recall: 0.9, model: true, run: { namespace: ns, name: "stale" } });
   const m = localRunManifest({ namespace: ns, name: "stale", dataBucket: data, runsBucket: runs });
   m.spec.artifacts.s3.prefix = "exp1/";
   create(m);
   await waitFor("exp1 round 0 Passed", () => runRounds(ns, "stale")[0]?.phase === "Passed" || undefined, 60_000, 500);
-  await seed(runs, "exp2/", 0, { model: true });
+  await seed(runs, "exp2/", 0, { model: true, run: { namespace: ns, name: "stale" } });
   patchSpec("stale", {
     artifacts: { s3: { bucket: runs, prefix: "exp2/" } },
     promotion: { mode: "Auto", s3: { bucket: models, prefix: "clip/" } },

@@ -1,5 +1,6 @@
 // Documents of a finished round (plan.json, eval.json) and the files a promotion copies, for tests
 // that start from rounds already trained instead of training them.
+import { createHash } from "node:crypto";
 import { ROUND_FILES, roundUri } from "../../operator/api/round-layout.ts";
 
 export type SeedOptions = {
@@ -7,8 +8,10 @@ export type SeedOptions = {
   slices?: string[];
   /** Write eval.json with this meanRecallAt1 on the round's slice. */
   recall?: number;
-  /** Write the model files promotion copies. */
+  /** Write the model files promotion copies (the encoders are written with any eval.json too). */
   model?: boolean;
+  /** The content of the encoders eval.json says it scored (default: the ones written). */
+  scored?: { image: string; text: string };
   /** Write _SUCCESS (a trained round). */
   trained?: boolean;
 };
@@ -50,13 +53,19 @@ export function roundFiles(bucket: string, prefix: string, index: number, o: See
     files.set(key(ROUND_FILES.checkpoint), "checkpoint");
     files.set(key(ROUND_FILES.success), "");
   }
-  if (o.model) for (const f of ["image_encoder.onnx", "text_encoder.onnx", "model.json"]) files.set(key(f), f);
+  // An evaluated round has its encoders: eval.json records the sha256 of the ones it scored.
+  const encoders = { image: `${uri}image_encoder.onnx`, text: `${uri}text_encoder.onnx` };
+  if (o.model || o.recall !== undefined)
+    for (const f of ["image_encoder.onnx", "text_encoder.onnx"] as const)
+      files.set(key(f), encoders[f === "image_encoder.onnx" ? "image" : "text"]);
+  if (o.model) files.set(key("model.json"), "model.json");
+  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
   if (o.recall !== undefined) {
     const scores = {
       uri,
       architecture: "ticclip-tiny",
       embeddingDim: 32,
-      sha256: { image: "-", text: "-" },
+      sha256: { image: sha(o.scored?.image ?? encoders.image), text: sha(o.scored?.text ?? encoders.text) },
       retrieval: [
         {
           sliceId: slices[0],

@@ -148,6 +148,7 @@ export function worstCase(o: WorstCaseOptions = {}): {
     pending: [],
     warnings: [],
     errors: [],
+    unreadable: [],
     // A source that keeps failing: Ready, Degraded and Stalled all carry the longest message.
     health: {
       ok: false,
@@ -165,6 +166,8 @@ export function worstCase(o: WorstCaseOptions = {}): {
     const ids = kind === "failed" ? failedIds : trainedIds;
     const init = index === 0 ? spec.model.initialCheckpoint! : `${roundUri(spec.artifacts.s3, index - 1)}checkpoint.pt`;
     const plan = {
+      // No uid: the plan belongs to the run of this namespace and name, whatever uid it gets.
+      run: { namespace: o.namespace ?? "default", name },
       round: index,
       newSlices: ids,
       replay: spec.strategy.replay,
@@ -183,9 +186,13 @@ export function worstCase(o: WorstCaseOptions = {}): {
     const files = new Set([
       "plan.json",
       "compute.json",
-      ...(kind === "training" || kind === "failed" ? [] : ["_SUCCESS", "eval.json"]),
+      ...(kind === "training" || kind === "failed"
+        ? []
+        : ["_SUCCESS", "eval.json", "checkpoint.pt", "image_encoder.onnx", "text_encoder.onnx", "model.json"]),
     ]);
     const r: RoundObservation = { index, files, plan, job };
+    // The encoders the folder holds are the ones eval.json scored.
+    r.digests = { image: "a".repeat(64), text: "b".repeat(64) };
     if (kind === "promoted") {
       r.evaluation = evaluation(spec, index, ids, true);
       r.promotedVersion = 1_000_000 + index;

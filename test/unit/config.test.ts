@@ -25,3 +25,18 @@ test("the notifications endpoint refuses to start without a bearer token", () =>
   const c = loadConfig(["--notifications-address", ":8443"], { TICCLIP_NOTIFICATION_TOKEN: "0123456789abcdef0123" });
   assert.equal(c.notificationsAddress, ":8443");
 });
+
+test("--slice-unreadable-after is a duration, 6h by default, refused below a minute", () => {
+  assert.equal(loadConfig([], {}).sliceUnreadableAfterMs, 6 * 3600_000);
+  assert.equal(loadConfig(["--slice-unreadable-after", "90m"], {}).sliceUnreadableAfterMs, 5_400_000);
+  assert.equal(loadConfig([], { TICCLIP_SLICE_UNREADABLE_AFTER: "2h" }).sliceUnreadableAfterMs, 7_200_000);
+  assert.throws(() => loadConfig(["--slice-unreadable-after", "10s"], {}), /sliceUnreadableAfterMs: at least 1m/);
+  assert.throws(() => loadConfig(["--slice-unreadable-after", "six hours"], {}), /sliceUnreadableAfterMs/);
+});
+
+test("--allow-default-credentials is off unless set to true", () => {
+  assert.equal(loadConfig([], {}).allowDefaultCredentials, false);
+  assert.equal(loadConfig(["--allow-default-credentials", "true"], {}).allowDefaultCredentials, true);
+  assert.equal(loadConfig([], { TICCLIP_ALLOW_DEFAULT_CREDENTIALS: "true" }).allowDefaultCredentials, true);
+  assert.throws(() => loadConfig(["--allow-default-credentials", "yes"], {}), /allowDefaultCredentials/);
+});

@@ -87,8 +87,19 @@ function evaluated(index: number, slices: string[], recall: number): EvalResult 
 /** Trained and evaluated (recall 0.5), not promoted. */
 const trained = (index: number, slices: string[], init: string | null = null, recall = 0.5): RoundObservation => ({
   index,
-  files: new Set(["plan.json", "_SUCCESS", "checkpoint.pt", "eval.json", "compute.json"]),
+  files: new Set([
+    "plan.json",
+    "_SUCCESS",
+    "checkpoint.pt",
+    "image_encoder.onnx",
+    "text_encoder.onnx",
+    "model.json",
+    "eval.json",
+    "compute.json",
+  ]),
   evaluation: evaluated(index, slices, recall),
+  // The encoders in the folder are the ones eval.json scored.
+  digests: { image: "a", text: "b" },
   plan: planFor(index, slices, init),
   job: {
     name: `demo-r000${index}-train`,
@@ -344,7 +355,8 @@ test("a failed evaluation Job rejects the round and lets the next one start", ()
   const d = decideRounds(input({ slices: [slice("2016"), slice("2017")], rounds: [r0], evaluatorImage: "operator:1" }));
   assert.equal(d.rounds[0]!.phase, "Rejected");
   assert.equal(d.rounds[0]!.reason, "EvaluationFailed");
-  assert.deepEqual(kinds(d), ["WritePlan:1", "CreateJob:1"]);
+  // The failure is written as the round's eval.json, so it outlives the Job's TTL.
+  assert.deepEqual(kinds(d), ["RecordEvaluationFailure:0", "WritePlan:1", "CreateJob:1"]);
   assert.deepEqual(
     d.events.map((e) => e.reason),
     ["RoundRejected"],
@@ -587,4 +599,32 @@ test("only the newest passing round is promoted", () => {
   const d = decideRounds(input({ spec: s, slices: [slice("2016"), slice("2017")], rounds: [passed(0), passed(1)] }));
   assert.deepEqual(kinds(d), ["Promote:1"]);
   assert.equal(d.rounds[0]!.reason, "Superseded");
+});
+
+// Issue 21, check: under Latest, good slices batched with a bad one do not spend their attempts with it.
+test("roundPolicy Latest retries a failed batch one slice at a time, so a bad slice is given up alone", () => {
+  const latest = spec({ strategy: { roundPolicy: "Latest", maxAttemptsPerSlice: 2 } });
+  const all = [slice("2016"), slice("2017"), slice("2018"), slice("2019")];
+  // Round 1 coalesced 2017-2019 and failed (2018 is bad); a new slice arrived since.
+  const failedBatch = failedRecorded(1, ["2017", "2018", "2019"], "s3://runs/demo/rounds/0000/checkpoint.pt");
+  failedBatch.failure!.slicesKnown = ["2016", "2017", "2018", "2019"];
+  const withNew = [...all, slice("2020")];
+  let d = decideRounds(input({ spec: latest, slices: withNew, rounds: [trained(0, ["2016"]), failedBatch] }));
+  assert.deepEqual((d.actions[0] as { plan: RoundPlan }).plan.newSlices, ["2017"], "the oldest alone");
+  // 2017 trains; 2018 alone next, not batched with 2019 and 2020.
+  d = decideRounds(
+    input({ spec: latest, slices: withNew, rounds: [trained(0, ["2016"]), failedBatch, trained(2, ["2017"])] }),
+  );
+  assert.deepEqual((d.actions[0] as { plan: RoundPlan }).plan.newSlices, ["2018"]);
+  // 2018 fails alone and is given up (2 attempts); 2019 and 2020 were never charged a second attempt.
+  const bad = failedRecorded(3, ["2018"], "s3://runs/demo/rounds/0002/checkpoint.pt");
+  bad.failure!.slicesKnown = withNew.map((s) => s.id);
+  d = decideRounds(
+    input({ spec: latest, slices: withNew, rounds: [trained(0, ["2016"]), failedBatch, trained(2, ["2017"]), bad] }),
+  );
+  assert.deepEqual(
+    d.failedSlices.map((f) => f.id),
+    ["2018"],
+  );
+  assert.deepEqual((d.actions.find((a) => a.kind === "WritePlan") as { plan: RoundPlan }).plan.newSlices, ["2019"]);
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parseDuration } from "../../../operator/api/common.ts";
 import { backoffDelay, SliceDiscovery, sliceStatus } from "../../../operator/data/discovery.ts";
+import { classifyS3Error, S3Failure } from "../../../operator/s3/errors.ts";
 import { MemoryStore, putSlice } from "./memory-store.ts";
 
 const P = "slices/";
@@ -429,5 +430,85 @@ describe("an unreadable slice folder", () => {
       ],
     );
     assert.match(third.newInvalid[0]!.message, /S3AccessDenied/);
+  });
+});
+
+// Issue 21, High 2: a short S3 blip never skips a slice for good.
+describe("a slice folder failing with transient errors", () => {
+  const setup = (unreadableAfterMs = 6 * 3600_000) => {
+    const store = new MemoryStore();
+    for (const id of ["2016", "2017", "2018"]) putSlice(store, "slices/", id);
+    let now = Date.parse("2026-05-01T00:00:00Z");
+    const d = new SliceDiscovery({
+      store,
+      prefix: "slices/",
+      pollIntervalMs: 1000,
+      random: () => 0.5,
+      unreadableAfterMs,
+      now: () => now,
+    });
+    let failing = true;
+    const read = store.getText.bind(store);
+    store.getText = async (key) => {
+      if (failing && key === "slices/2017/manifest.json") {
+        const err = Object.assign(new Error("Please reduce your request rate."), {
+          name: "SlowDown",
+          $metadata: { httpStatusCode: 503 },
+        });
+        throw new S3Failure(classifyS3Error(err, `get s3://data/${key}`), { cause: err });
+      }
+      return read(key);
+    };
+    return {
+      d,
+      advance: (ms: number) => {
+        now += ms;
+      },
+      heal: () => {
+        failing = false;
+      },
+    };
+  };
+
+  test("stays pending for as many polls as it fails, named with its key, and becomes valid once S3 answers", async () => {
+    const w = setup();
+    let r = await w.d.poll();
+    for (let i = 0; i < 20; i++) {
+      w.advance(10_000);
+      r = await w.d.poll();
+    }
+    assert.deepEqual(r.invalid, [], "20 polls of 503s over 200 s do not make 2017 invalid");
+    assert.deepEqual(ids(r.slices), ["2016", "2018"]);
+    assert.deepEqual(
+      r.unreadable.map((u) => [u.id, u.polls, u.permanent]),
+      [["2017", 21, false]],
+    );
+    assert.match(r.unreadable[0]!.problem.message, /slices\/2017\/manifest\.json/);
+    assert.equal(r.health.ok, false);
+    assert.ok(r.nextPollMs >= 500, "polls back off");
+    w.heal();
+    r = await w.d.poll();
+    assert.deepEqual(r.newSlices, ["2017"]);
+    assert.deepEqual(ids(r.slices), ["2016", "2017", "2018"]);
+    assert.deepEqual(r.unreadable, []);
+    assert.equal(r.health.ok, true);
+  });
+
+  test("becomes an invalid slice only once transient failures outlast the bound", async () => {
+    const w = setup(3600_000);
+    let r = await w.d.poll();
+    for (let i = 0; i < 5; i++) {
+      w.advance(600_000);
+      r = await w.d.poll();
+    }
+    assert.deepEqual(r.invalid, [], "50 minutes of failures: still pending");
+    w.advance(600_000);
+    r = await w.d.poll();
+    assert.deepEqual(
+      r.newInvalid.map((i) => [i.id, i.reason]),
+      [["2017", "Unreadable"]],
+    );
+    assert.match(r.newInvalid[0]!.message, /^failing for 60m \(7 polls\): S3Throttled: .*slices\/2017\/manifest\.json/);
+    assert.equal(r.health.ok, true);
   });
 });

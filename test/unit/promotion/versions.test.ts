@@ -1,4 +1,5 @@
 import { describe, test } from "node:test";
+import { createHash } from "node:crypto";
 import assert from "node:assert/strict";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
 import {
@@ -217,5 +218,95 @@ describe("listVersions with a cache", () => {
       [1, 3],
       "a changed (now invalid) one is read again",
     );
+  });
+});
+
+// Issue 21, High 3: a version holds exactly the bytes that were evaluated.
+describe("promoteRound with the evaluated digests", () => {
+  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+  test("makes the version when the copies have the evaluated sha256", async () => {
+    const s = storeWithRounds(1);
+    const out = await promoteRound(s, {
+      target,
+      run,
+      round: 0,
+      roundUri: roundUri(0),
+      metrics: {},
+      now: "t",
+      expectSha256: { "image_encoder.onnx": sha("round 0 image_encoder.onnx") },
+    });
+    assert.ok(out.ok && out.version.version === 1);
+  });
+  test("writes no version.json and no alias when a copy is not what was evaluated", async () => {
+    const s = storeWithRounds(1);
+    const out = await promoteRound(s, {
+      target,
+      run,
+      round: 0,
+      roundUri: roundUri(0),
+      metrics: {},
+      now: "t",
+      expectSha256: { "image_encoder.onnx": sha("the encoder that was evaluated") },
+    });
+    assert.ok(!out.ok && out.reason === "EvaluatedBytesChanged" && /image_encoder\.onnx has sha256/.test(out.message));
+    assert.equal(s.objects.has("s3://models/clip/b16/v1/version.json"), false);
+    assert.equal(s.objects.has(aliasUri(target)), false);
+    assert.deepEqual((await listVersions(s, target)).complete, []);
+  });
+  test("a deposed leader writes nothing more: each write checks the signal", async () => {
+    const s = storeWithRounds(1);
+    const leadership = new AbortController();
+    const copy = s.copy.bind(s);
+    s.copy = async (from, to) => {
+      await copy(from, to);
+      leadership.abort(new Error("leadership lost"));
+    };
+    await assert.rejects(
+      promoteRound(s, {
+        target,
+        run,
+        round: 0,
+        roundUri: roundUri(0),
+        metrics: {},
+        now: "t",
+        signal: leadership.signal,
+      }),
+      /leadership lost/,
+    );
+    assert.equal(s.objects.has("s3://models/clip/b16/v1/version.json"), false);
+    assert.equal(s.objects.has(aliasUri(target)), false);
+  });
+});
+
+// Issue 21, check: two runs sharing a promotion prefix can never fill the same vN.
+describe("promoteRound by two runs on one prefix at once", () => {
+  test("the second is refused before it copies anything; the first's v1 holds only its bytes", async () => {
+    const s = storeWithRounds(1);
+    const theirRound = "s3://runs/other/rounds/0000/";
+    for (const f of ["image_encoder.onnx", "text_encoder.onnx", "model.json", "checkpoint.pt"])
+      await s.put(theirRound + f, `their ${f}`);
+    let release!: () => void;
+    const paused = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const copying = new Promise<void>((r) => (started = r));
+    const copy = s.copy.bind(s);
+    s.copy = async (from, to) => {
+      if (from.startsWith(roundUri(0))) {
+        started();
+        await paused;
+      }
+      return copy(from, to);
+    };
+    const first = promote(s, 0);
+    await copying;
+    const other = { namespace: "team-b", name: "other", uid: "uid-b" };
+    const second = await promoteRound(s, { target, run: other, round: 0, roundUri: theirRound, metrics: {}, now: "t" });
+    assert.ok(!second.ok && second.reason === "PromotionPrefixShared", JSON.stringify(second));
+    assert.match(second.message, /being filled by run ml\/b16/);
+    release();
+    const out = await first;
+    assert.ok(out.ok && out.version.version === 1);
+    assert.equal(text(s, "s3://models/clip/b16/v1/checkpoint.pt"), "round 0 checkpoint.pt");
+    assert.equal(text(s, "s3://models/clip/b16/v1/model.json"), "round 0 model.json");
   });
 });

@@ -28,7 +28,7 @@ from open_clip import ClipLoss
 from open_clip_train.params import get_default_params
 from open_clip_train.scheduler import cosine_lr
 
-from . import export, models
+from . import checkpoints, export, models
 from .data import (
     DEFAULT_MAX_SKIPPED_FRACTION,
     RoundBatches,
@@ -124,25 +124,6 @@ def make_optimizer(model, plan: dict, fused: bool = False):
         eps=defaults["eps"],
         **({"fused": True} if fused else {}),
     )
-
-
-def load_weights(model, path: str, uri: str) -> None:
-    """Weights-only warm start (open_clip `--pretrained <file>` semantics), strict."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PermanentError(f"{uri} is not a readable checkpoint: {e}", "model.initCheckpoint") from e
-    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(sd, dict):
-        raise PermanentError(f"{uri} holds no state_dict", "model.initCheckpoint")
-    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in sd.items()}
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        msg = str(e).splitlines()
-        raise PermanentError(
-            f"{uri} does not fit architecture: {' '.join(msg[:3])[:600]}", "model.initCheckpoint"
-        ) from e
 
 
 class _SigTerm:
@@ -260,9 +241,9 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
             )
         elif plan["model"]["initCheckpoint"]:
             uri = plan["model"]["initCheckpoint"]
-            s3.download(uri, os.path.join(tmp, "init.pt"), field="model.initCheckpoint")
-            load_weights(model, os.path.join(tmp, "init.pt"), uri)
-            log.info("warm start from %s (weights only)", uri)
+            ck = checkpoints.fetch(s3, uri, tmp)
+            checkpoints.load_initial(model, arch, ck)
+            log.info("warm start from %s (%s)", ck.uri, "TorchScript" if ck.torchscript else "weights only")
     init_digest = resume["init_digest"] if resume else weights_digest(model)
     model.to(device)
     if settings.grad_checkpointing:

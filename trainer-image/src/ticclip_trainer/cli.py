@@ -49,6 +49,30 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of the pairs (every 1/f-th) held out as the eval/ pack",
     )
+    g = sub.add_parser(
+        "register-shards",
+        help="existing WebDataset shards (img2dataset layout) -> a slice in place: manifest.json, eval/, _SUCCESS",
+    )
+    g.add_argument("--shards", required=True, help="folder or s3:// prefix holding the .tar shards (not recursive)")
+    g.add_argument("--slice-id", help="default: the folder's name")
+    g.add_argument(
+        "--caption-field", default="caption", help="field of a sample's .json holding its caption when it has no .txt"
+    )
+    g.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=0.0,
+        help="hold out the samples whose key hashes below this fraction: never trained on, written to eval/",
+    )
+    g.add_argument("--eval-pack-architecture", help="also write the held-out samples as a retrieval eval pack")
+    g.add_argument(
+        "--count-from",
+        choices=("auto", "headers"),
+        default="auto",
+        help="auto: <shard>_stats.json when present and plausible, else <shard>.parquet, else the tar headers",
+    )
+    g.add_argument("--window", type=int, default=16 * 1024, help="bytes read from each tar header (ranged reads)")
+    g.add_argument("--parallel", type=int, default=8, help="shards scanned at once")
     e = sub.add_parser("eval-pack", help="build an eval pack the operator's evaluator reads (docs/evaluation.md)")
     kinds = e.add_subparsers(dest="kind", required=True)
     r = kinds.add_parser("retrieval", help="a slice's held-out split -> retrieval pack")
@@ -182,6 +206,23 @@ def main(argv: list[str] | None = None) -> int:
                 train = [r for i, r in enumerate(allrows) if i % every != every - 1]
             m = slices.write_slice(args.out, args.slice_id, train, args.shard_size, ev)
             print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards -> {args.out}")
+            return 0
+        if args.cmd == "register-shards":
+            import json
+
+            from .register import register
+
+            report = register(
+                args.shards,
+                args.slice_id,
+                args.caption_field,
+                args.eval_fraction,
+                args.eval_pack_architecture,
+                args.count_from,
+                args.window,
+                args.parallel,
+            )
+            print(json.dumps(report, indent=2))
             return 0
         if args.cmd == "eval-pack":
             from . import evalpack

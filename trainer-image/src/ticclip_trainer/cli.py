@@ -1,5 +1,5 @@
-"""The trainer image's one command line: `python -m ticclip_trainer {train,synth,make-slice,eval-pack} ...`;
-main(argv) returns the exit code."""
+"""The trainer image's one command line: `python -m ticclip_trainer {train,synth,make-slice,register-shards,
+cut-slices,eval-pack} ...`; main(argv) returns the exit code."""
 
 from __future__ import annotations
 
@@ -73,6 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--window", type=int, default=16 * 1024, help="bytes read from each tar header (ranged reads)")
     g.add_argument("--parallel", type=int, default=8, help="shards scanned at once")
+    c = sub.add_parser(
+        "cut-slices", help="one pool of WebDataset shards -> time slices (members copied, not re-encoded)"
+    )
+    c.add_argument("--pool", required=True, help="folder or s3:// prefix of the pool's .tar shards")
+    c.add_argument("--out", required=True, help="slices go to <out>/<sliceId>/")
+    c.add_argument("--by-field", help="the .json field with each sample's year or date (2014, 2014-05-03...)")
+    c.add_argument("--granularity", choices=("year", "month", "day"), default="year", help="with --by-field")
+    c.add_argument("--key-lists", help="folder or s3:// prefix of <sliceId>.txt|.npy lists of sample keys")
+    c.add_argument("--key-field", help="with --key-lists: match this .json field (DataComp: uid), not the tar key")
+    c.add_argument("--caption-field", default="caption", help="the .json caption field of samples without .txt")
+    c.add_argument("--shard-size", type=int, default=5000)
+    c.add_argument("--eval-fraction", type=float, default=0.0, help="held out by key hash, into each slice's eval/")
+    c.add_argument("--eval-pack-architecture", help="also write each slice's retrieval eval pack")
     e = sub.add_parser("eval-pack", help="build an eval pack the operator's evaluator reads (docs/evaluation.md)")
     kinds = e.add_subparsers(dest="kind", required=True)
     r = kinds.add_parser("retrieval", help="a slice's held-out split -> retrieval pack")
@@ -221,6 +234,25 @@ def main(argv: list[str] | None = None) -> int:
                 args.count_from,
                 args.window,
                 args.parallel,
+            )
+            print(json.dumps(report, indent=2))
+            return 0
+        if args.cmd == "cut-slices":
+            import json
+
+            from .cut import cut
+
+            report = cut(
+                args.pool,
+                args.out,
+                args.by_field,
+                args.key_lists,
+                args.key_field,
+                args.granularity,
+                args.caption_field,
+                args.shard_size,
+                args.eval_fraction,
+                args.eval_pack_architecture,
             )
             print(json.dumps(report, indent=2))
             return 0

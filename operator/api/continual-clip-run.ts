@@ -252,6 +252,14 @@ export const trainerSpec = withRules(
       .max(1440)
       .default(30)
       .describe("Intra-round checkpoint interval, so preempted pods resume."),
+    maxSkippedFraction: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.01)
+      .describe(
+        "Bad samples a round may skip (undecodable or truncated image, decompression bomb, no caption, caption not UTF-8), as a fraction of its samples; more fails the round, naming a shard and the reason. Skips are counted in train_summary.json.",
+      ),
     terminationGracePeriodSeconds: z
       .int()
       .min(30)

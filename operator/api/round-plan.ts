@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { PRECISIONS, REPLAY_STRATEGIES } from "./continual-clip-run.ts";
 import { httpUrl, s3Uri } from "./common.ts";
+import { heldOutFraction, jsonCaptionField } from "./slice-manifest.ts";
 
 export const ROUND_PLAN_SCHEMA_VERSION = 1;
 
@@ -26,6 +27,8 @@ export const mixtureSource = z
       .min(0)
       .max(1)
       .describe("Share of the round's samples the planner expects from this source."),
+    jsonCaptionField: jsonCaptionField.optional(),
+    heldOutFraction: heldOutFraction.optional(),
   })
   .strict();
 
@@ -53,6 +56,14 @@ export const roundPlan = z
           .int()
           .min(1)
           .describe("Total sample budget of the round: the trainer sees exactly this many samples."),
+        maxSkippedFraction: z
+          .number()
+          .min(0)
+          .max(1)
+          .optional()
+          .describe(
+            "Bad samples (undecodable image, no caption, caption not UTF-8) the trainer skips, as a fraction of samples; more fails the round (exit 2). Absent: 0.01.",
+          ),
       })
       .strict(),
     optimizer: z

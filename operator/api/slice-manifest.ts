@@ -60,6 +60,22 @@ export const manifestShard = z.object({
   bytes: z.int().min(0).describe("Size of the shard object in bytes."),
 });
 
+/** The .json field a sample's caption is read from when it has no .txt (img2dataset writes both). */
+export const jsonCaptionField = z
+  .string()
+  .min(1)
+  .max(128)
+  .describe("Field of a sample's .json holding its caption, for samples without a .txt member (default caption).");
+
+/** The held-out split of a slice whose shards also hold it (a slice made in place from existing shards). */
+export const heldOutFraction = z
+  .number()
+  .gt(0)
+  .lt(1)
+  .describe(
+    "Samples whose key hashes below this fraction (first 8 bytes of sha256(key) over 2^64) are the slice's held-out split: its eval pack, never trained on. The shards' samples counts exclude them.",
+  );
+
 export const sliceManifest = z
   .object({
     sliceId: sliceId.describe("Must equal the slice's folder name."),
@@ -75,6 +91,8 @@ export const sliceManifest = z
       })
       .optional()
       .describe("Optional held-out evaluation packs of this slice."),
+    jsonCaptionField: jsonCaptionField.optional(),
+    heldOutFraction: heldOutFraction.optional(),
   })
   .describe("manifest.json of one data slice.");
 

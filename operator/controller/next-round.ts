@@ -134,7 +134,12 @@ export function nextRound(
     samplesPerRound: spec.strategy.samplesPerRound,
     bufferSamples: spec.strategy.bufferSamples,
     round: trained.length,
-    slices: slices.map((s) => ({ id: s.id, shards: s.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })) })),
+    slices: slices.map((s) => ({
+      id: s.id,
+      shards: s.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })),
+      jsonCaptionField: s.jsonCaptionField,
+      heldOutFraction: s.heldOutFraction,
+    })),
     newSliceIds: newSlices,
   });
   if (!mixture.ok) {
@@ -161,7 +166,11 @@ export function nextRound(
     newSlices,
     replay: spec.strategy.replay,
     model: { architecture: spec.model.architecture, initCheckpoint },
-    data: { sources: mixture.mixture.sources, samples: mixture.mixture.samples },
+    data: {
+      sources: mixture.mixture.sources,
+      samples: mixture.mixture.samples,
+      maxSkippedFraction: spec.trainer.maxSkippedFraction,
+    },
     optimizer: planOptimizer(spec.strategy.optimizer, !fromScratch),
     output: { uri: roundUri(spec.artifacts.s3, index) },
     checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,

@@ -18,7 +18,9 @@ import type { ReplayStrategy } from "../api/continual-clip-run.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 
 export type PlannerShard = { uri: string; samples: number };
-export type PlannerSlice = { id: string; shards: PlannerShard[] };
+/** How the trainer reads a slice's samples (slice manifest jsonCaptionField, heldOutFraction), passed through. */
+export type SampleReading = { jsonCaptionField?: string | undefined; heldOutFraction?: number | undefined };
+export type PlannerSlice = { id: string; shards: PlannerShard[] } & SampleReading;
 
 export type PlanInput = {
   replay: ReplayStrategy;
@@ -39,6 +41,8 @@ export type MixtureSource = {
   shards: PlannerShard[];
   weight: number;
   expectedShare: number;
+  jsonCaptionField?: string;
+  heldOutFraction?: number;
 };
 
 export type RoundMixture = {
@@ -138,6 +142,8 @@ export function planRound(input: PlanInput): PlanResult {
       shards: p.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })),
       weight: tidy((share * listed) / sliceSamples(p)),
       expectedShare: Math.min(1, share),
+      ...(p.slice.jsonCaptionField !== undefined ? { jsonCaptionField: p.slice.jsonCaptionField } : {}),
+      ...(p.slice.heldOutFraction !== undefined ? { heldOutFraction: p.slice.heldOutFraction } : {}),
     };
   });
   const samples = replay === "Oracle" ? (t + 1) * c : c;

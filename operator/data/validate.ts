@@ -42,6 +42,9 @@ export type Slice = {
   evalRetrievalUri?: string | undefined;
   /** sha256 of the manifest content (sliceId excluded), to tell changed or duplicate content apart. */
   fingerprint: string;
+  /** How the trainer reads the samples, when the manifest says (a slice made in place from existing shards). */
+  jsonCaptionField?: string | undefined;
+  heldOutFraction?: number | undefined;
 };
 
 export type Validation = { ok: true; slice: Slice; manifest: SliceManifest } | { ok: false; invalid: InvalidSlice };
@@ -68,6 +71,9 @@ export function fingerprintManifest(m: SliceManifest): string {
     numSamples: m.numSamples,
     shards: m.shards.map((s) => [s.key, s.samples, s.bytes]),
     eval: m.eval ?? null,
+    // Only when present: the fingerprints of manifests without them stay what they were.
+    ...(m.jsonCaptionField !== undefined ? { jsonCaptionField: m.jsonCaptionField } : {}),
+    ...(m.heldOutFraction !== undefined ? { heldOutFraction: m.heldOutFraction } : {}),
   };
   return createHash("sha256").update(JSON.stringify(content)).digest("hex");
 }
@@ -149,6 +155,8 @@ export function validateSlice(
       shards: m.shards.map((s) => ({ key: s.key, uri: base + s.key, samples: s.samples, bytes: s.bytes })),
       evalRetrievalUri: evalPrefix ? base + evalPrefix : undefined,
       fingerprint: fingerprintManifest(m),
+      ...(m.jsonCaptionField !== undefined ? { jsonCaptionField: m.jsonCaptionField } : {}),
+      ...(m.heldOutFraction !== undefined ? { heldOutFraction: m.heldOutFraction } : {}),
     },
   };
 }

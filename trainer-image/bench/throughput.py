@@ -62,23 +62,62 @@ def jpeg(rng: np.random.Generator, px: int) -> bytes:
     return buf.getvalue()
 
 
-def write_shards(folder: str, samples: int, shard_size: int, px: int) -> list[dict]:
+def write_shards(folder: str, samples: int, shard_size: int, px: int, bad_fraction: float = 0.0) -> list[dict]:
+    """Shards of `samples` good samples; with bad_fraction, bad ones (tests/img2dataset.py BAD, each
+    kind in turn) are added so that they are that fraction of all samples."""
+    from img2dataset import BAD
+
     rng = np.random.default_rng(0)
+    kinds = list(BAD.values())
+    every = round(1 / bad_fraction) if bad_fraction else 0
     os.makedirs(folder, exist_ok=True)
-    shards, i = [], 0
+    shards, i, bad = [], 0, 0
     while i < samples:
         n = min(shard_size, samples - i)
         key = f"shard-{len(shards):05d}.tar"
         with tarfile.open(os.path.join(folder, key), "w") as tar:
             for j in range(i, i + n):
                 cap = f"a photo of a {COLOURS[j % 8]} {THINGS[(j // 8) % 10]}".encode()
-                for ext, data in (("jpg", jpeg(rng, px)), ("txt", cap)):
-                    info = tarfile.TarInfo(f"{j:08d}.{ext}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
+                members = [(f"{j:08d}", {"jpg": jpeg(rng, px), "txt": cap})]
+                if every and j % (every - 1) == every - 2:
+                    members.append((f"{j:08d}b", kinds[bad % len(kinds)](bad)))
+                    bad += 1
+                for k, parts in members:
+                    for ext, data in parts.items():
+                        info = tarfile.TarInfo(f"{k}.{ext}")
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
         shards.append({"key": key, "samples": n, "bytes": os.path.getsize(os.path.join(folder, key))})
         i += n
     return shards
+
+
+def per_sample_cost(arch: str, px: int, n: int = 200) -> dict:
+    """Microseconds the loader spends on one sample of each kind (caption parsing and image decode,
+    in this process): a bad sample must not cost more than a good one."""
+    from img2dataset import BAD
+
+    from ticclip_trainer.data import SkippedSample, decode_image, sample_fields
+    from ticclip_trainer.preprocess import Preprocessing
+
+    prep = Preprocessing.for_model(arch)
+    kinds = {"good": {"jpg": jpeg(np.random.default_rng(1), px), "txt": b"a photo"}}
+    kinds.update({k: make(0) for k, make in BAD.items()})
+    out = {}
+    for name, parts in kinds.items():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            try:
+                img, _cap = sample_fields(parts)
+                decode_image(prep, img)
+            except SkippedSample:
+                pass
+        out[name] = (time.perf_counter() - t0) / n * 1e6
+    return out
+
+
+class _LoaderOnly(Exception):
+    """--loader-only: stop after the loader rows."""
 
 
 def flops_per_sample(model, prep, batch: int, device) -> float:
@@ -131,13 +170,15 @@ def ceiling(arch: str, plan: dict, batch: int, steps: int, device, compiled: boo
     return steps * batch / (time.perf_counter() - t0)
 
 
-def our_loader(s3_settings, shards_meta, bucket, arch, batch, steps, workers, jpeg_draft=True) -> float:
-    from ticclip_trainer.data import RoundBatches, Shard, StreamConfig, StreamState, make_loader
+def our_loader(
+    s3_settings, shards_meta, bucket, arch, batch, steps, workers, jpeg_draft=True, folder="bench", skipped=None
+) -> float:
+    from ticclip_trainer.data import RoundBatches, Shard, SkipBound, SkipStats, StreamConfig, StreamState, make_loader
     from ticclip_trainer.preprocess import Preprocessing
     from ticclip_trainer.settings import DEFAULT_OPEN_SHARDS, DEFAULT_SHUFFLE_WINDOW
 
     shards = [
-        Shard(0, f"s3://{bucket}/bench/{s['key']}", s["samples"], f"shards[{i}]") for i, s in enumerate(shards_meta)
+        Shard(0, f"s3://{bucket}/{folder}/{s['key']}", s["samples"], f"shards[{i}]") for i, s in enumerate(shards_meta)
     ]
     cfg = StreamConfig(max(1, workers), DEFAULT_OPEN_SHARDS, DEFAULT_SHUFFLE_WINDOW)
     prep = dataclasses.replace(Preprocessing.for_model(arch), jpeg_draft=jpeg_draft)
@@ -153,10 +194,19 @@ def our_loader(s3_settings, shards_meta, bucket, arch, batch, steps, workers, jp
         0,
         [StreamState.initial(cfg.open_shards)] * cfg.streams,
         cfg,
+        bound=SkipBound(0.05, batch * steps),
     )
     t0 = time.perf_counter()
-    n = sum(b["images"].shape[0] for b in make_loader(rb, workers, pin_memory=torch.cuda.is_available()))
-    return n / (time.perf_counter() - t0)
+    n, stats = 0, SkipStats()
+    for b in make_loader(rb, workers, pin_memory=torch.cuda.is_available()):
+        if "error" in b:
+            raise b["error"]
+        n += b["images"].shape[0]
+        stats.merge(SkipStats.from_state(b["skipped"]))
+    rate = n / (time.perf_counter() - t0)
+    if skipped is not None:
+        skipped.update(stats.by_reason)
+    return rate
 
 
 def open_clip_args(arch, shard_paths, samples, batch, workers, device, logs) -> list[str]:
@@ -247,6 +297,9 @@ def main() -> None:
     ap.add_argument("--ceiling-steps", type=int, default=20)
     ap.add_argument("--skip-compile", action="store_true", help="skip the compiled ceiling")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak for MFU (H100/H200 SXM)")
+    ap.add_argument("--bad-fraction", type=float, default=0.01, help="bad samples in the dirty copy of the shards")
+    ap.add_argument("--loader-only", action="store_true", help="only our loader: clean, full decode, dirty")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating clean/dirty loader runs (medians compared)")
     args = ap.parse_args()
     models.register()
     cuda = torch.cuda.is_available()
@@ -268,6 +321,11 @@ def main() -> None:
             shards = write_shards(os.path.join(tmp, "shards"), args.samples, args.shard_size, args.image_px)
             for s in shards:
                 s3.upload(os.path.join(tmp, "shards", s["key"]), f"s3://{bucket}/bench/{s['key']}")
+            dirty = write_shards(
+                os.path.join(tmp, "dirty"), args.samples, args.shard_size, args.image_px, args.bad_fraction
+            )
+            for s in dirty:
+                s3.upload(os.path.join(tmp, "dirty", s["key"]), f"s3://{bucket}/dirty/{s['key']}")
             jpeg_kib = sum(s["bytes"] for s in shards) / args.samples / 1024
             print(
                 f"data: {args.samples} JPEGs of {args.image_px} px (~{jpeg_kib:.1f} KiB per sample in the tar), "
@@ -306,6 +364,43 @@ def main() -> None:
             res["loader_ours_full_decode"] = our_loader(
                 s3_settings, shards, bucket, args.model, args.batch, steps, args.workers, jpeg_draft=False
             )
+            # Clean and dirty alternate in ABBA order, medians compared: a busy machine drifts between
+            # runs, and whichever goes second in a pair must not always be the same.
+            clean_runs, dirty_runs, skipped = [], [], {}
+
+            def clean_run():
+                clean_runs.append(our_loader(s3_settings, shards, bucket, args.model, args.batch, steps, args.workers))
+
+            def dirty_run():
+                skipped.clear()
+                dirty_runs.append(
+                    our_loader(
+                        s3_settings,
+                        dirty,
+                        bucket,
+                        args.model,
+                        args.batch,
+                        steps,
+                        args.workers,
+                        folder="dirty",
+                        skipped=skipped,
+                    )
+                )
+
+            for r in range(args.repeats):
+                for run in (clean_run, dirty_run) if r % 2 == 0 else (dirty_run, clean_run):
+                    run()
+            res["loader_ours_clean_median"] = float(np.median(clean_runs))
+            res["loader_ours_dirty"] = float(np.median(dirty_runs))
+            res["skipped"] = skipped
+            res["cost_us"] = per_sample_cost(args.model, args.image_px)
+            print(
+                f"our loader, clean / {args.bad_fraction:.0%} bad samples, ABBA order: "
+                f"{[round(x) for x in clean_runs]} / {[round(x) for x in dirty_runs]} samples/s; skipped {skipped}",
+                flush=True,
+            )
+            if args.loader_only:
+                raise _LoaderOnly
             res["loader_open_clip"] = open_clip_pipeline(oc_argv, args.model)
             print(f"open_clip pipeline: {res['loader_open_clip']:.0f} samples/s", flush=True)
             assert run_round(plan) == 0
@@ -324,6 +419,8 @@ def main() -> None:
             res["gflop_per_sample"] = (
                 flops_per_sample(model, Preprocessing.for_model(args.model), min(args.batch, 32), device) / 1e9
             )
+    except _LoaderOnly:
+        pass
     finally:
         keys = s3.list_keys(f"s3://{bucket}/")
         for i in range(0, len(keys), 1000):
@@ -339,10 +436,27 @@ def main() -> None:
         f"\n{args.model}, batch {args.batch}, {args.samples} samples, {args.workers} loader workers each, {name}, "
         f"torch {torch.__version__}"
     )
+    print(
+        f"{args.bad_fraction:.0%} bad samples vs clean (medians of {args.repeats} runs each, ABBA order): "
+        f"{res['loader_ours_dirty'] / res['loader_ours_clean_median']:.3f}x good samples/s; "
+        f"skipped by reason (one run) {res['skipped']}"
+    )
+    print("loader cost per sample (us, in-process): " + ", ".join(f"{k} {v:.0f}" for k, v in res["cost_us"].items()))
+    if args.loader_only:
+        for label, k in (
+            ("our loader alone", "loader_ours"),
+            ("our loader alone, full-size JPEG decode", "loader_ours_full_decode"),
+            ("our loader alone, clean (median)", "loader_ours_clean_median"),
+            (f"our loader alone, {args.bad_fraction:.0%} bad samples (median)", "loader_ours_dirty"),
+        ):
+            print(f"| {label:<48} | {res[k]:>10.1f} |")
+        return
     print(f"FLOPs per training sample (FlopCounterMode, forward + backward): {res['gflop_per_sample']:.3f} GFLOP")
     rows = [
         ("our loader alone", "loader_ours"),
         ("our loader alone, full-size JPEG decode", "loader_ours_full_decode"),
+        ("our loader alone, clean (median of the alternating runs)", "loader_ours_clean_median"),
+        (f"our loader alone, {args.bad_fraction:.0%} bad samples (median)", "loader_ours_dirty"),
         ("open_clip webdataset pipeline alone", "loader_open_clip"),
         ("our round (run_round loop)", "round_ours"),
         ("open_clip_train.main (train_one_epoch)", "main_open_clip"),

@@ -38,15 +38,15 @@ def test_missing_shard(s3, bucket, slices, tmp_path, capfd):
     assert not s3.exists(plan["output"]["uri"] + "_SUCCESS")
 
 
-def test_corrupt_tar(s3, bucket, tmp_path, capfd):
+def test_corrupt_tar_and_a_shard_of_only_bad_samples(s3, bucket, tmp_path, capfd):
     s3.put_bytes(f"s3://{bucket}/corrupt/garbage.tar", b"this is not a tar file" * 100)
-    buf = io.BytesIO()  # a valid tar whose sample lacks its caption
+    buf = io.BytesIO()  # a valid tar whose only sample lacks its caption: skipped, over any tolerance
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("k0.png")
         info.size = 4
         tar.addfile(info, io.BytesIO(b"\x89PNG"))
     s3.put_bytes(f"s3://{bucket}/corrupt/nocaption.tar", buf.getvalue())
-    for i, name in enumerate(("garbage.tar", "nocaption.tar")):
+    for i, (name, why) in enumerate((("garbage.tar", "corrupt shard"), ("nocaption.tar", "noCaption"))):
         src = {
             "sliceId": "bad",
             "weight": 1,
@@ -55,7 +55,7 @@ def test_corrupt_tar(s3, bucket, tmp_path, capfd):
         }
         plan = make_plan(bucket, f"runs/corrupt{i}/rounds/0000", [src], 8, batch=4)
         rc, err = _run(tmp_path, plan, capfd)
-        assert rc == 2 and "corrupt shard" in err and name in err, err
+        assert rc == 2 and why in err and name in err and "data.sources[0].shards[0].uri" in err, err
         assert not s3.exists(plan["output"]["uri"] + "_SUCCESS")
 
 

@@ -45,7 +45,7 @@ def test_tar_samples_groups_members_and_reopens_at_each_offset(fmt):
 def test_iter_tar_rejects_garbage_and_missing_captions():
     with pytest.raises(PermanentError, match="corrupt shard u"):
         list(iter_tar(io.BytesIO(b"this is not a tar file" * 100), "u", "f"))
-    with pytest.raises(PermanentError, match="lacks an image or a .txt caption"):
+    with pytest.raises(PermanentError, match="sample 'k': noCaption"):
         list(iter_tar(io.BytesIO(_tar(["k.png"])), "u", "f"))
     for cut in (700, 1100):  # inside a member's padding, inside a header
         with pytest.raises(PermanentError, match="truncated"):

@@ -1,5 +1,5 @@
-"""The trainer image's one command line: `python -m ticclip_trainer {train,synth,make-slice,eval-pack} ...`;
-main(argv) returns the exit code."""
+"""The trainer image's one command line: `python -m ticclip_trainer {train,synth,make-slice,register-shards,
+cut-slices,eval-pack} ...`; main(argv) returns the exit code."""
 
 from __future__ import annotations
 
@@ -49,6 +49,43 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of the pairs (every 1/f-th) held out as the eval/ pack",
     )
+    g = sub.add_parser(
+        "register-shards",
+        help="existing WebDataset shards (img2dataset layout) -> a slice in place: manifest.json, eval/, _SUCCESS",
+    )
+    g.add_argument("--shards", required=True, help="folder or s3:// prefix holding the .tar shards (not recursive)")
+    g.add_argument("--slice-id", help="default: the folder's name")
+    g.add_argument(
+        "--caption-field", default="caption", help="field of a sample's .json holding its caption when it has no .txt"
+    )
+    g.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=0.0,
+        help="hold out the samples whose key hashes below this fraction: never trained on, written to eval/",
+    )
+    g.add_argument("--eval-pack-architecture", help="also write the held-out samples as a retrieval eval pack")
+    g.add_argument(
+        "--count-from",
+        choices=("auto", "headers"),
+        default="auto",
+        help="auto: <shard>_stats.json when present and plausible, else <shard>.parquet, else the tar headers",
+    )
+    g.add_argument("--window", type=int, default=16 * 1024, help="bytes read from each tar header (ranged reads)")
+    g.add_argument("--parallel", type=int, default=8, help="shards scanned at once")
+    c = sub.add_parser(
+        "cut-slices", help="one pool of WebDataset shards -> time slices (members copied, not re-encoded)"
+    )
+    c.add_argument("--pool", required=True, help="folder or s3:// prefix of the pool's .tar shards")
+    c.add_argument("--out", required=True, help="slices go to <out>/<sliceId>/")
+    c.add_argument("--by-field", help="the .json field with each sample's year or date (2014, 2014-05-03...)")
+    c.add_argument("--granularity", choices=("year", "month", "day"), default="year", help="with --by-field")
+    c.add_argument("--key-lists", help="folder or s3:// prefix of <sliceId>.txt|.npy lists of sample keys")
+    c.add_argument("--key-field", help="with --key-lists: match this .json field (DataComp: uid), not the tar key")
+    c.add_argument("--caption-field", default="caption", help="the .json caption field of samples without .txt")
+    c.add_argument("--shard-size", type=int, default=5000)
+    c.add_argument("--eval-fraction", type=float, default=0.0, help="held out by key hash, into each slice's eval/")
+    c.add_argument("--eval-pack-architecture", help="also write each slice's retrieval eval pack")
     e = sub.add_parser("eval-pack", help="build an eval pack the operator's evaluator reads (docs/evaluation.md)")
     kinds = e.add_subparsers(dest="kind", required=True)
     r = kinds.add_parser("retrieval", help="a slice's held-out split -> retrieval pack")
@@ -182,6 +219,42 @@ def main(argv: list[str] | None = None) -> int:
                 train = [r for i, r in enumerate(allrows) if i % every != every - 1]
             m = slices.write_slice(args.out, args.slice_id, train, args.shard_size, ev)
             print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards -> {args.out}")
+            return 0
+        if args.cmd == "register-shards":
+            import json
+
+            from .register import register
+
+            report = register(
+                args.shards,
+                args.slice_id,
+                args.caption_field,
+                args.eval_fraction,
+                args.eval_pack_architecture,
+                args.count_from,
+                args.window,
+                args.parallel,
+            )
+            print(json.dumps(report, indent=2))
+            return 0
+        if args.cmd == "cut-slices":
+            import json
+
+            from .cut import cut
+
+            report = cut(
+                args.pool,
+                args.out,
+                args.by_field,
+                args.key_lists,
+                args.key_field,
+                args.granularity,
+                args.caption_field,
+                args.shard_size,
+                args.eval_fraction,
+                args.eval_pack_architecture,
+            )
+            print(json.dumps(report, indent=2))
             return 0
         if args.cmd == "eval-pack":
             from . import evalpack

@@ -13,6 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+# Decompression-bomb limit, set here rather than inherited from whatever Pillow ships: the loader
+# (data.decode_image) refuses an image with more pixels before decoding them and skips the sample as
+# imageTooLarge. 89,478,485 pixels (a 9459 px square) is 1/4 GiB at 3 bytes a pixel, Pillow's own
+# figure; Pillow warns above it and raises above twice it, the loader refuses both.
+MAX_IMAGE_PIXELS = 89_478_485
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 

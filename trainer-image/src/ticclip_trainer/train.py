@@ -28,8 +28,18 @@ from open_clip import ClipLoss
 from open_clip_train.params import get_default_params
 from open_clip_train.scheduler import cosine_lr
 
-from . import export, models
-from .data import RoundBatches, StreamConfig, StreamState, make_loader, shards_from_plan
+from . import checkpoints, export, models
+from .data import (
+    DEFAULT_MAX_SKIPPED_FRACTION,
+    RoundBatches,
+    SkipBound,
+    SkipStats,
+    StreamConfig,
+    StreamState,
+    make_loader,
+    shards_from_plan,
+    skip_limit,
+)
 from .errors import PermanentError, Preempted
 from .preprocess import Preprocessing
 from .s3io import S3, S3Settings
@@ -114,25 +124,6 @@ def make_optimizer(model, plan: dict, fused: bool = False):
         eps=defaults["eps"],
         **({"fused": True} if fused else {}),
     )
-
-
-def load_weights(model, path: str, uri: str) -> None:
-    """Weights-only warm start (open_clip `--pretrained <file>` semantics), strict."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PermanentError(f"{uri} is not a readable checkpoint: {e}", "model.initCheckpoint") from e
-    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(sd, dict):
-        raise PermanentError(f"{uri} holds no state_dict", "model.initCheckpoint")
-    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in sd.items()}
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        msg = str(e).splitlines()
-        raise PermanentError(
-            f"{uri} does not fit architecture: {' '.join(msg[:3])[:600]}", "model.initCheckpoint"
-        ) from e
 
 
 class _SigTerm:
@@ -250,9 +241,9 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
             )
         elif plan["model"]["initCheckpoint"]:
             uri = plan["model"]["initCheckpoint"]
-            s3.download(uri, os.path.join(tmp, "init.pt"), field="model.initCheckpoint")
-            load_weights(model, os.path.join(tmp, "init.pt"), uri)
-            log.info("warm start from %s (weights only)", uri)
+            ck = checkpoints.fetch(s3, uri, tmp)
+            checkpoints.load_initial(model, arch, ck)
+            log.info("warm start from %s (%s)", ck.uri, "TorchScript" if ck.torchscript else "weights only")
     init_digest = resume["init_digest"] if resume else weights_digest(model)
     model.to(device)
     if settings.grad_checkpointing:
@@ -287,6 +278,9 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     per_source = [0] * len(slice_ids)  # this rank's
     loss_curve, resumes, train_time = [], [], 0.0
     states = [StreamState.initial(cfg.open_shards)] * cfg.streams
+    max_skipped = plan["data"].get("maxSkippedFraction", DEFAULT_MAX_SKIPPED_FRACTION)
+    bound = SkipBound(max_skipped, sum(sizes))  # this rank's share: the ranks' bounds add up to the round's
+    skipped = SkipStats()  # this rank's
     digest = hashlib.sha256(f"rank {dist.rank}".encode()).hexdigest()  # chain over the batches' sample ids
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
@@ -297,6 +291,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
         mine = resume["ranks"][dist.rank]
         states = [StreamState.from_json(d) for d in mine["streams"]]
         per_source, digest = mine["per_source"], mine["digest"]
+        skipped = SkipStats.from_state(mine.get("skipped"))
         torch.set_rng_state(resume["torch_rng"])
         resumes.append(
             {"step": step, "samplesSeen": samples_seen, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -311,7 +306,12 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     inv_std = 1 / (torch.tensor(prep.std, device=device).view(1, 3, 1, 1) * 255)
 
     def save_partial():
-        mine = {"streams": [s.to_json() for s in states], "per_source": per_source, "digest": digest}
+        mine = {
+            "streams": [s.to_json() for s in states],
+            "per_source": per_source,
+            "digest": digest,
+            "skipped": skipped.to_state(),
+        }
         ranks = [mine]
         if dist.enabled:
             ranks = [None] * dist.world_size
@@ -373,6 +373,8 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                 cfg,
                 settings.prefetch_shards,
                 settings.stream_retries,
+                bound,
+                skipped.to_state(),
             )
             loader = iter(make_loader(batches, workers, pin_memory=cuda))
             while step < total_steps:
@@ -414,6 +416,9 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                 per_source = [a + b for a, b in zip(per_source, batch["counts"], strict=True)]
                 states[batch["stream"]] = StreamState.from_json(batch["state"])
                 digest = hashlib.sha256((digest + batch["digest"]).encode()).hexdigest()
+                skipped.merge(SkipStats.from_state(batch["skipped"]))
+                if skipped.total > bound.limit:
+                    raise skipped.too_many(shards, bound.limit, bound.fraction, bound.budget)
                 decode_time += batch["decodeSeconds"]
                 step += 1
                 if step % log_every == 0 or step == total_steps or step == 1:
@@ -450,8 +455,13 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
         all_digests = [None] * dist.world_size
         torch.distributed.all_gather_object(all_digests, digest)
         per_source_all = totals.tolist()
+        all_skipped = [None] * dist.world_size
+        torch.distributed.all_gather_object(all_skipped, skipped.to_state())
+        skipped_all = SkipStats()
+        for st in all_skipped:
+            skipped_all.merge(SkipStats.from_state(st))
     else:
-        per_source_all, all_digests = per_source, [digest]
+        per_source_all, all_digests, skipped_all = per_source, [digest], skipped
     if samples_seen != plan["data"]["samples"] or sum(per_source_all) != samples_seen:
         raise RuntimeError(
             f"saw {samples_seen} samples ({sum(per_source_all)} by source), budget {plan['data']['samples']}"
@@ -482,6 +492,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                 streams=cfg,
                 workers=workers,
                 data_digests=all_digests,
+                skipped=skipped_all.summary(shards, max_skipped, skip_limit(max_skipped, plan["data"]["samples"])),
             ),
         )
     if dist.enabled:
@@ -537,6 +548,7 @@ def write_outputs(plan, s3: S3, model, prep: Preprocessing, slice_ids, r: dict) 
             "initWeightsDigest": r["init_digest"],
             "finalWeightsDigest": weights_digest(sd),
             "dataDigests": r["data_digests"],
+            "skippedSamples": r["skipped"],
             "onnxParity": parity,
             "config": {
                 **r["settings"].to_json(),

@@ -67,7 +67,16 @@ test("kstatus, the Argo CD script and the Flux expressions agree with the docume
   create("training");
   create("evaluating", { evaluation: { runner: { mode: "Job" } } });
   create("suspended", { suspend: true });
-  create("s3-down", { source: { s3: { bucket: data, prefix: "slices/", endpoint: "http://127.0.0.1:1" } } });
+  create("s3-down", {
+    source: {
+      s3: {
+        bucket: data,
+        prefix: "slices/",
+        endpoint: "http://127.0.0.1:1",
+        credentialsSecretRef: { name: "s3-creds" },
+      },
+    },
+  });
   const endpoint = process.env.S3_ENDPOINT;
   create("no-secret", {
     source: { s3: { bucket: data, prefix: "slices/", endpoint, credentialsSecretRef: { name: "x" } } },

@@ -8,7 +8,6 @@ import type { RawObject } from "../kube/client.ts";
 import { LABELS } from "../kube/objects.ts";
 import type { Logger } from "../observability/log.ts";
 import { sliceToJobSeconds } from "../observability/metrics.ts";
-import { evalResult } from "../api/eval-result.ts";
 import { EVALUATED_FILES, pointAliasAt, promoteRound, promotionTarget } from "../promotion/versions.ts";
 import { RoundStore } from "../s3/round-store.ts";
 import type { RunMemory } from "./memory.ts";
@@ -18,6 +17,7 @@ import type { Action, Problem } from "./types.ts";
 import { ObjectRejected } from "../kube/errors.ts";
 import { errorMessage } from "../observability/log.ts";
 import { S3Failure } from "../s3/errors.ts";
+import { configMapNotOwned } from "./alias.ts";
 
 export type ActContext = {
   run: RawObject;
@@ -109,8 +109,8 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         const uri = roundUri(spec.artifacts.s3, action.round);
         // The eval.json judged must still be the one in the folder, naming this round: its digests
         // are what the copies are checked against.
-        const judged = evalResult.safeParse(await store.getJson(action.round, ROUND_FILES.eval).catch(() => undefined));
-        const ev = judged.success ? judged.data : undefined;
+        const judged = await store.readDocument(action.round, ROUND_FILES.eval).catch(() => undefined);
+        const ev = judged && "value" in judged ? judged.value : undefined;
         if (
           ev?.status !== "Succeeded" ||
           ev.evaluatedAt !== action.evaluatedAt ||
@@ -190,8 +190,9 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
       }
       case "ApplyConfigMap": {
         const result = await children.applyConfigMap(action.configMap);
-        // Someone else created it meanwhile: the next decision reports it.
-        if (result === "notOwned") return { complete: false };
+        // Someone else created it meanwhile: shown as the run's condition, then backed off.
+        if (result === "notOwned")
+          return { complete: false, problem: configMapNotOwned(action.configMap.metadata.name) };
         if (result !== "unchanged") {
           log.info("model ConfigMap " + result, {
             configMap: action.configMap.metadata.name,

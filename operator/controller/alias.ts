@@ -24,6 +24,12 @@ export type AliasInput = {
 const sameData = (a: Record<string, string>, b: Record<string, string>) =>
   Object.keys(a).length === Object.keys(b).length && Object.entries(b).every(([k, v]) => a[k] === v);
 
+/** The run names a ConfigMap someone else owns (seen when observing, or when applying it). */
+export const configMapNotOwned = (name: string): Problem => ({
+  reason: "ConfigMapNotOwned",
+  message: `spec.promotion.configMapName: ConfigMap ${name} exists and is not owned by this run; rename it in the spec or delete the ConfigMap`,
+});
+
 /**
  * problem: why this run may not touch its promotion prefix (Promote actions are dropped with it),
  * or why the alias cannot be converged.
@@ -71,8 +77,7 @@ export function decideAlias(input: AliasInput): AliasDecision {
   // would also hand it to the run's garbage collection.
   const current = input.configMap;
   if (promotion.configMapName && current && !current.ownerUids.includes(run.uid)) {
-    const message = `spec.promotion.configMapName: ConfigMap ${promotion.configMapName} exists and is not owned by this run; rename it in the spec or delete the ConfigMap`;
-    return { actions: [], problem: { reason: "ConfigMapNotOwned", message } };
+    return { actions: [], problem: configMapNotOwned(promotion.configMapName) };
   }
   const target = promotionTarget(promotion);
   const pin = promotion.pinVersion ?? undefined;

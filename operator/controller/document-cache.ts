@@ -8,23 +8,15 @@
 import { z } from "zod";
 import { EVAL_JSON } from "../api/eval-result.ts";
 import { documentCacheUri, ROUND_FILES, type ArtifactsLocation } from "../api/round-layout.ts";
+import { computeRecord, failureRecord, verdictRecord } from "../api/round-documents.ts";
 import { roundPlan } from "../api/round-plan.ts";
+import type { Logger } from "../observability/log.ts";
+import { documentBody, documentCacheLimit, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import type { RunMemory } from "./memory.ts";
-import type { ComputeRecord, VerdictRecord } from "./types.ts";
-
-/** What observe.ts accepts as verdict.json (and the cache as its entry). */
-export const isVerdictRecord = (v: unknown): v is VerdictRecord =>
-  typeof (v as VerdictRecord | undefined)?.evaluatedAt === "string" &&
-  typeof (v as VerdictRecord).verdict?.passed === "boolean";
-
-/** What observe.ts accepts as compute.json (and the cache as its entry). */
-export const isComputeRecord = (c: unknown): c is ComputeRecord =>
-  typeof (c as ComputeRecord | undefined)?.gpuSeconds === "number" && (c as ComputeRecord).gpuSeconds >= 0;
 
 /** Memory keys of encoder digests: `<round>/image_encoder.onnx#sha256`, valued by the file's ETag. */
 export const DIGEST_SUFFIX = "#sha256";
-const isDigest = (v: unknown) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
 
 const planSummary = roundPlan.pick({ run: true, round: true, newSlices: true, replay: true }).extend({
   model: roundPlan.shape.model.pick({ initCheckpoint: true }),
@@ -36,14 +28,15 @@ const judged = z.object({ judged: z.literal(true), evaluatedAt: z.string() }).st
  * Whether a cached value has the shape memory keeps for its file: a cache entry whose ETag matches
  * is used without reading the document, so a corrupted value must not get that far.
  */
-const VALID: Record<string, (value: unknown) => boolean> = {
-  [ROUND_FILES.plan]: (v) => planSummary.safeParse(v).success,
-  [ROUND_FILES.verdict]: isVerdictRecord,
-  [ROUND_FILES.compute]: isComputeRecord,
-  [ROUND_FILES.failure]: (v) => v !== null && typeof v === "object" && !Array.isArray(v),
-  [EVAL_JSON]: (v) => judged.safeParse(v).success,
-  [`image_encoder.onnx${DIGEST_SUFFIX}`]: isDigest,
-  [`text_encoder.onnx${DIGEST_SUFFIX}`]: isDigest,
+const digest = z.string().regex(/^[0-9a-f]{64}$/);
+const VALID: Record<string, z.ZodType> = {
+  [ROUND_FILES.plan]: planSummary,
+  [ROUND_FILES.verdict]: verdictRecord,
+  [ROUND_FILES.compute]: computeRecord,
+  [ROUND_FILES.failure]: failureRecord,
+  [EVAL_JSON]: judged,
+  [`image_encoder.onnx${DIGEST_SUFFIX}`]: digest,
+  [`text_encoder.onnx${DIGEST_SUFFIX}`]: digest,
 };
 
 export const DOCUMENT_CACHE_SCHEMA_VERSION = 1;
@@ -64,28 +57,27 @@ function persistable(mem: RunMemory): Entry[] {
 
 /**
  * Seeds an empty memory from the persisted cache (one GET), once per memory. Entries outside this
- * run's artifacts are dropped: a cache copied from elsewhere cannot speak for these documents.
+ * run's artifacts are dropped: a cache copied from elsewhere cannot speak for these documents. The
+ * file is read with a limit that grows with the rounds listed (s3/documents.ts); one too large or
+ * malformed is ignored (it costs reads) and replaced at the next write.
  */
-export async function loadDocumentCache(mem: RunMemory, artifacts: ArtifactsLocation): Promise<void> {
+export async function loadDocumentCache(
+  mem: RunMemory,
+  artifacts: ArtifactsLocation,
+  rounds: number,
+  log?: Logger,
+): Promise<void> {
   if (mem.documentCacheRead) return;
   mem.documentCacheRead = true;
-  let raw: Uint8Array | undefined;
-  try {
-    raw = await mem.storage.objects.get(documentCacheUri(artifacts));
-  } catch {
-    return; // S3 problems show in the listing that follows; the cache is optional
-  }
-  if (!raw || mem.documents.size > 0) return;
-  let parsed: z.infer<typeof cacheFile> | undefined;
-  try {
-    parsed = cacheFile.safeParse(JSON.parse(new TextDecoder().decode(raw))).data;
-  } catch {
-    return;
-  }
+  const uri = documentCacheUri(artifacts);
+  // S3 problems show in the listing that follows; the cache is optional.
+  const read = await readDocument(mem.storage.objects, uri, documentCacheLimit(rounds), cacheFile).catch(() => null);
+  if (read && "invalid" in read) log?.warn("round document cache not used", { uri, problem: read.invalid });
+  if (!read || "invalid" in read || mem.documents.size > 0) return;
   const inside = `s3://${artifacts.bucket}/${artifacts.prefix}`;
-  for (const [uri, etag, value] of parsed?.documents ?? []) {
-    const valid = VALID[uri.slice(uri.lastIndexOf("/") + 1)];
-    if (uri.startsWith(inside) && valid?.(value)) mem.documents.set(uri, { etag, value });
+  for (const [entryUri, etag, value] of read.value.documents) {
+    const valid = VALID[entryUri.slice(entryUri.lastIndexOf("/") + 1)];
+    if (entryUri.startsWith(inside) && valid?.safeParse(value).success) mem.documents.set(entryUri, { etag, value });
   }
   mem.documentsChanged = false;
 }
@@ -100,8 +92,17 @@ export async function saveDocumentCache(
   store: ObjectStore,
 ): Promise<boolean> {
   if (!mem.documentsChanged) return false;
-  const body = JSON.stringify({ schemaVersion: DOCUMENT_CACHE_SCHEMA_VERSION, documents: persistable(mem) });
-  await store.put(documentCacheUri(artifacts), body, "application/json");
+  const documents = persistable(mem);
+  const rounds = new Set(documents.map(([uri]) => uri.slice(0, uri.lastIndexOf("/")))).size;
+  const uri = documentCacheUri(artifacts);
+  // Never larger than a reader would accept (ObjectTooLarge: the write fails and is logged).
+  const body = documentBody(
+    uri,
+    { schemaVersion: DOCUMENT_CACHE_SCHEMA_VERSION, documents },
+    documentCacheLimit(rounds),
+    0,
+  );
+  await store.put(uri, body, "application/json");
   mem.documentsChanged = false;
   return true;
 }

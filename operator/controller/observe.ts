@@ -1,15 +1,15 @@
 // Reads the world for one run: its Jobs, the round folders under spec.artifacts, the promotion
 // alias and versions, the model ConfigMap, and the latest slice discovery pass. No decisions.
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
-import { EVAL_JSON, evalResult } from "../api/eval-result.ts";
+import { EVAL_JSON } from "../api/eval-result.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
-import { roundPlan, type RoundPlan } from "../api/round-plan.ts";
-import { formatIssues } from "../api/slice-manifest.ts";
+import type { RoundPlan } from "../api/round-plan.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { observeSlicePoll } from "../observability/metrics.ts";
 import { parseDuration } from "../api/common.ts";
 import {
+  aliasUri,
   digestOf,
   EVALUATED_FILES,
   isSameRun,
@@ -19,11 +19,11 @@ import {
 } from "../promotion/versions.ts";
 import { inPool } from "../s3/client.ts";
 import { classifyS3Error } from "../s3/errors.ts";
-import { RoundStore, type RoundListing } from "../s3/round-store.ts";
-import { DIGEST_SUFFIX, isComputeRecord, isVerdictRecord, loadDocumentCache } from "./document-cache.ts";
+import { RoundStore, type RoundDocument, type RoundDocumentValue, type RoundListing } from "../s3/round-store.ts";
+import { DIGEST_SUFFIX, loadDocumentCache } from "./document-cache.ts";
 import type { RunMemory } from "./memory.ts";
 import type { ChildAccess } from "./ports.ts";
-import type { FailureRecord, Observed, ObservedEvaluation, PlanSummary, RoundObservation } from "./types.ts";
+import type { Observed, ObservedEvaluation, PlanSummary, RoundObservation } from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
 export function summarizePlan(plan: RoundPlan): PlanSummary {
@@ -150,7 +150,7 @@ export async function observeRounds(
     listing = !relist && mem.listing?.key === key ? mem.listing.rounds : await store.listRounds();
     mem.listing = { key, rounds: listing };
     // Once S3 answered: a new process seeds its memory from the persisted cache (one GET).
-    await loadDocumentCache(mem, spec.artifacts.s3);
+    await loadDocumentCache(mem, spec.artifacts.s3, listing.size, log);
   } catch (err) {
     mem.listing = undefined;
     const p = classifyS3Error(err);
@@ -162,12 +162,18 @@ export async function observeRounds(
     };
   }
   const documents = new Map<string, { etag: string; value: unknown }>();
-  // Trusted only while the listing shows the same object: keyed by URI, checked by ETag.
-  const read = async <T>(
+  // Documents a run's author can write to that are too large or not of their shape, by key.
+  const invalid: string[] = [];
+  // Trusted only while the listing shows the same object: keyed by URI, checked by ETag. Each
+  // document is read within its size limit and parsed with its schema (s3/round-store.ts); `use`
+  // turns it into what memory keeps, or undefined for one that does not belong to this round.
+  const read = async <F extends RoundDocument, T>(
     index: number,
-    file: string,
-    parse: (raw: unknown) => T | undefined,
+    file: F,
+    use: (doc: RoundDocumentValue<F>) => T | undefined,
     dependsOn?: string,
+    onInvalid: (problem: string) => void = (problem) =>
+      invalid.push(`spec.artifacts.s3: ${store.uri(index, file)}: ${problem}`),
   ): Promise<T | undefined> => {
     const uri = store.uri(index, file);
     const tag = listing.get(index)?.get(file);
@@ -177,7 +183,12 @@ export async function observeRounds(
       documents.set(uri, hit);
       return hit.value as T;
     }
-    const value = parse(await store.getJson(index, file));
+    const doc = await store.readDocument(index, file);
+    if (doc && "invalid" in doc) {
+      onInvalid(doc.invalid);
+      return undefined;
+    }
+    const value = doc && use(doc.value);
     if (value !== undefined && etag !== undefined) {
       documents.set(uri, { etag, value });
       mem.documentsChanged = true;
@@ -191,30 +202,23 @@ export async function observeRounds(
   > => {
     const files = new Set(fileTags.keys());
     if (!files.has(ROUND_FILES.plan)) return undefined;
-    let planProblem: string | undefined;
-    const plan = await read(index, ROUND_FILES.plan, (raw) => {
-      const parsed = roundPlan.safeParse(raw);
-      if (!parsed.success) planProblem = formatIssues(parsed.error);
-      return parsed.success ? summarizePlan(parsed.data) : undefined;
-    }).catch((err: unknown) => {
-      if (!(err instanceof SyntaxError)) throw err;
-      planProblem = `not JSON: ${err.message}`;
-      return undefined;
+    // An unusable plan holds the rounds after it (rounds.ts, RoundPlanUnreadable), not the whole run.
+    let planProblem = "unreadable";
+    const plan = await read(index, ROUND_FILES.plan, summarizePlan, undefined, (p) => {
+      planProblem = p;
     });
     if (!plan) {
       log.warn("unreadable plan", { round: index, problem: planProblem });
-      return { index, files, planProblem: planProblem ?? "unreadable" };
+      return { index, files, planProblem };
     }
-    const failure = files.has(ROUND_FILES.failure)
-      ? await read(index, ROUND_FILES.failure, (raw) => (raw as FailureRecord | undefined) ?? undefined)
-      : undefined;
+    const failure = files.has(ROUND_FILES.failure) ? await read(index, ROUND_FILES.failure, (f) => f) : undefined;
     const here = store.uri(index, "");
     const names = (doc: { round?: unknown; roundUri?: unknown }) =>
       (doc.round === undefined || doc.round === index) &&
       (doc.roundUri === undefined || withSlash(String(doc.roundUri)) === here);
     // A verdict.json that names another round (copied here) is no verdict of this one.
     const verdict = files.has(ROUND_FILES.verdict)
-      ? await read(index, ROUND_FILES.verdict, (raw) => (isVerdictRecord(raw) && names(raw) ? raw : undefined))
+      ? await read(index, ROUND_FILES.verdict, (v) => (names(v) ? v : undefined))
       : undefined;
     // A judged evaluation is remembered by its time only: verdict.json holds what status shows, and
     // eval.json's TiC matrix grows as rounds squared. Its cache entry depends on verdict.json too.
@@ -222,11 +226,7 @@ export async function observeRounds(
       ? await read(
           index,
           EVAL_JSON,
-          (raw): ObservedEvaluation | undefined => {
-            const parsed = evalResult.safeParse(raw);
-            if (!parsed.success) log.warn("unreadable eval.json; round will be re-evaluated", { round: index });
-            if (!parsed.success) return undefined;
-            const ev = parsed.data;
+          (ev): ObservedEvaluation => {
             // Only an eval.json naming this round may be remembered as judged; any other is kept
             // whole, for decide to refuse (after-training.ts, evaluationMismatch).
             const bound = ev.round === index && withSlash(ev.roundUri) === here;
@@ -237,9 +237,7 @@ export async function observeRounds(
           fileTags.get(ROUND_FILES.verdict) ?? "",
         )
       : undefined;
-    const compute = files.has(ROUND_FILES.compute)
-      ? await read(index, ROUND_FILES.compute, (raw) => (isComputeRecord(raw) ? raw : undefined))
-      : undefined;
+    const compute = files.has(ROUND_FILES.compute) ? await read(index, ROUND_FILES.compute, (c) => c) : undefined;
     return {
       index,
       files,
@@ -252,9 +250,16 @@ export async function observeRounds(
       evalJob: jobs.evaluator.get(index),
     };
   };
-  const rounds: RoundObservation[] = (await inPool([...listing], ROUND_READS, observeRound)).filter(
-    (r): r is RoundObservation => r !== undefined,
-  );
+  let rounds: RoundObservation[];
+  try {
+    rounds = (await inPool([...listing], ROUND_READS, observeRound)).filter(
+      (r): r is RoundObservation => r !== undefined,
+    );
+  } catch (err) {
+    // One document could not be read (a timeout, a reset): the run waits with the key in its status.
+    const p = classifyS3Error(err);
+    return { problem: { reason: p.reason, message: p.message }, discovery: mem.lastDiscovery, rounds: [] };
+  }
   // Promotion state: which rounds became versions, and where the alias points.
   let alias: Observed["alias"];
   let versions: Observed["versions"];
@@ -268,9 +273,12 @@ export async function observeRounds(
         ({ complete, alias } = cached);
       } else {
         const readAt = Date.now();
-        ({ complete } = await listVersions(objects, target, mem.versions));
+        const listed = await listVersions(objects, target, mem.versions);
+        complete = listed.complete;
         alias = await readAlias(objects, target);
-        mem.promotion = { key, readAt, complete, alias };
+        invalid.push(...listed.invalid.map((v) => `spec.promotion.s3: ${v}`));
+        // Reused only while it holds nothing to report (a bad document is read again until fixed).
+        mem.promotion = listed.invalid.length ? undefined : { key, readAt, complete, alias };
       }
     } catch (err) {
       mem.promotion = undefined;
@@ -278,6 +286,7 @@ export async function observeRounds(
       const where = `spec.promotion.s3 (s3://${target.bucket}/${target.prefix})`;
       return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds };
     }
+    if (alias && "invalid" in alias) invalid.push(`spec.promotion.alias: ${aliasUri(target)}: ${alias.invalid}`);
     versions = complete;
     // A version belongs to a round by where it was copied from, not by its number: a round 0 under
     // another artifacts prefix, or a round folder redone, is not the promoted one.
@@ -290,6 +299,19 @@ export async function observeRounds(
   await readDigests(rounds, spec, store, listing, mem, documents);
   if (documents.size !== mem.documents.size) mem.documentsChanged = true;
   mem.documents = documents;
+  if (invalid.length) {
+    // Documents in the run's own storage that cannot be trusted: the run acts on nothing until
+    // they are fixed or removed (its status names them); other runs are not affected.
+    const more = invalid.length > 3 ? `; and ${invalid.length - 3} more` : "";
+    const message = `${invalid.slice(0, 3).join("; ")}${more}`;
+    return {
+      problem: { reason: "InvalidDocument", message },
+      discovery: mem.lastDiscovery,
+      rounds,
+      alias,
+      ...(versions ? { versions } : {}),
+    };
+  }
   // Discovery warns about manifests that change after a round consumed them.
   mem.discovery.markConsumed(
     rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []),

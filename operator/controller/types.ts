@@ -8,19 +8,18 @@ import type {
 } from "../api/continual-clip-run.ts";
 import type { EvalResult } from "../api/eval-result.ts";
 import type { AliasPointer, VersionManifest } from "../api/promotion.ts";
+import type { ComputeRecord, FailureRecord, VerdictRecord } from "../api/round-documents.ts";
 import type { RoundPlan } from "../api/round-plan.ts";
 import type { ComputeStatus } from "../data/compute.ts";
 import type { DiscoveryResult } from "../data/discovery.ts";
 import type { Slice } from "../data/validate.ts";
-import type { Gate } from "../evaluation/gates.ts";
 import type { RoundToEvaluate } from "../evaluation/request.ts";
-import type { RoundVerdict } from "../evaluation/verdict.ts";
 import type { JobObservation } from "../kube/children.ts";
 import type { EventType } from "../kube/client.ts";
 import type { ConfigMap, RunRef } from "../kube/objects.ts";
 import type { GitModel } from "../promotion/git-target.ts";
 
-export type { JobObservation, RunRef };
+export type { ComputeRecord, FailureRecord, JobObservation, RunRef, VerdictRecord };
 
 /**
  * A round as the deciders see it: every new slice (plan.json's newSlices) and its replay strategy.
@@ -31,16 +30,6 @@ export type RoundRecord = RoundStatus & { slices: string[]; replay: ReplayStrate
 export type PlannedEvent = { type: EventType; reason: string; message: string };
 
 export type Problem = { reason: string; message: string };
-
-/** failed.json: the operator's record of why a round failed, and what it knew then. */
-export type FailureRecord = {
-  reason: string;
-  message: string;
-  generation: number;
-  failedAt: string;
-  /** Valid slices when the round failed: a retry waits for one that is not among them. */
-  slicesKnown?: string[] | undefined;
-};
 
 /**
  * What decisions need of a round's plan.json. Memory keeps this, not the plan: a plan lists every
@@ -77,23 +66,6 @@ export type RoundObservation = {
 
 /** eval.json as decisions see it: whole until judged, then only when it was evaluated. */
 export type ObservedEvaluation = EvalResult | { judged: true; evaluatedAt: string };
-
-/**
- * verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names:
- * that round (round, roundUri) and those encoders (sha256, eval.json's candidate.sha256). Verdicts
- * written before issue 21 lack the three; they are bound by evaluatedAt alone.
- */
-export type VerdictRecord = {
-  evaluatedAt: string;
-  judgedAt: string;
-  gates: Gate[];
-  verdict: RoundVerdict;
-  round?: number | undefined;
-  roundUri?: string | undefined;
-  sha256?: { image: string; text: string } | undefined;
-};
-
-export type ComputeRecord = { gpuSeconds: number; startedAt?: string | undefined; finishedAt?: string | undefined };
 
 /** The model ConfigMap as it is in the cluster (undefined: absent). */
 export type ObservedConfigMap = { ownerUids: string[]; data: Record<string, string> };

@@ -156,6 +156,27 @@ export type NotificationServerOptions = {
   /** Confirms an SNS subscription; defaults to an HTTPS GET of the URL. */
   confirmSubscription?: (url: string) => Promise<void>;
   maxBodyBytes?: number;
+  /** Connections open at once; past it new ones are closed on arrival (senders retry). */
+  maxConnections?: number;
+  /** Time a client has to send its request headers. */
+  headersTimeoutMs?: number;
+  /** Time a client has to send its whole request, body included. */
+  requestTimeoutMs?: number;
+};
+
+/**
+ * Limits of the endpoint. A request is authenticated from its headers before a byte of its body is
+ * read, so an unauthenticated client costs one connection and its headers, and the connections,
+ * the time to send headers and the time to send a body are bounded: slow or many clients cannot
+ * hold the operator's memory (MinIO and SNS post small bodies at once).
+ */
+export const NOTIFICATION_LIMITS = {
+  maxBodyBytes: 1024 * 1024,
+  maxConnections: 64,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  /** Request headers, all together (Node's default is 16 KiB). */
+  maxHeaderBytes: 16 * 1024,
 };
 
 async function getUrl(url: string): Promise<void> {
@@ -167,7 +188,7 @@ async function getUrl(url: string): Promise<void> {
 /** A node:http server for S3 event notifications; call listen() on it. */
 export function createNotificationServer(o: NotificationServerOptions): http.Server {
   const path = o.path ?? "/s3-events";
-  const max = o.maxBodyBytes ?? 1024 * 1024;
+  const max = o.maxBodyBytes ?? NOTIFICATION_LIMITS.maxBodyBytes;
   const confirm = o.confirmSubscription ?? getUrl;
   const send = (res: http.ServerResponse, status: number, message: string) => {
     res.writeHead(status, {
@@ -176,42 +197,66 @@ export function createNotificationServer(o: NotificationServerOptions): http.Ser
     });
     res.end(message + "\n");
   };
-  return http.createServer((req, res) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    if (url.pathname !== path) return send(res, 404, "not found");
-    if (req.method !== "POST") return send(res, 405, "POST only");
-    if (o.accepting && !o.accepting()) return send(res, 503, "not the leader: retry");
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size <= max) chunks.push(c);
-      else if (!tooLarge) {
-        // Answer and close: reading on would let a client stream without end.
-        tooLarge = true;
-        res.setHeader("connection", "close");
-        send(res, 413, "body too large");
-        req.destroy();
-      }
-    });
-    req.on("error", () => {
-      if (!res.headersSent) send(res, 400, "request error");
-    });
-    req.on("end", async () => {
-      if (tooLarge) return;
-      const out = handleS3Event(Buffer.concat(chunks), req.headers, { token: o.token });
-      if (out.status !== 200) return send(res, out.status, out.message);
-      if (out.confirmSubscriptionUrl) {
-        try {
-          await confirm(out.confirmSubscriptionUrl);
-        } catch (err) {
-          return send(res, 502, `could not confirm the subscription: ${(err as Error).message}`);
+  // Answers without reading the body, then closes: the body is never buffered, and a client that
+  // keeps sending cannot keep the connection.
+  const refuse = (req: http.IncomingMessage, res: http.ServerResponse, status: number, message: string) => {
+    res.setHeader("connection", "close");
+    send(res, status, message);
+    res.once("finish", () => req.destroy());
+  };
+  const requestTimeoutMs = o.requestTimeoutMs ?? NOTIFICATION_LIMITS.requestTimeoutMs;
+  const headersTimeoutMs = Math.min(o.headersTimeoutMs ?? NOTIFICATION_LIMITS.headersTimeoutMs, requestTimeoutMs);
+  const server = http.createServer(
+    {
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      maxHeaderSize: NOTIFICATION_LIMITS.maxHeaderBytes,
+      // How often Node checks the two deadlines above (default 30 s, longer than they are).
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeoutMs / 4)),
+    },
+    (req, res) => {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      if (url.pathname !== path) return refuse(req, res, 404, "not found");
+      if (req.method !== "POST") return refuse(req, res, 405, "POST only");
+      if (o.accepting && !o.accepting()) return refuse(req, res, 503, "not the leader: retry");
+      if (!isAuthorized(req.headers, o.token)) return refuse(req, res, 401, "unauthorized");
+      const declared = Number(req.headers["content-length"]);
+      if (declared > max) return refuse(req, res, 413, "body too large");
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let tooLarge = false;
+      req.on("data", (c: Buffer) => {
+        size += c.length;
+        if (size <= max) chunks.push(c);
+        else if (!tooLarge) {
+          // Answer and close: reading on would let a client stream without end.
+          tooLarge = true;
+          chunks.length = 0;
+          refuse(req, res, 413, "body too large");
         }
-      }
-      for (const e of out.events) o.onObjectEvent?.(e);
-      for (const m of out.matched) o.onSliceReady?.(m.bucket, m.key);
-      send(res, 200, out.message);
-    });
-  });
+      });
+      req.on("error", () => {
+        if (!res.headersSent) send(res, 400, "request error");
+      });
+      req.on("end", async () => {
+        if (tooLarge) return;
+        const out = handleS3Event(Buffer.concat(chunks), req.headers, { token: o.token });
+        if (out.status !== 200) return send(res, out.status, out.message);
+        if (out.confirmSubscriptionUrl) {
+          try {
+            await confirm(out.confirmSubscriptionUrl);
+          } catch (err) {
+            return send(res, 502, `could not confirm the subscription: ${(err as Error).message}`);
+          }
+        }
+        for (const e of out.events) o.onObjectEvent?.(e);
+        for (const m of out.matched) o.onSliceReady?.(m.bucket, m.key);
+        send(res, 200, out.message);
+      });
+    },
+  );
+  server.maxConnections = o.maxConnections ?? NOTIFICATION_LIMITS.maxConnections;
+  // A kept-alive connection waiting for its next request holds a slot: release it soon.
+  server.keepAliveTimeout = Math.min(5000, headersTimeoutMs);
+  return server;
 }

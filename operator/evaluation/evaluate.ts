@@ -8,6 +8,7 @@
 // 11 MiB of native libraries out of the operator's resident memory (docs/scale.md).
 import { parseRoundKey, ROUND_FILES } from "../api/round-layout.ts";
 import { EVAL_JSON, evalResult, type EvalResult } from "../api/eval-result.ts";
+import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import { defaultIntraOpThreads, type ExecutionProvider } from "./runtime.ts";
 import type { TicRow } from "./tic.ts";
@@ -74,14 +75,13 @@ export async function readTicRows(store: ObjectStore, roundsUri: string, beforeR
 
 /** eval.json of a round, or undefined when absent or unreadable. */
 export async function readEvalResult(store: ObjectStore, uri: string): Promise<EvalResult | undefined> {
-  const raw = await store.get(uri.endsWith(EVAL_JSON) ? uri : withSlash(uri) + EVAL_JSON);
-  if (!raw) return undefined;
-  try {
-    const parsed = evalResult.safeParse(JSON.parse(new TextDecoder().decode(raw)));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+  const read = await readDocument(
+    store,
+    uri.endsWith(EVAL_JSON) ? uri : withSlash(uri) + EVAL_JSON,
+    DOCUMENT_LIMITS.eval,
+    evalResult,
+  );
+  return read && "value" in read ? read.value : undefined;
 }
 
 export async function writeEvalResult(store: ObjectStore, roundUri: string, result: EvalResult): Promise<string> {

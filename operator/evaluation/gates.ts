@@ -2,16 +2,11 @@
 // pass/fail per gate, each with the observed value, the threshold it was held to and why.
 import type { z } from "zod";
 import type { gateSpec } from "../api/continual-clip-run.ts";
+import type { gateResult } from "../api/round-documents.ts";
 import type { RoundMetrics } from "./tic.ts";
 
 export type Gate = z.infer<typeof gateSpec>;
-export type GateResult = {
-  metric: string;
-  observed: number | null;
-  threshold: number | null;
-  passed: boolean;
-  message: string;
-};
+export type GateResult = z.infer<typeof gateResult>;
 export type GateDecision = { passed: boolean; results: GateResult[]; message: string };
 
 /** The promoted model's metrics; best measured on the same packs as the candidate (see evaluate.ts). */

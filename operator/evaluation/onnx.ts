@@ -8,9 +8,9 @@ import os from "node:os";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { defaultIntraOpThreads, ExecutionProviderUnavailable, type ExecutionProvider } from "./runtime.ts";
-import { formatIssues } from "../api/slice-manifest.ts";
 import { exportedModel, IMAGE_ENCODER, MODEL_JSON, TEXT_ENCODER, type ExportedModel } from "../api/exported-model.ts";
 import type { PreprocessingSpec } from "../api/eval-pack.ts";
+import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import { EvalInputError } from "./pack.ts";
 import type { Embeddings } from "./metrics.ts";
@@ -64,17 +64,10 @@ const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 export async function readModelJson(store: ObjectStore, modelUri: string): Promise<ExportedModel> {
   const uri = withSlash(modelUri) + MODEL_JSON;
-  const raw = await store.get(uri);
-  if (!raw) throw new EvalInputError("ModelMissing", `${uri} not found`);
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(raw));
-  } catch (e) {
-    throw new EvalInputError("InvalidModel", `${uri} is not JSON: ${(e as Error).message}`);
-  }
-  const parsed = exportedModel.safeParse(json);
-  if (!parsed.success) throw new EvalInputError("InvalidModel", `${uri}: ${formatIssues(parsed.error)}`);
-  return parsed.data;
+  const read = await readDocument(store, uri, DOCUMENT_LIMITS.small, exportedModel);
+  if (!read) throw new EvalInputError("ModelMissing", `${uri} not found`);
+  if ("invalid" in read) throw new EvalInputError("InvalidModel", `${uri}: ${read.invalid}`);
+  return read.value;
 }
 
 const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");

@@ -1,7 +1,6 @@
 // Reads eval packs (operator/api/eval-pack.ts) from an ObjectStore: validates the manifest, checks
 // every shard's size and sha256, decodes tensors. Problems are EvalInputError with a clear reason.
 import { createHash } from "node:crypto";
-import { formatIssues } from "../api/slice-manifest.ts";
 import {
   DTYPE_BYTES,
   evalPackManifest,
@@ -10,6 +9,7 @@ import {
   type PreprocessingSpec,
   type TensorSpec,
 } from "../api/eval-pack.ts";
+import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 
 /** Bad input (pack, model, embeddings): the round is Rejected with this reason, never retried. */
@@ -29,20 +29,12 @@ const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 export async function openPack(store: ObjectStore, packUri: string): Promise<OpenPack> {
   const uri = withSlash(packUri);
-  const raw = await store.get(uri + PACK_MANIFEST);
-  if (!raw) throw new EvalInputError("EvalPackMissing", `no eval pack at ${uri}: ${PACK_MANIFEST} not found`);
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(raw));
-  } catch (e) {
-    throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST} is not JSON: ${(e as Error).message}`);
-  }
-  const parsed = evalPackManifest.safeParse(json);
-  if (!parsed.success)
-    throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST}: ${formatIssues(parsed.error)}`);
-  const problems = manifestProblems(parsed.data);
+  const read = await readDocument(store, uri + PACK_MANIFEST, DOCUMENT_LIMITS.small, evalPackManifest);
+  if (!read) throw new EvalInputError("EvalPackMissing", `no eval pack at ${uri}: ${PACK_MANIFEST} not found`);
+  if ("invalid" in read) throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST}: ${read.invalid}`);
+  const problems = manifestProblems(read.value);
   if (problems.length) throw new EvalInputError("InvalidEvalPack", `${uri}${PACK_MANIFEST}: ${problems.join("; ")}`);
-  return { uri, manifest: parsed.data };
+  return { uri, manifest: read.value };
 }
 
 /** Consistency the schema cannot express: counts, shapes, byte sizes, dtypes agree. */

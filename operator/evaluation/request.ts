@@ -2,7 +2,8 @@
 // (pure), or an EvaluateRequest for in-process evaluation (reads the slice manifests).
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { roundUri } from "../api/round-layout.ts";
-import { formatIssues, MANIFEST_NAME, sliceManifest } from "../api/slice-manifest.ts";
+import { MANIFEST_NAME, sliceManifest } from "../api/slice-manifest.ts";
+import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import type { EvaluateRequest } from "./evaluate.ts";
 import type { ExecutionProvider } from "./runtime.ts";
@@ -65,11 +66,11 @@ export async function retrievalPacks(
   const base = source.endsWith("/") ? source : source + "/";
   const out: { sliceId: string; packUri: string }[] = [];
   for (const id of sliceIds) {
-    const raw = await store.get(`${base}${id}/${MANIFEST_NAME}`);
-    if (!raw) throw new Error(`${base}${id}/${MANIFEST_NAME} not found`);
-    const parsed = sliceManifest.safeParse(JSON.parse(new TextDecoder().decode(raw)));
-    if (!parsed.success) throw new Error(`${base}${id}/${MANIFEST_NAME}: ${formatIssues(parsed.error)}`);
-    if (parsed.data.eval?.retrieval) out.push({ sliceId: id, packUri: `${base}${id}/${parsed.data.eval.retrieval}` });
+    const uri = `${base}${id}/${MANIFEST_NAME}`;
+    const read = await readDocument(store, uri, DOCUMENT_LIMITS.sliceManifest, sliceManifest);
+    if (!read) throw new Error(`${uri} not found`);
+    if ("invalid" in read) throw new Error(`${uri}: ${read.invalid}`);
+    if (read.value.eval?.retrieval) out.push({ sliceId: id, packUri: `${base}${id}/${read.value.eval.retrieval}` });
   }
   return out;
 }

@@ -1,18 +1,11 @@
 // A round's verdict from its eval.json and the run's gates: what the reconciler writes into
 // status.rounds[] and whether the round may be promoted. Pure.
+import type { z } from "zod";
 import type { EvalResult } from "../api/eval-result.ts";
-import { decideGates, type Baseline, type Gate, type GateResult } from "./gates.ts";
+import type { roundVerdict } from "../api/round-documents.ts";
+import { decideGates, type Baseline, type Gate } from "./gates.ts";
 
-export type RoundVerdict =
-  | { passed: true; metrics: Record<string, number>; gates: GateResult[]; message: string }
-  | {
-      passed: false;
-      /** CamelCase, for the round's reason and the Warning Event: GatesFailed or the evaluator's reason. */
-      reason: string;
-      message: string;
-      metrics?: Record<string, number>;
-      gates?: GateResult[];
-    };
+export type RoundVerdict = z.infer<typeof roundVerdict>;
 
 /**
  * `promoted` is status.promoted; it is used for maxRegression only when eval.json has no rescored

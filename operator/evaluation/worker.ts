@@ -2,11 +2,14 @@
 // that forwards every call to the caller's store on the calling thread: S3 clients, credentials and
 // in-memory test stores stay where they are, and only request data and object bytes cross over.
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
-import type { ObjectStore, StoredObject } from "../s3/object-store.ts";
+import { ObjectTooLarge } from "../s3/errors.ts";
+import type { ObjectStore, ReadLimit, StoredObject } from "../s3/object-store.ts";
 import { ExecutionProviderUnavailable } from "./runtime.ts";
 
 type StoreCall = { id: number; op: "get" | "put" | "copy" | "list"; args: unknown[] };
-type StoreReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string };
+type StoreReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; message: string; tooLarge?: { uri: string; size: number; maxBytes: number } };
 export type Outcome =
   | { ok: true; result: unknown }
   | { ok: false; name: string; message: string; stack?: string; storeCall?: number };
@@ -47,7 +50,7 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
     try {
       let value: unknown;
       if (call.op === "get") {
-        const bytes = await store.get(call.args[0] as string);
+        const bytes = await store.get(call.args[0] as string, call.args[1] as ReadLimit | undefined);
         value = bytes && (await transferable(bytes));
         if (value) transfer.push((value as Uint8Array).buffer as ArrayBuffer);
       } else if (call.op === "put") {
@@ -58,6 +61,9 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
     } catch (e) {
       failedCalls.set(call.id, e);
       reply = { id: call.id, ok: false, message: (e as Error)?.message ?? String(e) };
+      // A document over its limit is bad input the worker reports as such, not a store failure.
+      if (e instanceof ObjectTooLarge)
+        reply.tooLarge = { uri: call.args[0] as string, size: e.size, maxBytes: e.maxBytes };
     }
     port1.postMessage(reply, transfer);
   });
@@ -103,13 +109,15 @@ export class ForwardingStore implements ObjectStore {
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, (reply) => {
         if (reply.ok) resolve(reply.value as T);
+        else if (reply.tooLarge)
+          reject(new ObjectTooLarge(reply.tooLarge.uri, reply.tooLarge.size, reply.tooLarge.maxBytes));
         else reject(new ForwardedStoreError(id, reply.message));
       });
       this.#port.postMessage({ id, op, args } satisfies StoreCall, transfer);
     });
   }
-  async get(uri: string): Promise<Uint8Array | undefined> {
-    return (await this.#call<Uint8Array | undefined>("get", [uri])) ?? undefined;
+  async get(uri: string, limit?: ReadLimit): Promise<Uint8Array | undefined> {
+    return (await this.#call<Uint8Array | undefined>("get", [uri, limit])) ?? undefined;
   }
   put(uri: string, body: Uint8Array | string, contentType?: string): Promise<void> {
     // Moved, not copied: a copy would be made on the receiving side, the event loop we protect.

@@ -324,12 +324,17 @@ export class ChildClient {
   }
 
   /** Creates or updates the model ConfigMap (owned by the run). */
-  applyConfigMap(cm: ConfigMap): Promise<ApplyResult> {
+  async applyConfigMap(cm: ConfigMap): Promise<ApplyResult> {
+    const key = `${cm.metadata.namespace}/${cm.metadata.name}`;
     // Seen by the next reconcile even before the watch delivers it.
-    return applyConfigMap(this.#core as unknown as ConfigMapApi, cm, (written) => {
-      this.#absentConfigMaps.delete(`${cm.metadata.namespace}/${cm.metadata.name}`);
+    const result = await applyConfigMap(this.#core as unknown as ConfigMapApi, cm, (written) => {
+      this.#absentConfigMaps.delete(key);
       this.#configMaps?.put(written as RawObject);
     });
+    // Someone else's ConfigMap appeared after it was remembered absent: forget that, so the next
+    // readConfigMap reads it and the run reports ConfigMapNotOwned instead of applying in a loop.
+    if (result === "notOwned") this.#absentConfigMaps.delete(key);
+    return result;
   }
 
   /**

@@ -7,7 +7,6 @@
 // finds the complete version whose sourceUri is the round and only (re)writes the alias if it does
 // not already point there. One writer per promotion prefix is assumed (the operator handles one
 // reconcile per run at a time; runs must not share a promotion prefix).
-import { formatIssues } from "../api/slice-manifest.ts";
 import {
   aliasPointer,
   PROMOTED_FILES,
@@ -18,6 +17,7 @@ import {
   type VersionManifest,
 } from "../api/promotion.ts";
 import { createHash } from "node:crypto";
+import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ConditionalObjectStore, ObjectStore } from "../s3/object-store.ts";
 
 export type PromotionTarget = { bucket: string; prefix: string; alias: string };
@@ -77,7 +77,8 @@ export async function digestOf(store: ObjectStore, uri: string): Promise<string 
   return bytes && createHash("sha256").update(bytes).digest("hex");
 }
 
-export type VersionListing = { complete: VersionManifest[]; incomplete: number[] };
+/** invalid: version.json documents that exist but cannot be used ("<uri>: <why>"), never guessed at. */
+export type VersionListing = { complete: VersionManifest[]; incomplete: number[]; invalid: string[] };
 
 /** version.json documents by URI and ETag: a complete version never changes, so one read suffices. */
 export type VersionCache = Map<string, { etag: string; manifest: VersionManifest }>;
@@ -103,16 +104,31 @@ export async function listVersions(
   }
   const complete: VersionManifest[] = [];
   const incomplete: number[] = [];
+  const invalid: string[] = [];
   for (const [n, etag] of [...seen.entries()].sort((a, b) => a[0] - b[0])) {
     const uri = versionUri(t, n) + VERSION_JSON;
     const hit = etag && cache?.get(uri);
-    const manifest =
-      etag === false ? undefined : hit && hit.etag === etag ? hit.manifest : await readVersion(store, t, n);
+    const read =
+      etag === false
+        ? undefined
+        : hit && hit.etag === etag
+          ? { value: hit.manifest }
+          : await readVersionJson(store, t, n);
+    if (read && "invalid" in read) invalid.push(`${uri}: ${read.invalid}`);
+    const manifest = read && "value" in read ? read.value : undefined;
     if (manifest && etag && cache) cache.set(uri, { etag, manifest });
     if (manifest) complete.push(manifest);
     else incomplete.push(n);
   }
-  return { complete, incomplete };
+  return { complete, incomplete, invalid };
+}
+
+/** v<N>/version.json parsed with its schema (and its limit): a manifest naming another N is invalid. */
+async function readVersionJson(store: ObjectStore, t: PromotionTarget, n: number) {
+  const read = await readDocument(store, versionUri(t, n) + VERSION_JSON, DOCUMENT_LIMITS.version, versionManifest);
+  if (read && "value" in read && read.value.version !== n)
+    return { invalid: `names version ${read.value.version}, not ${n}` };
+  return read;
 }
 
 export async function readVersion(
@@ -120,26 +136,14 @@ export async function readVersion(
   t: PromotionTarget,
   n: number,
 ): Promise<VersionManifest | undefined> {
-  const raw = await store.get(versionUri(t, n) + VERSION_JSON);
-  if (!raw) return undefined;
-  try {
-    const parsed = versionManifest.safeParse(JSON.parse(new TextDecoder().decode(raw)));
-    return parsed.success && parsed.data.version === n ? parsed.data : undefined;
-  } catch {
-    return undefined; // unreadable: treated as incomplete
-  }
+  const read = await readVersionJson(store, t, n);
+  return read && "value" in read ? read.value : undefined;
 }
 
 /** The alias pointer, or undefined when none exists; a malformed one is reported, not guessed at. */
 export async function readAlias(store: ObjectStore, t: PromotionTarget): Promise<AliasRead> {
-  const raw = await store.get(aliasUri(t));
-  if (!raw) return undefined;
-  try {
-    const parsed = aliasPointer.safeParse(JSON.parse(new TextDecoder().decode(raw)));
-    return parsed.success ? parsed.data : { invalid: formatIssues(parsed.error) };
-  } catch (e) {
-    return { invalid: (e as Error).message };
-  }
+  const read = await readDocument(store, aliasUri(t), DOCUMENT_LIMITS.alias, aliasPointer);
+  return read && "value" in read ? read.value : read;
 }
 
 function pointerFor(t: PromotionTarget, v: VersionManifest, promotedAt: string, pinned: boolean): AliasPointer {
@@ -239,7 +243,8 @@ async function claimVersion(
   if (await store.putIfAbsent(dest + CLAIM_JSON, body, "application/json")) return undefined;
   let held: Partial<Claim> | undefined;
   try {
-    held = JSON.parse(new TextDecoder().decode((await store.get(dest + CLAIM_JSON)) ?? new Uint8Array()));
+    const raw = await store.get(dest + CLAIM_JSON, { maxBytes: DOCUMENT_LIMITS.alias });
+    held = JSON.parse(new TextDecoder().decode(raw ?? new Uint8Array()));
   } catch {
     held = undefined;
   }

@@ -13,6 +13,7 @@ import { TRAINED } from "../controller/round-status.ts";
 import { evaluateRound } from "../evaluation/evaluate.ts";
 import { retrievalPacks, sourceUri } from "../evaluation/request.ts";
 import { ticMatrix, type TicMatrix, type TicRow } from "../evaluation/tic.ts";
+import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 
 export const TIC_MATRIX_JSON = "tic-matrix.json";
@@ -65,9 +66,10 @@ async function roundSlices(
 ): Promise<string[]> {
   if (r.slices && (r.sliceCount === undefined || r.sliceCount === r.slices.length)) return r.slices;
   const uri = `${roundUri(spec.artifacts.s3, r.index)}${ROUND_FILES.plan}`;
-  const body = await store.get(uri);
-  if (!body) throw new Error(`${uri} is missing: round ${r.index}'s slices are not all in status`);
-  return roundPlan.parse(JSON.parse(new TextDecoder().decode(body))).newSlices;
+  const read = await readDocument(store, uri, DOCUMENT_LIMITS.plan, roundPlan);
+  if (!read) throw new Error(`${uri} is missing: round ${r.index}'s slices are not all in status`);
+  if ("invalid" in read) throw new Error(`${uri}: ${read.invalid}`);
+  return read.value.newSlices;
 }
 
 /** Scores every trained round on every slice's pack and writes tic-matrix.json beside rounds/. */

@@ -108,3 +108,16 @@ export class S3Failure extends Error {
     this.problem = problem;
   }
 }
+
+/** An object larger than a document of its kind may be: a property of the object, not a transient failure. */
+export class ObjectTooLarge extends S3Failure {
+  readonly size: number;
+  readonly maxBytes: number;
+  constructor(uri: string, size: number, maxBytes: number) {
+    const message = `${uri} is ${size === Infinity ? "" : `${size} bytes, `}more than the ${maxBytes} bytes allowed`;
+    super({ errorClass: "ClientError", reason: "ObjectTooLarge", message, retryable: false });
+    this.name = "ObjectTooLarge";
+    this.size = size;
+    this.maxBytes = maxBytes;
+  }
+}

@@ -9,13 +9,22 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import type { Readable } from "node:stream";
 import { bounded, CALL_TIMEOUT_MS, isNotFound, parseS3Uri } from "./client.ts";
+import { ObjectTooLarge } from "./errors.ts";
 
 export type StoredObject = { uri: string; size: number; etag?: string | undefined };
 
+/**
+ * A whole-object read of a document: at most maxBytes (an object larger fails with ObjectTooLarge,
+ * its body never read), and the body counts against the call's deadline, so an endpoint that
+ * trickles bytes fails the read instead of holding it.
+ */
+export type ReadLimit = { maxBytes: number };
+
 export interface ObjectStore {
-  /** Object bytes, or undefined when it does not exist. */
-  get(uri: string): Promise<Uint8Array | undefined>;
+  /** Object bytes, or undefined when it does not exist. With a limit: see ReadLimit. */
+  get(uri: string, limit?: ReadLimit): Promise<Uint8Array | undefined>;
   put(uri: string, body: Uint8Array | string, contentType?: string): Promise<void>;
   /** Server-side copy; fails when the source does not exist. */
   copy(from: string, to: string): Promise<void>;
@@ -38,12 +47,25 @@ export class S3ObjectStore implements ConditionalObjectStore {
     this.#timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
   }
 
-  async get(uri: string): Promise<Uint8Array | undefined> {
+  async get(uri: string, limit?: ReadLimit): Promise<Uint8Array | undefined> {
     const { bucket, key } = parseS3Uri(uri);
+    const command = new GetObjectCommand({ Bucket: bucket, Key: key });
     try {
+      if (limit) {
+        // A document: its body is read inside the same deadline, and never past maxBytes.
+        return await bounded(
+          `get ${uri}`,
+          async (abortSignal) => {
+            const out = await this.#client.send(command, { abortSignal });
+            return readCapped(uri, out.Body as Readable | undefined, out.ContentLength, limit.maxBytes, abortSignal);
+          },
+          this.#timeoutMs,
+        );
+      }
+      // Model files and packs: as large as they are, streaming while bytes arrive (SOCKET_IDLE_MS).
       const out = await bounded(
         `get ${uri}`,
-        (abortSignal) => this.#client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+        (abortSignal) => this.#client.send(command, { abortSignal }),
         this.#timeoutMs,
       );
       return (await out.Body?.transformToByteArray()) ?? new Uint8Array();
@@ -144,13 +166,48 @@ export class S3ObjectStore implements ConditionalObjectStore {
   }
 }
 
+/** The body, counted as it arrives: past maxBytes (declared or received) or on abort it is dropped. */
+async function readCapped(
+  uri: string,
+  body: Readable | undefined,
+  declared: number | undefined,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  if (!body) return new Uint8Array();
+  if (declared !== undefined && declared > maxBytes) {
+    body.destroy();
+    throw new ObjectTooLarge(uri, declared, maxBytes);
+  }
+  const onAbort = () => body.destroy(signal.reason as Error);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) {
+        body.destroy();
+        throw new ObjectTooLarge(uri, Infinity, maxBytes);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    signal.throwIfAborted();
+    return new Uint8Array(Buffer.concat(chunks, size));
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
 /** An in-memory ObjectStore (unit tests, benchmarks); `failOn` injects a failure before a write. */
 export class MemoryObjectStore implements ConditionalObjectStore {
   readonly objects = new Map<string, Uint8Array>();
   failOn: ((op: "put" | "copy", uri: string) => boolean) | undefined;
 
-  async get(uri: string): Promise<Uint8Array | undefined> {
-    return this.objects.get(uri);
+  async get(uri: string, limit?: ReadLimit): Promise<Uint8Array | undefined> {
+    const body = this.objects.get(uri);
+    if (body && limit && body.length > limit.maxBytes) throw new ObjectTooLarge(uri, body.length, limit.maxBytes);
+    return body;
   }
   async put(uri: string, body: Uint8Array | string): Promise<void> {
     if (this.failOn?.("put", uri)) throw new Error(`injected failure: put ${uri}`);

@@ -27,7 +27,8 @@ test("a judged eval.json is remembered by its time only, and whole again once it
   const whole = await evaluation();
   assert.ok("candidate" in whole, "not judged yet: decisions need all of it");
   const verdict = "s3://runs/demo/rounds/0000/verdict.json";
-  const record = { evaluatedAt: whole.evaluatedAt, judgedAt: "t", gates: [], verdict: { passed: true, message: "ok" } };
+  const verdictOf = { passed: true, metrics: {}, gates: [], message: "ok" };
+  const record = { evaluatedAt: whole.evaluatedAt, judgedAt: "t", gates: [], verdict: verdictOf };
   await s3.objects.put(verdict, JSON.stringify(record));
   assert.deepEqual(await evaluation(), { judged: true, evaluatedAt: whole.evaluatedAt });
   s3.objects.objects.delete(verdict);

@@ -250,4 +250,108 @@ describe("createNotificationServer", () => {
       await new Promise((r) => server.close(r));
     }
   });
+
+  test("an unauthenticated request is answered 401 from its headers, before any of its body is read", {
+    timeout: 30_000,
+  }, async () => {
+    const server = createNotificationServer({ token: TOKEN });
+    const port = await listen(server);
+    try {
+      // Declares 100 MB and sends none of it: a server that buffered before authenticating would wait.
+      const head = "POST /s3-events HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+      const out = await exchange(port, head);
+      assert.match(out.statusLine, / 401 /);
+      assert.equal(out.bodyBytesSent, 0);
+      assert.equal(out.closed, true, "the connection is not kept for a body");
+      const wrong = await exchange(port, head.replace("Host: x", "Host: x\r\nAuthorization: Bearer not-the-token"));
+      assert.match(wrong.statusLine, / 401 /);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test("headers or a body sent too slowly end the connection with 408", { timeout: 30_000 }, async () => {
+    const server = createNotificationServer({ token: TOKEN, headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const port = await listen(server);
+    try {
+      // Headers one line at a time, never finished.
+      const headers = await exchange(port, "POST /s3-events HTTP/1.1\r\nHost: x\r\n", { trickle: "X-Slow: 1\r\n" });
+      assert.match(headers.statusLine, / 408 /);
+      assert.equal(headers.closed, true);
+      // An authenticated sender that trickles its body.
+      const head = `POST /s3-events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 1000\r\n\r\n`;
+      const body = await exchange(port, head, { trickle: "x" });
+      assert.match(body.statusLine, / 408 /);
+      assert.equal(body.closed, true);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test("350 slow unauthenticated clients hold at most maxConnections connections, and each is refused", {
+    timeout: 30_000,
+  }, async () => {
+    const maxConnections = 16;
+    const server = createNotificationServer({ token: TOKEN, maxConnections });
+    const port = await listen(server);
+    let most = 0;
+    server.on("connection", () =>
+      server.getConnections((_e, n) => {
+        most = Math.max(most, n);
+      }),
+    );
+    try {
+      // Each connects, sends headers that declare a large body without a token, then trickles it.
+      const head = "POST /s3-events HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n";
+      const outs = await Promise.all(Array.from({ length: 350 }, () => exchange(port, head, { trickle: "x" })));
+      const answered = outs.filter((o) => / 401 /.test(o.statusLine)).length;
+      const dropped = outs.filter((o) => o.statusLine === "").length;
+      assert.equal(answered + dropped, 350, "every client was answered 401 or dropped");
+      assert.ok(answered > 0);
+      assert.ok(outs.every((o) => o.closed));
+      assert.ok(most <= maxConnections, `${most} connections open at once`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
 });
+
+async function listen(server: import("node:http").Server): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return (server.address() as AddressInfo).port;
+}
+
+/**
+ * Sends `head` on a raw socket, then `trickle` every 20 ms until the server answers or closes; the
+ * first line of the answer ("" when the server closed without one) and the trickled bytes sent.
+ */
+function exchange(
+  port: number,
+  head: string,
+  o: { trickle?: string } = {},
+): Promise<{ statusLine: string; closed: boolean; bodyBytesSent: number }> {
+  return new Promise((resolve) => {
+    let text = "";
+    let sent = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const sock = net.connect(port, "127.0.0.1", () => {
+      sock.write(head);
+      if (o.trickle)
+        timer = setInterval(() => {
+          if (sock.writable && text === "") {
+            sock.write(o.trickle!);
+            sent += o.trickle!.length;
+          }
+        }, 20);
+    });
+    sock.on("data", (d) => (text += d.toString()));
+    sock.on("error", () => {});
+    sock.on("close", () => {
+      clearInterval(timer);
+      resolve({ statusLine: text.split("\r\n")[0] ?? "", closed: true, bodyBytesSent: o.trickle ? sent : 0 });
+    });
+  });
+}

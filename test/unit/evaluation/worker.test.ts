@@ -21,7 +21,7 @@ describe("evaluateRound in a worker thread", () => {
     const r = await evaluateRound(store, request);
     assert.equal(r.status, "Failed");
     assert.ok(r.status === "Failed" && r.reason === "InvalidModel");
-    assert.match(r.message, /^s3:\/\/r\/rounds\/0002\/model\.json is not JSON/);
+    assert.match(r.message, /^s3:\/\/r\/rounds\/0002\/model\.json: not JSON/);
     assert.equal(
       store.objects.get("s3://r/rounds/0002/model.json")!.length,
       9,

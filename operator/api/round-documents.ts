@@ -1,0 +1,64 @@
+// The operator's own records in a round folder (api/round-layout.ts): failed.json, verdict.json and
+// compute.json. They are read back on every observation after a restart, from a bucket the run's
+// author can write to, so each has a schema and is parsed with it (s3/documents.ts).
+import { z } from "zod";
+import { gateSpec } from "./continual-clip-run.ts";
+
+/** failed.json: the operator's record of why a round failed, and what it knew then. */
+export const failureRecord = z.object({
+  reason: z.string().min(1),
+  message: z.string(),
+  generation: z.int().min(0),
+  failedAt: z.string(),
+  /** Valid slices when the round failed: a retry waits for one that is not among them. */
+  slicesKnown: z.array(z.string()).optional(),
+});
+export type FailureRecord = z.infer<typeof failureRecord>;
+
+/** One gate's result: the observed value, the threshold it was held to, and why. */
+export const gateResult = z.object({
+  metric: z.string(),
+  observed: z.number().nullable(),
+  threshold: z.number().nullable(),
+  passed: z.boolean(),
+  message: z.string(),
+});
+
+const metrics = z.record(z.string(), z.number());
+
+/** A round's verdict from its eval.json and the gates of the moment it was judged. */
+export const roundVerdict = z.discriminatedUnion("passed", [
+  z.object({ passed: z.literal(true), metrics, gates: z.array(gateResult), message: z.string() }),
+  z.object({
+    passed: z.literal(false),
+    /** CamelCase, for the round's reason and the Warning Event: GatesFailed or the evaluator's reason. */
+    reason: z.string().min(1),
+    message: z.string(),
+    metrics: metrics.optional(),
+    gates: z.array(gateResult).optional(),
+  }),
+]);
+
+/**
+ * verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names:
+ * that round (round, roundUri) and those encoders (sha256, eval.json's candidate.sha256). Verdicts
+ * written before issue 21 lack the three; they are bound by evaluatedAt alone.
+ */
+export const verdictRecord = z.object({
+  evaluatedAt: z.string(),
+  judgedAt: z.string(),
+  gates: z.array(gateSpec),
+  verdict: roundVerdict,
+  round: z.int().min(0).optional(),
+  roundUri: z.string().optional(),
+  sha256: z.object({ image: z.string(), text: z.string() }).optional(),
+});
+export type VerdictRecord = z.infer<typeof verdictRecord>;
+
+/** compute.json: what the trainer Job spent, recorded once it finished (Jobs go after their TTL). */
+export const computeRecord = z.object({
+  gpuSeconds: z.number().min(0),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+});
+export type ComputeRecord = z.infer<typeof computeRecord>;

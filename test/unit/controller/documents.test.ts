@@ -1,0 +1,170 @@
+// Documents a run reads from S3 are input (issue 21, items 7 and 10): each is parsed with its schema
+// and read within its size limit, and one that cannot be used is a condition naming its key, for
+// that run only, instead of an exception that retries forever with no status.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Reconciler } from "../../../operator/controller/reconcile.ts";
+import type { RawObject } from "../../../operator/kube/client.ts";
+import { DOCUMENT_LIMITS } from "../../../operator/s3/documents.ts";
+import { ObjectTooLarge, S3Failure, classifyS3Error } from "../../../operator/s3/errors.ts";
+import { RoundStore } from "../../../operator/s3/round-store.ts";
+import { roundFiles, type SeedOptions } from "../../support/rounds.ts";
+import { putSlice } from "../data/memory-store.ts";
+import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
+
+const NOW = new Date("2026-05-01T00:00:00Z");
+type Condition = { type: string; status: string; reason: string; message: string };
+
+function world(spec: Record<string, unknown> = {}, seed: SeedOptions = { recall: 0.5 }) {
+  const runs = new FakeRuns();
+  const s3 = memoryStorage();
+  const run: RawObject = {
+    metadata: { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 },
+    spec: {
+      source: { s3: { bucket: "data", prefix: "slices/" } },
+      model: { architecture: "ticclip-tiny" },
+      strategy: { samplesPerRound: 20 },
+      trainer: { image: "trainer:1", gpusPerNode: 0 },
+      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
+      ...spec,
+    },
+  };
+  runs.add(run);
+  const reconciler = new Reconciler({
+    runs,
+    children: new FakeChildren(),
+    events: new FakeEvents(),
+    log: quietLog,
+    now: () => NOW,
+    storage: () => s3.storage,
+    // The run names no Secret: the operator's own identity (here: in-memory S3) is allowed.
+    allowDefaultCredentials: true,
+  });
+  const put = (uri: string, body: string) => s3.objects.put(uri, body);
+  for (const [key, body] of roundFiles("runs", "demo/", 0, seed)) void put(`s3://runs/${key}`, body);
+  putSlice(s3.slices, "slices/", "2016");
+  const condition = (type: string) =>
+    ((runs.runs.get("ns/demo")!.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).find(
+      (c) => c.type === type,
+    );
+  return { s3, put, condition, reconcile: () => reconciler.reconcile("ns/demo") };
+}
+
+const verdict = {
+  evaluatedAt: "2026-01-01T00:00:00Z",
+  judgedAt: "2026-01-01T00:00:01Z",
+  gates: [],
+  verdict: { passed: true, metrics: {}, gates: [], message: "ok" },
+};
+const alias = "s3://models/clip/production.json";
+const promotion = { promotion: { s3: { bucket: "models", prefix: "clip/" } } };
+
+describe("documents read from S3", () => {
+  type Case = { name: string; uri: string; body: string; spec?: Record<string, unknown>; seed?: SeedOptions };
+  const cases: (Case & { says: RegExp })[] = [
+    {
+      name: "failed.json whose reason is a number",
+      uri: "s3://runs/demo/rounds/0000/failed.json",
+      body: JSON.stringify({ reason: 5, message: "m", generation: 1, failedAt: "t" }),
+      seed: { trained: false },
+      says: /reason: Invalid input: expected string, received number/,
+    },
+    {
+      name: "verdict.json without its verdict",
+      uri: "s3://runs/demo/rounds/0000/verdict.json",
+      body: JSON.stringify({ ...verdict, verdict: undefined }),
+      says: /verdict: /,
+    },
+    {
+      name: "compute.json with negative GPU-seconds",
+      uri: "s3://runs/demo/rounds/0000/compute.json",
+      body: JSON.stringify({ gpuSeconds: -1 }),
+      says: /gpuSeconds: /,
+    },
+    {
+      name: "eval.json that is not JSON",
+      uri: "s3://runs/demo/rounds/0000/eval.json",
+      body: "{",
+      says: /not JSON/,
+    },
+    {
+      name: "eval.json larger than an eval.json may be",
+      uri: "s3://runs/demo/rounds/0000/eval.json",
+      body: " ".repeat(DOCUMENT_LIMITS.eval + 1),
+      says: /16777217 bytes: more than the 16777216 bytes/,
+    },
+    {
+      name: "an alias pointer of another shape",
+      uri: alias,
+      body: JSON.stringify({ version: "latest" }),
+      spec: promotion,
+      says: /version: /,
+    },
+    {
+      name: "a version.json naming another version",
+      uri: "s3://models/clip/v1/version.json",
+      body: JSON.stringify({
+        schemaVersion: 1,
+        version: 2,
+        round: 0,
+        run: { namespace: "ns", name: "demo", uid: "uid-1" },
+        sourceUri: "s3://runs/demo/rounds/0000/",
+        files: [],
+        metrics: {},
+        createdAt: "t",
+      }),
+      spec: promotion,
+      says: /names version 2, not 1/,
+    },
+  ];
+  for (const c of cases) {
+    test(`${c.name} is a condition naming its key, and the run acts on nothing`, async () => {
+      const w = world(c.spec, c.seed);
+      await w.put(c.uri, c.body);
+      const before = [...w.s3.objects.objects.keys()];
+      const outcome = await w.reconcile();
+      assert.notEqual(outcome.kind, "retry", "an answer, not an exception retried with no status");
+      const ready = w.condition("Ready");
+      assert.equal(ready?.status, "False");
+      assert.equal(ready?.reason, "InvalidDocument");
+      assert.ok(ready.message.includes(c.uri), ready.message);
+      assert.match(ready.message, c.says);
+      assert.equal(w.condition("Stalled")?.status, "True");
+      const written = [...w.s3.objects.objects.keys()].filter((k) => !before.includes(k));
+      assert.deepEqual(written, [], "no plan, verdict or promotion written on a bad document");
+    });
+  }
+
+  test("a plan.json over its limit holds the rounds after it, named in the condition", async () => {
+    const w = world();
+    await w.put("s3://runs/demo/rounds/0000/plan.json", " ".repeat(DOCUMENT_LIMITS.plan + 1));
+    await w.reconcile();
+    const ready = w.condition("Ready");
+    assert.equal(ready?.reason, "RoundPlanUnreadable");
+    assert.match(ready!.message, /rounds\/0000\/plan\.json cannot be used \(16777217 bytes: more than the 16777216/);
+  });
+
+  test("one document that cannot be read in time is a condition naming its key, not a silent retry", async () => {
+    const w = world();
+    const key = "s3://runs/demo/rounds/0000/eval.json";
+    const get = w.s3.objects.get.bind(w.s3.objects);
+    w.s3.objects.get = async (uri, limit) => {
+      if (uri !== key) return get(uri, limit);
+      const cause = Object.assign(new Error("no answer in 30000 ms"), { name: "TimeoutError" });
+      throw new S3Failure(classifyS3Error(cause, `get ${uri}`), { cause });
+    };
+    const outcome = await w.reconcile();
+    assert.notEqual(outcome.kind, "retry");
+    const ready = w.condition("Ready");
+    assert.equal(ready?.reason, "S3Timeout");
+    assert.ok(ready.message.includes(key), ready.message);
+  });
+
+  test("the operator never writes a round document a reader would refuse", async () => {
+    const { objects } = memoryStorage();
+    const store = new RoundStore(objects, { bucket: "runs", prefix: "demo/" });
+    const huge = { newSlices: ["x".repeat(DOCUMENT_LIMITS.plan)] };
+    await assert.rejects(store.putJsonIfAbsent(0, "plan.json", huge), ObjectTooLarge);
+    assert.equal(objects.objects.size, 0);
+  });
+});

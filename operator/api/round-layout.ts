@@ -6,6 +6,8 @@
 //                                   eval.json      the evaluator's result
 //                                   compute.json   GPU-seconds and times of its trainer Job, kept after the Job is gone
 //                                   verdict.json   the gates' verdict on eval.json, judged once, with those gates
+//                                   eval-request.json  what the evaluation Job scores, written before the Job
+import { EVAL_REQUEST_JSON } from "./eval-request.ts";
 import { EVAL_JSON } from "./eval-result.ts";
 
 export const ROUND_FILES = {
@@ -17,6 +19,7 @@ export const ROUND_FILES = {
   summary: "train_summary.json",
   compute: "compute.json",
   verdict: "verdict.json",
+  evalRequest: EVAL_REQUEST_JSON,
 } as const;
 
 export type ArtifactsLocation = { bucket: string; prefix: string };

@@ -3,7 +3,7 @@
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { writeEvalResult } from "../evaluation/evaluate.ts";
-import { buildEvaluateRequest, requestInputs } from "../evaluation/request.ts";
+import { buildEvaluateRequest, evalRequestFor } from "../evaluation/request.ts";
 import type { RawObject } from "../kube/client.ts";
 import { LABELS } from "../kube/objects.ts";
 import type { Logger } from "../observability/log.ts";
@@ -62,6 +62,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
       }
       case "CreateJob": {
         let created: boolean;
+        if (action.evalRequest) await store.putJson(action.round, ROUND_FILES.evalRequest, action.evalRequest);
         try {
           if (action.service) await children.createIfAbsent(action.service);
           created = await children.createIfAbsent(action.job);
@@ -88,16 +89,7 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
       }
       case "EvaluateInProcess": {
         if (action.event) await record(action.event);
-        const options = {
-          executionProvider: spec.evaluation.runner.executionProvider,
-          batchSize: spec.evaluation.runner.batchSize,
-        };
-        const request = await buildEvaluateRequest(
-          objects,
-          requestInputs(action.request),
-          ctx.now().toISOString(),
-          options,
-        );
+        const request = await buildEvaluateRequest(objects, evalRequestFor(action.request), ctx.now().toISOString());
         const result = await ctx.evaluate(objects, request);
         ctx.signal?.throwIfAborted();
         await writeEvalResult(objects, roundUri(spec.artifacts.s3, action.round), result);

@@ -9,7 +9,7 @@ import { EVAL_SCHEMA_VERSION, type EvalResult } from "../api/eval-result.ts";
 import { PROMOTED_FILES } from "../api/promotion.ts";
 import { roundUri } from "../api/round-layout.ts";
 import { buildEvalJob } from "../evaluation/job.ts";
-import type { RoundToEvaluate } from "../evaluation/request.ts";
+import { evalRequestFor, type RoundToEvaluate } from "../evaluation/request.ts";
 import { judgeRound } from "../evaluation/verdict.ts";
 import { isRoundApproved } from "../promotion/approval.ts";
 import { EVALUATED_FILES } from "../promotion/versions.ts";
@@ -29,6 +29,7 @@ export type AfterTraining = {
 export function evaluationRequest(input: RoundsInput, r: RoundObservation): RoundToEvaluate {
   return {
     spec: input.spec,
+    run: input.run,
     round: r.index,
     roundSlices: r.plan!.newSlices,
     slices: (input.slices ?? []).map((s) => s.id),
@@ -100,7 +101,9 @@ function evaluate(
   const event: PlannedEvent = again
     ? warning(`evaluating it again: created Job ${job.metadata.name}`)
     : { type: "Normal", reason: "EvaluationStarted", message: `round ${r.index}: created Job ${job.metadata.name}` };
-  return { phase: "Evaluating", fields: {}, actions: [{ kind: "CreateJob", round: r.index, job, event }] };
+  // The Job reads what to score from eval-request.json, written just before it is created.
+  const create: RoundAction = { kind: "CreateJob", round: r.index, job, event, evalRequest: evalRequestFor(request) };
+  return { phase: "Evaluating", fields: {}, actions: [create] };
 }
 
 /**

@@ -6,6 +6,7 @@ import type {
   ReplayStrategy,
   RoundStatus,
 } from "../api/continual-clip-run.ts";
+import type { EvalRequest } from "../api/eval-request.ts";
 import type { EvalResult } from "../api/eval-result.ts";
 import type { AliasPointer, VersionManifest } from "../api/promotion.ts";
 import type { ComputeRecord, FailureRecord, VerdictRecord } from "../api/round-documents.ts";
@@ -98,6 +99,8 @@ export type RoundAction =
       round: number;
       job: Record<string, any>;
       service?: Record<string, any> | undefined;
+      /** An evaluation Job's request, written to the round's eval-request.json before the Job. */
+      evalRequest?: EvalRequest | undefined;
       event: PlannedEvent;
     }
   | { kind: "RecordCompute"; round: number; record: ComputeRecord }

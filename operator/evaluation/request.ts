@@ -1,16 +1,19 @@
-// From a run and a round to what the evaluate step needs: the Job's command line and environment
-// (pure), or an EvaluateRequest for in-process evaluation (reads the slice manifests).
+// From a run and a round to what the evaluate step needs: the round's eval-request.json (pure), the
+// Job's command line and environment (pure), and the EvaluateRequest both paths score (reads the
+// slice manifests).
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
+import { EVAL_REQUEST_JSON, EVAL_REQUEST_SCHEMA_VERSION, type EvalRequest } from "../api/eval-request.ts";
 import { roundUri } from "../api/round-layout.ts";
 import { MANIFEST_NAME, sliceManifest } from "../api/slice-manifest.ts";
 import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import type { EvaluateRequest } from "./evaluate.ts";
-import type { ExecutionProvider } from "./runtime.ts";
 import { slicesToScore } from "./tic.ts";
 
 export type RoundToEvaluate = {
   spec: Pick<ContinualClipRunSpec, "source" | "artifacts" | "evaluation">;
+  /** The run whose round this is (the request names it; the Job checks it is its own). */
+  run: { namespace: string; name: string; uid: string };
   round: number;
   /** The round's new slices. */
   roundSlices: string[];
@@ -23,30 +26,35 @@ export type RoundToEvaluate = {
 export const sourceUri = (spec: Pick<ContinualClipRunSpec, "source">) =>
   `s3://${spec.source.s3.bucket}/${spec.source.s3.prefix}`;
 
-/** Arguments after `node operator/evaluation/cli.ts` for the evaluation Job. */
-export function evaluateArgs(r: RoundToEvaluate): string[] {
+/** The round's eval-request.json: one request for the evaluation Job and the in-process path alike. */
+export function evalRequestFor(r: RoundToEvaluate): EvalRequest {
   const ev = r.spec.evaluation;
-  return [
-    "evaluate",
-    "--round-uri",
-    roundUri(r.spec.artifacts.s3, r.round),
-    "--round",
-    String(r.round),
-    "--round-slices",
-    r.roundSlices.join(","),
-    "--source-uri",
-    sourceUri(r.spec),
-    "--slices",
-    r.slices.join(","),
-    ...ev.zeroShot.flatMap((z) => ["--zero-shot", `${z.name}=${z.uri}`]),
-    "--k",
-    ev.retrieval.k.join(","),
-    ...(r.promoted ? ["--baseline-uri", r.promoted.uri, "--baseline-version", String(r.promoted.version)] : []),
-    "--execution-provider",
-    ev.runner.executionProvider,
-    "--batch-size",
-    String(ev.runner.batchSize),
-  ];
+  return {
+    schemaVersion: EVAL_REQUEST_SCHEMA_VERSION,
+    run: { namespace: r.run.namespace, name: r.run.name, uid: r.run.uid },
+    round: r.round,
+    roundUri: roundUri(r.spec.artifacts.s3, r.round),
+    roundSlices: r.roundSlices,
+    sourceUri: sourceUri(r.spec),
+    slices: r.slices,
+    zeroShot: ev.zeroShot.map((z) => ({ name: z.name, uri: z.uri })),
+    k: ev.retrieval.k,
+    ...(r.promoted ? { baseline: { version: r.promoted.version, uri: r.promoted.uri } } : {}),
+    executionProvider: ev.runner.executionProvider,
+    batchSize: ev.runner.batchSize,
+  };
+}
+
+/** Where a round's eval-request.json lives. */
+export const evalRequestUri = (r: Pick<RoundToEvaluate, "spec" | "round">) =>
+  `${roundUri(r.spec.artifacts.s3, r.round)}${EVAL_REQUEST_JSON}`;
+
+/**
+ * Arguments after `node operator/evaluation/cli.ts` for the evaluation Job: only where its request
+ * is, so the command line stays the same size however many slices the run has.
+ */
+export function evaluateArgs(r: Pick<RoundToEvaluate, "spec" | "round">): string[] {
+  return ["evaluate", "--request", evalRequestUri(r)];
 }
 
 /** S3 settings of the evaluation Job (credentials come from the source's Secret, as for the trainer). */
@@ -75,25 +83,16 @@ export async function retrievalPacks(
   return out;
 }
 
-export type RequestOptions = { executionProvider?: ExecutionProvider; batchSize?: number; intraOpNumThreads?: number };
+export type RequestOptions = { intraOpNumThreads?: number };
 
-/** The EvaluateRequest for a round, with the packs it should be scored on (in-process and the CLI). */
+/** The EvaluateRequest for a round's request, with the packs it should be scored on (in-process and the CLI). */
 export async function buildEvaluateRequest(
   store: ObjectStore,
-  r: {
-    round: number;
-    roundUri: string;
-    roundSlices: string[];
-    sourceUri?: string | undefined;
-    slices: string[];
-    zeroShot: { name: string; uri: string }[];
-    k: number[];
-    promoted?: { version: number; uri: string } | undefined;
-  },
+  r: EvalRequest,
   now: string,
   opts: RequestOptions = {},
 ): Promise<EvaluateRequest> {
-  const withPacks = r.sourceUri ? await retrievalPacks(store, r.sourceUri, r.slices) : [];
+  const withPacks = await retrievalPacks(store, r.sourceUri, r.slices);
   const chosen = new Set(
     withPacks.length
       ? slicesToScore(
@@ -109,24 +108,10 @@ export async function buildEvaluateRequest(
     retrieval: withPacks.filter((p) => chosen.has(p.sliceId)),
     zeroShot: r.zeroShot,
     k: r.k,
-    baseline: r.promoted,
+    baseline: r.baseline,
     now,
-    ...(opts.executionProvider ? { executionProvider: opts.executionProvider } : {}),
-    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    executionProvider: r.executionProvider,
+    batchSize: r.batchSize,
     ...(opts.intraOpNumThreads ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
-  };
-}
-
-/** In-process form of evaluateArgs: the same request the Job would build. */
-export function requestInputs(r: RoundToEvaluate) {
-  return {
-    round: r.round,
-    roundUri: roundUri(r.spec.artifacts.s3, r.round),
-    roundSlices: r.roundSlices,
-    sourceUri: sourceUri(r.spec),
-    slices: r.slices,
-    zeroShot: r.spec.evaluation.zeroShot,
-    k: r.spec.evaluation.retrieval.k,
-    promoted: r.promoted,
   };
 }

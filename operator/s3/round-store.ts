@@ -2,6 +2,7 @@
 // through the one S3 object adapter, so they share its timeouts and error classification. Every
 // document is read with its size limit and parsed with its schema (s3/documents.ts).
 import type { z } from "zod";
+import { evalRequest } from "../api/eval-request.ts";
 import { evalResult } from "../api/eval-result.ts";
 import { computeRecord, failureRecord, verdictRecord } from "../api/round-documents.ts";
 import { parseRoundKey, ROUND_FILES, roundsUri, roundUri, type ArtifactsLocation } from "../api/round-layout.ts";
@@ -19,6 +20,7 @@ export const ROUND_DOCUMENTS = {
   [ROUND_FILES.eval]: { schema: evalResult, maxBytes: DOCUMENT_LIMITS.eval },
   [ROUND_FILES.verdict]: { schema: verdictRecord, maxBytes: DOCUMENT_LIMITS.verdict },
   [ROUND_FILES.compute]: { schema: computeRecord, maxBytes: DOCUMENT_LIMITS.compute },
+  [ROUND_FILES.evalRequest]: { schema: evalRequest, maxBytes: DOCUMENT_LIMITS.evalRequest },
 } as const;
 export type RoundDocument = keyof typeof ROUND_DOCUMENTS;
 export type RoundDocumentValue<F extends RoundDocument> = z.infer<(typeof ROUND_DOCUMENTS)[F]["schema"]>;

@@ -21,6 +21,7 @@ import {
   type PromotionTarget,
 } from "../../../operator/promotion/versions.ts";
 import { buildModelConfigMap } from "../../../operator/promotion/configmap.ts";
+import { EVAL_REQUEST_JSON, type EvalRequest } from "../../../operator/api/eval-request.ts";
 import type { EvalResult, EvalSucceeded } from "../../../operator/api/eval-result.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -56,24 +57,29 @@ async function copyFolder(from: string, to: string): Promise<void> {
   for (const o of await store.list(from)) await store.copy(o.uri, to + o.uri.slice(from.length));
 }
 
-const evaluateArgs = (round: number, extra: string[] = [], roundUri = fx.rounds[round]!) => [
-  "evaluate",
-  "--round-uri",
-  roundUri,
-  "--round",
-  String(round),
-  "--round-slices",
-  fx.slices[round]!,
-  "--source-uri",
-  fx.source,
-  "--slices",
-  fx.slices.join(","),
-  "--zero-shot",
-  `shapes=${fx.zeroShot}`,
-  "--k",
-  "1,5,10",
-  ...extra,
-];
+/** Writes round `round`'s eval-request.json (as the operator does before the Job) and returns the Job's argv. */
+async function evaluateArgs(
+  round: number,
+  baseline?: { uri: string; version: number },
+  roundUri = fx.rounds[round]!,
+): Promise<string[]> {
+  const request: EvalRequest = {
+    schemaVersion: 1,
+    run: { namespace: "default", name: "eval-test", uid: "0000-eval" },
+    round,
+    roundUri,
+    roundSlices: [fx.slices[round]!],
+    sourceUri: fx.source,
+    slices: fx.slices,
+    zeroShot: [{ name: "shapes", uri: fx.zeroShot }],
+    k: [1, 5, 10],
+    ...(baseline ? { baseline } : {}),
+    executionProvider: "cpu",
+    batchSize: 64,
+  };
+  await store.put(roundUri + EVAL_REQUEST_JSON, JSON.stringify(request));
+  return ["evaluate", "--request", roundUri + EVAL_REQUEST_JSON];
+}
 
 before(async () => {
   bucket = await createBucket(client, "eval");
@@ -109,11 +115,8 @@ describe("evaluation of three trained rounds", () => {
     const outcomes: string[] = [];
     for (const r of [0, 1, 2]) {
       const alias = await readAlias(store, target());
-      const baseline =
-        alias && !("invalid" in alias)
-          ? ["--baseline-uri", alias.uri, "--baseline-version", String(alias.version)]
-          : [];
-      assert.equal(await cli(evaluateArgs(r, baseline), store), EXIT_OK);
+      const baseline = alias && !("invalid" in alias) ? { uri: alias.uri, version: alias.version } : undefined;
+      assert.equal(await cli(await evaluateArgs(r, baseline), store), EXIT_OK);
       const ev = succeeded(await readEvalResult(store, fx.rounds[r]!));
       const base = ev.baseline
         ? {
@@ -323,7 +326,7 @@ describe("bad input fails the evaluation with a clear reason", () => {
   for (const c of cases) {
     test(c.name, async () => {
       const uri = await c.setup();
-      assert.equal(await cli(evaluateArgs(0, [], uri), store), EXIT_BAD_INPUT);
+      assert.equal(await cli(await evaluateArgs(0, undefined, uri), store), EXIT_BAD_INPUT);
       const r = await readEvalResult(store, uri);
       assert.ok(r && r.status === "Failed", "eval.json records the failure");
       assert.equal(r.reason, c.reason);

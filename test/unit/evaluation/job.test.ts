@@ -18,7 +18,7 @@ const job = (s = spec()) =>
     run: RUN,
     spec: s,
     image: "operator:1",
-    request: { spec: s, round: 2, roundSlices: ["2018"], slices: ["2016", "2017", "2018"] },
+    request: { spec: s, run: RUN, round: 2, roundSlices: ["2018"], slices: ["2016", "2017", "2018"] },
   });
 
 test("an evaluation Job asks for resources even when the spec names none, and mounts no token", () => {
@@ -38,4 +38,25 @@ test("an evaluation Job takes the runner's own requests and GPUs, not the traine
     operator: "In",
     values: [2],
   });
+});
+
+test("an evaluation Job's command line names its request, not the slices: a year of hourly slices fits", () => {
+  const s = spec();
+  const hourly = Array.from({ length: 24 * 366 }, (_, h) => `2024-${String(h).padStart(6, "0")}`);
+  const j = buildEvalJob({
+    run: RUN,
+    spec: s,
+    image: "operator:1",
+    request: { spec: s, run: RUN, round: 2, roundSlices: [hourly.at(-1)!], slices: hourly },
+  });
+  const command: string[] = j.spec.template.spec.containers[0].command;
+  assert.deepEqual(command, [
+    "node",
+    "operator/evaluation/cli.ts",
+    "evaluate",
+    "--request",
+    "s3://runs/rounds/0002/eval-request.json",
+  ]);
+  // The kernel refuses one argument over 128 KiB (MAX_ARG_STRLEN) and all of them over ARG_MAX.
+  assert.ok(command.every((a) => Buffer.byteLength(a) < 4096));
 });

@@ -1,7 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { judgeRound, statusMetrics } from "../../../operator/evaluation/verdict.ts";
-import { evaluateArgs, evaluateEnv, requestInputs } from "../../../operator/evaluation/request.ts";
+import { evaluateArgs, evaluateEnv, evalRequestFor } from "../../../operator/evaluation/request.ts";
+import { evalRequest, requestBindingProblem } from "../../../operator/api/eval-request.ts";
 import { isRoundApproved } from "../../../operator/promotion/approval.ts";
 import { continualClipRunSpec } from "../../../operator/api/continual-clip-run.ts";
 import type { EvalResult, ModelScores } from "../../../operator/api/eval-result.ts";
@@ -79,7 +80,7 @@ describe("judgeRound", () => {
   });
 });
 
-describe("evaluateArgs", () => {
+describe("the evaluation request", () => {
   const spec = continualClipRunSpec.parse({
     source: { s3: { bucket: "data", prefix: "slices/", endpoint: "http://minio:9000" } },
     model: { architecture: "ViT-B-16" },
@@ -91,46 +92,51 @@ describe("evaluateArgs", () => {
       runner: { executionProvider: "cuda", gpus: 1 },
     },
   });
-  test("builds the evaluate command line of round 3 from the spec", () => {
-    assert.deepEqual(
-      evaluateArgs({
-        spec,
-        round: 3,
-        roundSlices: ["2019"],
-        slices: ["2016", "2017", "2018", "2019", "2020"],
-        promoted: { version: 2, uri: "s3://m/v2/" },
-      }),
-      [
-        "evaluate",
-        "--round-uri",
-        "s3://runs/b16/rounds/0003/",
-        "--round",
-        "3",
-        "--round-slices",
-        "2019",
-        "--source-uri",
-        "s3://data/slices/",
-        "--slices",
-        "2016,2017,2018,2019,2020",
-        "--zero-shot",
-        "imagenet-val=s3://eval/in/",
-        "--k",
-        "1,5,10",
-        "--baseline-uri",
-        "s3://m/v2/",
-        "--baseline-version",
-        "2",
-        "--execution-provider",
-        "cuda",
-        "--batch-size",
-        "64",
-      ],
-    );
+  const run = { namespace: "ml", name: "b16", uid: "uid-1" };
+  const round = {
+    spec,
+    run,
+    round: 3,
+    roundSlices: ["2019"],
+    slices: ["2016", "2017", "2018", "2019", "2020"],
+    promoted: { version: 2, uri: "s3://models/v2/" },
+  };
+
+  test("round 3's eval-request.json holds what to score; the Job's command line only where it is", () => {
+    const doc = evalRequestFor(round);
+    assert.deepEqual(doc, {
+      schemaVersion: 1,
+      run,
+      round: 3,
+      roundUri: "s3://runs/b16/rounds/0003/",
+      roundSlices: ["2019"],
+      sourceUri: "s3://data/slices/",
+      slices: ["2016", "2017", "2018", "2019", "2020"],
+      zeroShot: [{ name: "imagenet-val", uri: "s3://eval/in/" }],
+      k: [1, 5, 10],
+      baseline: { version: 2, uri: "s3://models/v2/" },
+      executionProvider: "cuda",
+      batchSize: 64,
+    });
+    assert.ok(evalRequest.safeParse(doc).success, "the operator writes what the evaluator accepts");
+    assert.deepEqual(evaluateArgs(round), ["evaluate", "--request", "s3://runs/b16/rounds/0003/eval-request.json"]);
     assert.deepEqual(evaluateEnv(spec), { AWS_REGION: "us-east-1", S3_ENDPOINT: "http://minio:9000" });
-    assert.equal(
-      requestInputs({ spec, round: 3, roundSlices: ["2019"], slices: [] }).roundUri,
-      "s3://runs/b16/rounds/0003/",
-    );
+  });
+
+  test("a request is bound to the folder it sits in, and to the Job's run and round", () => {
+    const doc = evalRequestFor(round);
+    const uri = "s3://runs/b16/rounds/0003/eval-request.json";
+    assert.equal(requestBindingProblem(uri, doc, { TICCLIP_RUN: "ml/b16", TICCLIP_ROUND: "3" }), undefined);
+    const cases: [string, string, NodeJS.ProcessEnv, RegExp][] = [
+      ["in another round's folder", "s3://runs/b16/rounds/0004/eval-request.json", {}, /names round folder/],
+      ["naming round 4 in round 3's folder", uri, {}, /names round 4, but sits in the folder of round 3/],
+      ["for another Job's round", uri, { TICCLIP_ROUND: "4" }, /this Job evaluates round 4/],
+      ["of another run", uri, { TICCLIP_RUN: "ml/other" }, /this Job belongs to ml\/other/],
+    ];
+    for (const [what, at, env, says] of cases) {
+      const d = what.startsWith("naming round 4") ? { ...doc, round: 4 } : doc;
+      assert.match(requestBindingProblem(at, d, env) ?? "accepted", says, what);
+    }
   });
 });
 

@@ -23,11 +23,12 @@ export const operatorConfig = z
       .regex(/^[^:]*:\d+$/, "host:port or :port")
       .optional(),
     notificationToken: z.string().min(16, "at least 16 characters").optional(),
-    evaluatorImage: z
-      .string()
-      .min(1)
-      .optional()
-      .describe("Image of evaluation Jobs (this operator's image); unset evaluates in-process."),
+    evaluatorImage: z.string().min(1).optional().describe("Image of evaluation Jobs (this operator's image)."),
+    inProcessEvaluation: z
+      .boolean()
+      .describe(
+        "Whether runs may be evaluated inside this process (runner.mode InProcess, or every run without --evaluator-image). Off by default.",
+      ),
     trainerArchitectures: z
       .array(z.string().min(1))
       .describe("Architectures the trainer image ships (open_clip names and its own configs); empty skips the check."),
@@ -60,6 +61,10 @@ export const operatorConfig = z
   .refine((c) => !c.notificationsAddress || c.notificationToken, {
     message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
     path: ["notificationToken"],
+  })
+  .refine((c) => c.evaluatorImage || c.inProcessEvaluation, {
+    message: "rounds need an evaluator: --evaluator-image (evaluation Jobs) or --in-process-evaluation true",
+    path: ["evaluatorImage"],
   });
 export type OperatorConfig = z.infer<typeof operatorConfig>;
 
@@ -77,6 +82,7 @@ const FLAGS = {
   "metrics-address": { type: "string" },
   "notifications-address": { type: "string" },
   "evaluator-image": { type: "string" },
+  "in-process-evaluation": { type: "string" },
   "s3-timeout-seconds": { type: "string" },
   "trainer-architectures": { type: "string" },
   "reconcile-deadline-seconds": { type: "string" },
@@ -125,6 +131,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     // Secrets only from the environment (a Secret in the Deployment), never from flags.
     notificationToken: env.TICCLIP_NOTIFICATION_TOKEN,
     evaluatorImage: pick("evaluator-image", "TICCLIP_EVALUATOR_IMAGE"),
+    inProcessEvaluation: bool(pick("in-process-evaluation", "TICCLIP_IN_PROCESS_EVALUATION") ?? "false"),
     trainerArchitectures: (pick("trainer-architectures", "TICCLIP_TRAINER_ARCHITECTURES") ?? "")
       .split(",")
       .map((a) => a.trim())

@@ -48,6 +48,7 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     trainerArchitectures: config.trainerArchitectures,
     sliceUnreadableAfterMs: config.sliceUnreadableAfterMs,
     allowDefaultCredentials: config.allowDefaultCredentials,
+    inProcessEvaluation: config.inProcessEvaluation,
   });
   if (config.allowDefaultCredentials) {
     // Not silent either: any run's author can then act with this operator's cloud identity.

@@ -62,6 +62,9 @@ export const chartValues = z.strictObject({
     existingSecret: z.string(),
     token: z.string(),
   }),
+  inProcessEvaluation: z
+    .boolean()
+    .describe("Let runs ask to be evaluated inside the operator (runner.mode InProcess): off, evaluation Jobs only."),
   resources: z.strictObject({ requests: resourceList.optional(), limits: resourceList.optional() }),
   nodeSelector: labels,
   tolerations: z.array(z.record(z.string(), z.unknown())),

@@ -4,6 +4,7 @@ import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { writeEvalResult } from "../evaluation/evaluate.ts";
 import { buildEvaluateRequest, evalRequestFor } from "../evaluation/request.ts";
+import type { WorkerLimits } from "../evaluation/worker.ts";
 import type { RawObject } from "../kube/client.ts";
 import { LABELS } from "../kube/objects.ts";
 import type { Logger } from "../observability/log.ts";
@@ -32,6 +33,8 @@ export type ActContext = {
   now: () => Date;
   /** Aborted when leadership is lost: no further writes. */
   signal?: AbortSignal | undefined;
+  /** What an in-process evaluation may use of this process (evaluation/worker.ts). */
+  evaluationLimits?: Partial<WorkerLimits> | undefined;
 };
 
 /**
@@ -90,7 +93,8 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
       case "EvaluateInProcess": {
         if (action.event) await record(action.event);
         const request = await buildEvaluateRequest(objects, evalRequestFor(action.request), ctx.now().toISOString());
-        const result = await ctx.evaluate(objects, request);
+        // Cancelled with leadership, terminated past its limits (evaluation/worker.ts).
+        const result = await ctx.evaluate(objects, request, { signal: ctx.signal, limits: ctx.evaluationLimits });
         ctx.signal?.throwIfAborted();
         await writeEvalResult(objects, roundUri(spec.artifacts.s3, action.round), result);
         log.info("round evaluated in-process", { round: action.round, status: result.status });

@@ -70,6 +70,15 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     };
     observed = { ...observed, problem: observed.problem ?? problem };
   }
+  // In-process evaluation runs a run's models inside the shared operator: its administrator's choice.
+  if (spec.evaluation.runner.mode === "InProcess" && observed.inProcessEvaluation === false) {
+    const problem = {
+      reason: "InProcessEvaluationDisabled",
+      message:
+        "spec.evaluation.runner.mode: InProcess evaluation is not enabled on this operator (its administrator's --in-process-evaluation); use mode Job",
+    };
+    observed = { ...observed, problem: observed.problem ?? problem };
+  }
   const discovery = observed.discovery;
   const pointer = observed.alias && !("invalid" in observed.alias) ? observed.alias : undefined;
   const unobserved = observed.problem !== undefined && observed.rounds.length === 0;

@@ -4,6 +4,7 @@ import type { ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import type { EvalResult } from "../api/eval-result.ts";
 import type { EvaluateRequest } from "../evaluation/evaluate.ts";
 export type { GitAccess } from "../git/repository.ts";
+import type { WorkerOptions } from "../evaluation/worker.ts";
 import type { ChildClient } from "../kube/children.ts";
 import type { EventType, RawObject } from "../kube/client.ts";
 import type { S3Connection } from "../s3/client.ts";
@@ -26,5 +27,5 @@ export type EventSink = { record(run: RawObject, type: EventType, reason: string
 export type Storage = { objects: ConditionalObjectStore; slices(bucket: string): SliceStore };
 export type StorageFactory = (connection: S3Connection) => Storage;
 
-/** Scores a round in this process (evaluation/evaluate.ts's evaluateRound). */
-export type Evaluate = (objects: ObjectStore, request: EvaluateRequest) => Promise<EvalResult>;
+/** Scores a round in this process (evaluation/evaluate.ts's evaluateRound), within limits and cancellable. */
+export type Evaluate = (objects: ObjectStore, request: EvaluateRequest, options?: WorkerOptions) => Promise<EvalResult>;

@@ -62,6 +62,12 @@ export type ReconcilerDeps = {
    * operator, that identity could reach other teams' buckets.
    */
   allowDefaultCredentials?: boolean | undefined;
+  /**
+   * Whether runs may be evaluated in this process (the operator's --in-process-evaluation); a run
+   * asking for runner.mode InProcess while it is off is Stalled. Default: only without an
+   * evaluator image, as the operator's configuration requires.
+   */
+  inProcessEvaluation?: boolean | undefined;
 };
 
 /** A run that would need the operator's own identity while --allow-default-credentials is off. */
@@ -209,6 +215,8 @@ export class Reconciler {
           evaluate: this.#deps.evaluate ?? evaluateRound,
           git: this.#git,
           signal,
+          // An in-process evaluation ends well before the reconcile's own deadline would call it stuck.
+          evaluationLimits: { timeoutMs: Math.floor(0.8 * (this.#deps.reconcileDeadlineMs ?? DEFAULT_DEADLINE_MS)) },
         };
         // What act writes (plans, eval.json, verdicts, versions) must be read back, not remembered.
         mem.listing = undefined;
@@ -306,6 +314,7 @@ export class Reconciler {
       evaluatorImage: this.#deps.evaluatorImage,
       trainerArchitectures: this.#deps.trainerArchitectures,
       git: mem.git,
+      inProcessEvaluation: this.#deps.inProcessEvaluation ?? !this.#deps.evaluatorImage,
     };
   }
 }

@@ -90,6 +90,8 @@ export type Observed = {
   git?: GitState | undefined;
   /** Architectures the trainer image ships (operator configuration); undefined: not checked. */
   trainerArchitectures?: readonly string[] | undefined;
+  /** Whether the operator's administrator allows in-process evaluation; undefined: not checked. */
+  inProcessEvaluation?: boolean | undefined;
 };
 
 export type RoundAction =

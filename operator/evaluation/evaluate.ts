@@ -7,12 +7,12 @@
 // onnxruntime are loaded only by the worker thread and the evaluation Job, which keeps about
 // 11 MiB of native libraries out of the operator's resident memory (docs/scale.md).
 import { parseRoundKey, ROUND_FILES } from "../api/round-layout.ts";
-import { EVAL_JSON, evalResult, type EvalResult } from "../api/eval-result.ts";
+import { EVAL_JSON, EVAL_SCHEMA_VERSION, evalResult, type EvalResult } from "../api/eval-result.ts";
 import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import { defaultIntraOpThreads, type ExecutionProvider } from "./runtime.ts";
 import type { TicRow } from "./tic.ts";
-import { inWorkerThread } from "./worker.ts";
+import { inWorkerThread, WorkerLimitExceeded, type WorkerOptions } from "./worker.ts";
 
 export type EvaluateRequest = {
   round: number;
@@ -47,11 +47,30 @@ export const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
  * on the calling thread (they are asynchronous); only bytes cross over. The evaluation Job, a
  * process of its own, calls scoreRound directly.
  */
-export async function evaluateRound(store: ObjectStore, req: EvaluateRequest): Promise<EvalResult> {
+export async function evaluateRound(
+  store: ObjectStore,
+  req: EvaluateRequest,
+  options: WorkerOptions = {},
+): Promise<EvalResult> {
   // Unless told otherwise, leave the operator's own thread a CPU: onnxruntime's intra-op threads
   // keep every core they are given busy, and a starved event loop is as late as a blocked one.
   const threads = req.intraOpNumThreads ?? Math.max(1, defaultIntraOpThreads() - 1);
-  return inWorkerThread<EvalResult>(store, { ...req, intraOpNumThreads: threads });
+  try {
+    return await inWorkerThread<EvalResult>(store, { ...req, intraOpNumThreads: threads }, options);
+  } catch (err) {
+    if (!(err instanceof WorkerLimitExceeded)) throw err;
+    // Retrying would hit the same limit: the round is judged on this result (Rejected, with why).
+    return {
+      schemaVersion: EVAL_SCHEMA_VERSION,
+      status: "Failed",
+      round: req.round,
+      roundUri: withSlash(req.roundUri),
+      roundSlices: req.roundSlices,
+      evaluatedAt: req.now,
+      reason: "InProcessLimitExceeded",
+      message: `${err.message}: evaluate this run in a Job (spec.evaluation.runner.mode: Job)`,
+    };
+  }
 }
 
 /** TiC rows of rounds before `beforeRound`, from their eval.json (failed evaluations have none). */

@@ -40,10 +40,52 @@ async function transferable(bytes: Uint8Array): Promise<Uint8Array> {
   return out;
 }
 
-/** Runs worker-main.ts's scoreRound(store, req) in a worker thread; `req` must be cloneable data. */
-export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): Promise<Result> {
+/**
+ * What one in-process evaluation may use of the operator's process. The worker's V8 heap is capped
+ * by resourceLimits; onnxruntime's own memory is not V8's, so the bytes the worker may read (models
+ * and packs, which sessions and tensors are built from) are capped too; and it has a deadline.
+ */
+export type WorkerLimits = {
+  /** Old-generation heap of the worker (V8 resourceLimits.maxOldGenerationSizeMb). */
+  heapMb: number;
+  /** Bytes the worker may read through the store, all calls together. */
+  readBytes: number;
+  /** Time from start to result; past it the worker is terminated. */
+  timeoutMs: number;
+};
+
+export const DEFAULT_WORKER_LIMITS: WorkerLimits = {
+  heapMb: 512,
+  readBytes: 512 * 1024 * 1024,
+  timeoutMs: 10 * 60_000,
+};
+
+/**
+ * The evaluation went past one of its WorkerLimits: not something a retry mends. `limit` says
+ * which: "memory" (the worker's heap), "read" (bytes read) or "time" (the deadline).
+ */
+export class WorkerLimitExceeded extends Error {
+  readonly limit: "memory" | "read" | "time";
+  constructor(limit: "memory" | "read" | "time", message: string) {
+    super(message);
+    this.name = "WorkerLimitExceeded";
+    this.limit = limit;
+  }
+}
+
+export type WorkerOptions = { limits?: Partial<WorkerLimits> | undefined; signal?: AbortSignal | undefined };
+
+/**
+ * Runs worker-main.ts's scoreRound(store, req) in a worker thread; `req` must be cloneable data.
+ * The worker is terminated when `signal` aborts (leadership lost: the rejection is the signal's
+ * reason) or a limit is passed (WorkerLimitExceeded).
+ */
+export async function inWorkerThread<Result>(store: ObjectStore, req: unknown, o: WorkerOptions = {}): Promise<Result> {
+  o.signal?.throwIfAborted();
+  const limits = { ...DEFAULT_WORKER_LIMITS, ...o.limits };
   const { port1, port2 } = new MessageChannel();
   const failedCalls = new Map<number, unknown>();
+  let read = 0;
   port1.on("message", async (call: StoreCall) => {
     let reply: StoreReply;
     const transfer: ArrayBuffer[] = [];
@@ -51,6 +93,13 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
       let value: unknown;
       if (call.op === "get") {
         const bytes = await store.get(call.args[0] as string, call.args[1] as ReadLimit | undefined);
+        read += bytes?.length ?? 0;
+        if (read > limits.readBytes) {
+          throw new WorkerLimitExceeded(
+            "read",
+            `in-process evaluation read more than ${limits.readBytes} bytes (at ${call.args[0]})`,
+          );
+        }
         value = bytes && (await transferable(bytes));
         if (value) transfer.push((value as Uint8Array).buffer as ArrayBuffer);
       } else if (call.op === "put") {
@@ -70,12 +119,27 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
   const worker = new Worker(new URL("./worker-main.ts", import.meta.url), {
     workerData: { req, port: port2 },
     transferList: [port2],
+    resourceLimits: { maxOldGenerationSizeMb: limits.heapMb, maxYoungGenerationSizeMb: 16 },
   });
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   try {
     const outcome = await new Promise<Outcome>((resolve, reject) => {
       worker.once("message", resolve);
-      worker.once("error", reject);
+      worker.once("error", (err: Error & { code?: string }) =>
+        reject(
+          err.code === "ERR_WORKER_OUT_OF_MEMORY"
+            ? new WorkerLimitExceeded("memory", `in-process evaluation ran out of its ${limits.heapMb} MiB heap`)
+            : err,
+        ),
+      );
       worker.once("exit", (code) => reject(new Error(`evaluation worker exited with code ${code} before reporting`)));
+      timer = setTimeout(
+        () => reject(new WorkerLimitExceeded("time", `in-process evaluation took longer than ${limits.timeoutMs} ms`)),
+        limits.timeoutMs,
+      );
+      onAbort = () => reject(o.signal!.reason);
+      o.signal?.addEventListener("abort", onAbort, { once: true });
     });
     if (outcome.ok) return outcome.result as Result;
     if (outcome.storeCall !== undefined && failedCalls.has(outcome.storeCall)) throw failedCalls.get(outcome.storeCall);
@@ -87,6 +151,8 @@ export async function inWorkerThread<Result>(store: ObjectStore, req: unknown): 
     if (outcome.stack) err.stack = outcome.stack;
     throw err;
   } finally {
+    clearTimeout(timer);
+    if (onAbort) o.signal?.removeEventListener("abort", onAbort);
     port1.close();
     await worker.terminate();
   }

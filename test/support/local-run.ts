@@ -215,6 +215,10 @@ export function startOperator(namespaces: string[], extra: string[] = [], env: N
       namespaces.join(","),
       "--lease-namespace",
       namespaces[0]!,
+      // Tests and the demo run without the operator image: rounds are scored in-process unless a
+      // test passes --evaluator-image (or turns this off after it: the last flag wins).
+      "--in-process-evaluation",
+      "true",
       ...extra,
     ],
     { ...runtime.env, ...env },

@@ -4,8 +4,49 @@
 // interpreter, so the operator (which parses every spec it reads), the tests and the API server
 // agree. Keep to the CEL the API server offers: the standard macros and the Kubernetes string
 // extensions (split, lowerAscii, ...), nothing the JavaScript interpreter adds on top.
-import { parse } from "@marcbachmann/cel-js";
+import { Environment } from "@marcbachmann/cel-js";
 import { z } from "zod";
+import { compareQuantities, parseQuantity, type Quantity } from "./quantity.ts";
+
+/** A value of the API server's CEL quantity library (k8s.io/apiserver/pkg/cel/library/quantity.go). */
+class CelQuantity {
+  readonly q: Quantity;
+  constructor(q: Quantity) {
+    this.q = q;
+  }
+}
+
+const quantityOf = (s: string): CelQuantity => {
+  const q = parseQuantity(s);
+  if (!q) throw new Error(`invalid quantity ${s}`); // the API server errors too, and the rule fails
+  return new CelQuantity(q);
+};
+const compare = (name: string, fn: (order: -1 | 0 | 1) => boolean) => ({
+  name,
+  receiverType: "Quantity",
+  returnType: "bool",
+  params: [{ name: "other", type: "Quantity" }],
+  handler: (a: CelQuantity, b: CelQuantity) => fn(compareQuantities(a.q, b.q)),
+});
+
+/**
+ * The CEL the API server offers CRD rules: the standard macros and the Kubernetes extensions the
+ * interpreter has, plus the quantity library (quantity, isQuantity, isGreaterThan, isLessThan,
+ * compareTo), so resource rules compare 1Gi and 1500Mi as numbers in both enforcers.
+ */
+const environment = new Environment({ unlistedVariablesAreDyn: true })
+  .registerType("Quantity", CelQuantity)
+  .registerFunction("quantity(string): Quantity", quantityOf)
+  .registerFunction("isQuantity(string): bool", (s: string) => parseQuantity(s) !== undefined)
+  .registerFunction(compare("isGreaterThan", (o) => o > 0))
+  .registerFunction(compare("isLessThan", (o) => o < 0))
+  .registerFunction({
+    name: "compareTo",
+    receiverType: "Quantity",
+    returnType: "int",
+    params: [{ name: "other", type: "Quantity" }],
+    handler: (a: CelQuantity, b: CelQuantity) => BigInt(compareQuantities(a.q, b.q)),
+  });
 
 /** A CEL rule as the CRD carries it (x-kubernetes-validations). `self` is the value it is attached to. */
 export type CelRule = {
@@ -26,7 +67,11 @@ export const RULES_KEY = "x-kubernetes-validations";
  * schema's own checks pass (as the API server does after the OpenAPI checks).
  */
 export function withRules<T extends z.ZodType>(schema: T, ...rules: CelRule[]): T {
-  const compiled = rules.map((r) => ({ ...r, evaluate: parse(r.rule), path: fieldPathToPath(r.fieldPath) }));
+  const compiled = rules.map((r) => ({
+    ...r,
+    evaluate: environment.parse(r.rule),
+    path: fieldPathToPath(r.fieldPath),
+  }));
   let shape: Json | undefined;
   const checked = schema.check((payload) => {
     // Like the API server, judge only values that passed their schema: a rule over a wrongly typed

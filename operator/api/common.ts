@@ -8,7 +8,7 @@ export const QUANTITY_PATTERN =
 
 /** An int-or-string quantity such as 32, "500m" or "256Gi". */
 export const quantity = z
-  .union([z.int().nonnegative(), z.string().regex(new RegExp(QUANTITY_PATTERN))])
+  .union([z.int().nonnegative(), z.string().max(64).regex(new RegExp(QUANTITY_PATTERN))])
   .meta({ "x-kubernetes-int-or-string": true, description: "Kubernetes quantity, e.g. 32, 500m, 256Gi" });
 
 /** A Go-style duration: 30s, 5m, 1h30m. */
@@ -58,29 +58,36 @@ export const bucketName = z
   .max(63)
   .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, "an S3 bucket name (lowercase letters, digits, '.', '-')");
 
+// Patterns are read by two engines: JavaScript here and RE2 (Go) in the API server. They differ on
+// `\s` (JavaScript's includes \v, NBSP and the Unicode spaces, RE2's only [\t\n\f\r ]) and on `.`
+// (JavaScript's excludes \r, U+2028 and U+2029, RE2's only \n), so patterns spell character
+// ranges instead; test/unit/api/patterns.test.ts fails on a construct the two read differently.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII controls are the characters refused
+const SEGMENT = /^([^/\x00-\x20\x7f]+\/)*$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII controls are the characters refused
+const S3_URI = /^s3:\/\/[a-z0-9][a-z0-9.-]*[a-z0-9]\/[^\x00-\x1f\x7f]+$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII controls are the characters refused
+const HTTP_URL = /^https?:\/\/[^/\x00-\x20\x7f]+(\/[^\x00-\x20\x7f]*)?$/;
+
 /**
  * A key prefix: empty, or path segments each ending in '/'. No leading '/', no empty, '.' or '..'
- * segment: S3 keys are not paths, so "a/../b/" would be a different place than it reads.
+ * segment: S3 keys are not paths, so "a/../b/" would be a different place than it reads. No spaces
+ * or control characters.
  */
 export const keyPrefix = withRules(
-  z
-    .string()
-    .max(512)
-    .regex(/^([^/\s]+\/)*$/, "empty or segments each ending in '/' (no leading '/', no '//')"),
+  z.string().max(512).regex(SEGMENT, "empty or segments each ending in '/' (no leading '/', no '//', no spaces)"),
   {
     rule: "!self.split('/').exists(s, s == '..' || s == '.')",
     message: "must not contain '.' or '..' segments",
   },
 );
 
-export const s3Uri = z
-  .string()
-  .max(1024)
-  .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]*[a-z0-9]\/.+$/, "an s3://bucket/key URI");
-export const httpUrl = z
-  .string()
-  .max(512)
-  .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, "an http(s):// URL");
+export const s3Uri = z.string().max(1024).regex(S3_URI, "an s3://bucket/key URI");
+/** An http(s) URL without credentials: a key in a manifest is a key in Git. */
+export const httpUrl = withRules(z.string().max(512).regex(HTTP_URL, "an http(s):// URL"), {
+  rule: "!self.matches('^[a-z]+://[^/]*@')",
+  message: "must not carry credentials (user:password@host): keys belong in the Secret of credentialsSecretRef",
+});
 
 // Kubernetes names and labels, with the API server's own rules (k8s.io/apimachinery validation).
 // Patterns avoid backslashes so they read the same in JavaScript, RE2 (OpenAPI pattern) and CEL strings.
@@ -100,18 +107,24 @@ export const QUALIFIED_NAME_PATTERN = `^(${DNS_SUBDOMAIN_SOURCE}/)?${QUALIFIED_N
 export const isQualifiedName = (x: string) =>
   `${x}.matches('${QUALIFIED_NAME_PATTERN}') && (!${x}.contains('/') || ${x}.indexOf('/') <= 253)`;
 
+/** A qualified name as a value (a label key, a topology key), as the API server's ValidateLabelName. */
+export const qualifiedName = withRules(z.string().min(1).max(317), {
+  rule: isQualifiedName("self"),
+  message: "must be a qualified name: [DNS-subdomain prefix/]name, name at most 63 of [A-Za-z0-9-_.]",
+});
+
 const MAX_MAP_ENTRIES = 64;
 
 /**
  * A map whose keys are qualified names. Structural schemas cannot check map keys (no
  * propertyNames), so the key rule is CEL, for the API server and zod alike.
  */
-export const qualifiedNameMap = <V extends z.ZodType>(value: V, what: string) =>
+export const qualifiedNameMap = <V extends z.ZodType>(value: V, what: string, max = MAX_MAP_ENTRIES) =>
   withRules(
     z
       .record(z.string(), value)
-      .refine((m) => Object.keys(m).length <= MAX_MAP_ENTRIES, `at most ${MAX_MAP_ENTRIES} entries`)
-      .meta({ maxProperties: MAX_MAP_ENTRIES }),
+      .refine((m) => Object.keys(m).length <= max, `at most ${max} entries`)
+      .meta({ maxProperties: max }),
     {
       rule: `self.all(k, ${isQualifiedName("k")})`,
       message: `${what} keys must be qualified names: [DNS-subdomain prefix/]name, name at most 63 of [A-Za-z0-9-_.]`,

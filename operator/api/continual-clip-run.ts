@@ -1,6 +1,7 @@
 // The ContinualClipRun API (ticclip.dev/v1alpha1): the only place its shape is written.
 // crds/ is generated from these schemas by gen-artifacts.ts; descriptions feed `kubectl explain`.
 import { z } from "zod";
+import { affinity } from "./affinity.ts";
 import { type CelRule, withRules } from "./cel.ts";
 import {
   boundedDuration,
@@ -195,7 +196,19 @@ const toleration = withRules(
   },
 );
 
-const resourceList = qualifiedNameMap(quantity, "resource name");
+const resourceList = qualifiedNameMap(quantity, "resource name", 16);
+
+/**
+ * requests and limits of a container. A request above the limit of the same resource is refused
+ * here, comparing the quantities as numbers (1Gi is less than 1500Mi), instead of by the API
+ * server when the Job is created.
+ */
+const resourceRequirements = (description: string) =>
+  withRules(z.object({ requests: resourceList.optional(), limits: resourceList.optional() }), {
+    rule: "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || !quantity(string(self.requests[k])).isGreaterThan(quantity(string(self.limits[k]))))",
+    message: "a request must not exceed the limit of the same resource (quantities compare as numbers: 1Gi < 1500Mi)",
+    fieldPath: ".requests",
+  }).describe(description);
 
 // Grace period for a SIGTERMed trainer pod (preemption, drain): it saves the intra-round checkpoint
 // before exiting. ViT-B/16 has ~150M parameters: fp32 weights (0.6 GB) plus AdamW's two moments
@@ -220,17 +233,10 @@ export const trainerSpec = withRules(
       .default(1)
       .describe("Nodes per round (more than 1 runs an Indexed Job with torchrun rendezvous)."),
     gpusPerNode: z.int().min(0).max(64).default(1).describe("nvidia.com/gpu per node; 0 trains on CPU."),
-    resources: z
-      .object({ requests: resourceList.optional(), limits: resourceList.optional() })
-      .optional()
-      .describe("CPU and memory of each trainer pod (GPUs come from gpusPerNode)."),
+    resources: resourceRequirements("CPU and memory of each trainer pod (GPUs come from gpusPerNode).").optional(),
     nodeSelector: labelMap.optional(),
     tolerations: z.array(toleration).max(32).optional(),
-    affinity: z
-      .object({})
-      .meta({ "x-kubernetes-preserve-unknown-fields": true })
-      .optional()
-      .describe("A core/v1 Affinity, passed to the pod as is."),
+    affinity: affinity.optional(),
     priorityClassName: dnsSubdomain.optional().describe("PriorityClass of the trainer pods."),
     serviceAccountName: dnsSubdomain.optional().describe("ServiceAccount the trainer pods run as."),
     queueName: dnsSubdomain
@@ -325,10 +331,7 @@ export const evaluationRunnerSpec = withRules(
       .default("cpu")
       .describe("onnxruntime execution provider; cuda needs gpus > 0 and an image with the CUDA provider."),
     gpus: z.int().min(0).max(8).default(0).describe("nvidia.com/gpu of the evaluation Job."),
-    resources: z
-      .object({ requests: resourceList.optional(), limits: resourceList.optional() })
-      .optional()
-      .describe("CPU and memory of the evaluation Job (GPUs come from gpus)."),
+    resources: resourceRequirements("CPU and memory of the evaluation Job (GPUs come from gpus).").optional(),
     nodeSelector: labelMap.optional(),
     tolerations: z.array(toleration).max(32).optional(),
     batchSize: z.int().min(1).max(4096).default(64).describe("Images or texts per inference call."),

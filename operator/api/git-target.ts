@@ -23,7 +23,12 @@ export const DEFAULT_COMMIT_MESSAGE =
   "{{name}}: {{action}} {{alias}} to v{{version}} (round {{round}})\n\n" +
   "ContinualClipRun {{run}}\nModel: {{uri}}\n\nGates:\n{{gates}}\n\nMetrics:\n{{metrics}}\n";
 
-// Patterns avoid backslashes so they read the same in JavaScript, RE2 (OpenAPI pattern) and CEL.
+// Patterns avoid backslashes so they read the same in JavaScript, RE2 (OpenAPI pattern) and CEL;
+// whitespace is spelled as the ASCII range (JavaScript's \s is not RE2's: api/common.ts).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII controls are the characters refused
+const GIT_URL = /^https:[/][/][^/?#\x00-\x20\x7f]+([/][^?#\x00-\x20\x7f]*)?$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII controls are the characters refused
+const EMAIL = /^[^@<>\x00-\x20\x7f]+@[^@<>\x00-\x20\x7f]+$/;
 const TEMPLATE_PATTERN = `^([^{]|[{][^{]|[{][{] ?(${COMMIT_MESSAGE_VARIABLES.join("|")}) ?[}][}])*[{]?$`;
 
 /**
@@ -59,16 +64,10 @@ export const gitFilePath = withRules(
   },
 );
 
-export const gitUrl = withRules(
-  z
-    .string()
-    .max(512)
-    .regex(/^https:[/][/][^/?#\s]+([/][^?#\s]*)?$/, "an https:// URL without query or fragment"),
-  {
-    rule: "!self.matches('^https://[^/]*@')",
-    message: "must not carry credentials (user:password@host): put them in the Secret named by secretRef",
-  },
-);
+export const gitUrl = withRules(z.string().max(512).regex(GIT_URL, "an https:// URL without query or fragment"), {
+  rule: "!self.matches('^https://[^/]*@')",
+  message: "must not carry credentials (user:password@host): put them in the Secret named by secretRef",
+});
 
 export const gitTargetSpec = withRules(
   z.object({
@@ -108,7 +107,7 @@ export const gitTargetSpec = withRules(
           .string()
           .min(3)
           .max(254)
-          .regex(/^[^@\s<>]+@[^@\s<>]+$/, "an email address")
+          .regex(EMAIL, "an email address")
           .default("continual-clip-operator@ticclip.dev")
           .describe("Commit author's email."),
       })

@@ -14,13 +14,14 @@ export function toStructuralSchema(schema: z.ZodType): Json {
 function rewrite(node: Json): Json {
   const out: Json = {};
   if (node["x-kubernetes-int-or-string"] === true) {
-    // zod emits anyOf[int, string-with-pattern]; structural form is the flag plus the pattern.
+    // zod emits anyOf[int, string-with-pattern]; structural form is the flag plus the string's checks.
     const branches = (node.anyOf as Json[] | undefined) ?? [];
-    const pattern = branches.find((b) => typeof b.pattern === "string")?.pattern;
+    const text = branches.find((b) => typeof b.pattern === "string");
     return dropUndefined({
       description: node.description,
       "x-kubernetes-int-or-string": true,
-      pattern,
+      pattern: text?.pattern,
+      maxLength: text?.maxLength,
     });
   }
   if (node["x-kubernetes-preserve-unknown-fields"] === true) {

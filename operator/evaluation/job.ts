@@ -24,6 +24,14 @@ const FINISHED_TTL_SECONDS = 7 * 24 * 3600;
 // onnxruntime on CPU uses about a core and the packs plus two models about a GiB.
 const DEFAULT_REQUESTS = { cpu: "1", memory: "2Gi" };
 
+/**
+ * The default requests, but none for a resource the spec limits: Kubernetes then requests the
+ * limit, and a default above a smaller limit (2Gi against 1Gi) would make the Job invalid.
+ */
+function defaultRequests(limits: Record<string, string | number> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(DEFAULT_REQUESTS).filter(([name]) => limits?.[name] === undefined));
+}
+
 export function buildEvalJob(o: {
   run: RunRef;
   spec: ContinualClipRunSpec;
@@ -62,7 +70,10 @@ export function buildEvalJob(o: {
               command: ["node", "operator/evaluation/cli.ts", ...evaluateArgs(request)],
               env,
               resources: containerResources(
-                { ...runner.resources, requests: runner.resources?.requests ?? DEFAULT_REQUESTS },
+                {
+                  ...runner.resources,
+                  requests: runner.resources?.requests ?? defaultRequests(runner.resources?.limits),
+                },
                 runner.gpus,
               ),
               securityContext: CONTAINER_SECURITY_CONTEXT,

@@ -60,3 +60,10 @@ test("an evaluation Job's command line names its request, not the slices: a year
   // The kernel refuses one argument over 128 KiB (MAX_ARG_STRLEN) and all of them over ARG_MAX.
   assert.ok(command.every((a) => Buffer.byteLength(a) < 4096));
 });
+
+test("an evaluation Job limited below the default requests asks for no more than its limits", () => {
+  const s = spec({ runner: { resources: { limits: { memory: "1Gi" } } } });
+  const resources = job(s).spec.template.spec.containers[0].resources;
+  assert.deepEqual(resources.requests, { cpu: "1" }, "memory is requested at its limit by Kubernetes");
+  assert.deepEqual(resources.limits, { memory: "1Gi" });
+});

@@ -65,6 +65,8 @@ function decodeKey(k: string): string {
   return decodeURIComponent(k.replace(/\+/g, " "));
 }
 
+const isCreated = (e: S3ObjectEvent) => e.eventName.includes("ObjectCreated:");
+
 function reply(
   status: NotificationOutcome["status"],
   message: string,
@@ -72,10 +74,7 @@ function reply(
   extra: Partial<NotificationOutcome> = {},
 ): NotificationOutcome {
   const matched = events
-    .filter(
-      (e) =>
-        e.eventName.includes("ObjectCreated:") && (e.key === SUCCESS_MARKER || e.key.endsWith("/" + SUCCESS_MARKER)),
-    )
+    .filter((e) => isCreated(e) && (e.key === SUCCESS_MARKER || e.key.endsWith("/" + SUCCESS_MARKER)))
     .map((e) => ({ bucket: e.bucket, key: e.key }));
   return { status, message, events, matched, ...extra };
 }
@@ -146,7 +145,10 @@ export type NotificationServerOptions = {
   path?: string;
   /** A _SUCCESS marker was created: look for a new slice now (tools that watch markers only). */
   onSliceReady?: (bucket: string, key: string) => void;
-  /** Every object event (e.g. manifest.json rewrites, for SliceDiscovery.notify). */
+  /**
+   * Every ObjectCreated event (a _SUCCESS marker, a manifest.json rewrite: SliceDiscovery.notify
+   * decides which keys matter). Removals and other events start nothing: polling sees them.
+   */
   onObjectEvent?: (event: S3ObjectEvent) => void;
   /**
    * False on a standby replica: events are refused with 503 so the sender retries and the leader
@@ -249,7 +251,7 @@ export function createNotificationServer(o: NotificationServerOptions): http.Ser
             return send(res, 502, `could not confirm the subscription: ${(err as Error).message}`);
           }
         }
-        for (const e of out.events) o.onObjectEvent?.(e);
+        for (const e of out.events) if (isCreated(e)) o.onObjectEvent?.(e);
         for (const m of out.matched) o.onSliceReady?.(m.bucket, m.key);
         send(res, 200, out.message);
       });

@@ -251,6 +251,29 @@ describe("createNotificationServer", () => {
     }
   });
 
+  test("only ObjectCreated events reach discovery: a removed _SUCCESS or manifest.json starts no look", async () => {
+    const seen: string[] = [];
+    const server = createNotificationServer({
+      token: TOKEN,
+      onObjectEvent: (e) => seen.push(`${e.eventName} ${e.key}`),
+    });
+    const port = await listen(server);
+    try {
+      const post = (body: unknown) =>
+        fetch(`http://127.0.0.1:${port}/s3-events`, { method: "POST", body: JSON.stringify(body), headers: auth });
+      for (const [key, event] of [
+        ["slices/2016/_SUCCESS", "s3:ObjectRemoved:Delete"],
+        ["slices/2016/manifest.json", "s3:ObjectRemoved:Delete"],
+        ["slices/2016/manifest.json", "s3:ObjectCreated:Put"],
+      ] as const)
+        assert.equal((await post(minioEvent("data", key, event))).status, 200);
+      assert.deepEqual(seen, ["ObjectCreated:Put slices/2016/manifest.json"]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   test("an unauthenticated request is answered 401 from its headers, before any of its body is read", {
     timeout: 30_000,
   }, async () => {

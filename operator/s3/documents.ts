@@ -42,19 +42,28 @@ export const documentCacheLimit = (rounds: number) => 1 * MiB + rounds * 64 * Ki
 /** A document as read: absent (undefined), its parsed value, or why it cannot be used (key not included). */
 export type DocumentRead<T> = { value: T } | { invalid: string } | undefined;
 
-/** Reads `uri` (at most maxBytes, inside the store's deadline) and parses it as JSON with `schema`. */
+/**
+ * Reads `uri` (at most maxBytes, inside the store's deadline) and parses it as JSON with `schema`.
+ * `expect`: the size a listing showed, when known. The read then stops at a little more than that
+ * (an endpoint cannot send more than it listed), and only a document that really grew since is
+ * read again up to maxBytes, so a caller can reserve what it expects rather than the limit.
+ */
 export async function readDocument<T>(
   store: Pick<ObjectStore, "get">,
   uri: string,
   maxBytes: number,
   schema: z.ZodType<T>,
+  expect?: { bytes: number; reserve?: (bytes: number) => Promise<void> },
 ): Promise<DocumentRead<T>> {
   let raw: Uint8Array | undefined;
+  const first = expect ? expectedRead(expect.bytes, maxBytes) : maxBytes;
   try {
-    raw = await store.get(uri, { maxBytes });
+    raw = await store.get(uri, { maxBytes: first });
   } catch (err) {
-    if (err instanceof ObjectTooLarge) return { invalid: tooLarge(err.size, err.maxBytes) };
-    throw err;
+    if (!(err instanceof ObjectTooLarge)) throw err;
+    if (first === maxBytes) return { invalid: tooLarge(err.size, maxBytes) };
+    await expect?.reserve?.(maxBytes);
+    return readDocument(store, uri, maxBytes, schema);
   }
   if (raw === undefined) return undefined;
   let json: unknown;
@@ -66,6 +75,9 @@ export async function readDocument<T>(
   const parsed = schema.safeParse(json);
   return parsed.success ? { value: parsed.data } : { invalid: formatIssues(parsed.error) };
 }
+
+/** What to read of a document listed at `bytes`: that and some slack, within the limit of its kind. */
+export const expectedRead = (bytes: number, maxBytes: number) => Math.min(maxBytes, Math.max(bytes, 64 * KiB));
 
 const tooLarge = (size: number, maxBytes: number) =>
   `${size === Infinity ? "" : `${size} bytes: `}more than the ${maxBytes} bytes a document of its kind may have`;

@@ -7,7 +7,7 @@ import { evalResult } from "../api/eval-result.ts";
 import { computeRecord, failureRecord, verdictRecord } from "../api/round-documents.ts";
 import { parseRoundKey, ROUND_FILES, roundsUri, roundUri, type ArtifactsLocation } from "../api/round-layout.ts";
 import { roundPlan } from "../api/round-plan.ts";
-import { DOCUMENT_LIMITS, documentBody, readDocument, type DocumentRead } from "./documents.ts";
+import { DOCUMENT_LIMITS, documentBody, expectedRead, readDocument, type DocumentRead } from "./documents.ts";
 import type { ConditionalObjectStore } from "./object-store.ts";
 
 /** The files of each round folder with their ETags (undefined where the store has none), by round. */
@@ -28,8 +28,8 @@ export type RoundDocumentValue<F extends RoundDocument> = z.infer<(typeof ROUND_
 /**
  * Bytes of documents one RoundStore (one run's observation) may be reading at once. Round folders
  * are read several at a time (observe.ts), and a run's author decides how large its documents are:
- * up to the limit of their kind, which for plan.json and eval.json is this whole budget, so a run
- * reads one of those at a time and never holds more than this.
+ * each read reserves its listed size (or, unlisted, the limit of its kind, which for plan.json and
+ * eval.json is this whole budget), so a run never holds more than this.
  */
 export const READ_BUDGET_BYTES = DOCUMENT_LIMITS.plan;
 
@@ -38,6 +38,8 @@ export class RoundStore {
   readonly artifacts: ArtifactsLocation;
   #reading = 0;
   readonly #waiting: (() => void)[] = [];
+  /** Object sizes from this store's own listing: a read reserves what it will read, not its limit. */
+  readonly #sizes = new Map<string, number>();
   constructor(objects: ConditionalObjectStore, artifacts: ArtifactsLocation) {
     this.#objects = objects;
     this.artifacts = artifacts;
@@ -56,6 +58,7 @@ export class RoundStore {
       if (!key) continue;
       if (!out.has(key.round)) out.set(key.round, new Map());
       out.get(key.round)!.set(key.file, o.etag);
+      this.#sizes.set(o.uri, o.size);
     }
     return out;
   }
@@ -66,12 +69,30 @@ export class RoundStore {
    */
   async readDocument<F extends RoundDocument>(round: number, file: F): Promise<DocumentRead<RoundDocumentValue<F>>> {
     const { schema, maxBytes } = ROUND_DOCUMENTS[file];
-    await this.#acquire(maxBytes);
+    const uri = this.uri(round, file);
+    // A document this store listed reserves (and reads) about its listed size, so small documents
+    // are read side by side and large ones one at a time; one that grew since is read again with
+    // the limit of its kind reserved. Unlisted, the limit of its kind.
+    const listed = this.#sizes.get(uri);
+    let reserved = listed === undefined ? maxBytes : expectedRead(listed, maxBytes);
+    await this.#acquire(reserved);
     try {
-      const doc = await readDocument<unknown>(this.#objects, this.uri(round, file), maxBytes, schema as z.ZodType);
+      const expect =
+        listed === undefined
+          ? undefined
+          : {
+              bytes: listed,
+              reserve: async (bytes: number) => {
+                this.#release(reserved);
+                reserved = 0;
+                await this.#acquire(bytes);
+                reserved = bytes;
+              },
+            };
+      const doc = await readDocument<unknown>(this.#objects, uri, maxBytes, schema as z.ZodType, expect);
       return doc as DocumentRead<RoundDocumentValue<F>>;
     } finally {
-      this.#release(maxBytes);
+      this.#release(reserved);
     }
   }
 

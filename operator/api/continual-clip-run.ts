@@ -149,7 +149,7 @@ export const strategySpec = withRules(
       .max(100)
       .default(3)
       .describe(
-        "Rounds that may fail over the same slice before the slice is marked failed in status (with the reason) and no longer retried.",
+        "Rounds of one slice that may fail over it before the slice is marked failed in status (with the reason) and no longer retried. Under roundPolicy Latest a failed round of several slices counts against none; its slices are then retried one at a time.",
       ),
     optimizer: optimizerSpec.prefault({}),
   }),

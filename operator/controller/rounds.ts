@@ -146,7 +146,10 @@ function decideOwnRounds(input: RoundsInput): RoundsDecision {
       }
     }
     const givenUp: string[] = [];
-    if (p.phase === "Failed") {
+    // A failed round of several slices (roundPolicy Latest) cannot say which one failed it: it
+    // counts against none, and its slices are then retried one at a time (next-round.ts), where a
+    // failure does count. Otherwise good slices batched with a bad one would be given up with it.
+    if (p.phase === "Failed" && r.plan!.newSlices.length === 1) {
       for (const id of r.plan!.newSlices) {
         const a = { count: (attempts.get(id)?.count ?? 0) + 1, reason: `${p.reason}: ${p.message}` };
         attempts.set(id, a);

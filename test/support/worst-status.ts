@@ -163,7 +163,9 @@ export function worstCase(o: WorstCaseOptions = {}): {
   for (let index = 0; index < rounds; index++) {
     const kind =
       index === rounds - 1 ? "training" : (["promoted", "rejected", "evalFailed", "failed"] as const)[index % 4]!;
-    const ids = kind === "failed" ? failedIds : trainedIds;
+    // Failed rounds alternate: over every slice (counted against none of them: such a round cannot
+    // say which slice failed it), and over one slice, given up at once (maxAttemptsPerSlice 1).
+    const ids = kind !== "failed" ? trainedIds : index % 8 === 3 ? failedIds : [failedIds[(index >> 3) % perRound]!];
     const init = index === 0 ? spec.model.initialCheckpoint! : `${roundUri(spec.artifacts.s3, index - 1)}checkpoint.pt`;
     const plan = {
       // No uid: the plan belongs to the run of this namespace and name, whatever uid it gets.

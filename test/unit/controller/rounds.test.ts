@@ -616,15 +616,21 @@ test("roundPolicy Latest retries a failed batch one slice at a time, so a bad sl
     input({ spec: latest, slices: withNew, rounds: [trained(0, ["2016"]), failedBatch, trained(2, ["2017"])] }),
   );
   assert.deepEqual((d.actions[0] as { plan: RoundPlan }).plan.newSlices, ["2018"]);
-  // 2018 fails alone and is given up (2 attempts); 2019 and 2020 were never charged a second attempt.
+  // 2018 fails alone: its first attempt (the batch blamed none of its slices, which cannot say
+  // which one failed it). Retried alone once a slice arrives, it fails again and is given up.
   const bad = failedRecorded(3, ["2018"], "s3://runs/demo/rounds/0002/checkpoint.pt");
   bad.failure!.slicesKnown = withNew.map((s) => s.id);
-  d = decideRounds(
-    input({ spec: latest, slices: withNew, rounds: [trained(0, ["2016"]), failedBatch, trained(2, ["2017"]), bad] }),
-  );
+  const history = [trained(0, ["2016"]), failedBatch, trained(2, ["2017"]), bad];
+  d = decideRounds(input({ spec: latest, slices: withNew, rounds: history }));
+  assert.deepEqual(d.failedSlices, []);
+  const newer = [...withNew, slice("2021")];
+  const again = failedRecorded(4, ["2018"], "s3://runs/demo/rounds/0002/checkpoint.pt");
+  again.failure!.slicesKnown = newer.map((s) => s.id);
+  d = decideRounds(input({ spec: latest, slices: newer, rounds: [...history, again] }));
   assert.deepEqual(
-    d.failedSlices.map((f) => f.id),
-    ["2018"],
+    d.failedSlices.map((f) => [f.id, f.attempts]),
+    [["2018", 2]],
+    "only the bad slice is given up",
   );
   assert.deepEqual((d.actions.find((a) => a.kind === "WritePlan") as { plan: RoundPlan }).plan.newSlices, ["2019"]);
 });

@@ -49,6 +49,8 @@ test("a foreign ConfigMap created after the run remembered it absent is reported
     events: new FakeEvents(),
     log: quietLog,
     storage: () => s3.storage,
+    // The run names no Secret: the operator's own identity (here: in-memory S3) is allowed.
+    allowDefaultCredentials: true,
   });
   const reconcile = () => reconciler.reconcile(`${ns}/demo`);
   const ready = () =>

@@ -7,13 +7,13 @@ import { z } from "zod";
 import { s3Uri } from "./common.ts";
 
 export const EVAL_REQUEST_JSON = "eval-request.json";
+export const EVAL_REQUEST_SCHEMA_VERSION = 1;
 
 /** A folder: s3://bucket/ or s3://bucket/prefix/ (a source prefix may be empty). */
 const s3Folder = z
   .string()
   .max(1024)
   .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]*[a-z0-9]\/(.+\/)?$/, "an s3://bucket/prefix/ folder");
-export const EVAL_REQUEST_SCHEMA_VERSION = 1;
 
 export const evalRequest = z
   .object({

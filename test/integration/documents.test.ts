@@ -81,8 +81,9 @@ async function tricklingProxy(slow: RegExp): Promise<{ endpoint: string; close: 
   };
 }
 
+/** Round 0 of the run named like its prefix, with `replace`'s files instead of the seeded ones. */
 async function seedRound(bucket: string, prefix: string, o: SeedOptions, replace: Record<string, string> = {}) {
-  const files = roundFiles(bucket, prefix, 0, o);
+  const files = roundFiles(bucket, prefix, 0, { ...o, run: { namespace: ns, name: prefix.slice(0, -1) } });
   for (const [file, body] of Object.entries(replace)) files.set(`${prefix}rounds/0000/${file}`, body);
   for (const [key, body] of files) await putObject(s3Client(), bucket, key, body);
 }

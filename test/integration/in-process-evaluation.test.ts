@@ -32,7 +32,8 @@ test("a run asking for in-process evaluation on an operator that does not allow 
   const runs = await createBucket("inproc-runs");
   await putSlice(s3Client(), data, "slices/", { id: "2016", shards: [16] });
   // A trained round waiting for its evaluation.
-  for (const [key, body] of roundFiles(runs, "asks/", 0, { model: true })) await putObject(s3Client(), runs, key, body);
+  for (const [key, body] of roundFiles(runs, "asks/", 0, { model: true, run: { namespace: ns, name: "asks" } }))
+    await putObject(s3Client(), runs, key, body);
   const m = localRunManifest({
     namespace: ns,
     name: "asks",

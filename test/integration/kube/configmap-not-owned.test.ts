@@ -41,7 +41,11 @@ test("a foreign ConfigMap created after the run remembered it absent is reported
   runs.add(run);
   const s3 = memoryStorage();
   putSlice(s3.slices, "slices/", "2016");
-  for (const [key, body] of roundFiles("runs", "demo/", 0, { recall: 0.9, model: true }))
+  for (const [key, body] of roundFiles("runs", "demo/", 0, {
+    recall: 0.9,
+    model: true,
+    run: { namespace: ns, name: "demo" },
+  }))
     await s3.objects.put(`s3://runs/${key}`, body);
   const reconciler = new Reconciler({
     runs,

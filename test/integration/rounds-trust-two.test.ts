@@ -165,7 +165,7 @@ test("High 3: round 0's eval.json and verdict.json copied into round 1, and enco
     evaluatedAt: "2026-01-01T00:00:00Z",
     judgedAt: "2026-01-01T00:00:00Z",
     gates: [],
-    verdict: { passed: true, metrics: { "retrieval.id.meanRecallAt1": 0.9 }, message: "no gates" },
+    verdict: { passed: true, metrics: { "retrieval.id.meanRecallAt1": 0.9 }, gates: [], message: "no gates" },
   };
   await putObject(s3Client(), runs, "bound/rounds/0001/verdict.json", JSON.stringify(verdict));
   const m = localRunManifest({

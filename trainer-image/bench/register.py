@@ -57,6 +57,7 @@ def main() -> None:
         t0 = time.perf_counter()
         files = [shard_files(i, pool_samples(i, args.per_shard, args.image_px)) for i in range(args.shards)]
         keep = {"stats": (".tar", "_stats.json", ".parquet"), "parquet": (".tar", ".parquet"), "headers": (".tar",)}
+        keep["whole"] = keep["headers"]
         keep["eval"] = keep["stats"]
         for variant, suffixes in keep.items():
             for fs in files:
@@ -72,7 +73,8 @@ def main() -> None:
         for label, variant, kw in (
             ("_stats.json", "stats", {}),
             ("parquet (no _stats.json)", "parquet", {}),
-            ("tar headers (neither)", "headers", {}),
+            ("tar headers (neither), ranged reads", "headers", {}),
+            ("tar headers (neither), --read whole", "whole", {"read": "whole"}),
             (f"headers + eval split {args.eval_fraction:g}", "eval", {"eval_fraction": args.eval_fraction}),
         ):
             r = register(f"s3://{bucket}/{variant}/2021/", window=args.window, parallel=args.parallel, s3=s3, **kw)

@@ -171,7 +171,17 @@ def ceiling(arch: str, plan: dict, batch: int, steps: int, device, compiled: boo
 
 
 def our_loader(
-    s3_settings, shards_meta, bucket, arch, batch, steps, workers, jpeg_draft=True, folder="bench", skipped=None
+    s3_settings,
+    shards_meta,
+    bucket,
+    arch,
+    batch,
+    steps,
+    workers,
+    jpeg_draft=True,
+    folder="bench",
+    skipped=None,
+    shuffle_window=None,
 ) -> float:
     from ticclip_trainer.data import RoundBatches, Shard, SkipBound, SkipStats, StreamConfig, StreamState, make_loader
     from ticclip_trainer.preprocess import Preprocessing
@@ -180,7 +190,7 @@ def our_loader(
     shards = [
         Shard(0, f"s3://{bucket}/{folder}/{s['key']}", s["samples"], f"shards[{i}]") for i, s in enumerate(shards_meta)
     ]
-    cfg = StreamConfig(max(1, workers), DEFAULT_OPEN_SHARDS, DEFAULT_SHUFFLE_WINDOW)
+    cfg = StreamConfig(max(1, workers), DEFAULT_OPEN_SHARDS, shuffle_window or DEFAULT_SHUFFLE_WINDOW)
     prep = dataclasses.replace(Preprocessing.for_model(arch), jpeg_draft=jpeg_draft)
     rb = RoundBatches(
         s3_settings,
@@ -365,11 +375,17 @@ def main() -> None:
                 s3_settings, shards, bucket, args.model, args.batch, steps, args.workers, jpeg_draft=False
             )
             # Clean and dirty alternate in ABBA order, medians compared: a busy machine drifts between
-            # runs, and whichever goes second in a pair must not always be the same.
+            # runs, and whichever goes second in a pair must not always be the same. A stream reads a
+            # whole shuffle window before it yields: with the default 2048 a run of 2048 good samples
+            # reads one window clean and two dirty (the 1% more it needs), so these rows use 64.
             clean_runs, dirty_runs, skipped = [], [], {}
 
             def clean_run():
-                clean_runs.append(our_loader(s3_settings, shards, bucket, args.model, args.batch, steps, args.workers))
+                clean_runs.append(
+                    our_loader(
+                        s3_settings, shards, bucket, args.model, args.batch, steps, args.workers, shuffle_window=64
+                    )
+                )
 
             def dirty_run():
                 skipped.clear()
@@ -384,6 +400,7 @@ def main() -> None:
                         args.workers,
                         folder="dirty",
                         skipped=skipped,
+                        shuffle_window=64,
                     )
                 )
 

@@ -64,7 +64,7 @@ def test_every_bad_kind_is_skipped_and_counted_below_the_tolerance(s3, bucket, d
     assert set(sk["byReason"]) == set(SKIP_REASONS), sk
     assert sk["total"] == sum(sk["byReason"].values()) <= sk["limit"] == 32
     assert sk["shards"] == [{"uri": dirty["shards"][0]["uri"], "skipped": sk["total"]}]
-    assert "00000.tar#" in sk["examples"]["imageTooLarge"] and "exceeds limit" in sk["examples"]["imageTooLarge"]
+    assert "00000.tar#" in sk["examples"]["imageTooLarge"] and "more than the limit" in sk["examples"]["imageTooLarge"]
     assert "unknown pixel mode" in sk["examples"]["imageMode"]
     assert sk["maxSkippedFraction"] == 0.2
 

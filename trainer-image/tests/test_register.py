@@ -76,6 +76,10 @@ def test_without_stats_the_parquet_counts_else_the_headers_walked_with_ranged_re
     assert report["countsFrom"] == {"headers": SHARDS} and report["samples"] == SHARDS * PER_SHARD
     assert report["read"]["shareOfShardBytes"] < 0.6, report["read"]  # the images are jumped over
     assert report["read"]["requestsPerShard"] < 1.5 * PER_SHARD, report["read"]
+    write_pool(f"s3://{bucket}/pool-whole/2021/", _pool(px=384), s3, stats=False)
+    whole = register(f"s3://{bucket}/pool-whole/2021/", count_from="headers", read="whole", s3=s3)
+    assert whole["samples"] == SHARDS * PER_SHARD and whole["read"]["requestsPerShard"] == 1
+    assert whole["read"]["shareOfShardBytes"] == 1.0
     # A _stats.json that cannot be right (more successes than the tar can hold) is not trusted.
     s3.put_bytes(
         f"s3://{bucket}/pool-badstats/2021/00000_stats.json", json.dumps({"count": 9000, "successes": 9000}).encode()

@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--window", type=int, default=16 * 1024, help="bytes read from each tar header (ranged reads)")
     g.add_argument("--parallel", type=int, default=8, help="shards scanned at once")
+    g.add_argument(
+        "--read",
+        choices=("ranged", "whole"),
+        default="ranged",
+        help="header walks: ranged (skip images, ~1 GET per sample) or whole (every byte, 8 MiB GETs)",
+    )
     c = sub.add_parser(
         "cut-slices", help="one pool of WebDataset shards -> time slices (members copied, not re-encoded)"
     )
@@ -234,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.count_from,
                 args.window,
                 args.parallel,
+                args.read,
             )
             print(json.dumps(report, indent=2))
             return 0

@@ -16,7 +16,7 @@ from PIL import Image
 # Decompression-bomb limit, set here rather than inherited from whatever Pillow ships: the loader
 # (data.decode_image) refuses an image with more pixels before decoding them and skips the sample as
 # imageTooLarge. 89,478,485 pixels (a 9459 px square) is 1/4 GiB at 3 bytes a pixel, Pillow's own
-# figure; Pillow warns above it and raises above twice it, the loader refuses both.
+# figure; Pillow itself only warns above it and raises above twice it, the loader refuses both.
 MAX_IMAGE_PIXELS = 89_478_485
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
@@ -74,9 +74,13 @@ class Preprocessing:
         reduced DCT scale that still covers the model size (what PIL's thumbnail does): a fraction of
         the decode work for the same resized result up to resampling detail."""
         with Image.open(io.BytesIO(data)) as img:
-            if self.jpeg_draft and img.format == "JPEG":
-                img.draft("RGB", (self.image_size, self.image_size))
-            return self.image_to_uint8(img)
+            return self.opened_to_uint8(img)
+
+    def opened_to_uint8(self, img: Image.Image) -> np.ndarray:
+        """image_bytes_to_uint8 of an image already opened (its pixels not yet decoded)."""
+        if self.jpeg_draft and img.format == "JPEG":
+            img.draft("RGB", (self.image_size, self.image_size))
+        return self.image_to_uint8(img)
 
     def tokenize(self, texts: list[str]) -> np.ndarray:
         """int64 [N, context_length]."""

@@ -16,8 +16,9 @@ written and no shard is read whole:
   the status column, by ranged reads). Otherwise, and always with `--eval-fraction` or
   `--count-from headers`, the tar's headers are walked with ranged reads: each read looks ahead just
   far enough for a sample's small members (.txt, .json) and the next image's header, and the image
-  is jumped over (about one GET per sample). Walking counts what the trainer will skip (no image, no
-  caption) and foreign members.
+  is jumped over (about one GET per sample). Where requests cost more than bytes (small images, a
+  store with per-request latency), `--read whole` reads every byte of the shard in 8 MiB ranges
+  instead. Walking counts what the trainer will skip (no image, no caption) and foreign members.
 - Held-out split (`--eval-fraction f`): a sample whose key hashes below f (data.held_out) is never
   trained on: the manifest's `heldOutFraction` goes into every RoundPlan over the slice and the
   trainer passes over those samples. Their bytes (only theirs) are read and written as `eval/`
@@ -66,6 +67,7 @@ log = logging.getLogger("ticclip_trainer")
 SLICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # operator/api/slice-manifest.ts
 KNOWN_EXTS = set(IMAGE_EXTS) | {"txt", "json"}
 DEFAULT_WINDOW = 16 * 1024
+WHOLE_WINDOW = 8 * 1024 * 1024  # --read whole: every byte, in ranges this long (few requests)
 
 
 class Folder:
@@ -145,7 +147,7 @@ class Member:
     size: int
 
 
-def walk_members(r: Ranged):
+def walk_members(r: Ranged, adaptive: bool = True):
     """Regular-file members of a tar, from their headers only (data read by the caller if needed).
 
     A member whose data is not in the buffer (an image, mostly) is jumped over: the next read starts
@@ -174,7 +176,7 @@ def walk_members(r: Ranged):
             name = longname or header_name(hdr)
             longname = None
             if _split_name(name)[1] in IMAGE_EXTS:
-                if prev_image_end is not None:
+                if prev_image_end is not None and adaptive:
                     longest = max(longest, data_off - prev_image_end)
                     ahead = min(r.window, longest + 1024)
                 prev_image_end = end
@@ -214,11 +216,11 @@ def _samples(members):
 
 
 def scan_headers(
-    folder: Folder, name: str, size: int, caption_field: str, eval_fraction: float, window: int
+    folder: Folder, name: str, size: int, caption_field: str, eval_fraction: float, window: int, whole: bool = False
 ) -> ShardScan:
-    r = Ranged(folder, name, size, window)
+    r = Ranged(folder, name, size, WHOLE_WINDOW if whole else window)
     scan = ShardScan(name, size)
-    for key, parts in _samples(walk_members(r)):
+    for key, parts in _samples(walk_members(r, adaptive=not whole)):
         for ext in parts:
             if ext not in KNOWN_EXTS:
                 scan.foreign[ext] += 1
@@ -345,6 +347,7 @@ def register(
     count_from: str = "auto",
     window: int = DEFAULT_WINDOW,
     parallel: int = 8,
+    read: str = "ranged",
     s3: S3 | None = None,
 ) -> dict:
     t0 = time.perf_counter()
@@ -382,7 +385,7 @@ def register(
                 notes.append(note)
             if not notes:
                 notes.append(f"no {stem}_stats.json or {stem}.parquet")
-        scan = scan_headers(folder, name, objects[name], caption_field, eval_fraction, window)
+        scan = scan_headers(folder, name, objects[name], caption_field, eval_fraction, window, read == "whole")
         scan.note = "; ".join(notes)
         return scan
 

@@ -20,6 +20,7 @@ import {
 } from "./common.ts";
 import { gitTargetSpec } from "./git-target.ts";
 import { SLICE_ID_PATTERN } from "./slice-manifest.ts";
+import { skippedSamples } from "./skipped-samples.ts";
 
 export const GROUP = "ticclip.dev";
 export const VERSION = "v1alpha1";
@@ -602,6 +603,11 @@ export const roundStatus = z
     checkpoint: z.string().max(STATUS_LIMITS.uri).optional(),
     samples: z.int().min(0).optional(),
     gpuSeconds: z.number().min(0).optional(),
+    skippedSamples: skippedSamples
+      .optional()
+      .describe(
+        "Samples the trainer skipped as bad data (undecodable image, no caption...), by reason, and the most spec.trainer.maxSkippedFraction allowed (from train_summary.json).",
+      ),
     startedAt: z.string().max(STATUS_LIMITS.time).optional(),
     finishedAt: z.string().max(STATUS_LIMITS.time).optional(),
     metrics: statusMetrics.optional(),

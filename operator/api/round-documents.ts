@@ -1,8 +1,9 @@
 // The operator's own records in a round folder (api/round-layout.ts): failed.json, verdict.json and
-// compute.json. They are read back on every observation after a restart, from a bucket the run's
+// compute.json, and the part of the trainer's train_summary.json that status shows. They are read back on every observation after a restart, from a bucket the run's
 // author can write to, so each has a schema and is parsed with it (s3/documents.ts).
 import { z } from "zod";
 import { gateSpec } from "./continual-clip-run.ts";
+import { skippedSamples } from "./skipped-samples.ts";
 
 /** failed.json: the operator's record of why a round failed, and what it knew then. */
 export const failureRecord = z.object({
@@ -62,3 +63,10 @@ export const computeRecord = z.object({
   finishedAt: z.string().optional(),
 });
 export type ComputeRecord = z.infer<typeof computeRecord>;
+
+/**
+ * train_summary.json as the operator reads it: only its skipped-sample counts (the trainer writes
+ * much more; zod drops the rest). Summaries written before the data path counted skips lack them.
+ */
+export const trainSummary = z.object({ skippedSamples: skippedSamples.optional() });
+export type TrainSummary = z.infer<typeof trainSummary>;

@@ -4,11 +4,11 @@
 // a document at one ETag, and observe.ts uses it only while the listing shows the document under
 // that ETag. A missing, unreadable or foreign-shaped file is ignored; losing it costs reads, not
 // correctness. Entries are the summaries memory keeps (PlanSummary, verdict and failure records,
-// compute records, judged evaluations), never a whole eval.json.
+// compute records, skipped-sample counts, judged evaluations), never a whole eval.json.
 import { z } from "zod";
 import { EVAL_JSON } from "../api/eval-result.ts";
 import { documentCacheUri, ROUND_FILES, type ArtifactsLocation } from "../api/round-layout.ts";
-import { computeRecord, failureRecord, verdictRecord } from "../api/round-documents.ts";
+import { computeRecord, failureRecord, trainSummary, verdictRecord } from "../api/round-documents.ts";
 import { roundPlan } from "../api/round-plan.ts";
 import type { Logger } from "../observability/log.ts";
 import { documentBody, documentCacheLimit, readDocument } from "../s3/documents.ts";
@@ -34,6 +34,7 @@ const VALID: Record<string, z.ZodType> = {
   [ROUND_FILES.verdict]: verdictRecord,
   [ROUND_FILES.compute]: computeRecord,
   [ROUND_FILES.failure]: failureRecord,
+  [ROUND_FILES.summary]: trainSummary,
   [EVAL_JSON]: judged,
   [`image_encoder.onnx${DIGEST_SUFFIX}`]: digest,
   [`text_encoder.onnx${DIGEST_SUFFIX}`]: digest,

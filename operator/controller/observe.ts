@@ -238,12 +238,18 @@ export async function observeRounds(
         )
       : undefined;
     const compute = files.has(ROUND_FILES.compute) ? await read(index, ROUND_FILES.compute, (c) => c) : undefined;
+    // Read once per trained round (then remembered by ETag): status shows its skipped samples.
+    const summary =
+      files.has(ROUND_FILES.success) && files.has(ROUND_FILES.summary)
+        ? await read(index, ROUND_FILES.summary, (s) => s)
+        : undefined;
     return {
       index,
       files,
       plan,
       failure,
       compute,
+      skipped: summary?.skippedSamples,
       verdict,
       job: jobs.trainer.get(index),
       evaluation,

@@ -63,6 +63,7 @@ export function roundStatus(
   const plan = r.plan!;
   const uri = roundUri(spec.artifacts.s3, r.index);
   const gpu = gpuSeconds(spec, r, prev);
+  const skipped = TRAINED.has(p.phase) ? (r.skipped ?? prev?.skippedSamples) : undefined;
   const startedAt = r.job?.startTime ?? r.compute?.startedAt ?? prev?.startedAt;
   const finishedAt = r.job?.completionTime ?? r.compute?.finishedAt ?? prev?.finishedAt;
   return {
@@ -76,6 +77,7 @@ export function roundStatus(
     ...(plan.model.initCheckpoint ? { initCheckpoint: plan.model.initCheckpoint } : {}),
     ...(TRAINED.has(p.phase) ? { checkpoint: `${uri}${ROUND_FILES.checkpoint}`, samples: plan.data.samples } : {}),
     ...(gpu !== undefined ? { gpuSeconds: gpu } : {}),
+    ...(skipped ? { skippedSamples: skipped } : {}),
     ...(p.fields ?? {}),
     ...(startedAt ? { startedAt } : {}),
     ...(finishedAt ? { finishedAt } : {}),

@@ -10,6 +10,7 @@ import type { EvalRequest } from "../api/eval-request.ts";
 import type { EvalResult } from "../api/eval-result.ts";
 import type { AliasPointer, VersionManifest } from "../api/promotion.ts";
 import type { ComputeRecord, FailureRecord, VerdictRecord } from "../api/round-documents.ts";
+import type { SkippedSamples } from "../api/skipped-samples.ts";
 import type { RoundPlan } from "../api/round-plan.ts";
 import type { ComputeStatus } from "../data/compute.ts";
 import type { DiscoveryResult } from "../data/discovery.ts";
@@ -56,6 +57,8 @@ export type RoundObservation = {
   promotedVersion?: number | undefined;
   /** compute.json: what the trainer Job spent, recorded once it finished (Jobs go after their TTL). */
   compute?: ComputeRecord | undefined;
+  /** train_summary.json's skipped-sample counts, read once the round trained. */
+  skipped?: SkippedSamples | undefined;
   verdict?: VerdictRecord | undefined;
   /**
    * sha256 of the round's encoders as they are now (undefined: the file is absent), read for rounds

@@ -26,6 +26,8 @@ export const DOCUMENT_LIMITS = {
   compute: 64 * KiB,
   alias: 64 * KiB,
   version: 1 * MiB,
+  /** The trainer's train_summary.json (its loss curve is bounded by the trainer's loss_curve_points). */
+  summary: 4 * MiB,
   /** A slice's manifest.json (lists its shards; as discovery reads it). */
   sliceManifest: 64 * MiB,
   /** An eval pack's manifest or a model.json. */

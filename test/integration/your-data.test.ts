@@ -150,6 +150,10 @@ kubectl() { "$KUBECTL" --kubeconfig "$KUBECONFIG" -n "${ns}" "$@"; }
   const summary = await getJson(runs, "your-data/rounds/0000/train_summary.json");
   assert.equal(summary.samplesSeen, 128);
   assert.ok(summary.skippedSamples.heldOutPassedOver > 0, "the held-out samples are not trained on");
+  // The round's status entry carries the summary's skip counts (read from S3 by the operator).
+  const { total, limit, byReason } = summary.skippedSamples;
+  assert.deepEqual(status.rounds[0].skippedSamples, { total, limit, byReason });
+  assert.equal(limit, 1, "1% of 128 samples");
   const expected = python(
     `
 import torch

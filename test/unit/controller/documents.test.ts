@@ -47,7 +47,8 @@ function world(spec: Record<string, unknown> = {}, seed: SeedOptions = { recall:
     ((runs.runs.get("ns/demo")!.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).find(
       (c) => c.type === type,
     );
-  return { s3, put, condition, reconcile: () => reconciler.reconcile("ns/demo") };
+  const status = () => runs.runs.get("ns/demo")!.status as Record<string, unknown> | undefined;
+  return { s3, put, condition, status, reconcile: () => reconciler.reconcile("ns/demo") };
 }
 
 const verdict = {
@@ -80,6 +81,12 @@ describe("documents read from S3", () => {
       uri: "s3://runs/demo/rounds/0000/compute.json",
       body: JSON.stringify({ gpuSeconds: -1 }),
       says: /gpuSeconds: /,
+    },
+    {
+      name: "train_summary.json with a negative skip count",
+      uri: "s3://runs/demo/rounds/0000/train_summary.json",
+      body: JSON.stringify({ samplesSeen: 20, skippedSamples: { total: -1, limit: 0, byReason: {} } }),
+      says: /skippedSamples\.total: /,
     },
     {
       name: "eval.json that is not JSON",
@@ -166,5 +173,39 @@ describe("documents read from S3", () => {
     const huge = { newSlices: ["x".repeat(DOCUMENT_LIMITS.plan)] };
     await assert.rejects(store.putJsonIfAbsent(0, "plan.json", huge), ObjectTooLarge);
     assert.equal(objects.objects.size, 0);
+  });
+});
+
+describe("skipped samples in status", () => {
+  const summaryUri = "s3://runs/demo/rounds/0000/train_summary.json";
+  const skipped = { total: 3, limit: 5, byReason: { imageTruncated: 2, noCaption: 1 } };
+
+  test("a trained round's status entry shows train_summary.json's skip counts, read once", async () => {
+    const w = world();
+    // What the trainer writes: more than status shows (examples, shards), all in one document.
+    const trainer = { ...skipped, examples: { noCaption: "s3://data/x.tar#000001" }, shards: [], shardsWithSkips: 1 };
+    await w.put(summaryUri, JSON.stringify({ samplesSeen: 20, lossCurve: [], skippedSamples: trainer }));
+    let gets = 0;
+    const get = w.s3.objects.get.bind(w.s3.objects);
+    w.s3.objects.get = async (uri, limit) => {
+      if (uri === summaryUri) gets++;
+      return get(uri, limit);
+    };
+    await w.reconcile();
+    const round = () => (w.status()!.rounds as { skippedSamples?: unknown }[])[0];
+    assert.deepEqual(round()?.skippedSamples, skipped);
+    await w.reconcile();
+    assert.deepEqual(round()?.skippedSamples, skipped);
+    assert.equal(gets, 1, "remembered by its ETag after the first read");
+  });
+
+  test("a summary written before skips were counted shows none", async () => {
+    const w = world();
+    await w.put(summaryUri, JSON.stringify({ samplesSeen: 20 }));
+    await w.reconcile();
+    const rounds = w.status()!.rounds as Record<string, unknown>[];
+    assert.ok(rounds[0]?.checkpoint, "the round trained");
+    assert.equal("skippedSamples" in rounds[0], false);
+    assert.notEqual(w.condition("Ready")?.reason, "InvalidDocument");
   });
 });

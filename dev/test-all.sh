@@ -22,8 +22,27 @@ run() {
 run lint npm run -s lint
 run typecheck npm run -s typecheck
 run unit npm run -s test:unit
-run integration npm run -s test:integration
-run trainer npm run -s test:trainer
+# The trainer's pytest suite (CPU-bound) runs beside the integration tests (mostly waiting on the
+# cluster), which saves its whole wall time; its output is printed once it ends. The fault-injection
+# test kills MinIO, which the trainer tests use, so it runs after them, on its own.
+shopt -s globstar
+fault_tests=(test/integration/faults.test.ts)
+integration_tests=()
+for f in test/integration/**/*.test.ts; do
+  [[ " ${fault_tests[*]} " == *" $f "* ]] || integration_tests+=("$f")
+done
+trainer_log="$(mktemp)"
+echo "=== trainer (in the background; its output follows the integration tests)"
+npm run -s test:trainer -- --durations=10 >"$trainer_log" 2>&1 &
+trainer_pid=$!
+run integration node --test --test-concurrency=1 "${integration_tests[@]}"
+trainer_rc=0
+wait "$trainer_pid" || trainer_rc=$?
+echo "=== trainer"
+cat "$trainer_log"
+rm -f "$trainer_log"
+((trainer_rc == 0)) || failed+=(trainer)
+run faults node --test --test-concurrency=1 "${fault_tests[@]}"
 # Every namespace a test created is deleted when its test file exits; none may outlive the suite or
 # hang in Terminating (a namespace controller busy with leftovers is load every later test shares).
 run namespaces bash dev/test-namespaces.sh

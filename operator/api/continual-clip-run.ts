@@ -8,7 +8,6 @@ import {
   bucketName,
   dnsLabel,
   dnsSubdomain,
-  httpUrl,
   imageReference,
   keyPrefix,
   labelMap,
@@ -19,6 +18,7 @@ import {
   s3Uri,
 } from "./common.ts";
 import { gitTargetSpec } from "./git-target.ts";
+import { s3ConnectionFields } from "./s3-connection.ts";
 import { SLICE_ID_PATTERN } from "./slice-manifest.ts";
 
 export const GROUP = "ticclip.dev";
@@ -42,28 +42,14 @@ export type ReplayStrategy = (typeof REPLAY_STRATEGIES)[number];
 
 export const PRECISIONS = ["amp_bf16", "amp", "fp32"] as const;
 
-const secretRef = z
-  .object({ name: dnsSubdomain.describe("Name of a Secret in the run's namespace.") })
-  .describe("Reference to a Secret in the same namespace.");
-
 export const s3Location = z.object({
   bucket: bucketName.describe("S3 bucket."),
   prefix: keyPrefix.default("").describe("Key prefix inside the bucket, ending in '/'."),
 });
 
-const s3Connection = {
-  region: z.string().min(1).max(64).default("us-east-1").describe("S3 region."),
-  endpoint: httpUrl.optional().describe("Custom S3 endpoint (MinIO, Ceph). When set, path-style addressing is used."),
-  credentialsSecretRef: secretRef
-    .optional()
-    .describe(
-      "Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Required unless the operator runs with --allow-default-credentials (off by default), which lets runs use its own identity (IRSA).",
-    ),
-};
-
 export const sourceSpec = z
   .object({
-    s3: s3Location.extend(s3Connection).describe("Where data slices land: <prefix><sliceId>/."),
+    s3: s3Location.extend(s3ConnectionFields).describe("Where data slices land: <prefix><sliceId>/."),
     pollInterval: boundedDuration("1s", "24h")
       .default("5m")
       .describe("How often to list the prefix for new slices (1s to 24h; S3 notifications make changes faster)."),
@@ -470,6 +456,14 @@ export const continualClipRunSpec = withRules(
     message:
       "promotion and artifacts overlap (one prefix contains the other in the same bucket): promoted versions and round artifacts would mix; give them separate prefixes",
     fieldPath: ".promotion.s3.prefix",
+  },
+  {
+    // A dot in a bucket name splits the virtual host name, and TLS certificates (*.s3.amazonaws.com)
+    // match one label only: requests to such a bucket fail. Every bucket of a run uses the source's connection.
+    rule: "!has(self.source.s3.addressingStyle) || self.source.s3.addressingStyle != 'VirtualHost' || !(self.source.s3.bucket.contains('.') || self.artifacts.s3.bucket.contains('.') || (has(self.promotion) && self.promotion.s3.bucket.contains('.')))",
+    message:
+      "VirtualHost addressing needs bucket names without dots (source, artifacts and promotion buckets share the connection): use Path",
+    fieldPath: ".source.s3.addressingStyle",
   },
 ).describe("Desired state of a continual CLIP training run.");
 

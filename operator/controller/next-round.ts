@@ -9,6 +9,7 @@
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../api/round-plan.ts";
+import { addressingStyleOf } from "../api/s3-connection.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 import { planRound } from "../data/planner.ts";
 import type { Slice } from "../data/validate.ts";
@@ -175,7 +176,11 @@ export function nextRound(
     output: { uri: roundUri(spec.artifacts.s3, index) },
     checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,
     seed: index,
-    s3: { region: spec.source.s3.region, endpoint: spec.source.s3.endpoint ?? null },
+    s3: {
+      region: spec.source.s3.region,
+      endpoint: spec.source.s3.endpoint ?? null,
+      addressingStyle: addressingStyleOf(spec.source.s3),
+    },
   };
   const start = `${spec.strategy.replay}, ${initCheckpoint ? `warm start from ${initCheckpoint}` : "from scratch"}`;
   const on = describeSlices({ slices: newSlices });

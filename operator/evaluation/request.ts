@@ -57,14 +57,6 @@ export function evaluateArgs(r: Pick<RoundToEvaluate, "spec" | "round">): string
   return ["evaluate", "--request", evalRequestUri(r)];
 }
 
-/** S3 settings of the evaluation Job (credentials come from the source's Secret, as for the trainer). */
-export function evaluateEnv(spec: Pick<ContinualClipRunSpec, "source">): Record<string, string> {
-  return {
-    AWS_REGION: spec.source.s3.region,
-    ...(spec.source.s3.endpoint ? { S3_ENDPOINT: spec.source.s3.endpoint } : {}),
-  };
-}
-
 /** Retrieval pack URIs of the given slices, from their manifests; slices without a pack are skipped. */
 export async function retrievalPacks(
   store: ObjectStore,

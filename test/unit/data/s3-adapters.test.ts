@@ -80,6 +80,7 @@ describe("connectionFromSecret", () => {
       connection: {
         region: "eu-west-1",
         endpoint: "http://minio:9000",
+        addressingStyle: "Path",
         credentials: { accessKeyId: "AKIA1", secretAccessKey: "s3cret/key+x" },
       },
     });
@@ -87,7 +88,7 @@ describe("connectionFromSecret", () => {
   test("uses the default chain when no Secret is named", () => {
     assert.deepEqual(connectionFromSecret({ region: "us-east-1" }, undefined), {
       ok: true,
-      connection: { region: "us-east-1", endpoint: undefined },
+      connection: { region: "us-east-1", endpoint: undefined, addressingStyle: "VirtualHost" },
     });
   });
   const bad = [

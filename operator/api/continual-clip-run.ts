@@ -17,6 +17,7 @@ import {
   quantity,
   s3Uri,
 } from "./common.ts";
+import { celNamesMetricAtK, GATE_METRIC_FORMAT, GATE_METRIC_PATTERN } from "./gate-metrics.ts";
 import { gitTargetSpec } from "./git-target.ts";
 import { s3ConnectionFields } from "./s3-connection.ts";
 import { SLICE_ID_PATTERN } from "./slice-manifest.ts";
@@ -273,18 +274,12 @@ export const trainerSpec = withRules(
   },
 ).describe("The trainer Job of each round.");
 
-export const GATE_METRIC_PATTERN =
-  /^(retrieval\.(id|backward|forward|latest)\.(meanRecallAt1|imageToTextRecallAt[0-9]+|textToImageRecallAt[0-9]+)|zeroShot\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(top1|top5))$/;
-
 export const gateSpec = withRules(
   z.object({
     metric: z
       .string()
       .max(128)
-      .regex(
-        GATE_METRIC_PATTERN,
-        "retrieval.<id|backward|forward|latest>.<meanRecallAt1|imageToTextRecallAtK|textToImageRecallAtK> or zeroShot.<name>.<top1|top5>",
-      )
+      .regex(GATE_METRIC_PATTERN, GATE_METRIC_FORMAT)
       .describe("Metric path, e.g. retrieval.id.meanRecallAt1 or zeroShot.imagenet-val.top1."),
     op: z.enum([">=", ">", "<=", "<"]).optional().describe("Comparison with value."),
     value: z
@@ -378,7 +373,7 @@ export const evaluationSpec = withRules(
     // The evaluator computes Recall@1 always and Recall@K for each K of retrieval.k.
     // K is parsed from the metric path (digits after the last "At", as the metric pattern ensures);
     // building 'RecallAt' + string(k) instead has an unbounded estimated cost.
-    rule: "!has(self.gates) || self.gates.all(g, !g.metric.contains('RecallAt') || int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) == 1 || (has(self.retrieval) && has(self.retrieval.k) && int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) in self.retrieval.k))",
+    rule: `!has(self.gates) || self.gates.all(g, !${celNamesMetricAtK("g.metric")} || int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) == 1 || (has(self.retrieval) && has(self.retrieval.k) && int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) in self.retrieval.k))`,
     message: "a Recall@K gate needs its K in evaluation.retrieval.k (K=1 is always computed)",
     fieldPath: ".gates",
   },

@@ -4,6 +4,7 @@
 import { isMainThread } from "node:worker_threads";
 import { EVAL_SCHEMA_VERSION, evalResult, type EvalResult, type ModelScores } from "../api/eval-result.ts";
 import type { RetrievalPackManifest, ZeroShotPackManifest } from "../api/eval-pack.ts";
+import { ZERO_SHOT_METRICS } from "../api/gate-metrics.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
 import { createSimilarityKernel, type SimilarityKernel } from "./kernel.ts";
 import {
@@ -238,12 +239,18 @@ async function encodeImages(
   return out;
 }
 
+/** Zero-shot chance of a pack scored before chance levels were recorded. */
+const NO_ZERO_SHOT = Object.fromEntries(ZERO_SHOT_METRICS.map((m) => [m, 0])) as Record<
+  (typeof ZERO_SHOT_METRICS)[number],
+  number
+>;
+
 function toModelScores(s: Scored, roundSlices: string[]): ModelScores {
   const fold = (pick: "metrics" | "chance") =>
     roundMetrics(
       s.retrieval.map((r) => ({ sliceId: r.sliceId, metrics: (r[pick] ?? {}) as RetrievalMetrics })),
       roundSlices,
-      s.zeroShot.map((z) => ({ name: z.name, metrics: z[pick] ?? { top1: 0, top5: 0 } })),
+      s.zeroShot.map((z) => ({ name: z.name, metrics: z[pick] ?? NO_ZERO_SHOT })),
     );
   const folded = fold("metrics");
   return {

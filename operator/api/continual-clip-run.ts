@@ -19,6 +19,7 @@ import {
 } from "./common.ts";
 import { celNamesMetricAtK, GATE_METRIC_FORMAT, GATE_METRIC_PATTERN } from "./gate-metrics.ts";
 import { gitTargetSpec } from "./git-target.ts";
+import { celList, nameList, REPLAY_STRATEGIES, strategiesWhere } from "./replay-strategies.ts";
 import { s3ConnectionFields } from "./s3-connection.ts";
 import { SLICE_ID_PATTERN } from "./slice-manifest.ts";
 
@@ -31,15 +32,7 @@ export const SHORT_NAMES = ["ccr"];
 export const CATEGORIES = ["ticclip", "ml"];
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
-export const REPLAY_STRATEGIES = [
-  "Sequential",
-  "CumulativeAll",
-  "CumulativeExp",
-  "CumulativeEqual",
-  "Restart",
-  "Oracle",
-] as const;
-export type ReplayStrategy = (typeof REPLAY_STRATEGIES)[number];
+export { REPLAY_STRATEGIES, type ReplayStrategy } from "./replay-strategies.ts";
 
 export const PRECISIONS = ["amp_bf16", "amp", "fp32"] as const;
 
@@ -108,6 +101,9 @@ export const optimizerSpec = z
   })
   .describe("Optimizer settings; every round starts a fresh optimizer and cosine cycle.");
 
+const BUFFERED = strategiesWhere((t) => t.data === "buffer");
+const FROM_SCRATCH = strategiesWhere((t) => !t.warmStart);
+
 export const strategySpec = withRules(
   z.object({
     replay: z.enum(REPLAY_STRATEGIES).default("CumulativeAll").describe("TiC-CLIP replay strategy."),
@@ -121,7 +117,7 @@ export const strategySpec = withRules(
       .min(0)
       .max(1e15)
       .default(0)
-      .describe("CumulativeExp/CumulativeEqual: size of the past-data buffer; 0 means the size of the new data."),
+      .describe(`${BUFFERED.join("/")}: size of the past-data buffer; 0 means the size of the new data.`),
     roundPolicy: z
       .enum(["EverySlice", "Latest"])
       .default("EverySlice")
@@ -129,7 +125,9 @@ export const strategySpec = withRules(
     warmStartFrom: z
       .enum(["PreviousRound", "LastPromoted"])
       .default("PreviousRound")
-      .describe("Which checkpoint a round warm-starts from (Restart and Oracle always start from scratch)."),
+      .describe(
+        `Which checkpoint a round warm-starts from (${nameList(FROM_SCRATCH, "and")} always start from scratch).`,
+      ),
     maxAttemptsPerSlice: z
       .int()
       .min(1)
@@ -141,13 +139,13 @@ export const strategySpec = withRules(
     optimizer: optimizerSpec.prefault({}),
   }),
   {
-    rule: "self.bufferSamples == 0 || self.replay in ['CumulativeExp', 'CumulativeEqual']",
-    message: "bufferSamples applies only to replay CumulativeExp or CumulativeEqual",
+    rule: `self.bufferSamples == 0 || self.replay in ${celList(BUFFERED)}`,
+    message: `bufferSamples applies only to replay ${nameList(BUFFERED, "or")}`,
     fieldPath: ".bufferSamples",
   },
   {
-    rule: "!(self.replay in ['Restart', 'Oracle']) || self.warmStartFrom == 'PreviousRound'",
-    message: "replay Restart and Oracle start from scratch: warmStartFrom must be PreviousRound",
+    rule: `!(self.replay in ${celList(FROM_SCRATCH)}) || self.warmStartFrom == 'PreviousRound'`,
+    message: `replay ${nameList(FROM_SCRATCH, "and")} start from scratch: warmStartFrom must be PreviousRound`,
     fieldPath: ".warmStartFrom",
   },
 ).describe("How each round is trained.");

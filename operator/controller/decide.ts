@@ -8,7 +8,13 @@ import type { RawObject } from "../kube/client.ts";
 import { promotedStatus } from "../promotion/versions.ts";
 import { decideAlias } from "./alias.ts";
 import { decideGit, GIT_CONDITION } from "./git.ts";
-import { findCondition, setCondition, type ConditionUpdate } from "./conditions.ts";
+import {
+  findCondition,
+  healthConditions,
+  invalidSpecConditions,
+  setCondition,
+  type ConditionUpdate,
+} from "./conditions.ts";
 import { decideRounds } from "./rounds.ts";
 import { boundStatus, boundText, describeSlices } from "./status-bounds.ts";
 import type { Action, Decision, Observed, PlannedEvent, Problem } from "./types.ts";
@@ -43,11 +49,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
       ...current,
       observedGeneration: generation,
       phase: "Invalid",
-      conditions: conditions([
-        { type: "Ready", status: "False", reason: "InvalidSpec", message },
-        { type: "Stalled", status: "True", reason: "InvalidSpec", message },
-        { type: "Progressing", status: "False", reason: "InvalidSpec", message },
-      ]),
+      conditions: conditions(invalidSpecConditions(message)),
     };
     // The condition keeps a bounded copy of the message: compare like with like.
     if (
@@ -142,46 +144,13 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 
   const active = rounds.current;
-  const progressingReason = {
-    Pending: "RoundStarting",
-    Training: "RoundTraining",
-    Trained: "RoundEvaluating",
-    Evaluating: "RoundEvaluating",
-    Gating: "RoundPromoting",
-  } as Record<string, string>;
-  const progressing: ConditionUpdate = active
-    ? {
-        type: "Progressing",
-        status: "True",
-        reason: progressingReason[active.phase] ?? "RoundInProgress",
-        message: `round ${active.index} on ${describeSlices(active)}`,
-      }
-    : spec.suspend
-      ? {
-          type: "Progressing",
-          status: "False",
-          reason: "Suspended",
-          message: "spec.suspend is true: no new rounds start",
-        }
-      : {
-          type: "Progressing",
-          status: "False",
-          reason: "WaitingForData",
-          message: `watching s3://${spec.source.s3.bucket}/${spec.source.s3.prefix} for new slices`,
-        };
-  const ready: ConditionUpdate = blocked
-    ? { type: "Ready", status: "False", reason: blocked.reason, message: blocked.message }
-    : { type: "Ready", status: "True", reason: progressing.reason, message: progressing.message };
-  const degraded: ConditionUpdate = blocked
-    ? { type: "Degraded", status: "True", reason: blocked.reason, message: blocked.message }
-    : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
-  // kstatus (Flux, kubectl wait, the Argo CD check in docs/operations.md) reads Ready=False alone as
-  // InProgress, which would hold a sync wave until its timeout: a run that cannot go on is Stalled (Failed)
-  // until the operator sees it recover. Rounds are background work, so they show in Progressing (which
-  // kstatus ignores), never in Reconciling: a healthy run training for hours is Current.
-  const stalled: ConditionUpdate = blocked
-    ? { type: "Stalled", status: "True", reason: blocked.reason, message: blocked.message }
-    : { type: "Stalled", status: "False", reason: "AsExpected", message: "" };
+  const health = healthConditions({
+    blocked,
+    active: active && { ...active, message: `round ${active.index} on ${describeSlices(active)}` },
+    suspended: spec.suspend,
+    watching: `s3://${spec.source.s3.bucket}/${spec.source.s3.prefix}`,
+  });
+  const ready = health.find((c) => c.type === "Ready")!;
 
   // Late slices (completed after a later one was trained on) are reported invalid by discovery.
   const failed = rounds.failedSlices.length ? { failed: rounds.failedSlices } : {};
@@ -201,7 +170,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
         : blocked
           ? "Degraded"
           : "Waiting",
-    conditions: conditions([ready, progressing, degraded, stalled, ...(git.condition ? [git.condition] : [])]).filter(
+    conditions: conditions([...health, ...(git.condition ? [git.condition] : [])]).filter(
       (c) => c.type !== GIT_CONDITION || spec.promotion?.git,
     ),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),

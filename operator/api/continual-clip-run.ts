@@ -344,8 +344,8 @@ const retrievalSpec = withRules(
   },
 );
 
-// Rules that used to be checked only by tests (gateSpecProblems) run at admission: a gate on a
-// metric the evaluator never computes could never pass, and every round would be rejected.
+// Gates may name only metrics the run computes, checked at admission: a gate on a metric the
+// evaluator never computes could never pass, and every round would be rejected.
 export const evaluationSpec = withRules(
   z.object({
     retrieval: retrievalSpec.prefault({}),

@@ -1,5 +1,6 @@
 // Carries out a decision's actions in order. Returns false when the world changed under us and the
 // run should be observed again before anything else is decided.
+import { withSlash } from "../api/common.ts";
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { writeEvalResult } from "../evaluation/evaluate.ts";
@@ -42,8 +43,6 @@ export type ActContext = {
  * (an object the API server will not create); the run shows it until it is fixed.
  */
 export type ActResult = { complete: boolean; problem?: Problem | undefined };
-
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult> {
   const { run, spec, mem, children, events, log } = ctx;

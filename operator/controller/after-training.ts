@@ -3,6 +3,7 @@
 //   Gating until promoted (Auto, or Manual once approved) -> Promoted.
 // A passing round older than the newest promoted one is Passed: promoting it would move the alias
 // backwards.
+import { withSlash } from "../api/common.ts";
 import { createHash } from "node:crypto";
 import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
 import { EVAL_SCHEMA_VERSION, type EvalResult } from "../api/eval-result.ts";
@@ -36,8 +37,6 @@ export function evaluationRequest(input: RoundsInput, r: RoundObservation): Roun
     promoted: input.promoted,
   };
 }
-
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /**
  * Why the round's eval.json is not the evaluation of this round as it is now, or undefined when it

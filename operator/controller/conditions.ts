@@ -1,4 +1,5 @@
 // metav1.Condition bookkeeping, pure: lastTransitionTime moves only when status flips.
+import { isoSeconds } from "../api/common.ts";
 import { STATUS_LIMITS, type Condition } from "../api/continual-clip-run.ts";
 import { boundText } from "./status-bounds.ts";
 
@@ -159,10 +160,7 @@ export function setCondition(
     type: update.type,
     status: update.status,
     observedGeneration,
-    lastTransitionTime:
-      previous && previous.status === update.status
-        ? previous.lastTransitionTime
-        : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+    lastTransitionTime: previous && previous.status === update.status ? previous.lastTransitionTime : isoSeconds(now),
     reason: update.reason,
     message: boundText(update.message, STATUS_LIMITS.message),
   };

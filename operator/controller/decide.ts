@@ -1,5 +1,6 @@
 // Pure decisions: observed state in, desired status, actions and events out. No I/O, no clock.
 import { isDeepStrictEqual } from "node:util";
+import { formatIssues, isoSeconds } from "../api/common.ts";
 import { continualClipRunSpec, STATUS_LIMITS, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 import { sliceStatus } from "../data/discovery.ts";
@@ -21,11 +22,6 @@ import type { Action, Decision, Observed, PlannedEvent, Problem } from "./types.
 
 export type { Decision, Observed, PlannedEvent, Problem } from "./types.ts";
 
-/** Formats zod issues as "spec.strategy.samplesPerRound: Too small ..." lines. */
-export function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
-  return issues.map((i) => `spec.${i.path.map(String).join(".")}: ${i.message}`).join("; ");
-}
-
 const runRef = (run: RawObject) => ({
   name: run.metadata.name,
   namespace: run.metadata.namespace,
@@ -33,7 +29,13 @@ const runRef = (run: RawObject) => ({
   generation: run.metadata.generation ?? 0,
 });
 
-export function decide(run: RawObject, observedWorld: Observed, now: Date): Decision {
+/** `parsed`: the reconcile's parse of run.spec, so a reconcile parses the spec once. */
+export function decide(
+  run: RawObject,
+  observedWorld: Observed,
+  now: Date,
+  parsed = continualClipRunSpec.safeParse(run.spec),
+): Decision {
   let observed = observedWorld;
   const generation = run.metadata.generation ?? 0;
   const current = (run.status ?? {}) as ContinualClipRunStatus;
@@ -42,9 +44,8 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   const conditions = (updates: ConditionUpdate[]) =>
     updates.reduce((list, u) => setCondition(list, u, generation, now), current.conditions ?? []);
 
-  const parsed = continualClipRunSpec.safeParse(run.spec);
   if (!parsed.success) {
-    const message = describeIssues(parsed.error.issues);
+    const message = formatIssues(parsed.error, { prefix: "spec.", root: "spec." });
     const next: ContinualClipRunStatus = {
       ...current,
       observedGeneration: generation,
@@ -155,9 +156,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   // Late slices (completed after a later one was trained on) are reported invalid by discovery.
   const failed = rounds.failedSlices.length ? { failed: rounds.failedSlices } : {};
   // Every invalid slice goes in: boundStatus keeps the newest and counts them all.
-  const slicesStatus = discovery
-    ? { ...sliceStatus(discovery, rounds.consumed.length, discovery.invalid.length), ...failed }
-    : current.slices;
+  const slicesStatus = discovery ? { ...sliceStatus(discovery, rounds.consumed.length), ...failed } : current.slices;
   const next: ContinualClipRunStatus = {
     ...current,
     observedGeneration: generation,
@@ -219,13 +218,12 @@ function usableSlices(discovery: Observed["discovery"]): Slice[] | undefined {
 function unreadableSlice(discovery: Observed["discovery"]): Problem | undefined {
   const t = discovery?.unreadable?.[0];
   if (!t) return undefined;
-  const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
   const until = t.permanent
     ? "it becomes an invalid slice if S3 keeps refusing it"
-    : `it becomes an invalid slice only if this goes on until ${t.invalidAfter ? iso(t.invalidAfter) : "the bound"}`;
+    : `it becomes an invalid slice only if this goes on until ${t.invalidAfter ? isoSeconds(t.invalidAfter) : "the bound"}`;
   return {
     reason: t.problem.reason,
-    message: `spec.source.s3: slice ${t.id} cannot be read since ${iso(t.since)} (${t.polls} polls): ${t.problem.message}; it stays pending and later slices wait; ${until}`,
+    message: `spec.source.s3: slice ${t.id} cannot be read since ${isoSeconds(t.since)} (${t.polls} polls): ${t.problem.message}; it stays pending and later slices wait; ${until}`,
   };
 }
 

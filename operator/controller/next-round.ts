@@ -202,7 +202,7 @@ export function nextRound(
 
 /**
  * The plan's optimizer (the RoundPlan schema is strict: only what the trainer reads). One warmup:
- * warmupSteps for rounds trained from scratch, warmStartWarmupSteps for warm-started ones (issue 9).
+ * warmupSteps for rounds trained from scratch, warmStartWarmupSteps for warm-started ones.
  */
 function planOptimizer(o: ContinualClipRunSpec["strategy"]["optimizer"], warmStarted: boolean): RoundPlan["optimizer"] {
   const { lr, weightDecay, batchSize, precision } = o;

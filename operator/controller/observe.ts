@@ -7,7 +7,7 @@ import type { RoundPlan } from "../api/round-plan.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { observeSlicePoll } from "../observability/metrics.ts";
-import { parseDuration } from "../api/common.ts";
+import { parseDuration, withSlash } from "../api/common.ts";
 import {
   aliasUri,
   digestOf,
@@ -112,8 +112,6 @@ type RoundJobs = Awaited<ReturnType<ChildAccess["roundJobs"]>>;
 export function roundInProgress(run: RawObject): boolean {
   return (run.status as { currentRound?: unknown } | undefined)?.currentRound !== undefined;
 }
-
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /** Round folders whose documents are read at once. */
 const ROUND_READS = 8;

@@ -199,7 +199,7 @@ export class Reconciler {
       }
       const parsed = continualClipRunSpec.safeParse(run.spec);
       const observed: Observed = parsed.success ? await this.#observe(key, run, parsed.data, log) : { rounds: [] };
-      let decision = decide(run, observed, this.#now());
+      let decision = decide(run, observed, this.#now(), parsed);
       const mem = this.#memory.get(key);
       let refused: Error | undefined;
       if (decision.actions.length && decision.spec && mem) {
@@ -225,7 +225,7 @@ export class Reconciler {
         if (result.problem) {
           // Show what was refused in status, then back off: the same object would be refused again.
           refused = new Error(result.problem.message);
-          decision = decide(run, { ...observed, problem: result.problem }, this.#now());
+          decision = decide(run, { ...observed, problem: result.problem }, this.#now(), parsed);
         } else if (!result.complete) return { kind: "requeueAfter", ms: 0 };
       }
       signal.throwIfAborted();

@@ -477,10 +477,10 @@ function problemOf(err: unknown): S3Problem {
 export function sliceStatus(
   r: Pick<DiscoveryResult, "slices" | "invalid">,
   consumed: number,
-  maxInvalid = 20,
 ): { discovered: number; consumed: number; latest?: string; invalid?: { id: string; reason: string }[] } {
   const latest = r.slices[r.slices.length - 1]?.id;
-  const invalid = r.invalid.slice(-maxInvalid).map((i) => ({ id: i.id, reason: `${i.reason}: ${i.message}` }));
+  // Every invalid slice: the controller's boundStatus keeps the newest and counts them all.
+  const invalid = r.invalid.map((i) => ({ id: i.id, reason: `${i.reason}: ${i.message}` }));
   return {
     discovered: r.slices.length,
     consumed,

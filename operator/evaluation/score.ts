@@ -1,6 +1,7 @@
 // The scoring of one round on the calling thread (the worker thread of evaluate.ts's
 // evaluateRound, or the evaluation Job): loads the ONNX encoders with onnxruntime, encodes every
 // pack, and returns eval.json's content. Bad input never throws: it is a Failed result.
+import { withSlash } from "../api/common.ts";
 import { isMainThread } from "node:worker_threads";
 import { EVAL_SCHEMA_VERSION, evalResult, type EvalResult, type ModelScores } from "../api/eval-result.ts";
 import type { RetrievalPackManifest, ZeroShotPackManifest } from "../api/eval-pack.ts";
@@ -16,7 +17,7 @@ import {
   type Embeddings,
   type RetrievalMetrics,
 } from "./metrics.ts";
-import { DEFAULT_BATCH_SIZE, readTicRows, withSlash, type EvaluateRequest } from "./evaluate.ts";
+import { DEFAULT_BATCH_SIZE, readTicRows, type EvaluateRequest } from "./evaluate.ts";
 import { encode, encoderBatch, loadModel, preprocessingMismatch, releaseModel, type LoadedModel } from "./onnx.ts";
 import { EvalInputError, normalizeImages, openPack, readInts, readShards, type OpenPack } from "./pack.ts";
 import { relationOf, roundMetrics, ticMatrix, type TicRow } from "./tic.ts";

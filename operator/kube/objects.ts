@@ -115,6 +115,10 @@ export type ConfigMap = {
   data: Record<string, string>;
 };
 
+/** Whether two ConfigMaps hold the same data (what decides "unchanged", in the decision and the adapter). */
+export const sameConfigMapData = (a: Record<string, string> | undefined, b: Record<string, string>) =>
+  a !== undefined && Object.keys(a).length === Object.keys(b).length && Object.entries(b).every(([k, v]) => a[k] === v);
+
 // ---- pod scaffolding shared by every pod of a run ----------------------------------------------
 
 export type EnvVar = { name: string; value?: string; valueFrom?: Record<string, unknown> };

@@ -130,8 +130,8 @@ class Settings:
             open_shards=num("TICCLIP_OPEN_SHARDS", DEFAULT_OPEN_SHARDS, minimum=1),
             shuffle_window=num("TICCLIP_SHUFFLE_WINDOW", DEFAULT_SHUFFLE_WINDOW, minimum=1),
             prefetch_shards=num("TICCLIP_PREFETCH_SHARDS", 2),
-            # Compiled step measured +36% samples/s over eager on one H200 (ViT-B-32, bf16, batch 256,
-            # issue 9); compiling costs about a minute once per round, so CPU runs stay eager.
+            # Compiled step measured +36% samples/s over eager on one H200 (ViT-B-32, bf16, batch 256);
+            # compiling costs about a minute once per round, so CPU runs stay eager.
             compile=flag("TICCLIP_COMPILE", cuda),
             fused_adamw=flag("TICCLIP_FUSED_ADAMW", cuda),
             control_every=num("TICCLIP_CONTROL_EVERY", 10, minimum=1),

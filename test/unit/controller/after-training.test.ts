@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { decideRounds, type RoundObservation } from "../../../operator/controller/rounds.ts";
-import { spec, slice, evaluated, trained, input, kinds, gated } from "./rounds-fixtures.ts";
+import { spec, slice, trained, input, kinds, gated } from "./rounds-fixtures.ts";
 
 test("a trained round without eval.json is evaluated before the next round starts", () => {
   const r0: RoundObservation = {

@@ -59,6 +59,12 @@ export function connectionOf(spec: S3ConnectionSpec): S3Connection {
   return { region: spec.region, endpoint: spec.endpoint, addressingStyle: addressingStyleOf(spec) };
 }
 
+/** The connection as the round plan carries it (credentials never: the pod's environment has them). */
+export function planConnection(spec: S3ConnectionSpec) {
+  const c = connectionOf(spec);
+  return { region: c.region, endpoint: c.endpoint ?? null, addressingStyle: c.addressingStyle };
+}
+
 /** The environment variables the pods of a run read the connection from (trainer settings.py, evaluator cli.ts). */
 export const S3_ENV = {
   region: "AWS_REGION",

@@ -50,6 +50,7 @@ import {
   waitFor,
 } from "../test/support/cluster.ts";
 import { createS3Secret, startExecutor, startOperator, TRAINER_IMAGE, venvPython } from "../test/support/local-run.ts";
+import { s3Connection } from "../test/support/s3.ts";
 
 const num = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
 const VIA = process.env.TIC_VIA ?? "trainer";
@@ -73,11 +74,7 @@ const pts = (x: number) => (100 * x).toFixed(1);
 if (!["trainer", "operator"].includes(VIA)) throw new Error(`TIC_VIA=${VIA}: trainer or operator`);
 if (!(T >= 2 && C >= 1 && SEEDS.length >= 1)) throw new Error("TIC_T >= 2, TIC_C >= 1 and one seed at least");
 
-const s3 = createS3Client({
-  region: REGION,
-  endpoint: requireEnv("S3_ENDPOINT"),
-  credentials: { accessKeyId: requireEnv("AWS_ACCESS_KEY_ID"), secretAccessKey: requireEnv("AWS_SECRET_ACCESS_KEY") },
-});
+const s3 = createS3Client({ ...s3Connection(), region: REGION });
 const store = new S3ObjectStore(s3);
 // One thread per trainer process: the workers (or pods) already use both cores.
 const trainerEnv = { OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1" };

@@ -76,6 +76,15 @@ async function resolveEnv(
       if (ann) env[e.name] = pod.metadata?.annotations?.[ann[1]!] ?? "";
       else if (p === "metadata.name") env[e.name] = pod.metadata!.name!;
       else if (p === "metadata.namespace") env[e.name] = pod.metadata!.namespace!;
+      else throw new Error(`env ${e.name}: fieldRef ${p} is not emulated by the local executor`);
+    } else if (e.valueFrom?.resourceFieldRef) {
+      // Left unset on purpose: a local process has no CPU request, and the trainer then sizes its
+      // loader from the CPUs it may use, as in a pod without one.
+    } else if (e.valueFrom) {
+      // A new kind must be emulated here, not dropped: the pod would run without a variable it needs.
+      throw new Error(
+        `env ${e.name}: valueFrom ${Object.keys(e.valueFrom).join(", ")} is not emulated by the local executor`,
+      );
     }
   }
   return { ...env, ...image.env };

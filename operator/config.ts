@@ -1,7 +1,7 @@
 // Operator configuration from flags and environment, validated once at start-up.
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { parseDuration } from "./api/common.ts";
+import { formatIssues, parseDuration } from "./api/common.ts";
 
 export const operatorConfig = z
   .object({
@@ -68,35 +68,25 @@ export const operatorConfig = z
   });
 export type OperatorConfig = z.infer<typeof operatorConfig>;
 
-const FLAGS = {
-  kubeconfig: { type: "string" },
-  namespaces: { type: "string" },
-  "log-level": { type: "string" },
-  "resync-seconds": { type: "string" },
-  "watch-timeout-seconds": { type: "string" },
-  concurrency: { type: "string" },
-  identity: { type: "string" },
-  "leader-elect": { type: "string" },
-  "lease-namespace": { type: "string" },
-  "lease-name": { type: "string" },
-  "metrics-address": { type: "string" },
-  "notifications-address": { type: "string" },
-  "evaluator-image": { type: "string" },
-  "in-process-evaluation": { type: "string" },
-  "s3-timeout-seconds": { type: "string" },
-  "trainer-architectures": { type: "string" },
-  "reconcile-deadline-seconds": { type: "string" },
-  "slice-unreadable-after": { type: "string" },
-  "allow-default-credentials": { type: "string" },
-} as const;
+/** How a setting is read: its flag (none: environment only), its variable, its default, its parse. */
+type Source = {
+  flag?: string;
+  env: string;
+  default?: string | ((env: NodeJS.ProcessEnv) => string);
+  parse?: (raw: string | undefined) => unknown;
+};
 
+const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 /** A boolean flag: "true" or "false"; anything else is refused by the schema, naming the setting. */
-function bool(v: string): boolean {
-  return v === "true" ? true : v === "false" ? false : (v as unknown as boolean);
-}
-
+const bool = (v: string | undefined) => (v === "true" ? true : v === "false" ? false : v);
+const list = (v: string | undefined) =>
+  (v ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 /** A duration flag ("6h", "90m") in ms; NaN (refused by the schema, naming the setting) when malformed. */
-function duration(v: string): number {
+function duration(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
   try {
     return parseDuration(v);
   } catch {
@@ -104,46 +94,77 @@ function duration(v: string): number {
   }
 }
 
-/** Flags win over environment variables (TICCLIP_NAMESPACES, TICCLIP_LOG_LEVEL, ...). */
+/** Every setting, declared once: flags win over environment variables, then the default. */
+const SOURCES: Record<keyof OperatorConfig, Source> = {
+  kubeconfig: { flag: "kubeconfig", env: "KUBECONFIG" },
+  namespaces: { flag: "namespaces", env: "TICCLIP_NAMESPACES", parse: list },
+  logLevel: { flag: "log-level", env: "TICCLIP_LOG_LEVEL", default: "info" },
+  resyncSeconds: { flag: "resync-seconds", env: "TICCLIP_RESYNC_SECONDS", default: "300", parse: num },
+  watchTimeoutSeconds: {
+    flag: "watch-timeout-seconds",
+    env: "TICCLIP_WATCH_TIMEOUT_SECONDS",
+    default: "300",
+    parse: num,
+  },
+  concurrency: { flag: "concurrency", env: "TICCLIP_CONCURRENCY", default: "4", parse: num },
+  identity: { flag: "identity", env: "POD_NAME", default: (env) => `${env.HOSTNAME ?? "local"}-${process.pid}` },
+  leaderElection: {
+    flag: "leader-elect",
+    env: "TICCLIP_LEADER_ELECT",
+    default: "true",
+    parse: (v) => v !== "false",
+  },
+  leaseNamespace: { flag: "lease-namespace", env: "POD_NAMESPACE", default: "default" },
+  leaseName: { flag: "lease-name", env: "TICCLIP_LEASE_NAME", default: "continual-clip-operator" },
+  metricsAddress: { flag: "metrics-address", env: "TICCLIP_METRICS_ADDRESS", default: "127.0.0.1:0" },
+  notificationsAddress: { flag: "notifications-address", env: "TICCLIP_NOTIFICATIONS_ADDRESS" },
+  // Secrets only from the environment (a Secret in the Deployment), never from flags.
+  notificationToken: { env: "TICCLIP_NOTIFICATION_TOKEN" },
+  evaluatorImage: { flag: "evaluator-image", env: "TICCLIP_EVALUATOR_IMAGE" },
+  inProcessEvaluation: {
+    flag: "in-process-evaluation",
+    env: "TICCLIP_IN_PROCESS_EVALUATION",
+    default: "false",
+    parse: bool,
+  },
+  trainerArchitectures: { flag: "trainer-architectures", env: "TICCLIP_TRAINER_ARCHITECTURES", parse: list },
+  s3TimeoutSeconds: { flag: "s3-timeout-seconds", env: "TICCLIP_S3_TIMEOUT_SECONDS", default: "30", parse: num },
+  reconcileDeadlineSeconds: {
+    flag: "reconcile-deadline-seconds",
+    env: "TICCLIP_RECONCILE_DEADLINE_SECONDS",
+    default: "900",
+    parse: num,
+  },
+  allowDefaultCredentials: {
+    flag: "allow-default-credentials",
+    env: "TICCLIP_ALLOW_DEFAULT_CREDENTIALS",
+    default: "false",
+    parse: bool,
+  },
+  sliceUnreadableAfterMs: {
+    flag: "slice-unreadable-after",
+    env: "TICCLIP_SLICE_UNREADABLE_AFTER",
+    default: "6h",
+    parse: duration,
+  },
+};
+
+const FLAGS = Object.fromEntries(
+  Object.values(SOURCES).flatMap((s) => (s.flag ? [[s.flag, { type: "string" as const }]] : [])),
+);
+
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
   const { values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false });
-  const pick = (flag: keyof typeof FLAGS, envName: string): string | undefined => values[flag] ?? env[envName];
-  const namespaces = pick("namespaces", "TICCLIP_NAMESPACES");
-  const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
-  const result = operatorConfig.safeParse({
-    kubeconfig: pick("kubeconfig", "KUBECONFIG"),
-    namespaces: namespaces
-      ? namespaces
-          .split(",")
-          .map((s) => s.trim())
-          .filter(Boolean)
-      : [],
-    logLevel: pick("log-level", "TICCLIP_LOG_LEVEL") ?? "info",
-    resyncSeconds: num(pick("resync-seconds", "TICCLIP_RESYNC_SECONDS"), 300),
-    watchTimeoutSeconds: num(pick("watch-timeout-seconds", "TICCLIP_WATCH_TIMEOUT_SECONDS"), 300),
-    concurrency: num(pick("concurrency", "TICCLIP_CONCURRENCY"), 4),
-    identity: pick("identity", "POD_NAME") ?? `${env.HOSTNAME ?? "local"}-${process.pid}`,
-    leaderElection: (pick("leader-elect", "TICCLIP_LEADER_ELECT") ?? "true") !== "false",
-    leaseNamespace: pick("lease-namespace", "POD_NAMESPACE") ?? "default",
-    leaseName: pick("lease-name", "TICCLIP_LEASE_NAME") ?? "continual-clip-operator",
-    metricsAddress: pick("metrics-address", "TICCLIP_METRICS_ADDRESS") ?? "127.0.0.1:0",
-    notificationsAddress: pick("notifications-address", "TICCLIP_NOTIFICATIONS_ADDRESS"),
-    // Secrets only from the environment (a Secret in the Deployment), never from flags.
-    notificationToken: env.TICCLIP_NOTIFICATION_TOKEN,
-    evaluatorImage: pick("evaluator-image", "TICCLIP_EVALUATOR_IMAGE"),
-    inProcessEvaluation: bool(pick("in-process-evaluation", "TICCLIP_IN_PROCESS_EVALUATION") ?? "false"),
-    trainerArchitectures: (pick("trainer-architectures", "TICCLIP_TRAINER_ARCHITECTURES") ?? "")
-      .split(",")
-      .map((a) => a.trim())
-      .filter(Boolean),
-    s3TimeoutSeconds: num(pick("s3-timeout-seconds", "TICCLIP_S3_TIMEOUT_SECONDS"), 30),
-    reconcileDeadlineSeconds: num(pick("reconcile-deadline-seconds", "TICCLIP_RECONCILE_DEADLINE_SECONDS"), 900),
-    allowDefaultCredentials: bool(pick("allow-default-credentials", "TICCLIP_ALLOW_DEFAULT_CREDENTIALS") ?? "false"),
-    sliceUnreadableAfterMs: duration(pick("slice-unreadable-after", "TICCLIP_SLICE_UNREADABLE_AFTER") ?? "6h"),
-  });
+  const raw = Object.fromEntries(
+    Object.entries(SOURCES).map(([key, s]) => {
+      const given = (s.flag ? (values[s.flag] as string | undefined) : undefined) ?? env[s.env];
+      const value = given ?? (typeof s.default === "function" ? s.default(env) : s.default);
+      return [key, s.parse ? s.parse(value) : value];
+    }),
+  );
+  const result = operatorConfig.safeParse(raw);
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);
-    throw new Error(`invalid operator configuration: ${problems.join("; ")}`);
+    throw new Error(`invalid operator configuration: ${formatIssues(result.error, { root: "config" })}`);
   }
   return result.data;
 }

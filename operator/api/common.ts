@@ -144,3 +144,25 @@ export const imageReference = z
   .min(1)
   .max(512)
   .regex(IMAGE_PATTERN, "an image reference: [registry[:port]/]name[:tag][@sha256:digest], name in lowercase");
+
+/** A prefix URI with its trailing slash: s3://b/p and s3://b/p/ name the same folder. */
+export const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
+
+/** An RFC 3339 time to the second (metav1.Time, status, messages): 2026-01-01T00:00:00Z. */
+export const isoSeconds = (t: Date | number) => new Date(t).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+/**
+ * Zod issues as `path: message; path: message` for status, events and errors. `prefix` goes before
+ * each path (spec.), `root` names an empty path, past `limit` issues the rest are counted.
+ */
+export function formatIssues(
+  error: { issues: ReadonlyArray<{ path: PropertyKey[]; message: string }> },
+  o: { prefix?: string; root?: string; limit?: number } = {},
+): string {
+  const { prefix = "", root = "(root)", limit = Number.POSITIVE_INFINITY } = o;
+  const parts = error.issues
+    .slice(0, limit)
+    .map((i) => `${i.path.length ? prefix + i.path.map(String).join(".") : root}: ${i.message}`);
+  const more = error.issues.length - limit;
+  return parts.join("; ") + (more > 0 ? `; and ${more} more` : "");
+}

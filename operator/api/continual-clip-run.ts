@@ -8,7 +8,6 @@ import {
   bucketName,
   dnsLabel,
   dnsSubdomain,
-  httpUrl,
   imageReference,
   keyPrefix,
   labelMap,
@@ -18,7 +17,10 @@ import {
   quantity,
   s3Uri,
 } from "./common.ts";
+import { celNamesMetricAtK, GATE_METRIC_FORMAT, GATE_METRIC_PATTERN } from "./gate-metrics.ts";
 import { gitTargetSpec } from "./git-target.ts";
+import { celList, nameList, REPLAY_STRATEGIES, strategiesWhere } from "./replay-strategies.ts";
+import { s3ConnectionFields } from "./s3-connection.ts";
 import { SLICE_ID_PATTERN } from "./slice-manifest.ts";
 import { skippedSamples } from "./skipped-samples.ts";
 
@@ -31,40 +33,18 @@ export const SHORT_NAMES = ["ccr"];
 export const CATEGORIES = ["ticclip", "ml"];
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
-export const REPLAY_STRATEGIES = [
-  "Sequential",
-  "CumulativeAll",
-  "CumulativeExp",
-  "CumulativeEqual",
-  "Restart",
-  "Oracle",
-] as const;
-export type ReplayStrategy = (typeof REPLAY_STRATEGIES)[number];
+export { REPLAY_STRATEGIES, type ReplayStrategy } from "./replay-strategies.ts";
 
 export const PRECISIONS = ["amp_bf16", "amp", "fp32"] as const;
-
-const secretRef = z
-  .object({ name: dnsSubdomain.describe("Name of a Secret in the run's namespace.") })
-  .describe("Reference to a Secret in the same namespace.");
 
 export const s3Location = z.object({
   bucket: bucketName.describe("S3 bucket."),
   prefix: keyPrefix.default("").describe("Key prefix inside the bucket, ending in '/'."),
 });
 
-const s3Connection = {
-  region: z.string().min(1).max(64).default("us-east-1").describe("S3 region."),
-  endpoint: httpUrl.optional().describe("Custom S3 endpoint (MinIO, Ceph). When set, path-style addressing is used."),
-  credentialsSecretRef: secretRef
-    .optional()
-    .describe(
-      "Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Required unless the operator runs with --allow-default-credentials (off by default), which lets runs use its own identity (IRSA).",
-    ),
-};
-
 export const sourceSpec = z
   .object({
-    s3: s3Location.extend(s3Connection).describe("Where data slices land: <prefix><sliceId>/."),
+    s3: s3Location.extend(s3ConnectionFields).describe("Where data slices land: <prefix><sliceId>/."),
     pollInterval: boundedDuration("1s", "24h")
       .default("5m")
       .describe("How often to list the prefix for new slices (1s to 24h; S3 notifications make changes faster)."),
@@ -122,6 +102,9 @@ export const optimizerSpec = z
   })
   .describe("Optimizer settings; every round starts a fresh optimizer and cosine cycle.");
 
+const BUFFERED = strategiesWhere((t) => t.data === "buffer");
+const FROM_SCRATCH = strategiesWhere((t) => !t.warmStart);
+
 export const strategySpec = withRules(
   z.object({
     replay: z.enum(REPLAY_STRATEGIES).default("CumulativeAll").describe("TiC-CLIP replay strategy."),
@@ -135,7 +118,7 @@ export const strategySpec = withRules(
       .min(0)
       .max(1e15)
       .default(0)
-      .describe("CumulativeExp/CumulativeEqual: size of the past-data buffer; 0 means the size of the new data."),
+      .describe(`${BUFFERED.join("/")}: size of the past-data buffer; 0 means the size of the new data.`),
     roundPolicy: z
       .enum(["EverySlice", "Latest"])
       .default("EverySlice")
@@ -143,7 +126,9 @@ export const strategySpec = withRules(
     warmStartFrom: z
       .enum(["PreviousRound", "LastPromoted"])
       .default("PreviousRound")
-      .describe("Which checkpoint a round warm-starts from (Restart and Oracle always start from scratch)."),
+      .describe(
+        `Which checkpoint a round warm-starts from (${nameList(FROM_SCRATCH, "and")} always start from scratch).`,
+      ),
     maxAttemptsPerSlice: z
       .int()
       .min(1)
@@ -155,13 +140,13 @@ export const strategySpec = withRules(
     optimizer: optimizerSpec.prefault({}),
   }),
   {
-    rule: "self.bufferSamples == 0 || self.replay in ['CumulativeExp', 'CumulativeEqual']",
-    message: "bufferSamples applies only to replay CumulativeExp or CumulativeEqual",
+    rule: `self.bufferSamples == 0 || self.replay in ${celList(BUFFERED)}`,
+    message: `bufferSamples applies only to replay ${nameList(BUFFERED, "or")}`,
     fieldPath: ".bufferSamples",
   },
   {
-    rule: "!(self.replay in ['Restart', 'Oracle']) || self.warmStartFrom == 'PreviousRound'",
-    message: "replay Restart and Oracle start from scratch: warmStartFrom must be PreviousRound",
+    rule: `!(self.replay in ${celList(FROM_SCRATCH)}) || self.warmStartFrom == 'PreviousRound'`,
+    message: `replay ${nameList(FROM_SCRATCH, "and")} start from scratch: warmStartFrom must be PreviousRound`,
     fieldPath: ".warmStartFrom",
   },
 ).describe("How each round is trained.");
@@ -288,18 +273,12 @@ export const trainerSpec = withRules(
   },
 ).describe("The trainer Job of each round.");
 
-export const GATE_METRIC_PATTERN =
-  /^(retrieval\.(id|backward|forward|latest)\.(meanRecallAt1|imageToTextRecallAt[0-9]+|textToImageRecallAt[0-9]+)|zeroShot\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(top1|top5))$/;
-
 export const gateSpec = withRules(
   z.object({
     metric: z
       .string()
       .max(128)
-      .regex(
-        GATE_METRIC_PATTERN,
-        "retrieval.<id|backward|forward|latest>.<meanRecallAt1|imageToTextRecallAtK|textToImageRecallAtK> or zeroShot.<name>.<top1|top5>",
-      )
+      .regex(GATE_METRIC_PATTERN, GATE_METRIC_FORMAT)
       .describe("Metric path, e.g. retrieval.id.meanRecallAt1 or zeroShot.imagenet-val.top1."),
     op: z.enum([">=", ">", "<=", "<"]).optional().describe("Comparison with value."),
     value: z
@@ -366,8 +345,8 @@ const retrievalSpec = withRules(
   },
 );
 
-// Rules that used to be checked only by tests (gateSpecProblems) run at admission: a gate on a
-// metric the evaluator never computes could never pass, and every round would be rejected.
+// Gates may name only metrics the run computes, checked at admission: a gate on a metric the
+// evaluator never computes could never pass, and every round would be rejected.
 export const evaluationSpec = withRules(
   z.object({
     retrieval: retrievalSpec.prefault({}),
@@ -393,7 +372,7 @@ export const evaluationSpec = withRules(
     // The evaluator computes Recall@1 always and Recall@K for each K of retrieval.k.
     // K is parsed from the metric path (digits after the last "At", as the metric pattern ensures);
     // building 'RecallAt' + string(k) instead has an unbounded estimated cost.
-    rule: "!has(self.gates) || self.gates.all(g, !g.metric.contains('RecallAt') || int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) == 1 || (has(self.retrieval) && has(self.retrieval.k) && int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) in self.retrieval.k))",
+    rule: `!has(self.gates) || self.gates.all(g, !${celNamesMetricAtK("g.metric")} || int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) == 1 || (has(self.retrieval) && has(self.retrieval.k) && int(g.metric.substring(g.metric.lastIndexOf('At') + 2)) in self.retrieval.k))`,
     message: "a Recall@K gate needs its K in evaluation.retrieval.k (K=1 is always computed)",
     fieldPath: ".gates",
   },
@@ -471,6 +450,14 @@ export const continualClipRunSpec = withRules(
     message:
       "promotion and artifacts overlap (one prefix contains the other in the same bucket): promoted versions and round artifacts would mix; give them separate prefixes",
     fieldPath: ".promotion.s3.prefix",
+  },
+  {
+    // A dot in a bucket name splits the virtual host name, and TLS certificates (*.s3.amazonaws.com)
+    // match one label only: requests to such a bucket fail. Every bucket of a run uses the source's connection.
+    rule: "!has(self.source.s3.addressingStyle) || self.source.s3.addressingStyle != 'VirtualHost' || !(self.source.s3.bucket.contains('.') || self.artifacts.s3.bucket.contains('.') || (has(self.promotion) && self.promotion.s3.bucket.contains('.')))",
+    message:
+      "VirtualHost addressing needs bucket names without dots (source, artifacts and promotion buckets share the connection): use Path",
+    fieldPath: ".source.s3.addressingStyle",
   },
 ).describe("Desired state of a continual CLIP training run.");
 

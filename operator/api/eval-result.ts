@@ -1,6 +1,7 @@
 // eval.json: written by the evaluator into <artifacts.prefix>rounds/<NNNN>/ (docs/evaluation.md).
 // The full TiC matrix lives here; status carries only the flat metrics and gate results.
 import { z } from "zod";
+import { ZERO_SHOT_METRICS } from "./gate-metrics.ts";
 
 export const EVAL_JSON = "eval.json";
 export const EVAL_SCHEMA_VERSION = 1;
@@ -27,8 +28,8 @@ export const zeroShotScore = z.object({
   images: z.int().min(1),
   classes: z.int().min(2),
   templates: z.int().min(1),
-  metrics: z.object({ top1: unit, top5: unit }),
-  chance: z.object({ top1: unit, top5: unit }).optional(),
+  metrics: z.record(z.enum(ZERO_SHOT_METRICS), unit),
+  chance: z.record(z.enum(ZERO_SHOT_METRICS), unit).optional(),
 });
 
 export const modelScores = z.object({

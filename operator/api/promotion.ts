@@ -1,4 +1,4 @@
-// Promotion documents in S3 (DESIGN.md, S3 layout): <promotion.prefix>v<N>/version.json, written
+// Promotion documents in S3 (docs/design.md, S3 layout): <promotion.prefix>v<N>/version.json, written
 // last inside an immutable version folder, and <promotion.prefix><alias>.json, the pointer readers
 // follow, written last of all.
 import { z } from "zod";

@@ -43,7 +43,7 @@ export const roundVerdict = z.discriminatedUnion("passed", [
 /**
  * verdict.json: a round is judged once, by the gates of that moment, for the eval.json it names:
  * that round (round, roundUri) and those encoders (sha256, eval.json's candidate.sha256). Verdicts
- * written before issue 21 lack the three; they are bound by evaluatedAt alone.
+ * written by older operators lack the three; they are bound by evaluatedAt alone.
  */
 export const verdictRecord = z.object({
   evaluatedAt: z.string(),

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { PRECISIONS, REPLAY_STRATEGIES } from "./continual-clip-run.ts";
 import { httpUrl, s3Uri } from "./common.ts";
+import { S3_ADDRESSING_STYLES } from "./s3-connection.ts";
 import { heldOutFraction, jsonCaptionField } from "./slice-manifest.ts";
 
 export const ROUND_PLAN_SCHEMA_VERSION = 1;
@@ -83,8 +84,12 @@ export const roundPlan = z
         region: z.string().min(1),
         endpoint: httpUrl
           .nullable()
+          .describe("Custom endpoint, null for AWS. Credentials come from the environment, never the plan."),
+        addressingStyle: z
+          .enum(S3_ADDRESSING_STYLES)
+          .optional()
           .describe(
-            "Custom endpoint (path-style addressing), null for AWS. Credentials come from the environment, never the plan.",
+            "Path or VirtualHost. Absent in plans written before the field: Path with an endpoint, else VirtualHost.",
           ),
       })
       .strict(),

@@ -98,10 +98,3 @@ export const sliceManifest = z
 
 export type SliceManifest = z.infer<typeof sliceManifest>;
 export type ManifestShard = z.infer<typeof manifestShard>;
-
-/** Formats zod issues as `path: message; path: message` for status and events. */
-export function formatIssues(error: z.ZodError, limit = 5): string {
-  const parts = error.issues.slice(0, limit).map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
-  const more = error.issues.length - limit;
-  return parts.join("; ") + (more > 0 ? `; and ${more} more` : "");
-}

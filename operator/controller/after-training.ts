@@ -3,6 +3,7 @@
 //   Gating until promoted (Auto, or Manual once approved) -> Promoted.
 // A passing round older than the newest promoted one is Passed: promoting it would move the alias
 // backwards.
+import { withSlash } from "../api/common.ts";
 import { createHash } from "node:crypto";
 import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
 import { EVAL_SCHEMA_VERSION, type EvalResult } from "../api/eval-result.ts";
@@ -10,7 +11,7 @@ import { PROMOTED_FILES } from "../api/promotion.ts";
 import { roundUri } from "../api/round-layout.ts";
 import { buildEvalJob } from "../evaluation/job.ts";
 import { evalRequestFor, type RoundToEvaluate } from "../evaluation/request.ts";
-import { judgeRound } from "../evaluation/verdict.ts";
+import { judgeRound, type RoundVerdict } from "../evaluation/verdict.ts";
 import { isRoundApproved } from "../promotion/approval.ts";
 import { EVALUATED_FILES } from "../promotion/versions.ts";
 import type { PlannedEvent, RoundAction, RoundObservation, RoundsInput } from "./types.ts";
@@ -36,8 +37,6 @@ export function evaluationRequest(input: RoundsInput, r: RoundObservation): Roun
     promoted: input.promoted,
   };
 }
-
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /**
  * Why the round's eval.json is not the evaluation of this round as it is now, or undefined when it
@@ -138,6 +137,16 @@ export function afterTraining(
   latestPromoted: number,
   newestPassed = -1,
 ): AfterTraining {
+  const evaluating = evaluationStep(input, r);
+  if (evaluating) return evaluating;
+  const { verdict, fields, record, evaluatedAt } = judge(input, r as Evaluated);
+  if (!verdict.passed)
+    return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields, actions: [], record };
+  return promotionStep(input, r, { verdict, fields, record, evaluatedAt }, latestPromoted, newestPassed);
+}
+
+/** A round not evaluated yet, or whose eval.json is not this round's: its evaluation; else undefined. */
+function evaluationStep(input: RoundsInput, r: RoundObservation): AfterTraining | undefined {
   const { spec } = input;
   if (!r.evaluation) {
     if (r.evalJob?.failure) return evaluationJobFailed(input, r, false);
@@ -147,26 +156,42 @@ export function afterTraining(
   }
   const mismatch = evaluationMismatch(input, r);
   if (mismatch === "unknown") return { phase: "Evaluating", fields: {}, actions: [] };
-  if (mismatch !== undefined) {
-    // Never a verdict, never a promotion: the round is evaluated again, in a Job of its own.
-    const attempt = createHash("sha256").update(`${r.evaluation.evaluatedAt}\n${mismatch}`).digest("hex").slice(0, 6);
-    const message = `${mismatch}; evaluating the round again`;
-    const again = evaluate(input, r, { attempt, why: mismatch });
-    const rerun =
-      again?.actions.some((a) => a.kind === "CreateJob") || again?.actions.some((a) => a.kind === "EvaluateInProcess");
-    if (!rerun && r.evalJob?.failure) return evaluationJobFailed(input, r, true);
-    if (!rerun && r.evalJob?.complete)
-      return {
-        phase: "Rejected",
-        reason: "EvaluationMismatch",
-        message: `${mismatch}; the re-evaluation did not write a matching eval.json`,
-        fields: {},
-        actions: [],
-      };
-    return { phase: "Evaluating", reason: "EvaluationMismatch", message, fields: {}, actions: again?.actions ?? [] };
-  }
-  // Judged once: tightening a gate later does not reject the serving round, loosening one does not
-  // promote old rejected rounds one after another. A new eval.json (re-evaluation) is judged anew.
+  if (mismatch === undefined) return undefined;
+  // Never a verdict, never a promotion: the round is evaluated again, in a Job of its own.
+  const attempt = createHash("sha256").update(`${r.evaluation.evaluatedAt}\n${mismatch}`).digest("hex").slice(0, 6);
+  const message = `${mismatch}; evaluating the round again`;
+  const again = evaluate(input, r, { attempt, why: mismatch });
+  const rerun =
+    again?.actions.some((a) => a.kind === "CreateJob") || again?.actions.some((a) => a.kind === "EvaluateInProcess");
+  if (!rerun && r.evalJob?.failure) return evaluationJobFailed(input, r, true);
+  if (!rerun && r.evalJob?.complete)
+    return {
+      phase: "Rejected",
+      reason: "EvaluationMismatch",
+      message: `${mismatch}; the re-evaluation did not write a matching eval.json`,
+      fields: {},
+      actions: [],
+    };
+  return { phase: "Evaluating", reason: "EvaluationMismatch", message, fields: {}, actions: again?.actions ?? [] };
+}
+
+type Evaluated = RoundObservation & { evaluation: NonNullable<RoundObservation["evaluation"]> };
+type Judged = {
+  verdict: RoundVerdict;
+  /** The eval.json judged (a promotion must find the same one). */
+  evaluatedAt: string;
+  fields: AfterTraining["fields"];
+  /** verdict.json to write when this eval.json has none yet. */
+  record: RoundAction | undefined;
+};
+
+/**
+ * The round's verdict. Judged once: tightening a gate later does not reject the serving round,
+ * loosening one does not promote old rejected rounds one after another. A new eval.json
+ * (re-evaluation) is judged anew.
+ */
+function judge(input: RoundsInput, r: Evaluated): Judged {
+  const { spec } = input;
   const ev = r.evaluation;
   const recorded = r.verdict?.evaluatedAt === ev.evaluatedAt ? r.verdict.verdict : undefined;
   // observe.ts keeps eval.json whole until a verdict for it is recorded, so one of the two is here.
@@ -206,9 +231,27 @@ export function afterTraining(
         }
       : {}),
   };
+  return { verdict, fields, record, evaluatedAt: ev.evaluatedAt };
+}
+
+/** A round whose gates passed: promoted, passed over (and why), waiting for approval, or promoting. */
+function promotionStep(
+  input: RoundsInput,
+  r: RoundObservation,
+  { verdict, fields, record, evaluatedAt }: Judged & { verdict: Extract<RoundVerdict, { passed: true }> },
+  latestPromoted: number,
+  newestPassed: number,
+): AfterTraining {
+  const { spec } = input;
   const none: RoundAction[] = [];
-  if (!verdict.passed)
-    return { phase: "Rejected", reason: verdict.reason, message: verdict.message, fields, actions: none, record };
+  const passed = (reason: string, message: string): AfterTraining => ({
+    phase: "Passed",
+    reason,
+    message,
+    fields,
+    actions: none,
+    record,
+  });
   if (r.promotedVersion !== undefined) {
     return {
       phase: "Promoted",
@@ -219,37 +262,15 @@ export function afterTraining(
       record,
     };
   }
-  if (!spec.promotion)
-    return {
-      phase: "Passed",
-      reason: "NoPromotion",
-      message: "gates passed; spec.promotion is not set",
-      fields,
-      actions: none,
-      record,
-    };
-  if (r.index < latestPromoted || r.index < newestPassed) {
-    return {
-      phase: "Passed",
-      reason: "Superseded",
-      message: `gates passed, but a later round is already promoted or passed`,
-      fields,
-      actions: none,
-      record,
-    };
-  }
+  if (!spec.promotion) return passed("NoPromotion", "gates passed; spec.promotion is not set");
+  if (r.index < latestPromoted || r.index < newestPassed)
+    return passed("Superseded", `gates passed, but a later round is already promoted or passed`);
   // A round that cannot be promoted (the trainer left no checkpoint.pt, say) is not promoted, and
   // does not hold back the rounds after it: it is Passed, with the reason.
   const missing = PROMOTED_FILES.filter((f) => f.required && !r.files.has(f.name)).map((f) => f.name);
   if (missing.length) {
-    return {
-      phase: "Passed",
-      reason: "NotPromotable",
-      message: `gates passed, but ${roundUri(spec.artifacts.s3, r.index)} lacks ${missing.join(", ")}: not promoted`,
-      fields,
-      actions: none,
-      record,
-    };
+    const where = roundUri(spec.artifacts.s3, r.index);
+    return passed("NotPromotable", `gates passed, but ${where} lacks ${missing.join(", ")}: not promoted`);
   }
   if (spec.promotion.mode === "Manual" && !isRoundApproved(input.annotations, r.index)) {
     const message = `gates passed; approve with: kubectl annotate ccr ${input.run.name} ticclip.dev/approve-round=${r.index}`;
@@ -259,7 +280,7 @@ export function afterTraining(
     kind: "Promote",
     round: r.index,
     metrics: verdict.metrics,
-    evaluatedAt: ev.evaluatedAt,
+    evaluatedAt,
   };
   return { phase: "Gating", reason: "Promoting", message: verdict.message, fields, actions: [promote], record };
 }

@@ -8,6 +8,7 @@
 // condition (docs/design.md, "Several teams on one operator").
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import type { AliasPointer, VersionManifest } from "../api/promotion.ts";
+import { sameConfigMapData } from "../kube/objects.ts";
 import { buildModelConfigMap } from "../promotion/configmap.ts";
 import { aliasUri, isSameRun, promotionTarget, versionUri } from "../promotion/versions.ts";
 import type { AliasAction, ObservedConfigMap, PlannedEvent, Problem } from "./types.ts";
@@ -20,9 +21,6 @@ export type AliasInput = {
   versions?: VersionManifest[] | undefined;
   configMap: ObservedConfigMap | undefined;
 };
-
-const sameData = (a: Record<string, string>, b: Record<string, string>) =>
-  Object.keys(a).length === Object.keys(b).length && Object.entries(b).every(([k, v]) => a[k] === v);
 
 /** The run names a ConfigMap someone else owns (seen when observing, or when applying it). */
 export const configMapNotOwned = (name: string): Problem => ({
@@ -107,6 +105,6 @@ export function decideAlias(input: AliasInput): AliasDecision {
   }
   if (!pointer || !promotion.configMapName) return { actions: [] };
   const configMap = buildModelConfigMap(promotion.configMapName, run, pointer, aliasUri(target));
-  if (current && sameData(current.data, configMap.data)) return { actions: [] };
+  if (current && sameConfigMapData(current.data, configMap.data)) return { actions: [] };
   return { actions: [{ kind: "ApplyConfigMap", configMap }] };
 }

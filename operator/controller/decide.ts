@@ -1,5 +1,6 @@
 // Pure decisions: observed state in, desired status, actions and events out. No I/O, no clock.
 import { isDeepStrictEqual } from "node:util";
+import { formatIssues, isoSeconds } from "../api/common.ts";
 import { continualClipRunSpec, STATUS_LIMITS, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 import { sliceStatus } from "../data/discovery.ts";
@@ -8,17 +9,18 @@ import type { RawObject } from "../kube/client.ts";
 import { promotedStatus } from "../promotion/versions.ts";
 import { decideAlias } from "./alias.ts";
 import { decideGit, GIT_CONDITION } from "./git.ts";
-import { findCondition, setCondition, type ConditionUpdate } from "./conditions.ts";
+import {
+  findCondition,
+  healthConditions,
+  invalidSpecConditions,
+  setCondition,
+  type ConditionUpdate,
+} from "./conditions.ts";
 import { decideRounds } from "./rounds.ts";
 import { boundStatus, boundText, describeSlices } from "./status-bounds.ts";
 import type { Action, Decision, Observed, PlannedEvent, Problem } from "./types.ts";
 
 export type { Decision, Observed, PlannedEvent, Problem } from "./types.ts";
-
-/** Formats zod issues as "spec.strategy.samplesPerRound: Too small ..." lines. */
-export function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
-  return issues.map((i) => `spec.${i.path.map(String).join(".")}: ${i.message}`).join("; ");
-}
 
 const runRef = (run: RawObject) => ({
   name: run.metadata.name,
@@ -27,7 +29,13 @@ const runRef = (run: RawObject) => ({
   generation: run.metadata.generation ?? 0,
 });
 
-export function decide(run: RawObject, observedWorld: Observed, now: Date): Decision {
+/** `parsed`: the reconcile's parse of run.spec, so a reconcile parses the spec once. */
+export function decide(
+  run: RawObject,
+  observedWorld: Observed,
+  now: Date,
+  parsed = continualClipRunSpec.safeParse(run.spec),
+): Decision {
   let observed = observedWorld;
   const generation = run.metadata.generation ?? 0;
   const current = (run.status ?? {}) as ContinualClipRunStatus;
@@ -36,18 +44,13 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   const conditions = (updates: ConditionUpdate[]) =>
     updates.reduce((list, u) => setCondition(list, u, generation, now), current.conditions ?? []);
 
-  const parsed = continualClipRunSpec.safeParse(run.spec);
   if (!parsed.success) {
-    const message = describeIssues(parsed.error.issues);
+    const message = formatIssues(parsed.error, { prefix: "spec.", root: "spec." });
     const next: ContinualClipRunStatus = {
       ...current,
       observedGeneration: generation,
       phase: "Invalid",
-      conditions: conditions([
-        { type: "Ready", status: "False", reason: "InvalidSpec", message },
-        { type: "Stalled", status: "True", reason: "InvalidSpec", message },
-        { type: "Progressing", status: "False", reason: "InvalidSpec", message },
-      ]),
+      conditions: conditions(invalidSpecConditions(message)),
     };
     // The condition keeps a bounded copy of the message: compare like with like.
     if (
@@ -142,53 +145,18 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 
   const active = rounds.current;
-  const progressingReason = {
-    Pending: "RoundStarting",
-    Training: "RoundTraining",
-    Trained: "RoundEvaluating",
-    Evaluating: "RoundEvaluating",
-    Gating: "RoundPromoting",
-  } as Record<string, string>;
-  const progressing: ConditionUpdate = active
-    ? {
-        type: "Progressing",
-        status: "True",
-        reason: progressingReason[active.phase] ?? "RoundInProgress",
-        message: `round ${active.index} on ${describeSlices(active)}`,
-      }
-    : spec.suspend
-      ? {
-          type: "Progressing",
-          status: "False",
-          reason: "Suspended",
-          message: "spec.suspend is true: no new rounds start",
-        }
-      : {
-          type: "Progressing",
-          status: "False",
-          reason: "WaitingForData",
-          message: `watching s3://${spec.source.s3.bucket}/${spec.source.s3.prefix} for new slices`,
-        };
-  const ready: ConditionUpdate = blocked
-    ? { type: "Ready", status: "False", reason: blocked.reason, message: blocked.message }
-    : { type: "Ready", status: "True", reason: progressing.reason, message: progressing.message };
-  const degraded: ConditionUpdate = blocked
-    ? { type: "Degraded", status: "True", reason: blocked.reason, message: blocked.message }
-    : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
-  // kstatus (Flux, kubectl wait, the Argo CD check in docs/operations.md) reads Ready=False alone as
-  // InProgress, which would hold a sync wave until its timeout: a run that cannot go on is Stalled (Failed)
-  // until the operator sees it recover. Rounds are background work, so they show in Progressing (which
-  // kstatus ignores), never in Reconciling: a healthy run training for hours is Current.
-  const stalled: ConditionUpdate = blocked
-    ? { type: "Stalled", status: "True", reason: blocked.reason, message: blocked.message }
-    : { type: "Stalled", status: "False", reason: "AsExpected", message: "" };
+  const health = healthConditions({
+    blocked,
+    active: active && { ...active, message: `round ${active.index} on ${describeSlices(active)}` },
+    suspended: spec.suspend,
+    watching: `s3://${spec.source.s3.bucket}/${spec.source.s3.prefix}`,
+  });
+  const ready = health.find((c) => c.type === "Ready")!;
 
   // Late slices (completed after a later one was trained on) are reported invalid by discovery.
   const failed = rounds.failedSlices.length ? { failed: rounds.failedSlices } : {};
   // Every invalid slice goes in: boundStatus keeps the newest and counts them all.
-  const slicesStatus = discovery
-    ? { ...sliceStatus(discovery, rounds.consumed.length, discovery.invalid.length), ...failed }
-    : current.slices;
+  const slicesStatus = discovery ? { ...sliceStatus(discovery, rounds.consumed.length), ...failed } : current.slices;
   const next: ContinualClipRunStatus = {
     ...current,
     observedGeneration: generation,
@@ -201,7 +169,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
         : blocked
           ? "Degraded"
           : "Waiting",
-    conditions: conditions([ready, progressing, degraded, stalled, ...(git.condition ? [git.condition] : [])]).filter(
+    conditions: conditions([...health, ...(git.condition ? [git.condition] : [])]).filter(
       (c) => c.type !== GIT_CONDITION || spec.promotion?.git,
     ),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
@@ -250,13 +218,12 @@ function usableSlices(discovery: Observed["discovery"]): Slice[] | undefined {
 function unreadableSlice(discovery: Observed["discovery"]): Problem | undefined {
   const t = discovery?.unreadable?.[0];
   if (!t) return undefined;
-  const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
   const until = t.permanent
     ? "it becomes an invalid slice if S3 keeps refusing it"
-    : `it becomes an invalid slice only if this goes on until ${t.invalidAfter ? iso(t.invalidAfter) : "the bound"}`;
+    : `it becomes an invalid slice only if this goes on until ${t.invalidAfter ? isoSeconds(t.invalidAfter) : "the bound"}`;
   return {
     reason: t.problem.reason,
-    message: `spec.source.s3: slice ${t.id} cannot be read since ${iso(t.since)} (${t.polls} polls): ${t.problem.message}; it stays pending and later slices wait; ${until}`,
+    message: `spec.source.s3: slice ${t.id} cannot be read since ${isoSeconds(t.since)} (${t.polls} polls): ${t.problem.message}; it stays pending and later slices wait; ${until}`,
   };
 }
 

@@ -6,7 +6,7 @@ import { parseDuration } from "../api/common.ts";
 import { SliceDiscovery, type DiscoveryResult } from "../data/discovery.ts";
 import type { VersionManifest } from "../api/promotion.ts";
 import type { AliasRead, VersionCache } from "../promotion/versions.ts";
-import type { S3Connection } from "../s3/client.ts";
+import type { S3Connection } from "../api/s3-connection.ts";
 import type { RoundListing } from "../s3/round-store.ts";
 import type { Storage, StorageFactory } from "./ports.ts";
 import type { GitState } from "./types.ts";

@@ -9,8 +9,9 @@
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../api/round-plan.ts";
+import { planConnection } from "../api/s3-connection.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
-import { planRound } from "../data/planner.ts";
+import { planRound, type RoundMixture } from "../data/planner.ts";
 import type { Slice } from "../data/validate.ts";
 import { trainJobName } from "../kube/objects.ts";
 import { buildRendezvousService, buildTrainJob } from "../training/job.ts";
@@ -129,19 +130,7 @@ export function nextRound(
   }
 
   const index = (last?.index ?? -1) + 1;
-  const mixture = planRound({
-    replay: spec.strategy.replay,
-    samplesPerRound: spec.strategy.samplesPerRound,
-    bufferSamples: spec.strategy.bufferSamples,
-    round: trained.length,
-    slices: slices.map((s) => ({
-      id: s.id,
-      shards: s.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })),
-      jsonCaptionField: s.jsonCaptionField,
-      heldOutFraction: s.heldOutFraction,
-    })),
-    newSliceIds: newSlices,
-  });
+  const mixture = mixtureOf(spec, slices, newSlices, trained.length);
   if (!mixture.ok) {
     const event: PlannedEvent = {
       type: "Warning",
@@ -159,24 +148,7 @@ export function nextRound(
   // Warmup as in TiC-CLIP: on rounds trained from scratch (Restart, Oracle, or no checkpoint to start
   // from); warm-started rounds use warmStartWarmupSteps (none by default).
   const fromScratch = !warm || initCheckpoint === null;
-  const plan: RoundPlan = {
-    schemaVersion: ROUND_PLAN_SCHEMA_VERSION,
-    run: { namespace: run.namespace, name: run.name, uid: run.uid },
-    round: index,
-    newSlices,
-    replay: spec.strategy.replay,
-    model: { architecture: spec.model.architecture, initCheckpoint },
-    data: {
-      sources: mixture.mixture.sources,
-      samples: mixture.mixture.samples,
-      maxSkippedFraction: spec.trainer.maxSkippedFraction,
-    },
-    optimizer: planOptimizer(spec.strategy.optimizer, !fromScratch),
-    output: { uri: roundUri(spec.artifacts.s3, index) },
-    checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,
-    seed: index,
-    s3: { region: spec.source.s3.region, endpoint: spec.source.s3.endpoint ?? null },
-  };
+  const plan = planOf(input, { index, newSlices, mixture: mixture.mixture, initCheckpoint, fromScratch });
   const start = `${spec.strategy.replay}, ${initCheckpoint ? `warm start from ${initCheckpoint}` : "from scratch"}`;
   const on = describeSlices({ slices: newSlices });
   const message = `round ${index} on ${on} (${start}): created Job ${trainJobName(run.name, index)}`;
@@ -195,9 +167,51 @@ export function nextRound(
   return { kind: "start", actions, planned };
 }
 
+/** The planner's mixture for a round on `newSlices`, the `round`-th trained (its budget under Oracle). */
+function mixtureOf(spec: ContinualClipRunSpec, slices: Slice[], newSlices: string[], round: number) {
+  return planRound({
+    replay: spec.strategy.replay,
+    samplesPerRound: spec.strategy.samplesPerRound,
+    bufferSamples: spec.strategy.bufferSamples,
+    round,
+    slices: slices.map((s) => ({
+      id: s.id,
+      shards: s.shards.map((sh) => ({ uri: sh.uri, samples: sh.samples })),
+      jsonCaptionField: s.jsonCaptionField,
+      heldOutFraction: s.heldOutFraction,
+    })),
+    newSliceIds: newSlices,
+  });
+}
+
+/** The RoundPlan the trainer reads: what to train on, from where, and how. */
+function planOf(
+  { spec, run }: RoundsInput,
+  r: { index: number; newSlices: string[]; mixture: RoundMixture; initCheckpoint: string | null; fromScratch: boolean },
+): RoundPlan {
+  return {
+    schemaVersion: ROUND_PLAN_SCHEMA_VERSION,
+    run: { namespace: run.namespace, name: run.name, uid: run.uid },
+    round: r.index,
+    newSlices: r.newSlices,
+    replay: spec.strategy.replay,
+    model: { architecture: spec.model.architecture, initCheckpoint: r.initCheckpoint },
+    data: {
+      sources: r.mixture.sources,
+      samples: r.mixture.samples,
+      maxSkippedFraction: spec.trainer.maxSkippedFraction,
+    },
+    optimizer: planOptimizer(spec.strategy.optimizer, !r.fromScratch),
+    output: { uri: roundUri(spec.artifacts.s3, r.index) },
+    checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,
+    seed: r.index,
+    s3: planConnection(spec.source.s3),
+  };
+}
+
 /**
  * The plan's optimizer (the RoundPlan schema is strict: only what the trainer reads). One warmup:
- * warmupSteps for rounds trained from scratch, warmStartWarmupSteps for warm-started ones (issue 9).
+ * warmupSteps for rounds trained from scratch, warmStartWarmupSteps for warm-started ones.
  */
 function planOptimizer(o: ContinualClipRunSpec["strategy"]["optimizer"], warmStarted: boolean): RoundPlan["optimizer"] {
   const { lr, weightDecay, batchSize, precision } = o;

@@ -7,7 +7,7 @@ import type { RoundPlan } from "../api/round-plan.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { observeSlicePoll } from "../observability/metrics.ts";
-import { parseDuration } from "../api/common.ts";
+import { parseDuration, withSlash } from "../api/common.ts";
 import {
   aliasUri,
   digestOf,
@@ -18,11 +18,12 @@ import {
   readAlias,
 } from "../promotion/versions.ts";
 import { inPool } from "../s3/client.ts";
+import { connectionFromSecret } from "../s3/credentials.ts";
 import { classifyS3Error } from "../s3/errors.ts";
 import { RoundStore, type RoundDocument, type RoundDocumentValue, type RoundListing } from "../s3/round-store.ts";
 import { DIGEST_SUFFIX, loadDocumentCache } from "./document-cache.ts";
-import type { RunMemory } from "./memory.ts";
-import type { ChildAccess } from "./ports.ts";
+import { memoryFor, type RunMemory } from "./memory.ts";
+import type { ChildAccess, StorageFactory } from "./ports.ts";
 import type { Observed, ObservedEvaluation, PlanSummary, RoundObservation } from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
@@ -112,8 +113,6 @@ type RoundJobs = Awaited<ReturnType<ChildAccess["roundJobs"]>>;
 export function roundInProgress(run: RawObject): boolean {
   return (run.status as { currentRound?: unknown } | undefined)?.currentRound !== undefined;
 }
-
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /** Round folders whose documents are read at once. */
 const ROUND_READS = 8;
@@ -323,4 +322,69 @@ export async function observeRounds(
     rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []),
   );
   return { discovery: mem.lastDiscovery, rounds, alias, ...(versions ? { versions } : {}) };
+}
+
+/** A run that would need the operator's own identity while --allow-default-credentials is off. */
+export const DEFAULT_CREDENTIALS_REFUSED = {
+  reason: "CredentialsSecretRequired",
+  message:
+    "spec.source.s3.credentialsSecretRef: required by this operator: it does not lend its own cloud identity to runs (--allow-default-credentials is off); name a Secret of the run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+} as const;
+
+/** What observing a run needs of the reconciler's dependencies (reconcile.ts ReconcilerDeps). */
+export type ObserveDeps = {
+  children: ChildAccess;
+  storage: StorageFactory;
+  now: () => Date;
+  allowDefaultCredentials?: boolean | undefined;
+  sliceUnreadableAfterMs?: number | undefined;
+  evaluatorImage?: string | undefined;
+  trainerArchitectures?: readonly string[] | undefined;
+  inProcessEvaluation?: boolean | undefined;
+};
+
+/**
+ * Everything decide needs to know of one run's world: its S3 connection (from its Secret), its
+ * Jobs, slices and rounds, its model ConfigMap, and the operator's settings that bound it. The
+ * run's memory (memory.ts) is created or updated in `memory`.
+ */
+export async function observeRun(
+  deps: ObserveDeps,
+  memory: Map<string, RunMemory>,
+  key: string,
+  run: RawObject,
+  spec: ContinualClipRunSpec,
+  log: Logger,
+): Promise<Observed> {
+  const { namespace } = run.metadata;
+  const { children } = deps;
+  const src = spec.source.s3;
+  if (!src.credentialsSecretRef && !deps.allowDefaultCredentials) {
+    return { problem: { ...DEFAULT_CREDENTIALS_REFUSED }, rounds: [] };
+  }
+  const secret = src.credentialsSecretRef
+    ? await children.secretData(namespace, src.credentialsSecretRef.name)
+    : undefined;
+  const conn = connectionFromSecret(src, secret);
+  // Jobs first, then S3: a Job seen complete has already written its _SUCCESS marker.
+  const jobs = await children.roundJobs(namespace, { name: run.metadata.name, uid: run.metadata.uid });
+  if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
+
+  const mem = memoryFor(memory.get(key), spec, conn.connection, deps.storage, {
+    unreadableAfterMs: deps.sliceUnreadableAfterMs,
+    now: () => deps.now().getTime(),
+  });
+  memory.set(key, mem);
+  const polled = await pollSlices(run, spec, mem, log);
+  // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).
+  const observed = await observeRounds(run, spec, mem, jobs, log, polled || roundInProgress(run));
+  const configMapName = spec.promotion?.configMapName;
+  if (configMapName && !observed.problem) observed.configMap = await children.readConfigMap(namespace, configMapName);
+  return {
+    ...observed,
+    evaluatorImage: deps.evaluatorImage,
+    trainerArchitectures: deps.trainerArchitectures,
+    git: mem.git,
+    inProcessEvaluation: deps.inProcessEvaluation ?? !deps.evaluatorImage,
+  };
 }

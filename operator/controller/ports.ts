@@ -7,7 +7,7 @@ export type { GitAccess } from "../git/repository.ts";
 import type { WorkerOptions } from "../evaluation/worker.ts";
 import type { ChildClient } from "../kube/children.ts";
 import type { EventType, RawObject } from "../kube/client.ts";
-import type { S3Connection } from "../s3/client.ts";
+import type { S3Connection } from "../api/s3-connection.ts";
 import type { ConditionalObjectStore, ObjectStore } from "../s3/object-store.ts";
 import type { SliceStore } from "../s3/slice-store.ts";
 

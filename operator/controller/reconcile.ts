@@ -1,26 +1,21 @@
 // One reconcile of one run: observe -> decide (pure) -> act. The only place errors become outcomes.
 // Everything outside this process comes in through the small interfaces of ports.ts, so the
 // Reconciler runs against fakes in unit tests and against the real cluster and S3 alike.
-import {
-  continualClipRunSpec,
-  type ContinualClipRunSpec,
-  type ContinualClipRunStatus,
-} from "../api/continual-clip-run.ts";
+import { continualClipRunSpec, type ContinualClipRunStatus } from "../api/continual-clip-run.ts";
 import { evaluateRound } from "../evaluation/evaluate.ts";
 import type { RawObject } from "../kube/client.ts";
 import type { Logger } from "../observability/log.ts";
 import { errorMessage } from "../observability/log.ts";
 import { observeRunStatus } from "../observability/metrics.ts";
 import { s3ClientPool } from "../s3/client.ts";
-import { connectionFromSecret } from "../s3/credentials.ts";
 import { S3ObjectStore } from "../s3/object-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
 import { act } from "./act.ts";
 import { findCondition, setCondition } from "./conditions.ts";
 import { decide } from "./decide.ts";
 import { saveDocumentCache } from "./document-cache.ts";
-import { memoryFor, type RunMemory } from "./memory.ts";
-import { observeRounds, pollSlices, roundInProgress } from "./observe.ts";
+import type { RunMemory } from "./memory.ts";
+import { observeRun, type ObserveDeps } from "./observe.ts";
 import { GitRepositories } from "../git/repository.ts";
 import { gitRequestsTotal } from "../observability/metrics.ts";
 import type { ChildAccess, Evaluate, EventSink, GitAccess, RunAccess, StorageFactory } from "./ports.ts";
@@ -70,13 +65,6 @@ export type ReconcilerDeps = {
   inProcessEvaluation?: boolean | undefined;
 };
 
-/** A run that would need the operator's own identity while --allow-default-credentials is off. */
-export const DEFAULT_CREDENTIALS_REFUSED = {
-  reason: "CredentialsSecretRequired",
-  message:
-    "spec.source.s3.credentialsSecretRef: required by this operator: it does not lend its own cloud identity to runs (--allow-default-credentials is off); name a Secret of the run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-} as const;
-
 /** Real S3: one SDK client per connection, shared by the object and slice adapters. */
 export function s3Storage(options: { timeoutMs?: number } = {}): StorageFactory {
   const clientFor = s3ClientPool();
@@ -121,11 +109,13 @@ export class Reconciler {
   readonly #stuck = new Map<string, number>();
 
   readonly #git: GitAccess;
+  readonly #observeDeps: ObserveDeps;
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? (() => new Date());
     this.#git = deps.git ?? new GitRepositories({ onRequest: (operation) => gitRequestsTotal.inc({ operation }) });
+    this.#observeDeps = { ...deps, storage: deps.storage ?? s3Storage(), now: this.#now };
   }
 
   forget(key: string): void {
@@ -198,8 +188,10 @@ export class Reconciler {
         return { kind: "done" };
       }
       const parsed = continualClipRunSpec.safeParse(run.spec);
-      const observed: Observed = parsed.success ? await this.#observe(key, run, parsed.data, log) : { rounds: [] };
-      let decision = decide(run, observed, this.#now());
+      const observed: Observed = parsed.success
+        ? await observeRun(this.#observeDeps, this.#memory, key, run, parsed.data, log)
+        : { rounds: [] };
+      let decision = decide(run, observed, this.#now(), parsed);
       const mem = this.#memory.get(key);
       let refused: Error | undefined;
       if (decision.actions.length && decision.spec && mem) {
@@ -225,7 +217,7 @@ export class Reconciler {
         if (result.problem) {
           // Show what was refused in status, then back off: the same object would be refused again.
           refused = new Error(result.problem.message);
-          decision = decide(run, { ...observed, problem: result.problem }, this.#now());
+          decision = decide(run, { ...observed, problem: result.problem }, this.#now(), parsed);
         } else if (!result.complete) return { kind: "requeueAfter", ms: 0 };
       }
       signal.throwIfAborted();
@@ -282,39 +274,5 @@ export class Reconciler {
     const patch = mergePatchFor(run.status, next) as ContinualClipRunStatus;
     await this.#deps.runs.patchStatus(run.metadata.namespace, run.metadata.name, patch);
     await this.#deps.events.record(run, "Warning", "ReconcileFailed", message);
-  }
-
-  async #observe(key: string, run: RawObject, spec: ContinualClipRunSpec, log: Logger): Promise<Observed> {
-    const { namespace } = run.metadata;
-    const { children } = this.#deps;
-    const src = spec.source.s3;
-    if (!src.credentialsSecretRef && !this.#deps.allowDefaultCredentials) {
-      return { problem: { ...DEFAULT_CREDENTIALS_REFUSED }, rounds: [] };
-    }
-    const secret = src.credentialsSecretRef
-      ? await children.secretData(namespace, src.credentialsSecretRef.name)
-      : undefined;
-    const conn = connectionFromSecret(src, secret);
-    // Jobs first, then S3: a Job seen complete has already written its _SUCCESS marker.
-    const jobs = await children.roundJobs(namespace, { name: run.metadata.name, uid: run.metadata.uid });
-    if (!conn.ok) return { problem: { reason: conn.reason, message: conn.message }, rounds: [] };
-
-    const mem = memoryFor(this.#memory.get(key), spec, conn.connection, this.#deps.storage ?? s3Storage(), {
-      unreadableAfterMs: this.#deps.sliceUnreadableAfterMs,
-      now: () => this.#now().getTime(),
-    });
-    this.#memory.set(key, mem);
-    const polled = await pollSlices(run, spec, mem, log);
-    // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).
-    const observed = await observeRounds(run, spec, mem, jobs, log, polled || roundInProgress(run));
-    const configMapName = spec.promotion?.configMapName;
-    if (configMapName && !observed.problem) observed.configMap = await children.readConfigMap(namespace, configMapName);
-    return {
-      ...observed,
-      evaluatorImage: this.#deps.evaluatorImage,
-      trainerArchitectures: this.#deps.trainerArchitectures,
-      git: mem.git,
-      inProcessEvaluation: this.#deps.inProcessEvaluation ?? !this.#deps.evaluatorImage,
-    };
   }
 }

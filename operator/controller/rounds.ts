@@ -9,6 +9,7 @@
 // it is Trained when the trainer wrote _SUCCESS; Failed when failed.json exists or its Job failed.
 // Status can therefore be wiped and rebuilt.
 import type { RoundPhase, RoundStatus } from "../api/continual-clip-run.ts";
+import { isoSeconds } from "../api/common.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 import { computeAccounting } from "../data/compute.ts";
@@ -34,7 +35,6 @@ export type { RoundObservation, RoundsDecision, RoundsInput } from "./types.ts";
 const ACTIVE: ReadonlySet<RoundPhase> = new Set(["Pending", "Training", "Trained", "Evaluating", "Gating"]);
 /** "slice 2016, 2017" or "3000 slices, 2016 to 4999". */
 const givenUpText = (ids: string[]) => (ids.length > 3 ? "" : "slice ") + describeSlices({ slices: ids });
-const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
 /**
  * Whose round folder this is, by its plan (a round folder belongs to the run named in its plan):
@@ -161,7 +161,7 @@ function decideOwnRounds(input: RoundsInput): RoundsDecision {
         reason: p.reason!,
         message: p.message!,
         generation: run.generation,
-        failedAt: iso(input.now),
+        failedAt: isoSeconds(input.now),
         ...(input.slices ? { slicesKnown: input.slices.map((s) => s.id) } : {}),
       };
       const message = `round ${r.index} failed: ${p.reason}: ${p.message}`;

@@ -1,5 +1,15 @@
 // The shapes the controller's pure deciders share: what was observed, what to do, what to say.
 // Its own module so decide.ts and the per-phase deciders import it and not each other.
+//
+// A round goes through these shapes, from the world to status:
+//   RoundObservation  what observe.ts read of one round folder and its Jobs (files, plan, eval, verdict)
+//   RoundRecord       a round as the deciders see it: its status entry with every new slice and its replay
+//   RoundStatus       status.rounds[] as written (api/continual-clip-run.ts), bounded by status-bounds.ts
+//   RoundAction       one thing act.ts does for a round (write its plan, create its Job, record, promote)
+//   RoundsInput, RoundsDecision  what the round state machine (rounds.ts) takes and returns
+// Observed also carries the operator settings decisions depend on (evaluatorImage,
+// trainerArchitectures, inProcessEvaluation): fixed for the process, passed with the observation
+// so decide stays one pure function of (run, observed, now).
 import type {
   ContinualClipRunSpec,
   ContinualClipRunStatus,

@@ -1,7 +1,7 @@
 // Compute accounting for status.compute: what the run has spent against what retraining an Oracle
 // from scratch at every round would have spent. TiC-CLIP: over T rounds an Oracle costs
 // C*T(T+1)/2 samples against T*C for Cumulative, a saving of (T+1)/2.
-import type { ReplayStrategy } from "../api/continual-clip-run.ts";
+import { REPLAY, type ReplayStrategy } from "../api/replay-strategies.ts";
 
 export type FinishedRound = {
   /** 0-based round index t. */
@@ -27,9 +27,9 @@ export const NO_COMPUTE: ComputeStatus = {
   savingVsOracle: 0,
 };
 
-/** C of a finished round: its samples, except Oracle rounds which saw (t+1)C. */
+/** C of a finished round: its samples over the rounds of budget it trained on (Oracle: (t+1)C). */
 export function roundBudget(r: FinishedRound): number {
-  return r.replay === "Oracle" ? r.samples / (r.index + 1) : r.samples;
+  return r.samples / REPLAY[r.replay].budgetRounds(r.index);
 }
 
 /** Samples an Oracle retrained from scratch at round t with the same budget C would see: (t+1)C. */

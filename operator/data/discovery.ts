@@ -274,40 +274,14 @@ export class SliceDiscovery {
     const now = this.#now();
     for (const f of fetched) {
       if (f.kind === "error") {
-        const before = this.#folderFailures.get(f.id);
-        const permanent = isPermanentFolderProblem(f.problem);
-        const trouble: FolderTrouble = {
-          id: f.id,
-          since: before?.since ?? now,
-          polls: (before?.polls ?? 0) + 1,
-          problem: f.problem,
-          permanent,
-          ...(permanent ? {} : { invalidAfter: (before?.since ?? now) + this.#unreadableAfterMs }),
-        };
-        this.#folderFailures.set(f.id, trouble);
-        // Only a permanent answer repeated over several polls, or transient failures lasting past the
-        // long bound, make a slice invalid: a blip must never skip a slice (slices are trained in order).
-        const givenUp =
-          trouble.polls >= this.#maxFolderFailures &&
-          (permanent || now - trouble.since >= this.#unreadableAfterMs) &&
-          !this.#valid.has(f.id);
-        if (givenUp) {
-          const invalid: InvalidSlice = {
-            id: f.id,
-            reason: "Unreadable",
-            message: permanent
-              ? `${trouble.polls} polls in a row: ${f.problem.reason}: ${f.problem.message}`
-              : `failing for ${formatSpan(now - trouble.since)} (${trouble.polls} polls): ${f.problem.reason}: ${f.problem.message}`,
-          };
-          this.#invalid.set(f.id, invalid);
-          this.#unsettled.delete(f.id);
-          this.#folderFailures.delete(f.id);
-          newInvalid.push(invalid);
+        const failed = this.#folderFailed(f.id, f.problem, now);
+        if ("invalid" in failed) {
+          newInvalid.push(failed.invalid);
           continue;
         }
         errors.push(f.problem);
         // A folder not yet valid holds back the slices after it; a failed re-read of a valid one does not.
-        if (!this.#valid.has(f.id)) unreadable.push(trouble);
+        if (!this.#valid.has(f.id)) unreadable.push(failed.trouble);
         if (rechecks.has(f.id)) this.#recheck.add(f.id);
         continue; // stays unsettled / queued for recheck: retried next poll
       }
@@ -341,6 +315,41 @@ export class SliceDiscovery {
         ? backoffDelay(this.#failures, this.#backoff, this.#random)
         : Math.round(this.#pollIntervalMs * (0.9 + 0.2 * this.#random())),
     };
+  }
+
+  /**
+   * A folder that could not be read this pass: its trouble so far, or, past the bounds, an invalid
+   * slice. Only a permanent answer repeated over several polls, or transient failures lasting past
+   * the long bound, make a slice invalid: a blip must never skip a slice (slices are trained in order).
+   */
+  #folderFailed(id: string, problem: S3Problem, now: number): { invalid: InvalidSlice } | { trouble: FolderTrouble } {
+    const before = this.#folderFailures.get(id);
+    const permanent = isPermanentFolderProblem(problem);
+    const trouble: FolderTrouble = {
+      id,
+      since: before?.since ?? now,
+      polls: (before?.polls ?? 0) + 1,
+      problem,
+      permanent,
+      ...(permanent ? {} : { invalidAfter: (before?.since ?? now) + this.#unreadableAfterMs }),
+    };
+    this.#folderFailures.set(id, trouble);
+    const givenUp =
+      trouble.polls >= this.#maxFolderFailures &&
+      (permanent || now - trouble.since >= this.#unreadableAfterMs) &&
+      !this.#valid.has(id);
+    if (!givenUp) return { trouble };
+    const invalid: InvalidSlice = {
+      id,
+      reason: "Unreadable",
+      message: permanent
+        ? `${trouble.polls} polls in a row: ${problem.reason}: ${problem.message}`
+        : `failing for ${formatSpan(now - trouble.since)} (${trouble.polls} polls): ${problem.reason}: ${problem.message}`,
+    };
+    this.#invalid.set(id, invalid);
+    this.#unsettled.delete(id);
+    this.#folderFailures.delete(id);
+    return { invalid };
   }
 
   #groupByFolder(objects: ObjectInfo[], ids: Set<string>): Map<string, ObjectInfo[]> {
@@ -477,10 +486,10 @@ function problemOf(err: unknown): S3Problem {
 export function sliceStatus(
   r: Pick<DiscoveryResult, "slices" | "invalid">,
   consumed: number,
-  maxInvalid = 20,
 ): { discovered: number; consumed: number; latest?: string; invalid?: { id: string; reason: string }[] } {
   const latest = r.slices[r.slices.length - 1]?.id;
-  const invalid = r.invalid.slice(-maxInvalid).map((i) => ({ id: i.id, reason: `${i.reason}: ${i.message}` }));
+  // Every invalid slice: the controller's boundStatus keeps the newest and counts them all.
+  const invalid = r.invalid.map((i) => ({ id: i.id, reason: `${i.reason}: ${i.message}` }));
   return {
     discovered: r.slices.length,
     consumed,

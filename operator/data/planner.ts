@@ -14,7 +14,7 @@
 // and dropped shards can be deleted. The round then samples uniformly from the new data plus the
 // allotted samples of the buffer: a shard prefix may hold a little more than its allotment, and
 // its weight corrects for that, so the shares are exactly the paper's.
-import type { ReplayStrategy } from "../api/continual-clip-run.ts";
+import { REPLAY, type ReplayStrategy } from "../api/replay-strategies.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 
 export type PlannerShard = { uri: string; samples: number };
@@ -54,22 +54,13 @@ export type RoundMixture = {
   warmStart: boolean;
   /** Samples of compute this round costs (equal to samples). */
   computeSamples: number;
-  /** Samples the strategy keeps in storage after this round: the shards its sources list, or for
-   * CumulativeAll, Restart and Oracle every slice so far (Sequential keeps only the new data). */
+  /** Samples the strategy keeps in storage after this round: the shards its sources list (every
+   * slice so far for data "all", only the new data for "new", the new data and the buffer for "buffer"). */
   storedSamples: number;
 };
 
 export type PlanResult = { ok: true; mixture: RoundMixture } | { ok: false; reason: PlanProblem; message: string };
 export type PlanProblem = "NoNewSlices" | "UnknownSlice" | "EmptySlice" | "InvalidBudget";
-
-const WARM_STARTS: Record<ReplayStrategy, boolean> = {
-  Sequential: true,
-  CumulativeAll: true,
-  CumulativeExp: true,
-  CumulativeEqual: true,
-  Restart: false,
-  Oracle: false,
-};
 
 export function sliceSamples(s: { shards: PlannerShard[] }): number {
   let n = 0;
@@ -112,17 +103,15 @@ export function planRound(input: PlanInput): PlanResult {
   // `pool` is the number of samples the round draws from uniformly, as in the paper's data pool.
   const parts: { slice: PlannerSlice; shards: PlannerShard[]; pool: number }[] = [];
   const whole = (s: PlannerSlice) => parts.push({ slice: s, shards: s.shards, pool: sliceSamples(s) });
-  switch (replay) {
-    case "Sequential":
+  const traits = REPLAY[replay];
+  switch (traits.data) {
+    case "new":
       history.filter((s) => isNew.has(s.id)).forEach(whole);
       break;
-    case "CumulativeAll":
-    case "Restart":
-    case "Oracle":
+    case "all":
       history.forEach(whole);
       break;
-    case "CumulativeExp":
-    case "CumulativeEqual": {
+    case "buffer": {
       const targets = bufferTargets(replay, history.map(sliceSamples), input.bufferSamples);
       for (const [j, s] of history.entries()) {
         if (isNew.has(s.id)) whole(s);
@@ -146,14 +135,11 @@ export function planRound(input: PlanInput): PlanResult {
       ...(p.slice.heldOutFraction !== undefined ? { heldOutFraction: p.slice.heldOutFraction } : {}),
     };
   });
-  const samples = replay === "Oracle" ? (t + 1) * c : c;
-  const storedSamples =
-    replay === "Sequential" || replay === "CumulativeExp" || replay === "CumulativeEqual"
-      ? listed
-      : history.reduce((a, s) => a + sliceSamples(s), 0);
+  const samples = traits.budgetRounds(t) * c;
+  // The shards the sources list are what the strategy keeps: for data "all" that is every slice so far.
   return {
     ok: true,
-    mixture: { sources, samples, warmStart: WARM_STARTS[replay], computeSamples: samples, storedSamples },
+    mixture: { sources, samples, warmStart: traits.warmStart, computeSamples: samples, storedSamples: listed },
   };
 }
 
@@ -167,18 +153,14 @@ export function planRound(input: PlanInput): PlanResult {
  * the least it was allotted at any step since it arrived (and never more than it has). The newest
  * slice is not part of the buffer: its entry is its full size.
  */
-export function bufferTargets(
-  replay: "CumulativeExp" | "CumulativeEqual",
-  sizes: readonly number[],
-  bufferSamples: number,
-): number[] {
+export function bufferTargets(replay: ReplayStrategy, sizes: readonly number[], bufferSamples: number): number[] {
+  const share = REPLAY[replay].bufferShare;
+  if (!share) throw new Error(`replay ${replay} keeps no buffer`);
   const kept = [...sizes];
   for (let s = 1; s < sizes.length; s++) {
     const b = bufferSamples > 0 ? bufferSamples : sizes[s]!;
     for (let j = 0; j < s; j++) {
-      const k = s - j;
-      const w = replay === "CumulativeEqual" ? 1 / s : 2 ** -Math.min(k, s - 1);
-      kept[j] = Math.min(kept[j]!, Math.floor(b * w));
+      kept[j] = Math.min(kept[j]!, Math.floor(b * share(s - j, s)));
     }
   }
   return kept;

@@ -1,13 +1,8 @@
 // Validation of one complete slice folder (its listing plus manifest.json): a pure function that
 // returns the slice or the precise reason it is invalid.
 import { createHash } from "node:crypto";
-import {
-  formatIssues,
-  MANIFEST_NAME,
-  sliceIdProblem,
-  sliceManifest,
-  type SliceManifest,
-} from "../api/slice-manifest.ts";
+import { formatIssues } from "../api/common.ts";
+import { MANIFEST_NAME, sliceIdProblem, sliceManifest, type SliceManifest } from "../api/slice-manifest.ts";
 import type { ObjectInfo } from "../s3/slice-store.ts";
 
 export const INVALID_REASONS = [
@@ -100,7 +95,10 @@ export function validateSlice(
   }
   const parsed = sliceManifest.safeParse(json);
   if (!parsed.success)
-    return bad("ManifestInvalid", `${MANIFEST_NAME} does not match the slice schema: ${formatIssues(parsed.error)}`);
+    return bad(
+      "ManifestInvalid",
+      `${MANIFEST_NAME} does not match the slice schema: ${formatIssues(parsed.error, { limit: 5 })}`,
+    );
   const m = parsed.data;
   if (m.sliceId !== f.id) {
     const other = known?.(m.sliceId);

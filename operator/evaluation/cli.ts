@@ -9,10 +9,12 @@
 // Retrieval packs come from each slice's manifest.json (eval.retrieval); the round is scored on the
 // slices up to its newest plus the next one. Writes <roundUri>eval.json, Failed or Succeeded.
 // Exit codes: 0 scored, 2 bad input (eval.json says why, or the request was refused; do not
-// retry), 1 anything else (retry). S3 connection from the environment: S3_ENDPOINT (optional),
-// AWS_REGION, and the default AWS credential chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, IRSA).
+// retry), 1 anything else (retry). S3 connection from the environment the Job's pod was given
+// (api/s3-connection.ts S3_ENV) and the default AWS credential chain (AWS_ACCESS_KEY_ID /
+// AWS_SECRET_ACCESS_KEY, IRSA).
 import { parseArgs } from "node:util";
 import { evalRequest, requestBindingProblem } from "../api/eval-request.ts";
+import { connectionFromEnv } from "../api/s3-connection.ts";
 import { createS3Client } from "../s3/client.ts";
 import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import { S3ObjectStore, type ObjectStore } from "../s3/object-store.ts";
@@ -46,11 +48,12 @@ export async function main(argv: string[], store?: ObjectStore, env: NodeJS.Proc
   if (!v.request?.startsWith("s3://")) return bad("--request s3://... is required");
   const threads = v.threads === undefined ? undefined : Number(v.threads);
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) return bad(`--threads ${v.threads}`);
-  const s3 =
-    store ??
-    new S3ObjectStore(
-      createS3Client({ region: process.env.AWS_REGION ?? "us-east-1", endpoint: process.env.S3_ENDPOINT || undefined }),
-    );
+  let s3: ObjectStore;
+  try {
+    s3 = store ?? new S3ObjectStore(createS3Client(connectionFromEnv(env)));
+  } catch (e) {
+    return bad((e as Error).message);
+  }
   try {
     const read = await readDocument(s3, v.request, DOCUMENT_LIMITS.evalRequest, evalRequest);
     if (!read) return bad(`${v.request} not found`);

@@ -6,6 +6,7 @@
 // This module is what the operator's own thread loads: the scoring itself (score.ts) and
 // onnxruntime are loaded only by the worker thread and the evaluation Job, which keeps about
 // 11 MiB of native libraries out of the operator's resident memory (docs/scale.md).
+import { withSlash } from "../api/common.ts";
 import { parseRoundKey, ROUND_FILES } from "../api/round-layout.ts";
 import { EVAL_JSON, EVAL_SCHEMA_VERSION, evalResult, type EvalResult } from "../api/eval-result.ts";
 import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
@@ -38,8 +39,6 @@ export type EvaluateRequest = {
 };
 
 export const DEFAULT_BATCH_SIZE = 64;
-
-export const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /**
  * Evaluates a round in a worker thread: encoding and metrics are seconds to minutes of CPU, which

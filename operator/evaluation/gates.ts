@@ -14,7 +14,7 @@ export type Baseline = {
   version: number;
   metrics: Record<string, number>;
   notApplicable?: Record<string, string>;
-  sameData: boolean;
+  rescoredOnSamePacks: boolean;
 };
 
 const COMPARE: Record<NonNullable<Gate["op"]>, (a: number, b: number) => boolean> = {
@@ -70,7 +70,7 @@ export function decideGate(gate: Gate, round: RoundMetrics, baseline: Baseline |
       // Report the binding threshold when both kinds apply.
       threshold = threshold === null ? floor : Math.max(threshold, floor);
       parts.push(
-        `${fmt(observed)} ${ok ? ">=" : "<"} promoted v${baseline.version}'s ${fmt(base)} - ${fmt(gate.maxRegression)}${baseline.sameData ? "" : " (promoted model's metrics from its own round, not rescored on this round's packs)"}`,
+        `${fmt(observed)} ${ok ? ">=" : "<"} promoted v${baseline.version}'s ${fmt(base)} - ${fmt(gate.maxRegression)}${baseline.rescoredOnSamePacks ? "" : " (promoted model's metrics from its own round, not rescored on this round's packs)"}`,
       );
     }
   }

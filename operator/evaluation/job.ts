@@ -15,7 +15,7 @@ import {
   serviceAccount,
   type RunRef,
 } from "../kube/objects.ts";
-import { evaluateArgs, evaluateEnv, type RoundToEvaluate } from "./request.ts";
+import { evaluateArgs, type RoundToEvaluate } from "./request.ts";
 
 const BACKOFF_LIMIT = 2;
 const ACTIVE_DEADLINE_SECONDS = 6 * 3600;
@@ -41,8 +41,7 @@ export function buildEvalJob(o: {
   const { run, spec, request } = o;
   const runner = spec.evaluation.runner;
   const labels = roundLabels(run, request.round, "evaluator");
-  const env = podEnv(spec.source.s3, run, request.round).filter((e) => !(e.name in evaluateEnv(spec)));
-  for (const [name, value] of Object.entries(evaluateEnv(spec))) env.push({ name, value });
+  const env = podEnv(spec.source.s3, run, request.round);
   return {
     apiVersion: "batch/v1",
     kind: "Job",

@@ -8,12 +8,13 @@
 //
 // Scores come from the kernel in blocks of image rows (peak memory one block, never N x M), each
 // (image, text) score computed once and used for both directions, so ties compare identical bits.
+import { atK, type RetrievalMetric, ZERO_SHOT_TOP_K, type ZeroShotMetric } from "../api/gate-metrics.ts";
 import type { Embeddings, SimilarityKernel } from "./kernel.ts";
 
 export type { Embeddings };
 
-export type RetrievalMetrics = Record<string, number> & { meanRecallAt1: number };
-export type ZeroShotMetrics = { top1: number; top5: number };
+export type RetrievalMetrics = Record<string, number> & Record<RetrievalMetric, number>;
+export type ZeroShotMetrics = Record<ZeroShotMetric, number>;
 /** Metrics with what a model ranking candidates at random would score on the same pack. */
 export type Scored<T> = { metrics: T; chance: T };
 
@@ -195,13 +196,15 @@ export async function retrievalMetrics(
       if (topWrong[g * K + k - 1]! < bestRight[g]!) t2i += weight[g]!;
       t2iChance += weight[g]! * chanceAtK(N, imagesWith[g]!, k);
     }
-    metrics[`imageToTextRecallAt${k}`] = i2t / N;
-    metrics[`textToImageRecallAt${k}`] = t2i / M;
-    chance[`imageToTextRecallAt${k}`] = i2tChance / N;
-    chance[`textToImageRecallAt${k}`] = t2iChance / M;
+    metrics[atK("imageToTextRecallAt", k)] = i2t / N;
+    metrics[atK("textToImageRecallAt", k)] = t2i / M;
+    chance[atK("imageToTextRecallAt", k)] = i2tChance / N;
+    chance[atK("textToImageRecallAt", k)] = t2iChance / M;
   }
-  metrics.meanRecallAt1 = (metrics.imageToTextRecallAt1! + metrics.textToImageRecallAt1!) / 2;
-  chance.meanRecallAt1 = (chance.imageToTextRecallAt1! + chance.textToImageRecallAt1!) / 2;
+  const meanAt1 = (m: Record<string, number>) =>
+    (m[atK("imageToTextRecallAt", 1)]! + m[atK("textToImageRecallAt", 1)]!) / 2;
+  metrics.meanRecallAt1 = meanAt1(metrics);
+  chance.meanRecallAt1 = meanAt1(chance);
   return { metrics: metrics as RetrievalMetrics, chance: chance as RetrievalMetrics };
 }
 
@@ -224,7 +227,7 @@ export function classEmbeddings(prompts: Embeddings, classes: number, templates:
   return normalizeRows({ data: sum, rows: classes, dim: D });
 }
 
-/** Top-1 and top-5 accuracy (fractions) of images against class embeddings, ties against the model. */
+/** Top-K accuracy (fractions, each K of ZERO_SHOT_TOP_K) of images against class embeddings, ties against the model. */
 export async function zeroShotMetrics(
   kernel: SimilarityKernel,
   images: Embeddings,
@@ -241,8 +244,7 @@ export async function zeroShotMetrics(
   labels.forEach((y, i) => {
     if (y < 0 || y >= C) throw new Error(`image ${i} has label ${y}, outside [0, ${C})`);
   });
-  let top1 = 0;
-  let top5 = 0;
+  const hits: number[] = ZERO_SHOT_TOP_K.map(() => 0);
   const step = blockRows(C, N, blockBytes);
   for (let i0 = 0; i0 < N; i0 += step) {
     const b = Math.min(step, N - i0);
@@ -252,12 +254,12 @@ export async function zeroShotMetrics(
       const own = s[r * C + y]!;
       let rank = 0;
       for (let c = 0; c < C; c++) if (c !== y && s[r * C + c]! >= own) rank++;
-      if (rank < 1) top1++;
-      if (rank < 5) top5++;
+      ZERO_SHOT_TOP_K.forEach((k, i) => {
+        if (rank < k) hits[i]!++;
+      });
     }
   }
-  return {
-    metrics: { top1: top1 / N, top5: top5 / N },
-    chance: { top1: chanceAtK(C, 1, 1), top5: chanceAtK(C, 1, 5) },
-  };
+  const byK = (value: (k: number, i: number) => number) =>
+    Object.fromEntries(ZERO_SHOT_TOP_K.map((k, i) => [`top${k}`, value(k, i)])) as ZeroShotMetrics;
+  return { metrics: byK((_, i) => hits[i]! / N), chance: byK((k) => chanceAtK(C, 1, k)) };
 }

@@ -2,6 +2,7 @@
 // Loading checks each encoder's input name, dtype and shape and its output dimension against model.json.
 // Sessions run at full speed: intra-op threads from the container's CPU limit, graph optimisation
 // level "all" with the optimised graph cached next to the round, input buffers allocated once.
+import { withSlash } from "../api/common.ts";
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync, mkdtempSync } from "node:fs";
 import os from "node:os";
@@ -59,8 +60,6 @@ export function sessionOptions(opts: SessionOptions): ort.InferenceSession.Sessi
     executionMode: "sequential",
   };
 }
-
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 export async function readModelJson(store: ObjectStore, modelUri: string): Promise<ExportedModel> {
   const uri = withSlash(modelUri) + MODEL_JSON;

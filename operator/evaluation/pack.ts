@@ -1,5 +1,6 @@
 // Reads eval packs (operator/api/eval-pack.ts) from an ObjectStore: validates the manifest, checks
 // every shard's size and sha256, decodes tensors. Problems are EvalInputError with a clear reason.
+import { withSlash } from "../api/common.ts";
 import { createHash } from "node:crypto";
 import {
   DTYPE_BYTES,
@@ -24,7 +25,6 @@ export class EvalInputError extends Error {
 
 export type OpenPack = { uri: string; manifest: EvalPackManifest };
 
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 export async function openPack(store: ObjectStore, packUri: string): Promise<OpenPack> {

@@ -1,6 +1,7 @@
 // From a run and a round to what the evaluate step needs: the round's eval-request.json (pure), the
 // Job's command line and environment (pure), and the EvaluateRequest both paths score (reads the
 // slice manifests).
+import { withSlash } from "../api/common.ts";
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { EVAL_REQUEST_JSON, EVAL_REQUEST_SCHEMA_VERSION, type EvalRequest } from "../api/eval-request.ts";
 import { roundUri } from "../api/round-layout.ts";
@@ -57,21 +58,13 @@ export function evaluateArgs(r: Pick<RoundToEvaluate, "spec" | "round">): string
   return ["evaluate", "--request", evalRequestUri(r)];
 }
 
-/** S3 settings of the evaluation Job (credentials come from the source's Secret, as for the trainer). */
-export function evaluateEnv(spec: Pick<ContinualClipRunSpec, "source">): Record<string, string> {
-  return {
-    AWS_REGION: spec.source.s3.region,
-    ...(spec.source.s3.endpoint ? { S3_ENDPOINT: spec.source.s3.endpoint } : {}),
-  };
-}
-
 /** Retrieval pack URIs of the given slices, from their manifests; slices without a pack are skipped. */
 export async function retrievalPacks(
   store: ObjectStore,
   source: string,
   sliceIds: string[],
 ): Promise<{ sliceId: string; packUri: string }[]> {
-  const base = source.endsWith("/") ? source : source + "/";
+  const base = withSlash(source);
   const out: { sliceId: string; packUri: string }[] = [];
   for (const id of sliceIds) {
     const uri = `${base}${id}/${MANIFEST_NAME}`;

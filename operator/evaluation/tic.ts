@@ -1,4 +1,4 @@
-// TiC-CLIP bookkeeping (DESIGN.md, Evaluation): which slices a round is scored on, how its
+// TiC-CLIP bookkeeping (docs/design.md, Evaluation): which slices a round is scored on, how its
 // per-slice scores fold into the metric paths gates name, and the matrix E[i][j] over rounds.
 // Pure functions, no I/O.
 import { compareSliceIds } from "../api/slice-manifest.ts";

@@ -22,10 +22,10 @@ export function judgeRound(
         version: ev.baseline.version,
         metrics: ev.baseline.metrics,
         notApplicable: ev.baseline.notApplicable,
-        sameData: true,
+        rescoredOnSamePacks: true,
       }
     : promoted
-      ? { version: promoted.version, metrics: promoted.metrics ?? {}, sameData: false }
+      ? { version: promoted.version, metrics: promoted.metrics ?? {}, rescoredOnSamePacks: false }
       : undefined;
   const d = decideGates(gates, { metrics: ev.candidate.metrics, notApplicable: ev.candidate.notApplicable }, baseline);
   const metrics = statusMetrics(ev, gates);

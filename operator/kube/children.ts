@@ -1,5 +1,6 @@
 // Kubernetes adapter for what the operator owns or reads next to a run: round Jobs, their pods
 // (for failure reasons), rendezvous Services, the model ConfigMap, and the run's S3 Secret.
+import { isoSeconds } from "../api/common.ts";
 import * as k8s from "@kubernetes/client-node";
 import { isConflict, isNotFound, rejection, statusCode } from "./errors.ts";
 import { FIELD_MANAGER, type ObjectCache, type RawObject } from "./client.ts";
@@ -9,6 +10,7 @@ import {
   MODEL_CONFIGMAP_SELECTOR,
   ROUND_JOB_SELECTOR,
   runLabelValue,
+  sameConfigMapData,
   type ConfigMap,
 } from "./objects.ts";
 
@@ -24,8 +26,7 @@ export type JobObservation = {
   completionTime?: string | undefined;
 };
 
-const iso = (d: Date | string | undefined) =>
-  d === undefined ? undefined : new Date(d).toISOString().replace(/\.\d{3}Z$/, "Z");
+const iso = (d: Date | string | undefined) => (d === undefined ? undefined : isoSeconds(new Date(d)));
 
 /** The calls applyConfigMap makes; @kubernetes/client-node's CoreV1Api fits it structurally. */
 export type ConfigMapApi = {
@@ -38,9 +39,6 @@ export type ConfigMapApi = {
 };
 
 export type ApplyResult = "created" | "updated" | "unchanged" | "notOwned";
-
-const sameData = (a: Record<string, string> | undefined, b: Record<string, string>) =>
-  a !== undefined && Object.keys(a).length === Object.keys(b).length && Object.entries(b).every(([k, v]) => a[k] === v);
 
 /**
  * Create-if-absent, else replace when the data differ. A ConfigMap the run does not own is left
@@ -68,7 +66,7 @@ export async function applyConfigMap(
       }
       const owned = current.metadata?.ownerReferences?.some((o) => o.uid === cm.metadata.ownerReferences[0]?.uid);
       if (!owned) return "notOwned";
-      if (sameData(current.data, cm.data)) return "unchanged";
+      if (sameConfigMapData(current.data, cm.data)) return "unchanged";
       const rv = current.metadata?.resourceVersion;
       const body = { ...cm, metadata: { ...cm.metadata, ...(rv ? { resourceVersion: rv } : {}) } };
       const replaced = await api.replaceNamespacedConfigMap({ name, namespace, body });

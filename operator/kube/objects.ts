@@ -4,6 +4,7 @@
 // read these from here, so a label or a name is spelled once.
 import { createHash } from "node:crypto";
 import { API_VERSION, KIND } from "../api/continual-clip-run.ts";
+import { connectionEnv, type S3ConnectionSpec } from "../api/s3-connection.ts";
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from "../s3/credentials.ts";
 
 export const MANAGER = "continual-clip-operator";
@@ -114,26 +115,26 @@ export type ConfigMap = {
   data: Record<string, string>;
 };
 
+/** Whether two ConfigMaps hold the same data (what decides "unchanged", in the decision and the adapter). */
+export const sameConfigMapData = (a: Record<string, string> | undefined, b: Record<string, string>) =>
+  a !== undefined && Object.keys(a).length === Object.keys(b).length && Object.entries(b).every(([k, v]) => a[k] === v);
+
 // ---- pod scaffolding shared by every pod of a run ----------------------------------------------
 
 export type EnvVar = { name: string; value?: string; valueFrom?: Record<string, unknown> };
 
-export type S3Source = {
-  region: string;
-  endpoint?: string | undefined;
-  credentialsSecretRef?: { name: string } | undefined;
-};
-
-/** S3 settings and identity of a run's pods: both trainer and evaluator read the run's buckets. */
-export function podEnv(s3: S3Source, run: { name: string; namespace: string }, round: number): EnvVar[] {
+/**
+ * S3 connection and identity of a run's pods: the one environment builder of the trainer and
+ * evaluator Jobs, which both read the run's buckets.
+ */
+export function podEnv(s3: S3ConnectionSpec, run: { name: string; namespace: string }, round: number): EnvVar[] {
   const env: EnvVar[] = [
-    { name: "AWS_REGION", value: s3.region },
+    ...Object.entries(connectionEnv(s3)).map(([name, value]) => ({ name, value })),
     { name: "TICCLIP_RUN", value: `${run.namespace}/${run.name}` },
     { name: "TICCLIP_ROUND", value: String(round) },
     // The image's root filesystem is read-only; caches go to the writable /tmp volume.
     { name: "HOME", value: "/tmp" },
   ];
-  if (s3.endpoint) env.push({ name: "S3_ENDPOINT", value: s3.endpoint });
   // Credentials stay in the Secret: the pod references it, the plan never carries them.
   if (s3.credentialsSecretRef) {
     for (const key of [ACCESS_KEY_ID, SECRET_ACCESS_KEY]) {

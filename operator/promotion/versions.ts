@@ -7,6 +7,7 @@
 // finds the complete version whose sourceUri is the round and only (re)writes the alias if it does
 // not already point there. One writer per promotion prefix is assumed (the operator handles one
 // reconcile per run at a time; runs must not share a promotion prefix).
+import { withSlash } from "../api/common.ts";
 import {
   aliasPointer,
   PROMOTED_FILES,
@@ -61,7 +62,6 @@ export type PromotionOutcome =
 const base = (t: PromotionTarget) => `s3://${t.bucket}/${t.prefix}`;
 export const versionUri = (t: PromotionTarget, n: number) => `${base(t)}v${n}/`;
 export const aliasUri = (t: PromotionTarget) => `${base(t)}${t.alias}.json`;
-const withSlash = (uri: string) => (uri.endsWith("/") ? uri : uri + "/");
 
 /** The encoder files eval.json's candidate.sha256 names, by its keys. */
 export const EVALUATED_FILES = { image: "image_encoder.onnx", text: "text_encoder.onnx" } as const;

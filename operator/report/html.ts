@@ -1,6 +1,7 @@
 // The TiC report: one self-contained HTML file (inline CSS and SVG, no script, nothing fetched)
 // built from runs' status and their TiC matrices. Pure: data in, a string out.
 import type { ReplayStrategy, RoundStatus } from "../api/continual-clip-run.ts";
+import { REPLAY } from "../api/replay-strategies.ts";
 import { describeSlices } from "../controller/status-bounds.ts";
 import type { TicMatrix } from "../evaluation/tic.ts";
 import { meanMatrix, TABLE_HEADER, tableCells, type StrategySummary } from "./summary.ts";
@@ -23,14 +24,6 @@ export type ReportInput = {
   notes?: readonly string[];
 };
 
-const COLOURS: Record<ReplayStrategy, string> = {
-  Sequential: "#d62728",
-  CumulativeAll: "#1f77b4",
-  CumulativeExp: "#2ca02c",
-  CumulativeEqual: "#9467bd",
-  Restart: "#ff7f0e",
-  Oracle: "#444444",
-};
 const PHASE_COLOURS: Record<string, string> = {
   Promoted: "#2ca02c",
   Passed: "#8fd18f",
@@ -119,7 +112,7 @@ function computePlot(summaries: readonly StrategySummary[]): string {
     parts.push(`<text x="${px(x)}" y="${H - pad.b + 16}" text-anchor="middle">${Math.round(x)}</text>`);
   }
   summaries.forEach((s, i) => {
-    const c = COLOURS[s.strategy];
+    const c = REPLAY[s.strategy].colour;
     const x = px(s.samplesSeen);
     if (s.backward) {
       parts.push(
@@ -197,7 +190,7 @@ function timeline(run: ReportRun): string {
 function summaryTable(rows: readonly StrategySummary[]): string {
   const body = rows.map((r) => {
     const cells = tableCells(r).map(escapeHtml);
-    cells[0] = `<span class="swatch" style="background:${COLOURS[r.strategy]}"></span>${cells[0]}`;
+    cells[0] = `<span class="swatch" style="background:${REPLAY[r.strategy].colour}"></span>${cells[0]}`;
     return `<tr>${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
   });
   return (

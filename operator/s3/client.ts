@@ -1,16 +1,10 @@
-// The only module that builds S3 clients, and the one timeout policy of every S3 call.
-// Custom endpoints (MinIO, Ceph) use path-style addressing.
+// The only module that builds S3 clients, and the one timeout policy of every S3 call. The
+// connection (endpoint, region, addressing style, keys) is api/s3-connection.ts's S3Connection.
 import { createHash } from "node:crypto";
 import { S3Client } from "@aws-sdk/client-s3";
+import type { S3Connection } from "../api/s3-connection.ts";
 import { s3RequestsTotal } from "../observability/metrics.ts";
 import { classifyS3Error, S3Failure } from "./errors.ts";
-
-export type S3Connection = {
-  region: string;
-  endpoint?: string | undefined;
-  /** Static keys (from a Secret); omitted means the default AWS chain (env, IRSA, instance role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
-};
 
 /**
  * An endpoint that accepts connections and never answers must not hang a worker: connecting is
@@ -25,7 +19,8 @@ export const CALL_TIMEOUT_MS = 30_000;
 export function createS3Client(conn: S3Connection): S3Client {
   const client = new S3Client({
     region: conn.region,
-    ...(conn.endpoint ? { endpoint: conn.endpoint, forcePathStyle: true } : {}),
+    ...(conn.endpoint ? { endpoint: conn.endpoint } : {}),
+    forcePathStyle: conn.addressingStyle === "Path",
     ...(conn.credentials ? { credentials: conn.credentials } : {}),
     maxAttempts: 3,
     requestHandler: {
@@ -49,19 +44,17 @@ export function createS3Client(conn: S3Connection): S3Client {
 export const POOLED_CONNECTIONS = 64;
 
 /**
- * One S3 client, so one keep-alive socket pool and one credential provider, per (endpoint,
- * region, credentials): a thousand runs reading with the keys of one Secret share a client instead
- * of each holding its own sockets. A rotated key is a new connection and gets a new client.
+ * One S3 client, so one keep-alive socket pool and one credential provider, per connection (every
+ * field of it, so a new setting cannot be left out of the key): a thousand runs reading with the
+ * keys of one Secret share a client instead of each holding its own sockets. A rotated key is a
+ * new connection and gets a new client.
  */
 export function s3ClientPool(
   create: (conn: S3Connection) => S3Client = createS3Client,
 ): (conn: S3Connection) => S3Client {
   const clients = new Map<string, S3Client>();
   return (conn) => {
-    const c = conn.credentials;
-    const key = createHash("sha256")
-      .update(JSON.stringify([conn.endpoint ?? "", conn.region, c?.accessKeyId ?? "", c?.secretAccessKey ?? ""]))
-      .digest("hex");
+    const key = createHash("sha256").update(canonicalJson(conn)).digest("hex");
     let client = clients.get(key);
     if (!client) {
       client = create(conn);
@@ -70,6 +63,16 @@ export function s3ClientPool(
     }
     return client;
   };
+}
+
+/** JSON with keys sorted at every level and undefined members dropped: equal connections, equal text. */
+function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  const entries = Object.entries(value)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : 1));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
 }
 
 /** Splits s3://bucket/key into its parts. */

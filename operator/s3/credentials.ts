@@ -1,16 +1,10 @@
 // Builds the S3 connection of a run from its spec and, when credentialsSecretRef is set, from the
 // data of that Secret. The kube adapter reads the Secret in the run's own namespace and passes its
 // data here; this module never reads Secrets itself.
-import type { S3Connection } from "./client.ts";
+import { connectionOf, type S3Connection, type S3ConnectionSpec } from "../api/s3-connection.ts";
 
 export const ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID";
 export const SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY";
-
-export type SourceConnectionSpec = {
-  region: string;
-  endpoint?: string | undefined;
-  credentialsSecretRef?: { name: string } | undefined;
-};
 
 export type ConnectionResult =
   | { ok: true; connection: S3Connection }
@@ -21,10 +15,10 @@ export type ConnectionResult =
  * Secret does not exist. Ignored when the spec names no Secret (default AWS chain, e.g. IRSA).
  */
 export function connectionFromSecret(
-  spec: SourceConnectionSpec,
+  spec: S3ConnectionSpec,
   secret: { data?: Record<string, string> | undefined } | undefined,
 ): ConnectionResult {
-  const base = { region: spec.region, endpoint: spec.endpoint };
+  const base = connectionOf(spec);
   const ref = spec.credentialsSecretRef;
   if (!ref) return { ok: true, connection: base };
   if (!secret)

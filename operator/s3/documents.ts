@@ -4,7 +4,7 @@
 // document too large, not JSON or of the wrong shape comes back as `{ invalid }` naming the key,
 // for that run's status, never as an exception that retries forever or a value trusted blindly.
 import type { z } from "zod";
-import { formatIssues } from "../api/slice-manifest.ts";
+import { formatIssues } from "../api/common.ts";
 import { ObjectTooLarge } from "./errors.ts";
 import type { ObjectStore } from "./object-store.ts";
 
@@ -75,7 +75,7 @@ export async function readDocument<T>(
     return { invalid: `not JSON: ${(err as Error).message}` };
   }
   const parsed = schema.safeParse(json);
-  return parsed.success ? { value: parsed.data } : { invalid: formatIssues(parsed.error) };
+  return parsed.success ? { value: parsed.data } : { invalid: formatIssues(parsed.error, { limit: 5 }) };
 }
 
 /** What to read of a document listed at `bytes`: that and some slack, within the limit of its kind. */

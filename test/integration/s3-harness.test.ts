@@ -5,13 +5,10 @@ import { randomBytes } from "node:crypto";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { createS3Client } from "../../operator/s3/client.ts";
 import { requireEnv } from "../support/cluster.ts";
+import { s3Connection } from "../support/s3.ts";
 
 test("create a bucket, put and list objects on the local S3 server", async () => {
-  const s3 = createS3Client({
-    region: requireEnv("AWS_REGION"),
-    endpoint: requireEnv("S3_ENDPOINT"),
-    credentials: { accessKeyId: requireEnv("AWS_ACCESS_KEY_ID"), secretAccessKey: requireEnv("AWS_SECRET_ACCESS_KEY") },
-  });
+  const s3 = createS3Client({ ...s3Connection(), region: requireEnv("AWS_REGION") });
   const bucket = `harness-${randomBytes(4).toString("hex")}`;
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   for (const key of ["slices/2016/_SUCCESS", "slices/2017/_SUCCESS", "slices/2017/manifest.json"]) {

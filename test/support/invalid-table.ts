@@ -417,6 +417,14 @@ function celCases(): InvalidCase[] {
     "overlap",
     set([S("promotion", "s3"), { bucket: "tic-runs", prefix: "models/" }], [S("artifacts", "s3", "prefix"), ""]),
   );
+  for (const loc of ["source", "artifacts", "promotion"]) {
+    cel(
+      `VirtualHost addressing with a dotted ${loc} bucket`,
+      "spec.source.s3.addressingStyle",
+      "without dots",
+      set([S("source", "s3", "addressingStyle"), "VirtualHost"], [S(loc, "s3", "bucket"), "tic.dotted"]),
+    );
+  }
   const git = (...keys: Key[]) => S("promotion", "git", ...keys);
   for (const branch of ["branch", "pushBranch"]) {
     cel(

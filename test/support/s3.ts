@@ -3,7 +3,8 @@
 // server fails the test: skipping would prove nothing.
 import { randomBytes } from "node:crypto";
 import { CreateBucketCommand, ListBucketsCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { createS3Client, type S3Connection } from "../../operator/s3/client.ts";
+import type { S3Connection } from "../../operator/api/s3-connection.ts";
+import { createS3Client } from "../../operator/s3/client.ts";
 
 function env(name: string): string {
   const v = process.env[name];
@@ -16,6 +17,7 @@ export function s3Connection(): S3Connection {
   return {
     region: process.env.AWS_REGION || "us-east-1",
     endpoint: env("S3_ENDPOINT"),
+    addressingStyle: "Path",
     credentials: { accessKeyId: env("AWS_ACCESS_KEY_ID"), secretAccessKey: env("AWS_SECRET_ACCESS_KEY") },
   };
 }

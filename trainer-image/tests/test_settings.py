@@ -1,9 +1,10 @@
-"""Settings from the environment and the default loader worker count (no S3)."""
+"""Settings and S3Settings from the environment, and the default loader worker count (no S3 server)."""
 
 import pytest
 
 from ticclip_trainer.errors import PermanentError
-from ticclip_trainer.settings import Settings, _cgroup_quota, default_workers, pod_cpus, usable_cpus
+from ticclip_trainer.s3io import S3
+from ticclip_trainer.settings import S3Settings, Settings, _cgroup_quota, default_workers, pod_cpus, usable_cpus
 
 
 @pytest.mark.parametrize("cpus,local_ranks,want", [(2, 1, 1), (16, 1, 15), (16, 8, 1), (96, 8, 11), (1, 1, 1)])
@@ -54,3 +55,49 @@ def test_settings_env_overrides_and_bad_values_name_the_variable():
     ):
         with pytest.raises(PermanentError, match=name):
             Settings.from_env(env, cuda=False)
+
+
+@pytest.mark.parametrize(
+    "env,style,boto",
+    [
+        ({"S3_ENDPOINT": "http://minio:9000"}, "Path", "path"),
+        ({}, "VirtualHost", "auto"),  # AWS: virtual-hosted for every name that can be a host name
+        ({"S3_ENDPOINT": "http://minio:9000", "S3_ADDRESSING_STYLE": "VirtualHost"}, "VirtualHost", "virtual"),
+        ({"S3_ADDRESSING_STYLE": "Path"}, "Path", "path"),
+    ],
+)
+def test_s3_settings_addressing_style_from_env_reaches_the_boto3_client(env, style, boto):
+    settings = S3Settings.from_env(env)
+    assert settings.addressing_style == style
+    client = S3(settings).client
+    assert client.meta.config.s3["addressing_style"] == boto
+
+
+def test_s3_settings_from_plan_take_the_plans_style_and_resolve_plans_without_one():
+    plan = {"s3": {"region": "eu-west-1", "endpoint": "http://ceph:80", "addressingStyle": "VirtualHost"}}
+    assert S3Settings.from_plan(plan, {}).addressing_style == "VirtualHost"
+    assert (
+        S3Settings.from_plan({"s3": {"region": "eu-west-1", "endpoint": "http://ceph:80"}}, {}).addressing_style
+        == "Path"
+    )
+    assert S3Settings.from_plan({"s3": {"region": "eu-west-1", "endpoint": None}}, {}).addressing_style == "VirtualHost"
+
+
+def test_s3_client_builds_path_or_virtual_host_urls_as_the_settings_say():
+    def url(settings):  # a presigned URL is built locally: the host name shows the addressing
+        c = S3(settings).client
+        return c.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "a/b.tar"}).split("?")[0]
+
+    env = {"S3_ENDPOINT": "http://minio:9000", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    assert url(S3Settings.from_env(env)) == "http://minio:9000/data/a/b.tar"
+    assert url(S3Settings.from_env({**env, "S3_ADDRESSING_STYLE": "VirtualHost"})) == "http://data.minio:9000/a/b.tar"
+
+
+def test_s3_settings_bad_values_name_the_variable():
+    with pytest.raises(PermanentError) as e:
+        S3Settings.from_env({"S3_ADDRESSING_STYLE": "virtual"})
+    assert e.value.field == "S3_ADDRESSING_STYLE"
+    with pytest.raises(PermanentError) as e:
+        S3Settings.from_env({"TICCLIP_S3_MAX_ATTEMPTS": "0"})
+    assert e.value.field == "TICCLIP_S3_MAX_ATTEMPTS"
+    assert S3Settings.from_env({"TICCLIP_S3_CONNECT_TIMEOUT": "1.5"}).connect_timeout == 1.5

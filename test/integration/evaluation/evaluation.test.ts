@@ -123,7 +123,7 @@ describe("evaluation of three trained rounds", () => {
             version: ev.baseline.version,
             metrics: ev.baseline.metrics,
             notApplicable: ev.baseline.notApplicable,
-            sameData: true,
+            rescoredOnSamePacks: true,
           }
         : undefined;
       const decision = decideGates(

@@ -20,7 +20,7 @@ test("a judged eval.json is remembered by its time only, and whole again once it
   const run: RawObject = { metadata: { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 }, spec };
   for (const [key, body] of roundFiles("runs", "demo/", 0, { recall: 0.5 }))
     await s3.objects.put(`s3://runs/${key}`, body);
-  const mem = memoryFor(undefined, spec, { region: "us-east-1" }, () => s3.storage);
+  const mem = memoryFor(undefined, spec, { region: "us-east-1", addressingStyle: "VirtualHost" }, () => s3.storage);
   const jobs = { trainer: new Map(), evaluator: new Map() };
   const evaluation = async () => (await observeRounds(run, spec, mem, jobs, quietLog)).rounds[0]!.evaluation!;
 

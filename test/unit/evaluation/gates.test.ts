@@ -10,7 +10,7 @@ const round: RoundMetrics = {
 const baseline: Baseline = {
   version: 3,
   metrics: { "retrieval.id.meanRecallAt1": 0.4, "zeroShot.imagenet-val.top1": 0.505 },
-  sameData: true,
+  rescoredOnSamePacks: true,
 };
 
 describe("decideGates", () => {

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { judgeRound, statusMetrics } from "../../../operator/evaluation/verdict.ts";
-import { evaluateArgs, evaluateEnv, evalRequestFor } from "../../../operator/evaluation/request.ts";
+import { evaluateArgs, evalRequestFor } from "../../../operator/evaluation/request.ts";
 import { evalRequest, requestBindingProblem } from "../../../operator/api/eval-request.ts";
 import { isRoundApproved } from "../../../operator/promotion/approval.ts";
 import { continualClipRunSpec } from "../../../operator/api/continual-clip-run.ts";
@@ -120,7 +120,6 @@ describe("the evaluation request", () => {
     });
     assert.ok(evalRequest.safeParse(doc).success, "the operator writes what the evaluator accepts");
     assert.deepEqual(evaluateArgs(round), ["evaluate", "--request", "s3://runs/b16/rounds/0003/eval-request.json"]);
-    assert.deepEqual(evaluateEnv(spec), { AWS_REGION: "us-east-1", S3_ENDPOINT: "http://minio:9000" });
   });
 
   test("a request is bound to the folder it sits in, and to the Job's run and round", () => {

@@ -1,10 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { POOLED_CONNECTIONS, s3ClientPool, type S3Connection } from "../../../operator/s3/client.ts";
+import type { S3Connection } from "../../../operator/api/s3-connection.ts";
+import { POOLED_CONNECTIONS, s3ClientPool } from "../../../operator/s3/client.ts";
 
 const conn = (over: Partial<S3Connection> = {}): S3Connection => ({
   region: "us-east-1",
   endpoint: "http://minio:9000",
+  addressingStyle: "Path",
   credentials: { accessKeyId: "a", secretAccessKey: "b" },
   ...over,
 });
@@ -14,12 +16,13 @@ test("runs with the same endpoint, region and keys share one S3 client", () => {
   assert.equal(clientFor(conn()), clientFor(conn()));
 });
 
-test("a different endpoint, region or key gets its own client", () => {
+test("a different endpoint, region, addressing style or key gets its own client", () => {
   const clientFor = s3ClientPool();
   const base = clientFor(conn());
   for (const other of [
     conn({ endpoint: "http://other:9000" }),
     conn({ region: "eu-west-1" }),
+    conn({ addressingStyle: "VirtualHost" }),
     conn({ credentials: { accessKeyId: "a", secretAccessKey: "rotated" } }),
     conn({ credentials: undefined }),
   ]) {

@@ -71,6 +71,7 @@ before(async () => {
   const client = createS3Client({
     region: "us-east-1",
     endpoint,
+    addressingStyle: "Path",
     credentials: { accessKeyId: "k", secretAccessKey: "s" },
   });
   store = new S3ObjectStore(client, { timeoutMs: 1500 });

@@ -1,4 +1,4 @@
-"""S3 access: one boto3 client per (endpoint, region), path-style for custom endpoints.
+"""S3 access: one boto3 client per S3Settings (settings.py: endpoint, region, addressing style, retries).
 
 Credentials come from the environment / default chain, never from the plan. Errors are classified:
 a missing key is a PermanentError (the plan points at data that does not exist), anything that
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import random
 import time
-from dataclasses import dataclass
 from typing import IO
 
 import boto3
@@ -22,6 +20,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from .errors import PermanentError, TransientError
+from .settings import S3Settings
+
+__all__ = ["S3", "S3Settings", "join", "parse_uri"]  # S3Settings lives in settings.py; importers may use either
 
 log = logging.getLogger("ticclip_trainer")
 
@@ -38,22 +39,6 @@ def parse_uri(uri: str) -> tuple[str, str]:
 
 def join(prefix_uri: str, *parts: str) -> str:
     return prefix_uri.rstrip("/") + "/" + "/".join(p.strip("/") for p in parts)
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    region: str
-    endpoint: str | None
-
-    @staticmethod
-    def from_plan(plan: dict) -> S3Settings:
-        return S3Settings(region=plan["s3"]["region"], endpoint=plan["s3"]["endpoint"])
-
-    @staticmethod
-    def from_env() -> S3Settings:
-        return S3Settings(
-            region=os.environ.get("AWS_REGION", "us-east-1"), endpoint=os.environ.get("S3_ENDPOINT") or None
-        )
 
 
 def _no_expect_on_empty_body(request, **_) -> None:
@@ -75,9 +60,9 @@ class S3:
     def __init__(self, settings: S3Settings):
         cfg = Config(
             region_name=settings.region,
-            s3={"addressing_style": "path"} if settings.endpoint else {},
-            retries={"max_attempts": int(os.environ.get("TICCLIP_S3_MAX_ATTEMPTS", "4")), "mode": "standard"},
-            connect_timeout=float(os.environ.get("TICCLIP_S3_CONNECT_TIMEOUT", "5")),
+            s3={"addressing_style": settings.boto_addressing_style},
+            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+            connect_timeout=settings.connect_timeout,
             read_timeout=60,
         )
         self.client = boto3.client("s3", endpoint_url=settings.endpoint, config=cfg)

@@ -1,9 +1,14 @@
-"""Trainer settings that the RoundPlan does not carry: one place, read from the environment once.
+"""Trainer settings: one place, read from the environment once.
 
-The plan says *what* to train (model, data, budget, optimizer); these say *how* this pod runs it
-(processes, loader workers, kernels). None of them changes which samples a round sees except
-`data_workers`, `open_shards` and `shuffle_window`, which define the streams: a resumed round reuses
-the values saved in its intra-round checkpoint. The resolved values go into train_summary.json.
+`Settings`: what the RoundPlan does not carry. The plan says *what* to train (model, data, budget,
+optimizer); these say *how* this pod runs it (processes, loader workers, kernels). None of them
+changes which samples a round sees except `data_workers`, `open_shards` and `shuffle_window`, which
+define the streams: a resumed round reuses the values saved in its intra-round checkpoint. The
+resolved values go into train_summary.json.
+
+`S3Settings`: how the pod reaches S3. The operator sets the connection variables (its
+api/s3-connection.ts S3_ENV: AWS_REGION, S3_ENDPOINT, S3_ADDRESSING_STYLE) in every pod it starts
+and copies them into the plan; credentials come from the environment / default chain only.
 """
 
 from __future__ import annotations
@@ -14,8 +19,86 @@ from dataclasses import asdict, dataclass
 
 from .errors import PermanentError
 
+S3_ADDRESSING_STYLES = ("Path", "VirtualHost")  # the spec's values (api/s3-connection.ts)
 DEFAULT_OPEN_SHARDS = 8  # shards read in parallel per stream: batches mix slices (2 x 0.5^8 < 1% single-slice)
 DEFAULT_SHUFFLE_WINDOW = 2048  # samples (encoded) per stream shuffled together; ~37 MB of 18 KiB JPEGs
+
+
+def _flag(env, name: str, default: bool) -> bool:
+    v = env.get(name, "auto").strip().lower()
+    if v in ("", "auto"):
+        return default
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise PermanentError(f"{v!r}: expected 1, 0 or auto", name)
+
+
+def _num(env, name: str, default, cast=int, minimum=0):  # a bad value fails every retry: exit 2
+    raw = env.get(name, "")
+    try:
+        v = cast(raw) if raw.strip() else default
+    except ValueError as e:
+        raise PermanentError(f"{raw!r}: not a number", name) from e
+    if v < minimum:
+        raise PermanentError(f"{raw!r}: must be >= {minimum}", name)
+    return v
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    region: str
+    endpoint: str | None  # None: AWS
+    addressing_style: str | None = None  # Path or VirtualHost; None: Path with an endpoint, else VirtualHost
+    max_attempts: int = 4  # per request, the first included (botocore "standard" retries)
+    connect_timeout: float = 5.0
+
+    def __post_init__(self):
+        if self.addressing_style is None:
+            object.__setattr__(self, "addressing_style", "Path" if self.endpoint else "VirtualHost")
+        if self.addressing_style not in S3_ADDRESSING_STYLES:
+            raise PermanentError(
+                f"{self.addressing_style!r}: expected one of {', '.join(S3_ADDRESSING_STYLES)}", "S3_ADDRESSING_STYLE"
+            )
+
+    @property
+    def boto_addressing_style(self) -> str:
+        """botocore's s3.addressing_style. Without an endpoint (AWS), VirtualHost is botocore's "auto":
+        virtual-hosted for every bucket name that can be a host name, as the operator's JS client does;
+        with an endpoint, "auto" would mean path, so VirtualHost is "virtual"."""
+        if self.addressing_style == "Path":
+            return "path"
+        return "virtual" if self.endpoint else "auto"
+
+    @staticmethod
+    def from_env(env: dict | None = None) -> S3Settings:
+        env = os.environ if env is None else env
+        return S3Settings(
+            region=env.get("AWS_REGION") or "us-east-1",
+            endpoint=env.get("S3_ENDPOINT") or None,
+            addressing_style=env.get("S3_ADDRESSING_STYLE") or None,
+            **S3Settings._client_env(env),
+        )
+
+    @staticmethod
+    def from_plan(plan: dict, env: dict | None = None) -> S3Settings:
+        """The connection the plan names (plans before the addressingStyle field resolve it from the endpoint)."""
+        env = os.environ if env is None else env
+        s3 = plan["s3"]
+        return S3Settings(
+            region=s3["region"],
+            endpoint=s3["endpoint"],
+            addressing_style=s3.get("addressingStyle"),
+            **S3Settings._client_env(env),
+        )
+
+    @staticmethod
+    def _client_env(env) -> dict:
+        return {
+            "max_attempts": _num(env, "TICCLIP_S3_MAX_ATTEMPTS", 4, minimum=1),
+            "connect_timeout": _num(env, "TICCLIP_S3_CONNECT_TIMEOUT", 5.0, float),
+        }
 
 
 @dataclass(frozen=True)
@@ -37,32 +120,18 @@ class Settings:
         env = os.environ if env is None else env
 
         def flag(name: str, default: bool) -> bool:
-            v = env.get(name, "auto").strip().lower()
-            if v in ("", "auto"):
-                return default
-            if v in ("1", "true", "yes", "on"):
-                return True
-            if v in ("0", "false", "no", "off"):
-                return False
-            raise PermanentError(f"{v!r}: expected 1, 0 or auto", name)
+            return _flag(env, name, default)
 
-        def num(name: str, default, cast=int, minimum=0):  # a bad value fails every retry: exit 2
-            raw = env.get(name, "")
-            try:
-                v = cast(raw) if raw.strip() else default
-            except ValueError as e:
-                raise PermanentError(f"{raw!r}: not a number", name) from e
-            if v < minimum:
-                raise PermanentError(f"{raw!r}: must be >= {minimum}", name)
-            return v
+        def num(name: str, default, cast=int, minimum=0):
+            return _num(env, name, default, cast, minimum)
 
         return Settings(
             data_workers=num("TICCLIP_DATA_WORKERS", default_workers(local_world_size, cpus=pod_cpus(env))),
             open_shards=num("TICCLIP_OPEN_SHARDS", DEFAULT_OPEN_SHARDS, minimum=1),
             shuffle_window=num("TICCLIP_SHUFFLE_WINDOW", DEFAULT_SHUFFLE_WINDOW, minimum=1),
             prefetch_shards=num("TICCLIP_PREFETCH_SHARDS", 2),
-            # Compiled step measured +36% samples/s over eager on one H200 (ViT-B-32, bf16, batch 256,
-            # issue 9); compiling costs about a minute once per round, so CPU runs stay eager.
+            # Compiled step measured +36% samples/s over eager on one H200 (ViT-B-32, bf16, batch 256);
+            # compiling costs about a minute once per round, so CPU runs stay eager.
             compile=flag("TICCLIP_COMPILE", cuda),
             fused_adamw=flag("TICCLIP_FUSED_ADAMW", cuda),
             control_every=num("TICCLIP_CONTROL_EVERY", 10, minimum=1),

@@ -1,6 +1,6 @@
 """Writing slices: WebDataset shards + manifest.json + `_SUCCESS` last, to a local folder or S3.
 
-Layout (DESIGN.md, S3 layout): <prefix>/shard-00000.tar ..., manifest.json, eval/shard-*.tar
+Layout (docs/design.md, S3 layout): <prefix>/shard-00000.tar ..., manifest.json, eval/shard-*.tar
 (optional held-out pack), _SUCCESS. Shard keys in the manifest are relative to the slice prefix.
 """
 

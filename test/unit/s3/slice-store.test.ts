@@ -15,6 +15,7 @@ describe("S3SliceStore", () => {
       const client = createS3Client({
         region: "us-east-1",
         endpoint: `http://127.0.0.1:${port}`,
+        addressingStyle: "Path",
         credentials: { accessKeyId: "a", secretAccessKey: "b" },
       });
       const d = new SliceDiscovery({

@@ -57,6 +57,14 @@ export const operatorConfig = z
       .describe(
         "How long a slice folder may fail with transient S3 errors (5xx, throttling, timeouts) before it is an invalid slice; until then it stays pending and later slices wait.",
       ),
+    progressIntervalMs: z
+      .number()
+      .int()
+      .min(1000, "at least 1s")
+      .max(3_600_000, "at most 1h")
+      .describe(
+        "How often a training round is looked at and its progress.json read, at most (the trainer writes one every 30 s by default).",
+      ),
   })
   .refine((c) => !c.notificationsAddress || c.notificationToken, {
     message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
@@ -87,6 +95,7 @@ const FLAGS = {
   "trainer-architectures": { type: "string" },
   "reconcile-deadline-seconds": { type: "string" },
   "slice-unreadable-after": { type: "string" },
+  "progress-interval": { type: "string" },
   "allow-default-credentials": { type: "string" },
 } as const;
 
@@ -140,6 +149,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
     reconcileDeadlineSeconds: num(pick("reconcile-deadline-seconds", "TICCLIP_RECONCILE_DEADLINE_SECONDS"), 900),
     allowDefaultCredentials: bool(pick("allow-default-credentials", "TICCLIP_ALLOW_DEFAULT_CREDENTIALS") ?? "false"),
     sliceUnreadableAfterMs: duration(pick("slice-unreadable-after", "TICCLIP_SLICE_UNREADABLE_AFTER") ?? "6h"),
+    progressIntervalMs: duration(pick("progress-interval", "TICCLIP_PROGRESS_INTERVAL") ?? "30s"),
   });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);

@@ -49,6 +49,8 @@ export function startOperator(config: OperatorConfig): RunningOperator {
     sliceUnreadableAfterMs: config.sliceUnreadableAfterMs,
     allowDefaultCredentials: config.allowDefaultCredentials,
     inProcessEvaluation: config.inProcessEvaluation,
+    progressIntervalMs: config.progressIntervalMs,
+    activeRoundResyncMs: config.progressIntervalMs,
   });
   if (config.allowDefaultCredentials) {
     // Not silent either: any run's author can then act with this operator's cloud identity.

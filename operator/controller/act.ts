@@ -197,6 +197,12 @@ export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult
         }
         break;
       }
+      case "EvictTrainer": {
+        const pods = await children.evictJobPods(run.metadata.namespace, action.job);
+        log.warn("stalled trainer evicted", { round: action.round, job: action.job, pods });
+        await record(action.event);
+        break;
+      }
       case "SyncGit": {
         const target = spec.promotion?.git;
         if (!target || !ctx.git) break;
@@ -242,6 +248,7 @@ export function actionProblem(action: Action, err: unknown): Problem {
     PointAlias: ["AliasNotWritten", "spec.promotion.s3", "writing the alias"],
     ApplyConfigMap: ["ConfigMapNotApplied", "spec.promotion.configMapName", "applying the model ConfigMap"],
     SyncGit: ["GitSyncFailed", "spec.promotion.git", "syncing Git"],
+    EvictTrainer: ["TrainerEvictionFailed", "spec.trainer.restartOnStall", "evicting its stalled trainer pods"],
   };
   const [reason, field, doing] = what[action.kind];
   return { reason, message: `${field}: ${round}${doing} failed: ${why}` };

@@ -3,7 +3,8 @@ import { STATUS_LIMITS, type Condition } from "../api/continual-clip-run.ts";
 import { boundText } from "./status-bounds.ts";
 
 // GitSynced: spec.promotion.git follows the alias (controller/git.ts); only on runs that set it.
-export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "Stalled", "GitSynced"] as const;
+// TrainerStalled: the training round's samples stopped advancing (controller/progress.ts); only while a round trains.
+export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "Stalled", "GitSynced", "TrainerStalled"] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
 export type ConditionUpdate = {

@@ -9,6 +9,7 @@ import { promotedStatus } from "../promotion/versions.ts";
 import { decideAlias } from "./alias.ts";
 import { decideGit, GIT_CONDITION } from "./git.ts";
 import { findCondition, setCondition, type ConditionUpdate } from "./conditions.ts";
+import { decideProgress, TRAINER_STALLED } from "./progress.ts";
 import { decideRounds } from "./rounds.ts";
 import { boundStatus, boundText, describeSlices } from "./status-bounds.ts";
 import type { Action, Decision, Observed, PlannedEvent, Problem } from "./types.ts";
@@ -142,6 +143,15 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
     (rounds.waiting && rounds.waiting.reason !== "Suspended" ? rounds.waiting : undefined);
 
   const active = rounds.current;
+  const trainer = decideProgress({
+    spec,
+    active,
+    observed: observed.progress,
+    previous: current.currentRound,
+    previousCondition: findCondition(current.conditions, TRAINER_STALLED),
+    now,
+  });
+  events.push(...trainer.events);
   const progressingReason = {
     Pending: "RoundStarting",
     Training: "RoundTraining",
@@ -201,8 +211,17 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
         : blocked
           ? "Degraded"
           : "Waiting",
-    conditions: conditions([ready, progressing, degraded, stalled, ...(git.condition ? [git.condition] : [])]).filter(
-      (c) => c.type !== GIT_CONDITION || spec.promotion?.git,
+    conditions: conditions([
+      ready,
+      progressing,
+      degraded,
+      stalled,
+      ...(git.condition ? [git.condition] : []),
+      ...(trainer.condition ? [trainer.condition] : []),
+    ]).filter(
+      (c) =>
+        (c.type !== GIT_CONDITION || spec.promotion?.git) &&
+        (c.type !== TRAINER_STALLED || trainer.condition || unobserved),
     ),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
     // When S3 or its Secret could not be read, nothing was observed: keep the last known rounds and
@@ -216,6 +235,7 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
       phase: active.phase,
       ...(active.job ? { job: active.job } : {}),
       ...(active.startedAt ? { startedAt: active.startedAt } : {}),
+      ...(trainer.progress ? { progress: trainer.progress } : {}),
     };
   else if (!unobserved) delete next.currentRound;
 
@@ -225,7 +245,8 @@ export function decide(run: RawObject, observedWorld: Observed, now: Date): Deci
   // S3 (a bucket, its credentials) could not be used: touch nothing until it can.
   // A promotion prefix that belongs to another run is written to by nothing of this run.
   const roundActions = alias.promotionRefused ? rounds.actions.filter((a) => a.kind !== "Promote") : rounds.actions;
-  const actions: Action[] = observed.problem ? [] : [...roundActions, ...alias.actions, ...git.actions];
+  const restart = trainer.restart ? [trainer.restart] : [];
+  const actions: Action[] = observed.problem ? [] : [...roundActions, ...restart, ...alias.actions, ...git.actions];
   return { status: changed(current, boundStatus(next)), actions, events, outcome: "done", spec };
 }
 

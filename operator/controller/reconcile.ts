@@ -20,7 +20,7 @@ import { findCondition, setCondition } from "./conditions.ts";
 import { decide } from "./decide.ts";
 import { saveDocumentCache } from "./document-cache.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
-import { observeRounds, pollSlices, roundInProgress } from "./observe.ts";
+import { observeProgress, observeRounds, PROGRESS_INTERVAL_MS, pollSlices, roundInProgress } from "./observe.ts";
 import { GitRepositories } from "../git/repository.ts";
 import { gitRequestsTotal } from "../observability/metrics.ts";
 import type { ChildAccess, Evaluate, EventSink, GitAccess, RunAccess, StorageFactory } from "./ports.ts";
@@ -35,6 +35,8 @@ export type ReconcilerDeps = {
   now?: () => Date;
   /** How often to look at a running round even without a Job event. */
   activeRoundResyncMs?: number;
+  /** progress.json of a training round is read at most this often (default PROGRESS_INTERVAL_MS, the trainer's). */
+  progressIntervalMs?: number;
   /** Image of evaluation Jobs; unset evaluates in the operator process. */
   evaluatorImage?: string | undefined;
   /** S3 for a connection; real S3 (AWS, MinIO, Ceph) unless a test passes in-memory stores. */
@@ -307,6 +309,10 @@ export class Reconciler {
     const polled = await pollSlices(run, spec, mem, log);
     // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).
     const observed = await observeRounds(run, spec, mem, jobs, log, polled || roundInProgress(run));
+    if (!observed.problem) {
+      const every = this.#deps.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+      observed.progress = await observeProgress(spec, mem, observed.rounds, every, this.#now().getTime(), log);
+    }
     const configMapName = spec.promotion?.configMapName;
     if (configMapName && !observed.problem) observed.configMap = await children.readConfigMap(namespace, configMapName);
     return {

@@ -24,6 +24,7 @@ export const DOCUMENT_LIMITS = {
   verdict: 1 * MiB,
   failure: 64 * KiB,
   compute: 64 * KiB,
+  progress: 64 * KiB,
   alias: 64 * KiB,
   version: 1 * MiB,
   /** A slice's manifest.json (lists its shards; as discovery reads it). */

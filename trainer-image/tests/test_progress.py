@@ -94,3 +94,21 @@ def test_progress_can_be_turned_off(s3, bucket, slices, tmp_path, monkeypatch):
     assert train_in_process(write_plan(tmp_path, plan)) == 0
     assert not s3.exists(plan["output"]["uri"] + "progress.json")
     assert get_json(s3, plan["output"]["uri"] + "train_summary.json")["progressHistory"] == []
+
+
+def test_a_phase_change_after_replaced_reports_does_not_wait_forever():
+    """Reports replaced before the writer took them (a slow PUT) must not leave flush() waiting for them."""
+    import threading
+    import time
+
+    def slow_put(uri, body):
+        time.sleep(0.05)
+
+    p = Progress(slow_put, "u", 1000, 100, interval_s=0)
+    p.phase("training")
+    for _ in range(20):
+        p.step(10, 0.0, torch.tensor(1.0), 1e-3)  # faster than the writer: most reports are replaced
+    done = threading.Thread(target=p.phase, args=("checkpointing",), daemon=True)
+    done.start()
+    done.join(timeout=30)
+    assert not done.is_alive(), "phase() hung waiting for reports that were replaced"

@@ -130,6 +130,7 @@ class Progress:
         self._start()
         try:  # the newest report replaces one not yet written: the writer never falls behind
             self._queue.get_nowait()
+            self._queue.task_done()  # the replaced one counts as done, or flush() would wait for it forever
         except queue.Empty:
             pass
         self._queue.put_nowait(json.dumps(doc).encode())

@@ -312,6 +312,24 @@ def progress_cost(plan: dict, s3: S3, repeats: int) -> tuple[list[float], list[f
     return runs["0"], runs["1"]
 
 
+def progress_call_cost(calls: int = 20000) -> dict:
+    """Host time of Progress.step per training step (what the loop pays), with the default 30 s
+    interval and with a report after every step (its PUT a no-op: the writer thread's cost apart)."""
+    from ticclip_trainer.progress import Progress
+
+    loss = torch.tensor(1.0)
+    out = {}
+    for label, interval in (("default", 30.0), ("every_step", 0.0)):
+        p = Progress(lambda uri, body: None, "u", calls * 32, calls, interval)
+        p.phase("training")
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            p.step(32, 0.001, loss, 1e-3)
+        out[label] = (time.perf_counter() - t0) / calls * 1e6
+        p.flush()
+    return out
+
+
 def main() -> None:
     from ticclip_trainer.settings import default_workers
 
@@ -481,6 +499,12 @@ def main() -> None:
     )
     if args.progress_only:
         off, on = res["progress"]
+        cost = progress_call_cost()
+        print(
+            f"Progress.step host cost per training step: {cost['default']:.1f} us (report every 30 s), "
+            f"{cost['every_step']:.1f} us (report every step); median step without progress "
+            f"{np.median(off) * 1e3:.1f} ms: {cost['default'] * 1e-6 / np.median(off):.2e} of a step"
+        )
         print(
             f"step time without / with progress.json after every step (ABBA, {args.repeats} runs each): "
             f"{[round(x * 1e3, 2) for x in off]} / {[round(x * 1e3, 2) for x in on]} ms; "

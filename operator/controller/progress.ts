@@ -2,9 +2,15 @@
 // progress.json, and whether its trainer stalled (issue 26). Pure: `now` is passed in, and a stall
 // is measured on the operator's clock (advancedAt), never the trainer's.
 import { parseDuration } from "../api/common.ts";
-import type { Condition, ContinualClipRunSpec, ContinualClipRunStatus } from "../api/continual-clip-run.ts";
+import {
+  STATUS_LIMITS,
+  type Condition,
+  type ContinualClipRunSpec,
+  type ContinualClipRunStatus,
+} from "../api/continual-clip-run.ts";
 import type { ConditionUpdate } from "./conditions.ts";
 import { TRAINED } from "./round-status.ts";
+import { boundText } from "./status-bounds.ts";
 import type { ObservedProgress, PlannedEvent, RoundAction, RoundRecord } from "./types.ts";
 
 export const TRAINER_STALLED = "TrainerStalled";
@@ -54,7 +60,8 @@ export function decideProgress(input: {
   if (active.phase !== "Training") return { events: [] };
   const observed = input.observed?.round === active.index ? input.observed : undefined;
   const v = observed?.value;
-  const problem = observed?.problem ? { problem: observed.problem } : {};
+  // An S3 error can be long: status keeps a bounded copy (the CRD refuses more).
+  const problem = observed?.problem ? { problem: boundText(observed.problem, STATUS_LIMITS.message) } : {};
   if (!v)
     return prev || observed?.problem
       ? { progress: { ...prev, advancedAt: prev?.advancedAt ?? iso(now), ...problem }, events: [] }

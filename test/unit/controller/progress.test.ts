@@ -197,6 +197,15 @@ describe("decideProgress", () => {
     });
     assert.equal(next.progress?.samplesDone, 100);
     assert.equal(next.progress?.problem, "s3://b/rounds/0003/progress.json: not JSON");
+    const long = decideProgress({
+      spec,
+      active: active(),
+      observed: { round: 3, problem: `S3Timeout: ${"x".repeat(5000)}` },
+      previous: { index: 3, phase: "Training", progress: d!.progress! },
+      previousCondition: undefined,
+      now: at(1),
+    });
+    assert.ok(long.progress!.problem!.length <= 1024, "status keeps a bounded copy of a long S3 error");
   });
 
   test("progress of another round (the previous one) is not shown for this one", () => {

@@ -35,6 +35,7 @@ import { planRound, type PlannerSlice } from "../operator/data/planner.ts";
 import { evaluateRound } from "../operator/evaluation/evaluate.ts";
 import { retrievalPacks } from "../operator/evaluation/request.ts";
 import { ticMatrix, type TicRow } from "../operator/evaluation/tic.ts";
+import { readTrainingCurves } from "../operator/report/curves.ts";
 import { reportHtml, type ReportRun } from "../operator/report/html.ts";
 import { rescoreRun } from "../operator/report/rescore.ts";
 import { formatTable, summarize, type RunResult } from "../operator/report/summary.ts";
@@ -460,6 +461,7 @@ async function viaOperator(dataBucket: string, runsBucket: string, ns: string): 
       matrix: file.matrix,
       rounds: status.rounds ?? [],
       compute: status.compute,
+      training: await readTrainingCurves(store, run.spec as never, status.rounds ?? []),
       samplesSeen: status.compute?.samplesSeen ?? 0,
       savingVsOracle: status.compute?.savingVsOracle ?? 0,
       chance: file.chance ?? undefined,

@@ -13,6 +13,7 @@ import { DONE_PHASES, startExecutor, startOperator, writeSlices } from "../test/
 import { s3Client } from "../test/support/s3.ts";
 import type { ContinualClipRunSpec, RoundStatus } from "../operator/api/continual-clip-run.ts";
 import { describeSlices } from "../operator/controller/status-bounds.ts";
+import { readTrainingCurves } from "../operator/report/curves.ts";
 import { reportHtml } from "../operator/report/html.ts";
 import { rescoreRun } from "../operator/report/rescore.ts";
 import { summarize } from "../operator/report/summary.ts";
@@ -154,6 +155,7 @@ async function summarizeDemo(): Promise<void> {
     matrix: file.matrix,
     rounds: rs,
     compute: c,
+    training: await readTrainingCurves(new S3ObjectStore(s3Client()), run.spec as unknown as ContinualClipRunSpec, rs),
     samplesSeen: c?.samplesSeen ?? 0,
     savingVsOracle: c?.savingVsOracle ?? 0,
     chance: file.chance ?? undefined,

@@ -8,7 +8,10 @@
 //
 // Preemption: a pod that gets a DisruptionTarget=True condition (as the scheduler or an eviction
 // sets it) has its process sent SIGTERM, then is marked Failed with the condition kept, so the Job's
-// podFailurePolicy ignores it and the replacement pod resumes from the intra-round checkpoint.
+// podFailurePolicy ignores it and the replacement pod resumes from the intra-round checkpoint. As
+// the kubelet does, a process still there after the pod's grace period (a deleted or evicted pod's
+// deletionGracePeriodSeconds, else terminationGracePeriodSeconds) gets SIGKILL: a hung or stopped
+// (SIGSTOP) trainer never acts on SIGTERM.
 //
 //   node dev/local-executor.ts --config .local/executor.json [--namespaces a,b]
 // Config: {"images": {"<image>": {"commandMap": {"python": "/venv/bin/python"}, "env": {...}, "cwd": "..."}}}
@@ -46,7 +49,14 @@ const kc = loadKubeConfig(values.kubeconfig);
 const core = kc.makeApiClient(k8s.CoreV1Api);
 const SELECTOR = "ticclip.dev/component";
 
-type Running = { child: ChildProcess; pod: k8s.V1Pod; startedAt: Date; disrupted: boolean; output: string[] };
+type Running = {
+  child: ChildProcess;
+  pod: k8s.V1Pod;
+  startedAt: Date;
+  disrupted: boolean;
+  output: string[];
+  killTimer?: NodeJS.Timeout;
+};
 const running = new Map<string, Running>(); // by pod uid
 const handled = new Set<string>(); // uids already started (or finished): each pod runs once
 
@@ -160,6 +170,7 @@ async function start(pod: k8s.V1Pod): Promise<void> {
   child.on("error", (err) => keep(Buffer.from(`spawn error: ${err.message}\n`)));
   child.on("close", (code, signal) => {
     running.delete(uid);
+    clearTimeout(entry.killTimer);
     out.end();
     const exitCode = code ?? (signal === "SIGKILL" ? 137 : 143);
     const tail = entry.output.join("").slice(-1024);
@@ -175,15 +186,16 @@ function onPod(type: string, pod: k8s.V1Pod): void {
   const uid = pod.metadata?.uid;
   if (!uid) return;
   const r = running.get(uid);
-  if (type === "DELETED" || pod.metadata?.deletionTimestamp) {
-    if (r) r.child.kill("SIGTERM"); // pod gone (Job deleted, run deleted): stop its process
-    return;
-  }
   const disrupted = pod.status?.conditions?.some((c) => c.type === "DisruptionTarget" && c.status === "True");
-  if (r && disrupted && !r.disrupted) {
-    r.disrupted = true;
-    log.info("disruption: SIGTERM", { pod: pod.metadata!.name });
-    r.child.kill("SIGTERM");
+  // Pod gone (Job or run deleted), deleted or evicted (the Eviction API sets DisruptionTarget, then deletes).
+  if (type === "DELETED" || pod.metadata?.deletionTimestamp || disrupted) {
+    if (r && !r.disrupted) {
+      r.disrupted = true;
+      const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
+      log.info("stopping: SIGTERM, SIGKILL after the grace period", { pod: pod.metadata!.name, grace });
+      r.child.kill("SIGTERM");
+      r.killTimer = setTimeout(() => r.child.kill("SIGKILL"), grace * 1000);
+    }
     return;
   }
   if (!handled.has(uid) && (pod.status?.phase ?? "Pending") === "Pending" && !disrupted) {

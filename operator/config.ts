@@ -57,6 +57,14 @@ export const operatorConfig = z
       .describe(
         "How long a slice folder may fail with transient S3 errors (5xx, throttling, timeouts) before it is an invalid slice; until then it stays pending and later slices wait.",
       ),
+    progressIntervalMs: z
+      .number()
+      .int()
+      .min(1000, "at least 1s")
+      .max(3_600_000, "at most 1h")
+      .describe(
+        "How often a training round is looked at and its progress.json read, at most (the trainer writes one every 30 s by default).",
+      ),
   })
   .refine((c) => !c.notificationsAddress || c.notificationToken, {
     message: "the notifications endpoint needs a bearer token (TICCLIP_NOTIFICATION_TOKEN)",
@@ -145,6 +153,12 @@ const SOURCES: Record<keyof OperatorConfig, Source> = {
     flag: "slice-unreadable-after",
     env: "TICCLIP_SLICE_UNREADABLE_AFTER",
     default: "6h",
+    parse: duration,
+  },
+  progressIntervalMs: {
+    flag: "progress-interval",
+    env: "TICCLIP_PROGRESS_INTERVAL",
+    default: "30s",
     parse: duration,
   },
 };

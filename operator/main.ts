@@ -66,6 +66,8 @@ function wire(config: OperatorConfig): Wiring {
     sliceUnreadableAfterMs: config.sliceUnreadableAfterMs,
     allowDefaultCredentials: config.allowDefaultCredentials,
     inProcessEvaluation: config.inProcessEvaluation,
+    progressIntervalMs: config.progressIntervalMs,
+    activeRoundResyncMs: config.progressIntervalMs,
   });
   return { config, log, kc, scopes, runs, children, caches, reconciler };
 }

@@ -8,6 +8,8 @@ import {
   bucketName,
   dnsLabel,
   dnsSubdomain,
+  duration,
+  httpUrl,
   imageReference,
   keyPrefix,
   labelMap,
@@ -259,6 +261,17 @@ export const trainerSpec = withRules(
       .default(DEFAULT_TERMINATION_GRACE_SECONDS)
       .describe(
         "Seconds a stopped trainer pod (preemption, drain) gets to save its checkpoint with optimizer state to S3. The default of 300 fits ViT-B/16 (~1.8 GB of weights and AdamW state) uploaded at 7 MB/s or faster.",
+      ),
+    stallTimeout: boundedDuration("1m", "168h")
+      .default("30m")
+      .describe(
+        "A training round whose samples done (progress.json) and trainer phase have not changed for this long, on the operator's clock, is stalled: a TrainerStalled condition and Warning Event (1m to 168h).",
+      ),
+    restartOnStall: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Evict the pods of a stalled round's trainer Job (TrainerStalled), so their replacements resume from the intra-round checkpoint; an eviction does not count against backoffLimit.",
       ),
   }),
   {
@@ -619,6 +632,37 @@ export const RUN_PHASES = [
   "Degraded",
 ] as const;
 
+/** The trainer's phases while a round runs, in order (trainer-image/src/ticclip_trainer/progress.py). */
+export const TRAINER_PHASES = ["loading", "training", "checkpointing", "exporting"] as const;
+
+/** status.currentRound.progress: the trainer's progress.json as the operator last read it. */
+export const roundProgress = z
+  .object({
+    phase: z
+      .enum([...TRAINER_PHASES, "done"])
+      .optional()
+      .describe("The trainer's phase; done once the round is trained."),
+    percent: z
+      .string()
+      .regex(/^[0-9]{1,3}%$/)
+      .optional()
+      .describe("Samples done of the round's budget, e.g. 42%."),
+    samplesDone: z.int().min(0).optional(),
+    samplesTotal: z.int().min(1).optional(),
+    samplesPerSecond: z.number().min(0).optional().describe("Over the trainer's last few minutes of steps."),
+    eta: duration.optional().describe("Time left at the recent rate, from the trainer's last report (e.g. 1h20m)."),
+    loss: z.number().optional().describe("Smoothed training loss."),
+    updatedAt: z.string().max(STATUS_LIMITS.time).optional().describe("When the trainer wrote the report (its clock)."),
+    advancedAt: z
+      .string()
+      .max(STATUS_LIMITS.time)
+      .describe(
+        "When the operator last saw samples done or the phase change (its clock): stalls are measured from here.",
+      ),
+    problem: z.string().max(STATUS_LIMITS.message).optional().describe("Why the last progress.json could not be used."),
+  })
+  .describe("Progress of the round's trainer (progress.json), read at most once per progress interval.");
+
 export const continualClipRunStatus = z.object({
   observedGeneration: z.int().min(0).optional(),
   phase: z.enum(RUN_PHASES).optional(),
@@ -660,6 +704,7 @@ export const continualClipRunStatus = z.object({
       phase: z.enum(ROUND_PHASES),
       job: z.string().optional(),
       startedAt: z.string().optional(),
+      progress: roundProgress.optional(),
     })
     .optional(),
   rounds: z

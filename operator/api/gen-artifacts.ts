@@ -59,6 +59,12 @@ export function buildCrd(): Record<string, unknown> {
             { name: "Latest Slice", type: "string", jsonPath: ".status.slices.latest" },
             { name: "Round", type: "integer", jsonPath: ".status.currentRound.index" },
             {
+              name: "Progress",
+              type: "string",
+              jsonPath: ".status.currentRound.progress.percent",
+              description: "Samples the current round's trainer has done, of its budget.",
+            },
+            {
               name: "Promoted",
               type: "integer",
               jsonPath: ".status.promoted.version",
@@ -71,6 +77,13 @@ export function buildCrd(): Record<string, unknown> {
               description: "Oracle-equivalent samples / samples seen: compute saved against retraining from scratch.",
             },
             { name: "Replay", type: "string", jsonPath: ".spec.strategy.replay", priority: 1 },
+            {
+              name: "ETA",
+              type: "string",
+              jsonPath: ".status.currentRound.progress.eta",
+              description: "Time the current round's trainer needs for the rest of its samples, at its recent rate.",
+              priority: 1,
+            },
             // -o wide: the newest round's verdict (Promoted, Passed, Rejected, or still in progress) and why.
             { name: "Last Round", type: "string", jsonPath: ".status.rounds[-1:].phase", priority: 1 },
             { name: "Gates", type: "string", jsonPath: ".status.rounds[-1:].message", priority: 1 },

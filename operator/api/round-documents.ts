@@ -1,8 +1,9 @@
-// The operator's own records in a round folder (api/round-layout.ts): failed.json, verdict.json and
-// compute.json, and the part of the trainer's train_summary.json that status shows. They are read back on every observation after a restart, from a bucket the run's
-// author can write to, so each has a schema and is parsed with it (s3/documents.ts).
+// The documents of a round folder other than plan.json and eval.json (api/round-layout.ts): the
+// operator's own records (failed.json, verdict.json, compute.json) and what it reads of the trainer's
+// (progress.json, the skipped-sample counts of train_summary.json). They are read from a bucket the
+// run's author can write to, so each has a schema and is parsed with it (s3/documents.ts).
 import { z } from "zod";
-import { gateSpec } from "./continual-clip-run.ts";
+import { gateSpec, TRAINER_PHASES } from "./continual-clip-run.ts";
 import { skippedSamples } from "./skipped-samples.ts";
 
 /** failed.json: the operator's record of why a round failed, and what it knew then. */
@@ -70,3 +71,36 @@ export type ComputeRecord = z.infer<typeof computeRecord>;
  */
 export const trainSummary = z.object({ skippedSamples: skippedSamples.optional() });
 export type TrainSummary = z.infer<typeof trainSummary>;
+const rate = z.number().min(0).nullable();
+
+/**
+ * progress.json: what the trainer's rank 0 is doing, written at most every 30 s and at each phase
+ * change (trainer-image/src/ticclip_trainer/progress.py). Written from inside the pod, so it is
+ * input: parsed with this schema and a size cap, and shown, never acted on beyond status and metrics.
+ */
+export const trainerProgress = z.object({
+  schemaVersion: z.literal(1),
+  phase: z.enum(TRAINER_PHASES),
+  samplesDone: z.int().min(0),
+  samplesTotal: z.int().min(1),
+  steps: z.int().min(0),
+  stepsTotal: z.int().min(0),
+  /** Over the last few minutes of steps (null before the first step). */
+  samplesPerSecond: rate,
+  dataWaitShare: z.number().min(0).max(1).nullable(),
+  /** Mean loss of the steps since the previous report, smoothed over reports. */
+  loss: z.number().nullable(),
+  lr: z.number().min(0).nullable(),
+  /** Peak accelerator memory of rank 0 (null without one). */
+  peakMemoryBytes: z.int().min(0).nullable(),
+  /** Rank 0's skipped samples (bad images or captions) so far. */
+  skippedSamples: z.object({ total: z.int().min(0), byReason: z.record(z.string(), z.int().min(0)) }),
+  updatedAt: z.string().max(64),
+});
+export type TrainerProgress = z.infer<typeof trainerProgress>;
+
+/** One point of train_summary.json's progressHistory: the reports of the round, decimated to 500. */
+export const progressPoint = trainerProgress
+  .pick({ samplesDone: true, steps: true, samplesPerSecond: true, dataWaitShare: true, loss: true, lr: true })
+  .extend({ at: z.string().max(64) });
+export type ProgressPoint = z.infer<typeof progressPoint>;

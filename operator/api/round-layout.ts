@@ -7,6 +7,7 @@
 //                                   compute.json   GPU-seconds and times of its trainer Job, kept after the Job is gone
 //                                   verdict.json   the gates' verdict on eval.json, judged once, with those gates
 //                                   eval-request.json  what the evaluation Job scores, written before the Job
+//                                   progress.json  the trainer's progress while it trains (round-documents.ts)
 import { EVAL_REQUEST_JSON } from "./eval-request.ts";
 import { EVAL_JSON } from "./eval-result.ts";
 
@@ -20,6 +21,7 @@ export const ROUND_FILES = {
   compute: "compute.json",
   verdict: "verdict.json",
   evalRequest: EVAL_REQUEST_JSON,
+  progress: "progress.json",
 } as const;
 
 export type ArtifactsLocation = { bucket: string; prefix: string };

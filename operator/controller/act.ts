@@ -212,6 +212,13 @@ async function syncGitAction(s: Step, action: ActionOf<"SyncGit">): Promise<ActR
  * Each action kind: the step that carries it out, and how its failure shows in status (reason,
  * the field whose storage or object failed, what was being done). JobSet's actionFunctionMap.
  */
+async function evictTrainer(s: Step, action: ActionOf<"EvictTrainer">): Promise<ActResult | undefined> {
+  const pods = await s.children.evictJobPods(s.run.metadata.namespace, action.job);
+  s.log.warn("stalled trainer evicted", { round: action.round, job: action.job, pods });
+  await s.record(action.event);
+  return undefined;
+}
+
 const ACTIONS: { [K in Action["kind"]]: { carry: Carry<K>; failure: [reason: string, field: string, doing: string] } } =
   {
     WritePlan: { carry: writePlan, failure: ["PlanNotWritten", "spec.artifacts.s3", "writing plan.json"] },
@@ -234,6 +241,10 @@ const ACTIONS: { [K in Action["kind"]]: { carry: Carry<K>; failure: [reason: str
       failure: ["ConfigMapNotApplied", "spec.promotion.configMapName", "applying the model ConfigMap"],
     },
     SyncGit: { carry: syncGitAction, failure: ["GitSyncFailed", "spec.promotion.git", "syncing Git"] },
+    EvictTrainer: {
+      carry: evictTrainer,
+      failure: ["TrainerEvictionFailed", "spec.trainer.restartOnStall", "evicting its stalled trainer pods"],
+    },
   };
 
 export async function act(ctx: ActContext, actions: Action[]): Promise<ActResult> {

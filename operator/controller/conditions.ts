@@ -67,6 +67,16 @@ export const CONDITIONS = {
     },
     carries: "the Git error's reason when False (GitAuthFailed, GitBranchNotFound, ...: docs/gitops.md)",
   },
+  // Only while a round trains (controller/progress.ts).
+  TrainerStalled: {
+    healthy: "False",
+    meaning:
+      "the training round's samples have not advanced for spec.trainer.stallTimeout, on the operator's clock; only while a round trains",
+    reasons: {
+      NoProgress: "samples done and phase unchanged for the stall timeout, or a restarted trainer not yet advanced",
+      TrainerProgressing: "the trainer's progress.json advances",
+    },
+  },
 } as const satisfies Record<string, ConditionSpec>;
 
 export type ConditionType = keyof typeof CONDITIONS;

@@ -16,6 +16,7 @@ import {
   setCondition,
   type ConditionUpdate,
 } from "./conditions.ts";
+import { decideProgress, TRAINER_STALLED } from "./progress.ts";
 import { decideRounds } from "./rounds.ts";
 import { boundStatus, boundText, describeSlices } from "./status-bounds.ts";
 import type { Action, Decision, Observed, PlannedEvent, Problem } from "./types.ts";
@@ -152,6 +153,15 @@ export function decide(
     watching: `s3://${spec.source.s3.bucket}/${spec.source.s3.prefix}`,
   });
   const ready = health.find((c) => c.type === "Ready")!;
+  const trainer = decideProgress({
+    spec,
+    active,
+    observed: observed.progress,
+    previous: current.currentRound,
+    previousCondition: findCondition(current.conditions, TRAINER_STALLED),
+    now,
+  });
+  events.push(...trainer.events);
 
   // Late slices (completed after a later one was trained on) are reported invalid by discovery.
   const failed = rounds.failedSlices.length ? { failed: rounds.failedSlices } : {};
@@ -169,8 +179,14 @@ export function decide(
         : blocked
           ? "Degraded"
           : "Waiting",
-    conditions: conditions([...health, ...(git.condition ? [git.condition] : [])]).filter(
-      (c) => c.type !== GIT_CONDITION || spec.promotion?.git,
+    conditions: conditions([
+      ...health,
+      ...(git.condition ? [git.condition] : []),
+      ...(trainer.condition ? [trainer.condition] : []),
+    ]).filter(
+      (c) =>
+        (c.type !== GIT_CONDITION || spec.promotion?.git) &&
+        (c.type !== TRAINER_STALLED || trainer.condition || unobserved),
     ),
     ...(slicesStatus ? { slices: { ...slicesStatus, consumed: rounds.consumed.length } } : {}),
     // When S3 or its Secret could not be read, nothing was observed: keep the last known rounds and
@@ -184,6 +200,7 @@ export function decide(
       phase: active.phase,
       ...(active.job ? { job: active.job } : {}),
       ...(active.startedAt ? { startedAt: active.startedAt } : {}),
+      ...(trainer.progress ? { progress: trainer.progress } : {}),
     };
   else if (!unobserved) delete next.currentRound;
 
@@ -193,7 +210,8 @@ export function decide(
   // S3 (a bucket, its credentials) could not be used: touch nothing until it can.
   // A promotion prefix that belongs to another run is written to by nothing of this run.
   const roundActions = alias.promotionRefused ? rounds.actions.filter((a) => a.kind !== "Promote") : rounds.actions;
-  const actions: Action[] = observed.problem ? [] : [...roundActions, ...alias.actions, ...git.actions];
+  const restart = trainer.restart ? [trainer.restart] : [];
+  const actions: Action[] = observed.problem ? [] : [...roundActions, ...restart, ...alias.actions, ...git.actions];
   return { status: changed(current, boundStatus(next)), actions, events, outcome: "done", spec };
 }
 

@@ -9,7 +9,7 @@ import type { AliasRead, VersionCache } from "../promotion/versions.ts";
 import type { S3Connection } from "../api/s3-connection.ts";
 import type { RoundListing } from "../s3/round-store.ts";
 import type { Storage, StorageFactory } from "./ports.ts";
-import type { GitState } from "./types.ts";
+import type { GitState, ObservedProgress } from "./types.ts";
 
 export type RunMemory = {
   connectionKey: string;
@@ -50,6 +50,8 @@ export type RunMemory = {
   sliceSeenAt: Map<string, number>;
   /** The last sync of spec.promotion.git (controller/git-sync.ts). */
   git?: GitState | undefined;
+  /** progress.json of the training round as last read, with its ETag and when (observe.ts, observeProgress). */
+  progress?: (ObservedProgress & { etag: string | undefined; readAt: number }) | undefined;
 };
 
 const hash = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex");

@@ -20,11 +20,13 @@ import {
 import { inPool } from "../s3/client.ts";
 import { connectionFromSecret } from "../s3/credentials.ts";
 import { classifyS3Error } from "../s3/errors.ts";
+import type { DocumentRead } from "../s3/documents.ts";
 import { RoundStore, type RoundDocument, type RoundDocumentValue, type RoundListing } from "../s3/round-store.ts";
 import { DIGEST_SUFFIX, loadDocumentCache } from "./document-cache.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
 import type { ChildAccess, StorageFactory } from "./ports.ts";
-import type { Observed, ObservedEvaluation, PlanSummary, RoundObservation } from "./types.ts";
+import { phaseOf } from "./round-status.ts";
+import type { Observed, ObservedEvaluation, ObservedProgress, PlanSummary, RoundObservation } from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
 export function summarizePlan(plan: RoundPlan): PlanSummary {
@@ -83,6 +85,53 @@ async function readDigests(
       text: await digest(r.index, EVALUATED_FILES.text),
     };
   });
+}
+
+/** The trainer writes progress.json at most this often (trainer-image progress.py); the operator reads it no more often. */
+export const PROGRESS_INTERVAL_MS = 30_000;
+
+/**
+ * progress.json of the round in training, if any: read when it is new to this process, or when its
+ * ETag changed and the last read is at least `intervalMs` old; otherwise what memory holds. A run
+ * with no round in training reads nothing. A read that fails or a document that is not of its shape
+ * is reported as the round's progress problem (status), never as the run's: progress is shown, not acted on.
+ */
+export async function observeProgress(
+  spec: ContinualClipRunSpec,
+  mem: RunMemory,
+  rounds: readonly RoundObservation[],
+  intervalMs: number,
+  now: number,
+  log: Logger,
+): Promise<ObservedProgress | undefined> {
+  const training = rounds.find((r) => phaseOf(r).phase === "Training" && r.files.has(ROUND_FILES.progress));
+  if (!training) {
+    mem.progress = undefined;
+    return undefined;
+  }
+  const etag = mem.listing?.rounds.get(training.index)?.get(ROUND_FILES.progress);
+  const last = mem.progress?.round === training.index ? mem.progress : undefined;
+  if (last && (now - last.readAt < intervalMs || (etag !== undefined && etag === last.etag))) {
+    return { round: last.round, value: last.value };
+  }
+  const store = new RoundStore(mem.storage.objects, spec.artifacts.s3);
+  let doc: DocumentRead<RoundDocumentValue<typeof ROUND_FILES.progress>>;
+  try {
+    doc = await store.readDocument(training.index, ROUND_FILES.progress);
+  } catch (err) {
+    const p = classifyS3Error(err);
+    log.warn("progress.json not read", { round: training.index, error: p.message });
+    return {
+      round: training.index,
+      value: last?.value,
+      problem: `${store.uri(training.index, ROUND_FILES.progress)}: ${p.reason}: ${p.message}`,
+    };
+  }
+  const problem =
+    doc && "invalid" in doc ? `${store.uri(training.index, ROUND_FILES.progress)}: ${doc.invalid}` : undefined;
+  const value = doc && "value" in doc ? doc.value : last?.value;
+  mem.progress = { round: training.index, value, etag, readAt: now };
+  return { round: training.index, value, ...(problem ? { problem } : {}) };
 }
 
 /** Runs a discovery pass when one is due, and keeps its result between polls. Returns whether it ran. */
@@ -341,6 +390,8 @@ export type ObserveDeps = {
   evaluatorImage?: string | undefined;
   trainerArchitectures?: readonly string[] | undefined;
   inProcessEvaluation?: boolean | undefined;
+  /** How often a training round's progress.json is read at most (--progress-interval). */
+  progressIntervalMs?: number | undefined;
 };
 
 /**
@@ -378,6 +429,10 @@ export async function observeRun(
   const polled = await pollSlices(run, spec, mem, log);
   // At most one artifacts listing per poll interval while nothing happens (docs/scale.md).
   const observed = await observeRounds(run, spec, mem, jobs, log, polled || roundInProgress(run));
+  if (!observed.problem) {
+    const every = deps.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+    observed.progress = await observeProgress(spec, mem, observed.rounds, every, deps.now().getTime(), log);
+  }
   const configMapName = spec.promotion?.configMapName;
   if (configMapName && !observed.problem) observed.configMap = await children.readConfigMap(namespace, configMapName);
   return {

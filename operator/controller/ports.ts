@@ -18,7 +18,7 @@ export type RunAccess = {
 
 export type ChildAccess = Pick<
   ChildClient,
-  "roundJobs" | "createIfAbsent" | "readConfigMap" | "applyConfigMap" | "secretData"
+  "roundJobs" | "createIfAbsent" | "readConfigMap" | "applyConfigMap" | "secretData" | "evictJobPods"
 >;
 
 export type EventSink = { record(run: RawObject, type: EventType, reason: string, message: string): Promise<void> };

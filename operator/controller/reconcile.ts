@@ -30,6 +30,8 @@ export type ReconcilerDeps = {
   now?: () => Date;
   /** How often to look at a running round even without a Job event. */
   activeRoundResyncMs?: number;
+  /** progress.json of a training round is read at most this often (default PROGRESS_INTERVAL_MS, the trainer's). */
+  progressIntervalMs?: number;
   /** Image of evaluation Jobs; unset evaluates in the operator process. */
   evaluatorImage?: string | undefined;
   /** S3 for a connection; real S3 (AWS, MinIO, Ceph) unless a test passes in-memory stores. */

@@ -19,7 +19,7 @@ import type {
 import type { EvalRequest } from "../api/eval-request.ts";
 import type { EvalResult } from "../api/eval-result.ts";
 import type { AliasPointer, VersionManifest } from "../api/promotion.ts";
-import type { ComputeRecord, FailureRecord, VerdictRecord } from "../api/round-documents.ts";
+import type { ComputeRecord, FailureRecord, TrainerProgress, VerdictRecord } from "../api/round-documents.ts";
 import type { SkippedSamples } from "../api/skipped-samples.ts";
 import type { RoundPlan } from "../api/round-plan.ts";
 import type { ComputeStatus } from "../data/compute.ts";
@@ -105,7 +105,12 @@ export type Observed = {
   trainerArchitectures?: readonly string[] | undefined;
   /** Whether the operator's administrator allows in-process evaluation; undefined: not checked. */
   inProcessEvaluation?: boolean | undefined;
+  /** progress.json of the training round, as last read (read at most once per progress interval). */
+  progress?: ObservedProgress | undefined;
 };
+
+/** The trainer's progress.json of a training round (memory keeps it between reads), or why it is unusable. */
+export type ObservedProgress = { round: number; value?: TrainerProgress | undefined; problem?: string | undefined };
 
 export type RoundAction =
   | { kind: "WritePlan"; round: number; plan: RoundPlan }
@@ -136,6 +141,8 @@ export type RoundAction =
   | { kind: "RecordEvaluationFailure"; round: number; result: EvalResult; replace: boolean }
   /** The same request an evaluation Job would get, scored in the operator process. */
   | { kind: "EvaluateInProcess"; round: number; request: RoundToEvaluate; event?: PlannedEvent | undefined }
+  /** The pods of a stalled trainer Job, evicted so that their replacements resume (controller/progress.ts). */
+  | { kind: "EvictTrainer"; round: number; job: string; event: PlannedEvent }
   /** evaluatedAt: the eval.json judged; act checks it is still the one in the folder before copying. */
   | { kind: "Promote"; round: number; metrics: Record<string, number>; evaluatedAt: string };
 

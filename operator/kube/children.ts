@@ -275,6 +275,36 @@ export class ChildClient {
     return `${container} exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ""}${t.message ? `: ${t.message.trim().slice(-512)}` : ""}`;
   }
 
+  /**
+   * Evicts the running pods of a Job through the Eviction API (a stalled trainer, controller/progress.ts):
+   * an evicted pod gets the DisruptionTarget condition, which the Job's podFailurePolicy ignores, so
+   * its replacement does not spend backoffLimit. Returns the pods evicted; a pod already gone is skipped.
+   */
+  async evictJobPods(namespace: string, jobName: string): Promise<string[]> {
+    const pods = await this.#core.listNamespacedPod({
+      namespace,
+      labelSelector: `batch.kubernetes.io/job-name=${jobName}`,
+    });
+    const running = pods.items.filter(
+      (p) => !p.metadata?.deletionTimestamp && p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed",
+    );
+    const evicted: string[] = [];
+    for (const pod of running) {
+      const name = pod.metadata!.name!;
+      try {
+        await this.#core.createNamespacedPodEviction({
+          name,
+          namespace,
+          body: { apiVersion: "policy/v1", kind: "Eviction", metadata: { name, namespace } },
+        });
+        evicted.push(name);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return evicted;
+  }
+
   /** Creates an object unless one with its name exists. Returns true when this call created it. */
   async createIfAbsent(obj: Record<string, any>): Promise<boolean> {
     const namespace = obj.metadata.namespace as string;

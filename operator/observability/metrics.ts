@@ -126,7 +126,29 @@ export const notificationResponses = new Counter({
   registers: [registry],
 });
 
+export const roundProgressRatio = new Gauge({
+  name: "ticclip_round_progress_ratio",
+  help: "Samples done of the training round's budget, 0 to 1 (status.currentRound.progress, from progress.json).",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+export const roundSamplesPerSecond = new Gauge({
+  name: "ticclip_round_samples_per_second",
+  help: "The training round's throughput over the trainer's last few minutes of steps.",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+export const roundLoss = new Gauge({
+  name: "ticclip_round_loss",
+  help: "The training round's smoothed loss, as the trainer last reported it.",
+  labelNames: ["namespace", "run"] as const,
+  registers: [registry],
+});
+
 type RunStatusView = {
+  currentRound?: {
+    progress?: { samplesDone?: number; samplesTotal?: number; samplesPerSecond?: number; loss?: number };
+  };
   rounds?: Array<{ index: number; phase: string; metrics?: Record<string, number> | undefined }>;
   slices?: { discovered: number };
   compute?: { samplesSeen: number; savingVsOracle: number };
@@ -168,6 +190,13 @@ export function observeRunStatus(namespace: string, run: string, status: RunStat
     series.push({ gauge: latestRoundMetric, labels: { namespace, run, metric }, value });
   }
   if (latest) series.push({ gauge: latestEvaluatedRound, labels: { namespace, run }, value: latest.index });
+  // Only while a round trains (or its progress is still shown): an idle run has none of these series.
+  const p = status?.currentRound?.progress;
+  if (p?.samplesTotal !== undefined && p.samplesDone !== undefined)
+    series.push({ gauge: roundProgressRatio, labels: { namespace, run }, value: p.samplesDone / p.samplesTotal });
+  if (p?.samplesPerSecond !== undefined)
+    series.push({ gauge: roundSamplesPerSecond, labels: { namespace, run }, value: p.samplesPerSecond });
+  if (p?.loss !== undefined) series.push({ gauge: roundLoss, labels: { namespace, run }, value: p.loss });
   if (status?.promoted) {
     series.push({ gauge: promotedVersion, labels: { namespace, run }, value: status.promoted.version });
   }

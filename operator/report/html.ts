@@ -4,6 +4,7 @@ import type { ReplayStrategy, RoundStatus } from "../api/continual-clip-run.ts";
 import { REPLAY } from "../api/replay-strategies.ts";
 import { describeSlices } from "../controller/status-bounds.ts";
 import type { TicMatrix } from "../evaluation/tic.ts";
+import type { RoundCurve } from "./curves.ts";
 import { meanMatrix, TABLE_HEADER, tableCells, type StrategySummary } from "./summary.ts";
 
 export type ReportRun = {
@@ -13,6 +14,8 @@ export type ReportRun = {
   matrix: TicMatrix;
   rounds: readonly RoundStatus[];
   compute?: { samplesSeen: number; oracleEquivalentSamples: number; savingVsOracle: number } | undefined;
+  /** Each round's progress history from train_summary.json (curves.ts): throughput and loss curves. */
+  training?: readonly RoundCurve[] | undefined;
 };
 
 export type ReportInput = {
@@ -187,6 +190,50 @@ function timeline(run: ReportRun): string {
   );
 }
 
+const ROUND_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+/** One line per round of `value` against samples done in that round. */
+function curvePlot(kind: "throughput" | "loss", curves: readonly RoundCurve[]): string {
+  const value = (p: RoundCurve["points"][number]) => (kind === "loss" ? p.loss : p.samplesPerSecond);
+  const W = 360;
+  const H = 200;
+  const pad = { l: 48, r: 10, t: 10, b: 32 };
+  const all = curves.flatMap((c) => c.points.map(value)).filter((v): v is number => typeof v === "number");
+  const xMax = Math.max(1, ...curves.flatMap((c) => c.points.map((p) => p.samplesDone)));
+  const yMax = Math.max(1e-9, ...all) * 1.1;
+  const px = (x: number) => pad.l + (x / xMax) * (W - pad.l - pad.r);
+  const py = (y: number) => H - pad.b - (y / yMax) * (H - pad.t - pad.b);
+  const parts = [
+    `<line x1="${pad.l}" y1="${H - pad.b}" x2="${W - pad.r}" y2="${H - pad.b}" stroke="#333"/>`,
+    `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${H - pad.b}" stroke="#333"/>`,
+    `<text x="${(W + pad.l) / 2}" y="${H - 6}" text-anchor="middle">samples done in the round</text>`,
+    `<text x="${pad.l - 4}" y="${pad.t + 8}" text-anchor="end">${yMax.toPrecision(3)}</text>`,
+    `<text x="${pad.l - 4}" y="${H - pad.b}" text-anchor="end">0</text>`,
+  ];
+  curves.forEach((c, i) => {
+    const pts = c.points.filter((p) => typeof value(p) === "number");
+    const colour = ROUND_COLOURS[i % ROUND_COLOURS.length];
+    parts.push(
+      `<polyline class="curve" data-round="${c.round}" fill="none" stroke="${colour}" stroke-width="1.5" ` +
+        `points="${pts.map((p) => `${px(p.samplesDone).toFixed(1)},${py(value(p)!).toFixed(1)}`).join(" ")}">` +
+        `<title>round ${c.round}</title></polyline>`,
+    );
+  });
+  const label = kind === "loss" ? "training loss" : "samples/s";
+  return (
+    `<figure><figcaption>${label}</figcaption><svg class="curves" data-kind="${kind}" width="${W}" height="${H}" ` +
+    `viewBox="0 0 ${W} ${H}" role="img" aria-label="${label} per round">${parts.join("")}</svg></figure>`
+  );
+}
+
+function trainingCurves(run: ReportRun): string {
+  if (!run.training?.length) return "";
+  return (
+    `<div class="training"><h4>${escapeHtml(run.name)} (${run.strategy}, seed ${escapeHtml(run.seed)})</h4>` +
+    `${curvePlot("throughput", run.training)}${curvePlot("loss", run.training)}</div>`
+  );
+}
+
 function summaryTable(rows: readonly StrategySummary[]): string {
   const body = rows.map((r) => {
     const cells = tableCells(r).map(escapeHtml);
@@ -247,6 +294,7 @@ ${computeSaving(input.runs)}
 ${means.map(({ s, m }) => (m ? heatmap(s, m, max) : "")).join("\n")}
 <h2>Round timeline</h2>
 ${input.runs.map(timeline).join("\n")}
+${input.runs.some((r) => r.training?.length) ? `<h2>Training curves</h2>\n<p class="note">Each round's throughput and smoothed loss as its trainer reported them (progress.json, kept in train_summary.json).</p>\n${input.runs.map(trainingCurves).join("\n")}` : ""}
 </body></html>
 `;
 }

@@ -24,6 +24,7 @@ export const DOCUMENT_LIMITS = {
   verdict: 1 * MiB,
   failure: 64 * KiB,
   compute: 64 * KiB,
+  progress: 64 * KiB,
   alias: 64 * KiB,
   version: 1 * MiB,
   /** The trainer's train_summary.json (its loss curve is bounded by the trainer's loss_curve_points). */

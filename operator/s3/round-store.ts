@@ -4,7 +4,7 @@
 import type { z } from "zod";
 import { evalRequest } from "../api/eval-request.ts";
 import { evalResult } from "../api/eval-result.ts";
-import { computeRecord, failureRecord, trainSummary, verdictRecord } from "../api/round-documents.ts";
+import { computeRecord, failureRecord, trainerProgress, trainSummary, verdictRecord } from "../api/round-documents.ts";
 import { parseRoundKey, ROUND_FILES, roundsUri, roundUri, type ArtifactsLocation } from "../api/round-layout.ts";
 import { roundPlan } from "../api/round-plan.ts";
 import { DOCUMENT_LIMITS, documentBody, expectedRead, readDocument, type DocumentRead } from "./documents.ts";
@@ -22,6 +22,7 @@ export const ROUND_DOCUMENTS = {
   [ROUND_FILES.compute]: { schema: computeRecord, maxBytes: DOCUMENT_LIMITS.compute },
   [ROUND_FILES.summary]: { schema: trainSummary, maxBytes: DOCUMENT_LIMITS.summary },
   [ROUND_FILES.evalRequest]: { schema: evalRequest, maxBytes: DOCUMENT_LIMITS.evalRequest },
+  [ROUND_FILES.progress]: { schema: trainerProgress, maxBytes: DOCUMENT_LIMITS.progress },
 } as const;
 export type RoundDocument = keyof typeof ROUND_DOCUMENTS;
 export type RoundDocumentValue<F extends RoundDocument> = z.infer<(typeof ROUND_DOCUMENTS)[F]["schema"]>;

@@ -18,6 +18,13 @@ const RUNS = 5;
 const WINDOW_MS = 20_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The operator's S3 GETs so far (documents, progress.json, alias pointers: everything but listings). */
+async function s3Gets(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith('ticclip_s3_requests_total{operation="GetObject"}'));
+  return line ? Number(line.split(" ").at(-1)) : 0;
+}
+
 async function reconciles(port: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return text
@@ -70,6 +77,7 @@ test("reconciles where nothing changed make no API read beyond the watches and n
       );
     }
     const reconciled = await reconciles(port);
+    const gets = await s3Gets(port);
     await sleep(WINDOW_MS);
     const delta = requestDelta(before, await operatorKubeRequests(port));
     const passes = (await reconciles(port)) - reconciled;
@@ -84,6 +92,8 @@ test("reconciles where nothing changed make no API read beyond the watches and n
         `${resource}: ${JSON.stringify(byResource(resource))} during ${passes} reconciles`,
       );
     }
+    // Idle runs read no document from S3: nothing changed, and no round trains (no progress.json read).
+    assert.equal((await s3Gets(port)) - gets, 0, `S3 GETs by idle runs during ${passes} reconciles`);
     // The one Secret all runs share is read again at most once per SECRET_TTL_MS (30 s).
     const secretReads = byResource("secrets").reduce((n, [, v]) => n + v, 0);
     assert.ok(secretReads <= 1, `${secretReads} Secret reads during ${passes} reconciles`);

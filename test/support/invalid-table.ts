@@ -248,6 +248,12 @@ function celCases(): InvalidCase[] {
     set([S("source", "pollInterval"), "48h"]),
   );
   cel(
+    "stall timeout of 10s (shorter than the trainer's progress interval)",
+    "spec.trainer.stallTimeout",
+    "between 1m and 168h",
+    set([S("trainer", "stallTimeout"), "10s"]),
+  );
+  cel(
     "bufferSamples with Sequential replay",
     "spec.strategy.bufferSamples",
     "applies only to replay CumulativeExp or CumulativeEqual",

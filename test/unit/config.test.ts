@@ -41,6 +41,13 @@ test("--slice-unreadable-after is a duration, 6h by default, refused below a min
   assert.throws(() => loadConfig(["--slice-unreadable-after", "six hours"], JOBS), /sliceUnreadableAfterMs/);
 });
 
+test("--progress-interval is a duration, 30s by default (the trainer's), refused below a second", () => {
+  assert.equal(loadConfig([], JOBS).progressIntervalMs, 30_000);
+  assert.equal(loadConfig(["--progress-interval", "2m"], JOBS).progressIntervalMs, 120_000);
+  assert.equal(loadConfig([], { ...JOBS, TICCLIP_PROGRESS_INTERVAL: "5s" }).progressIntervalMs, 5_000);
+  assert.throws(() => loadConfig(["--progress-interval", "100ms"], JOBS), /progressIntervalMs: at least 1s/);
+});
+
 test("--allow-default-credentials is off unless set to true", () => {
   assert.equal(loadConfig([], JOBS).allowDefaultCredentials, false);
   assert.equal(loadConfig(["--allow-default-credentials", "true"], JOBS).allowDefaultCredentials, true);

@@ -294,6 +294,42 @@ def open_clip_main(argv: list[str]) -> float:
     return timed["n"] / timed["s"]
 
 
+def progress_cost(plan: dict, s3: S3, repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds per training step of the same round without progress reporting and with a report after
+    every step (TICCLIP_PROGRESS_SECONDS=0: the worst case; the default writes one per 30 s), in ABBA order."""
+    from ticclip_trainer.train import run_round
+
+    runs: dict[str, list[float]] = {"0": [], "1": []}
+    for r in range(repeats * 2):
+        flag = ("0", "1", "1", "0")[r % 4]
+        os.environ["TICCLIP_PROGRESS"], os.environ["TICCLIP_PROGRESS_SECONDS"] = flag, "0"
+        p = json.loads(json.dumps(plan))
+        p["output"]["uri"] = plan["output"]["uri"].rstrip("/") + f"-progress-{r}/"
+        assert run_round(p) == 0
+        summary = json.loads(s3.get_bytes(p["output"]["uri"] + "train_summary.json"))
+        runs[flag].append(summary["trainTimeSeconds"] / summary["steps"])
+        print(f"progress {'on ' if flag == '1' else 'off'}: {runs[flag][-1] * 1e3:.2f} ms/step", flush=True)
+    return runs["0"], runs["1"]
+
+
+def progress_call_cost(calls: int = 20000) -> dict:
+    """Host time of Progress.step per training step (what the loop pays), with the default 30 s
+    interval and with a report after every step (its PUT a no-op: the writer thread's cost apart)."""
+    from ticclip_trainer.progress import Progress
+
+    loss = torch.tensor(1.0)
+    out = {}
+    for label, interval in (("default", 30.0), ("every_step", 0.0)):
+        p = Progress(lambda uri, body: None, "u", calls * 32, calls, interval)
+        p.phase("training")
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            p.step(32, 0.001, loss, 1e-3)
+        out[label] = (time.perf_counter() - t0) / calls * 1e6
+        p.flush()
+    return out
+
+
 def main() -> None:
     from ticclip_trainer.settings import default_workers
 
@@ -310,6 +346,11 @@ def main() -> None:
     ap.add_argument("--bad-fraction", type=float, default=0.01, help="bad samples in the dirty copy of the shards")
     ap.add_argument("--loader-only", action="store_true", help="only our loader: clean, full decode, dirty")
     ap.add_argument("--repeats", type=int, default=3, help="alternating clean/dirty loader runs (medians compared)")
+    ap.add_argument(
+        "--progress-only",
+        action="store_true",
+        help="only our round's step time without and with progress.json written after every step (ABBA, medians)",
+    )
     args = ap.parse_args()
     models.register()
     cuda = torch.cuda.is_available()
@@ -369,6 +410,9 @@ def main() -> None:
                 os.path.join(tmp, "oc"),
             )
 
+            if args.progress_only:
+                res["progress"] = progress_cost(plan, s3, args.repeats)
+                raise _LoaderOnly
             res["loader_ours"] = our_loader(s3_settings, shards, bucket, args.model, args.batch, steps, args.workers)
             print(f"our loader: {res['loader_ours']:.0f} samples/s", flush=True)
             res["loader_ours_full_decode"] = our_loader(
@@ -453,6 +497,20 @@ def main() -> None:
         f"\n{args.model}, batch {args.batch}, {args.samples} samples, {args.workers} loader workers each, {name}, "
         f"torch {torch.__version__}"
     )
+    if args.progress_only:
+        off, on = res["progress"]
+        cost = progress_call_cost()
+        print(
+            f"Progress.step host cost per training step: {cost['default']:.1f} us (report every 30 s), "
+            f"{cost['every_step']:.1f} us (report every step); median step without progress "
+            f"{np.median(off) * 1e3:.1f} ms: {cost['default'] * 1e-6 / np.median(off):.2e} of a step"
+        )
+        print(
+            f"step time without / with progress.json after every step (ABBA, {args.repeats} runs each): "
+            f"{[round(x * 1e3, 2) for x in off]} / {[round(x * 1e3, 2) for x in on]} ms; "
+            f"median ratio {np.median(on) / np.median(off):.3f}x"
+        )
+        return
     print(
         f"{args.bad_fraction:.0%} bad samples vs clean (medians of {args.repeats} runs each, ABBA order): "
         f"{res['loader_ours_dirty'] / res['loader_ours_clean_median']:.3f}x good samples/s; "

@@ -32,7 +32,7 @@ function dashboardExprs(): string[] {
 test("promtool check rules accepts the rendered PrometheusRule", () => {
   const { file } = renderedRules();
   const out = ok(toolPath("promtool"), ["check", "rules", file]);
-  assert.match(out, /SUCCESS: 7 rules found/);
+  assert.match(out, /SUCCESS: 8 rules found/);
 });
 
 test("promtool test rules: each alert fires on its series, and only then", () => {
@@ -64,6 +64,8 @@ test("every metric in the alerts and the dashboard is one the operator exports o
   const exprs = [...renderedRules().exprs, ...dashboardExprs()];
   const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\bticclip_[a-z0-9_]+/g)].map((m) => m[0])));
   assert.ok(used.size >= 15, `expected the alerts and panels to use the operator's metrics, found ${[...used]}`);
+  for (const name of ["ticclip_round_progress_ratio", "ticclip_round_samples_per_second", "ticclip_round_loss"])
+    assert.ok(used.has(name), `the dashboard has a panel for ${name}`);
   const missing = [...used].filter((name) => !exported.has(name));
   assert.deepEqual(missing, [], "metric names used by alerts or the dashboard but not exported");
   for (const e of dashboardExprs()) assert.match(e, /ticclip_/, `panel query without an operator metric: ${e}`);

@@ -30,14 +30,15 @@ after(async () => {
 
 // What operator/kube/ calls, and so all the chart may grant in a watched namespace:
 // runs get (reconcile) + list/watch (watch); status patch (patchStatus); Jobs list/watch (Job watch,
-// roundJobs) + create (createIfAbsent); Pods list (last failed pod of a Job); Services create
-// (rendezvous); ConfigMaps get/create/update (model ConfigMap); Secrets get (S3 credentials);
+// roundJobs) + create (createIfAbsent); Pods list (last failed pod of a Job; a stalled Job's pods),
+// pods/eviction create (spec.trainer.restartOnStall); Services create (rendezvous); ConfigMaps get/create/update (model ConfigMap); Secrets get (S3 credentials);
 // Events get/create/patch (recorder aggregates repeats).
 const EXPECTED: Record<string, string[]> = {
   "continualclipruns.ticclip.dev": ["get", "list", "watch"],
   "continualclipruns.ticclip.dev/status": ["patch"],
   "jobs.batch": ["create", "list", "watch"],
   pods: ["list"],
+  "pods/eviction": ["create"],
   services: ["create"],
   configmaps: ["create", "get", "list", "update", "watch"],
   secrets: ["get"],

@@ -73,6 +73,12 @@ export class FakeChildren implements ChildAccess {
     const data = this.secrets.get(name);
     return data && { data };
   }
+  /** Jobs whose pods were evicted, in order. */
+  readonly evicted: string[] = [];
+  async evictJobPods(_namespace: string, job: string): Promise<string[]> {
+    this.evicted.push(job);
+    return [`${job}-pod`];
+  }
 }
 
 export class FakeEvents implements EventSink {

@@ -18,6 +18,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from .errors import PermanentError
+from .progress import DEFAULT_INTERVAL_S as DEFAULT_PROGRESS_SECONDS
 
 S3_ADDRESSING_STYLES = ("Path", "VirtualHost")  # the spec's values (api/s3-connection.ts)
 DEFAULT_OPEN_SHARDS = 8  # shards read in parallel per stream: batches mix slices (2 x 0.5^8 < 1% single-slice)
@@ -114,6 +115,8 @@ class Settings:
     grad_clip_norm: float  # 0 = off, as open_clip's default
     loss_curve_points: int  # at most this many loss samples (loss.item() syncs the GPU: only then)
     stream_retries: int  # reopen attempts of a broken shard stream (Range GET at its offset)
+    progress: bool  # rank 0 writes progress.json (progress.py)
+    progress_seconds: float  # at most one progress.json per this many seconds, besides phase changes
 
     @staticmethod
     def from_env(env: dict | None = None, *, cuda: bool, local_world_size: int = 1) -> Settings:
@@ -139,6 +142,8 @@ class Settings:
             grad_clip_norm=num("TICCLIP_GRAD_CLIP_NORM", 0.0, float),
             loss_curve_points=200,
             stream_retries=num("TICCLIP_S3_STREAM_RETRIES", 8),
+            progress=flag("TICCLIP_PROGRESS", True),
+            progress_seconds=num("TICCLIP_PROGRESS_SECONDS", DEFAULT_PROGRESS_SECONDS, float),
         )
 
     def to_json(self) -> dict:

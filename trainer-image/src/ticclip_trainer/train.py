@@ -42,6 +42,7 @@ from .data import (
 )
 from .errors import PermanentError, Preempted
 from .preprocess import Preprocessing
+from .progress import Progress
 from .s3io import S3, S3Settings
 from .settings import Settings
 
@@ -211,6 +212,11 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
         "amp": lambda: torch.autocast("cuda", dtype=torch.float16),
     }.get(precision, nullcontext)
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
+    put = (
+        (lambda uri, body: s3.put_bytes(uri, body, "application/json")) if dist.is_main and settings.progress else None
+    )
+    progress = Progress(put, out + "progress.json", plan["data"]["samples"], 0, settings.progress_seconds)
+    progress.phase("loading")
 
     arch = plan["model"]["architecture"]
     torch.manual_seed(plan["seed"])
@@ -222,7 +228,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
             raise PermanentError(f"shard {sh.uri} does not exist", sh.field)
     per_step = step_sizes(plan["data"]["samples"], plan["optimizer"]["batchSize"], dist.world_size)
     sizes = [s[dist.rank] for s in per_step]
-    total_steps = len(sizes)
+    total_steps = progress.steps_total = len(sizes)
 
     fingerprint = plan_fingerprint(plan, dist.world_size)
     partial_uri = out + "partial/latest.pt"
@@ -293,6 +299,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
         per_source, digest = mine["per_source"], mine["digest"]
         skipped = SkipStats.from_state(mine.get("skipped"))
         torch.set_rng_state(resume["torch_rng"])
+        progress.resumed(step, samples_seen, resume.get("progress_history"))
         resumes.append(
             {"step": step, "samplesSeen": samples_seen, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         )
@@ -306,6 +313,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     inv_std = 1 / (torch.tensor(prep.std, device=device).view(1, 3, 1, 1) * 255)
 
     def save_partial():
+        progress.phase("checkpointing")
         mine = {
             "streams": [s.to_json() for s in states],
             "per_source": per_source,
@@ -331,6 +339,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                 "train_time_s": train_time,
                 "init_digest": init_digest,
                 "torch_rng": torch.get_rng_state(),
+                "progress_history": progress.history,
             }
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(ckpt, os.path.join(tmp, "latest.pt"))
@@ -357,6 +366,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     ddp.train()
     control = _Control(dist, settings.control_every)
     with _SigTerm() as sigterm:
+        progress.phase("training")
         t_seg = time.perf_counter()
         if step < total_steps:
             batches = RoundBatches(
@@ -380,7 +390,8 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
             while step < total_steps:
                 t_data = time.perf_counter()
                 batch = next(loader)
-                data_time += time.perf_counter() - t_data
+                wait = time.perf_counter() - t_data
+                data_time += wait
                 if "error" in batch:
                     raise batch["error"]
                 if batch["step"] != step:
@@ -421,6 +432,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                     raise skipped.too_many(shards, bound.limit, bound.fraction, bound.budget)
                 decode_time += batch["decodeSeconds"]
                 step += 1
+                progress.step(sum(per_step[step - 1]), wait, loss, optimizer.param_groups[0]["lr"], skipped)
                 if step % log_every == 0 or step == total_steps or step == 1:
                     lv = float(loss.item())
                     loss_curve.append(
@@ -443,6 +455,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                     last_ckpt = time.monotonic()
                     if stop:
                         raise Preempted(f"preempted (SIGTERM) at step {step}/{total_steps}; checkpoint saved")
+                    progress.phase("training")
             del loader
             train_time += time.perf_counter() - t_seg
             # After the last step, before export: a failed export or upload does not retrain the round.
@@ -467,6 +480,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
             f"saw {samples_seen} samples ({sum(per_source_all)} by source), budget {plan['data']['samples']}"
         )
     if dist.is_main:
+        progress.phase("exporting")
         write_outputs(
             plan,
             s3,
@@ -493,6 +507,7 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
                 workers=workers,
                 data_digests=all_digests,
                 skipped=skipped_all.summary(shards, max_skipped, skip_limit(max_skipped, plan["data"]["samples"])),
+                progress_history=progress.history,
             ),
         )
     if dist.enabled:
@@ -544,6 +559,7 @@ def write_outputs(plan, s3: S3, model, prep: Preprocessing, slice_ids, r: dict) 
                 "stepsThisProcess": steps_this_process,
             },
             "lossCurve": r["loss_curve"],
+            "progressHistory": r["progress_history"],
             "resumes": r["resumes"],
             "initWeightsDigest": r["init_digest"],
             "finalWeightsDigest": weights_digest(sd),

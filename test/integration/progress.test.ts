@@ -1,0 +1,242 @@
+// A round seen while it trains (issue 26), against the real parts: the trainer (tiny CPU model) run by
+// the local executor writes progress.json, the operator shows it in status and in `kubectl get ccr`,
+// and a trainer stopped with SIGSTOP is caught as TrainerStalled (and, with restartOnStall, evicted
+// and resumed from its intra-round checkpoint without spending the Job's backoffLimit).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import {
+  createBucket,
+  createS3Secret,
+  localRunManifest,
+  roundsTrained,
+  startExecutor,
+  startOperator,
+  writeSlices,
+  type Proc,
+} from "../support/local-run.ts";
+import { s3Client } from "../support/s3.ts";
+
+let ns = "";
+let executor: Proc;
+let operator: Proc;
+
+type Progress = { phase?: string; percent?: string; samplesDone?: number; samplesTotal?: number; eta?: string };
+type Condition = { type: string; status: string; reason: string; message: string };
+const status = (name: string) =>
+  getRun(ns, name)?.status as
+    | { currentRound?: { index: number; progress?: Progress }; conditions?: Condition[] }
+    | undefined;
+const progressOf = (name: string) => status(name)?.currentRound?.progress;
+const stalledCondition = (name: string) => status(name)?.conditions?.find((c) => c.type === "TrainerStalled");
+const jobsOf = (run: string) =>
+  JSON.parse(
+    kubectlOk(["get", "jobs", "-n", ns, "-l", `ticclip.dev/run=${run},ticclip.dev/component=trainer`, "-o", "json"]),
+  ).items as any[];
+const eventsOf = (reason: string) =>
+  JSON.parse(kubectlOk(["get", "events", "-n", ns, "--field-selector", `reason=${reason}`, "-o", "json"]))
+    .items as Array<{ message: string; type: string }>;
+
+async function newRun(name: string, spec: Record<string, any>) {
+  const data = await createBucket(`${name}-data`);
+  const runs = await createBucket(`${name}-runs`);
+  kubectlOk(
+    ["create", "-f", "-"],
+    JSON.stringify(localRunManifest({ namespace: ns, name, dataBucket: data, runsBucket: runs, spec })),
+  );
+  writeSlices(data, ["2016"]);
+  return { data, runs, planUri: `s3://${runs}/${name}/rounds/0000/plan.json` };
+}
+
+/** The trainer process of a plan (the local executor runs it as `python -m ticclip_trainer train --plan <uri>`). */
+const trainerPid = (planUri: string) =>
+  spawnSync("pgrep", ["-f", `ticclip_trainer train --plan ${planUri}`], { encoding: "utf8" })
+    .stdout.trim()
+    .split("\n")
+    .filter(Boolean)
+    .map(Number)[0];
+
+async function summaryOf(bucket: string, name: string): Promise<any> {
+  const res = await s3Client().send(
+    new GetObjectCommand({ Bucket: bucket, Key: `${name}/rounds/0000/train_summary.json` }),
+  );
+  return JSON.parse(await res.Body!.transformToString());
+}
+
+/** Waits until the trainer has reported training steps, as status shows them. */
+const trainingSeen = (name: string, timeoutMs = 180_000) =>
+  waitFor(
+    `${name}: training progress in status`,
+    () => {
+      const p = progressOf(name);
+      return p?.phase === "training" && (p.samplesDone ?? 0) > 0 ? p : undefined;
+    },
+    timeoutMs,
+    250,
+  );
+
+before(() => {
+  applyCrds();
+  ns = createNamespace("progress");
+  createS3Secret(ns);
+  // The trainer reports every second and the operator reads at most every second: a round of a
+  // minute shows many reports.
+  executor = startExecutor([ns], {}, { TICCLIP_PROGRESS_SECONDS: "1" });
+  operator = startOperator([ns], ["--leader-elect", "false", "--progress-interval", "1s"]);
+});
+after(async () => {
+  await operator?.stop();
+  await executor?.stop();
+});
+
+test("progress appears in status and in kubectl get ccr while a round trains, and reaches 100%", async () => {
+  const { runs } = await newRun("prog", { strategy: { samplesPerRound: 4096 } });
+  const seen: Progress[] = [];
+  let columns: { plain: string; wide: string } | undefined;
+  await waitFor(
+    "prog: round trained, its progress followed",
+    () => {
+      const p = progressOf("prog");
+      if (p && JSON.stringify(seen.at(-1)) !== JSON.stringify(p)) seen.push(p);
+      const percent = Number(p?.percent?.replace("%", ""));
+      if (!columns && p?.phase === "training" && percent > 0 && percent < 100) {
+        columns = {
+          plain: kubectlOk(["get", "ccr", "prog", "-n", ns]),
+          wide: kubectlOk(["get", "ccr", "prog", "-n", ns, "-o", "wide"]),
+        };
+      }
+      return (getRun(ns, "prog")?.status as { rounds?: Array<{ phase: string }> })?.rounds?.some(
+        (r) => r.phase === "Passed",
+      )
+        ? true
+        : undefined;
+    },
+    300_000,
+    200,
+  );
+  const mid = seen.find((p) => p.phase === "training" && p.percent !== "0%" && p.percent !== "100%");
+  assert.ok(mid, `a report between 0% and 100% while training; saw ${JSON.stringify(seen)}`);
+  assert.equal(mid.samplesTotal, 4096);
+  assert.ok(mid.eta, "an ETA from the recent rate");
+  assert.ok(
+    seen.some((p) => p.percent === "100%"),
+    `progress reaches 100%; saw ${seen.map((p) => `${p.phase} ${p.percent}`).join(", ")}`,
+  );
+  const percents = seen.map((p) => p.samplesDone ?? 0);
+  assert.deepEqual(
+    percents,
+    [...percents].sort((a, b) => a - b),
+    "samples done never go back",
+  );
+  // kubectl get ccr: a PROGRESS column with the percent; -o wide adds ETA.
+  assert.ok(columns, "kubectl get ccr was run while the round trained");
+  const [header, row] = columns.plain.trim().split("\n");
+  assert.match(header!, /\bROUND\s+PROGRESS\b/);
+  assert.match(row!, /\s\d{1,3}%\s/);
+  assert.match(columns.wide.split("\n")[0]!, /\bETA\b/);
+  // The report's curves: the trainer kept its reports in train_summary.json.
+  const history = (await summaryOf(runs, "prog")).progressHistory as Array<{ samplesDone: number; loss: number }>;
+  assert.ok(history.length >= 2, "progressHistory holds the training reports");
+  const done = history.map((h) => h.samplesDone);
+  assert.deepEqual(
+    done,
+    [...done].sort((a, b) => a - b),
+  );
+  assert.ok(done.at(-1)! <= 4096 && history.every((h) => h.loss > 0));
+});
+
+test("a trainer stopped with SIGSTOP past spec.trainer.stallTimeout gets TrainerStalled; SIGCONT ends it", async () => {
+  const { planUri } = await newRun("stall", { strategy: { samplesPerRound: 8192 }, trainer: { stallTimeout: "1m" } });
+  await trainingSeen("stall");
+  const pid = await waitFor("stall: trainer process", () => trainerPid(planUri), 60_000, 200);
+  process.kill(pid, "SIGSTOP");
+  try {
+    const c = await waitFor(
+      "stall: TrainerStalled",
+      () => {
+        const cond = stalledCondition("stall");
+        return cond?.status === "True" ? cond : undefined;
+      },
+      180_000,
+      500,
+    );
+    assert.equal(c.reason, "NoProgress");
+    assert.match(c.message, /^round 0: \d+ of 8192 samples \(training\) have not advanced since \d{4}-\d\d-\d\dT/);
+    assert.ok(
+      eventsOf("TrainerStalled").some((e) => e.type === "Warning" && /^round 0: /.test(e.message)),
+      "a TrainerStalled Warning Event",
+    );
+    assert.ok(trainerPid(planUri) === pid, "without restartOnStall the stalled trainer is left alone");
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+  await waitFor(
+    "stall: trainer progressing again",
+    () => (stalledCondition("stall")?.status === "False" ? true : undefined),
+    120_000,
+    500,
+  );
+  await roundsTrained(ns, "stall", 1, 300_000);
+});
+
+test("with restartOnStall a stalled trainer's pod is evicted, resumes from its checkpoint and completes, its backoffLimit unspent", async () => {
+  // Long enough that the first intra-round checkpoint (every minute) lands before the round ends.
+  const budget = 32768;
+  const { runs, planUri } = await newRun("restart", {
+    strategy: { samplesPerRound: budget },
+    trainer: { stallTimeout: "1m", restartOnStall: true, terminationGracePeriodSeconds: 30 },
+  });
+  await trainingSeen("restart");
+  await waitFor(
+    "restart: first intra-round checkpoint",
+    async () => {
+      if ((progressOf("restart")?.samplesDone ?? 0) >= budget)
+        throw new Error("the round ended before its first checkpoint: raise the budget");
+      const head = await s3Client()
+        .send(new HeadObjectCommand({ Bucket: runs, Key: "restart/rounds/0000/partial/latest.pt" }))
+        .catch(() => undefined);
+      return head ? true : undefined;
+    },
+    300_000,
+    500,
+  );
+  const pid = await waitFor("restart: trainer process", () => trainerPid(planUri), 60_000, 200);
+  process.kill(pid, "SIGSTOP"); // SIGTERM stays pending: the eviction's grace period ends in SIGKILL
+  const replacement = await waitFor(
+    "restart: a replacement trainer",
+    () => {
+      const p = trainerPid(planUri);
+      return p && p !== pid ? p : undefined;
+    },
+    300_000,
+    500,
+  );
+  assert.notEqual(replacement, pid);
+  assert.ok(
+    eventsOf("TrainerStalled").some((e) => /^round 0: /.test(e.message)),
+    "a TrainerStalled Event",
+  );
+  assert.ok(
+    eventsOf("TrainerRestarted").some((e) => /evicting the pods of Job /.test(e.message)),
+    "the eviction said so",
+  );
+  // The replacement trains the rest of the budget: minutes of CPU on a loaded machine.
+  await roundsTrained(ns, "restart", 1, 1_200_000);
+  const job = await waitFor(
+    "restart: Job complete",
+    () => {
+      const j = jobsOf("restart")[0];
+      return j?.status?.conditions?.some((c: Condition) => c.type === "Complete" && c.status === "True")
+        ? j
+        : undefined;
+    },
+    60_000,
+    500,
+  );
+  assert.equal(job.status.failed ?? 0, 0, "the evicted pod did not count against backoffLimit");
+  const summary = await summaryOf(runs, "restart");
+  assert.ok(summary.resumes.length >= 1 && summary.resumes[0].step > 0, "the replacement resumed from the checkpoint");
+  assert.equal(summary.samplesSeen, budget, "exactly the budget across both pods");
+});

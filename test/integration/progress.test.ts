@@ -4,9 +4,9 @@
 // and resumed from its intra-round checkpoint without spending the Job's backoffLimit).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { spawn, spawnSync } from "node:child_process";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { applyCrds, createNamespace, getRun, kubectlOk, requireEnv, waitFor } from "../support/cluster.ts";
 import {
   createBucket,
   createS3Secret,
@@ -91,7 +91,34 @@ after(async () => {
   await executor?.stop();
 });
 
+/**
+ * Every status the API server stores for a run, as a watch sees it: "<phase> <percent>" of its
+ * progress, in order. Polling can miss a state that lasts one reconcile (100% while the round is
+ * evaluated); a watch sees each write.
+ */
+function watchProgress(name: string): { lines: () => string[]; stop: () => void } {
+  const template = `{.metadata.name} {.status.currentRound.progress.phase} {.status.currentRound.progress.percent}{"\\n"}`;
+  const child = spawn(
+    requireEnv("KUBECTL"),
+    ["--kubeconfig", requireEnv("KUBECONFIG"), "get", "ccr", "-n", ns, "-w", "-o", `jsonpath=${template}`],
+    { stdio: ["ignore", "pipe", "ignore"] },
+  );
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  return {
+    lines: () =>
+      out
+        .split("\n")
+        .filter((l) => l.startsWith(`${name} `))
+        .map((l) => l.slice(name.length + 1).trim()),
+    stop: () => child.kill(),
+  };
+}
+
 test("progress appears in status and in kubectl get ccr while a round trains, and reaches 100%", async () => {
+  const watch = watchProgress("prog");
   const { runs } = await newRun("prog", { strategy: { samplesPerRound: 4096 } });
   const seen: Progress[] = [];
   let columns: { plain: string; wide: string } | undefined;
@@ -120,9 +147,18 @@ test("progress appears in status and in kubectl get ccr while a round trains, an
   assert.ok(mid, `a report between 0% and 100% while training; saw ${JSON.stringify(seen)}`);
   assert.equal(mid.samplesTotal, 4096);
   assert.ok(mid.eta, "an ETA from the recent rate");
+  watch.stop();
+  const watched = watch.lines();
+  // 100% once every sample is seen: while exporting, and "done" if the trained round is still current.
   assert.ok(
-    seen.some((p) => p.percent === "100%"),
-    `progress reaches 100%; saw ${seen.map((p) => `${p.phase} ${p.percent}`).join(", ")}`,
+    watched.some((l) => l.endsWith(" 100%")),
+    `progress reaches 100%; the watch saw ${watched.join(", ")}`,
+  );
+  const watchedPercents = watched.map((l) => Number(/ (\d+)%$/.exec(l)?.[1] ?? -1)).filter((n) => n >= 0);
+  assert.deepEqual(
+    watchedPercents,
+    [...watchedPercents].sort((a, b) => a - b),
+    `percent never goes back; the watch saw ${watched.join(", ")}`,
   );
   const percents = seen.map((p) => p.samplesDone ?? 0);
   assert.deepEqual(
@@ -147,8 +183,17 @@ test("progress appears in status and in kubectl get ccr while a round trains, an
   assert.ok(done.at(-1)! <= 4096 && history.every((h) => h.loss > 0));
 });
 
-test("a trainer stopped with SIGSTOP past spec.trainer.stallTimeout gets TrainerStalled; SIGCONT ends it", async () => {
-  const { planUri } = await newRun("stall", { strategy: { samplesPerRound: 8192 }, trainer: { stallTimeout: "1m" } });
+test("a trainer stopped with SIGSTOP past spec.trainer.stallTimeout gets TrainerStalled; with restartOnStall its pod is evicted, resumes from its checkpoint and completes, its backoffLimit unspent", async () => {
+  // One run covers both: the stall is caught (condition and Event), then acted on. The trainer is
+  // continued once the eviction is under way, so it takes the SIGTERM the eviction sends, saves its
+  // intra-round checkpoint and exits; the Job's replacement pod resumes from it. (A trainer that stays
+  // wedged is SIGKILLed after the grace period and resumes from its last periodic checkpoint: the
+  // same path as any preemption, test/integration/rounds-resilience.test.ts.)
+  const budget = 8192;
+  const { runs, planUri } = await newRun("stall", {
+    strategy: { samplesPerRound: budget },
+    trainer: { stallTimeout: "1m", restartOnStall: true, terminationGracePeriodSeconds: 60 },
+  });
   await trainingSeen("stall");
   const pid = await waitFor("stall: trainer process", () => trainerPid(planUri), 60_000, 200);
   process.kill(pid, "SIGSTOP");
@@ -163,49 +208,22 @@ test("a trainer stopped with SIGSTOP past spec.trainer.stallTimeout gets Trainer
       500,
     );
     assert.equal(c.reason, "NoProgress");
-    assert.match(c.message, /^round 0: \d+ of 8192 samples \(training\) have not advanced since \d{4}-\d\d-\d\dT/);
-    assert.ok(
-      eventsOf("TrainerStalled").some((e) => e.type === "Warning" && /^round 0: /.test(e.message)),
-      "a TrainerStalled Warning Event",
+    assert.match(c.message, /^round 0: \d+ of 8192 samples \(training\)/);
+    await waitFor(
+      "stall: the eviction said so",
+      () => (eventsOf("TrainerRestarted").some((e) => /evicting the pods of Job /.test(e.message)) ? true : undefined),
+      60_000,
+      500,
     );
-    assert.ok(trainerPid(planUri) === pid, "without restartOnStall the stalled trainer is left alone");
+    assert.ok(
+      eventsOf("TrainerStalled").some((e) => e.type === "Warning" && /^round 0: \d+ of 8192 samples/.test(e.message)),
+      "a TrainerStalled Warning Event naming the round",
+    );
   } finally {
     process.kill(pid, "SIGCONT");
   }
-  await waitFor(
-    "stall: trainer progressing again",
-    () => (stalledCondition("stall")?.status === "False" ? true : undefined),
-    120_000,
-    500,
-  );
-  await roundsTrained(ns, "stall", 1, 300_000);
-});
-
-test("with restartOnStall a stalled trainer's pod is evicted, resumes from its checkpoint and completes, its backoffLimit unspent", async () => {
-  // Long enough that the first intra-round checkpoint (every minute) lands before the round ends.
-  const budget = 32768;
-  const { runs, planUri } = await newRun("restart", {
-    strategy: { samplesPerRound: budget },
-    trainer: { stallTimeout: "1m", restartOnStall: true, terminationGracePeriodSeconds: 30 },
-  });
-  await trainingSeen("restart");
-  await waitFor(
-    "restart: first intra-round checkpoint",
-    async () => {
-      if ((progressOf("restart")?.samplesDone ?? 0) >= budget)
-        throw new Error("the round ended before its first checkpoint: raise the budget");
-      const head = await s3Client()
-        .send(new HeadObjectCommand({ Bucket: runs, Key: "restart/rounds/0000/partial/latest.pt" }))
-        .catch(() => undefined);
-      return head ? true : undefined;
-    },
-    300_000,
-    500,
-  );
-  const pid = await waitFor("restart: trainer process", () => trainerPid(planUri), 60_000, 200);
-  process.kill(pid, "SIGSTOP"); // SIGTERM stays pending: the eviction's grace period ends in SIGKILL
   const replacement = await waitFor(
-    "restart: a replacement trainer",
+    "stall: a replacement trainer",
     () => {
       const p = trainerPid(planUri);
       return p && p !== pid ? p : undefined;
@@ -214,20 +232,12 @@ test("with restartOnStall a stalled trainer's pod is evicted, resumes from its c
     500,
   );
   assert.notEqual(replacement, pid);
-  assert.ok(
-    eventsOf("TrainerStalled").some((e) => /^round 0: /.test(e.message)),
-    "a TrainerStalled Event",
-  );
-  assert.ok(
-    eventsOf("TrainerRestarted").some((e) => /evicting the pods of Job /.test(e.message)),
-    "the eviction said so",
-  );
-  // The replacement trains the rest of the budget: minutes of CPU on a loaded machine.
-  await roundsTrained(ns, "restart", 1, 1_200_000);
+  await roundsTrained(ns, "stall", 1, 600_000);
+  assert.notEqual(stalledCondition("stall")?.status, "True", "the replacement's progress ended the stall");
   const job = await waitFor(
-    "restart: Job complete",
+    "stall: Job complete",
     () => {
-      const j = jobsOf("restart")[0];
+      const j = jobsOf("stall")[0];
       return j?.status?.conditions?.some((c: Condition) => c.type === "Complete" && c.status === "True")
         ? j
         : undefined;
@@ -236,7 +246,7 @@ test("with restartOnStall a stalled trainer's pod is evicted, resumes from its c
     500,
   );
   assert.equal(job.status.failed ?? 0, 0, "the evicted pod did not count against backoffLimit");
-  const summary = await summaryOf(runs, "restart");
+  const summary = await summaryOf(runs, "stall");
   assert.ok(summary.resumes.length >= 1 && summary.resumes[0].step > 0, "the replacement resumed from the checkpoint");
   assert.equal(summary.samplesSeen, budget, "exactly the budget across both pods");
 });

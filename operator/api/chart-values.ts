@@ -44,6 +44,12 @@ export const chartValues = z.strictObject({
     .describe(
       "--slice-unreadable-after: how long a slice folder may fail with transient S3 errors before it is an invalid slice (at least 1m).",
     ),
+  progressInterval: z
+    .string()
+    .regex(/^([0-9]+(ms|s|m|h))+$/)
+    .describe(
+      "--progress-interval: how often the operator reads a training round's progress.json at most (1s to 1h; idle runs read nothing).",
+    ),
   metrics: z.strictObject({
     port,
     serviceMonitor: z.strictObject({ enabled: z.boolean(), interval: duration }),

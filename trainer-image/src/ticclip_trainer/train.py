@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from open_clip import ClipLoss
@@ -298,7 +299,7 @@ class RoundSetup:
     def total_steps(self) -> int:
         return len(self.per_step)
 
-    @property
+    @cached_property  # with skip_bound: read every step, computed once
     def sizes(self) -> list[int]:
         """This rank's batch size per step."""
         return [s[self.dist.rank] for s in self.per_step]
@@ -311,7 +312,7 @@ class RoundSetup:
     def max_skipped(self) -> float:
         return self.plan["data"].get("maxSkippedFraction", DEFAULT_MAX_SKIPPED_FRACTION)
 
-    @property
+    @cached_property
     def skip_bound(self) -> SkipBound:
         """This rank's share: the ranks' bounds add up to the round's."""
         return SkipBound(self.max_skipped, sum(self.sizes))

@@ -171,9 +171,9 @@ test("kubectl explain describes the fields", () => {
   assert.match(explain("trainer.terminationGracePeriodSeconds"), /ViT-B\/16/);
 });
 
-test("printer columns: compute saving and promoted version; -o wide adds the newest round's verdict", () => {
+test("printer columns: progress, compute saving and promoted version; -o wide adds ETA and the newest round's verdict", () => {
   const header = kubectlOk(["get", "ccr", "-n", ns]).split("\n")[0]!;
-  assert.match(header, /NAME\s+PHASE\s+READY\s+LATEST SLICE\s+ROUND\s+PROMOTED\s+SAVING\s+AGE/);
+  assert.match(header, /NAME\s+PHASE\s+READY\s+LATEST SLICE\s+ROUND\s+PROGRESS\s+PROMOTED\s+SAVING\s+AGE/);
   const rounds = [
     {
       index: 0,
@@ -213,7 +213,7 @@ test("printer columns: compute saving and promoted version; -o wide adds the new
   assert.equal(cell(head!, row!, "PROMOTED"), "1");
   assert.equal(cell(head!, row!, "SAVING"), "1.5");
   const [wideHead, wideRow] = kubectlOk(["get", "ccr", "datacomp-b16", "-n", ns, "-o", "wide"]).split("\n");
-  assert.match(wideHead!, /REPLAY\s+LAST ROUND\s+GATES\s+AGE/);
+  assert.match(wideHead!, /REPLAY\s+ETA\s+LAST ROUND\s+GATES\s+AGE/);
   assert.equal(cell(wideHead!, wideRow!, "LAST ROUND"), "Rejected");
   assert.equal(cell(wideHead!, wideRow!, "GATES"), "failed gates: retrieval.id.meanRecallAt1 (0.2812 not >= 0.3)");
 });

@@ -1,6 +1,7 @@
 // Reads the world for one run: its Jobs, the round folders under spec.artifacts, the promotion
 // alias and versions, the model ConfigMap, and the latest slice discovery pass. No decisions.
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
+import type { VersionManifest } from "../api/promotion.ts";
 import { EVAL_JSON } from "../api/eval-result.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import type { RoundPlan } from "../api/round-plan.ts";
@@ -26,7 +27,14 @@ import { DIGEST_SUFFIX, loadDocumentCache } from "./document-cache.ts";
 import { memoryFor, type RunMemory } from "./memory.ts";
 import type { ChildAccess, StorageFactory } from "./ports.ts";
 import { phaseOf } from "./round-status.ts";
-import type { Observed, ObservedEvaluation, ObservedProgress, PlanSummary, RoundObservation } from "./types.ts";
+import type {
+  Observed,
+  ObservedEvaluation,
+  ObservedProgress,
+  PlanSummary,
+  Problem,
+  RoundObservation,
+} from "./types.ts";
 
 /** The fields of a plan that decisions use (PlanSummary), copied out so the full plan can be freed. */
 export function summarizePlan(plan: RoundPlan): PlanSummary {
@@ -193,7 +201,7 @@ export async function observeRounds(
 ): Promise<Observed> {
   const store = new RoundStore(mem.storage.objects, spec.artifacts.s3);
   const key = listingKey(run, jobs);
-  let listing: Awaited<ReturnType<RoundStore["listRounds"]>>;
+  let listing: RoundListing;
   try {
     listing = !relist && mem.listing?.key === key ? mem.listing.rounds : await store.listRounds();
     mem.listing = { key, rounds: listing };
@@ -201,158 +209,31 @@ export async function observeRounds(
     await loadDocumentCache(mem, spec.artifacts.s3, listing.size, log);
   } catch (err) {
     mem.listing = undefined;
-    const p = classifyS3Error(err);
     const where = `spec.artifacts.s3 (s3://${spec.artifacts.s3.bucket}/${spec.artifacts.s3.prefix})`;
-    return {
-      problem: { reason: p.reason, message: `${where}: ${p.message}` },
-      discovery: mem.lastDiscovery,
-      rounds: [],
-    };
+    return { problem: s3Problem(where, err), discovery: mem.lastDiscovery, rounds: [] };
   }
-  const documents = new Map<string, { etag: string; value: unknown }>();
-  // Documents a run's author can write to that are too large or not of their shape, by key.
-  const invalid: string[] = [];
-  // Trusted only while the listing shows the same object: keyed by URI, checked by ETag. Each
-  // document is read within its size limit and parsed with its schema (s3/round-store.ts); `use`
-  // turns it into what memory keeps, or undefined for one that does not belong to this round.
-  const read = async <F extends RoundDocument, T>(
-    index: number,
-    file: F,
-    use: (doc: RoundDocumentValue<F>) => T | undefined,
-    dependsOn?: string,
-    onInvalid: (problem: string) => void = (problem) =>
-      invalid.push(`spec.artifacts.s3: ${store.uri(index, file)}: ${problem}`),
-  ): Promise<T | undefined> => {
-    const uri = store.uri(index, file);
-    const tag = listing.get(index)?.get(file);
-    const etag = tag === undefined || dependsOn === undefined ? tag : `${tag} ${dependsOn}`;
-    const hit = mem.documents.get(uri);
-    if (hit && etag !== undefined && hit.etag === etag) {
-      documents.set(uri, hit);
-      return hit.value as T;
-    }
-    const doc = await store.readDocument(index, file);
-    if (doc && "invalid" in doc) {
-      onInvalid(doc.invalid);
-      return undefined;
-    }
-    const value = doc && use(doc.value);
-    if (value !== undefined && etag !== undefined) {
-      documents.set(uri, { etag, value });
-      mem.documentsChanged = true;
-    }
-    return value;
-  };
-  // Round folders are read ROUND_READS at a time: after a restart every document of every round
-  // is read once, and one at a time that was most of the catch-up (docs/scale.md).
-  const observeRound = async ([index, fileTags]: [number, Map<string, string | undefined>]): Promise<
-    RoundObservation | undefined
-  > => {
-    const files = new Set(fileTags.keys());
-    if (!files.has(ROUND_FILES.plan)) return undefined;
-    // An unusable plan holds the rounds after it (rounds.ts, RoundPlanUnreadable), not the whole run.
-    let planProblem = "unreadable";
-    const plan = await read(index, ROUND_FILES.plan, summarizePlan, undefined, (p) => {
-      planProblem = p;
-    });
-    if (!plan) {
-      log.warn("unreadable plan", { round: index, problem: planProblem });
-      return { index, files, planProblem };
-    }
-    const failure = files.has(ROUND_FILES.failure) ? await read(index, ROUND_FILES.failure, (f) => f) : undefined;
-    const here = store.uri(index, "");
-    const names = (doc: { round?: unknown; roundUri?: unknown }) =>
-      (doc.round === undefined || doc.round === index) &&
-      (doc.roundUri === undefined || withSlash(String(doc.roundUri)) === here);
-    // A verdict.json that names another round (copied here) is no verdict of this one.
-    const verdict = files.has(ROUND_FILES.verdict)
-      ? await read(index, ROUND_FILES.verdict, (v) => (names(v) ? v : undefined))
-      : undefined;
-    // A judged evaluation is remembered by its time only: verdict.json holds what status shows, and
-    // eval.json's TiC matrix grows as rounds squared. Its cache entry depends on verdict.json too.
-    const evaluation = files.has(EVAL_JSON)
-      ? await read(
-          index,
-          EVAL_JSON,
-          (ev): ObservedEvaluation => {
-            // Only an eval.json naming this round may be remembered as judged; any other is kept
-            // whole, for decide to refuse (after-training.ts, evaluationMismatch).
-            const bound = ev.round === index && withSlash(ev.roundUri) === here;
-            return bound && verdict?.evaluatedAt === ev.evaluatedAt
-              ? { judged: true, evaluatedAt: ev.evaluatedAt }
-              : ev;
-          },
-          fileTags.get(ROUND_FILES.verdict) ?? "",
-        )
-      : undefined;
-    const compute = files.has(ROUND_FILES.compute) ? await read(index, ROUND_FILES.compute, (c) => c) : undefined;
-    // Read once per trained round (then remembered by ETag): status shows its skipped samples.
-    const summary =
-      files.has(ROUND_FILES.success) && files.has(ROUND_FILES.summary)
-        ? await read(index, ROUND_FILES.summary, (s) => s)
-        : undefined;
-    return {
-      index,
-      files,
-      plan,
-      failure,
-      compute,
-      skipped: summary?.skippedSamples,
-      verdict,
-      job: jobs.trainer.get(index),
-      evaluation,
-      evalJob: jobs.evaluator.get(index),
-    };
-  };
+  const documents = new RoundDocuments(store, listing, mem);
   let rounds: RoundObservation[];
   try {
-    rounds = (await inPool([...listing], ROUND_READS, observeRound)).filter(
-      (r): r is RoundObservation => r !== undefined,
-    );
+    // Round folders are read ROUND_READS at a time: after a restart every document of every round
+    // is read once, and one at a time that was most of the catch-up (docs/scale.md).
+    rounds = (
+      await inPool([...listing], ROUND_READS, ([index, tags]) => observeRound(documents, jobs, log, index, tags))
+    ).filter((r): r is RoundObservation => r !== undefined);
   } catch (err) {
     // One document could not be read (a timeout, a reset): the run waits with the key in its status.
     const p = classifyS3Error(err);
     return { problem: { reason: p.reason, message: p.message }, discovery: mem.lastDiscovery, rounds: [] };
   }
-  // Promotion state: which rounds became versions, and where the alias points.
-  let alias: Observed["alias"];
-  let versions: Observed["versions"];
-  if (spec.promotion) {
-    const objects = mem.storage.objects;
-    const target = promotionTarget(spec.promotion);
-    let complete: Awaited<ReturnType<typeof listVersions>>["complete"];
-    const cached = mem.promotion;
-    try {
-      if (cached && cached.key === key && !roundInProgress(run) && Date.now() - cached.readAt < PROMOTION_TTL_MS) {
-        ({ complete, alias } = cached);
-      } else {
-        const readAt = Date.now();
-        const listed = await listVersions(objects, target, mem.versions);
-        complete = listed.complete;
-        alias = await readAlias(objects, target);
-        invalid.push(...listed.invalid.map((v) => `spec.promotion.s3: ${v}`));
-        // Reused only while it holds nothing to report (a bad document is read again until fixed).
-        mem.promotion = listed.invalid.length ? undefined : { key, readAt, complete, alias };
-      }
-    } catch (err) {
-      mem.promotion = undefined;
-      const p = classifyS3Error(err);
-      const where = `spec.promotion.s3 (s3://${target.bucket}/${target.prefix})`;
-      return { problem: { reason: p.reason, message: `${where}: ${p.message}` }, discovery: mem.lastDiscovery, rounds };
-    }
-    if (alias && "invalid" in alias) invalid.push(`spec.promotion.alias: ${aliasUri(target)}: ${alias.invalid}`);
-    versions = complete;
-    // A version belongs to a round by where it was copied from, not by its number: a round 0 under
-    // another artifacts prefix, or a round folder redone, is not the promoted one.
-    for (const v of complete) {
-      if (!isSameRun(v.run, run.metadata)) continue;
-      const r = rounds.find((x) => roundUri(spec.artifacts.s3, x.index) === v.sourceUri);
-      if (r) r.promotedVersion = v.version;
-    }
-  }
-  await readDigests(rounds, spec, store, listing, mem, documents);
-  if (documents.size !== mem.documents.size) mem.documentsChanged = true;
-  mem.documents = documents;
+  const promotion = spec.promotion
+    ? await observePromotion(run, spec.promotion, spec.artifacts.s3, mem, key, rounds, documents.invalid)
+    : { alias: undefined, versions: undefined };
+  if ("problem" in promotion) return { problem: promotion.problem, discovery: mem.lastDiscovery, rounds };
+  const { alias, versions } = promotion;
+  await readDigests(rounds, spec, store, listing, mem, documents.kept);
+  if (documents.kept.size !== mem.documents.size) mem.documentsChanged = true;
+  mem.documents = documents.kept;
+  const invalid = documents.invalid;
   if (invalid.length) {
     // Documents in the run's own storage that cannot be trusted: the run acts on nothing until
     // they are fixed or removed (its status names them); other runs are not affected.
@@ -371,6 +252,181 @@ export async function observeRounds(
     rounds.filter((r) => !r.failure && !r.job?.failure).flatMap((r) => r.plan?.newSlices ?? []),
   );
   return { discovery: mem.lastDiscovery, rounds, alias, ...(versions ? { versions } : {}) };
+}
+
+/** An S3 failure at `where` (the spec field and its URI) as the run's problem. */
+function s3Problem(where: string, err: unknown): Problem {
+  const p = classifyS3Error(err);
+  return { reason: p.reason, message: `${where}: ${p.message}` };
+}
+
+/**
+ * The round documents of one observation. Each is trusted only while the listing shows the same
+ * object: keyed by URI, checked by ETag. Each is read within its size limit and parsed with its
+ * schema (s3/round-store.ts); `use` turns it into what memory keeps, or undefined for one that does
+ * not belong to this round. `kept` is what memory holds after this observation; `invalid`, the
+ * documents a run's author can write to that are too large or not of their shape, by key.
+ */
+class RoundDocuments {
+  readonly kept = new Map<string, { etag: string; value: unknown }>();
+  readonly invalid: string[] = [];
+  readonly store: RoundStore;
+  readonly #listing: RoundListing;
+  readonly #mem: RunMemory;
+
+  constructor(store: RoundStore, listing: RoundListing, mem: RunMemory) {
+    this.store = store;
+    this.#listing = listing;
+    this.#mem = mem;
+  }
+
+  /** The ETags of a round folder's files, as listed. */
+  tags(index: number): Map<string, string | undefined> | undefined {
+    return this.#listing.get(index);
+  }
+
+  /** `dependsOn`: another document's ETag the value also depends on (eval.json's judged state on verdict.json's). */
+  async read<F extends RoundDocument, T>(
+    index: number,
+    file: F,
+    use: (doc: RoundDocumentValue<F>) => T | undefined,
+    dependsOn?: string,
+    onInvalid: (problem: string) => void = (problem) =>
+      this.invalid.push(`spec.artifacts.s3: ${this.store.uri(index, file)}: ${problem}`),
+  ): Promise<T | undefined> {
+    const uri = this.store.uri(index, file);
+    const tag = this.#listing.get(index)?.get(file);
+    const etag = tag === undefined || dependsOn === undefined ? tag : `${tag} ${dependsOn}`;
+    const hit = this.#mem.documents.get(uri);
+    if (hit && etag !== undefined && hit.etag === etag) {
+      this.kept.set(uri, hit);
+      return hit.value as T;
+    }
+    const doc = await this.store.readDocument(index, file);
+    if (doc && "invalid" in doc) {
+      onInvalid(doc.invalid);
+      return undefined;
+    }
+    const value = doc && use(doc.value);
+    if (value !== undefined && etag !== undefined) {
+      this.kept.set(uri, { etag, value });
+      this.#mem.documentsChanged = true;
+    }
+    return value;
+  }
+}
+
+/** One round folder: its plan, failure, verdict, evaluation, compute and skipped samples, with its Jobs. */
+async function observeRound(
+  documents: RoundDocuments,
+  jobs: RoundJobs,
+  log: Logger,
+  index: number,
+  fileTags: Map<string, string | undefined>,
+): Promise<RoundObservation | undefined> {
+  const files = new Set(fileTags.keys());
+  if (!files.has(ROUND_FILES.plan)) return undefined;
+  // An unusable plan holds the rounds after it (rounds.ts, RoundPlanUnreadable), not the whole run.
+  let planProblem = "unreadable";
+  const plan = await documents.read(index, ROUND_FILES.plan, summarizePlan, undefined, (p) => {
+    planProblem = p;
+  });
+  if (!plan) {
+    log.warn("unreadable plan", { round: index, problem: planProblem });
+    return { index, files, planProblem };
+  }
+  const failure = files.has(ROUND_FILES.failure)
+    ? await documents.read(index, ROUND_FILES.failure, (f) => f)
+    : undefined;
+  const here = documents.store.uri(index, "");
+  const names = (doc: { round?: unknown; roundUri?: unknown }) =>
+    (doc.round === undefined || doc.round === index) &&
+    (doc.roundUri === undefined || withSlash(String(doc.roundUri)) === here);
+  // A verdict.json that names another round (copied here) is no verdict of this one.
+  const verdict = files.has(ROUND_FILES.verdict)
+    ? await documents.read(index, ROUND_FILES.verdict, (v) => (names(v) ? v : undefined))
+    : undefined;
+  // A judged evaluation is remembered by its time only: verdict.json holds what status shows, and
+  // eval.json's TiC matrix grows as rounds squared. Its cache entry depends on verdict.json too.
+  const evaluation = files.has(EVAL_JSON)
+    ? await documents.read(
+        index,
+        EVAL_JSON,
+        (ev): ObservedEvaluation => {
+          // Only an eval.json naming this round may be remembered as judged; any other is kept
+          // whole, for decide to refuse (after-training.ts, evaluationMismatch).
+          const bound = ev.round === index && withSlash(ev.roundUri) === here;
+          return bound && verdict?.evaluatedAt === ev.evaluatedAt ? { judged: true, evaluatedAt: ev.evaluatedAt } : ev;
+        },
+        fileTags.get(ROUND_FILES.verdict) ?? "",
+      )
+    : undefined;
+  const compute = files.has(ROUND_FILES.compute)
+    ? await documents.read(index, ROUND_FILES.compute, (c) => c)
+    : undefined;
+  // Read once per trained round (then remembered by ETag): status shows its skipped samples.
+  const summary =
+    files.has(ROUND_FILES.success) && files.has(ROUND_FILES.summary)
+      ? await documents.read(index, ROUND_FILES.summary, (s) => s)
+      : undefined;
+  return {
+    index,
+    files,
+    plan,
+    failure,
+    compute,
+    skipped: summary?.skippedSamples,
+    verdict,
+    job: jobs.trainer.get(index),
+    evaluation,
+    evalJob: jobs.evaluator.get(index),
+  };
+}
+
+/**
+ * Promotion state: the complete versions and where the alias points (reused from memory for
+ * PROMOTION_TTL_MS while nothing changed and no round is in progress), and which rounds became
+ * versions (set on the rounds). Invalid promotion documents are added to `invalid`.
+ */
+async function observePromotion(
+  run: RawObject,
+  promotion: NonNullable<ContinualClipRunSpec["promotion"]>,
+  artifacts: ContinualClipRunSpec["artifacts"]["s3"],
+  mem: RunMemory,
+  key: string,
+  rounds: RoundObservation[],
+  invalid: string[],
+): Promise<Pick<Observed, "alias" | "versions"> | { problem: Problem }> {
+  const objects = mem.storage.objects;
+  const target = promotionTarget(promotion);
+  let complete: VersionManifest[];
+  let alias: Observed["alias"];
+  const cached = mem.promotion;
+  try {
+    if (cached && cached.key === key && !roundInProgress(run) && Date.now() - cached.readAt < PROMOTION_TTL_MS) {
+      ({ complete, alias } = cached);
+    } else {
+      const readAt = Date.now();
+      const listed = await listVersions(objects, target, mem.versions);
+      complete = listed.complete;
+      alias = await readAlias(objects, target);
+      invalid.push(...listed.invalid.map((v) => `spec.promotion.s3: ${v}`));
+      // Reused only while it holds nothing to report (a bad document is read again until fixed).
+      mem.promotion = listed.invalid.length ? undefined : { key, readAt, complete, alias };
+    }
+  } catch (err) {
+    mem.promotion = undefined;
+    return { problem: s3Problem(`spec.promotion.s3 (s3://${target.bucket}/${target.prefix})`, err) };
+  }
+  if (alias && "invalid" in alias) invalid.push(`spec.promotion.alias: ${aliasUri(target)}: ${alias.invalid}`);
+  // A version belongs to a round by where it was copied from, not by its number: a round 0 under
+  // another artifacts prefix, or a round folder redone, is not the promoted one.
+  for (const v of complete) {
+    if (!isSameRun(v.run, run.metadata)) continue;
+    const r = rounds.find((x) => roundUri(artifacts, x.index) === v.sourceUri);
+    if (r) r.promotedVersion = v.version;
+  }
+  return { alias, versions: complete };
 }
 
 /** A run that would need the operator's own identity while --allow-default-credentials is off. */

@@ -12,7 +12,7 @@ import { S3ObjectStore } from "../s3/object-store.ts";
 import { S3SliceStore } from "../s3/slice-store.ts";
 import { act } from "./act.ts";
 import { findCondition, setCondition } from "./conditions.ts";
-import { decide } from "./decide.ts";
+import { decide, type Decision } from "./decide.ts";
 import { saveDocumentCache } from "./document-cache.ts";
 import type { RunMemory } from "./memory.ts";
 import { observeRun, type ObserveDeps } from "./observe.ts";
@@ -177,6 +177,7 @@ export class Reconciler {
     return { kind: "retry", error: new Error(`${key}: reconcile still running after ${deadlineMs} ms`) };
   };
 
+  /** observe, decide and act, then the status patch, the document cache and the events; errors end in status. */
   #reconcile = async (key: string): Promise<Outcome> => {
     const signal = this.#abort.signal;
     const { namespace, name } = splitKey(key);
@@ -193,65 +194,16 @@ export class Reconciler {
       const observed: Observed = parsed.success
         ? await observeRun(this.#observeDeps, this.#memory, key, run, parsed.data, log)
         : { rounds: [] };
-      let decision = decide(run, observed, this.#now(), parsed);
       const mem = this.#memory.get(key);
-      let refused: Error | undefined;
-      if (decision.actions.length && decision.spec && mem) {
-        const { children, events } = this.#deps;
-        const ctx = {
-          run,
-          spec: decision.spec,
-          mem,
-          children,
-          events,
-          log,
-          now: this.#now,
-          evaluate: this.#deps.evaluate ?? evaluateRound,
-          git: this.#git,
-          signal,
-          // An in-process evaluation ends well before the reconcile's own deadline would call it stuck.
-          evaluationLimits: { timeoutMs: Math.floor(0.8 * (this.#deps.reconcileDeadlineMs ?? DEFAULT_DEADLINE_MS)) },
-        };
-        // What act writes (plans, eval.json, verdicts, versions) must be read back, not remembered.
-        mem.listing = undefined;
-        mem.promotion = undefined;
-        const result = await act(ctx, decision.actions);
-        if (result.problem) {
-          // Show what was refused in status, then back off: the same object would be refused again.
-          refused = new Error(result.problem.message);
-          decision = decide(run, { ...observed, problem: result.problem }, this.#now(), parsed);
-        } else if (!result.complete) return { kind: "requeueAfter", ms: 0 };
-      }
+      const acted = await this.#decideAndAct(run, observed, parsed, mem, log, signal);
+      if ("outcome" in acted) return acted.outcome;
+      const { decision, refused } = acted;
       signal.throwIfAborted();
-      if (decision.status) {
-        const patch = mergePatchFor(run.status, decision.status) as ContinualClipRunStatus;
-        const ok = await this.#deps.runs.patchStatus(namespace, name, patch);
-        if (!ok) return { kind: "done" };
-        log.info("status updated", {
-          generation: run.metadata.generation,
-          phase: decision.status.phase,
-          round: decision.status.currentRound?.index,
-        });
-      }
-      if (mem && decision.spec && !observed.problem) {
-        // What memory learned of round documents, for the next operator process (document-cache.ts).
-        await saveDocumentCache(mem, decision.spec.artifacts.s3, mem.storage.objects).catch((error: unknown) =>
-          log.warn("round document cache not written", { error: errorMessage(error) }),
-        );
-      }
-      for (const e of decision.events) {
-        log.info("event", e);
-        await this.#deps.events.record(run, e.type, e.reason, e.message);
-      }
+      if (!(await this.#write(run, decision, observed, mem, log))) return { kind: "done" };
       observeRunStatus(namespace, name, decision.status ?? (run.status as Parameters<typeof observeRunStatus>[2]));
       if (decision.outcome === "stalled") return { kind: "stalled" };
       if (refused) return { kind: "retry", error: refused };
-      const untilPoll = mem ? Math.max(0, mem.nextPollAt - Date.now()) : 60_000;
-      const active = decision.status
-        ? decision.status.currentRound
-        : (run.status as { currentRound?: unknown } | undefined)?.currentRound;
-      const wait = active ? Math.min(untilPoll, this.#deps.activeRoundResyncMs ?? 30_000) : untilPoll;
-      return { kind: "requeueAfter", ms: wait };
+      return { kind: "requeueAfter", ms: this.#requeueAfterMs(run, decision, mem) };
     } catch (error) {
       log.warn("reconcile failed", { error: errorMessage(error) });
       // Whatever failed, the run says so (Ready=False with the reason) before the retry, unless
@@ -260,6 +212,92 @@ export class Reconciler {
       return { kind: "retry", error };
     }
   };
+
+  /**
+   * The decision, and its actions carried out. An action refused ends in a decision made again with
+   * the refusal as the run's problem (`refused`: then back off, the same object would be refused
+   * again); actions that change what the next decision depends on end the pass (`outcome`: requeue now).
+   */
+  async #decideAndAct(
+    run: RawObject,
+    observed: Observed,
+    parsed: ReturnType<typeof continualClipRunSpec.safeParse>,
+    mem: RunMemory | undefined,
+    log: Logger,
+    signal: AbortSignal,
+  ): Promise<{ decision: Decision; refused?: Error | undefined } | { outcome: Outcome }> {
+    const decision = decide(run, observed, this.#now(), parsed);
+    if (!decision.actions.length || !decision.spec || !mem) return { decision };
+    const { children, events } = this.#deps;
+    const ctx = {
+      run,
+      spec: decision.spec,
+      mem,
+      children,
+      events,
+      log,
+      now: this.#now,
+      evaluate: this.#deps.evaluate ?? evaluateRound,
+      git: this.#git,
+      signal,
+      // An in-process evaluation ends well before the reconcile's own deadline would call it stuck.
+      evaluationLimits: { timeoutMs: Math.floor(0.8 * (this.#deps.reconcileDeadlineMs ?? DEFAULT_DEADLINE_MS)) },
+    };
+    // What act writes (plans, eval.json, verdicts, versions) must be read back, not remembered.
+    mem.listing = undefined;
+    mem.promotion = undefined;
+    const result = await act(ctx, decision.actions);
+    if (result.problem) {
+      // Show what was refused in status, then back off: the same object would be refused again.
+      const refused = new Error(result.problem.message);
+      return { decision: decide(run, { ...observed, problem: result.problem }, this.#now(), parsed), refused };
+    }
+    if (!result.complete) return { outcome: { kind: "requeueAfter", ms: 0 } };
+    return { decision };
+  }
+
+  /**
+   * The status patch, the round document cache (for the next operator process, document-cache.ts)
+   * and the decision's events. Returns false when the run was gone or changed under the patch.
+   */
+  async #write(
+    run: RawObject,
+    decision: Decision,
+    observed: Observed,
+    mem: RunMemory | undefined,
+    log: Logger,
+  ): Promise<boolean> {
+    const { namespace, name } = run.metadata;
+    if (decision.status) {
+      const patch = mergePatchFor(run.status, decision.status) as ContinualClipRunStatus;
+      const ok = await this.#deps.runs.patchStatus(namespace, name, patch);
+      if (!ok) return false;
+      log.info("status updated", {
+        generation: run.metadata.generation,
+        phase: decision.status.phase,
+        round: decision.status.currentRound?.index,
+      });
+    }
+    if (mem && decision.spec && !observed.problem) {
+      await saveDocumentCache(mem, decision.spec.artifacts.s3, mem.storage.objects).catch((error: unknown) =>
+        log.warn("round document cache not written", { error: errorMessage(error) }),
+      );
+    }
+    for (const e of decision.events) {
+      log.info("event", e);
+      await this.#deps.events.record(run, e.type, e.reason, e.message);
+    }
+    return true;
+  }
+
+  /** The next poll; sooner while a round is active, which changes without the run or a Job changing. */
+  #requeueAfterMs(run: RawObject, decision: Decision, mem: RunMemory | undefined): number {
+    const untilPoll = mem ? Math.max(0, mem.nextPollAt - Date.now()) : 60_000;
+    const active = decision.status
+      ? decision.status.currentRound
+      : (run.status as { currentRound?: unknown } | undefined)?.currentRound;
+    return active ? Math.min(untilPoll, this.#deps.activeRoundResyncMs ?? 30_000) : untilPoll;
+  }
 
   async #patchFailure(run: RawObject, error: unknown): Promise<void> {
     const current = (run.status ?? {}) as ContinualClipRunStatus;

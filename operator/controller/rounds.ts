@@ -52,10 +52,6 @@ export function roundOwner(
 }
 
 /**
- * The round state machine. A round folder of another run (two runs on one artifacts prefix) stops
- * this run: nothing is planned, created or written, and it is Stalled naming the folder.
- */
-/**
  * Why this run leaves a round of its predecessor alone, or undefined when it adopts it: a finished
  * round (trained, or recorded failed) is history this run builds on; one that did not finish, or
  * whose slices a later round of this run trains again, is left as it is and its slices are trained
@@ -80,6 +76,10 @@ function predecessorLeft(
   return `${started} and did not finish; this run leaves its folder alone (its Job may still be running) and trains its slices in a new round`;
 }
 
+/**
+ * The round state machine. A round folder of another run (two runs on one artifacts prefix) stops
+ * this run: nothing is planned, created or written, and it is Stalled naming the folder.
+ */
 export function decideRounds(input: RoundsInput): RoundsDecision {
   const foreign = input.rounds.find((r) => r.plan && roundOwner(input.run, r.plan) === "foreign");
   if (!foreign) return decideOwnRounds(input);
@@ -94,100 +94,196 @@ export function decideRounds(input: RoundsInput): RoundsDecision {
   return { ...own, actions: [], waiting: { reason: "RoundFolderOwnedByAnotherRun", message } };
 }
 
+/**
+ * This run's rounds, top to bottom: each observed round decided in index order (walkRounds), what
+ * they add up to (tallyRounds), then either what holds new rounds back or the next round.
+ */
 function decideOwnRounds(input: RoundsInput): RoundsDecision {
+  const { spec } = input;
+  const observed = [...input.rounds].filter((r) => r.plan).sort((a, b) => a.index - b.index);
+  const walk = walkRounds(input, observed);
+  const tally = tallyRounds(input, walk);
+  const base = {
+    rounds: walk.statuses.slice(-spec.historyLimit),
+    current: tally.current,
+    compute: tally.compute,
+    consumed: tally.consumed,
+    late: tally.late,
+    events: walk.events,
+    actions: [...walk.actions, ...walk.bookkeeping],
+    failedSlices: tally.failedSlices,
+  };
+
+  // A plan that cannot be read holds everything after it: planning past it would reuse its index.
+  const unreadable = input.rounds.find((r) => !r.plan && r.planProblem !== undefined);
+  if (unreadable) {
+    const uri = `${roundUri(spec.artifacts.s3, unreadable.index)}${ROUND_FILES.plan}`;
+    const message = `${uri} cannot be used (${unreadable.planProblem}); fix or delete that round folder`;
+    return { ...base, waiting: { reason: "RoundPlanUnreadable", message } };
+  }
+  if (tally.current || input.slices === undefined) return base;
+
+  const slices = input.slices;
+  const pending = slices
+    .filter((s) => !tally.covered.has(s.id) && !tally.late.includes(s.id) && !tally.exhausted.has(s.id))
+    .map((s) => s.id);
+  const next = nextRound(input, slices, pending, tally.exhausted, walk.statuses, tally.trained, observed.at(-1));
+  if (next.kind === "none") {
+    return {
+      ...base,
+      ...(next.waiting ? { waiting: next.waiting } : {}),
+      ...(next.planProblem ? { planProblem: next.planProblem } : {}),
+    };
+  }
+  return {
+    ...base,
+    rounds: [...walk.statuses, next.planned].slice(-spec.historyLimit),
+    current: next.planned,
+    consumed: [...tally.consumed, ...next.planned.slices].sort(compareSliceIds),
+    // The new round's plan and Job go before the bookkeeping of facts already decided.
+    actions: [...walk.actions, ...next.actions, ...walk.bookkeeping],
+  };
+}
+
+/** Failed rounds per slice, for spec.strategy.maxAttemptsPerSlice. */
+type Attempts = Map<string, { count: number; reason: string }>;
+
+/** What walking the observed rounds decided, round by round. */
+type RoundWalk = {
+  statuses: RoundRecord[];
+  actions: RoundAction[];
+  /** Records of facts already decided (verdict.json): written after the round actions of this pass. */
+  bookkeeping: RoundAction[];
+  events: PlannedEvent[];
+  attempts: Attempts;
+};
+
+/** Each observed round in index order: its phase and status, and what to do for it. */
+function walkRounds(input: RoundsInput, observed: RoundObservation[]): RoundWalk {
   const { spec, run } = input;
-  const actions: RoundAction[] = [];
-  // Records of facts already decided (verdict.json): written after the round actions of this pass.
-  const bookkeeping: RoundAction[] = [];
   const prevByIndex = new Map((input.previous ?? []).map((r) => [r.index, r]));
   const oldestPrevious = prevByIndex.size ? Math.min(...prevByIndex.keys()) : -1;
-  const observed = [...input.rounds].filter((r) => r.plan).sort((a, b) => a.index - b.index);
-  const statuses: RoundRecord[] = [];
-  const events: PlannedEvent[] = [];
-
-  // Failed rounds per slice, for spec.strategy.maxAttemptsPerSlice.
-  const maxAttempts = spec.strategy.maxAttemptsPerSlice;
-  const attempts = new Map<string, { count: number; reason: string }>();
   const newestPassed = Math.max(-1, ...observed.filter((r) => r.verdict?.verdict.passed).map((r) => r.index));
   const latestPromoted = Math.max(-1, ...observed.filter((r) => r.promotedVersion !== undefined).map((r) => r.index));
+  const walk: RoundWalk = { statuses: [], actions: [], bookkeeping: [], events: [], attempts: new Map() };
   for (const r of observed) {
     const prev = prevByIndex.get(r.index);
-    let p: PhaseOf & { fields?: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> } = phaseOf(r);
     const left = predecessorLeft(run, r, observed);
     if (left) {
       // Not this run's to finish: no Job, no write into its folder (its Job may still be running).
-      p = { phase: "Failed", reason: "PredecessorRound", message: left };
       if (prev?.reason !== "PredecessorRound")
-        events.push({ type: "Warning", reason: "PredecessorRound", message: `round ${r.index}: ${left}` });
-      statuses.push(roundStatus(spec, run, r, p, prev));
+        walk.events.push({ type: "Warning", reason: "PredecessorRound", message: `round ${r.index}: ${left}` });
+      walk.statuses.push(
+        roundStatus(spec, run, r, { phase: "Failed", reason: "PredecessorRound", message: left }, prev),
+      );
       continue;
     }
     // GPU-seconds outlive the Job (TTL): recorded beside the round once, so totals only grow.
     const spent = jobCompute(spec, r.job);
     if (spent && !r.files.has(ROUND_FILES.compute))
-      actions.push({ kind: "RecordCompute", round: r.index, record: spent });
+      walk.actions.push({ kind: "RecordCompute", round: r.index, record: spent });
+    let p: RoundPhaseDecision = phaseOf(r);
     if (p.phase === "Trained") {
-      const after = afterTraining(input, r, latestPromoted, newestPassed);
-      actions.push(...after.actions);
-      if (after.record) bookkeeping.push(after.record);
-      p = after;
-      // Once per rejection: a round missing from previous status because it is older than
-      // historyLimit was reported when it was still listed.
+      // A round missing from previous status because it is older than historyLimit was reported
+      // when it was still listed.
       const beyondHistory = !prev && r.index < oldestPrevious;
-      if (p.reason === "NotPromotable" && prev?.reason !== "NotPromotable" && !beyondHistory) {
-        events.push({ type: "Warning", reason: "NotPromotable", message: `round ${r.index}: ${p.message}` });
-      }
-      if (p.phase === "Rejected" && prev?.phase !== "Rejected" && !beyondHistory) {
-        events.push({
-          type: "Warning",
-          reason: "RoundRejected",
-          message: `round ${r.index}: ${p.reason}: ${p.message}`,
-        });
-      }
+      p = judgeTrainedRound(input, r, prev, beyondHistory, latestPromoted, newestPassed, walk);
     }
-    const givenUp: string[] = [];
-    // A failed round of several slices (roundPolicy Latest) cannot say which one failed it: it
-    // counts against none, and its slices are then retried one at a time (next-round.ts), where a
-    // failure does count. Otherwise good slices batched with a bad one would be given up with it.
-    if (p.phase === "Failed" && r.plan!.newSlices.length === 1) {
-      for (const id of r.plan!.newSlices) {
-        const a = { count: (attempts.get(id)?.count ?? 0) + 1, reason: `${p.reason}: ${p.message}` };
-        attempts.set(id, a);
-        if (a.count === maxAttempts) givenUp.push(id);
-      }
-    }
-    if (p.phase === "Failed" && !r.failure) {
-      const record: FailureRecord = {
-        reason: p.reason!,
-        message: p.message!,
-        generation: run.generation,
-        failedAt: isoSeconds(input.now),
-        ...(input.slices ? { slicesKnown: input.slices.map((s) => s.id) } : {}),
-      };
-      const message = `round ${r.index} failed: ${p.reason}: ${p.message}`;
-      const sliceFailed: PlannedEvent | undefined = givenUp.length
-        ? {
-            type: "Warning",
-            reason: "SliceFailed",
-            message:
-              `${givenUpText(givenUp)}: ${maxAttempts} rounds failed, no more retries: ` + `${p.reason}: ${p.message}`,
-          }
-        : undefined;
-      actions.push({
-        kind: "RecordFailure",
-        round: r.index,
-        record,
-        event: { type: "Warning", reason: "RoundFailed", message },
-        sliceFailed,
-      });
+    if (p.phase === "Failed") {
+      const givenUp = countFailure(walk.attempts, r, p, spec.strategy.maxAttemptsPerSlice);
+      if (!r.failure) walk.actions.push(recordFailure(input, r, p, givenUp));
     }
     if (p.phase === "Pending" && !spec.suspend) {
       const message = `round ${r.index}: created Job ${trainJobName(run.name, r.index)}`;
-      actions.push(createJobAction(input, r.index, "TrainingStarted", message));
+      walk.actions.push(createJobAction(input, r.index, "TrainingStarted", message));
     }
-    statuses.push(roundStatus(spec, run, r, p, prev));
+    walk.statuses.push(roundStatus(spec, run, r, p, prev));
   }
+  return walk;
+}
 
+/** A round's phase as decided, with what evaluation added (metrics, gates, its promoted version). */
+type RoundPhaseDecision = PhaseOf & { fields?: Pick<RoundStatus, "metrics" | "gates" | "promotedVersion"> };
+
+/**
+ * A trained round's evaluation, gates and promotion (after-training.ts), with its events once per
+ * transition: NotPromotable, RoundRejected.
+ */
+function judgeTrainedRound(
+  input: RoundsInput,
+  r: RoundObservation,
+  prev: RoundStatus | undefined,
+  beyondHistory: boolean,
+  latestPromoted: number,
+  newestPassed: number,
+  walk: RoundWalk,
+): RoundPhaseDecision {
+  const after = afterTraining(input, r, latestPromoted, newestPassed);
+  walk.actions.push(...after.actions);
+  if (after.record) walk.bookkeeping.push(after.record);
+  if (after.reason === "NotPromotable" && prev?.reason !== "NotPromotable" && !beyondHistory) {
+    walk.events.push({ type: "Warning", reason: "NotPromotable", message: `round ${r.index}: ${after.message}` });
+  }
+  if (after.phase === "Rejected" && prev?.phase !== "Rejected" && !beyondHistory) {
+    walk.events.push({
+      type: "Warning",
+      reason: "RoundRejected",
+      message: `round ${r.index}: ${after.reason}: ${after.message}`,
+    });
+  }
+  return after;
+}
+
+/**
+ * Counts a failed round against its slice, and returns the slices given up on with it. A failed
+ * round of several slices (roundPolicy Latest) cannot say which one failed it: it counts against
+ * none, and its slices are then retried one at a time (next-round.ts), where a failure does count.
+ * Otherwise good slices batched with a bad one would be given up with it.
+ */
+function countFailure(attempts: Attempts, r: RoundObservation, p: PhaseOf, maxAttempts: number): string[] {
+  const givenUp: string[] = [];
+  if (r.plan!.newSlices.length !== 1) return givenUp;
+  for (const id of r.plan!.newSlices) {
+    const a = { count: (attempts.get(id)?.count ?? 0) + 1, reason: `${p.reason}: ${p.message}` };
+    attempts.set(id, a);
+    if (a.count === maxAttempts) givenUp.push(id);
+  }
+  return givenUp;
+}
+
+/** failed.json for a round that failed without one, with RoundFailed, and SliceFailed for slices given up. */
+function recordFailure(input: RoundsInput, r: RoundObservation, p: PhaseOf, givenUp: string[]): RoundAction {
+  const record: FailureRecord = {
+    reason: p.reason!,
+    message: p.message!,
+    generation: input.run.generation,
+    failedAt: isoSeconds(input.now),
+    ...(input.slices ? { slicesKnown: input.slices.map((s) => s.id) } : {}),
+  };
+  const maxAttempts = input.spec.strategy.maxAttemptsPerSlice;
+  const sliceFailed: PlannedEvent | undefined = givenUp.length
+    ? {
+        type: "Warning",
+        reason: "SliceFailed",
+        message: `${givenUpText(givenUp)}: ${maxAttempts} rounds failed, no more retries: ${p.reason}: ${p.message}`,
+      }
+    : undefined;
+  return {
+    kind: "RecordFailure",
+    round: r.index,
+    record,
+    event: { type: "Warning", reason: "RoundFailed", message: `round ${r.index} failed: ${p.reason}: ${p.message}` },
+    sliceFailed,
+  };
+}
+
+/**
+ * What the walked rounds add up to: compute, the slices covered, consumed, given up and late, and
+ * the active round (the newest one that holds the next back).
+ */
+function tallyRounds(input: RoundsInput, walk: RoundWalk) {
+  const { statuses, attempts } = walk;
+  const maxAttempts = input.spec.strategy.maxAttemptsPerSlice;
   const trained = statuses.filter((s) => TRAINED.has(s.phase));
   const compute = computeAccounting(
     trained.map((s, index) => ({ index, replay: s.replay, samples: s.samples ?? 0, gpuSeconds: s.gpuSeconds })),
@@ -200,47 +296,8 @@ function decideOwnRounds(input: RoundsInput): RoundsDecision {
   const consumed = [...covered].sort(compareSliceIds);
   const maxCovered = consumed[consumed.length - 1];
   const current = [...statuses].reverse().find((s) => ACTIVE.has(s.phase) && s.reason !== "AwaitingApproval");
-  const slices = input.slices ?? [];
   const isLate = (id: string) =>
     !covered.has(id) && !exhausted.has(id) && maxCovered !== undefined && compareSliceIds(id, maxCovered) < 0;
-  const late = slices.filter((s) => isLate(s.id)).map((s) => s.id);
-  actions.push(...bookkeeping);
-  const base = {
-    rounds: statuses.slice(-spec.historyLimit),
-    current,
-    compute,
-    consumed,
-    late,
-    events,
-    actions,
-    failedSlices,
-  };
-
-  // A plan that cannot be read holds everything after it: planning past it would reuse its index.
-  const unreadable = input.rounds.find((r) => !r.plan && r.planProblem !== undefined);
-  if (unreadable) {
-    const uri = `${roundUri(spec.artifacts.s3, unreadable.index)}${ROUND_FILES.plan}`;
-    const message = `${uri} cannot be used (${unreadable.planProblem}); fix or delete that round folder`;
-    return { ...base, waiting: { reason: "RoundPlanUnreadable", message } };
-  }
-  if (current || input.slices === undefined) return base;
-
-  const pending = slices
-    .filter((s) => !covered.has(s.id) && !late.includes(s.id) && !exhausted.has(s.id))
-    .map((s) => s.id);
-  const next = nextRound(input, slices, pending, exhausted, statuses, trained, observed[observed.length - 1]);
-  if (next.kind === "none") {
-    return {
-      ...base,
-      ...(next.waiting ? { waiting: next.waiting } : {}),
-      ...(next.planProblem ? { planProblem: next.planProblem } : {}),
-    };
-  }
-  return {
-    ...base,
-    rounds: [...statuses, next.planned].slice(-spec.historyLimit),
-    current: next.planned,
-    consumed: [...consumed, ...next.planned.slices].sort(compareSliceIds),
-    actions: [...actions.filter((a) => !bookkeeping.includes(a)), ...next.actions, ...bookkeeping],
-  };
+  const late = (input.slices ?? []).filter((s) => isLate(s.id)).map((s) => s.id);
+  return { trained, compute, covered, failedSlices, exhausted, consumed, current, late };
 }

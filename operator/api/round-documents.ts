@@ -65,12 +65,6 @@ export const computeRecord = z.object({
 });
 export type ComputeRecord = z.infer<typeof computeRecord>;
 
-/**
- * train_summary.json as the operator reads it: only its skipped-sample counts (the trainer writes
- * much more; zod drops the rest). Summaries written before the data path counted skips lack them.
- */
-export const trainSummary = z.object({ skippedSamples: skippedSamples.optional() });
-export type TrainSummary = z.infer<typeof trainSummary>;
 const rate = z.number().min(0).nullable();
 
 /**
@@ -104,3 +98,17 @@ export const progressPoint = trainerProgress
   .pick({ samplesDone: true, steps: true, samplesPerSecond: true, dataWaitShare: true, loss: true, lr: true })
   .extend({ at: z.string().max(64) });
 export type ProgressPoint = z.infer<typeof progressPoint>;
+
+/**
+ * train_summary.json as the operator reads it, for the controller (status: its skipped-sample
+ * counts) and the report (training curves: its progressHistory); the trainer writes much more and
+ * zod drops the rest. Summaries written before the data path counted skips lack skippedSamples;
+ * those before progress reports (issue 26) lack progressHistory. A progressHistory not of its shape
+ * is dropped, not the document: the curves are shown, never acted on, so they never stall a run.
+ */
+export const trainSummary = z.object({
+  skippedSamples: skippedSamples.optional(),
+  /** The trainer keeps at most 500 points. */
+  progressHistory: z.array(progressPoint).max(1000).optional().catch(undefined),
+});
+export type TrainSummary = z.infer<typeof trainSummary>;

@@ -364,10 +364,11 @@ async function observeRound(
   const compute = files.has(ROUND_FILES.compute)
     ? await documents.read(index, ROUND_FILES.compute, (c) => c)
     : undefined;
-  // Read once per trained round (then remembered by ETag): status shows its skipped samples.
+  // Read once per trained round (then remembered by ETag): status shows its skipped samples. Memory
+  // keeps only them, not the report's progressHistory.
   const summary =
     files.has(ROUND_FILES.success) && files.has(ROUND_FILES.summary)
-      ? await documents.read(index, ROUND_FILES.summary, (s) => s)
+      ? await documents.read(index, ROUND_FILES.summary, (s) => ({ skippedSamples: s.skippedSamples }))
       : undefined;
   return {
     index,

@@ -1,15 +1,13 @@
 // Each round's training curves for the report: the progress history the trainer appends to
-// train_summary.json (progressHistory, from its progress.json reports), read with a size cap and a
-// schema like every round document. Rounds trained before issue 26 have none and draw nothing.
-import { z } from "zod";
+// train_summary.json (progressHistory, from its progress.json reports), read with the size cap and
+// the schema the controller reads it with (s3/round-store.ts ROUND_DOCUMENTS, api/round-documents.ts
+// trainSummary). Rounds trained before issue 26 have none and draw nothing.
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
-import { progressPoint, type ProgressPoint } from "../api/round-documents.ts";
+import type { ProgressPoint } from "../api/round-documents.ts";
 import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
-import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
+import { readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
-
-/** The part of train_summary.json the report reads (the trainer keeps at most 500 points). */
-const summaryCurves = z.object({ progressHistory: z.array(progressPoint).max(1000).default([]) });
+import { ROUND_DOCUMENTS } from "../s3/round-store.ts";
 
 export type RoundCurve = { round: number; points: ProgressPoint[] };
 
@@ -22,9 +20,10 @@ export async function readTrainingCurves(
   const out: RoundCurve[] = [];
   for (const r of rounds) {
     const uri = `${roundUri(spec.artifacts.s3, r.index)}${ROUND_FILES.summary}`;
-    const doc = await readDocument(store, uri, DOCUMENT_LIMITS.small, summaryCurves);
-    if (doc && "value" in doc && doc.value.progressHistory.length)
-      out.push({ round: r.index, points: doc.value.progressHistory });
+    const { schema, maxBytes } = ROUND_DOCUMENTS[ROUND_FILES.summary];
+    const doc = await readDocument(store, uri, maxBytes, schema);
+    const points = doc && "value" in doc ? doc.value.progressHistory : undefined;
+    if (points?.length) out.push({ round: r.index, points });
   }
   return out;
 }

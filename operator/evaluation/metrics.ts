@@ -102,32 +102,11 @@ export async function retrievalMetrics(
   ks: readonly number[],
   blockBytes = DEFAULT_BLOCK_BYTES,
 ): Promise<Scored<RetrievalMetrics>> {
-  const { images, texts, textImage, textGroup } = input;
+  const { images, texts } = input;
   const N = images.rows;
   const G = texts.rows;
-  const M = textImage.length;
   const D = images.dim;
-  if (texts.dim !== D) throw new Error(`image embeddings have dim ${D}, text embeddings ${texts.dim}`);
-  if (textGroup.length !== M) throw new Error(`textGroup has ${textGroup.length} entries for ${M} captions`);
-  if (N === 0 || M === 0) throw new Error("retrieval needs at least one image and one text");
-
-  // Captions per distinct text (weight), and each image's distinct right texts (CSR).
-  const weight = new Int32Array(G);
-  const perImage: number[][] = Array.from({ length: N }, () => []);
-  for (let c = 0; c < M; c++) {
-    const i = textImage[c]!;
-    const g = textGroup[c]!;
-    if (i < 0 || i >= N) throw new Error(`text ${c} points at image ${i}, outside [0, ${N})`);
-    if (g < 0 || g >= G) throw new Error(`text ${c} has text group ${g}, outside [0, ${G})`);
-    weight[g]!++;
-    if (!perImage[i]!.includes(g)) perImage[i]!.push(g);
-  }
-  const rightStart = new Int32Array(N + 1);
-  perImage.forEach((gs, i) => {
-    if (!gs.length) throw new Error(`image ${i} has no caption`);
-    rightStart[i + 1] = rightStart[i]! + gs.length;
-  });
-  const right = Int32Array.from(perImage.flat());
+  const { weight, rightStart, right } = rightTexts(input);
 
   const allK = [...new Set([1, ...ks])].sort((a, b) => a - b);
   const K = allK.at(-1)!;
@@ -174,6 +153,56 @@ export async function retrievalMetrics(
     }
   }
 
+  return recallAtK({ weight, rightStart, right }, allK, K, i2tRank, bestRight, topWrong, input.textImage.length);
+}
+
+/**
+ * Captions per distinct text (weight), and each image's distinct right texts (CSR: image i's are
+ * right[rightStart[i] .. rightStart[i + 1])), with the input's shapes checked.
+ */
+function rightTexts(input: RetrievalInput): { weight: Int32Array; rightStart: Int32Array; right: Int32Array } {
+  const { images, texts, textImage, textGroup } = input;
+  const N = images.rows;
+  const G = texts.rows;
+  const M = textImage.length;
+  const D = images.dim;
+  if (texts.dim !== D) throw new Error(`image embeddings have dim ${D}, text embeddings ${texts.dim}`);
+  if (textGroup.length !== M) throw new Error(`textGroup has ${textGroup.length} entries for ${M} captions`);
+  if (N === 0 || M === 0) throw new Error("retrieval needs at least one image and one text");
+  const weight = new Int32Array(G);
+  const perImage: number[][] = Array.from({ length: N }, () => []);
+  for (let c = 0; c < M; c++) {
+    const i = textImage[c]!;
+    const g = textGroup[c]!;
+    if (i < 0 || i >= N) throw new Error(`text ${c} points at image ${i}, outside [0, ${N})`);
+    if (g < 0 || g >= G) throw new Error(`text ${c} has text group ${g}, outside [0, ${G})`);
+    weight[g]!++;
+    if (!perImage[i]!.includes(g)) perImage[i]!.push(g);
+  }
+  const rightStart = new Int32Array(N + 1);
+  perImage.forEach((gs, i) => {
+    if (!gs.length) throw new Error(`image ${i} has no caption`);
+    rightStart[i + 1] = rightStart[i]! + gs.length;
+  });
+  return { weight, rightStart, right: Int32Array.from(perImage.flat()) };
+}
+
+/**
+ * Recall@k for each k, and its chance level, from the streamed pass: image->text hits by each
+ * image's rank, text->image hits where a text's k-th best wrong image scores below its best right one.
+ */
+function recallAtK(
+  t: { weight: Int32Array; rightStart: Int32Array; right: Int32Array },
+  allK: readonly number[],
+  K: number,
+  i2tRank: Float64Array,
+  bestRight: Float32Array,
+  topWrong: Float32Array,
+  M: number,
+): Scored<RetrievalMetrics> {
+  const { weight, rightStart, right } = t;
+  const N = i2tRank.length;
+  const G = weight.length;
   const imagesWith = new Int32Array(G); // distinct images having each text: right answers of its query
   for (let j = 0; j < right.length; j++) imagesWith[right[j]!]!++;
   const rightCaptions = new Int32Array(N); // captions whose text is one of the image's own

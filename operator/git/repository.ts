@@ -220,45 +220,27 @@ export class GitRepositories implements GitAccess {
     }
   }
 
+  /**
+   * One fetch-apply-push: a bare in-memory clone, the tip of the push branch (or of the branch it
+   * starts from), the files as they are there, the request's plan for them, a commit, a push.
+   */
   async #attempt(
     req: GitSyncRequest,
     pushBranch: string,
     signal: AbortSignal,
     count: (op: "fetch" | "push") => void,
-  ): Promise<
-    | { kind: "done"; commit: string | undefined; head: string }
-    | { kind: "failed"; failure: Failure }
-    | { kind: "refused"; tip: string; message: string; serverRefused: boolean }
-  > {
-    const fs = new MemoryFs();
-    const gitdir = "/repo.git";
-    const headers = authorizationHeader(req.credentials);
-    const http = (op: "fetch" | "push") => httpClient({ ca: req.credentials.ca, signal, onRequest: () => count(op) });
-    await git.init({ fs, gitdir, bare: true });
-    await git.addRemote({ fs, gitdir, remote: "origin", url: req.url });
-    const fetchTip = async (ref: string): Promise<string | undefined> => {
-      try {
-        const r = await git.fetch({
-          fs,
-          http: http("fetch"),
-          gitdir,
-          remote: "origin",
-          ref,
-          remoteRef: ref,
-          singleBranch: true,
-          depth: 1,
-          tags: false,
-          headers,
-        });
-        return r.fetchHead ?? undefined;
-      } catch (err) {
-        if ((err as { code?: string }).code === Errors.NotFoundError.code) return undefined;
-        throw new SyncFailure(classifyGitError(err, "fetch", req, ref));
-      }
+  ): Promise<Attempt> {
+    const clone: Clone = {
+      fs: new MemoryFs(),
+      gitdir: "/repo.git",
+      headers: authorizationHeader(req.credentials),
+      http: (op) => httpClient({ ca: req.credentials.ca, signal, onRequest: () => count(op) }),
     };
+    await git.init({ fs: clone.fs, gitdir: clone.gitdir, bare: true });
+    await git.addRemote({ fs: clone.fs, gitdir: clone.gitdir, remote: "origin", url: req.url });
     // The push branch carries earlier unmerged commits of ours: build on it when it exists.
-    let tip = pushBranch !== req.branch ? await fetchTip(pushBranch) : undefined;
-    tip ??= await fetchTip(req.branch);
+    let tip = pushBranch !== req.branch ? await fetchTip(clone, req, pushBranch) : undefined;
+    tip ??= await fetchTip(clone, req, req.branch);
     if (!tip) {
       return {
         kind: "failed",
@@ -270,58 +252,116 @@ export class GitRepositories implements GitAccess {
       };
     }
     const files = new Map<string, string | undefined>();
-    for (const path of req.paths) files.set(path, await readText(fs, gitdir, tip, path));
+    for (const path of req.paths) files.set(path, await readText(clone.fs, clone.gitdir, tip, path));
     const change = req.plan(files);
     if (change.kind === "unchanged") return { kind: "done", commit: undefined, head: tip };
     if (change.kind === "problem") return { kind: "failed", failure: change };
-
-    const { tree } = await git.readCommit({ fs, gitdir, oid: tip }).then((c) => c.commit);
-    let root = tree;
-    for (const f of change.files) {
-      const blob = await git.writeBlob({ fs, gitdir, blob: new TextEncoder().encode(f.content) });
-      root = await writePath(fs, gitdir, root, f.path.split("/"), blob);
-    }
-    const when = { timestamp: Math.floor(this.#o.now().getTime() / 1000), timezoneOffset: 0 };
-    const person = { name: req.author.name, email: req.author.email, ...when };
-    const commit = await git.writeCommit({
-      fs,
-      gitdir,
-      commit: {
-        message: req.message.endsWith("\n") ? req.message : `${req.message}\n`,
-        tree: root,
-        parent: [tip],
-        author: person,
-        committer: person,
-      },
+    const commit = await commitOnTip(clone, req, tip, change.files, this.#o.now());
+    await git.writeRef({
+      fs: clone.fs,
+      gitdir: clone.gitdir,
+      ref: `refs/heads/${pushBranch}`,
+      value: commit,
+      force: true,
     });
-    await git.writeRef({ fs, gitdir, ref: `refs/heads/${pushBranch}`, value: commit, force: true });
-    try {
-      const r = await git.push({
-        fs,
-        http: http("push"),
-        gitdir,
-        remote: "origin",
-        ref: pushBranch,
-        remoteRef: pushBranch,
-        headers,
-      });
-      if (!r.ok || r.error) return { kind: "refused", tip, message: String(r.error ?? "refused"), serverRefused: true };
-      return { kind: "done", commit, head: commit };
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === Errors.PushRejectedError.code) {
-        return { kind: "refused", tip, message: "not a fast-forward: the branch moved", serverRefused: false };
-      }
-      if (code === Errors.GitPushError.code) {
-        const data = (err as { data?: { result?: { refs?: Record<string, { error?: string }> } } }).data;
-        const why = Object.values(data?.result?.refs ?? {})
-          .map((x) => x.error)
-          .filter(Boolean)
-          .join("; ");
-        return { kind: "refused", tip, message: why || "refused", serverRefused: true };
-      }
-      return { kind: "failed", failure: classifyGitError(err, "push", req, pushBranch) };
+    return push(clone, req, pushBranch, tip, commit);
+  }
+}
+
+/** How one attempt ended: pushed (or nothing to push), failed for good, or refused (the branch moved, or the server said no). */
+type Attempt =
+  | { kind: "done"; commit: string | undefined; head: string }
+  | { kind: "failed"; failure: Failure }
+  | { kind: "refused"; tip: string; message: string; serverRefused: boolean };
+
+/** A bare in-memory clone of the remote "origin" for one attempt, with the request's credentials. */
+type Clone = {
+  fs: MemoryFs;
+  gitdir: string;
+  headers: Record<string, string>;
+  http: (op: "fetch" | "push") => ReturnType<typeof httpClient>;
+};
+
+/** The tip of a remote branch (one commit deep), or undefined when the branch does not exist. */
+async function fetchTip(c: Clone, req: GitSyncRequest, ref: string): Promise<string | undefined> {
+  try {
+    const r = await git.fetch({
+      fs: c.fs,
+      http: c.http("fetch"),
+      gitdir: c.gitdir,
+      remote: "origin",
+      ref,
+      remoteRef: ref,
+      singleBranch: true,
+      depth: 1,
+      tags: false,
+      headers: c.headers,
+    });
+    return r.fetchHead ?? undefined;
+  } catch (err) {
+    if ((err as { code?: string }).code === Errors.NotFoundError.code) return undefined;
+    throw new SyncFailure(classifyGitError(err, "fetch", req, ref));
+  }
+}
+
+/** A commit on top of tip with the files written (folders created), by the request's author at `now`. */
+async function commitOnTip(
+  c: Clone,
+  req: GitSyncRequest,
+  tip: string,
+  files: readonly { path: string; content: string }[],
+  now: Date,
+): Promise<string> {
+  const { fs, gitdir } = c;
+  const { tree } = await git.readCommit({ fs, gitdir, oid: tip }).then((x) => x.commit);
+  let root = tree;
+  for (const f of files) {
+    const blob = await git.writeBlob({ fs, gitdir, blob: new TextEncoder().encode(f.content) });
+    root = await writePath(fs, gitdir, root, f.path.split("/"), blob);
+  }
+  const when = { timestamp: Math.floor(now.getTime() / 1000), timezoneOffset: 0 };
+  const person = { name: req.author.name, email: req.author.email, ...when };
+  return git.writeCommit({
+    fs,
+    gitdir,
+    commit: {
+      message: req.message.endsWith("\n") ? req.message : `${req.message}\n`,
+      tree: root,
+      parent: [tip],
+      author: person,
+      committer: person,
+    },
+  });
+}
+
+/** Pushes the push branch: done, refused (not a fast-forward, or the server's hook or protection), or failed. */
+async function push(c: Clone, req: GitSyncRequest, pushBranch: string, tip: string, commit: string): Promise<Attempt> {
+  try {
+    const r = await git.push({
+      fs: c.fs,
+      http: c.http("push"),
+      gitdir: c.gitdir,
+      remote: "origin",
+      ref: pushBranch,
+      remoteRef: pushBranch,
+      headers: c.headers,
+    });
+    if (!r.ok || r.error) return { kind: "refused", tip, message: String(r.error ?? "refused"), serverRefused: true };
+    return { kind: "done", commit, head: commit };
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === Errors.PushRejectedError.code) {
+      return { kind: "refused", tip, message: "not a fast-forward: the branch moved", serverRefused: false };
     }
+    if (code === Errors.GitPushError.code) {
+      const data = (err as { data?: { result?: { refs?: Record<string, { error?: string }> } } }).data;
+      const why = Object.values(data?.result?.refs ?? {})
+        .map((x) => x.error)
+        .filter(Boolean)
+        .join("; ");
+      return { kind: "refused", tip, message: why || "refused", serverRefused: true };
+    }
+    return { kind: "failed", failure: classifyGitError(err, "push", req, pushBranch) };
   }
 }
 

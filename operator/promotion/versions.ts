@@ -218,10 +218,6 @@ export type PromoteRequest = {
   signal?: AbortSignal | undefined;
 };
 
-/**
- * Copies a round into the next immutable version (or finds the version an earlier attempt made)
- * and points the alias at it. Safe to repeat after a crash at any step.
- */
 /** claim.json: who is filling a version folder; written (If-None-Match) before the first copy. */
 export const CLAIM_JSON = "claim.json";
 type Claim = { run: RunRef; round: number; sourceUri: string; claimedAt: string };
@@ -258,65 +254,20 @@ async function claimVersion(
   return undefined;
 }
 
+/**
+ * Copies a round into the next immutable version (or finds the version an earlier attempt made)
+ * and points the alias at it. Safe to repeat after a crash at any step.
+ */
 export async function promoteRound(store: ConditionalObjectStore, req: PromoteRequest): Promise<PromotionOutcome> {
   const { target: t } = req;
   const roundUri = withSlash(req.roundUri);
   const listing = await listVersions(store, t);
   let version = listing.complete.find((v) => v.sourceUri === roundUri && isSameRun(v.run, req.run));
-  let copied = false;
+  const copied = !version;
   if (!version) {
-    const sizes = new Map((await store.list(roundUri)).map((o) => [o.uri.slice(roundUri.length), o.size]));
-    const missing = PROMOTED_FILES.filter((f) => f.required && !sizes.has(f.name)).map((f) => f.name);
-    if (missing.length)
-      return { ok: false, reason: "RoundArtifactsMissing", message: `${roundUri} lacks ${missing.join(", ")}` };
-    const n = Math.max(0, ...listing.complete.map((v) => v.version)) + 1;
-    const dest = versionUri(t, n);
-    const refused = await claimVersion(store, dest, req, roundUri);
-    if (refused) return { ok: false, reason: "PromotionPrefixShared", message: refused };
-    const files: VersionManifest["files"] = [];
-    for (const f of PROMOTED_FILES) {
-      const size = sizes.get(f.name);
-      if (size === undefined) continue;
-      req.signal?.throwIfAborted();
-      await store.copy(roundUri + f.name, dest + f.name);
-      files.push({ name: f.name, size });
-    }
-    // What was copied is what was evaluated, or the version is never made (no version.json).
-    for (const [name, want] of Object.entries(req.expectSha256 ?? {})) {
-      const got = await digestOf(store, dest + name);
-      if (got !== want) {
-        return {
-          ok: false,
-          reason: "EvaluatedBytesChanged",
-          message: `${roundUri}${name} has sha256 ${got ?? "(missing)"}, eval.json evaluated ${want}; it is evaluated again, not promoted`,
-        };
-      }
-    }
-    req.signal?.throwIfAborted();
-    version = {
-      schemaVersion: PROMOTION_SCHEMA_VERSION,
-      version: n,
-      round: req.round,
-      run: req.run,
-      sourceUri: roundUri,
-      files,
-      metrics: req.metrics,
-      createdAt: req.now,
-    };
-    // version.json last: only now does v<N> exist for readers and for the next listVersions. Written
-    // only where none is (If-None-Match): a version, once complete, is never replaced.
-    const manifest = JSON.stringify(version, null, 2) + "\n";
-    if (!(await store.putIfAbsent(dest + VERSION_JSON, manifest, "application/json"))) {
-      const there = await readVersion(store, t, n);
-      if (!there || there.sourceUri !== roundUri || !isSameRun(there.run, req.run))
-        return {
-          ok: false,
-          reason: "PromotionPrefixShared",
-          message: `${dest}${VERSION_JSON} was written meanwhile by another writer; runs must not share a promotion prefix`,
-        };
-      version = there;
-    }
-    copied = true;
+    const made = await makeVersion(store, req, roundUri, listing.complete);
+    if (!made.ok) return made;
+    version = made.version;
   }
   if (req.moveAlias === false) {
     const current = await readAlias(store, t);
@@ -330,7 +281,80 @@ export async function promoteRound(store: ConditionalObjectStore, req: PromoteRe
       };
     return { ok: true, pointer: current, pointerUri: aliasUri(t), version, copied, aliasWritten: false };
   }
-  const pointed = await pointAlias(store, t, version, req.now, false, req.signal);
+  return pointedOutcome(t, version, copied, await pointAlias(store, t, version, req.now, false, req.signal));
+}
+
+type PromotionFailure = Extract<PromotionOutcome, { ok: false }>;
+
+/**
+ * Version N+1 made from a round: claimed (claimVersion), its files copied and checked against the
+ * bytes that were evaluated, then version.json written last, where none is (If-None-Match): only
+ * then does the version exist for readers and for the next listVersions, and once complete it is
+ * never replaced.
+ */
+async function makeVersion(
+  store: ConditionalObjectStore,
+  req: PromoteRequest,
+  roundUri: string,
+  complete: VersionManifest[],
+): Promise<{ ok: true; version: VersionManifest } | PromotionFailure> {
+  const sizes = new Map((await store.list(roundUri)).map((o) => [o.uri.slice(roundUri.length), o.size]));
+  const missing = PROMOTED_FILES.filter((f) => f.required && !sizes.has(f.name)).map((f) => f.name);
+  if (missing.length)
+    return { ok: false, reason: "RoundArtifactsMissing", message: `${roundUri} lacks ${missing.join(", ")}` };
+  const n = Math.max(0, ...complete.map((v) => v.version)) + 1;
+  const dest = versionUri(req.target, n);
+  const refused = await claimVersion(store, dest, req, roundUri);
+  if (refused) return { ok: false, reason: "PromotionPrefixShared", message: refused };
+  const files: VersionManifest["files"] = [];
+  for (const f of PROMOTED_FILES) {
+    const size = sizes.get(f.name);
+    if (size === undefined) continue;
+    req.signal?.throwIfAborted();
+    await store.copy(roundUri + f.name, dest + f.name);
+    files.push({ name: f.name, size });
+  }
+  // What was copied is what was evaluated, or the version is never made (no version.json).
+  for (const [name, want] of Object.entries(req.expectSha256 ?? {})) {
+    const got = await digestOf(store, dest + name);
+    if (got !== want) {
+      return {
+        ok: false,
+        reason: "EvaluatedBytesChanged",
+        message: `${roundUri}${name} has sha256 ${got ?? "(missing)"}, eval.json evaluated ${want}; it is evaluated again, not promoted`,
+      };
+    }
+  }
+  req.signal?.throwIfAborted();
+  const version: VersionManifest = {
+    schemaVersion: PROMOTION_SCHEMA_VERSION,
+    version: n,
+    round: req.round,
+    run: req.run,
+    sourceUri: roundUri,
+    files,
+    metrics: req.metrics,
+    createdAt: req.now,
+  };
+  const manifest = JSON.stringify(version, null, 2) + "\n";
+  if (await store.putIfAbsent(dest + VERSION_JSON, manifest, "application/json")) return { ok: true, version };
+  const there = await readVersion(store, req.target, n);
+  if (!there || there.sourceUri !== roundUri || !isSameRun(there.run, req.run))
+    return {
+      ok: false,
+      reason: "PromotionPrefixShared",
+      message: `${dest}${VERSION_JSON} was written meanwhile by another writer; runs must not share a promotion prefix`,
+    };
+  return { ok: true, version: there };
+}
+
+/** The outcome of pointing the alias at a version: refused when another run owns the alias. */
+function pointedOutcome(
+  t: PromotionTarget,
+  version: VersionManifest,
+  copied: boolean,
+  pointed: Awaited<ReturnType<typeof pointAlias>>,
+): PromotionOutcome {
   if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
   return {
     ok: true,
@@ -363,16 +387,7 @@ export async function pointAliasAt(
       message: `v${versionNumber}: ${versionUri(t, versionNumber)}${VERSION_JSON} does not exist (versions: ${complete.map((v) => v.version).join(", ") || "none"})`,
     };
   }
-  const pointed = await pointAlias(store, t, version, now, pinned, signal);
-  if ("refused" in pointed) return { ok: false, reason: "AliasOwnedByAnotherRun", message: pointed.refused };
-  return {
-    ok: true,
-    pointer: pointed.pointer,
-    pointerUri: aliasUri(t),
-    version,
-    copied: false,
-    aliasWritten: pointed.written,
-  };
+  return pointedOutcome(t, version, false, await pointAlias(store, t, version, now, pinned, signal));
 }
 
 /** Rollback (spec.promotion.pinVersion = N): points the alias at complete version N, pinned. */

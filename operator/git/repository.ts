@@ -282,20 +282,25 @@ type Clone = {
   http: (op: "fetch" | "push") => ReturnType<typeof httpClient>;
 };
 
+/** What every fetch and push of a clone passes: its fs, an HTTP client counting `op`, origin and the credentials. */
+const origin = (c: Clone, op: "fetch" | "push") => ({
+  fs: c.fs,
+  http: c.http(op),
+  gitdir: c.gitdir,
+  remote: "origin",
+  headers: c.headers,
+});
+
 /** The tip of a remote branch (one commit deep), or undefined when the branch does not exist. */
 async function fetchTip(c: Clone, req: GitSyncRequest, ref: string): Promise<string | undefined> {
   try {
     const r = await git.fetch({
-      fs: c.fs,
-      http: c.http("fetch"),
-      gitdir: c.gitdir,
-      remote: "origin",
+      ...origin(c, "fetch"),
       ref,
       remoteRef: ref,
       singleBranch: true,
       depth: 1,
       tags: false,
-      headers: c.headers,
     });
     return r.fetchHead ?? undefined;
   } catch (err) {
@@ -337,15 +342,7 @@ async function commitOnTip(
 /** Pushes the push branch: done, refused (not a fast-forward, or the server's hook or protection), or failed. */
 async function push(c: Clone, req: GitSyncRequest, pushBranch: string, tip: string, commit: string): Promise<Attempt> {
   try {
-    const r = await git.push({
-      fs: c.fs,
-      http: c.http("push"),
-      gitdir: c.gitdir,
-      remote: "origin",
-      ref: pushBranch,
-      remoteRef: pushBranch,
-      headers: c.headers,
-    });
+    const r = await git.push({ ...origin(c, "push"), ref: pushBranch, remoteRef: pushBranch });
     if (!r.ok || r.error) return { kind: "refused", tip, message: String(r.error ?? "refused"), serverRefused: true };
     return { kind: "done", commit, head: commit };
   } catch (err) {

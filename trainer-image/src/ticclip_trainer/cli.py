@@ -4,6 +4,7 @@ cut-slices,eval-pack} ...`; main(argv) returns the exit code."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .errors import EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT, TrainerError
 
@@ -19,12 +22,11 @@ EXIT_DIR_ENV = "TICCLIP_EXIT_DIR"
 log = logging.getLogger("ticclip_trainer")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ticclip_trainer")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="run one training round from a RoundPlan")
+def _train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--plan", required=True, help="s3://.../plan.json (endpoint from S3_ENDPOINT) or a local path")
-    s = sub.add_parser("synth", help="write the synthetic time-drifting dataset, one slice per id")
+
+
+def _synth_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--out", required=True, help="s3://bucket/prefix or a local folder; slices go to <out>/<sliceId>/")
     s.add_argument("--slices", default="2016,2017,2018,2019", help="comma-separated slice ids in time order")
     s.add_argument("--samples", type=int, default=4000, help="training samples per slice")
@@ -36,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         default="ticclip-tiny",
         help="also write each held-out split as a retrieval eval pack for this model ('' for none)",
     )
-    m = sub.add_parser("make-slice", help="image+caption pairs -> WebDataset slice with manifest.json and _SUCCESS")
+
+
+def _make_slice_arguments(m: argparse.ArgumentParser) -> None:
     m.add_argument("--input", required=True, help="folder of <stem>.<jpg|png|webp> + <stem>.txt, or a .csv/.parquet")
     m.add_argument("--image-column", default="image")
     m.add_argument("--caption-column", default="caption")
@@ -49,10 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of the pairs (every 1/f-th) held out as the eval/ pack",
     )
-    g = sub.add_parser(
-        "register-shards",
-        help="existing WebDataset shards (img2dataset layout) -> a slice in place: manifest.json, eval/, _SUCCESS",
-    )
+
+
+def _register_shards_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--shards", required=True, help="folder or s3:// prefix holding the .tar shards (not recursive)")
     g.add_argument("--slice-id", help="default: the folder's name")
     g.add_argument(
@@ -79,9 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         default="ranged",
         help="header walks: ranged (skip images, ~1 GET per sample) or whole (every byte, 8 MiB GETs)",
     )
-    c = sub.add_parser(
-        "cut-slices", help="one pool of WebDataset shards -> time slices (members copied, not re-encoded)"
-    )
+
+
+def _cut_slices_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--pool", required=True, help="folder or s3:// prefix of the pool's .tar shards")
     c.add_argument("--out", required=True, help="slices go to <out>/<sliceId>/")
     c.add_argument("--by-field", help="the .json field with each sample's year or date (2014, 2014-05-03...)")
@@ -92,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--shard-size", type=int, default=5000)
     c.add_argument("--eval-fraction", type=float, default=0.0, help="held out by key hash, into each slice's eval/")
     c.add_argument("--eval-pack-architecture", help="also write each slice's retrieval eval pack")
-    e = sub.add_parser("eval-pack", help="build an eval pack the operator's evaluator reads (docs/evaluation.md)")
+
+
+def _eval_pack_arguments(e: argparse.ArgumentParser) -> None:
     kinds = e.add_subparsers(dest="kind", required=True)
     r = kinds.add_parser("retrieval", help="a slice's held-out split -> retrieval pack")
     r.add_argument("--slice", required=True, help="slice folder (s3://... or local) with eval/manifest.json")
@@ -104,6 +109,142 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--name", help="pack name; default the input folder's name")
     z.add_argument("--architecture", required=True)
     z.add_argument("--templates", help="file with one template per line, each containing {c}")
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    from . import plan as plan_mod
+
+    plan = plan_mod.load(args.plan)  # validate before launching workers
+    rc = _distributed_launch(argv)
+    if rc is not None:
+        return rc
+    _marker(".pid", os.getpid())
+    from .train import run_round
+
+    return run_round(plan)
+
+
+def _synth(args: argparse.Namespace, _argv: list[str]) -> int:
+    from . import synth
+
+    ms = synth.write(
+        args.out,
+        [s for s in args.slices.split(",") if s],
+        args.samples,
+        args.eval_samples,
+        args.shard_size,
+        args.seed,
+        eval_pack_architecture=args.eval_pack_architecture or None,
+    )
+    for m in ms:
+        print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards")
+    return 0
+
+
+def _make_slice(args: argparse.Namespace, _argv: list[str]) -> int:
+    from . import slices
+
+    src = args.input
+    rows = (
+        slices.read_table(src, args.image_column, args.caption_column)
+        if os.path.isfile(src)
+        else slices.read_folder(src)
+    )
+    train, ev = rows, None
+    if args.eval_fraction > 0:
+        every = max(2, round(1 / args.eval_fraction))
+        allrows = list(rows)
+        ev = [r for i, r in enumerate(allrows) if i % every == every - 1]
+        train = [r for i, r in enumerate(allrows) if i % every != every - 1]
+    m = slices.write_slice(args.out, args.slice_id, train, args.shard_size, ev)
+    print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards -> {args.out}")
+    return 0
+
+
+def _register_shards(args: argparse.Namespace, _argv: list[str]) -> int:
+    from .register import register
+
+    report = register(
+        args.shards,
+        args.slice_id,
+        args.caption_field,
+        args.eval_fraction,
+        args.eval_pack_architecture,
+        args.count_from,
+        args.window,
+        args.parallel,
+        args.read,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cut_slices(args: argparse.Namespace, _argv: list[str]) -> int:
+    from .cut import cut
+
+    report = cut(
+        args.pool,
+        args.out,
+        args.by_field,
+        args.key_lists,
+        args.key_field,
+        args.granularity,
+        args.caption_field,
+        args.shard_size,
+        args.eval_fraction,
+        args.eval_pack_architecture,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _eval_pack(args: argparse.Namespace, _argv: list[str]) -> int:
+    from . import evalpack
+
+    if args.kind == "retrieval":
+        print(evalpack.make_retrieval_pack(args.slice, args.out, args.architecture))
+    else:
+        print(evalpack.make_zeroshot_pack(args.input, args.out, args.architecture, args.name, args.templates))
+    return 0
+
+
+class Subcommand(NamedTuple):
+    """One subcommand: its help, what adds its arguments, and what runs it ((parsed arguments, the
+    command line as given) -> the exit code)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, list[str]], int]
+
+
+# A new subcommand is one entry here, with its arguments and run functions above.
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "train": Subcommand("run one training round from a RoundPlan", _train_arguments, _train),
+    "synth": Subcommand("write the synthetic time-drifting dataset, one slice per id", _synth_arguments, _synth),
+    "make-slice": Subcommand(
+        "image+caption pairs -> WebDataset slice with manifest.json and _SUCCESS", _make_slice_arguments, _make_slice
+    ),
+    "register-shards": Subcommand(
+        "existing WebDataset shards (img2dataset layout) -> a slice in place: manifest.json, eval/, _SUCCESS",
+        _register_shards_arguments,
+        _register_shards,
+    ),
+    "cut-slices": Subcommand(
+        "one pool of WebDataset shards -> time slices (members copied, not re-encoded)",
+        _cut_slices_arguments,
+        _cut_slices,
+    ),
+    "eval-pack": Subcommand(
+        "build an eval pack the operator's evaluator reads (docs/evaluation.md)", _eval_pack_arguments, _eval_pack
+    ),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ticclip_trainer")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, command in SUBCOMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help))
     return p
 
 
@@ -182,95 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "train":
-            from . import plan as plan_mod
-
-            plan = plan_mod.load(args.plan)  # validate before launching workers
-            rc = _distributed_launch(argv)
-            if rc is not None:
-                return rc
-            _marker(".pid", os.getpid())
-            from .train import run_round
-
-            return run_round(plan)
-        if args.cmd == "synth":
-            from . import synth
-
-            ms = synth.write(
-                args.out,
-                [s for s in args.slices.split(",") if s],
-                args.samples,
-                args.eval_samples,
-                args.shard_size,
-                args.seed,
-                eval_pack_architecture=args.eval_pack_architecture or None,
-            )
-            for m in ms:
-                print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards")
-            return 0
-        if args.cmd == "make-slice":
-            from . import slices
-
-            src = args.input
-            rows = (
-                slices.read_table(src, args.image_column, args.caption_column)
-                if os.path.isfile(src)
-                else slices.read_folder(src)
-            )
-            train, ev = rows, None
-            if args.eval_fraction > 0:
-                every = max(2, round(1 / args.eval_fraction))
-                allrows = list(rows)
-                ev = [r for i, r in enumerate(allrows) if i % every == every - 1]
-                train = [r for i, r in enumerate(allrows) if i % every != every - 1]
-            m = slices.write_slice(args.out, args.slice_id, train, args.shard_size, ev)
-            print(f"{m['sliceId']}: {m['numSamples']} samples in {len(m['shards'])} shards -> {args.out}")
-            return 0
-        if args.cmd == "register-shards":
-            import json
-
-            from .register import register
-
-            report = register(
-                args.shards,
-                args.slice_id,
-                args.caption_field,
-                args.eval_fraction,
-                args.eval_pack_architecture,
-                args.count_from,
-                args.window,
-                args.parallel,
-                args.read,
-            )
-            print(json.dumps(report, indent=2))
-            return 0
-        if args.cmd == "cut-slices":
-            import json
-
-            from .cut import cut
-
-            report = cut(
-                args.pool,
-                args.out,
-                args.by_field,
-                args.key_lists,
-                args.key_field,
-                args.granularity,
-                args.caption_field,
-                args.shard_size,
-                args.eval_fraction,
-                args.eval_pack_architecture,
-            )
-            print(json.dumps(report, indent=2))
-            return 0
-        if args.cmd == "eval-pack":
-            from . import evalpack
-
-            if args.kind == "retrieval":
-                print(evalpack.make_retrieval_pack(args.slice, args.out, args.architecture))
-            else:
-                print(evalpack.make_zeroshot_pack(args.input, args.out, args.architecture, args.name, args.templates))
-            return 0
+        return SUBCOMMANDS[args.cmd].run(args, argv)
     except TrainerError as e:
         log.error("%s: %s", type(e).__name__, e)
         print(f"error: {e}", file=sys.stderr)
@@ -286,4 +339,3 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         traceback.print_exc()
         return 1
-    return 1

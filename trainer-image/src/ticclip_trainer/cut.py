@@ -133,6 +133,8 @@ def cut(
     eval_pack_architecture: str | None = None,
     s3: S3 | None = None,
 ) -> dict:
+    """Cuts the pool: every shard read once, each sample written to its slice (_Cut), then each
+    slice's manifest and _SUCCESS (_finish); returns the report."""
     t0 = time.perf_counter()
     if (by_field is None) == (key_lists is None):
         raise PermanentError("give exactly one of --by-field and --key-lists", "--by-field")
@@ -145,74 +147,109 @@ def cut(
     if not tars:
         raise PermanentError(f"no .tar shards directly in {src.location}", "--pool")
     out = out.rstrip("/") + "/"
-    writers: dict[str, tuple[_SliceWriter, _SliceWriter]] = {}
-    eval_pairs: dict[str, list] = {}
-    counts, unassigned, dropped, bytes_read = Counter(), 0, Counter(), 0
+
+    def slice_of(key: str, parts: dict) -> str | None:
+        return _slice_of_sample(key, parts, by_field, granularity, lists, key_field)
+
     with tempfile.TemporaryDirectory(prefix="ticclip-cut-") as tmp:
+        slices = _Cut(out, s3, shard_size, eval_fraction, tmp)
         for name in tars:
             uri = src.location + name
             f = s3.open_stream(uri, "--pool") if src.is_s3 else open(uri, "rb")
             try:
-                reader = TarSamples(f, uri, "--pool")
-                while (s := reader.next()) is not None:
-                    key, parts = s
-                    try:
-                        img_bytes, caption = sample_fields(parts, caption_field)
-                    except SkippedSample as e:
-                        dropped[e.reason] += 1
-                        continue
-                    meta = None
-                    if "json" in parts and (by_field or key_field):
-                        try:
-                            meta = json.loads(parts["json"].decode("utf-8"))
-                        except ValueError:
-                            meta = None
-                    if by_field:
-                        sid = slice_of_value(meta.get(by_field) if isinstance(meta, dict) else None, granularity)
-                    else:
-                        k = key if not key_field else (meta.get(key_field) if isinstance(meta, dict) else None)
-                        sid = lists.get(str(k)) if k is not None else None
-                    if sid is None or not SLICE_ID.match(sid):
-                        unassigned += 1
-                        continue
-                    if sid not in writers:
-                        dest = Dest(out + sid + "/", s3)
-                        if _exists(dest, "_SUCCESS"):
-                            raise PermanentError(f"{dest.location} is a slice already; slices never change", "--out")
-                        writers[sid] = (
-                            _SliceWriter(dest, "", shard_size, tmp),
-                            _SliceWriter(dest, "eval/", shard_size, tmp),
-                        )
-                    train_w, eval_w = writers[sid]
-                    counts[sid] += 1
-                    if held_out(key, eval_fraction):
-                        eval_w.add(key.replace("/", "_"), parts)
-                        ext = next(e for e in IMAGE_EXTS if e in parts)
-                        eval_pairs.setdefault(sid, []).append((img_bytes, caption, ext))
-                    else:
-                        train_w.add(key.replace("/", "_"), parts)
-                bytes_read += reader.pos
+                slices.read_shard(TarSamples(f, uri, "--pool"), caption_field, slice_of)
             finally:
                 f.close()
         report_slices = {}
-        for sid, (train_w, eval_w) in sorted(writers.items()):
+        for sid, (train_w, eval_w) in sorted(slices.writers.items()):
             train_w.flush()
             eval_w.flush()
-            report_slices[sid] = _finish(sid, train_w, eval_w, eval_pairs.get(sid, []), eval_pack_architecture, pool)
+            pairs = slices.eval_pairs.get(sid, [])
+            report_slices[sid] = _finish(sid, train_w, eval_w, pairs, eval_pack_architecture, pool)
     seconds = time.perf_counter() - t0
-    total = sum(counts.values())
+    total = sum(slices.counts.values())
     return {
         "pool": src.location,
         "out": out,
         "slices": report_slices,
         "samples": total,
-        "unassigned": unassigned,
-        "dropped": dict(dropped),
-        "bytesRead": bytes_read,
-        "bytesWritten": sum(w.bytes_written for pair in writers.values() for w in pair),
+        "unassigned": slices.unassigned,
+        "dropped": dict(slices.dropped),
+        "bytesRead": slices.bytes_read,
+        "bytesWritten": sum(w.bytes_written for pair in slices.writers.values() for w in pair),
         "seconds": seconds,
-        "samplesPerSecond": (total + unassigned + sum(dropped.values())) / max(seconds, 1e-9),
+        "samplesPerSecond": (total + slices.unassigned + sum(slices.dropped.values())) / max(seconds, 1e-9),
     }
+
+
+def _slice_of_sample(
+    key: str,
+    parts: dict,
+    by_field: str | None,
+    granularity: str,
+    lists: dict[str, str] | None,
+    key_field: str | None,
+) -> str | None:
+    """The slice a sample goes to: from its .json's by_field, or the key list naming its key (or its
+    .json's key_field); None when that cannot be told."""
+    meta = None
+    if "json" in parts and (by_field or key_field):
+        try:
+            meta = json.loads(parts["json"].decode("utf-8"))
+        except ValueError:
+            meta = None
+    if by_field:
+        return slice_of_value(meta.get(by_field) if isinstance(meta, dict) else None, granularity)
+    k = key if not key_field else (meta.get(key_field) if isinstance(meta, dict) else None)
+    return lists.get(str(k)) if k is not None and lists is not None else None
+
+
+class _Cut:
+    """The slices being written, a train and an eval/ writer each, and what was counted for the report."""
+
+    def __init__(self, out: str, s3: S3 | None, shard_size: int, eval_fraction: float, tmp: str):
+        self.out, self.s3, self.shard_size, self.eval_fraction, self.tmp = out, s3, shard_size, eval_fraction, tmp
+        self.writers: dict[str, tuple[_SliceWriter, _SliceWriter]] = {}
+        self.eval_pairs: dict[str, list] = {}
+        self.counts: Counter = Counter()
+        self.dropped: Counter = Counter()
+        self.unassigned = 0
+        self.bytes_read = 0
+
+    def read_shard(self, reader: TarSamples, caption_field: str, slice_of) -> None:
+        """Every sample of one pool shard to its slice; dropped (no image or caption) and unassigned counted."""
+        while (s := reader.next()) is not None:
+            key, parts = s
+            try:
+                img_bytes, caption = sample_fields(parts, caption_field)
+            except SkippedSample as e:
+                self.dropped[e.reason] += 1
+                continue
+            sid = slice_of(key, parts)
+            if sid is None or not SLICE_ID.match(sid):
+                self.unassigned += 1
+                continue
+            train_w, eval_w = self._writers(sid)
+            self.counts[sid] += 1
+            if held_out(key, self.eval_fraction):
+                eval_w.add(key.replace("/", "_"), parts)
+                ext = next(e for e in IMAGE_EXTS if e in parts)
+                self.eval_pairs.setdefault(sid, []).append((img_bytes, caption, ext))
+            else:
+                train_w.add(key.replace("/", "_"), parts)
+        self.bytes_read += reader.pos
+
+    def _writers(self, sid: str) -> tuple[_SliceWriter, _SliceWriter]:
+        """The slice's writers, made on its first sample; a slice already there (_SUCCESS) is never changed."""
+        if sid not in self.writers:
+            dest = Dest(self.out + sid + "/", self.s3)
+            if _exists(dest, "_SUCCESS"):
+                raise PermanentError(f"{dest.location} is a slice already; slices never change", "--out")
+            self.writers[sid] = (
+                _SliceWriter(dest, "", self.shard_size, self.tmp),
+                _SliceWriter(dest, "eval/", self.shard_size, self.tmp),
+            )
+        return self.writers[sid]
 
 
 def _exists(dest: Dest, rel: str) -> bool:

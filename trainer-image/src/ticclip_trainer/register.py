@@ -350,15 +350,11 @@ def register(
     read: str = "ranged",
     s3: S3 | None = None,
 ) -> dict:
+    """Makes the folder's shards a slice in place: each shard scanned (_scan_shard, `parallel` at
+    once), manifest.json (and eval/ with the held-out samples), then _SUCCESS; returns the report."""
     t0 = time.perf_counter()
     folder = Folder(location, s3)
-    slice_id = slice_id or folder.location.rstrip("/").rsplit("/", 1)[-1]
-    if not SLICE_ID.match(slice_id):
-        raise PermanentError(
-            f"{slice_id!r} is not a slice id (1-128 of [A-Za-z0-9._-], starting with a letter or digit); "
-            "name the folder so, or pass --slice-id",
-            "--slice-id",
-        )
+    slice_id = _checked_slice_id(folder, slice_id)
     if not 0 <= eval_fraction < 1:
         raise PermanentError(f"{eval_fraction}: must be in [0, 1)", "--eval-fraction")
     objects = folder.list()
@@ -369,39 +365,21 @@ def register(
         raise PermanentError(f"no .tar shards directly in {folder.location}", "--shards")
 
     def one(name: str) -> ShardScan:
-        stem = name[: -len(".tar")]
-        notes = []
-        if count_from != "headers" and not eval_fraction:
-            if stem + "_stats.json" in objects:
-                scan, note = scan_stats(folder, name, objects[name], stem + "_stats.json", caption_field, window)
-                if scan is not None:
-                    return scan
-                notes.append(note)
-            if stem + ".parquet" in objects:
-                scan, note = scan_parquet(folder, name, objects[name], stem + ".parquet", objects[stem + ".parquet"])
-                if scan is not None:
-                    scan.note = "; ".join(notes)
-                    return scan
-                notes.append(note)
-            if not notes:
-                notes.append(f"no {stem}_stats.json or {stem}.parquet")
-        scan = scan_headers(folder, name, objects[name], caption_field, eval_fraction, window, read == "whole")
-        scan.note = "; ".join(notes)
-        return scan
+        return _scan_shard(folder, objects, name, caption_field, eval_fraction, count_from, window, read == "whole")
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         scans = list(pool.map(one, tars))
 
     dest = Dest(folder.location, folder.s3)
     used = [s for s in scans if s.samples - s.held_out > 0]
+    if not used:
+        raise PermanentError(f"no usable samples in {folder.location} ({len(tars)} shards)", "--shards")
     manifest = {
         "sliceId": slice_id,
         "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "numSamples": sum(s.samples - s.held_out for s in used),
         "shards": [{"key": s.name, "samples": s.samples - s.held_out, "bytes": s.bytes} for s in used],
     }
-    if not used:
-        raise PermanentError(f"no usable samples in {folder.location} ({len(tars)} shards)", "--shards")
     if caption_field != DEFAULT_JSON_CAPTION_FIELD:
         manifest["jsonCaptionField"] = caption_field
     eval_report = None
@@ -412,13 +390,71 @@ def register(
             manifest["eval"] = {"retrieval": "eval/"}
     dest.put("manifest.json", json.dumps(manifest, indent=2).encode())
     dest.put("_SUCCESS", b"")
-    seconds = time.perf_counter() - t0
+    return _report(folder, manifest, tars, scans, used, eval_report, time.perf_counter() - t0)
+
+
+def _checked_slice_id(folder: Folder, slice_id: str | None) -> str:
+    """The slice id given, or the folder's name; a permanent error when it is not a slice id."""
+    slice_id = slice_id or folder.location.rstrip("/").rsplit("/", 1)[-1]
+    if not SLICE_ID.match(slice_id):
+        raise PermanentError(
+            f"{slice_id!r} is not a slice id (1-128 of [A-Za-z0-9._-], starting with a letter or digit); "
+            "name the folder so, or pass --slice-id",
+            "--slice-id",
+        )
+    return slice_id
+
+
+def _scan_shard(
+    folder: Folder,
+    objects: dict[str, int],
+    name: str,
+    caption_field: str,
+    eval_fraction: float,
+    count_from: str,
+    window: int,
+    whole: bool,
+) -> ShardScan:
+    """One shard's samples, counted from the cheapest source that is plausible: <shard>_stats.json,
+    else <shard>.parquet, else its tar headers (always the headers when samples are held out, which
+    needs each sample's key). The note says why a cheaper source was passed over."""
+    stem = name[: -len(".tar")]
+    notes = []
+    if count_from != "headers" and not eval_fraction:
+        if stem + "_stats.json" in objects:
+            scan, note = scan_stats(folder, name, objects[name], stem + "_stats.json", caption_field, window)
+            if scan is not None:
+                return scan
+            notes.append(note)
+        if stem + ".parquet" in objects:
+            scan, note = scan_parquet(folder, name, objects[name], stem + ".parquet", objects[stem + ".parquet"])
+            if scan is not None:
+                scan.note = "; ".join(notes)
+                return scan
+            notes.append(note)
+        if not notes:
+            notes.append(f"no {stem}_stats.json or {stem}.parquet")
+    scan = scan_headers(folder, name, objects[name], caption_field, eval_fraction, window, whole)
+    scan.note = "; ".join(notes)
+    return scan
+
+
+def _report(
+    folder: Folder,
+    manifest: dict,
+    tars: list[str],
+    scans: list[ShardScan],
+    used: list[ShardScan],
+    eval_report: dict | None,
+    seconds: float,
+) -> dict:
+    """What register-shards prints: the slice, what was counted from where, what was read."""
     foreign = Counter()
     for s in scans:
         foreign.update(s.foreign)
     total = sum(s.samples for s in scans)
     return {
-        "sliceId": slice_id,
+        "sliceId": manifest["sliceId"],
         "uri": folder.location,
         "shards": len(used),
         "shardsLeftOut": [s.name for s in scans if s not in used],

@@ -6,12 +6,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Reconciler } from "../../../operator/controller/reconcile.ts";
 import { ChildClient, modelConfigMap, type ModelConfigMap } from "../../../operator/kube/children.ts";
-import { loadKubeConfig, type RawObject } from "../../../operator/kube/client.ts";
+import { loadKubeConfig } from "../../../operator/kube/client.ts";
 import { WatchCache } from "../../../operator/kube/watch.ts";
 import { createNamespace, kubectlOk, requireEnv } from "../../support/cluster.ts";
 import { roundFiles } from "../../support/rounds.ts";
 import { putSlice } from "../../unit/data/memory-store.ts";
-import { FakeEvents, FakeRuns, memoryStorage, quietLog } from "../../unit/controller/fakes.ts";
+import { demoRun, FakeEvents, FakeRuns, memoryStorage, quietLog } from "../../unit/controller/fakes.ts";
 
 test("a foreign ConfigMap created after the run remembered it absent is reported once and backed off from", async () => {
   const ns = createNamespace("cm-loop");
@@ -27,17 +27,11 @@ test("a foreign ConfigMap created after the run remembered it absent is reported
     return apply(cm);
   };
   const runs = new FakeRuns();
-  const run: RawObject = {
-    metadata: { name: "demo", namespace: ns, uid: "uid-demo", generation: 1 },
-    spec: {
-      source: { s3: { bucket: "data", prefix: "slices/" } },
-      model: { architecture: "ticclip-tiny" },
-      strategy: { samplesPerRound: 20 },
-      trainer: { image: "trainer:1", gpusPerNode: 0 },
-      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
-      promotion: { s3: { bucket: "models", prefix: "clip/" }, configMapName: "demo-model" },
-    },
-  };
+  const run = demoRun(
+    { promotion: { s3: { bucket: "models", prefix: "clip/" }, configMapName: "demo-model" } },
+    "uid-demo",
+    ns,
+  );
   runs.add(run);
   const s3 = memoryStorage();
   putSlice(s3.slices, "slices/", "2016");

@@ -3,52 +3,25 @@
 // that run only, instead of an exception that retries forever with no status.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Reconciler } from "../../../operator/controller/reconcile.ts";
-import type { RawObject } from "../../../operator/kube/client.ts";
 import { DOCUMENT_LIMITS } from "../../../operator/s3/documents.ts";
 import { ObjectTooLarge, S3Failure, classifyS3Error } from "../../../operator/s3/errors.ts";
 import { RoundStore } from "../../../operator/s3/round-store.ts";
-import { roundFiles, type SeedOptions } from "../../support/rounds.ts";
+import type { SeedOptions } from "../../support/rounds.ts";
 import { putSlice } from "../data/memory-store.ts";
-import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
-
-const NOW = new Date("2026-05-01T00:00:00Z");
-type Condition = { type: string; status: string; reason: string; message: string };
+import { fakeWorld, memoryStorage } from "./fakes.ts";
 
 function world(spec: Record<string, unknown> = {}, seed: SeedOptions = { recall: 0.5 }) {
-  const runs = new FakeRuns();
-  const s3 = memoryStorage();
-  const run: RawObject = {
-    metadata: { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 },
-    spec: {
-      source: { s3: { bucket: "data", prefix: "slices/" } },
-      model: { architecture: "ticclip-tiny" },
-      strategy: { samplesPerRound: 20 },
-      trainer: { image: "trainer:1", gpusPerNode: 0 },
-      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
-      ...spec,
-    },
+  const w = fakeWorld({ spec });
+  const put = (uri: string, body: string) => w.s3.objects.put(uri, body);
+  w.seed(0, seed);
+  putSlice(w.s3.slices, "slices/", "2016");
+  return {
+    s3: w.s3,
+    put,
+    condition: w.condition,
+    status: () => w.status() as Record<string, unknown> | undefined,
+    reconcile: w.reconcile,
   };
-  runs.add(run);
-  const reconciler = new Reconciler({
-    runs,
-    children: new FakeChildren(),
-    events: new FakeEvents(),
-    log: quietLog,
-    now: () => NOW,
-    storage: () => s3.storage,
-    // The run names no Secret: the operator's own identity (here: in-memory S3) is allowed.
-    allowDefaultCredentials: true,
-  });
-  const put = (uri: string, body: string) => s3.objects.put(uri, body);
-  for (const [key, body] of roundFiles("runs", "demo/", 0, seed)) void put(`s3://runs/${key}`, body);
-  putSlice(s3.slices, "slices/", "2016");
-  const condition = (type: string) =>
-    ((runs.runs.get("ns/demo")!.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).find(
-      (c) => c.type === type,
-    );
-  const status = () => runs.runs.get("ns/demo")!.status as Record<string, unknown> | undefined;
-  return { s3, put, condition, status, reconcile: () => reconciler.reconcile("ns/demo") };
 }
 
 const verdict = {

@@ -7,22 +7,13 @@ import { evalRequest } from "../../../operator/api/eval-request.ts";
 import { Reconciler } from "../../../operator/controller/reconcile.ts";
 import { roundFiles } from "../../support/rounds.ts";
 import { putSlice } from "../data/memory-store.ts";
-import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
+import { demoRun, FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
 
 test("a trained round's evaluation Job reads every known slice from eval-request.json; its argv stays small", async () => {
   const runs = new FakeRuns();
   const children = new FakeChildren();
   const s3 = memoryStorage();
-  runs.add({
-    metadata: { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 },
-    spec: {
-      source: { s3: { bucket: "data", prefix: "slices/" } },
-      model: { architecture: "ticclip-tiny" },
-      strategy: { samplesPerRound: 20, roundPolicy: "Latest" },
-      trainer: { image: "trainer:1", gpusPerNode: 0 },
-      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
-    },
-  });
+  runs.add(demoRun({ strategy: { samplesPerRound: 20, roundPolicy: "Latest" } }));
   // 4,000 slices of 40-character ids: 164 KB as one comma-separated argument.
   const ids = Array.from({ length: 4000 }, (_, i) => `2024-${String(i).padStart(5, "0")}-eu-west-1-hourly-crawl-ab`);
   for (const id of ids) putSlice(s3.slices, "slices/", id, { shards: [1] });

@@ -4,14 +4,11 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { decideGit, GIT_RECHECK_MS, gitRetryMs } from "../../../operator/controller/git.ts";
 import type { GitAccess } from "../../../operator/controller/ports.ts";
-import { Reconciler } from "../../../operator/controller/reconcile.ts";
 import { continualClipRunSpec } from "../../../operator/api/continual-clip-run.ts";
 import type { AliasPointer } from "../../../operator/api/promotion.ts";
 import type { GitSyncOutcome, GitSyncRequest } from "../../../operator/git/repository.ts";
-import type { RawObject } from "../../../operator/kube/client.ts";
 import { readAlias } from "../../../operator/promotion/versions.ts";
-import { roundFiles } from "../../support/rounds.ts";
-import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
+import { fakeWorld, WORLD_NOW } from "./fakes.ts";
 
 /** A Git server in memory: one branch of files, the commits pushed, and an optional failure. */
 class FakeGit implements GitAccess {
@@ -34,66 +31,30 @@ class FakeGit implements GitAccess {
   }
 }
 
-const NOW = new Date("2026-05-01T00:00:00Z");
+const NOW = WORLD_NOW;
 const GIT = { url: "https://git.example.com/serving.git", path: "serving/model.yaml", secretRef: { name: "git" } };
 
 function setup(promotion: Record<string, unknown> = {}) {
-  const runs = new FakeRuns();
-  const children = new FakeChildren();
-  const events = new FakeEvents();
-  const s3 = memoryStorage();
   const git = new FakeGit();
-  children.secrets.set("git", { password: Buffer.from("token-123456").toString("base64") });
-  const run: RawObject = {
-    metadata: { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 },
+  const world = fakeWorld({
     spec: {
-      source: { s3: { bucket: "data", prefix: "slices/" } },
-      model: { architecture: "ticclip-tiny" },
-      strategy: { samplesPerRound: 20 },
-      trainer: { image: "trainer:1", gpusPerNode: 0 },
-      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
       evaluation: { gates: [{ metric: "retrieval.id.meanRecallAt1", op: ">=", value: 0.3 }] },
       promotion: { mode: "Auto", s3: { bucket: "models", prefix: "clip/" }, git: GIT, ...promotion },
     },
-  };
-  runs.add(run);
-  let now = NOW;
-  const another = () =>
-    new Reconciler({
-      runs,
-      children,
-      events,
-      log: quietLog,
-      now: () => now,
-      storage: () => s3.storage,
-      git,
-      // Runs here name no S3 Secret: the operator's own identity (here: in-memory S3) is allowed.
-      allowDefaultCredentials: true,
-    });
+    deps: { git },
+  });
+  const { runs, children } = world;
+  children.secrets.set("git", { password: Buffer.from("token-123456").toString("base64") });
   const w = {
-    runs,
-    children,
-    events,
-    s3,
+    ...world,
     git,
-    reconciler: another(),
-    another,
     later: (ms: number) => {
-      now = new Date(now.getTime() + ms);
+      world.setNow(new Date(world.now().getTime() + ms));
     },
-    seed: (index: number, recall = 0.5) => {
-      for (const [key, body] of roundFiles("runs", "demo/", index, { recall, model: true }))
-        void s3.objects.put(`s3://runs/${key}`, body);
-    },
+    seed: (index: number, recall = 0.5) => world.seed(index, { recall, model: true }),
     reconcile: async (n = 4) => {
       for (let i = 0; i < n; i++) await w.reconciler.reconcile("ns/demo");
     },
-    condition: (type: string) =>
-      (
-        w.runs.runs.get("ns/demo")!.status as {
-          conditions: { type: string; status: string; reason: string; message: string }[];
-        }
-      ).conditions.find((c) => c.type === type),
     editPromotion: (p: Record<string, unknown>) => {
       const r = runs.runs.get("ns/demo")!;
       const spec = r.spec as { promotion: Record<string, unknown> };

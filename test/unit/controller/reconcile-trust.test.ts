@@ -2,14 +2,12 @@
 // per defect, each failing before its fix.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Reconciler, type ReconcilerDeps } from "../../../operator/controller/reconcile.ts";
-import type { RawObject } from "../../../operator/kube/client.ts";
-import { roundFiles } from "../../support/rounds.ts";
+import type { ReconcilerDeps } from "../../../operator/controller/reconcile.ts";
 import { classifyS3Error, S3Failure } from "../../../operator/s3/errors.ts";
 import { putSlice } from "../data/memory-store.ts";
-import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
+import { fakeWorld, WORLD_NOW } from "./fakes.ts";
 
-const NOW = new Date("2026-05-01T00:00:00Z");
+const NOW = WORLD_NOW;
 
 type Condition = { type: string; status: string; reason: string; message: string };
 type Status = {
@@ -22,63 +20,13 @@ type Status = {
 };
 
 function setup(spec: Record<string, unknown> = {}, deps: Partial<ReconcilerDeps> = {}, uid = "uid-1") {
-  const runs = new FakeRuns();
-  const children = new FakeChildren();
-  const events = new FakeEvents();
-  const s3 = memoryStorage();
-  const run: RawObject = {
-    metadata: { name: "demo", namespace: "ns", uid, generation: 1 },
-    spec: {
-      source: { s3: { bucket: "data", prefix: "slices/" } },
-      model: { architecture: "ticclip-tiny" },
-      strategy: { samplesPerRound: 20 },
-      trainer: { image: "trainer:1", gpusPerNode: 0 },
-      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
-      ...spec,
-    },
-  };
-  runs.add(run);
-  let now = NOW;
-  const another = (extra: Partial<ReconcilerDeps> = {}) =>
-    new Reconciler({
-      runs,
-      children,
-      events,
-      log: quietLog,
-      now: () => now,
-      storage: () => s3.storage,
-      // Runs here name no Secret: the operator's own identity (here: in-memory S3) is allowed.
-      allowDefaultCredentials: true,
-      ...deps,
-      ...extra,
-    });
-  const reconciler = another();
-  const w = {
-    runs,
-    children,
-    events,
-    s3,
-    reconciler,
-    another,
-    reconcile: () => reconciler.reconcile("ns/demo"),
-    status: () => (runs.runs.get("ns/demo")!.status ?? {}) as Status,
-    condition: (type: string) =>
-      ((runs.runs.get("ns/demo")!.status ?? {}) as Status).conditions?.find((c) => c.type === type),
-    json: (uri: string) => {
-      const raw = s3.objects.objects.get(uri);
-      return raw && JSON.parse(new TextDecoder().decode(raw));
-    },
-    seed: (index: number, o: Parameters<typeof roundFiles>[3] = {}, bucket = "runs", prefix = "demo/") => {
-      for (const [key, body] of roundFiles(bucket, prefix, index, o))
-        void s3.objects.put(`s3://${bucket}/${key}`, body);
-    },
+  const w = fakeWorld({ spec, deps, uid });
+  return {
+    ...w,
+    status: () => w.status() as Status,
     /** An S3 event for the source: the next reconcile polls and lists the artifacts again. */
-    poke: () => reconciler.notify("data", "slices/any/_SUCCESS"),
-    setNow: (d: Date) => {
-      now = d;
-    },
+    poke: () => w.reconciler.notify("data", "slices/any/_SUCCESS"),
   };
-  return w;
 }
 
 const promotion = { mode: "Auto", s3: { bucket: "models", prefix: "clip/" }, configMapName: "model" };

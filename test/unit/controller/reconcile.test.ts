@@ -1,50 +1,15 @@
 // The Reconciler against fakes of its ports: observe -> decide -> act without a cluster or S3.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Reconciler, type ReconcilerDeps } from "../../../operator/controller/reconcile.ts";
-import type { RawObject } from "../../../operator/kube/client.ts";
 import type { EvalResult } from "../../../operator/api/eval-result.ts";
 import type { Evaluate } from "../../../operator/controller/ports.ts";
 import { roundFiles } from "../../support/rounds.ts";
 import { classifyS3Error, S3Failure } from "../../../operator/s3/errors.ts";
 import { putSlice } from "../data/memory-store.ts";
-import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "./fakes.ts";
-
-const NOW = new Date("2026-05-01T00:00:00Z");
+import { fakeWorld, type memoryStorage } from "./fakes.ts";
 
 function setup(spec: Record<string, unknown> = {}, evaluate?: Evaluate) {
-  const runs = new FakeRuns();
-  const children = new FakeChildren();
-  const events = new FakeEvents();
-  const s3 = memoryStorage();
-  const run: RawObject = {
-    metadata: { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 },
-    spec: {
-      source: { s3: { bucket: "data", prefix: "slices/" } },
-      model: { architecture: "ticclip-tiny" },
-      strategy: { samplesPerRound: 20 },
-      trainer: { image: "trainer:1", gpusPerNode: 0 },
-      artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
-      ...spec,
-    },
-  };
-  runs.add(run);
-  // Another Reconciler over the same world (a restarted operator, or other options): empty memory.
-  const another = (extra: Partial<ReconcilerDeps> = {}) =>
-    new Reconciler({
-      runs,
-      children,
-      events,
-      log: quietLog,
-      now: () => NOW,
-      storage: () => s3.storage,
-      // Runs here name no Secret: the operator's own identity (here: in-memory S3) is allowed.
-      allowDefaultCredentials: true,
-      ...(evaluate ? { evaluate } : {}),
-      ...extra,
-    });
-  const reconciler = another();
-  return { runs, children, events, s3, reconciler, another, reconcile: () => reconciler.reconcile("ns/demo") };
+  return fakeWorld({ spec, deps: evaluate ? { evaluate } : {} });
 }
 
 const json = (s: ReturnType<typeof memoryStorage>, uri: string) => {

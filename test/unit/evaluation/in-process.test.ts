@@ -7,7 +7,7 @@ import { evaluateRound } from "../../../operator/evaluation/evaluate.ts";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
 import { roundFiles } from "../../support/rounds.ts";
 import { putSlice } from "../data/memory-store.ts";
-import { FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "../controller/fakes.ts";
+import { demoRun, FakeChildren, FakeEvents, FakeRuns, memoryStorage, quietLog } from "../controller/fakes.ts";
 
 const request = {
   round: 0,
@@ -76,17 +76,7 @@ describe("in-process evaluation is the operator administrator's choice", () => {
   function world(inProcessEvaluation: boolean | undefined, scoreForReal = false) {
     const runs = new FakeRuns();
     const s3 = memoryStorage();
-    runs.add({
-      metadata: { name: "demo", namespace: "ns", uid: "uid-1", generation: 1 },
-      spec: {
-        source: { s3: { bucket: "data", prefix: "slices/" } },
-        model: { architecture: "ticclip-tiny" },
-        strategy: { samplesPerRound: 20 },
-        trainer: { image: "trainer:1", gpusPerNode: 0 },
-        artifacts: { s3: { bucket: "runs", prefix: "demo/" } },
-        evaluation: { runner: { mode: "InProcess" } },
-      },
-    });
+    runs.add(demoRun({ evaluation: { runner: { mode: "InProcess" } } }));
     putSlice(s3.slices, "slices/", "2016");
     // The request reads slice manifests through the object store (evaluation/request.ts).
     void s3.objects.put("s3://data/slices/2016/manifest.json", s3.slices.objects.get("slices/2016/manifest.json")!);

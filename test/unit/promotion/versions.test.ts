@@ -224,28 +224,17 @@ describe("listVersions with a cache", () => {
 // Issue 21, High 3: a version holds exactly the bytes that were evaluated.
 describe("promoteRound with the evaluated digests", () => {
   const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+  /** Round 0 promoted with what the request says of it (the evaluated digests, the leadership signal). */
+  const promoteRound0 = (s: MemoryObjectStore, o: Partial<Parameters<typeof promoteRound>[1]>) =>
+    promoteRound(s, { target, run, round: 0, roundUri: roundUri(0), metrics: {}, now: "t", ...o });
   test("makes the version when the copies have the evaluated sha256", async () => {
     const s = storeWithRounds(1);
-    const out = await promoteRound(s, {
-      target,
-      run,
-      round: 0,
-      roundUri: roundUri(0),
-      metrics: {},
-      now: "t",
-      expectSha256: { "image_encoder.onnx": sha("round 0 image_encoder.onnx") },
-    });
+    const out = await promoteRound0(s, { expectSha256: { "image_encoder.onnx": sha("round 0 image_encoder.onnx") } });
     assert.ok(out.ok && out.version.version === 1);
   });
   test("writes no version.json and no alias when a copy is not what was evaluated", async () => {
     const s = storeWithRounds(1);
-    const out = await promoteRound(s, {
-      target,
-      run,
-      round: 0,
-      roundUri: roundUri(0),
-      metrics: {},
-      now: "t",
+    const out = await promoteRound0(s, {
       expectSha256: { "image_encoder.onnx": sha("the encoder that was evaluated") },
     });
     assert.ok(!out.ok && out.reason === "EvaluatedBytesChanged" && /image_encoder\.onnx has sha256/.test(out.message));
@@ -261,18 +250,7 @@ describe("promoteRound with the evaluated digests", () => {
       await copy(from, to);
       leadership.abort(new Error("leadership lost"));
     };
-    await assert.rejects(
-      promoteRound(s, {
-        target,
-        run,
-        round: 0,
-        roundUri: roundUri(0),
-        metrics: {},
-        now: "t",
-        signal: leadership.signal,
-      }),
-      /leadership lost/,
-    );
+    await assert.rejects(promoteRound0(s, { signal: leadership.signal }), /leadership lost/);
     assert.equal(s.objects.has("s3://models/clip/b16/v1/version.json"), false);
     assert.equal(s.objects.has(aliasUri(target)), false);
   });

@@ -4,6 +4,7 @@ cut-slices,eval-pack} ...`; main(argv) returns the exit code."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -164,37 +165,21 @@ def _make_slice(args: argparse.Namespace, _argv: list[str]) -> int:
 def _register_shards(args: argparse.Namespace, _argv: list[str]) -> int:
     from .register import register
 
-    report = register(
-        args.shards,
-        args.slice_id,
-        args.caption_field,
-        args.eval_fraction,
-        args.eval_pack_architecture,
-        args.count_from,
-        args.window,
-        args.parallel,
-        args.read,
-    )
-    print(json.dumps(report, indent=2))
-    return 0
+    return _print_report(register, args, location="shards")
 
 
 def _cut_slices(args: argparse.Namespace, _argv: list[str]) -> int:
     from .cut import cut
 
-    report = cut(
-        args.pool,
-        args.out,
-        args.by_field,
-        args.key_lists,
-        args.key_field,
-        args.granularity,
-        args.caption_field,
-        args.shard_size,
-        args.eval_fraction,
-        args.eval_pack_architecture,
-    )
-    print(json.dumps(report, indent=2))
+    return _print_report(cut, args)
+
+
+def _print_report(make: Callable[..., dict], args: argparse.Namespace, **dest_of: str) -> int:
+    """Calls `make` with each of its parameters from the argument of the same name (dest_of: another
+    name), those the command line has, and prints its report as JSON."""
+    names = inspect.signature(make).parameters
+    given = {n: getattr(args, dest_of.get(n, n)) for n in names if hasattr(args, dest_of.get(n, n))}
+    print(json.dumps(make(**given), indent=2))
     return 0
 
 

@@ -6,15 +6,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import type net from "node:net";
-import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
-import {
-  createBucket,
-  createS3Secret,
-  localRunManifest,
-  runRounds,
-  startOperator,
-  type Proc,
-} from "../support/local-run.ts";
+import { getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createBucket, localRunManifest, runRounds, type Proc, startLocalRun, stopAll } from "../support/local-run.ts";
 import { roundFiles, type SeedOptions } from "../support/rounds.ts";
 import { putObject, s3Client } from "../support/s3.ts";
 import { putSlice } from "./data/slices.ts";
@@ -22,14 +15,9 @@ import { putSlice } from "./data/slices.ts";
 let ns = "";
 let operator: Proc;
 before(() => {
-  applyCrds();
-  ns = createNamespace("documents");
-  createS3Secret(ns);
-  operator = startOperator([ns], ["--s3-timeout-seconds", "3"]);
+  ({ ns, operator } = startLocalRun("documents", { operator: ["--s3-timeout-seconds", "3"] }));
 });
-after(async () => {
-  await operator?.stop();
-});
+after(() => stopAll(operator));
 
 type Condition = { type: string; status: string; reason: string; message: string };
 const degraded = (name: string) =>

@@ -15,17 +15,16 @@ import { readFileSync, rmSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
-import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
+import { REPO_ROOT, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   OPERATOR_IMAGE,
   createBucket,
-  createS3Secret,
   localRunManifest,
   runRounds,
-  startExecutor,
   startOperator,
   writeSlices,
   type Proc,
+  startLocalRun,
 } from "../support/local-run.ts";
 import { faultProxy, type Fault, type FaultProxy } from "../support/s3-proxy.ts";
 import { s3Client } from "../support/s3.ts";
@@ -56,11 +55,8 @@ const operatorArgs = ["--leader-elect", "false", "--evaluator-image", OPERATOR_I
 
 before(async () => {
   console.log(`fault injection: seed ${SEED}, ${ROUNDS} rounds (replay with TICCLIP_FAULT_SEED=${SEED})`);
-  applyCrds();
-  ns = createNamespace("faults");
-  createS3Secret(ns);
   proxy = await faultProxy();
-  executor = startExecutor([ns]);
+  ({ ns, executor } = startLocalRun("faults", { executor: {} }));
   operator = startOperator([ns], operatorArgs);
 });
 after(async () => {

@@ -8,9 +8,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { getRun, kubectlOk, waitFor } from "../support/cluster.ts";
 import { GitServer } from "../support/git-server.ts";
-import { createBucket, createS3Secret, localRunManifest, startOperator, type Proc } from "../support/local-run.ts";
+import { createBucket, localRunManifest, startOperator, type Proc, testNamespace } from "../support/local-run.ts";
 import { roundFiles } from "../support/rounds.ts";
 import { putObject, s3Client } from "../support/s3.ts";
 
@@ -25,9 +25,7 @@ const start = () => {
 };
 
 before(async () => {
-  applyCrds();
-  ns = createNamespace("gitops");
-  createS3Secret(ns);
+  ns = testNamespace("gitops");
   server = await GitServer.start();
   const ca = path.join(os.tmpdir(), `ticclip-git-ca-${ns}.crt`);
   writeFileSync(ca, server.ca);

@@ -2,14 +2,14 @@
 // off (the chart's default) refuses a run that asks for it, naming the field, and evaluates nothing.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { getRun, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   createBucket,
-  createS3Secret,
   localRunManifest,
   OPERATOR_IMAGE,
-  startOperator,
   type Proc,
+  startLocalRun,
+  stopAll,
 } from "../support/local-run.ts";
 import { roundFiles } from "../support/rounds.ts";
 import { putObject, s3Client } from "../support/s3.ts";
@@ -18,14 +18,11 @@ import { putSlice } from "./data/slices.ts";
 let ns = "";
 let operator: Proc;
 before(() => {
-  applyCrds();
-  ns = createNamespace("inprocess");
-  createS3Secret(ns);
-  operator = startOperator([ns], ["--evaluator-image", OPERATOR_IMAGE, "--in-process-evaluation", "false"]);
+  ({ ns, operator } = startLocalRun("inprocess", {
+    operator: ["--evaluator-image", OPERATOR_IMAGE, "--in-process-evaluation", "false"],
+  }));
 });
-after(async () => {
-  await operator?.stop();
-});
+after(() => stopAll(operator));
 
 test("a run asking for in-process evaluation on an operator that does not allow it is Stalled, naming the field", async () => {
   const data = await createBucket("inproc-data");

@@ -3,8 +3,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { applyCrds, clusterScript, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
-import { createBucket, createS3Secret, localRunManifest, startOperator, type Proc } from "../support/local-run.ts";
+import { clusterScript, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createBucket, localRunManifest, startOperator, type Proc, testNamespace } from "../support/local-run.ts";
 
 let ns = "";
 let dataBucket = "";
@@ -29,9 +29,7 @@ const reconciledAt = (name: string, generation: number) =>
   );
 
 before(async () => {
-  applyCrds();
-  ns = createNamespace("op");
-  createS3Secret(ns);
+  ns = testNamespace("op");
   dataBucket = await createBucket("op-data");
   runsBucket = await createBucket("op-runs");
   // Short watch timeout so the watch cycles several times during the test.

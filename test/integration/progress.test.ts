@@ -6,16 +6,15 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectlOk, requireEnv, waitFor } from "../support/cluster.ts";
+import { getRun, kubectlOk, requireEnv, waitFor } from "../support/cluster.ts";
 import {
   createBucket,
-  createS3Secret,
   localRunManifest,
   roundsTrained,
-  startExecutor,
-  startOperator,
   writeSlices,
   type Proc,
+  startLocalRun,
+  stopAll,
 } from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
@@ -78,18 +77,14 @@ const trainingSeen = (name: string, timeoutMs = 180_000) =>
   );
 
 before(() => {
-  applyCrds();
-  ns = createNamespace("progress");
-  createS3Secret(ns);
   // The trainer reports every second and the operator reads at most every second: a round of a
   // minute shows many reports.
-  executor = startExecutor([ns], {}, { TICCLIP_PROGRESS_SECONDS: "1" });
-  operator = startOperator([ns], ["--leader-elect", "false", "--progress-interval", "1s"]);
+  ({ ns, executor, operator } = startLocalRun("progress", {
+    executor: { trainerEnv: { TICCLIP_PROGRESS_SECONDS: "1" } },
+    operator: ["--leader-elect", "false", "--progress-interval", "1s"],
+  }));
 });
-after(async () => {
-  await operator?.stop();
-  await executor?.stop();
-});
+after(() => stopAll(operator, executor));
 
 /**
  * Every status the API server stores for a run, as a watch sees it: "<phase> <percent>" of its

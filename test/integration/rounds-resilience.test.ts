@@ -6,16 +6,15 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
+import { REPO_ROOT, getRun, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   createBucket,
-  createS3Secret,
   localRunManifest,
   roundsTrained,
-  startExecutor,
   startOperator,
   writeSlices,
   type Proc,
+  startLocalRun,
 } from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
@@ -41,10 +40,7 @@ async function newRun(name: string, spec: Record<string, any> = {}) {
 }
 
 before(() => {
-  applyCrds();
-  ns = createNamespace("chaos");
-  createS3Secret(ns);
-  executor = startExecutor([ns]);
+  ({ ns, executor } = startLocalRun("chaos", { executor: {} }));
 });
 after(async () => {
   for (const p of stopLater) await p.stop("SIGKILL");

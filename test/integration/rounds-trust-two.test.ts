@@ -4,15 +4,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
-import {
-  createBucket,
-  createS3Secret,
-  localRunManifest,
-  runRounds,
-  startOperator,
-  type Proc,
-} from "../support/local-run.ts";
+import { getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createBucket, localRunManifest, runRounds, type Proc, startLocalRun } from "../support/local-run.ts";
 import { roundFiles, type SeedOptions } from "../support/rounds.ts";
 import { faultProxy, type FaultProxy } from "../support/s3-proxy.ts";
 import { putObject, s3Client } from "../support/s3.ts";
@@ -23,11 +16,8 @@ let operator: Proc;
 let proxy: FaultProxy;
 
 before(async () => {
-  applyCrds();
-  ns = createNamespace("trust2");
-  createS3Secret(ns);
   proxy = await faultProxy();
-  operator = startOperator([ns], ["--s3-timeout-seconds", "3"]);
+  ({ ns, operator } = startLocalRun("trust2", { operator: ["--s3-timeout-seconds", "3"] }));
 });
 after(async () => {
   await operator?.stop();

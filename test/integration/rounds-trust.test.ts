@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   createBucket,
   createS3Secret,
@@ -17,6 +17,7 @@ import {
   startExecutor,
   startOperator,
   type Proc,
+  testNamespace,
 } from "../support/local-run.ts";
 import { roundFiles, type SeedOptions } from "../support/rounds.ts";
 import { putObject, s3Client } from "../support/s3.ts";
@@ -57,9 +58,7 @@ let executor: Proc;
 let operator: Proc;
 
 before(() => {
-  applyCrds();
-  ns = createNamespace("trust");
-  createS3Secret(ns);
+  ns = testNamespace("trust");
   // A namespace where an admission policy refuses every Job (as a policy engine or quota would).
   quotaNs = createNamespace("trust-refused");
   createS3Secret(quotaNs);

@@ -3,18 +3,17 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
+import { getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   OPERATOR_IMAGE,
   createBucket,
-  createS3Secret,
   localRunManifest,
   roundsTrained,
   runRounds,
-  startExecutor,
-  startOperator,
   writeSlices,
   type Proc,
+  startLocalRun,
+  stopAll,
 } from "../support/local-run.ts";
 import { s3Client } from "../support/s3.ts";
 
@@ -31,17 +30,13 @@ async function getJson(bucket: string, key: string): Promise<any> {
 }
 
 before(() => {
-  applyCrds();
-  ns = createNamespace("rounds");
-  createS3Secret(ns);
-  executor = startExecutor([ns]);
   // Evaluation Jobs run the operator image (mapped to this checkout by the local executor).
-  operator = startOperator([ns], ["--evaluator-image", OPERATOR_IMAGE]);
+  ({ ns, executor, operator } = startLocalRun("rounds", {
+    executor: {},
+    operator: ["--evaluator-image", OPERATOR_IMAGE],
+  }));
 });
-after(async () => {
-  await operator?.stop();
-  await executor?.stop();
-});
+after(() => stopAll(operator, executor));
 
 test("three slices landing one after another give three warm-started rounds", async () => {
   const data = await createBucket("rounds-data");

@@ -10,8 +10,8 @@ import { type ContinualClipRunStatus, STATUS_LIMITS } from "../../operator/api/c
 import { decide } from "../../operator/controller/decide.ts";
 import { mergePatchFor } from "../../operator/controller/reconcile.ts";
 import { loadKubeConfig, RunClient, type RawObject } from "../../operator/kube/client.ts";
-import { applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
-import { createBucket, createS3Secret, localRunManifest, type Proc, startOperator } from "../support/local-run.ts";
+import { getRun, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
+import { createBucket, localRunManifest, type Proc, startOperator, testNamespace } from "../support/local-run.ts";
 import { roundFiles } from "../support/rounds.ts";
 import { inParallel, putObject, s3Client } from "../support/s3.ts";
 import { longSliceId, WORST_NOW, worstCase } from "../support/worst-status.ts";
@@ -21,9 +21,7 @@ let ns = "";
 let runs: RunClient;
 let operator: Proc | undefined;
 before(() => {
-  applyCrds();
-  ns = createNamespace("status");
-  createS3Secret(ns);
+  ns = testNamespace("status");
   runs = new RunClient(loadKubeConfig());
 });
 after(async () => {

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { REPO_ROOT, getRun, kubectlOk, requireEnv, waitFor } from "./cluster.ts";
+import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectlOk, requireEnv, waitFor } from "./cluster.ts";
 import { s3Client } from "./s3.ts";
 
 export const TRAINER_IMAGE = "ticclip-trainer:dev";
@@ -223,6 +223,43 @@ export function startOperator(namespaces: string[], extra: string[] = [], env: N
     ],
     { ...runtime.env, ...env },
   );
+}
+
+/** A namespace for one integration test file, named from `prefix`, with the CRDs applied and its S3 Secret. */
+export function testNamespace(prefix: string): string {
+  applyCrds();
+  const ns = createNamespace(prefix);
+  createS3Secret(ns);
+  return ns;
+}
+
+/**
+ * The prologue of an integration test file's before hook: its namespace (testNamespace), and as
+ * asked the local executor running its trainer pods and the operator watching it (with `operator`'s
+ * flags). stopAll(operator, executor) in the after hook stops them.
+ */
+export type LocalRunOptions = {
+  executor?: { extraImages?: Record<string, ExecutorImage>; trainerEnv?: Record<string, string> };
+  operator?: string[];
+};
+
+export function startLocalRun<O extends LocalRunOptions>(
+  prefix: string,
+  o: O,
+): {
+  ns: string;
+  executor: O["executor"] extends object ? Proc : undefined;
+  operator: O["operator"] extends string[] ? Proc : undefined;
+} {
+  const ns = testNamespace(prefix);
+  const executor = o.executor ? startExecutor([ns], o.executor.extraImages, o.executor.trainerEnv) : undefined;
+  const operator = o.operator ? startOperator([ns], o.operator) : undefined;
+  return { ns, executor, operator } as never;
+}
+
+/** Stops the processes a test file started, in order (the operator before the executor it needs). */
+export async function stopAll(...procs: (Proc | undefined)[]): Promise<void> {
+  for (const p of procs) await p?.stop();
 }
 
 export type RoundView = {

@@ -6,14 +6,14 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
-import { REPO_ROOT, applyCrds, createNamespace, getRun, kubectl, kubectlOk, waitFor } from "../../support/cluster.ts";
+import { REPO_ROOT, getRun, kubectl, kubectlOk, waitFor } from "../../support/cluster.ts";
 import {
   OPERATOR_IMAGE,
   createBucket,
-  createS3Secret,
   localRunManifest,
   startOperator,
   type Proc,
+  testNamespace,
 } from "../../support/local-run.ts";
 import { putSlice } from "../data/slices.ts";
 import { putObject, s3Client } from "../../support/s3.ts";
@@ -44,9 +44,7 @@ const reasonIs = (name: string, type: string, reason: string) =>
   waitFor(`${name}: ${type} ${reason}`, () => condition(name, type)?.reason === reason || undefined, 60_000, 250);
 
 before(async () => {
-  applyCrds();
-  ns = createNamespace("gitops");
-  createS3Secret(ns);
+  ns = testNamespace("gitops");
   data = await createBucket("gitops-data");
   runs = await createBucket("gitops-runs");
   // Valid manifest and shard listing are all discovery needs: no trainer ever reads these shards.

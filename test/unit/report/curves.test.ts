@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import { readTrainingCurves } from "../../../operator/report/curves.ts";
 import { reportHtml } from "../../../operator/report/html.ts";
 import { summarize } from "../../../operator/report/summary.ts";
+import { ROUND_FILES } from "../../../operator/api/round-layout.ts";
 import { MemoryObjectStore } from "../../../operator/s3/object-store.ts";
+import { RoundStore } from "../../../operator/s3/round-store.ts";
 import { fixtureRun } from "../../support/report-fixture.ts";
 
 const spec = { artifacts: { s3: { bucket: "runs", prefix: "demo/" } } } as never;
@@ -62,4 +64,18 @@ test("each round's progressHistory becomes a throughput and a loss curve; rounds
   }
   const none = reportHtml({ title: "t", generatedAt: "now", runs: [fixtureRun("CumulativeAll", 0)], summaries: [] });
   assert.ok(!none.includes("Training curves"), "no section without curves");
+});
+
+test("the report and the controller read train_summary.json with one schema: an unusable progressHistory is dropped, not the summary", async () => {
+  const store = new MemoryObjectStore();
+  const skippedSamples = { total: 1, limit: 10, byReason: { noImage: 1 } };
+  await store.put(
+    "s3://runs/demo/rounds/0000/train_summary.json",
+    JSON.stringify({ samplesSeen: 96, skippedSamples, progressHistory: [{ samplesDone: "many" }] }),
+  );
+  const read = await new RoundStore(store, { bucket: "runs", prefix: "demo/" }).readDocument(0, ROUND_FILES.summary);
+  assert.ok(read && "value" in read, "the controller still reads the summary");
+  assert.deepEqual(read.value.skippedSamples, skippedSamples);
+  assert.equal(read.value.progressHistory, undefined);
+  assert.deepEqual(await readTrainingCurves(store, spec, [{ index: 0 }]), [], "the report draws nothing for it");
 });

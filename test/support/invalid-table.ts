@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { buildCrd, REPO_ROOT, writeIfChanged } from "../../operator/api/gen-artifacts.ts";
 import type { CelRule } from "../../operator/api/cel.ts";
+import { nameList, strategiesWhere } from "../../operator/api/replay-strategies.ts";
 
 type Json = Record<string, any>;
 export type Key = string | number;
@@ -256,7 +257,10 @@ function celCases(): InvalidCase[] {
   cel(
     "bufferSamples with Sequential replay",
     "spec.strategy.bufferSamples",
-    "applies only to replay CumulativeExp or CumulativeEqual",
+    `applies only to replay ${nameList(
+      strategiesWhere((t) => t.data === "buffer"),
+      "or",
+    )}`,
     set([S("strategy", "replay"), "Sequential"]),
   );
   cel(

@@ -40,6 +40,26 @@ export function formatEta(seconds: number): string {
   return `${h ? `${h}h` : ""}${m ? `${m}m` : ""}${s || (!h && !m) ? `${s}s` : ""}`;
 }
 
+/** What status shows of a progress.json: percent, samples, rate and ETA (when the rate is known), loss. */
+function progressShown(v: NonNullable<ObservedProgress["value"]>): Omit<RoundProgress, "advancedAt"> {
+  const rate = v.samplesPerSecond ?? undefined;
+  const left = v.samplesTotal - v.samplesDone;
+  return {
+    phase: v.phase,
+    percent: `${Math.min(100, Math.floor((100 * v.samplesDone) / v.samplesTotal))}%`,
+    samplesDone: v.samplesDone,
+    samplesTotal: v.samplesTotal,
+    ...(rate !== undefined ? { samplesPerSecond: rate } : {}),
+    ...(rate ? { eta: formatEta(left / rate) } : {}),
+    ...(v.loss !== null ? { loss: v.loss } : {}),
+    updatedAt: v.updatedAt,
+  };
+}
+
+/**
+ * The training round's progress in status, and TrainerStalled: samples done and phase unchanged
+ * for spec.trainer.stallTimeout on the operator's clock; with restartOnStall, an EvictTrainer.
+ */
 export function decideProgress(input: {
   spec: ContinualClipRunSpec;
   active: RoundRecord | undefined;
@@ -93,20 +113,7 @@ export function decideProgress(input: {
   }
   // Stalled until the samples advance: an eviction alone does not end it.
   const isStalled = stalled || (wasStalled && !advanced);
-  const rate = v.samplesPerSecond ?? undefined;
-  const left = v.samplesTotal - v.samplesDone;
-  const progress: RoundProgress = {
-    phase: v.phase,
-    percent: `${Math.min(100, Math.floor((100 * v.samplesDone) / v.samplesTotal))}%`,
-    samplesDone: v.samplesDone,
-    samplesTotal: v.samplesTotal,
-    ...(rate !== undefined ? { samplesPerSecond: rate } : {}),
-    ...(rate ? { eta: formatEta(left / rate) } : {}),
-    ...(v.loss !== null ? { loss: v.loss } : {}),
-    updatedAt: v.updatedAt,
-    advancedAt,
-    ...problem,
-  };
+  const progress: RoundProgress = { ...progressShown(v), advancedAt, ...problem };
   const condition: ConditionUpdate = isStalled
     ? {
         type: TRAINER_STALLED,

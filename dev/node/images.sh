@@ -151,9 +151,11 @@ import_image() {
   local archive="$IMAGES/${ref##*/}.tar" start=$SECONDS
   archive=${archive//:/-}
   rm -f "$archive"
-  "${BUILDAH[@]}" push --quiet "$ref" "docker-archive:$archive:$ref" >/dev/null
-  "${ctr[@]}" images import "$archive" >/dev/null
+  local rc=0
+  "${BUILDAH[@]}" push --quiet "$ref" "docker-archive:$archive:$ref" >/dev/null &&
+    "${ctr[@]}" images import "$archive" >/dev/null || rc=$?
   rm -f "$archive"
+  ((rc == 0)) || return $rc
   log "imported $ref in $((SECONDS - start))s"
 }
 

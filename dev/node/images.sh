@@ -147,7 +147,7 @@ build_image() {
 import_image() {
   local ref=$1 addr=$2
   local ctr=(ctr --address "$addr" -n k8s.io)
-  "${ctr[@]}" images ls -q | grep -qx "$ref" && return 0
+  "${ctr[@]}" images ls -q | grep -x "$ref" >/dev/null && return 0
   local archive="$IMAGES/${ref##*/}.tar" start=$SECONDS
   archive=${archive//:/-}
   rm -f "$archive"

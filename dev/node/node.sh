@@ -178,7 +178,7 @@ YAML
 }
 
 node_pause_image() {
-  "${CTR[@]}" images ls -q | grep -qx "$PAUSE_IMAGE" && return 0
+  "${CTR[@]}" images ls -q | grep -x "$PAUSE_IMAGE" >/dev/null && return 0
   local pause; pause=$(bash "$HERE/build-binaries.sh" --path pause)
   local archive; archive=$(bash "$HERE/node/images.sh" pause "$pause" "$PAUSE_IMAGE")
   "${CTR[@]}" images import --no-unpack=false "$archive" >/dev/null
@@ -294,7 +294,7 @@ node_down() {
   # The pods' network namespaces: those holding an address of this node's pod range.
   local ns prefix=${POD_CIDR%.*/*}.
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do
-    if ip -n "$ns" -4 addr 2>/dev/null | grep -q "inet $prefix"; then ip netns delete "$ns" 2>/dev/null || true; fi
+    if ip -n "$ns" -4 addr 2>/dev/null | grep "inet $prefix" >/dev/null; then ip netns delete "$ns" 2>/dev/null || true; fi
   done
   rm -rf "$STATE/cni/ipam"
   if [[ -x $NODE_BIN/kube-proxy ]]; then "$NODE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi

@@ -298,12 +298,18 @@ node_down() {
   done
   rm -rf "$STATE/cni/ipam"
   if [[ -x $NODE_BIN/kube-proxy ]]; then "$NODE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
-  local t ipt
+  # The kubelet's own chains: its canaries, and KUBE-FIREWALL (drops non-loopback packets to 127/8).
+  local t ipt c
   for ipt in iptables ip6tables; do
     for t in mangle nat filter; do
       "$ipt" -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null || true
     done
     "$ipt" -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
+    for c in INPUT OUTPUT; do
+      while "$ipt" -D "$c" -j KUBE-FIREWALL 2>/dev/null; do :; done
+    done
+    "$ipt" -F KUBE-FIREWALL 2>/dev/null || true
+    "$ipt" -X KUBE-FIREWALL 2>/dev/null || true
   done
   ip link delete "$BRIDGE" 2>/dev/null || true
   if [[ -f $STATE/ip_forward.before ]]; then
@@ -316,7 +322,7 @@ node_down() {
   done
   # Kubelet-mounted volumes (tmpfs emptyDirs, projected tokens) of pods that never got torn down.
   if [[ -d $STATE/kubelet/root ]]; then
-    grep -o " $STATE/kubelet/root/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { grep -o " $STATE/kubelet/root/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
   return 0
 }

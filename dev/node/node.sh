@@ -320,9 +320,10 @@ node_down() {
   for h in /sys/fs/cgroup/*/; do
     [[ -d $h$CGROUP_ROOT ]] && find "$h$CGROUP_ROOT" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
-  # Kubelet-mounted volumes (tmpfs emptyDirs, projected tokens) of pods that never got torn down.
+  # Kubelet-mounted volumes (tmpfs emptyDirs, projected tokens) of pods that never got torn down, and
+  # the bind mount of its root directory onto itself the kubelet makes at start.
   if [[ -d $STATE/kubelet/root ]]; then
-    { grep -o " $STATE/kubelet/root/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { grep -o " $STATE/kubelet/root[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
   return 0
 }

@@ -53,6 +53,10 @@ NODE_KCM_FLAGS=(
   --controllers endpoints-controller,endpointslice-controller,node-lifecycle-controller,taint-eviction-controller,deployment-controller,replicaset-controller,root-ca-certificate-publisher-controller
 )
 
+# What the node changes on the machine (ip_forward; the kubelet's kernel tunables), saved and restored.
+NODE_SYSCTLS=(net/ipv4/ip_forward vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
+  kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
+
 node_log() { echo "[node] $*" >&2; }
 
 # node_prepare: everything the control plane needs before it starts in node mode.
@@ -242,9 +246,12 @@ COREFILE
 
 node_up() {
   node_log "node $NODE_NAME at $NODE_IP (pods $POD_CIDR on $BRIDGE, services $SERVICE_CIDR)"
-  # Pods reach ClusterIPs through the node's routing (kube-proxy's DNAT); the previous value is put
-  # back by node_down.
-  [[ -f $STATE/ip_forward.before ]] || cat /proc/sys/net/ipv4/ip_forward >"$STATE/ip_forward.before"
+  # Pods reach ClusterIPs through the node's routing (kube-proxy's DNAT), and the kubelet sets the
+  # kernel tunables it wants (overcommit, panic on oops): node_down puts every one back as it was.
+  if [[ ! -f $STATE/sysctl.before ]]; then
+    local k
+    for k in "${NODE_SYSCTLS[@]}"; do echo "$k $(cat "/proc/sys/$k")"; done >"$STATE/sysctl.before"
+  fi
   echo 1 >/proc/sys/net/ipv4/ip_forward
   node_cgroups
   node_config
@@ -312,9 +319,10 @@ node_down() {
     "$ipt" -X KUBE-FIREWALL 2>/dev/null || true
   done
   ip link delete "$BRIDGE" 2>/dev/null || true
-  if [[ -f $STATE/ip_forward.before ]]; then
-    cat "$STATE/ip_forward.before" >/proc/sys/net/ipv4/ip_forward
-    rm -f "$STATE/ip_forward.before"
+  if [[ -f $STATE/sysctl.before ]]; then
+    local key value
+    while read -r key value; do echo "$value" >"/proc/sys/$key"; done <"$STATE/sysctl.before"
+    rm -f "$STATE/sysctl.before"
   fi
   local h
   for h in /sys/fs/cgroup/*/; do

@@ -11,9 +11,13 @@ export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
 mkdir -p "$SRC" "$CACHE/bin"
 # Clones on one machine share this cache: one build at a time, so two never write the same
-# <name>.tmp folder (a second one waits, then finds the binaries built).
-exec 9>"$CACHE/build.lock"
-flock 9
+# <name>.tmp folder (a second one waits, then finds the binaries built). The real node's parts
+# (issue 23) write folders of their own and take a lock of their own, so an e2e run never waits for
+# the fast tier's cold build, nor the other way round.
+lock() {
+  exec 9>"$CACHE/$1.lock"
+  flock 9
+}
 
 log() { echo "[build] $*" >&2; }
 
@@ -43,10 +47,22 @@ build_etcd() {
 }
 
 build_kubernetes() {
-  local out="$CACHE/bin/kubernetes-$KUBERNETES_VERSION"
-  [[ -x $out/kube-apiserver && -x $out/kube-controller-manager && -x $out/kubectl ]] && return 0
-  log "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kubectl)"
-  local dir="$SRC/kubernetes-$KUBERNETES_VERSION"
+  kubernetes_commands "kubernetes-$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kubectl
+}
+
+# The real node's parts (dev/node.sh): the kubelet, the scheduler and kube-proxy.
+build_kubernetes_node() {
+  kubernetes_commands "kubernetes-node-$KUBERNETES_VERSION" kubelet kube-scheduler kube-proxy
+}
+
+# kubernetes_commands NAME CMD...: builds k8s.io/kubernetes/cmd/CMD of the release into $CACHE/bin/NAME.
+kubernetes_commands() {
+  local name=$1; shift
+  local out="$CACHE/bin/$name" cmd
+  for cmd in "$@"; do [[ -x $out/$cmd ]] || break; done
+  [[ -x $out/$cmd ]] && return 0
+  log "kubernetes $KUBERNETES_VERSION ($*)"
+  local dir="$SRC/$name"
   local staging_version="v0.${KUBERNETES_VERSION#v1.}"
   # k8s.io/kubernetes points its staging modules at ./staging/...; replace each with the
   # published v0.x of the same release, listed from the module's own go.mod.
@@ -64,7 +80,7 @@ $replaces
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   mkdir -p "$out.tmp"
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "$@"; do
     log "  $cmd"
     (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd")
   done
@@ -141,6 +157,24 @@ build_kserve_crd() {
   mv "$out.tmp" "$out"
 }
 
+# CoreDNS for the real node's cluster DNS (Indexed Job pods find each other through a headless
+# Service). Its k8s.io modules are pinned to the cluster's release, as helm's are.
+build_coredns() {
+  module_binary "coredns-$COREDNS_VERSION-k8s${KUBERNETES_VERSION}" github.com/coredns/coredns "$COREDNS_VERSION" \
+    github.com/coredns/coredns "-s -w" "$(k8s_pins api apimachinery client-go)"
+}
+
+# The pods' sandbox ("pause") process: a static binary from dev/node/pause.c, keyed by its hash.
+build_pause() {
+  local out="$CACHE/bin/pause-$(sha256sum "$HERE/node/pause.c" | cut -c1-12)"
+  [[ -x $out/pause ]] && return 0
+  log "pause (dev/node/pause.c)"
+  mkdir -p "$out.tmp"
+  gcc -static -Os -Wall -Werror -o "$out.tmp/pause" "$HERE/node/pause.c"
+  strip "$out.tmp/pause"
+  mv "$out.tmp" "$out"
+}
+
 # Our own Go test tools (dev/tools/<name>, each its own module): the version is a hash of the
 # sources, so an edit rebuilds and an unchanged tree never does.
 tool_version() {
@@ -158,17 +192,30 @@ build_gitops_health() {
 # path NAME: prints the cached binary's path (building it first if needed), for tests.
 binary_path() {
   case $1 in
+    etcd) echo "$CACHE/bin/etcd-$ETCD_VERSION/etcd" ;;
+    kubernetes) echo "$CACHE/bin/kubernetes-$KUBERNETES_VERSION/kubectl" ;;
+    minio) echo "$CACHE/bin/minio-$MINIO_VERSION/minio" ;;
     helm) local minor=${KUBERNETES_VERSION#v1.}; echo "$CACHE/bin/helm-$HELM_VERSION-k8s${minor%%.*}/helm" ;;
     promtool) echo "$CACHE/bin/promtool-$PROMETHEUS_VERSION/promtool" ;;
     gitops_health) echo "$CACHE/bin/gitops-health-$(tool_version gitops-health)/gitops-health" ;;
     kustomize) echo "$CACHE/bin/kustomize-$KUSTOMIZE_VERSION/kustomize" ;;
     kserve_crd) echo "$CACHE/crds/kserve-$KSERVE_VERSION/serving.kserve.io_inferenceservices.yaml" ;;
+    kubernetes_node) echo "$CACHE/bin/kubernetes-node-$KUBERNETES_VERSION" ;;
+    coredns) echo "$CACHE/bin/coredns-$COREDNS_VERSION-k8s${KUBERNETES_VERSION}/coredns" ;;
+    pause) echo "$CACHE/bin/pause-$(sha256sum "$HERE/node/pause.c" | cut -c1-12)/pause" ;;
     *) echo "unknown binary $1" >&2; return 2 ;;
   esac
 }
 
+# The real node's parts (`node` stands for all three) build under a lock of their own.
+NODE_TARGETS=(kubernetes_node coredns pause)
+lock_for() {
+  if [[ " ${NODE_TARGETS[*]} " == *" $1 "* ]]; then lock build-node; else lock build; fi
+}
+
 if [[ ${1:-} == --path ]]; then
   name=${2:?--path NAME}
+  lock_for "$name"
   "build_$name" >&2
   binary_path "$name"
   exit 0
@@ -176,4 +223,10 @@ fi
 
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(etcd kubernetes minio helm promtool gitops_health kustomize kserve_crd)
-for t in "${targets[@]}"; do "build_$t"; done
+[[ ${targets[*]} == node ]] && targets=("${NODE_TARGETS[@]}")
+for t in "${targets[@]}"; do
+  # A built target is final (each lands with one mv): no need to wait for another clone's lock.
+  [[ -e $(binary_path "$t") ]] && continue
+  lock_for "$t"
+  "build_$t"
+done

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The local cluster: etcd + kube-apiserver + kube-controller-manager + MinIO as loopback processes.
-#   dev/cluster.sh up|down|status|env
+#   dev/cluster.sh up [--node]|down|status|env
 # Binaries come from dev/build-binaries.sh (cached outside git). State (certs, data, logs,
 # kubeconfig, s3.env) lives in $TICCLIP_STATE_DIR, default <repo>/.local/cluster.
+# `up --node` makes it a cluster with a real node (dev/node/node.sh: containerd, kubelet, scheduler,
+# kube-proxy, CoreDNS; the e2e tier, dev/e2e.sh): the control plane and MinIO then listen on the
+# node's address, which pods reach, instead of loopback, and authorize kubelets (Node,RBAC). A state
+# directory stays a node cluster once it is one (its node-mode file); `down` stops the node too.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
@@ -22,6 +26,17 @@ K8S_DIR="$CACHE/bin/kubernetes-$KUBERNETES_VERSION"
 MINIO_BIN="$CACHE/bin/minio-$MINIO_VERSION/minio"
 KUBECTL="$K8S_DIR/kubectl"
 KUBECONFIG_FILE="$STATE/kubeconfig"
+SERVICE_CIDR="${TICCLIP_SERVICE_CIDR:-10.96.0.0/16}"
+NODE_MODE=false
+[[ ${1:-} == up && ${2:-} == --node ]] && NODE_MODE=true
+[[ -f $STATE/node-mode ]] && NODE_MODE=true
+# Where the API server and MinIO listen: loopback, or the node's address (pods cannot reach
+# 127.0.0.1 of the host; the address of the default route they can).
+API_HOST=127.0.0.1
+if $NODE_MODE; then
+  source "$HERE/node/node.sh"
+  API_HOST=$NODE_IP
+fi
 
 log() { echo "[cluster] $*" >&2; }
 
@@ -94,7 +109,7 @@ kind: Config
 clusters:
 - name: ticclip-local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$API_HOST:$APISERVER_PORT
     certificate-authority: $d/ca.crt
 users:
 - name: $user
@@ -109,9 +124,18 @@ KC
 }
 
 up() {
-  bash "$HERE/build-binaries.sh"
+  # Only what the cluster runs (the test tools are built when a test first asks for them).
+  bash "$HERE/build-binaries.sh" etcd kubernetes minio
   mkdir -p "$STATE"
   gen_certs
+  # The node's control-plane flags (dev/node/node.sh), or none.
+  local apiserver_node=() kcm_node=() apiserver_cert=apiserver authorization=RBAC
+  if $NODE_MODE; then
+    node_prepare
+    apiserver_cert=apiserver-node authorization=Node,RBAC
+    apiserver_node=("${NODE_APISERVER_FLAGS[@]}")
+    kcm_node=("${NODE_KCM_FLAGS[@]}")
+  fi
   write_kubeconfig "$KUBECONFIG_FILE" admin
   write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
   local d="$STATE/pki"
@@ -124,21 +148,21 @@ up() {
     --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
 
   start minio env MINIO_ROOT_USER=$S3_USER MINIO_ROOT_PASSWORD=$S3_PASSWORD MINIO_BROWSER=off \
-    MINIO_UPDATE=off MINIO_CI_CD=1 "$MINIO_BIN" server --quiet --address "127.0.0.1:$S3_PORT" \
-    --console-address "127.0.0.1:$((S3_PORT + 1))" "$STATE/minio-data"
+    MINIO_UPDATE=off MINIO_CI_CD=1 "$MINIO_BIN" server --quiet --address "$API_HOST:$S3_PORT" \
+    --console-address "$API_HOST:$((S3_PORT + 1))" "$STATE/minio-data"
 
   wait_for etcd 60 curl -sf "http://127.0.0.1:$((ETCD_PORT + 20))/health"
   start kube-apiserver "$K8S_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-    --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" \
-    --client-ca-file "$d/ca.crt" --authorization-mode RBAC \
+    --bind-address "$API_HOST" --advertise-address "$API_HOST" --secure-port "$APISERVER_PORT" \
+    --tls-cert-file "$d/$apiserver_cert.crt" --tls-private-key-file "$d/$apiserver_cert.key" \
+    --client-ca-file "$d/ca.crt" --authorization-mode "$authorization" "${apiserver_node[@]}" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$d/sa.pub" --service-account-signing-key-file "$d/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=false \
+    --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=false \
     --cert-dir "$STATE/apiserver-certs" --v 1
   wait_for kube-apiserver 120 curl -sf --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz"
+    "https://$API_HOST:$APISERVER_PORT/readyz"
 
   # Each controller acts with its own service account and bootstrap RBAC role, as in a real
   # cluster (--use-service-account-credentials). Only the controllers whose behaviour the operator
@@ -155,12 +179,12 @@ up() {
     --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" \
     --controllers job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,ttl-after-finished-controller,pod-garbage-collector-controller \
-    --concurrent-job-syncs 5 --v 1
+    --concurrent-job-syncs 5 "${kcm_node[@]}" --v 1
   wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
-  wait_for minio 60 curl -sf "http://127.0.0.1:$S3_PORT/minio/health/ready"
+  wait_for minio 60 curl -sf "http://$API_HOST:$S3_PORT/minio/health/ready"
 
   cat >"$STATE/s3.env" <<S3
-export S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export S3_ENDPOINT=http://$API_HOST:$S3_PORT
 export AWS_ACCESS_KEY_ID=$S3_USER
 export AWS_SECRET_ACCESS_KEY=$S3_PASSWORD
 export AWS_REGION=us-east-1
@@ -171,6 +195,7 @@ S3
     ((SECONDS > deadline)) && { log "default ServiceAccount never appeared"; return 1; }
     sleep 0.5
   done
+  if $NODE_MODE; then node_up; fi
   log "ready: KUBECONFIG=$KUBECONFIG_FILE, S3 env in $STATE/s3.env"
 }
 
@@ -187,6 +212,7 @@ stop_one() {
 }
 
 down() {
+  if $NODE_MODE; then node_down; fi
   for name in kube-controller-manager kube-apiserver minio etcd; do stop_one "$name"; done
 }
 
@@ -195,6 +221,7 @@ status() {
   for name in etcd kube-apiserver kube-controller-manager minio; do
     if pid_alive "$name"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; rc=1; fi
   done
+  if $NODE_MODE; then node_status || rc=1; fi
   [[ $rc == 0 ]] && "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" version 2>/dev/null | sed 's/^/  /'
   return $rc
 }
@@ -204,7 +231,9 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   # Prints shell exports for tests and the operator: eval "$(dev/cluster.sh env)"
-  env) echo "export KUBECONFIG=$KUBECONFIG_FILE"; echo "export KUBECTL=$KUBECTL"; cat "$STATE/s3.env" ;;
+  env)
+    echo "export KUBECONFIG=$KUBECONFIG_FILE"; echo "export KUBECTL=$KUBECTL"; cat "$STATE/s3.env"
+    if $NODE_MODE; then node_env; fi ;;
   # Stops one component (tests use it to kill the API server); `up` starts it again.
   stop) stop_one "${2:?component name}" ;;
   *) echo "usage: $0 up|down|status|env|stop COMPONENT" >&2; exit 2 ;;

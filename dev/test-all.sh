@@ -5,6 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash dev/cluster.sh up || { echo "local cluster failed to start" >&2; exit 1; }
+# The real tools the tests run (helm, promtool, kustomize...): built now, not inside a test.
+bash dev/build-binaries.sh || { echo "building the test tools failed" >&2; exit 1; }
 eval "$(bash dev/cluster.sh env)"
 # The trainer's venv (created once, cached outside the clone): integration tests run real rounds.
 TICCLIP_VENV="$(bash dev/python-venv.sh)" || { echo "trainer venv setup failed" >&2; exit 1; }

@@ -80,6 +80,7 @@ const PROFILE: Record<string, string> = GPU
       TIC_SLICE_SAMPLES: "32768",
       TIC_BATCH: "256",
       TIC_WORKERS: "1",
+      TIC_PRECISION: "amp_bf16",
     }
   : {};
 const setting = (name: string) => process.env[name] ?? PROFILE[name];
@@ -93,6 +94,7 @@ const EVAL_SAMPLES = num("TIC_EVAL_SAMPLES", 200);
 const BATCH = num("TIC_BATCH", 64);
 const LR = num("TIC_LR", 1e-3);
 const WORKERS = num("TIC_WORKERS", 2);
+const PRECISION = (setting("TIC_PRECISION") ?? "fp32") as RoundPlan["optimizer"]["precision"];
 const ABLATION = process.env.TIC_ABLATION === "1";
 const CALIBRATE = (process.env.TIC_CALIBRATE ?? (ABLATION ? "0" : "1")) !== "0";
 const LADDER = (process.env.TIC_LADDER ?? "1,2,4,8").split(",").map(Number);
@@ -319,7 +321,7 @@ function roundPlan(o: {
       weightDecay: 0.2,
       warmupSteps: Math.round((knobs.warmStartWarmupFraction ?? 0) * steps),
       batchSize: BATCH,
-      precision: "fp32",
+      precision: PRECISION,
       ...optimizer,
     },
     ...(o.variant?.merge ? roundMerge(o.variant.merge, warm) : {}),

@@ -31,6 +31,7 @@
 // (gpu: the settings for a lent GPU), TIC_OUT (default .local/tic-experiment).
 // Needs the local cluster's S3 server (npm run experiment:tic starts it through dev/with-cluster.sh).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -652,9 +653,9 @@ async function main() {
     `TiC experiment via ${VIA}: T=${T} slices of ${SLICE_SAMPLES} samples, C=${C}, ` +
       `seeds ${SEEDS.join(",")}, batch ${BATCH}, lr ${LR}`,
   );
-  applyCrds();
-  const ns = createNamespace("tic-exp");
-  const suffix = ns.slice(-6);
+  // The trainer driver needs only S3; the operator driver a namespace of the local cluster too.
+  const ns = VIA === "operator" ? (applyCrds(), createNamespace("tic-exp")) : "";
+  const suffix = ns ? ns.slice(-6) : randomBytes(3).toString("hex");
   const dataBucket = `tic-exp-data-${suffix}`;
   const runsBucket = `tic-exp-runs-${suffix}`;
   for (const b of [dataBucket, runsBucket]) await s3.send(new CreateBucketCommand({ Bucket: b }));

@@ -449,6 +449,58 @@ async function recordCost(label: string, uri: string): Promise<void> {
   });
 }
 
+type TrainedRound = {
+  uri: string;
+  plan: RoundPlan;
+  startedAt: string;
+  finishedAt: string;
+  scored: Awaited<ReturnType<typeof scoreRow>>;
+};
+
+async function trainRound(
+  pool: TrainerPool,
+  label: string,
+  plan: RoundPlan,
+  t: number,
+  packs: Packs,
+): Promise<TrainedRound> {
+  const uri = plan.output.uri;
+  await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
+  const startedAt = new Date().toISOString();
+  await pool.run(`${uri}${ROUND_FILES.plan}`);
+  const finishedAt = new Date().toISOString();
+  await recordCost(label, uri);
+  return { uri, plan, startedAt, finishedAt, scored: await scoreRow(uri, t, packs, plan.merge !== undefined) };
+}
+
+/**
+ * Round 0 of a seed, trained once for every variant: it is the same plan for all of them (C samples
+ * of the first slice from scratch, the same seed; no knob or merge applies to a round from scratch).
+ * It keeps its AdamW state (optimizer.pt) for the variants that carry it.
+ */
+const firstRounds = new Map<string, Promise<TrainedRound>>();
+function firstRound(pool: TrainerPool, seed: string, slices: PlannerSlice[], runsBucket: string, packs: Packs) {
+  let r = firstRounds.get(seed);
+  if (!r) {
+    const name = `round0-s${seed}`;
+    const variant: Variant = { label: "round 0", replay: "CumulativeAll", knobs: { optimizerState: "Carry" } };
+    const out = roundUri({ bucket: runsBucket, prefix: `${name}/` }, 0);
+    const plan = roundPlan({
+      name,
+      replay: "CumulativeAll",
+      variant,
+      slices,
+      t: 0,
+      init: null,
+      out,
+      seed: 1000 * Number(seed),
+    });
+    r = trainRound(pool, "round 0 (shared)", plan, 0, packs);
+    firstRounds.set(seed, r);
+  }
+  return r;
+}
+
 /** One chain of T rounds of a variant and seed: the merged (promotable) results, and the unmerged ones when it merges. */
 async function chain(
   pool: TrainerPool,
@@ -469,23 +521,26 @@ async function chain(
   const chances: number[] = [];
   let init: string | null = null;
   for (let t = 0; t < T; t++) {
-    const uri = roundUri({ bucket: runsBucket, prefix: `${name}/` }, t);
-    const plan = roundPlan({
-      name,
-      replay: v.replay,
-      variant: v,
-      slices,
-      t,
-      init,
-      out: uri,
-      seed: 1000 * Number(seed) + t,
-    });
-    await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
-    const startedAt = new Date().toISOString();
-    await pool.run(`${uri}${ROUND_FILES.plan}`);
-    const finishedAt = new Date().toISOString();
-    await recordCost(v.label, uri);
-    const scored = await scoreRow(uri, t, packs, plan.merge !== undefined);
+    const trained: TrainedRound =
+      t === 0
+        ? await firstRound(pool, seed, slices, runsBucket, packs)
+        : await trainRound(
+            pool,
+            v.label,
+            roundPlan({
+              name,
+              replay: v.replay,
+              variant: v,
+              slices,
+              t,
+              init,
+              out: roundUri({ bucket: runsBucket, prefix: `${name}/` }, t),
+              seed: 1000 * Number(seed) + t,
+            }),
+            t,
+            packs,
+          );
+    const { uri, plan, startedAt, finishedAt, scored } = trained;
     rows.push(scored.merged);
     // A round without a merge (round 0 from scratch) is its own unmerged model.
     rawRows.push(scored.unmerged ?? scored.merged);

@@ -18,6 +18,8 @@ const request: EvalRequest = {
   slices: [],
   zeroShot: [],
   k: [1],
+  executionProvider: "cpu",
+  batchSize: 64,
 };
 
 test("the unmerged model is scored when raw/model.json is there, and only then", async () => {

@@ -26,7 +26,7 @@
 //
 // Settings (environment): TIC_VIA, TIC_T (slices, default 4), TIC_SEEDS (default 0,1,2), TIC_C
 // (samples per round, 8192), TIC_SLICE_SAMPLES (8192), TIC_EVAL_SAMPLES (200), TIC_BATCH (64), TIC_LR,
-// TIC_WORKERS (2), TIC_CALIBRATE (0 skips the ladder, "only" runs nothing else), TIC_LADDER (budgets
+// TIC_WORKERS (2), TIC_VARIANTS (only these rows), TIC_CALIBRATE (0 skips the ladder, "only" runs nothing else), TIC_LADDER (budgets
 // of the ladder in units of C, default 1,2,4,8), TIC_MERGE ("" for none), TIC_ABLATION, TIC_PROFILE
 // (gpu: the settings for a lent GPU), TIC_OUT (default .local/tic-experiment).
 // Needs the local cluster's S3 server (npm run experiment:tic starts it through dev/with-cluster.sh).
@@ -141,7 +141,7 @@ const ABLATION_VARIANTS: Variant[] = [
   { label: `lr ${LR * 2}`, replay: "CumulativeAll", knobs: { lr: LR * 2 } },
   { label: `lr ${LR / 2}`, replay: "CumulativeAll", knobs: { lr: LR / 2 } },
 ];
-const VARIANTS: Variant[] = ABLATION
+const ALL_VARIANTS: Variant[] = ABLATION
   ? ABLATION_VARIANTS
   : [
       // The Oracle first: the longest chain, so the workers finish together.
@@ -151,6 +151,11 @@ const VARIANTS: Variant[] = ABLATION
       })),
       ...MERGES.map((m) => ({ label: mergeLabel(m), replay: "CumulativeAll" as const, merge: m })),
     ];
+// TIC_VARIANTS: only these rows (labels, comma-separated), e.g. "Oracle,CumulativeAll,CumulativeAll + EMA 0.5".
+const ONLY = process.env.TIC_VARIANTS?.split(",").map((l) => l.trim());
+const VARIANTS = ALL_VARIANTS.filter((v) => !ONLY || ONLY.includes(v.label));
+if (VARIANTS.length === 0)
+  throw new Error(`TIC_VARIANTS=${process.env.TIC_VARIANTS}: none of ${ALL_VARIANTS.map((v) => v.label).join(", ")}`);
 const unmergedLabel = (label: string) => `${label} (unmerged)`;
 const ORDER = VARIANTS.flatMap((v) => (v.merge ? [v.label, unmergedLabel(v.label)] : [v.label]));
 

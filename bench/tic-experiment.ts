@@ -17,24 +17,41 @@
 // A calibration ladder first trains from scratch on all T slices at C, 2C, 4C, 8C (the Oracle's
 // last-round mixture, from the planner) to show that C undertrains and T*C is near the plateau.
 //
-// Settings (environment): TIC_VIA, TIC_T (slices, default 4), TIC_SEEDS (default 0,1), TIC_C
-// (samples per round), TIC_SLICE_SAMPLES, TIC_EVAL_SAMPLES, TIC_BATCH, TIC_LR, TIC_WORKERS (2),
-// TIC_CALIBRATE (0 skips the ladder, "only" runs nothing else), TIC_OUT (default .local/tic-experiment).
+// Beyond the paper (trainer driver): weight-space merging (TIC_MERGE, default
+// "Interpolate:0.5,EMA:0.5") as variants of CumulativeAll in the same run, with each merged round's
+// unmerged weights scored too; TIC_ABLATION=1 instead runs CumulativeAll with one optimizer knob
+// changed at a time against the paper's choice (fresh AdamW, no warmup on warm starts, one cosine
+// cycle per round, TIC_LR). Seeds run one after the other, and results.json and the table are
+// written after each, so a stopped run keeps its finished seeds.
+//
+// Settings (environment): TIC_VIA, TIC_T (slices, default 4), TIC_SEEDS (default 0,1,2), TIC_C
+// (samples per round, 8192), TIC_SLICE_SAMPLES (8192), TIC_EVAL_SAMPLES (200), TIC_BATCH (64), TIC_LR,
+// TIC_WORKERS (2), TIC_VARIANTS (only these rows), TIC_CALIBRATE (0 skips the ladder, "only" runs nothing else), TIC_LADDER (budgets
+// of the ladder in units of C, default 1,2,4,8), TIC_MERGE ("" for none), TIC_ABLATION, TIC_PROFILE
+// (gpu: the settings for a lent GPU), TIC_OUT (default .local/tic-experiment).
 // Needs the local cluster's S3 server (npm run experiment:tic starts it through dev/with-cluster.sh).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { REPLAY_STRATEGIES, type ReplayStrategy, type RoundStatus } from "../operator/api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../operator/api/round-layout.ts";
-import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../operator/api/round-plan.ts";
+import { ROUND_PLAN_SCHEMA_VERSION, UNMERGED_DIR, type RoundPlan } from "../operator/api/round-plan.ts";
 import { MANIFEST_NAME } from "../operator/api/slice-manifest.ts";
 import { computeAccounting } from "../operator/data/compute.ts";
-import { planRound, type PlannerSlice } from "../operator/data/planner.ts";
+import {
+  planRound,
+  roundMerge,
+  roundSchedule,
+  type MergeSetting,
+  type OptimizerSetting,
+  type PlannerSlice,
+} from "../operator/data/planner.ts";
 import { evaluateRound } from "../operator/evaluation/evaluate.ts";
 import { retrievalPacks } from "../operator/evaluation/request.ts";
-import { ticMatrix, type TicRow } from "../operator/evaluation/tic.ts";
+import { ticMatrix, type TicMatrix, type TicRow } from "../operator/evaluation/tic.ts";
 import { readTrainingCurves } from "../operator/report/curves.ts";
 import { reportHtml, type ReportRun } from "../operator/report/html.ts";
 import { rescoreRun } from "../operator/report/rescore.ts";
@@ -53,17 +70,43 @@ import {
 import { createS3Secret, startExecutor, startOperator, TRAINER_IMAGE, venvPython } from "../test/support/local-run.ts";
 import { s3Connection } from "../test/support/s3.ts";
 
-const num = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
-const VIA = process.env.TIC_VIA ?? "trainer";
+// TIC_PROFILE=gpu: the settings for a lent GPU (one worker owns it; CUDA is picked up by the
+// trainer itself). Explicit TIC_* settings still win. Not run on this project's CPU-only machines.
+const GPU = process.env.TIC_PROFILE === "gpu";
+const PROFILE: Record<string, string> = GPU
+  ? {
+      TIC_T: "7",
+      TIC_SEEDS: "0,1,2,3,4",
+      TIC_C: "32768",
+      TIC_SLICE_SAMPLES: "32768",
+      TIC_BATCH: "256",
+      TIC_WORKERS: "1",
+      TIC_PRECISION: "amp_bf16",
+    }
+  : {};
+const setting = (name: string) => process.env[name] ?? PROFILE[name];
+const num = (name: string, dflt: number) => (setting(name) ? Number(setting(name)) : dflt);
+const VIA = setting("TIC_VIA") ?? "trainer";
 const T = num("TIC_T", 4);
-const SEEDS = (process.env.TIC_SEEDS ?? "0,1").split(",").filter(Boolean);
-const C = num("TIC_C", 2048);
-const SLICE_SAMPLES = num("TIC_SLICE_SAMPLES", 2048);
-const EVAL_SAMPLES = num("TIC_EVAL_SAMPLES", 100);
+const SEEDS = (setting("TIC_SEEDS") ?? "0,1,2").split(",").filter(Boolean);
+const C = num("TIC_C", 8192);
+const SLICE_SAMPLES = num("TIC_SLICE_SAMPLES", 8192);
+const EVAL_SAMPLES = num("TIC_EVAL_SAMPLES", 200);
 const BATCH = num("TIC_BATCH", 64);
 const LR = num("TIC_LR", 1e-3);
 const WORKERS = num("TIC_WORKERS", 2);
-const CALIBRATE = process.env.TIC_CALIBRATE !== "0";
+const PRECISION = (setting("TIC_PRECISION") ?? "fp32") as RoundPlan["optimizer"]["precision"];
+const ABLATION = process.env.TIC_ABLATION === "1";
+const CALIBRATE = (process.env.TIC_CALIBRATE ?? (ABLATION ? "0" : "1")) !== "0";
+const LADDER = (process.env.TIC_LADDER ?? "1,2,4,8").split(",").map(Number);
+const MERGES = (process.env.TIC_MERGE ?? "Interpolate:0.5,EMA:0.5")
+  .split(",")
+  .filter(Boolean)
+  .map((m) => {
+    const [mode, c] = m.split(":");
+    if (mode !== "Interpolate" && mode !== "EMA") throw new Error(`TIC_MERGE: ${m}: Interpolate:<c> or EMA:<c>`);
+    return { mode, coefficient: Number(c ?? "0.5") } as MergeSetting;
+  });
 const OUT = path.resolve(process.env.TIC_OUT ?? path.join(REPO_ROOT, ".local/tic-experiment"));
 const SLICE_IDS = Array.from({ length: T }, (_, i) => String(2016 + i));
 const FINAL = new Set(["Passed", "Promoted", "Rejected"]);
@@ -74,6 +117,47 @@ const pts = (x: number) => (100 * x).toFixed(1);
 
 if (!["trainer", "operator"].includes(VIA)) throw new Error(`TIC_VIA=${VIA}: trainer or operator`);
 if (!(T >= 2 && C >= 1 && SEEDS.length >= 1)) throw new Error("TIC_T >= 2, TIC_C >= 1 and one seed at least");
+if (!MERGES.every((m) => m.coefficient > 0 && m.coefficient <= 1)) throw new Error("TIC_MERGE coefficients: (0, 1]");
+
+/** One table row's training recipe: a replay strategy, maybe merged, maybe with other optimizer knobs. */
+type Variant = {
+  label: string;
+  replay: ReplayStrategy;
+  merge?: MergeSetting;
+  /** Optimizer knobs of warm-started rounds (the ablation). */
+  knobs?: Partial<OptimizerSetting> & { warmStartWarmupFraction?: number; lr?: number };
+};
+
+const mergeLabel = (m: MergeSetting) => `CumulativeAll + ${m.mode} ${m.coefficient}`;
+const ABLATION_VARIANTS: Variant[] = [
+  { label: "paper: fresh AdamW, no warmup, cosine", replay: "CumulativeAll" },
+  { label: "AdamW state carried", replay: "CumulativeAll", knobs: { optimizerState: "Carry" } },
+  { label: "warmup 10% of steps", replay: "CumulativeAll", knobs: { warmStartWarmupFraction: 0.1 } },
+  {
+    label: "constant then anneal (20%)",
+    replay: "CumulativeAll",
+    knobs: { schedule: "ConstantThenAnneal", annealFraction: 0.2 },
+  },
+  { label: `lr ${LR * 2}`, replay: "CumulativeAll", knobs: { lr: LR * 2 } },
+  { label: `lr ${LR / 2}`, replay: "CumulativeAll", knobs: { lr: LR / 2 } },
+];
+const ALL_VARIANTS: Variant[] = ABLATION
+  ? ABLATION_VARIANTS
+  : [
+      // The Oracle first: the longest chain, so the workers finish together.
+      ...["Oracle", ...REPLAY_STRATEGIES.filter((s) => s !== "Oracle")].map((r) => ({
+        label: r,
+        replay: r as ReplayStrategy,
+      })),
+      ...MERGES.map((m) => ({ label: mergeLabel(m), replay: "CumulativeAll" as const, merge: m })),
+    ];
+// TIC_VARIANTS: only these rows (labels, comma-separated), e.g. "Oracle,CumulativeAll,CumulativeAll + EMA 0.5".
+const ONLY = process.env.TIC_VARIANTS?.split(",").map((l) => l.trim());
+const VARIANTS = ALL_VARIANTS.filter((v) => !ONLY || ONLY.includes(v.label));
+if (VARIANTS.length === 0)
+  throw new Error(`TIC_VARIANTS=${process.env.TIC_VARIANTS}: none of ${ALL_VARIANTS.map((v) => v.label).join(", ")}`);
+const unmergedLabel = (label: string) => `${label} (unmerged)`;
+const ORDER = VARIANTS.flatMap((v) => (v.merge ? [v.label, unmergedLabel(v.label)] : [v.label]));
 
 const s3 = createS3Client({ ...s3Connection(), region: REGION });
 const store = new S3ObjectStore(s3);
@@ -197,10 +281,11 @@ class TrainerPool {
   }
 }
 
-/** The RoundPlan the controller would write for round t of a run (rounds.ts), with our seed. */
+/** The RoundPlan the controller would write for round t of a run (next-round.ts), with our seed. */
 function roundPlan(o: {
   name: string;
   replay: ReplayStrategy;
+  variant?: Variant;
   slices: PlannerSlice[];
   t: number;
   samples?: number;
@@ -218,6 +303,17 @@ function roundPlan(o: {
     newSliceIds: [newSlice],
   });
   if (!mixture.ok) throw new Error(`${o.name} round ${o.t}: ${mixture.reason}: ${mixture.message}`);
+  const warm = mixture.mixture.warmStart && o.init !== null;
+  const samples = o.samples ?? mixture.mixture.samples;
+  const knobs = warm ? (o.variant?.knobs ?? {}) : {};
+  const steps = Math.ceil(samples / BATCH);
+  const optimizer = {
+    ...roundSchedule({
+      schedule: knobs.schedule ?? "Cosine",
+      annealFraction: knobs.annealFraction ?? 0.2,
+      optimizerState: o.variant?.knobs?.optimizerState ?? "Reset",
+    }),
+  };
   return {
     schemaVersion: ROUND_PLAN_SCHEMA_VERSION,
     run: { namespace: "tic-experiment", name: o.name },
@@ -225,8 +321,16 @@ function roundPlan(o: {
     newSlices: [newSlice],
     replay: o.replay,
     model: { architecture: "ticclip-tiny", initCheckpoint: mixture.mixture.warmStart ? o.init : null },
-    data: { sources: mixture.mixture.sources, samples: o.samples ?? mixture.mixture.samples },
-    optimizer: { lr: LR, weightDecay: 0.2, warmupSteps: 0, batchSize: BATCH, precision: "fp32" },
+    data: { sources: mixture.mixture.sources, samples },
+    optimizer: {
+      lr: knobs.lr ?? LR,
+      weightDecay: 0.2,
+      warmupSteps: Math.round((knobs.warmStartWarmupFraction ?? 0) * steps),
+      batchSize: BATCH,
+      precision: PRECISION,
+      ...optimizer,
+    },
+    ...(o.variant?.merge ? roundMerge(o.variant.merge, warm) : {}),
     output: { uri: o.out },
     checkpointIntervalMinutes: 30,
     seed: o.seed,
@@ -236,12 +340,16 @@ function roundPlan(o: {
 
 type Packs = { sliceId: string; packUri: string }[];
 
-/** Mean R@1 of the round's model on every pack: one full row of the TiC matrix. */
+type Row = { row: TicRow; items: Record<string, number> };
+
+/** Mean R@1 of the round's model on every pack: one full row of the TiC matrix, with each cell's
+ * item count (images and texts, for the bootstrap); of the unmerged weights too when asked. */
 async function scoreRow(
   roundUri: string,
   t: number,
   packs: Packs,
-): Promise<{ row: TicRow; chance: number | undefined }> {
+  unmerged = false,
+): Promise<{ merged: Row; unmerged?: Row; chance: number | undefined }> {
   const res = await evaluateRound(store, {
     round: t,
     roundUri,
@@ -252,19 +360,36 @@ async function scoreRow(
     previousRows: [],
     now: new Date().toISOString(),
     intraOpNumThreads: 1,
+    ...(unmerged ? { unmerged: { uri: `${roundUri}${UNMERGED_DIR}` } } : {}),
   });
   if (res.status !== "Succeeded") throw new Error(`${roundUri}: ${res.reason}: ${res.message}`);
-  const chances = res.candidate.retrieval.map((r) => r.chance?.meanRecallAt1);
-  const known = chances.filter((c): c is number => c !== undefined);
-  return {
+  if (unmerged && !res.unmerged) throw new Error(`${roundUri}: the unmerged model was not scored`);
+  const rowOf = (scores: typeof res.candidate): Row => ({
     row: {
       round: t,
       roundSlices: [SLICE_IDS[t]!],
-      cells: Object.fromEntries(res.candidate.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])),
+      cells: Object.fromEntries(scores.retrieval.map((r) => [r.sliceId, r.metrics.meanRecallAt1!])),
     },
+    // meanRecallAt1 averages image->text over `images` and text->image over `texts`: its variance is
+    // that of a mean over 4 / (1/images + 1/texts) items.
+    items: Object.fromEntries(scores.retrieval.map((r) => [r.sliceId, 4 / (1 / r.images + 1 / r.texts)])),
+  });
+  const chances = res.candidate.retrieval.map((r) => r.chance?.meanRecallAt1);
+  const known = chances.filter((c): c is number => c !== undefined);
+  return {
+    merged: rowOf(res.candidate),
+    ...(res.unmerged ? { unmerged: rowOf(res.unmerged) } : {}),
     chance:
       known.length === chances.length && known.length ? known.reduce((a, b) => a + b, 0) / known.length : undefined,
   };
+}
+
+/** Item counts in the matrix's shape (summary.ts bootstrapCi). */
+function itemsOf(matrix: TicMatrix, rows: Row[]): (number | null)[][] {
+  return matrix.rounds.map((round) => {
+    const r = rows.find((x) => x.row.round === round)!;
+    return matrix.slices.map((s) => r.items[s] ?? null);
+  });
 }
 
 type Calibration = { budget: number; meanR1: number; id: number };
@@ -273,97 +398,209 @@ async function calibrate(pool: TrainerPool, prefix: string, runsBucket: string, 
   const slices = await sliceHistory(prefix);
   const out: Calibration[] = [];
   await Promise.all(
-    [8, 4, 2, 1].map(async (k) => {
-      const budget = k * C;
-      const uri = `s3://${runsBucket}/calibration/${budget}/`;
-      const plan = roundPlan({
-        name: `calibration-${budget}`,
-        replay: "Oracle",
-        slices,
-        t: T - 1,
-        samples: budget,
-        init: null,
-        out: uri,
-        seed: 0,
-      });
-      await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
-      await pool.run(`${uri}${ROUND_FILES.plan}`);
-      const { row } = await scoreRow(uri, T - 1, packs);
-      const values = Object.values(row.cells);
-      out.push({
-        budget,
-        meanR1: values.reduce((a, b) => a + b, 0) / values.length,
-        id: row.cells[SLICE_IDS.at(-1)!]!,
-      });
-      console.log(
-        `  calibration: ${budget} samples (${k}C) from scratch on all slices -> ` +
-          `mean R@1 ${pts(out.at(-1)!.meanR1)} (${elapsed()})`,
-      );
-    }),
+    [...LADDER]
+      .sort((a, b) => b - a)
+      .map(async (k) => {
+        const budget = k * C;
+        const uri = `s3://${runsBucket}/calibration/${budget}/`;
+        const plan = roundPlan({
+          name: `calibration-${budget}`,
+          replay: "Oracle",
+          slices,
+          t: T - 1,
+          samples: budget,
+          init: null,
+          out: uri,
+          seed: 0,
+        });
+        await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
+        await pool.run(`${uri}${ROUND_FILES.plan}`);
+        const { row } = (await scoreRow(uri, T - 1, packs)).merged;
+        const values = Object.values(row.cells);
+        out.push({
+          budget,
+          meanR1: values.reduce((a, b) => a + b, 0) / values.length,
+          id: row.cells[SLICE_IDS.at(-1)!]!,
+        });
+        console.log(
+          `  calibration: ${budget} samples (${k}C) from scratch on all slices -> ` +
+            `mean R@1 ${pts(out.at(-1)!.meanR1)} (${elapsed()})`,
+        );
+      }),
   );
   return out.sort((a, b) => a.budget - b.budget);
 }
 
 type Result = RunResult & ReportRun;
 
-async function viaTrainer(pool: TrainerPool, prefix: string, runsBucket: string, packs: Packs): Promise<Result[]> {
+/** What each trained round cost, from its train_summary.json: seconds per optimizer step, the merge. */
+type RoundCost = {
+  label: string;
+  steps: number;
+  trainSeconds: number;
+  merge?: { seconds: number; extraBytes: number; peakRssBytes: number; baseLoadSeconds: number };
+};
+const costs: RoundCost[] = [];
+
+async function recordCost(label: string, uri: string): Promise<void> {
+  const raw = await store.get(`${uri}${ROUND_FILES.summary}`);
+  if (!raw) throw new Error(`${uri}${ROUND_FILES.summary} missing`);
+  const sum = JSON.parse(new TextDecoder().decode(raw));
+  costs.push({
+    label,
+    steps: sum.steps,
+    trainSeconds: sum.trainTimeSeconds,
+    ...(sum.merge ? { merge: sum.merge } : {}),
+  });
+}
+
+type TrainedRound = {
+  uri: string;
+  plan: RoundPlan;
+  startedAt: string;
+  finishedAt: string;
+  scored: Awaited<ReturnType<typeof scoreRow>>;
+};
+
+async function trainRound(
+  pool: TrainerPool,
+  label: string,
+  plan: RoundPlan,
+  t: number,
+  packs: Packs,
+): Promise<TrainedRound> {
+  const uri = plan.output.uri;
+  await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
+  const startedAt = new Date().toISOString();
+  await pool.run(`${uri}${ROUND_FILES.plan}`);
+  const finishedAt = new Date().toISOString();
+  await recordCost(label, uri);
+  return { uri, plan, startedAt, finishedAt, scored: await scoreRow(uri, t, packs, plan.merge !== undefined) };
+}
+
+/**
+ * Round 0 of a seed, trained once for every variant: it is the same plan for all of them (C samples
+ * of the first slice from scratch, the same seed; no knob or merge applies to a round from scratch).
+ * It keeps its AdamW state (optimizer.pt) for the variants that carry it.
+ */
+const firstRounds = new Map<string, Promise<TrainedRound>>();
+function firstRound(pool: TrainerPool, seed: string, slices: PlannerSlice[], runsBucket: string, packs: Packs) {
+  let r = firstRounds.get(seed);
+  if (!r) {
+    const name = `round0-s${seed}`;
+    const variant: Variant = { label: "round 0", replay: "CumulativeAll", knobs: { optimizerState: "Carry" } };
+    const out = roundUri({ bucket: runsBucket, prefix: `${name}/` }, 0);
+    const plan = roundPlan({
+      name,
+      replay: "CumulativeAll",
+      variant,
+      slices,
+      t: 0,
+      init: null,
+      out,
+      seed: 1000 * Number(seed),
+    });
+    r = trainRound(pool, "round 0 (shared)", plan, 0, packs);
+    firstRounds.set(seed, r);
+  }
+  return r;
+}
+
+/** One chain of T rounds of a variant and seed: the merged (promotable) results, and the unmerged ones when it merges. */
+async function chain(
+  pool: TrainerPool,
+  v: Variant,
+  seed: string,
+  slices: PlannerSlice[],
+  runsBucket: string,
+  packs: Packs,
+  progress: () => string,
+): Promise<Result[]> {
+  const name = `${v.label
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/-$/, "")}-s${seed}`;
+  const rows: Row[] = [];
+  const rawRows: Row[] = [];
+  const rounds: RoundStatus[] = [];
+  const chances: number[] = [];
+  let init: string | null = null;
+  for (let t = 0; t < T; t++) {
+    const trained: TrainedRound =
+      t === 0
+        ? await firstRound(pool, seed, slices, runsBucket, packs)
+        : await trainRound(
+            pool,
+            v.label,
+            roundPlan({
+              name,
+              replay: v.replay,
+              variant: v,
+              slices,
+              t,
+              init,
+              out: roundUri({ bucket: runsBucket, prefix: `${name}/` }, t),
+              seed: 1000 * Number(seed) + t,
+            }),
+            t,
+            packs,
+          );
+    const { uri, plan, startedAt, finishedAt, scored } = trained;
+    rows.push(scored.merged);
+    // A round without a merge (round 0 from scratch) is its own unmerged model.
+    rawRows.push(scored.unmerged ?? scored.merged);
+    if (scored.chance !== undefined) chances.push(scored.chance);
+    const id = scored.merged.row.cells[SLICE_IDS[t]!]!;
+    rounds.push({
+      index: t,
+      slices: [SLICE_IDS[t]!],
+      replay: v.replay,
+      phase: "Trained",
+      samples: plan.data.samples,
+      startedAt,
+      finishedAt,
+      checkpoint: `${uri}${ROUND_FILES.checkpoint}`,
+      metrics: { "retrieval.id.meanRecallAt1": id },
+    });
+    init = `${uri}${ROUND_FILES.checkpoint}`;
+    const rawId = scored.unmerged ? ` (unmerged ${pts(scored.unmerged.row.cells[SLICE_IDS[t]!]!)})` : "";
+    console.log(`  ${name} round ${t}: ${plan.data.samples} samples, ID R@1 ${pts(id)}${rawId} (${progress()})`);
+  }
+  const compute = computeAccounting(rounds.map((r) => ({ index: r.index, replay: v.replay, samples: r.samples! })));
+  const result = (label: string, rs: Row[]): Result => {
+    const matrix = ticMatrix(rs.map((r) => r.row));
+    return {
+      name: label === v.label ? name : `${name}-unmerged`,
+      run: name,
+      strategy: v.replay,
+      ...(label !== v.replay ? { variant: label } : {}),
+      seed,
+      matrix,
+      items: itemsOf(matrix, rs),
+      rounds,
+      compute,
+      samplesSeen: compute.samplesSeen,
+      savingVsOracle: compute.savingVsOracle,
+      chance: chances.length === T ? chances.reduce((a, b) => a + b, 0) / T : undefined,
+    };
+  };
+  return v.merge ? [result(v.label, rows), result(unmergedLabel(v.label), rawRows)] : [result(v.label, rows)];
+}
+
+/** Every variant for one seed, over the pool's workers (their chains interleave round by round). */
+async function viaTrainerSeed(
+  pool: TrainerPool,
+  seed: string,
+  prefix: string,
+  runsBucket: string,
+  packs: Packs,
+): Promise<Result[]> {
   const slices = await sliceHistory(prefix);
-  // The longest chains first, so the two workers finish together.
-  const order: ReplayStrategy[] = ["Oracle", ...REPLAY_STRATEGIES.filter((s) => s !== "Oracle")];
-  const chains = SEEDS.flatMap((seed) =>
-    order.map((replay) => ({ seed, replay, name: `${replay.toLowerCase()}-s${seed}` })),
-  );
   let done = 0;
-  return Promise.all(
-    chains.map(async ({ seed, replay, name }): Promise<Result> => {
-      const rows: TicRow[] = [];
-      const rounds: RoundStatus[] = [];
-      const chances: number[] = [];
-      let init: string | null = null;
-      for (let t = 0; t < T; t++) {
-        const uri = roundUri({ bucket: runsBucket, prefix: `${name}/` }, t);
-        const plan = roundPlan({ name, replay, slices, t, init, out: uri, seed: 1000 * Number(seed) + t });
-        await store.put(`${uri}${ROUND_FILES.plan}`, JSON.stringify(plan));
-        const startedAt = new Date().toISOString();
-        await pool.run(`${uri}${ROUND_FILES.plan}`);
-        const finishedAt = new Date().toISOString();
-        const { row, chance } = await scoreRow(uri, t, packs);
-        rows.push(row);
-        if (chance !== undefined) chances.push(chance);
-        const samples = plan.data.samples;
-        rounds.push({
-          index: t,
-          slices: [SLICE_IDS[t]!],
-          replay,
-          phase: "Trained",
-          samples,
-          startedAt,
-          finishedAt,
-          checkpoint: `${uri}${ROUND_FILES.checkpoint}`,
-          metrics: { "retrieval.id.meanRecallAt1": row.cells[SLICE_IDS[t]!]! },
-        });
-        init = `${uri}${ROUND_FILES.checkpoint}`;
-        done++;
-        console.log(
-          `  ${name} round ${t}: ${samples} samples, ID R@1 ${pts(row.cells[SLICE_IDS[t]!]!)} ` +
-            `(${done}/${chains.length * T}, ${elapsed()})`,
-        );
-      }
-      const compute = computeAccounting(rounds.map((r) => ({ index: r.index, replay, samples: r.samples! })));
-      return {
-        name,
-        run: name,
-        strategy: replay,
-        seed,
-        matrix: ticMatrix(rows),
-        rounds,
-        compute,
-        samplesSeen: compute.samplesSeen,
-        savingVsOracle: compute.savingVsOracle,
-        chance: chances.length === T ? chances.reduce((a, b) => a + b, 0) / T : undefined,
-      };
-    }),
-  );
+  const total = VARIANTS.length * T;
+  const progress = () => `${++done}/${total} of seed ${seed}, ${elapsed()}`;
+  const chains = await Promise.all(VARIANTS.map((v) => chain(pool, v, seed, slices, runsBucket, packs, progress)));
+  return chains.flat();
 }
 
 function runManifest(
@@ -476,9 +713,9 @@ async function main() {
     `TiC experiment via ${VIA}: T=${T} slices of ${SLICE_SAMPLES} samples, C=${C}, ` +
       `seeds ${SEEDS.join(",")}, batch ${BATCH}, lr ${LR}`,
   );
-  applyCrds();
-  const ns = createNamespace("tic-exp");
-  const suffix = ns.slice(-6);
+  // The trainer driver needs only S3; the operator driver a namespace of the local cluster too.
+  const ns = VIA === "operator" ? (applyCrds(), createNamespace("tic-exp")) : "";
+  const suffix = ns ? ns.slice(-6) : randomBytes(3).toString("hex");
   const dataBucket = `tic-exp-data-${suffix}`;
   const runsBucket = `tic-exp-runs-${suffix}`;
   for (const b of [dataBucket, runsBucket]) await s3.send(new CreateBucketCommand({ Bucket: b }));
@@ -489,37 +726,82 @@ async function main() {
 
   const pool = new TrainerPool();
   let calibration: Calibration[] = [];
-  let results: Result[];
+  const results: Result[] = [];
+  const settings =
+    `${GPU ? "TIC_PROFILE=gpu " : ""}${ABLATION ? "TIC_ABLATION=1 " : ""}TIC_VIA=${VIA} TIC_T=${T} TIC_C=${C} ` +
+    `TIC_SEEDS=${SEEDS.join(",")} TIC_SLICE_SAMPLES=${SLICE_SAMPLES} TIC_EVAL_SAMPLES=${EVAL_SAMPLES} ` +
+    `TIC_BATCH=${BATCH} TIC_LR=${LR} TIC_WORKERS=${WORKERS} TIC_MERGE=${MERGES.map((m) => `${m.mode}:${m.coefficient}`).join(",")}`;
   try {
     await pool.start(WORKERS);
-    if (CALIBRATE) calibration = await calibrate(pool, prefix, runsBucket, packs);
+    if (CALIBRATE) {
+      calibration = await calibrate(pool, prefix, runsBucket, packs);
+      report(calibration, results, settings, []);
+    }
     if (process.env.TIC_CALIBRATE === "only") return;
-    results = VIA === "trainer" ? await viaTrainer(pool, prefix, runsBucket, packs) : [];
+    if (VIA === "trainer") {
+      for (const seed of SEEDS) {
+        results.push(...(await viaTrainerSeed(pool, seed, prefix, runsBucket, packs)));
+        report(calibration, results, settings, [seed]);
+      }
+    }
   } finally {
     await pool.stop();
   }
-  if (VIA === "operator") results = await viaOperator(dataBucket, runsBucket, ns);
+  if (VIA === "operator") {
+    results.push(...(await viaOperator(dataBucket, runsBucket, ns)));
+    report(calibration, results, settings, SEEDS);
+  }
+}
 
-  const summaries = summarize(results, REPLAY_STRATEGIES);
+/** Prints the tables so far and writes report.html and results.json (after the ladder and each seed). */
+function report(calibration: Calibration[], results: Result[], settings: string, justFinished: string[]): void {
+  const seedsDone = [...new Set(results.map((r) => r.seed))];
+  const summaries = summarize(results, ORDER);
   const table = formatTable(summaries);
   const calibrationLines = calibration.map(
-    (c) => `${c.budget / C}C = ${c.budget} samples from scratch on all ${T} slices: mean R@1 ${pts(c.meanR1)}`,
+    (c) =>
+      `${c.budget / C}C = ${c.budget} samples from scratch on all ${T} slices: mean R@1 ${pts(c.meanR1)}, ID ${pts(c.id)}`,
   );
-  console.log(
-    `\nCalibration (tiny model, Oracle mixture of all ${T} slices, seed 0):\n  ${calibrationLines.join("\n  ")}`,
-  );
-  console.log(`\nTiC matrix means, R@1 in points (mean ±half-range over ${SEEDS.length} seeds):\n${table}`);
+  const stepCosts = [...new Set(costs.map((c) => c.label))].map((label) => {
+    const cs = costs.filter((c) => c.label === label);
+    const steps = cs.reduce((a, c) => a + c.steps, 0);
+    return `${label}: ${((1000 * cs.reduce((a, c) => a + c.trainSeconds, 0)) / steps).toFixed(0)} ms per optimizer step over ${cs.length} rounds (${steps} steps)`;
+  });
+  const merges = costs.filter((c) => c.merge).map((c) => c.merge!);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const mergeLine = merges.length
+    ? `Merge cost over ${merges.length} rounds: ${mean(merges.map((m) => m.seconds * 1000)).toFixed(1)} ms to merge, ` +
+      `${mean(merges.map((m) => m.baseLoadSeconds)).toFixed(2)} s to load the base checkpoint, ` +
+      `${(mean(merges.map((m) => m.extraBytes)) / 2 ** 20).toFixed(1)} MiB extra (base + merged copy), ` +
+      `peak RSS ${(Math.max(...merges.map((m) => m.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB`
+    : "";
+  if (justFinished.length || !results.length) {
+    console.log(
+      `\nCalibration (tiny model, Oracle mixture of all ${T} slices, seed 0):\n  ${calibrationLines.join("\n  ")}`,
+    );
+  }
+  if (results.length) {
+    console.log(
+      `\nTiC matrix means after seeds ${seedsDone.join(",")} (${elapsed()}), R@1 in points: mean [95% bootstrap ` +
+        `interval over seeds and pack items]:\n${table}`,
+    );
+  }
+  if (stepCosts.length) console.log(`\nTrainer cost (train_summary.json):\n  ${stepCosts.join("\n  ")}`);
+  if (mergeLine) console.log(`  ${mergeLine}`);
+  const notes = [
+    `${settings} npm run experiment:tic`,
+    `Seeds finished: ${seedsDone.join(",") || "none"} of ${SEEDS.join(",")}. Intervals: 95% percentile bootstrap over seeds and pack items (operator/report/summary.ts bootstrapCi).`,
+    ...calibrationLines.map((l) => `Calibration: ${l}`),
+    ...stepCosts.map((l) => `Cost: ${l}`),
+    ...(mergeLine ? [mergeLine] : []),
+    `Wall time ${elapsed()}.`,
+  ];
   const html = reportHtml({
-    title: `TiC-CLIP on our stack: ${T} slices, C = ${C}, ${SEEDS.length} seeds (via ${VIA})`,
+    title: `TiC-CLIP on our stack: ${T} slices, C = ${C}, ${seedsDone.length} seeds${ABLATION ? ", ablation" : ""} (via ${VIA})`,
     generatedAt: new Date().toISOString(),
     runs: results,
     summaries,
-    notes: [
-      `TIC_VIA=${VIA} TIC_T=${T} TIC_C=${C} TIC_SEEDS=${SEEDS.join(",")} TIC_SLICE_SAMPLES=${SLICE_SAMPLES} ` +
-        `TIC_EVAL_SAMPLES=${EVAL_SAMPLES} TIC_BATCH=${BATCH} TIC_LR=${LR} npm run experiment:tic`,
-      ...calibrationLines.map((l) => `Calibration: ${l}`),
-      `Wall time ${elapsed()}.`,
-    ],
+    notes,
   });
   writeFileSync(path.join(OUT, "report.html"), html);
   const json = {
@@ -527,18 +809,21 @@ async function main() {
     T,
     C,
     seeds: SEEDS,
+    seedsDone,
     sliceSamples: SLICE_SAMPLES,
     evalSamples: EVAL_SAMPLES,
     batch: BATCH,
     lr: LR,
+    ablation: ABLATION,
+    merges: MERGES,
     calibration,
+    costs,
     summaries,
     runs: results.map(({ rounds: _r, ...rest }) => rest),
+    wallTime: elapsed(),
   };
   writeFileSync(path.join(OUT, "results.json"), JSON.stringify(json, null, 2));
-  console.log(
-    `\nreport: ${path.join(OUT, "report.html")}\nresults: ${path.join(OUT, "results.json")}\nwall time ${elapsed()}`,
-  );
+  console.log(`report: ${path.join(OUT, "report.html")}; results: ${path.join(OUT, "results.json")}; ${elapsed()}`);
 }
 
 await main();

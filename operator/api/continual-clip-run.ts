@@ -38,6 +38,10 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export { REPLAY_STRATEGIES, type ReplayStrategy } from "./replay-strategies.ts";
 
 export const PRECISIONS = ["amp_bf16", "amp", "fp32"] as const;
+export const LR_SCHEDULES = ["Cosine", "ConstantThenAnneal"] as const;
+export const OPTIMIZER_STATES = ["Reset", "Carry"] as const;
+export const MERGE_MODES = ["None", "Interpolate", "EMA"] as const;
+export type MergeMode = (typeof MERGE_MODES)[number];
 
 export const s3Location = z.object({
   bucket: bucketName.describe("S3 bucket."),
@@ -101,8 +105,45 @@ export const optimizerSpec = z
         "Global batch size: samples per optimizer step over all GPUs of all nodes. Each rank trains batchSize / (nodes x gpusPerNode), so it must divide evenly.",
       ),
     precision: z.enum(PRECISIONS).default("amp_bf16").describe("Training precision (fp32 is used on CPU)."),
+    schedule: z
+      .enum(LR_SCHEDULES)
+      .default("Cosine")
+      .describe(
+        "Each round's learning-rate schedule: Cosine (one cosine cycle from lr to 0, as TiC-CLIP) or ConstantThenAnneal (lr held, then a linear anneal to 0 over the last annealFraction of the round's steps; Ibrahim et al. 2024).",
+      ),
+    annealFraction: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(0.2)
+      .describe("ConstantThenAnneal: the share of a round's steps that anneal the lr to 0."),
+    optimizerState: z
+      .enum(OPTIMIZER_STATES)
+      .default("Reset")
+      .describe(
+        "Reset: every round starts a fresh AdamW (TiC-CLIP). Carry: a warm-started round loads the AdamW moments its init checkpoint's round saved beside it (optimizer.pt).",
+      ),
   })
-  .describe("Optimizer settings; every round starts a fresh optimizer and cosine cycle.");
+  .describe("Optimizer settings; by default every round starts a fresh optimizer and cosine cycle.");
+
+const WARM_STARTED = strategiesWhere((t) => t.warmStart);
+
+export const mergeSpec = z
+  .object({
+    mode: z
+      .enum(MERGE_MODES)
+      .default("None")
+      .describe(
+        "Weight-space merging after each warm-started round (docs/tic-clip.md). Interpolate: the round's model is (1 - coefficient) x the model it started from + coefficient x the trained weights (WiSE-FT-style patching), and the next round starts from that merge. EMA: the same against the previous round's merged model, while training goes on from the unmerged weights (an exponential moving average over rounds).",
+      ),
+    coefficient: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(0.5)
+      .describe("Weight of the newly trained weights in the merge (1 = no merge)."),
+  })
+  .describe("The model that is evaluated, gated and promoted is the merge; eval.json also scores the unmerged one.");
 
 const BUFFERED = strategiesWhere((t) => t.data === "buffer");
 const FROM_SCRATCH = strategiesWhere((t) => !t.warmStart);
@@ -140,6 +181,7 @@ export const strategySpec = withRules(
         "Rounds of one slice that may fail over it before the slice is marked failed in status (with the reason) and no longer retried. Under roundPolicy Latest a failed round of several slices counts against none; its slices are then retried one at a time.",
       ),
     optimizer: optimizerSpec.prefault({}),
+    merge: mergeSpec.prefault({}),
   }),
   {
     rule: `self.bufferSamples == 0 || self.replay in ${celList(BUFFERED)}`,
@@ -150,6 +192,11 @@ export const strategySpec = withRules(
     rule: `!(self.replay in ${celList(FROM_SCRATCH)}) || self.warmStartFrom == 'PreviousRound'`,
     message: `replay ${nameList(FROM_SCRATCH, "and")} start from scratch: warmStartFrom must be PreviousRound`,
     fieldPath: ".warmStartFrom",
+  },
+  {
+    rule: `self.merge.mode == 'None' || self.replay in ${celList(WARM_STARTED)}`,
+    message: `merge applies only to warm-started replay (${nameList(WARM_STARTED, "or")})`,
+    fieldPath: ".merge.mode",
   },
 ).describe("How each round is trained.");
 

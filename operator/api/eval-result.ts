@@ -70,6 +70,8 @@ export const evalSucceeded = z.object({
   candidate: modelScores,
   /** The promoted model rescored on the same packs, for maxRegression gates. */
   baseline: modelScores.extend({ version: z.int().min(1) }).optional(),
+  /** A merged round's trained weights before the merge (raw/), on the same packs; gates use `candidate`, the merge. */
+  unmerged: modelScores.optional(),
   /** Why the promoted model was not rescored (gates then use its metrics from status). */
   baselineProblem: z.string().optional(),
   matrix: ticMatrixSchema,

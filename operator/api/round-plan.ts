@@ -1,12 +1,14 @@
 // The trainer contract: what the operator writes to rounds/<NNNN>/plan.json and the trainer reads.
 // Its JSON Schema is generated into trainer-image/ by gen-artifacts.ts and validated there too.
 import { z } from "zod";
-import { PRECISIONS, REPLAY_STRATEGIES } from "./continual-clip-run.ts";
+import { LR_SCHEDULES, OPTIMIZER_STATES, PRECISIONS, REPLAY_STRATEGIES } from "./continual-clip-run.ts";
 import { httpUrl, s3Uri } from "./common.ts";
 import { S3_ADDRESSING_STYLES } from "./s3-connection.ts";
 import { heldOutFraction, jsonCaptionField } from "./slice-manifest.ts";
 
 export const ROUND_PLAN_SCHEMA_VERSION = 1;
+/** Beside a merged round's checkpoint.pt: the trained weights before the merge (checkpoint and encoders). */
+export const UNMERGED_DIR = "raw/";
 
 export const shardRef = z.object({
   uri: s3Uri.describe("s3://bucket/key of one WebDataset .tar shard."),
@@ -74,8 +76,38 @@ export const roundPlan = z
         warmupSteps: z.int().min(0),
         batchSize: z.int().min(1),
         precision: z.enum(PRECISIONS),
+        schedule: z
+          .enum(LR_SCHEDULES)
+          .optional()
+          .describe("Cosine (absent: plans written before the field) or ConstantThenAnneal."),
+        annealFraction: z
+          .number()
+          .gt(0)
+          .max(1)
+          .optional()
+          .describe("ConstantThenAnneal: the share of the steps that anneal the lr linearly to 0. Absent: 0.2."),
+        state: z
+          .enum(OPTIMIZER_STATES)
+          .optional()
+          .describe(
+            "Reset (absent): a fresh AdamW. Carry: the trainer saves optimizer.pt beside checkpoint.pt, and a warm-started round loads the optimizer.pt beside its initCheckpoint.",
+          ),
       })
       .strict(),
+    merge: z
+      .object({
+        mode: z.enum(["Interpolate", "EMA"]),
+        coefficient: z
+          .number()
+          .gt(0)
+          .max(1)
+          .describe("Weight of the trained weights: merged = (1 - c) x initCheckpoint + c x trained."),
+      })
+      .strict()
+      .optional()
+      .describe(
+        "Weight-space merging after training, before export (warm-started rounds only): checkpoint.pt and the encoders are the merge, raw/ beside them the trained weights. EMA trains from the raw/checkpoint.pt beside initCheckpoint when there is one. Absent: no merge.",
+      ),
     output: z.object({ uri: s3Uri.describe("Round prefix, ending in '/': s3://<artifacts>/rounds/<NNNN>/.") }).strict(),
     checkpointIntervalMinutes: z.number().gt(0),
     seed: z.int().min(0).describe("Seed for model init and data sampling."),

@@ -11,7 +11,7 @@ import { ROUND_FILES, roundUri } from "../api/round-layout.ts";
 import { ROUND_PLAN_SCHEMA_VERSION, type RoundPlan } from "../api/round-plan.ts";
 import { planConnection } from "../api/s3-connection.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
-import { planRound, type RoundMixture } from "../data/planner.ts";
+import { planRound, roundMerge, roundSchedule, type RoundMixture } from "../data/planner.ts";
 import type { Slice } from "../data/validate.ts";
 import { trainJobName } from "../kube/objects.ts";
 import { buildRendezvousService, buildTrainJob } from "../training/job.ts";
@@ -201,7 +201,8 @@ function planOf(
       samples: r.mixture.samples,
       maxSkippedFraction: spec.trainer.maxSkippedFraction,
     },
-    optimizer: planOptimizer(spec.strategy.optimizer, !r.fromScratch),
+    optimizer: { ...planOptimizer(spec.strategy.optimizer, !r.fromScratch), ...roundSchedule(spec.strategy.optimizer) },
+    ...roundMerge(spec.strategy.merge, !r.fromScratch),
     output: { uri: roundUri(spec.artifacts.s3, r.index) },
     checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,
     seed: r.index,

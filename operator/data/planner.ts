@@ -14,7 +14,9 @@
 // and dropped shards can be deleted. The round then samples uniformly from the new data plus the
 // allotted samples of the buffer: a shard prefix may hold a little more than its allotment, and
 // its weight corrects for that, so the shares are exactly the paper's.
+import type { ContinualClipRunSpec, MergeMode } from "../api/continual-clip-run.ts";
 import { REPLAY, type ReplayStrategy } from "../api/replay-strategies.ts";
+import type { RoundPlan } from "../api/round-plan.ts";
 import { compareSliceIds } from "../api/slice-manifest.ts";
 
 export type PlannerShard = { uri: string; samples: number };
@@ -187,4 +189,34 @@ export function impliedShares(sources: Pick<MixtureSource, "weight" | "shards">[
   const mass = sources.map((s) => s.weight * s.shards.reduce((a, sh) => a + sh.samples, 0));
   const total = mass.reduce((a, b) => a + b, 0);
   return mass.map((m) => m / total);
+}
+
+export type MergeSetting = { mode: MergeMode; coefficient: number };
+export type OptimizerSetting = Pick<
+  ContinualClipRunSpec["strategy"]["optimizer"],
+  "schedule" | "annealFraction" | "optimizerState"
+>;
+
+/**
+ * The plan's merge for a round: spec.strategy.merge on warm-started rounds (the model merged with
+ * is the one the round starts from), none on rounds trained from scratch or with mode None.
+ */
+export function roundMerge(merge: MergeSetting, warmStarted: boolean): Pick<RoundPlan, "merge"> {
+  if (merge.mode === "None" || !warmStarted) return {};
+  return { merge: { mode: merge.mode, coefficient: merge.coefficient } };
+}
+
+/**
+ * The plan's schedule and optimizer-state fields. Only what differs from the trainer's defaults
+ * (Cosine, a fresh AdamW) is written, so plans of runs that use neither knob stay as they were.
+ * Carry needs a warm-started round: a round from scratch has no moments to load, but it still
+ * saves its own for the rounds after it.
+ */
+export function roundSchedule(
+  o: OptimizerSetting,
+): Pick<RoundPlan["optimizer"], "schedule" | "annealFraction" | "state"> {
+  return {
+    ...(o.schedule === "ConstantThenAnneal" ? { schedule: o.schedule, annealFraction: o.annealFraction } : {}),
+    ...(o.optimizerState === "Carry" ? { state: o.optimizerState } : {}),
+  };
 }

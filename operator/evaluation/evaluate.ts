@@ -25,6 +25,8 @@ export type EvaluateRequest = {
   retrieval: { sliceId: string; packUri: string }[];
   zeroShot: { name: string; uri: string }[];
   k: number[];
+  /** A merged round's trained weights before the merge (<roundUri>raw/), scored on the same packs for the record. */
+  unmerged?: { uri: string } | undefined;
   /** The promoted version to rescore on the same packs (maxRegression gates compare like with like). */
   baseline?: { version: number; uri: string } | undefined;
   /** TiC rows of earlier rounds; read from rounds/<NNNN>/eval.json beside roundUri when omitted. */

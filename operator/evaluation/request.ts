@@ -5,6 +5,7 @@ import { withSlash } from "../api/common.ts";
 import type { ContinualClipRunSpec } from "../api/continual-clip-run.ts";
 import { EVAL_REQUEST_JSON, EVAL_REQUEST_SCHEMA_VERSION, type EvalRequest } from "../api/eval-request.ts";
 import { roundUri } from "../api/round-layout.ts";
+import { UNMERGED_DIR } from "../api/round-plan.ts";
 import { MANIFEST_NAME, sliceManifest } from "../api/slice-manifest.ts";
 import { DOCUMENT_LIMITS, readDocument } from "../s3/documents.ts";
 import type { ObjectStore } from "../s3/object-store.ts";
@@ -94,9 +95,13 @@ export async function buildEvaluateRequest(
         )
       : [],
   );
+  // A merged round (plan.merge) keeps its trained weights in raw/: scored beside the merge.
+  const raw = withSlash(r.roundUri) + UNMERGED_DIR;
+  const unmerged = (await store.get(`${raw}model.json`, { maxBytes: 1 << 20 })) ? { uri: raw } : undefined;
   return {
     round: r.round,
     roundUri: r.roundUri,
+    unmerged,
     roundSlices: r.roundSlices,
     retrieval: withPacks.filter((p) => chosen.has(p.sliceId)),
     zeroShot: r.zeroShot,

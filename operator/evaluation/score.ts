@@ -57,6 +57,14 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
     const threads = req.intraOpNumThreads ?? defaultIntraOpThreads();
     const ep = req.executionProvider ?? "cpu";
     const { candidate, baselineProblem } = await loadModels(store, req, common.roundUri, threads, models);
+    const withBaseline = models.length > 1;
+    // The trained weights before weight-space merging: scored on the same packs, for the record (gates use the merge).
+    if (req.unmerged) {
+      const opts = { executionProvider: ep, intraOpNumThreads: threads } as const;
+      models.push(await loadModel(store, req.unmerged.uri, opts));
+      const differs = preprocessingMismatch(models.at(-1)!.model, { preprocessing: candidate.model });
+      if (differs !== undefined) throw new EvalInputError("InvalidModel", `unmerged model: ${differs}`);
+    }
     kernel = await createSimilarityKernel(threads);
     const requested = req.batchSize ?? DEFAULT_BATCH_SIZE;
     const clock = { encode: 0, metrics: 0 };
@@ -83,7 +91,8 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
     for (const r of req.retrieval) await scoreRetrievalPack(s, r);
     for (const z of req.zeroShot) await scoreZeroShotPack(s, z);
 
-    const [cand, base] = s.scored.map((x) => toModelScores(x, req.roundSlices));
+    const all = s.scored.map((x) => toModelScores(x, req.roundSlices));
+    const [cand, base, unmerged] = [all[0], withBaseline ? all[1] : undefined, req.unmerged ? all.at(-1) : undefined];
     const previous = req.previousRows ?? (await readTicRows(store, parentOf(common.roundUri), req.round));
     const row: TicRow = {
       round: req.round,
@@ -97,6 +106,7 @@ export async function scoreRound(store: ObjectStore, req: EvaluateRequest): Prom
       candidate: cand!,
       ...(base && req.baseline && !baselineProblem ? { baseline: { ...base, version: req.baseline.version } } : {}),
       ...(baselineProblem ? { baselineProblem } : {}),
+      ...(unmerged ? { unmerged } : {}),
       matrix: ticMatrix([...previous.filter((r) => r.round < req.round), row]),
       timing: timingOf(s, models, { seconds: (performance.now() - started) / 1000, ...clock }, ep, threads),
     };

@@ -5,11 +5,13 @@ import { REPLAY } from "../api/replay-strategies.ts";
 import { describeSlices } from "../controller/status-bounds.ts";
 import type { TicMatrix } from "../evaluation/tic.ts";
 import type { RoundCurve } from "./curves.ts";
-import { meanMatrix, TABLE_HEADER, tableCells, type StrategySummary } from "./summary.ts";
+import { labelOf, meanMatrix, TABLE_HEADER, tableCells, type StrategySummary } from "./summary.ts";
 
 export type ReportRun = {
   name: string;
   strategy: ReplayStrategy;
+  /** A variant of the strategy (weight-space merging) gets its own heatmap and row. */
+  variant?: string | undefined;
   seed: string;
   matrix: TicMatrix;
   rounds: readonly RoundStatus[];
@@ -119,21 +121,21 @@ function computePlot(summaries: readonly StrategySummary[]): string {
     const x = px(s.samplesSeen);
     if (s.backward) {
       parts.push(
-        `<circle class="point" data-strategy="${s.strategy}" data-metric="backward" cx="${x}" ` +
+        `<circle class="point" data-strategy="${escapeHtml(s.label)}" data-metric="backward" cx="${x}" ` +
           `cy="${py(s.backward.mean)}" r="6" fill="${c}">` +
-          `<title>${s.strategy} backward ${pct(s.backward.mean)}</title></circle>`,
+          `<title>${escapeHtml(s.label)} backward ${pct(s.backward.mean)}</title></circle>`,
       );
     }
     if (s.id) {
       parts.push(
-        `<rect class="point" data-strategy="${s.strategy}" data-metric="id" x="${x - 5}" y="${py(s.id.mean) - 5}" ` +
+        `<rect class="point" data-strategy="${escapeHtml(s.label)}" data-metric="id" x="${x - 5}" y="${py(s.id.mean) - 5}" ` +
           `width="10" height="10" fill="none" stroke="${c}" stroke-width="2">` +
-          `<title>${s.strategy} ID ${pct(s.id.mean)}</title></rect>`,
+          `<title>${escapeHtml(s.label)} ID ${pct(s.id.mean)}</title></rect>`,
       );
     }
     parts.push(
       `<circle cx="${W - pad.r + 16}" cy="${pad.t + 10 + i * 18}" r="5" fill="${c}"/>`,
-      `<text x="${W - pad.r + 26}" y="${pad.t + 14 + i * 18}">${s.strategy}</text>`,
+      `<text x="${W - pad.r + 26}" y="${pad.t + 14 + i * 18}">${escapeHtml(s.label)}</text>`,
     );
   });
   parts.push(`<text x="${W - pad.r + 10}" y="${pad.t + 24 + summaries.length * 18}">● backward  □ ID</text>`);
@@ -263,10 +265,11 @@ function computeSaving(runs: readonly ReportRun[]): string {
 }
 
 export function reportHtml(input: ReportInput): string {
-  const strategies = [...new Set(input.runs.map((r) => r.strategy))];
+  // One heatmap per table row: a strategy, or a variant of one (weight-space merging).
+  const strategies = [...new Set(input.runs.map(labelOf))];
   const means = strategies.map((s) => ({
     s,
-    m: meanMatrix(input.runs.filter((r) => r.strategy === s).map((r) => r.matrix)),
+    m: meanMatrix(input.runs.filter((r) => labelOf(r) === s).map((r) => r.matrix)),
   }));
   const max = Math.max(0, ...means.flatMap(({ m }) => (m?.values ?? []).flat().filter((v): v is number => v !== null)));
   const notes = (input.notes ?? []).map((n) => `<p class="note">${escapeHtml(n)}</p>`).join("");

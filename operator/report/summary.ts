@@ -1,11 +1,16 @@
 // Folds TiC matrices of several runs (strategies x seeds) into the experiment's table: ID,
-// backward and forward mean R@1 with their spread over seeds, samples seen and the ratio to
-// Oracle. Pure functions, no I/O.
+// backward and forward mean R@1 with their spread over seeds (and a 95% bootstrap interval over
+// seeds and pack items when the runs carry their cells' item counts), samples seen and the ratio to
+// Oracle. Pure functions, no I/O (the bootstrap's random numbers come from a seeded generator).
 import type { ReplayStrategy } from "../api/continual-clip-run.ts";
-import type { TicMatrix } from "../evaluation/tic.ts";
+import { relationOf, type Relation, type TicMatrix } from "../evaluation/tic.ts";
 
 export type RunResult = {
   strategy: ReplayStrategy;
+  /** The table row's name when it is not the strategy's (a variant: "CumulativeAll + EMA 0.5"). */
+  variant?: string | undefined;
+  /** Items behind each cell of `matrix` (same shape): what a cell's R@1 is a mean over (bootstrapItems). */
+  items?: (number | null)[][] | undefined;
   seed: string;
   run: string;
   matrix: TicMatrix;
@@ -17,9 +22,18 @@ export type RunResult = {
   chance?: number | undefined;
 };
 
-export type Stat = { mean: number; min: number; max: number; n: number } | null;
+export type Stat = {
+  mean: number;
+  min: number;
+  max: number;
+  n: number;
+  /** 95% bootstrap interval over seeds and pack items (bootstrapCi), when item counts are known. */
+  ci?: [number, number];
+} | null;
 
 export type StrategySummary = {
+  /** The row's name: the variant, else the strategy. */
+  label: string;
   strategy: ReplayStrategy;
   seeds: number;
   id: Stat;
@@ -50,19 +64,29 @@ export function meanMatrix(ms: readonly TicMatrix[]): TicMatrix | null {
   return { ...first, values, summary };
 }
 
-export function summarize(results: readonly RunResult[], order: readonly ReplayStrategy[]): StrategySummary[] {
-  const oracle = stat(results.filter((r) => r.strategy === "Oracle").map((r) => r.samplesSeen));
+export const labelOf = (r: Pick<RunResult, "strategy" | "variant">) => r.variant ?? r.strategy;
+
+/** One row per label in `order` (strategies, then variants) that has runs. */
+export function summarize(results: readonly RunResult[], order: readonly string[]): StrategySummary[] {
+  const oracle = stat(results.filter((r) => labelOf(r) === "Oracle").map((r) => r.samplesSeen));
   return order
-    .map((strategy) => results.filter((r) => r.strategy === strategy))
+    .map((label) => results.filter((r) => labelOf(r) === label))
     .filter((rs) => rs.length > 0)
-    .map((rs) => {
+    .map((rs, i) => {
       const samples = stat(rs.map((r) => r.samplesSeen))!.mean;
+      const withCi = (rel: Relation) => {
+        const st = stat(rs.map((r) => r.matrix.summary[rel]));
+        const cells = rs.map((r) => relationCells(r, rel));
+        if (!st || cells.some((c) => c === null || c.length === 0)) return st;
+        return { ...st, ci: bootstrapCi(cells as Cell[][], { seed: 1 + i }) };
+      };
       return {
+        label: labelOf(rs[0]!),
         strategy: rs[0]!.strategy,
         seeds: rs.length,
-        id: stat(rs.map((r) => r.matrix.summary.id)),
-        backward: stat(rs.map((r) => r.matrix.summary.backward)),
-        forward: stat(rs.map((r) => r.matrix.summary.forward)),
+        id: withCi("id"),
+        backward: withCi("backward"),
+        forward: withCi("forward"),
         samplesSeen: samples,
         computeVsOracle: oracle ? samples / oracle.mean : null,
         chance: stat(rs.map((r) => r.chance))?.mean ?? null,
@@ -70,9 +94,89 @@ export function summarize(results: readonly RunResult[], order: readonly ReplayS
     });
 }
 
+/** One cell of a run's TiC matrix: its mean R@1 and the number of pack items it is a mean over. */
+export type Cell = { value: number; items: number };
+
+/** A run's cells of one relation (ID: the diagonal, ...) with their item counts; null without counts. */
+export function relationCells(r: Pick<RunResult, "matrix" | "items">, rel: Relation): Cell[] | null {
+  if (!r.items) return null;
+  const m = r.matrix;
+  const out: Cell[] = [];
+  for (const [i, row] of m.values.entries()) {
+    for (const [j, v] of row.entries()) {
+      if (v === null || relationOf(m.slices[j]!, m.roundSlices[i]!) !== rel) continue;
+      const items = r.items[i]?.[j];
+      if (!items) throw new Error(`no item count for round ${m.rounds[i]} on slice ${m.slices[j]}`);
+      out.push({ value: v, items });
+    }
+  }
+  return out;
+}
+
+/** Mulberry32: a small seeded generator, so an interval is the same every time it is computed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * 95% (by default) percentile bootstrap interval of the mean over runs of each run's mean cell, with
+ * both sources of noise resampled: the runs (seeds) with replacement, then within each drawn run the
+ * items of every cell. Per-item hits are not stored, so a cell of R@1 p over n items is redrawn as
+ * Binomial(n, p) / n (a parametric bootstrap over items; it treats cells as independent, while one
+ * pack's items recur down a column, so the item part is if anything narrow). `runs[r]` is run r's
+ * cells; every run needs one at least.
+ */
+export function bootstrapCi(
+  runs: readonly (readonly Cell[])[],
+  opts: { resamples?: number; level?: number; seed?: number } = {},
+): [number, number] {
+  const { resamples = 2000, level = 0.95, seed = 1 } = opts;
+  if (runs.length === 0 || runs.some((c) => c.length === 0)) throw new Error("bootstrapCi: every run needs a cell");
+  const rand = seededRandom(seed);
+  // Binomial(n, p) / n: exact (n Bernoulli draws) up to 1000 items, its normal approximation beyond.
+  const binomial = (n: number, p: number) => {
+    if (n > 1000) {
+      const z = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+      return Math.min(1, Math.max(0, p + z * Math.sqrt((p * (1 - p)) / n)));
+    }
+    let k = 0;
+    for (let i = 0; i < n; i++) if (rand() < p) k++;
+    return k / n;
+  };
+  const means: number[] = [];
+  for (let b = 0; b < resamples; b++) {
+    let total = 0;
+    for (let r = 0; r < runs.length; r++) {
+      const cells = runs[Math.floor(rand() * runs.length)]!;
+      let sum = 0;
+      for (const c of cells) sum += binomial(Math.round(c.items), c.value);
+      total += sum / cells.length;
+    }
+    means.push(total / runs.length);
+  }
+  means.sort((a, b) => a - b);
+  const at = (q: number) => means[Math.min(resamples - 1, Math.max(0, Math.floor(q * resamples)))]!;
+  return [at((1 - level) / 2), at(1 - (1 - level) / 2)];
+}
+
 const pct = (x: number) => (100 * x).toFixed(1);
-/** "41.2 ±1.3": the mean and half the range over seeds, in R@1 points. */
-export const formatStat = (s: Stat) => (s ? `${pct(s.mean)} ±${pct((s.max - s.min) / 2)}` : "n/a");
+/**
+ * In R@1 points: "41.2 [38.0, 44.1]", the mean and its 95% bootstrap interval, when known; else
+ * "41.2 ±1.3", the mean and half the range over seeds.
+ */
+export const formatStat = (s: Stat) =>
+  s
+    ? s.ci
+      ? `${pct(s.mean)} [${pct(s.ci[0])}, ${pct(s.ci[1])}]`
+      : `${pct(s.mean)} ±${pct((s.max - s.min) / 2)}`
+    : "n/a";
 
 export const TABLE_HEADER = [
   "strategy",
@@ -88,7 +192,7 @@ export const TABLE_HEADER = [
 /** The cells of each row of the experiment's table (R@1 in points), in TABLE_HEADER's order. */
 export function tableCells(r: StrategySummary): string[] {
   return [
-    r.strategy,
+    r.label,
     String(r.seeds),
     formatStat(r.id),
     formatStat(r.backward),

@@ -267,7 +267,21 @@ function celCases(): InvalidCase[] {
     "Oracle warm-starting from the promoted model",
     "spec.strategy.warmStartFrom",
     "start from scratch",
-    set([S("strategy", "replay"), "Oracle"], [S("strategy", "bufferSamples"), 0]),
+    set(
+      [S("strategy", "replay"), "Oracle"],
+      [S("strategy", "bufferSamples"), 0],
+      [S("strategy", "merge", "mode"), "None"],
+    ),
+  );
+  cel(
+    "weight-space merging on Restart (trained from scratch)",
+    "spec.strategy.merge.mode",
+    "applies only to warm-started replay",
+    set(
+      [S("strategy", "replay"), "Restart"],
+      [S("strategy", "bufferSamples"), 0],
+      [S("strategy", "warmStartFrom"), "PreviousRound"],
+    ),
   );
   cel(
     "several nodes without GPUs",

@@ -102,7 +102,7 @@ def test_train_summary_json_has_the_keys_the_operator_reads_in_order():
         *("run", "round", "architecture", "initCheckpoint", "samplesBudget", "samplesSeen", "samplesPerSource"),
         *("expectedShare", "steps", "batchSize", "worldSize", "device", "precision", "wallTimeSeconds"),
         *("trainTimeSeconds", "throughput", "lossCurve", "progressHistory", "resumes", "initWeightsDigest"),
-        *("finalWeightsDigest", "dataDigests", "skippedSamples", "onnxParity", "config"),
+        *("finalWeightsDigest", "dataDigests", "skippedSamples", "onnxParity", "config", "merge"),
     ]
     assert j["precision"] == {"requested": "amp_bf16", "effective": "fp32"}
     assert j["throughput"] == {

@@ -114,3 +114,19 @@ test("warmupSteps applies to a round trained from scratch, warmStartWarmupSteps 
     "round 0 without an initial checkpoint trains from scratch",
   );
 });
+
+test("a warm-started first round carries the merge and the knobs into the plan; from scratch it has no merge", () => {
+  const spec = YAML.parse(readFileSync(path.join(REPO_ROOT, "examples/complete.yaml"), "utf8")).spec; // CumulativeEqual from model.initialCheckpoint, merge Interpolate 0.5
+  const warm = firstPlan(spec);
+  assert.ok(roundPlan.safeParse(warm).success);
+  assert.deepEqual(warm.merge, { mode: "Interpolate", coefficient: 0.5 });
+  assert.equal(warm.optimizer.schedule, "ConstantThenAnneal");
+  assert.equal(warm.optimizer.annealFraction, 0.2);
+  delete spec.model.initialCheckpoint;
+  const scratch = firstPlan(spec);
+  assert.equal(scratch.merge, undefined, "nothing to merge with");
+  spec.strategy.merge = { mode: "None" };
+  spec.strategy.optimizer = { ...spec.strategy.optimizer, schedule: "Cosine", optimizerState: "Reset" };
+  const plain = firstPlan(spec);
+  assert.ok(!("merge" in plain) && !("schedule" in plain.optimizer) && !("state" in plain.optimizer));
+});

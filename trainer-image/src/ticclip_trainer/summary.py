@@ -64,6 +64,9 @@ class TrainSummary:
     skipped_samples: dict
     onnx_parity: dict
     config: dict
+    # The plan's merge: mode, coefficient, base, trainedFrom, raw (uri, weightsDigest) and its cost
+    # (seconds, baseLoadSeconds, extraBytes, peakRssBytes); None without one.
+    merge: dict | None = None
 
     def to_json(self) -> dict:
         return _to_json(self)

@@ -32,7 +32,7 @@ from functools import cached_property
 import torch
 from open_clip import ClipLoss
 from open_clip_train.params import get_default_params
-from open_clip_train.scheduler import cosine_lr
+from open_clip_train.scheduler import const_lr_cooldown, cosine_lr
 
 from . import checkpoints, export, models
 from .data import (
@@ -48,6 +48,7 @@ from .data import (
     skip_limit,
 )
 from .errors import PermanentError, Preempted
+from .merge import UNMERGED_DIR, MergeSetting, merge_into, raw_beside, round_dir_of
 from .preprocess import Preprocessing
 from .progress import Progress, utc_now
 from .s3io import S3, S3Settings
@@ -57,6 +58,8 @@ from .summary import Precision, Throughput, TrainSummary
 log = logging.getLogger("ticclip_trainer")
 
 PARITY_MIN_COSINE = 0.999
+DEFAULT_ANNEAL_FRACTION = 0.2  # round-plan.ts optimizer.annealFraction
+OPTIMIZER_STATE = "optimizer.pt"  # beside checkpoint.pt, under optimizer.state Carry
 
 
 @dataclass
@@ -133,6 +136,17 @@ def make_optimizer(model, plan: dict, fused: bool = False):
         eps=defaults["eps"],
         **({"fused": True} if fused else {}),
     )
+
+
+def lr_schedule(optimizer, opt: dict, steps: int) -> Callable[[int], float]:
+    """open_clip's schedulers, set per step: cosine_lr (one cosine cycle per round, TiC-CLIP's), or
+    const_lr_cooldown for ConstantThenAnneal (lr held after the warmup, then a linear anneal to 0 over
+    the last annealFraction of the steps: Ibrahim et al. 2024, "Simple and scalable strategies to
+    continually pre-train large language models")."""
+    if opt.get("schedule", "Cosine") == "ConstantThenAnneal":
+        cooldown = max(1, round(opt.get("annealFraction", DEFAULT_ANNEAL_FRACTION) * steps))
+        return const_lr_cooldown(optimizer, opt["lr"], opt["warmupSteps"], steps, cooldown)
+    return cosine_lr(optimizer, opt["lr"], opt["warmupSteps"], steps)
 
 
 class _SigTerm:
@@ -227,8 +241,10 @@ def run_round(plan: dict, settings: Settings | None = None) -> int:
     if dist.is_main:
         setup.progress.phase("exporting")
         wall = time.time() - times.started
+        save_optimizer_state(setup, state)
+        merged = merge_round(setup, state)
         model_json, final_digest, parity = export_model(setup, state.model)
-        summary = _summary(setup, state, times, totals, wall, final_digest, parity)
+        summary = _summary(setup, state, times, totals, wall, final_digest, parity, merged)
         publish(setup, model_json, summary)
     if dist.enabled:
         torch.distributed.barrier()
@@ -254,6 +270,7 @@ class RoundSetup:
     shards: list[Shard]
     weights: list[float]
     per_step: list[list[int]]  # per step, per rank
+    merge: MergeSetting | None = None
 
     @staticmethod
     def create(plan: dict, settings: Settings | None, dist: Dist, s3_settings: S3Settings, s3: S3) -> RoundSetup:
@@ -277,7 +294,10 @@ class RoundSetup:
         progress.steps_total = len(per_step)
         precision = plan["optimizer"]["precision"] if cuda else "fp32"
         prep = Preprocessing.for_model(plan["model"]["architecture"])
-        return RoundSetup(plan, dist, settings, s3_settings, s3, device, precision, progress, prep, *sources, per_step)
+        merge = MergeSetting.from_plan(plan)
+        return RoundSetup(
+            plan, dist, settings, s3_settings, s3, device, precision, progress, prep, *sources, per_step, merge
+        )
 
     @property
     def out(self) -> str:
@@ -353,6 +373,7 @@ class RoundState:
     loss_curve: list[dict] = field(default_factory=list)
     resumes: list[dict] = field(default_factory=list)
     train_time: float = 0.0  # seconds, every process of the round
+    optimizer_from: str | None = None  # optimizer.state Carry: whose AdamW moments (not after a resume)
 
     @staticmethod
     def create(setup: RoundSetup, model, init_digest: str, streams: StreamConfig) -> RoundState:
@@ -365,7 +386,7 @@ class RoundState:
         return RoundState(
             model=model,
             optimizer=optimizer,
-            scheduler=cosine_lr(optimizer, opt["lr"], opt["warmupSteps"], setup.total_steps),
+            scheduler=lr_schedule(optimizer, opt, setup.total_steps),
             scaler=torch.amp.GradScaler("cuda") if setup.precision == "amp" else None,
             streams=streams,
             init_digest=init_digest,
@@ -436,19 +457,72 @@ def resume_or_warm_start(setup: RoundSetup) -> RoundState:
     with tempfile.TemporaryDirectory() as tmp:
         ck = _read_partial(setup, tmp)
         if ck is None and setup.plan["model"]["initCheckpoint"]:
-            warm = checkpoints.fetch(setup.s3, setup.plan["model"]["initCheckpoint"], tmp)
+            warm = checkpoints.fetch(setup.s3, training_start(setup), tmp)
             checkpoints.load_initial(model, setup.arch, warm)
             log.info("warm start from %s (%s)", warm.uri, "TorchScript" if warm.torchscript else "weights only")
     if ck is None:
         s = setup.settings
-        return RoundState.create(
+        state = RoundState.create(
             setup, model, weights_digest(model), StreamConfig(max(1, s.data_workers), s.open_shards, s.shuffle_window)
         )
+        load_optimizer_state(setup, state)
+        return state
     log.info("resuming from %s at step %d, %d samples seen", setup.partial_uri, ck["step"], ck["samples_seen"])
     state = RoundState.from_checkpoint(ck, setup, model)
     setup.progress.resumed(state.step, state.samples_seen, ck.get("progress_history"))
     state.resumes.append({"step": state.step, "samplesSeen": state.samples_seen, "at": utc_now()})
     return state
+
+
+def training_start(setup: RoundSetup) -> str:
+    """The checkpoint a warm-started round trains from: initCheckpoint, except under merge EMA, where
+    training goes on from the trained weights kept in raw/ beside it when there are some (merge.py)."""
+    init = setup.plan["model"]["initCheckpoint"]
+    if setup.merge is not None and setup.merge.mode == "EMA":
+        raw = raw_beside(init)
+        if raw is not None and setup.s3.exists(raw):
+            return raw
+    return init
+
+
+def _carries_state(setup: RoundSetup) -> bool:
+    return setup.plan["optimizer"].get("state", "Reset") == "Carry"
+
+
+def load_optimizer_state(setup: RoundSetup, state: RoundState) -> None:
+    """optimizer.state Carry on a warm-started round: the AdamW moments that the round of initCheckpoint
+    saved beside it, under this plan's hyperparameters. A checkpoint with none beside it (a run's initial
+    checkpoint, a round that reset) leaves the optimizer fresh, as the summary's config records."""
+    init = setup.plan["model"]["initCheckpoint"]
+    state.optimizer_from = None
+    folder = round_dir_of(init) if init and _carries_state(setup) else None
+    if folder is None or not setup.s3.exists(folder + OPTIMIZER_STATE):
+        if _carries_state(setup) and init:
+            log.info("optimizer.state Carry: no %s beside %s, fresh AdamW", OPTIMIZER_STATE, init)
+        return
+    uri = folder + OPTIMIZER_STATE
+    hyper = [{k: g[k] for k in ("lr", "weight_decay", "betas", "eps")} for g in state.optimizer.param_groups]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, OPTIMIZER_STATE)
+        setup.s3.download(uri, path, field="optimizer.state")
+        try:
+            state.optimizer.load_state_dict(torch.load(path, map_location=setup.device, weights_only=True))
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise PermanentError(f"{uri} does not fit this model's optimizer: {e}", "optimizer.state") from e
+    for g, h in zip(state.optimizer.param_groups, hyper, strict=True):
+        g.update(h)
+    state.optimizer_from = uri
+    log.info("optimizer.state Carry: AdamW moments from %s", uri)
+
+
+def save_optimizer_state(setup: RoundSetup, state: RoundState) -> None:
+    """optimizer.state Carry: the round's final AdamW state beside its checkpoint, for the next round."""
+    if not _carries_state(setup):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, OPTIMIZER_STATE)
+        torch.save(state.optimizer.state_dict(), path)
+        setup.s3.upload(path, setup.out + OPTIMIZER_STATE)
 
 
 def _read_partial(setup: RoundSetup, tmp: str) -> dict | None:
@@ -727,9 +801,40 @@ class RoundTotals:
         return totals
 
 
-def export_model(setup: RoundSetup, model) -> tuple[dict, str, dict]:
-    """checkpoint.pt and the two ONNX encoders, uploaded; model.json's content, the final weights' digest and
-    the ONNX parity (a mismatch fails the round: exit 2)."""
+def merge_round(setup: RoundSetup, state: RoundState) -> dict | None:
+    """With a merge in the plan: the trained weights exported to raw/ (the evaluator scores them as the
+    unmerged model), then the model replaced, on the CPU, by its merge with initCheckpoint's weights
+    (merge.py). Returns the merge's record for the summary, with its cost."""
+    m = setup.merge
+    if m is None:
+        return None
+    raw_uri = setup.out + UNMERGED_DIR
+    raw_json, raw_digest, _ = export_model(setup, state.model, raw_uri)
+    setup.s3.put_bytes(raw_uri + "model.json", json.dumps(raw_json, indent=2).encode(), "application/json")
+    t0 = time.perf_counter()
+    init = setup.plan["model"]["initCheckpoint"]
+    base_model = models.create(setup.arch)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoints.load_initial(base_model, setup.arch, checkpoints.fetch(setup.s3, init, tmp))
+    base = base_model.state_dict()
+    load_seconds = time.perf_counter() - t0
+    cost = merge_into(state.model.to("cpu"), base, m.coefficient)
+    log.info("merge %s (coefficient %.3g) with %s: %.2f s", m.mode, m.coefficient, init, cost["seconds"])
+    return {
+        "mode": m.mode,
+        "coefficient": m.coefficient,
+        "base": init,
+        "trainedFrom": training_start(setup),
+        "raw": {"uri": raw_uri, "weightsDigest": raw_digest},
+        "baseLoadSeconds": load_seconds,
+        **cost,
+    }
+
+
+def export_model(setup: RoundSetup, model, dest: str | None = None) -> tuple[dict, str, dict]:
+    """checkpoint.pt and the two ONNX encoders, uploaded under `dest` (the round's folder by default);
+    model.json's content, the weights' digest and the ONNX parity (a mismatch fails the round: exit 2)."""
+    dest = dest or setup.out
     model = model.to("cpu").eval()
     with tempfile.TemporaryDirectory() as tmp:
         sd = model.state_dict()
@@ -746,7 +851,7 @@ def export_model(setup: RoundSetup, model) -> tuple[dict, str, dict]:
         model_json = {"architecture": setup.arch, **setup.prep.to_json(), **info}
         digest = weights_digest(sd)
         for name in ("checkpoint.pt", "image_encoder.onnx", "text_encoder.onnx"):
-            setup.s3.upload(os.path.join(tmp, name), setup.out + name)
+            setup.s3.upload(os.path.join(tmp, name), dest + name)
     return model_json, digest, parity
 
 
@@ -758,6 +863,7 @@ def _summary(
     wall: float,
     final_digest: str,
     parity: dict,
+    merged: dict | None = None,
 ) -> TrainSummary:
     plan, world_size = setup.plan, setup.dist.world_size
     tt = max(state.train_time, 1e-9)
@@ -795,6 +901,7 @@ def _summary(
             setup.shards, setup.max_skipped, skip_limit(setup.max_skipped, plan["data"]["samples"])
         ),
         onnx_parity=parity,
+        merge=merged,
         config={
             **setup.settings.to_json(),
             "loaderWorkers": setup.loader_workers(state.streams),
@@ -802,7 +909,8 @@ def _summary(
             "optimizer": plan["optimizer"],
             "perRankBatch": plan["optimizer"]["batchSize"] // world_size,
             "adam": get_default_params(setup.arch),
-            "scheduler": "cosine",
+            "scheduler": plan["optimizer"].get("schedule", "Cosine"),
+            "optimizerStateFrom": state.optimizer_from,
             "seed": plan["seed"],
             "checkpointIntervalMinutes": plan["checkpointIntervalMinutes"],
         },

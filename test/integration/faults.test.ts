@@ -74,6 +74,9 @@ async function restartClusterPart(name: "minio" | "kube-apiserver"): Promise<voi
   } catch {
     // already gone
   }
+  // SIGKILL is asynchronous: until the process is gone (or a zombie, which holds no socket) its port
+  // is still bound, and a new one started now fails with "address already in use".
+  await waitFor(`${name} (pid ${pid}) to exit`, async () => !holdsResources(pid), 30_000);
   // A killed process can linger as a zombie where nothing reaps it, and dev/cluster.sh would take it
   // for running: drop its pid file, then start what is not running and wait until it is healthy.
   rmSync(pidFile, { force: true });
@@ -85,6 +88,16 @@ async function restartClusterPart(name: "minio" | "kube-apiserver"): Promise<voi
   });
   const code = await new Promise<number | null>((resolve) => up.once("exit", resolve));
   if (code !== 0) throw new Error(`dev/cluster.sh up failed: ${stderr.slice(-2000)}`);
+}
+
+/** Whether a process still runs (a zombie, state Z, has released its memory and sockets). */
+function holdsResources(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 /** The pid of a trainer process of this run's round, if one runs now (the executor's child). */

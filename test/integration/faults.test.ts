@@ -26,24 +26,13 @@ import {
   type Proc,
   startLocalRun,
 } from "../support/local-run.ts";
+import { seededRandom } from "../../operator/report/summary.ts";
 import { faultProxy, type Fault, type FaultProxy } from "../support/s3-proxy.ts";
 import { s3Client } from "../support/s3.ts";
 
 const SEED = Number(process.env.TICCLIP_FAULT_SEED || Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Math.max(8, Number(process.env.TICCLIP_FAULT_ROUNDS ?? 8));
 const STATE = process.env.TICCLIP_STATE_DIR ?? path.join(REPO_ROOT, ".local", "cluster");
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let ns = "";
 let executor: Proc;
@@ -133,7 +122,7 @@ async function sha256Of(bucket: string, key: string): Promise<string> {
 
 test(`a run survives random faults through ${ROUNDS} rounds: nothing lost, reordered, doubled or wrongly promoted`, async (t) => {
   t.diagnostic(`seed ${SEED}`);
-  const random = prng(SEED);
+  const random = seededRandom(SEED);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const data = await createBucket("faults-data");
   const runs = await createBucket("faults-runs");

@@ -191,7 +191,13 @@ function onPod(type: string, pod: k8s.V1Pod): void {
   if (type === "DELETED" || pod.metadata?.deletionTimestamp || disrupted) {
     if (r && !r.disrupted) {
       r.disrupted = true;
-      const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
+      // The API server deletes a pod that no scheduler bound to a node (as here) with a grace of 0;
+      // a kubelet's pod is bound and gets its grace, so play that one.
+      const unbound = !pod.spec?.nodeName && pod.metadata?.deletionGracePeriodSeconds === 0;
+      const grace =
+        (unbound ? undefined : pod.metadata?.deletionGracePeriodSeconds) ??
+        pod.spec?.terminationGracePeriodSeconds ??
+        30;
       log.info("stopping: SIGTERM, SIGKILL after the grace period", { pod: pod.metadata!.name, grace });
       r.child.kill("SIGTERM");
       r.killTimer = setTimeout(() => r.child.kill("SIGKILL"), grace * 1000);

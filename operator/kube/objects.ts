@@ -29,6 +29,14 @@ export const MODEL_CONFIGMAP_SELECTOR = `${LABELS.alias},${LABELS.managedBy}=${M
 
 /** Exit code of a trainer or evaluator that was given bad input: retrying cannot help. */
 export const INVALID_INPUT_EXIT_CODE = 2;
+/**
+ * Exit code of a container stopped by SIGTERM (128 + 15): the trainer's own code after it saved its
+ * intra-round checkpoint (trainer-image errors.py EXIT_PREEMPTED), or the runtime's for a process that
+ * died of the signal. The kubelet sends SIGTERM only to a pod that is being deleted (kubectl delete
+ * pod, a drain, an eviction, preemption), so the replacement resumes and no retry is spent. The pods
+ * have no liveness probe, the one other source of a kubelet SIGTERM.
+ */
+export const PREEMPTED_EXIT_CODE = 143;
 
 // ---- names -------------------------------------------------------------------------------------
 
@@ -159,7 +167,9 @@ export const CONTAINER_SECURITY_CONTEXT = {
 };
 
 /**
- * Exit 2 (bad input) fails the Job at once; preemption, node drain and eviction do not spend a retry.
+ * Exit 2 (bad input) fails the Job at once; preemption, node drain, eviction and a plain pod delete
+ * do not spend a retry. The API's Eviction and the scheduler's preemption set DisruptionTarget; a
+ * plain delete does not, so the trainer's exit 143 after SIGTERM is the other way to tell.
  */
 export function podFailurePolicy(container: string) {
   return {
@@ -169,6 +179,10 @@ export function podFailurePolicy(container: string) {
         onExitCodes: { containerName: container, operator: "In", values: [INVALID_INPUT_EXIT_CODE] },
       },
       { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+      {
+        action: "Ignore",
+        onExitCodes: { containerName: container, operator: "In", values: [PREEMPTED_EXIT_CODE] },
+      },
     ],
   };
 }

@@ -59,6 +59,11 @@ test("a single-node Job: GPUs, retries, Kueue label, owner, security, credential
     action: "Ignore",
     onPodConditions: [{ type: "DisruptionTarget", status: "True" }],
   });
+  // A plain `kubectl delete pod` sets no DisruptionTarget: the trainer's exit 143 after SIGTERM.
+  assert.deepEqual(job.spec.podFailurePolicy.rules[2], {
+    action: "Ignore",
+    onExitCodes: { containerName: "trainer", operator: "In", values: [143] },
+  });
   assert.equal(c.resources.limits["nvidia.com/gpu"], 8);
   assert.equal(c.resources.requests.memory, "256Gi");
   assert.deepEqual(c.command, [
@@ -108,6 +113,18 @@ test("several nodes: an Indexed Job with a headless Service and torchrun rendezv
   assert.deepEqual(env.NODE_RANK, {
     fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" },
   });
+});
+
+test("several CPU nodes (gpusPerNode 0) are accepted: one process per pod, gloo rendezvous", () => {
+  const s = spec({ nodes: 2, gpusPerNode: 0 });
+  const job = buildTrainJob({ run: RUN, spec: s, round: 0, planUri: "s3://runs/p.json" });
+  assert.ok(buildRendezvousService({ run: RUN, spec: s, round: 0 }));
+  assert.equal(job.spec.completions, 2);
+  const c = job.spec.template.spec.containers[0];
+  const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+  assert.equal(env.NNODES, "2");
+  assert.equal(env.NPROC_PER_NODE, "1");
+  assert.equal(c.resources.limits?.["nvidia.com/gpu"], undefined);
 });
 
 test("CPU-only trainer asks for no GPUs; no Secret means the default AWS chain", () => {

@@ -322,11 +322,6 @@ export const trainerSpec = withRules(
       ),
   }),
   {
-    rule: "self.nodes == 1 || self.gpusPerNode > 0",
-    message: "nodes > 1 needs gpusPerNode > 0",
-    fieldPath: ".gpusPerNode",
-  },
-  {
     rule: "!has(self.resources) || ((!has(self.resources.requests) || !('nvidia.com/gpu' in self.resources.requests)) && (!has(self.resources.limits) || !('nvidia.com/gpu' in self.resources.limits)))",
     message: "GPUs come from gpusPerNode: leave nvidia.com/gpu out of resources",
     fieldPath: ".resources",

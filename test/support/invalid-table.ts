@@ -283,12 +283,6 @@ function celCases(): InvalidCase[] {
       [S("strategy", "warmStartFrom"), "PreviousRound"],
     ),
   );
-  cel(
-    "several nodes without GPUs",
-    "spec.trainer.gpusPerNode",
-    "nodes > 1 needs gpusPerNode > 0",
-    set([S("trainer", "gpusPerNode"), 0]),
-  );
   for (const owner of [S("trainer"), S("evaluation", "runner")]) {
     const o = fieldPath(owner);
     cel(

@@ -27,7 +27,7 @@
 // Settings (environment): TIC_VIA, TIC_T (slices, default 4), TIC_SEEDS (default 0,1,2), TIC_C
 // (samples per round, 8192), TIC_SLICE_SAMPLES (8192), TIC_EVAL_SAMPLES (200), TIC_BATCH (64), TIC_LR,
 // TIC_WORKERS (2), TIC_VARIANTS (only these rows), TIC_CALIBRATE (0 skips the ladder, "only" runs nothing else), TIC_LADDER (budgets
-// of the ladder in units of C, default 1,2,4,8), TIC_MERGE ("" for none), TIC_ABLATION, TIC_PROFILE
+// of the ladder in units of C, default 1,2,T,2T), TIC_MERGE ("" for none), TIC_ABLATION, TIC_PROFILE
 // (gpu: the settings for a lent GPU), TIC_OUT (default .local/tic-experiment).
 // Needs the local cluster's S3 server (npm run experiment:tic starts it through dev/with-cluster.sh).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -36,7 +36,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { REPLAY_STRATEGIES, type ReplayStrategy, type RoundStatus } from "../operator/api/continual-clip-run.ts";
+import {
+  optimizerSpec,
+  REPLAY_STRATEGIES,
+  type ReplayStrategy,
+  type RoundStatus,
+} from "../operator/api/continual-clip-run.ts";
 import { ROUND_FILES, roundUri } from "../operator/api/round-layout.ts";
 import { ROUND_PLAN_SCHEMA_VERSION, UNMERGED_DIR, type RoundPlan } from "../operator/api/round-plan.ts";
 import { MANIFEST_NAME } from "../operator/api/slice-manifest.ts";
@@ -98,7 +103,8 @@ const WORKERS = num("TIC_WORKERS", 2);
 const PRECISION = (setting("TIC_PRECISION") ?? "fp32") as RoundPlan["optimizer"]["precision"];
 const ABLATION = process.env.TIC_ABLATION === "1";
 const CALIBRATE = (process.env.TIC_CALIBRATE ?? (ABLATION ? "0" : "1")) !== "0";
-const LADDER = (process.env.TIC_LADDER ?? "1,2,4,8").split(",").map(Number);
+// The ladder brackets the Oracle's last round (T x C) with the rung above it (2T x C): 1,2,4,8 at T = 4.
+const LADDER = (process.env.TIC_LADDER ?? `1,2,${T},${2 * T}`).split(",").map(Number);
 const MERGES = (process.env.TIC_MERGE ?? "Interpolate:0.5,EMA:0.5")
   .split(",")
   .filter(Boolean)
@@ -129,18 +135,25 @@ type Variant = {
 };
 
 const mergeLabel = (m: MergeSetting) => `CumulativeAll + ${m.mode} ${m.coefficient}`;
+// The spec's optimizer defaults (what a run gets): warm-started rounds' schedule and optimizer state.
+const SPEC_OPTIMIZER = optimizerSpec.parse({});
+// The paper's recipe on warm-started rounds: fresh AdamW, no warmup, one cosine cycle.
+const PAPER: Variant["knobs"] = { schedule: "Cosine", optimizerState: "Reset" };
+const paper = (knobs: Variant["knobs"] = {}) => ({ ...PAPER, ...knobs });
+// Each arm changes one knob of the paper's recipe.
 const ABLATION_VARIANTS: Variant[] = [
-  { label: "paper: fresh AdamW, no warmup, cosine", replay: "CumulativeAll" },
-  { label: "AdamW state carried", replay: "CumulativeAll", knobs: { optimizerState: "Carry" } },
-  { label: "warmup 10% of steps", replay: "CumulativeAll", knobs: { warmStartWarmupFraction: 0.1 } },
+  { label: "paper: fresh AdamW, no warmup, cosine", replay: "CumulativeAll", knobs: paper() },
+  { label: "AdamW state carried", replay: "CumulativeAll", knobs: paper({ optimizerState: "Carry" }) },
+  { label: "warmup 10% of steps", replay: "CumulativeAll", knobs: paper({ warmStartWarmupFraction: 0.1 }) },
   {
     label: "constant then anneal (20%)",
     replay: "CumulativeAll",
-    knobs: { schedule: "ConstantThenAnneal", annealFraction: 0.2 },
+    knobs: paper({ schedule: "ConstantThenAnneal", annealFraction: 0.2 }),
   },
-  { label: `lr ${LR * 2}`, replay: "CumulativeAll", knobs: { lr: LR * 2 } },
-  { label: `lr ${LR / 2}`, replay: "CumulativeAll", knobs: { lr: LR / 2 } },
+  { label: `lr ${LR * 2}`, replay: "CumulativeAll", knobs: paper({ lr: LR * 2 }) },
+  { label: `lr ${LR / 2}`, replay: "CumulativeAll", knobs: paper({ lr: LR / 2 }) },
 ];
+const PAPER_COSINE = "CumulativeAll (paper's cosine)";
 const ALL_VARIANTS: Variant[] = ABLATION
   ? ABLATION_VARIANTS
   : [
@@ -149,6 +162,8 @@ const ALL_VARIANTS: Variant[] = ABLATION
         label: r,
         replay: r as ReplayStrategy,
       })),
+      // The operator's defaults against the paper's schedule on the same chain.
+      { label: PAPER_COSINE, replay: "CumulativeAll", knobs: paper() },
       ...MERGES.map((m) => ({ label: mergeLabel(m), replay: "CumulativeAll" as const, merge: m })),
     ];
 // TIC_VARIANTS: only these rows (labels, comma-separated), e.g. "Oracle,CumulativeAll,CumulativeAll + EMA 0.5".
@@ -308,11 +323,14 @@ function roundPlan(o: {
   const knobs = warm ? (o.variant?.knobs ?? {}) : {};
   const steps = Math.ceil(samples / BATCH);
   const optimizer = {
-    ...roundSchedule({
-      schedule: knobs.schedule ?? "Cosine",
-      annealFraction: knobs.annealFraction ?? 0.2,
-      optimizerState: o.variant?.knobs?.optimizerState ?? "Reset",
-    }),
+    ...roundSchedule(
+      {
+        schedule: knobs.schedule ?? SPEC_OPTIMIZER.schedule,
+        annealFraction: knobs.annealFraction ?? SPEC_OPTIMIZER.annealFraction,
+        optimizerState: o.variant?.knobs?.optimizerState ?? SPEC_OPTIMIZER.optimizerState,
+      },
+      warm,
+    ),
   };
   return {
     schemaVersion: ROUND_PLAN_SCHEMA_VERSION,

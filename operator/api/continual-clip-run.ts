@@ -107,9 +107,9 @@ export const optimizerSpec = z
     precision: z.enum(PRECISIONS).default("amp_bf16").describe("Training precision (fp32 is used on CPU)."),
     schedule: z
       .enum(LR_SCHEDULES)
-      .default("Cosine")
+      .default("ConstantThenAnneal")
       .describe(
-        "Each round's learning-rate schedule: Cosine (one cosine cycle from lr to 0, as TiC-CLIP) or ConstantThenAnneal (lr held, then a linear anneal to 0 over the last annealFraction of the round's steps; Ibrahim et al. 2024).",
+        "Learning-rate schedule of warm-started rounds: ConstantThenAnneal (lr held, then a linear anneal to 0 over the last annealFraction of the round's steps; Ibrahim et al. 2024; the default, from docs/tic-clip.md's ablation) or Cosine (one cosine cycle from lr to 0, as TiC-CLIP). Rounds trained from scratch always use one cosine cycle.",
       ),
     annealFraction: z
       .number()
@@ -124,7 +124,9 @@ export const optimizerSpec = z
         "Reset: every round starts a fresh AdamW (TiC-CLIP). Carry: a warm-started round loads the AdamW moments its init checkpoint's round saved beside it (optimizer.pt).",
       ),
   })
-  .describe("Optimizer settings; by default every round starts a fresh optimizer and cosine cycle.");
+  .describe(
+    "Optimizer settings; by default every round starts a fresh optimizer, rounds from scratch run one cosine cycle and warm-started rounds a constant lr with a final anneal.",
+  );
 
 const WARM_STARTED = strategiesWhere((t) => t.warmStart);
 

@@ -201,7 +201,10 @@ function planOf(
       samples: r.mixture.samples,
       maxSkippedFraction: spec.trainer.maxSkippedFraction,
     },
-    optimizer: { ...planOptimizer(spec.strategy.optimizer, !r.fromScratch), ...roundSchedule(spec.strategy.optimizer) },
+    optimizer: {
+      ...planOptimizer(spec.strategy.optimizer, !r.fromScratch),
+      ...roundSchedule(spec.strategy.optimizer, !r.fromScratch),
+    },
     ...roundMerge(spec.strategy.merge, !r.fromScratch),
     output: { uri: roundUri(spec.artifacts.s3, r.index) },
     checkpointIntervalMinutes: spec.trainer.checkpointIntervalMinutes,

@@ -208,15 +208,20 @@ export function roundMerge(merge: MergeSetting, warmStarted: boolean): Pick<Roun
 
 /**
  * The plan's schedule and optimizer-state fields. Only what differs from the trainer's defaults
- * (Cosine, a fresh AdamW) is written, so plans of runs that use neither knob stay as they were.
+ * (Cosine, a fresh AdamW) is written. The schedule is the spec's on warm-started rounds; a round
+ * from scratch (round 0 without an initial checkpoint, Restart, Oracle) keeps the trainer's one
+ * cosine cycle, the recipe the ablation in docs/tic-clip.md compared against.
  * Carry needs a warm-started round: a round from scratch has no moments to load, but it still
  * saves its own for the rounds after it.
  */
 export function roundSchedule(
   o: OptimizerSetting,
+  warmStarted: boolean,
 ): Pick<RoundPlan["optimizer"], "schedule" | "annealFraction" | "state"> {
   return {
-    ...(o.schedule === "ConstantThenAnneal" ? { schedule: o.schedule, annealFraction: o.annealFraction } : {}),
+    ...(warmStarted && o.schedule === "ConstantThenAnneal"
+      ? { schedule: o.schedule, annealFraction: o.annealFraction }
+      : {}),
     ...(o.optimizerState === "Carry" ? { state: o.optimizerState } : {}),
   };
 }

@@ -125,6 +125,7 @@ test("a warm-started first round carries the merge and the knobs into the plan; 
   delete spec.model.initialCheckpoint;
   const scratch = firstPlan(spec);
   assert.equal(scratch.merge, undefined, "nothing to merge with");
+  assert.equal(scratch.optimizer.schedule, undefined, "from scratch: the trainer's one cosine cycle");
   spec.strategy.merge = { mode: "None" };
   spec.strategy.optimizer = { ...spec.strategy.optimizer, schedule: "Cosine", optimizerState: "Reset" };
   const plain = firstPlan(spec);

@@ -17,13 +17,11 @@ test("roundMerge: the spec's merge on warm-started rounds only, nothing for mode
   assert.deepEqual(roundMerge({ mode: "None", coefficient: 0.5 }, true), {});
 });
 
-test("roundSchedule writes only what differs from the trainer's defaults", () => {
-  assert.deepEqual(roundSchedule({ schedule: "Cosine", annealFraction: 0.2, optimizerState: "Reset" }), {});
-  assert.deepEqual(roundSchedule({ schedule: "ConstantThenAnneal", annealFraction: 0.3, optimizerState: "Carry" }), {
-    schedule: "ConstantThenAnneal",
-    annealFraction: 0.3,
-    state: "Carry",
-  });
+test("roundSchedule writes only what differs from the trainer's defaults; rounds from scratch keep the cosine cycle", () => {
+  assert.deepEqual(roundSchedule({ schedule: "Cosine", annealFraction: 0.2, optimizerState: "Reset" }, true), {});
+  const knobs = { schedule: "ConstantThenAnneal", annealFraction: 0.3, optimizerState: "Carry" } as const;
+  assert.deepEqual(roundSchedule(knobs, true), { schedule: "ConstantThenAnneal", annealFraction: 0.3, state: "Carry" });
+  assert.deepEqual(roundSchedule(knobs, false), { state: "Carry" });
 });
 
 test("admission: merge on a strategy trained from scratch is refused, with the field", () => {
@@ -41,11 +39,12 @@ test("admission: merge on a strategy trained from scratch is refused, with the f
   }
 });
 
-test("the defaults are the paper's: no merge, fresh AdamW, one cosine cycle", () => {
+test("the defaults: no merge, fresh AdamW (the paper's), constant lr then anneal on warm-started rounds (the ablation's)", () => {
   const spec = continualClipRunSpec.parse(
     YAML.parse(readFileSync(path.join(REPO_ROOT, "examples/minimal.yaml"), "utf8")).spec,
   );
   assert.deepEqual(spec.strategy.merge, { mode: "None", coefficient: 0.5 });
-  assert.equal(spec.strategy.optimizer.schedule, "Cosine");
+  assert.equal(spec.strategy.optimizer.schedule, "ConstantThenAnneal");
+  assert.equal(spec.strategy.optimizer.annealFraction, 0.2);
   assert.equal(spec.strategy.optimizer.optimizerState, "Reset");
 });

@@ -60,7 +60,7 @@ import { ticMatrix, type TicMatrix, type TicRow } from "../operator/evaluation/t
 import { readTrainingCurves } from "../operator/report/curves.ts";
 import { reportHtml, type ReportRun } from "../operator/report/html.ts";
 import { rescoreRun } from "../operator/report/rescore.ts";
-import { formatTable, summarize, type RunResult } from "../operator/report/summary.ts";
+import { differenceLines, formatTable, summarize, type RunResult } from "../operator/report/summary.ts";
 import { createS3Client } from "../operator/s3/client.ts";
 import { S3ObjectStore } from "../operator/s3/object-store.ts";
 import {
@@ -804,12 +804,15 @@ function report(calibration: Calibration[], results: Result[], settings: string,
         `interval over seeds and pack items]:\n${table}`,
     );
   }
+  const differences = differenceLines(results, ORDER);
+  if (differences.length) console.log(`\n${differences.join("\n")}`);
   if (stepCosts.length) console.log(`\nTrainer cost (train_summary.json):\n  ${stepCosts.join("\n  ")}`);
   if (mergeLine) console.log(`  ${mergeLine}`);
   const notes = [
     `${settings} npm run experiment:tic`,
     `Seeds finished: ${seedsDone.join(",") || "none"} of ${SEEDS.join(",")}. Intervals: 95% percentile bootstrap over seeds and pack items (operator/report/summary.ts bootstrapCi).`,
     ...calibrationLines.map((l) => `Calibration: ${l}`),
+    ...differences.flatMap((l) => l.split("\n")),
     ...stepCosts.map((l) => `Cost: ${l}`),
     ...(mergeLine ? [mergeLine] : []),
     `Wall time ${elapsed()}.`,

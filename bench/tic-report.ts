@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { reportHtml } from "../operator/report/html.ts";
-import { formatTable, summarize, type RunResult } from "../operator/report/summary.ts";
+import { differenceLines, formatTable, summarize, type RunResult } from "../operator/report/summary.ts";
 
 type ResultsFile = {
   T: number;
@@ -49,9 +49,12 @@ const lines = [
     (c) => `Calibration: ${c.budget / first.C}C from scratch: mean R@1 ${pts(c.meanR1)}, ID ${pts(c.id)}`,
   ),
 ];
+const differences = differenceLines(runs, order);
 console.log(
-  `${lines.join("\n")}\n\nR@1 in points: mean [95% bootstrap interval over seeds and pack items]\n${formatTable(summaries)}`,
+  `${lines.join("\n")}\n\nR@1 in points: mean [95% bootstrap interval over seeds and pack items]\n${formatTable(summaries)}` +
+    `\n\n${differences.join("\n")}`,
 );
+lines.push(...differences.flatMap((l) => l.split("\n")));
 mkdirSync(out, { recursive: true });
 writeFileSync(
   path.join(out, "report.html"),

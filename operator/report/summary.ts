@@ -125,20 +125,19 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+type BootstrapOptions = { resamples?: number; level?: number; seed?: number };
+
 /**
- * 95% (by default) percentile bootstrap interval of the mean over runs of each run's mean cell, with
- * both sources of noise resampled: the runs (seeds) with replacement, then within each drawn run the
- * items of every cell. Per-item hits are not stored, so a cell of R@1 p over n items is redrawn as
- * Binomial(n, p) / n (a parametric bootstrap over items; it treats cells as independent, while one
- * pack's items recur down a column, so the item part is if anything narrow). `runs[r]` is run r's
- * cells; every run needs one at least.
+ * The percentile bootstrap both intervals below share: COUNT runs (seeds) drawn with replacement,
+ * DRAW giving a drawn run's value with its cells' items redrawn by REDRAW (the mean of the cells,
+ * each cell of R@1 p over n items redrawn as Binomial(n, p) / n).
  */
-export function bootstrapCi(
-  runs: readonly (readonly Cell[])[],
-  opts: { resamples?: number; level?: number; seed?: number } = {},
+function percentileBootstrap(
+  count: number,
+  draw: (run: number, redraw: (cells: readonly Cell[]) => number) => number,
+  opts: BootstrapOptions,
 ): [number, number] {
   const { resamples = 2000, level = 0.95, seed = 1 } = opts;
-  if (runs.length === 0 || runs.some((c) => c.length === 0)) throw new Error("bootstrapCi: every run needs a cell");
   const rand = seededRandom(seed);
   // Binomial(n, p) / n: exact (n Bernoulli draws) up to 1000 items, its normal approximation beyond.
   const binomial = (n: number, p: number) => {
@@ -150,20 +149,96 @@ export function bootstrapCi(
     for (let i = 0; i < n; i++) if (rand() < p) k++;
     return k / n;
   };
+  const redraw = (cells: readonly Cell[]) => {
+    let sum = 0;
+    for (const c of cells) sum += binomial(Math.round(c.items), c.value);
+    return sum / cells.length;
+  };
   const means: number[] = [];
   for (let b = 0; b < resamples; b++) {
     let total = 0;
-    for (let r = 0; r < runs.length; r++) {
-      const cells = runs[Math.floor(rand() * runs.length)]!;
-      let sum = 0;
-      for (const c of cells) sum += binomial(Math.round(c.items), c.value);
-      total += sum / cells.length;
-    }
-    means.push(total / runs.length);
+    for (let r = 0; r < count; r++) total += draw(Math.floor(rand() * count), redraw);
+    means.push(total / count);
   }
   means.sort((a, b) => a - b);
   const at = (q: number) => means[Math.min(resamples - 1, Math.max(0, Math.floor(q * resamples)))]!;
   return [at((1 - level) / 2), at(1 - (1 - level) / 2)];
+}
+
+/**
+ * 95% (by default) percentile bootstrap interval of the mean over runs of each run's mean cell, with
+ * both sources of noise resampled: the runs (seeds) with replacement, then within each drawn run the
+ * items of every cell. Per-item hits are not stored, so a cell of R@1 p over n items is redrawn as
+ * Binomial(n, p) / n (a parametric bootstrap over items; it treats cells as independent, while one
+ * pack's items recur down a column, so the item part is if anything narrow). `runs[r]` is run r's
+ * cells; every run needs one at least.
+ */
+export function bootstrapCi(runs: readonly (readonly Cell[])[], opts: BootstrapOptions = {}): [number, number] {
+  if (runs.length === 0 || runs.some((c) => c.length === 0)) throw new Error("bootstrapCi: every run needs a cell");
+  return percentileBootstrap(runs.length, (r, redraw) => redraw(runs[r]!), opts);
+}
+
+/**
+ * The same interval for a paired difference: `pairs[r]` is seed r's cells of a row and of its
+ * baseline trained on the same seed (same slices, same round 0); a drawn seed contributes the
+ * difference of the two redrawn means. Seed-to-seed swings that move both rows alike cancel, so a
+ * difference can be clear while both rows' own intervals overlap.
+ */
+export function pairedBootstrapCi(
+  pairs: readonly (readonly [readonly Cell[], readonly Cell[]])[],
+  opts: BootstrapOptions = {},
+): [number, number] {
+  if (pairs.length === 0 || pairs.some(([a, b]) => a.length === 0 || b.length === 0))
+    throw new Error("pairedBootstrapCi: every pair needs cells on both sides");
+  return percentileBootstrap(pairs.length, (r, redraw) => redraw(pairs[r]![0]) - redraw(pairs[r]![1]), opts);
+}
+
+/** A row against a baseline row, paired by seed: the per-seed differences of ID and backward R@1. */
+export type Difference = { label: string; baseline: string; seeds: number; id: Stat; backward: Stat };
+
+/**
+ * The rows the others are compared with, paired by seed: the Oracle and CumulativeAll where the
+ * table has them (the experiment), else its first row (the ablation's paper arm).
+ */
+export function differenceBaselines(order: readonly string[]): string[] {
+  const named = ["Oracle", "CumulativeAll"].filter((l) => order.includes(l));
+  return named.length ? named : order.slice(0, 1);
+}
+
+/** The paired differences against each of differenceBaselines, as printable lines (none: []). */
+export function differenceLines(results: readonly RunResult[], order: readonly string[]): string[] {
+  return differenceBaselines(order).flatMap((baseline) => {
+    const rows = pairedDifferences(results, order, baseline);
+    return rows.length
+      ? [`Paired by seed, minus ${baseline}, R@1 in points [95% bootstrap interval]:`, formatDifferences(rows)]
+      : [];
+  });
+}
+
+/** Each row of ORDER but BASELINE against BASELINE, over the seeds both have (none: no row). */
+export function pairedDifferences(
+  results: readonly RunResult[],
+  order: readonly string[],
+  baseline: string,
+): Difference[] {
+  const base = new Map(results.filter((r) => labelOf(r) === baseline).map((r) => [r.seed, r]));
+  return order
+    .filter((label) => label !== baseline)
+    .map((label, i) => {
+      const pairs = results
+        .filter((r) => labelOf(r) === label && base.has(r.seed))
+        .map((r) => [r, base.get(r.seed)!] as const);
+      const diff = (rel: Relation): Stat => {
+        const st = stat(
+          pairs.map(([a, b]) => (a.matrix.summary[rel] ?? Number.NaN) - (b.matrix.summary[rel] ?? Number.NaN)),
+        );
+        const cells = pairs.map(([a, b]) => [relationCells(a, rel), relationCells(b, rel)] as const);
+        if (!st || st.n !== pairs.length || cells.some(([a, b]) => !a?.length || !b?.length)) return st;
+        return { ...st, ci: pairedBootstrapCi(cells as [Cell[], Cell[]][], { seed: 1 + i }) };
+      };
+      return { label, baseline, seeds: pairs.length, id: diff("id"), backward: diff("backward") };
+    })
+    .filter((d) => d.seeds > 0);
 }
 
 const pct = (x: number) => (100 * x).toFixed(1);
@@ -201,6 +276,26 @@ export function tableCells(r: StrategySummary): string[] {
     r.computeVsOracle === null ? "n/a" : r.computeVsOracle.toFixed(2),
     r.chance === null ? "n/a" : pct(r.chance),
   ];
+}
+
+const signed = (x: number) => `${x >= 0 ? "+" : ""}${pct(x)}`;
+/** In R@1 points, signed: "+18.7 [18.2, 19.6]" (the interval as in formatStat, else ±half range). */
+export const formatDifference = (s: Stat) =>
+  s
+    ? s.ci
+      ? `${signed(s.mean)} [${signed(s.ci[0])}, ${signed(s.ci[1])}]`
+      : `${signed(s.mean)} ±${pct((s.max - s.min) / 2)}`
+    : "n/a";
+
+/** One line per row: "<row> - <baseline>: ID ..., backward ... (n seeds, paired)". */
+export function formatDifferences(rows: readonly Difference[]): string {
+  const width = Math.max(0, ...rows.map((r) => r.label.length));
+  return rows
+    .map(
+      (r) =>
+        `${r.label.padEnd(width)}  ID ${formatDifference(r.id)}  backward ${formatDifference(r.backward)}  (${r.seeds} seeds, paired)`,
+    )
+    .join("\n");
 }
 
 /** The experiment's table as fixed-width text. */

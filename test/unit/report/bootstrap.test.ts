@@ -2,8 +2,18 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ticMatrix } from "../../../operator/evaluation/tic.ts";
-import { bootstrapCi, formatStat, relationCells, seededRandom, summarize } from "../../../operator/report/summary.ts";
-import { fixtureRun } from "../../support/report-fixture.ts";
+import {
+  bootstrapCi,
+  formatDifferences,
+  formatStat,
+  pairedBootstrapCi,
+  pairedDifferences,
+  relationCells,
+  seededRandom,
+  summarize,
+  type RunResult,
+} from "../../../operator/report/summary.ts";
+import { fixtureRun, SLICES } from "../../support/report-fixture.ts";
 
 test("the same input and seed give the same interval; the interval holds the mean", () => {
   const runs = [[{ value: 0.4, items: 200 }], [{ value: 0.5, items: 200 }], [{ value: 0.45, items: 200 }]];
@@ -72,4 +82,54 @@ test("summarize gives rows with item counts an interval, variants their own rows
   assert.ok(ci[0] <= rows[0]!.id!.mean && rows[0]!.id!.mean <= ci[1]);
   assert.match(formatStat(rows[0]!.id), /^\d+\.\d \[\d+\.\d, \d+\.\d\]$/);
   assert.equal(ticMatrix([]).summary.id, null);
+});
+
+/** A run whose every cell is base + seedShift (+ shift), 2000 items a cell. */
+function shifted(label: string, seed: number, shift: number): RunResult {
+  const rows = SLICES.map((s, i) => ({
+    round: i,
+    roundSlices: [s],
+    cells: Object.fromEntries(SLICES.map((t, j) => [t, 0.3 + 0.1 * seed - 0.05 * Math.abs(i - j) + shift])),
+  }));
+  const matrix = ticMatrix(rows);
+  return {
+    strategy: "CumulativeAll",
+    variant: label,
+    seed: String(seed),
+    run: `${label}-${seed}`,
+    matrix,
+    items: matrix.values.map((row) => row.map(() => 2000)),
+    samplesSeen: 4000,
+    savingVsOracle: 2.5,
+  };
+}
+
+test("a paired difference is clear where seed swings hide it in the rows' own intervals", () => {
+  const results = [0, 1, 2].flatMap((seed) => [shifted("base", seed, 0), shifted("better", seed, 0.05)]);
+  const [base, better] = summarize(results, ["base", "better"]);
+  assert.ok(better!.id!.ci![0] < base!.id!.ci![1], "the rows' own intervals overlap");
+  const [d] = pairedDifferences(results, ["base", "better"], "base");
+  assert.equal(d!.seeds, 3);
+  assert.ok(Math.abs(d!.id!.mean - 0.05) < 1e-9);
+  assert.ok(d!.id!.ci![0] > 0.03 && d!.id!.ci![1] < 0.07, JSON.stringify(d!.id!.ci));
+  assert.ok(d!.backward!.ci![0] > 0.03, JSON.stringify(d!.backward!.ci));
+  assert.match(
+    formatDifferences([d!]),
+    /^better {2}ID \+5\.0 \[\+\d\.\d, \+\d\.\d\] {2}backward \+5\.0 .*\(3 seeds, paired\)$/,
+  );
+});
+
+test("pairedDifferences pairs by seed only: a seed the baseline lacks is left out", () => {
+  const results = [shifted("base", 0, 0), shifted("other", 0, -0.1), shifted("other", 1, 0.3)];
+  const [d] = pairedDifferences(results, ["base", "other"], "base");
+  assert.equal(d!.seeds, 1);
+  assert.ok(Math.abs(d!.id!.mean + 0.1) < 1e-9);
+  assert.deepEqual(pairedDifferences(results, ["base", "none"], "base"), []);
+});
+
+test("pairedBootstrapCi: identical sides give 0 at the bounds; a missing side is refused", () => {
+  const one = [{ value: 1, items: 50 }];
+  assert.deepEqual(pairedBootstrapCi([[one, one]]), [0, 0]);
+  assert.throws(() => pairedBootstrapCi([[one, []]]));
+  assert.throws(() => pairedBootstrapCi([]));
 });

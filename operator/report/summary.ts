@@ -39,6 +39,8 @@ export type StrategySummary = {
   id: Stat;
   backward: Stat;
   forward: Stat;
+  /** The last round's model on every slice: what a run serves after T rounds. */
+  final: Stat;
   samplesSeen: number;
   /** samplesSeen / the Oracle's samplesSeen (null without an Oracle run). */
   computeVsOracle: number | null;
@@ -74,9 +76,9 @@ export function summarize(results: readonly RunResult[], order: readonly string[
     .filter((rs) => rs.length > 0)
     .map((rs, i) => {
       const samples = stat(rs.map((r) => r.samplesSeen))!.mean;
-      const withCi = (rel: Relation) => {
-        const st = stat(rs.map((r) => r.matrix.summary[rel]));
-        const cells = rs.map((r) => relationCells(r, rel));
+      const withCi = (m: Measure) => {
+        const st = stat(rs.map((r) => measureOf(r, m)));
+        const cells = rs.map((r) => measureCells(r, m));
         if (!st || cells.some((c) => c === null || c.length === 0)) return st;
         return { ...st, ci: bootstrapCi(cells as Cell[][], { seed: 1 + i }) };
       };
@@ -87,6 +89,7 @@ export function summarize(results: readonly RunResult[], order: readonly string[
         id: withCi("id"),
         backward: withCi("backward"),
         forward: withCi("forward"),
+        final: withCi("final"),
         samplesSeen: samples,
         computeVsOracle: oracle ? samples / oracle.mean : null,
         chance: stat(rs.map((r) => r.chance))?.mean ?? null,
@@ -111,6 +114,25 @@ export function relationCells(r: Pick<RunResult, "matrix" | "items">, rel: Relat
     }
   }
   return out;
+}
+
+/** What a table column averages: a relation of the TiC matrix, or the last round's row (final). */
+export type Measure = Relation | "final";
+
+/** A run's value of a measure (null where nothing was scored). */
+export function measureOf(r: Pick<RunResult, "matrix">, m: Measure): number | null {
+  if (m !== "final") return r.matrix.summary[m];
+  return stat(r.matrix.values.at(-1) ?? [])?.mean ?? null;
+}
+
+/** A run's cells of a measure with their item counts; null without counts. */
+export function measureCells(r: Pick<RunResult, "matrix" | "items">, m: Measure): Cell[] | null {
+  if (m !== "final") return relationCells(r, m);
+  if (!r.items) return null;
+  const last = r.matrix.values.length - 1;
+  return (r.matrix.values[last] ?? []).flatMap((v, j) =>
+    v === null ? [] : [{ value: v, items: r.items![last]?.[j] ?? Number.NaN }],
+  );
 }
 
 /** Mulberry32: a small seeded generator, so an interval is the same every time it is computed. */
@@ -194,7 +216,7 @@ export function pairedBootstrapCi(
 }
 
 /** A row against a baseline row, paired by seed: the per-seed differences of ID and backward R@1. */
-export type Difference = { label: string; baseline: string; seeds: number; id: Stat; backward: Stat };
+export type Difference = { label: string; baseline: string; seeds: number; id: Stat; backward: Stat; final: Stat };
 
 /**
  * The rows the others are compared with, paired by seed: the Oracle and CumulativeAll where the
@@ -228,15 +250,20 @@ export function pairedDifferences(
       const pairs = results
         .filter((r) => labelOf(r) === label && base.has(r.seed))
         .map((r) => [r, base.get(r.seed)!] as const);
-      const diff = (rel: Relation): Stat => {
-        const st = stat(
-          pairs.map(([a, b]) => (a.matrix.summary[rel] ?? Number.NaN) - (b.matrix.summary[rel] ?? Number.NaN)),
-        );
-        const cells = pairs.map(([a, b]) => [relationCells(a, rel), relationCells(b, rel)] as const);
+      const diff = (m: Measure): Stat => {
+        const st = stat(pairs.map(([a, b]) => (measureOf(a, m) ?? Number.NaN) - (measureOf(b, m) ?? Number.NaN)));
+        const cells = pairs.map(([a, b]) => [measureCells(a, m), measureCells(b, m)] as const);
         if (!st || st.n !== pairs.length || cells.some(([a, b]) => !a?.length || !b?.length)) return st;
         return { ...st, ci: pairedBootstrapCi(cells as [Cell[], Cell[]][], { seed: 1 + i }) };
       };
-      return { label, baseline, seeds: pairs.length, id: diff("id"), backward: diff("backward") };
+      return {
+        label,
+        baseline,
+        seeds: pairs.length,
+        id: diff("id"),
+        backward: diff("backward"),
+        final: diff("final"),
+      };
     })
     .filter((d) => d.seeds > 0);
 }
@@ -259,6 +286,7 @@ export const TABLE_HEADER = [
   "ID R@1",
   "backward R@1",
   "forward R@1",
+  "final R@1",
   "samples seen",
   "x Oracle",
   "chance",
@@ -272,6 +300,7 @@ export function tableCells(r: StrategySummary): string[] {
     formatStat(r.id),
     formatStat(r.backward),
     formatStat(r.forward),
+    formatStat(r.final),
     String(Math.round(r.samplesSeen)),
     r.computeVsOracle === null ? "n/a" : r.computeVsOracle.toFixed(2),
     r.chance === null ? "n/a" : pct(r.chance),
@@ -293,7 +322,7 @@ export function formatDifferences(rows: readonly Difference[]): string {
   return rows
     .map(
       (r) =>
-        `${r.label.padEnd(width)}  ID ${formatDifference(r.id)}  backward ${formatDifference(r.backward)}  (${r.seeds} seeds, paired)`,
+        `${r.label.padEnd(width)}  ID ${formatDifference(r.id)}  backward ${formatDifference(r.backward)}  final ${formatDifference(r.final)}  (${r.seeds} seeds, paired)`,
     )
     .join("\n");
 }

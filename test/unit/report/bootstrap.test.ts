@@ -6,6 +6,8 @@ import {
   bootstrapCi,
   formatDifferences,
   formatStat,
+  measureCells,
+  measureOf,
   pairedBootstrapCi,
   pairedDifferences,
   relationCells,
@@ -113,6 +115,7 @@ test("a paired difference is clear where seed swings hide it in the rows' own in
   assert.ok(Math.abs(d!.id!.mean - 0.05) < 1e-9);
   assert.ok(d!.id!.ci![0] > 0.03 && d!.id!.ci![1] < 0.07, JSON.stringify(d!.id!.ci));
   assert.ok(d!.backward!.ci![0] > 0.03, JSON.stringify(d!.backward!.ci));
+  assert.ok(Math.abs(d!.final!.mean - 0.05) < 1e-9 && d!.final!.ci![0] > 0.02, JSON.stringify(d!.final));
   assert.match(
     formatDifferences([d!]),
     /^better {2}ID \+5\.0 \[\+\d\.\d, \+\d\.\d\] {2}backward \+5\.0 .*\(3 seeds, paired\)$/,
@@ -132,4 +135,17 @@ test("pairedBootstrapCi: identical sides give 0 at the bounds; a missing side is
   assert.deepEqual(pairedBootstrapCi([[one, one]]), [0, 0]);
   assert.throws(() => pairedBootstrapCi([[one, []]]));
   assert.throws(() => pairedBootstrapCi([]));
+});
+
+test("final: the last round's row over every slice, with its item counts", () => {
+  const run = shifted("x", 1, 0);
+  const last = run.matrix.values.at(-1)!;
+  assert.ok(Math.abs(measureOf(run, "final")! - last.reduce((a, b) => a + b!, 0) / last.length) < 1e-12);
+  assert.deepEqual(
+    measureCells(run, "final")!.map((c) => c.items),
+    [2000, 2000, 2000, 2000],
+  );
+  assert.equal(measureCells({ matrix: run.matrix }, "final"), null);
+  const [row] = summarize([run], ["x"]);
+  assert.ok(Math.abs(row!.final!.mean - measureOf(run, "final")!) < 1e-12);
 });

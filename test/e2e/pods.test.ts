@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { buildRendezvousService, buildTrainJob } from "../../operator/training/job.ts";
-import { createNamespace, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
+import { applyCrds, createNamespace, kubectl, kubectlOk, waitFor } from "../support/cluster.ts";
 import {
   assertNotStuck,
   createRun,
@@ -25,6 +25,7 @@ let ns = "";
 let operator: Proc;
 
 before(() => {
+  applyCrds(); // this file also runs alone (dev/e2e.sh test/e2e/pods.test.ts), before any helm install
   ns = createNamespace("e2e-pods");
   createS3Secret(ns);
   operator = startOperator(

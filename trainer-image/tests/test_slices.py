@@ -101,6 +101,10 @@ def test_synth_is_deterministic_and_drifts():
     early, late = words(0), words(3)
     assert len(late - early) >= 4  # new shapes and colours appear
     assert len(early - late) >= 4  # old ones fade out
+    # The drift goes on for 7 slices (npm run experiment:tic at TIC_T=7): every window is new.
+    windows = [tuple(synth.concepts(k, synth.SHAPES)[0] + synth.concepts(k, list(synth.COLOURS))[0]) for k in range(7)]
+    assert len(set(windows)) == 7
+    assert len(words(6) - words(3)) >= 4
     assert list(synth.samples(0, "2016", 5, "eval")) != a[:5]  # held-out split differs
 
 

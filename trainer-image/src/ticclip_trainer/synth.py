@@ -19,7 +19,27 @@ from PIL import Image, ImageDraw
 
 from .slices import write_slice
 
-SHAPES = ["circle", "square", "triangle", "cross", "diamond", "star", "ring", "bar", "arrow", "heart"]
+# 16 shapes and 16 colours: the window keeps moving to new concepts for 7 slices (starts 0, 2, ..., 12);
+# slices after that share the last window. The first 10 of each are the original lists, so slices 0-3
+# are the same as before the lists grew.
+SHAPES = [
+    "circle",
+    "square",
+    "triangle",
+    "cross",
+    "diamond",
+    "star",
+    "ring",
+    "bar",
+    "arrow",
+    "heart",
+    "hexagon",
+    "pentagon",
+    "frame",
+    "oval",
+    "hourglass",
+    "octagon",
+]
 COLOURS = {
     "red": (220, 30, 30),
     "green": (30, 180, 30),
@@ -31,6 +51,12 @@ COLOURS = {
     "white": (245, 245, 245),
     "pink": (250, 120, 180),
     "brown": (130, 80, 30),
+    "grey": (140, 140, 140),
+    "navy": (20, 30, 130),
+    "olive": (128, 128, 0),
+    "teal": (0, 128, 128),
+    "maroon": (128, 0, 0),
+    "lime": (170, 250, 60),
 }
 POSITIONS = {"left": (0.28, 0.5), "right": (0.72, 0.5), "top": (0.5, 0.28), "bottom": (0.5, 0.72), "centre": (0.5, 0.5)}
 WINDOW, STEP = 4, 2
@@ -100,6 +126,18 @@ def draw(shape: str, colour: tuple, position: str, rng: random.Random) -> Image.
         d.ellipse((cx - r, cy - r, cx, cy), fill=col)
         d.ellipse((cx, cy - r, cx + r, cy), fill=col)
         d.polygon([(cx - r, cy - r / 2), (cx + r, cy - r / 2), (cx, cy + r)], fill=col)
+    elif shape == "hexagon":
+        d.polygon(_polygon(cx, cy, r, 6), fill=col)
+    elif shape == "pentagon":
+        d.polygon(_polygon(cx, cy, r, 5, -math.pi / 2), fill=col)
+    elif shape == "frame":
+        d.rectangle(box, outline=col, width=3)
+    elif shape == "oval":
+        d.ellipse((cx - r, cy - r / 2, cx + r, cy + r / 2), fill=col)
+    elif shape == "hourglass":
+        d.polygon([(cx - r, cy - r), (cx + r, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=col)
+    elif shape == "octagon":
+        d.polygon(_polygon(cx, cy, r, 8, math.pi / 8), fill=col)
     else:
         raise ValueError(shape)
     return img
